@@ -1,0 +1,73 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The few kernel types lockscope's BPF programs touch, relocated by CO-RE at
+ * load time, and the layout shared with user space (see src/abi.rs). */
+#ifndef LOCKSCOPE_BPF_H
+#define LOCKSCOPE_BPF_H
+
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+
+typedef __u8 u8;
+typedef __u32 u32;
+typedef __s32 s32;
+typedef __u64 u64;
+typedef _Bool bool;
+#define true 1
+#define false 0
+
+typedef struct { int counter; } atomic_t;
+
+struct signal_struct {
+	atomic_t live;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	int pid;
+	int tgid;
+	struct signal_struct *signal;
+} __attribute__((preserve_access_index));
+
+/* Limits; user space may raise map sizes before load. */
+#define MAX_WORKLOADS 64
+#define MAX_CGROUP_TARGETS 16
+#define MAX_STACK_DEPTH 64
+#define MAX_NESTING 4
+
+/* Counters in the per-CPU `counters` array; keep in step with abi.rs. */
+enum counter {
+	C_EVENTS,          /* contention_begin seen for a tracked workload */
+	C_IRQ_FILTERED,    /* ... of which in interrupt context, left out */
+	C_MAP_FULL,        /* aggregate not stored: map full */
+	C_MAP_BUSY,        /* aggregate not stored: map busy (re-entered on this CPU) */
+	C_STACK_COLLISION, /* stack id lost to a hash collision in the stack map */
+	C_STACK_ERROR,     /* stack id lost for another reason */
+	C_STATE_BUSY,      /* per-task wait state unavailable */
+	C_NESTING_OVERFLOW,/* more than MAX_NESTING waits in flight on one task */
+	C_UNMATCHED_END,   /* contention_end without its begin (began before attach) */
+	C_TRACK_FULL,      /* forked child not tracked: tracked_tgids full */
+	NR_COUNTERS,
+};
+
+struct agg_key {
+	u32 workload;
+	u32 tgid;
+	u64 lock;
+	u32 flags;
+	s32 stack_id;
+};
+
+struct agg_val {
+	u64 count;
+	u64 wait_total_ns;
+	u64 wait_max_ns;
+};
+
+struct cgroup_target {
+	u64 id;
+	u32 level;
+	u32 workload;
+};
+
+#endif

@@ -1,0 +1,464 @@
+//! On-disk format: a directory holding `trace.json` (the metadata document,
+//! [`TraceMeta`]) and three Parquet tables:
+//!
+//! | file | columns |
+//! |---|---|
+//! | `locks.parquet` | workload u32, tgid u32, lock_addr u64, generation u32, flags u32, kind string, stack_id i32, count u64, wait_total_ns u64, wait_max_ns u64, hold_total_ns u64, hold_max_ns u64 |
+//! | `stacks.parquet` | stack_id i32, frames list<u64> (innermost first) |
+//! | `symbols.parquet` | addr u64, size u64, name string, module string?, kind string (`text`/`data`) |
+//!
+//! The directory is written under a temporary name and renamed into place, so
+//! a reader never sees half a trace; it is 0700 and its files 0600 because
+//! kernel addresses defeat KASLR.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::builder::{ListBuilder, UInt64Builder};
+use arrow_array::{
+    Array, ArrayRef, Int32Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
+};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::WriterProperties;
+
+use crate::model::*;
+
+pub const FORMAT_NAME: &str = "lockscope-trace";
+pub const FORMAT_VERSION: u32 = 1;
+const META_FILE: &str = "trace.json";
+const LOCKS_FILE: &str = "locks.parquet";
+const STACKS_FILE: &str = "stacks.parquet";
+const SYMBOLS_FILE: &str = "symbols.parquet";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TraceError {
+    #[error("{0}: no such trace")]
+    NotFound(PathBuf),
+    #[error("{0}: not a lockscope trace (expected a directory holding {META_FILE})")]
+    Foreign(PathBuf),
+    #[error("{path}: written by a newer lockscope (trace format {found}, this build reads up to {FORMAT_VERSION}); upgrade lockscope to read it")]
+    Newer { path: PathBuf, found: u32 },
+    #[error("{path}: {file} is truncated ({found} bytes, the trace says {expected}); the recording was cut short or the copy is incomplete")]
+    Truncated { path: PathBuf, file: String, found: u64, expected: u64 },
+    #[error("{path}: {file} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, file: String, reason: String },
+    #[error("{0}: already exists; choose another output or pass --force to replace it")]
+    Exists(PathBuf),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> TraceError + '_ {
+    move |source| TraceError::Io { path: path.to_owned(), source }
+}
+
+/// Writes `trace` to the directory `path`, atomically. An existing trace is
+/// replaced only when `force` is set.
+pub fn write_trace(path: &Path, trace: &Trace, force: bool) -> Result<(), TraceError> {
+    if path.exists() && !force {
+        return Err(TraceError::Exists(path.to_owned()));
+    }
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| TraceError::Foreign(path.to_owned()))?
+        .to_string_lossy()
+        .into_owned();
+    let staging = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&staging);
+    fs::DirBuilder::new().mode(0o700).create(&staging).map_err(io(&staging))?;
+
+    let result = write_contents(&staging, trace).and_then(|()| {
+        if path.exists() {
+            let old = parent.join(format!(".{name}.old-{}", std::process::id()));
+            fs::rename(path, &old).map_err(io(path))?;
+            fs::rename(&staging, path).map_err(io(path))?;
+            fs::remove_dir_all(&old).map_err(io(&old))
+        } else {
+            fs::rename(&staging, path).map_err(io(path))
+        }
+    });
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&staging);
+    }
+    result
+}
+
+fn write_contents(dir: &Path, trace: &Trace) -> Result<(), TraceError> {
+    let tables = [
+        (LOCKS_FILE, locks_batch(&trace.records)),
+        (STACKS_FILE, stacks_batch(&trace.stacks)),
+        (SYMBOLS_FILE, symbols_batch(&trace.symbols)),
+    ];
+    let mut meta = trace.meta.clone();
+    meta.format = FORMAT_NAME.to_owned();
+    meta.version = FORMAT_VERSION;
+    meta.files.clear();
+    for (file, batch) in tables {
+        let path = dir.join(file);
+        let bytes = write_parquet(&path, &batch)?;
+        meta.files.push(TraceFile { name: file.to_owned(), bytes, rows: batch.num_rows() as u64 });
+    }
+    let json = serde_json::to_vec_pretty(&meta).expect("trace metadata serializes");
+    let path = dir.join(META_FILE);
+    let mut f = create_private(&path)?;
+    f.write_all(&json).and_then(|()| f.sync_all()).map_err(io(&path))
+}
+
+fn create_private(path: &Path) -> Result<File, TraceError> {
+    OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(io(path))
+}
+
+fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<u64, TraceError> {
+    let file = create_private(path)?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .build();
+    let corrupt = |e: parquet::errors::ParquetError| TraceError::Io {
+        path: path.to_owned(),
+        source: std::io::Error::other(e),
+    };
+    let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(corrupt)?;
+    writer.write(batch).map_err(corrupt)?;
+    let file = writer.into_inner().map_err(corrupt)?;
+    file.sync_all().map_err(io(path))?;
+    Ok(file.metadata().map_err(io(path))?.len())
+}
+
+fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
+    RecordBatch::try_from_iter(columns).expect("columns of equal length")
+}
+
+fn locks_batch(records: &[LockRecord]) -> RecordBatch {
+    let u32s = |f: fn(&LockRecord) -> u32| -> ArrayRef {
+        Arc::new(records.iter().map(f).collect::<UInt32Array>())
+    };
+    let u64s = |f: fn(&LockRecord) -> u64| -> ArrayRef {
+        Arc::new(records.iter().map(f).collect::<UInt64Array>())
+    };
+    batch(vec![
+        ("workload", u32s(|r| r.workload)),
+        ("tgid", u32s(|r| r.tgid)),
+        ("lock_addr", u64s(|r| r.lock_addr)),
+        ("generation", u32s(|r| r.generation)),
+        ("flags", u32s(|r| r.flags)),
+        ("kind", Arc::new(records.iter().map(|r| Some(r.kind().name())).collect::<StringArray>())),
+        ("stack_id", Arc::new(records.iter().map(|r| r.stack_id).collect::<Int32Array>())),
+        ("count", u64s(|r| r.count)),
+        ("wait_total_ns", u64s(|r| r.wait_total_ns)),
+        ("wait_max_ns", u64s(|r| r.wait_max_ns)),
+        ("hold_total_ns", u64s(|r| r.hold_total_ns)),
+        ("hold_max_ns", u64s(|r| r.hold_max_ns)),
+    ])
+}
+
+fn stacks_batch(stacks: &[Stack]) -> RecordBatch {
+    let mut frames = ListBuilder::new(UInt64Builder::new());
+    for s in stacks {
+        frames.values().append_slice(&s.frames);
+        frames.append(true);
+    }
+    batch(vec![
+        ("stack_id", Arc::new(stacks.iter().map(|s| s.id).collect::<Int32Array>())),
+        ("frames", Arc::new(frames.finish())),
+    ])
+}
+
+fn symbols_batch(symbols: &[Symbol]) -> RecordBatch {
+    let kind = |s: &Symbol| match s.kind {
+        SymbolKind::Text => "text",
+        SymbolKind::Data => "data",
+    };
+    batch(vec![
+        ("addr", Arc::new(symbols.iter().map(|s| s.addr).collect::<UInt64Array>())),
+        ("size", Arc::new(symbols.iter().map(|s| s.size).collect::<UInt64Array>())),
+        ("name", Arc::new(symbols.iter().map(|s| Some(s.name.as_str())).collect::<StringArray>())),
+        ("module", Arc::new(symbols.iter().map(|s| s.module.as_deref()).collect::<StringArray>())),
+        ("kind", Arc::new(symbols.iter().map(|s| Some(kind(s))).collect::<StringArray>())),
+    ])
+}
+
+/// Reads a trace written by [`write_trace`], checking that it is complete.
+pub fn read_trace(path: &Path) -> Result<Trace, TraceError> {
+    if !path.exists() {
+        return Err(TraceError::NotFound(path.to_owned()));
+    }
+    let meta_path = path.join(META_FILE);
+    if !path.is_dir() || !meta_path.is_file() {
+        return Err(TraceError::Foreign(path.to_owned()));
+    }
+    let text = fs::read(&meta_path).map_err(io(&meta_path))?;
+    // Check identity and version before the full schema, so a newer trace
+    // gets "upgrade" rather than a parse error.
+    let header: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|_| TraceError::Foreign(path.to_owned()))?;
+    if header.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
+        return Err(TraceError::Foreign(path.to_owned()));
+    }
+    let version = header.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
+    if version > FORMAT_VERSION {
+        return Err(TraceError::Newer { path: path.to_owned(), found: version });
+    }
+    let meta: TraceMeta = serde_json::from_value(header).map_err(|e| TraceError::Corrupt {
+        path: path.to_owned(),
+        file: META_FILE.to_owned(),
+        reason: e.to_string(),
+    })?;
+
+    let table = |file: &str| -> Result<Vec<RecordBatch>, TraceError> {
+        let expected = meta.files.iter().find(|f| f.name == file).ok_or_else(|| TraceError::Corrupt {
+            path: path.to_owned(),
+            file: META_FILE.to_owned(),
+            reason: format!("does not list {file}"),
+        })?;
+        let file_path = path.join(file);
+        let found = fs::metadata(&file_path).map(|m| m.len()).unwrap_or(0);
+        if found != expected.bytes {
+            return Err(TraceError::Truncated {
+                path: path.to_owned(),
+                file: file.to_owned(),
+                found,
+                expected: expected.bytes,
+            });
+        }
+        read_parquet(&file_path).map_err(|reason| TraceError::Corrupt {
+            path: path.to_owned(),
+            file: file.to_owned(),
+            reason,
+        })
+    };
+    let corrupt = |file: &str| {
+        let path = path.to_owned();
+        let file = file.to_owned();
+        move |reason: String| TraceError::Corrupt { path, file, reason }
+    };
+    let records = table(LOCKS_FILE)?
+        .iter()
+        .map(records_from)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(corrupt(LOCKS_FILE))?
+        .concat();
+    let stacks = table(STACKS_FILE)?
+        .iter()
+        .map(stacks_from)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(corrupt(STACKS_FILE))?
+        .concat();
+    let symbols = table(SYMBOLS_FILE)?
+        .iter()
+        .map(symbols_from)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(corrupt(SYMBOLS_FILE))?
+        .concat();
+    Ok(Trace { meta, records, stacks, symbols })
+}
+
+fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| e.to_string())?;
+    reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+}
+
+fn column<'a, T: Array + 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, String> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| format!("missing column {name}"))?
+        .as_any()
+        .downcast_ref::<T>()
+        .ok_or_else(|| format!("column {name} has type {}", batch.column_by_name(name).unwrap().data_type()))
+}
+
+fn records_from(batch: &RecordBatch) -> Result<Vec<LockRecord>, String> {
+    let u32s = |n| column::<UInt32Array>(batch, n);
+    let u64s = |n| column::<UInt64Array>(batch, n);
+    let (workload, tgid, generation, flags) = (u32s("workload")?, u32s("tgid")?, u32s("generation")?, u32s("flags")?);
+    let (addr, count) = (u64s("lock_addr")?, u64s("count")?);
+    let (wait_total, wait_max) = (u64s("wait_total_ns")?, u64s("wait_max_ns")?);
+    let (hold_total, hold_max) = (u64s("hold_total_ns")?, u64s("hold_max_ns")?);
+    let stack_id = column::<Int32Array>(batch, "stack_id")?;
+    Ok((0..batch.num_rows())
+        .map(|i| LockRecord {
+            workload: workload.value(i),
+            tgid: tgid.value(i),
+            lock_addr: addr.value(i),
+            generation: generation.value(i),
+            flags: flags.value(i),
+            stack_id: stack_id.value(i),
+            count: count.value(i),
+            wait_total_ns: wait_total.value(i),
+            wait_max_ns: wait_max.value(i),
+            hold_total_ns: hold_total.value(i),
+            hold_max_ns: hold_max.value(i),
+        })
+        .collect())
+}
+
+fn stacks_from(batch: &RecordBatch) -> Result<Vec<Stack>, String> {
+    let ids = column::<Int32Array>(batch, "stack_id")?;
+    let frames = column::<ListArray>(batch, "frames")?;
+    (0..batch.num_rows())
+        .map(|i| {
+            let list = frames.value(i);
+            let values = list
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .ok_or("frames are not u64")?;
+            Ok(Stack { id: ids.value(i), frames: values.values().to_vec() })
+        })
+        .collect()
+}
+
+fn symbols_from(batch: &RecordBatch) -> Result<Vec<Symbol>, String> {
+    let addr = column::<UInt64Array>(batch, "addr")?;
+    let size = column::<UInt64Array>(batch, "size")?;
+    let name = column::<StringArray>(batch, "name")?;
+    let module = column::<StringArray>(batch, "module")?;
+    let kind = column::<StringArray>(batch, "kind")?;
+    (0..batch.num_rows())
+        .map(|i| {
+            Ok(Symbol {
+                addr: addr.value(i),
+                size: size.value(i),
+                name: name.value(i).to_owned(),
+                module: (!module.is_null(i)).then(|| module.value(i).to_owned()),
+                kind: match kind.value(i) {
+                    "text" => SymbolKind::Text,
+                    "data" => SymbolKind::Data,
+                    other => return Err(format!("unknown symbol kind {other:?}")),
+                },
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn sample() -> Trace {
+        Trace {
+            meta: TraceMeta {
+                format: String::new(),
+                version: 0,
+                lockscope_version: "test".into(),
+                kernel_release: "6.1.0-test".into(),
+                hostname: "h".into(),
+                mode: Mode::Contention,
+                hook: "tp_btf".into(),
+                started_unix_ns: 1_000,
+                ended_unix_ns: 2_000_001_000,
+                end_reason: EndReason::WorkloadsExited,
+                irq_filter: true,
+                kallsyms_all: false,
+                workloads: vec![Workload {
+                    id: 1,
+                    name: "a".into(),
+                    selector: Selector::Run { command: "true".into() },
+                    pids: vec![42],
+                    run_time_ns: 2_000_000_000,
+                    exit: Some("exit status 0".into()),
+                    irq_filtered: 3,
+                }],
+                counters: Counters { events: 10, irq_filtered: 3, ..Default::default() },
+                files: vec![],
+            },
+            records: vec![LockRecord {
+                workload: 1,
+                tgid: 42,
+                lock_addr: 0xffff_8880_0000_1000,
+                generation: 0,
+                flags: lock_flags::SPIN,
+                stack_id: 7,
+                count: 5,
+                wait_total_ns: 500,
+                wait_max_ns: 200,
+                hold_total_ns: 0,
+                hold_max_ns: 0,
+            }],
+            stacks: vec![Stack { id: 7, frames: vec![0xffff_ffff_8100_0010, 0xffff_ffff_8100_2000] }],
+            symbols: vec![Symbol {
+                addr: 0xffff_ffff_8100_0000,
+                size: 0x100,
+                name: "do_thing".into(),
+                module: Some("ext4".into()),
+                kind: SymbolKind::Text,
+            }],
+        }
+    }
+
+    #[test]
+    fn round_trips_with_private_permissions() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        let trace = sample();
+        write_trace(&path, &trace, false).unwrap();
+        let back = read_trace(&path).unwrap();
+        assert_eq!(back.records, trace.records);
+        assert_eq!(back.stacks, trace.stacks);
+        assert_eq!(back.symbols, trace.symbols);
+        assert_eq!(back.meta.format, FORMAT_NAME);
+        assert_eq!(back.meta.files.len(), 3);
+        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o700);
+        for f in &back.meta.files {
+            let mode = fs::metadata(path.join(&f.name)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", f.name);
+        }
+    }
+
+    #[test]
+    fn refuses_to_overwrite_without_force() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        write_trace(&path, &sample(), false).unwrap();
+        assert!(matches!(write_trace(&path, &sample(), false), Err(TraceError::Exists(_))));
+        let mut changed = sample();
+        changed.records[0].count = 99;
+        write_trace(&path, &changed, true).unwrap();
+        assert_eq!(read_trace(&path).unwrap().records[0].count, 99);
+        let leftovers: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "staging directories are cleaned up");
+    }
+
+    #[test]
+    fn names_truncation_foreign_and_newer_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        write_trace(&path, &sample(), false).unwrap();
+
+        let locks = path.join(LOCKS_FILE);
+        let bytes = fs::read(&locks).unwrap();
+        fs::write(&locks, &bytes[..bytes.len() / 2]).unwrap();
+        let err = read_trace(&path).unwrap_err();
+        assert!(matches!(&err, TraceError::Truncated { file, .. } if file == LOCKS_FILE), "{err}");
+
+        // Same size but garbage: the Parquet reader must reject it.
+        fs::write(&locks, vec![0u8; bytes.len()]).unwrap();
+        let err = read_trace(&path).unwrap_err();
+        assert!(matches!(&err, TraceError::Corrupt { file, .. } if file == LOCKS_FILE), "{err}");
+
+        let meta = path.join(META_FILE);
+        let mut doc: serde_json::Value = serde_json::from_slice(&fs::read(&meta).unwrap()).unwrap();
+        doc["version"] = (FORMAT_VERSION + 1).into();
+        fs::write(&meta, serde_json::to_vec(&doc).unwrap()).unwrap();
+        let err = read_trace(&path).unwrap_err();
+        assert!(matches!(err, TraceError::Newer { found, .. } if found == FORMAT_VERSION + 1));
+        assert!(err.to_string().contains("upgrade"));
+
+        fs::write(&meta, b"{\"format\": \"something-else\"}").unwrap();
+        assert!(matches!(read_trace(&path), Err(TraceError::Foreign(_))));
+        assert!(matches!(read_trace(dir.path()), Err(TraceError::Foreign(_))));
+        assert!(matches!(read_trace(&dir.path().join("nope")), Err(TraceError::NotFound(_))));
+    }
+}

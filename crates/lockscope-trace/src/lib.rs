@@ -1,0 +1,13 @@
+//! The lockscope trace: what a recording holds, how it is stored on disk, and
+//! how the kernel addresses in it are turned back into names.
+//!
+//! A trace is a directory (`trace.json` plus Parquet tables) so that pandas,
+//! DuckDB or Spark can read the tables directly; see `format` for the layout.
+
+pub mod format;
+pub mod kallsyms;
+pub mod model;
+
+pub use format::{read_trace, write_trace, TraceError, FORMAT_NAME, FORMAT_VERSION};
+pub use kallsyms::{KallsymsError, SymbolTable};
+pub use model::*;

@@ -1,0 +1,319 @@
+//! The trace data model, shared by the recorder, the analysis and the report.
+
+use serde::{Deserialize, Serialize};
+
+/// How the locks were observed.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Only contended acquisitions (lock:contention_begin/end), with wait time.
+    Contention,
+    /// Every acquisition (lock primitives probed), with hold time.
+    Acquire,
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Mode::Contention => "contention",
+            Mode::Acquire => "acquire",
+        })
+    }
+}
+
+/// Why a recording stopped.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndReason {
+    Duration,
+    WorkloadsExited,
+    Interrupted,
+}
+
+/// How a workload's processes were chosen.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Selector {
+    /// Launched by lockscope; its whole process tree is followed.
+    Run { command: String },
+    /// An existing process and its descendants.
+    Pid { pid: u32 },
+    /// Every process in a cgroup (and its descendants).
+    Cgroup { path: String },
+}
+
+impl std::fmt::Display for Selector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Selector::Run { command } => write!(f, "run: {command}"),
+            Selector::Pid { pid } => write!(f, "pid: {pid}"),
+            Selector::Cgroup { path } => write!(f, "cgroup: {path}"),
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct Workload {
+    /// Identifier used in the lock records (1-based).
+    pub id: u32,
+    pub name: String,
+    pub selector: Selector,
+    /// Every process (tgid) attributed to the workload during the recording.
+    pub pids: Vec<u32>,
+    /// The workload's own execution time within the recording, in nanoseconds:
+    /// the denominator of its access rates.
+    pub run_time_ns: u64,
+    /// How a launched workload ended, when it ended during the recording.
+    pub exit: Option<String>,
+    /// Acquisitions seen in interrupt context and left out of the records.
+    pub irq_filtered: u64,
+}
+
+impl Workload {
+    pub fn run_time_secs(&self) -> f64 {
+        self.run_time_ns as f64 / 1e9
+    }
+}
+
+/// Everything the recorder saw but could not record, or chose to leave out.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Lock events seen for the selected workloads.
+    pub events: u64,
+    /// ... of which in interrupt context (left out of the records).
+    pub irq_filtered: u64,
+    /// Records lost because the aggregation map was full.
+    pub map_full: u64,
+    /// Records lost because the aggregation map was busy on that CPU.
+    pub map_busy: u64,
+    /// Stacks lost to a stack-map hash collision (the record is kept, stack id -1).
+    pub stack_collisions: u64,
+    /// Stacks lost for another reason (stack map full, fault).
+    pub stack_errors: u64,
+    /// Waits not timed because per-task state could not be had.
+    pub state_busy: u64,
+    /// Waits not timed because too many were in flight on one task.
+    pub nesting_overflow: u64,
+    /// Ends of waits whose beginning was not seen (began before attach).
+    pub unmatched_end: u64,
+    /// Child processes not followed because the tracking map was full.
+    pub track_full: u64,
+    /// Program runs the kernel skipped because a BPF program was already running on the CPU.
+    pub recursion_misses: u64,
+}
+
+impl Counters {
+    /// Events that should have been recorded but were not.
+    pub fn lost(&self) -> u64 {
+        self.map_full + self.map_busy + self.state_busy + self.nesting_overflow + self.track_full
+            + self.recursion_misses
+    }
+
+    /// Every counter with its name, in a stable order, for display.
+    pub fn named(&self) -> [(&'static str, u64); 11] {
+        [
+            ("events", self.events),
+            ("irq_filtered", self.irq_filtered),
+            ("map_full", self.map_full),
+            ("map_busy", self.map_busy),
+            ("stack_collisions", self.stack_collisions),
+            ("stack_errors", self.stack_errors),
+            ("state_busy", self.state_busy),
+            ("nesting_overflow", self.nesting_overflow),
+            ("unmatched_end", self.unmatched_end),
+            ("track_full", self.track_full),
+            ("recursion_misses", self.recursion_misses),
+        ]
+    }
+}
+
+/// The document stored as `trace.json` beside the tables.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TraceMeta {
+    /// Always `lockscope-trace`.
+    pub format: String,
+    /// Format version; readers refuse newer versions than they know.
+    pub version: u32,
+    pub lockscope_version: String,
+    pub kernel_release: String,
+    pub hostname: String,
+    pub mode: Mode,
+    /// Kernel hook used, e.g. `tp_btf` or `tracepoint`.
+    pub hook: String,
+    pub started_unix_ns: u64,
+    pub ended_unix_ns: u64,
+    pub end_reason: EndReason,
+    /// Whether interrupt-context events were recognised in the kernel.
+    pub irq_filter: bool,
+    /// Whether kallsyms listed data symbols (CONFIG_KALLSYMS_ALL), so global locks can be named.
+    pub kallsyms_all: bool,
+    pub workloads: Vec<Workload>,
+    pub counters: Counters,
+    /// The tables and their sizes, to detect truncation.
+    pub files: Vec<TraceFile>,
+}
+
+impl TraceMeta {
+    pub fn duration_ns(&self) -> u64 {
+        self.ended_unix_ns.saturating_sub(self.started_unix_ns)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TraceFile {
+    pub name: String,
+    pub bytes: u64,
+    pub rows: u64,
+}
+
+/// One aggregate from the kernel: a lock as seen by one process of one workload
+/// from one kernel stack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockRecord {
+    pub workload: u32,
+    pub tgid: u32,
+    pub lock_addr: u64,
+    /// Incremented when the address is re-initialised as a new lock (acquire mode).
+    pub generation: u32,
+    /// Kernel lock flags (`LCB_F_*` of the contention tracepoints).
+    pub flags: u32,
+    /// Index into the stacks table; -1 when the stack was lost.
+    pub stack_id: i32,
+    pub count: u64,
+    pub wait_total_ns: u64,
+    pub wait_max_ns: u64,
+    pub hold_total_ns: u64,
+    pub hold_max_ns: u64,
+}
+
+impl LockRecord {
+    pub fn kind(&self) -> LockKind {
+        LockKind::from_flags(self.flags)
+    }
+}
+
+/// A kernel stack, innermost frame first.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stack {
+    pub id: i32,
+    pub frames: Vec<u64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SymbolKind {
+    Text,
+    Data,
+}
+
+/// A kernel symbol from the kallsyms snapshot.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Symbol {
+    pub addr: u64,
+    /// Bytes to the next symbol.
+    pub size: u64,
+    pub name: String,
+    pub module: Option<String>,
+    pub kind: SymbolKind,
+}
+
+/// A whole trace in memory.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Trace {
+    pub meta: TraceMeta,
+    pub records: Vec<LockRecord>,
+    pub stacks: Vec<Stack>,
+    pub symbols: Vec<Symbol>,
+}
+
+/// Lock flags from the kernel's `lock:contention_begin` tracepoint (LCB_F_*).
+pub mod lock_flags {
+    pub const SPIN: u32 = 1 << 0;
+    pub const READ: u32 = 1 << 1;
+    pub const WRITE: u32 = 1 << 2;
+    pub const RT: u32 = 1 << 3;
+    pub const PERCPU: u32 = 1 << 4;
+    pub const MUTEX: u32 = 1 << 5;
+}
+
+/// The kind of lock, as far as the kernel's flags tell.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum LockKind {
+    Spinlock,
+    RwlockRead,
+    RwlockWrite,
+    Mutex,
+    RtMutex,
+    RwsemRead,
+    RwsemWrite,
+    PercpuRwsemRead,
+    PercpuRwsemWrite,
+    Semaphore,
+}
+
+impl LockKind {
+    pub fn from_flags(flags: u32) -> LockKind {
+        use lock_flags::*;
+        let write = flags & WRITE != 0;
+        if flags & MUTEX != 0 {
+            LockKind::Mutex
+        } else if flags & RT != 0 {
+            LockKind::RtMutex
+        } else if flags & PERCPU != 0 {
+            if write { LockKind::PercpuRwsemWrite } else { LockKind::PercpuRwsemRead }
+        } else if flags & (READ | WRITE) != 0 {
+            match (flags & SPIN != 0, write) {
+                (true, false) => LockKind::RwlockRead,
+                (true, true) => LockKind::RwlockWrite,
+                (false, false) => LockKind::RwsemRead,
+                (false, true) => LockKind::RwsemWrite,
+            }
+        } else if flags & SPIN != 0 {
+            LockKind::Spinlock
+        } else {
+            // down() on a plain semaphore reports no flags.
+            LockKind::Semaphore
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LockKind::Spinlock => "spinlock",
+            LockKind::RwlockRead => "rwlock:read",
+            LockKind::RwlockWrite => "rwlock:write",
+            LockKind::Mutex => "mutex",
+            LockKind::RtMutex => "rt_mutex",
+            LockKind::RwsemRead => "rwsem:read",
+            LockKind::RwsemWrite => "rwsem:write",
+            LockKind::PercpuRwsemRead => "percpu_rwsem:read",
+            LockKind::PercpuRwsemWrite => "percpu_rwsem:write",
+            LockKind::Semaphore => "semaphore",
+        }
+    }
+}
+
+impl std::fmt::Display for LockKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lock_flags::*;
+    use super::*;
+
+    #[test]
+    fn kinds_follow_the_kernel_flags() {
+        assert_eq!(LockKind::from_flags(SPIN), LockKind::Spinlock);
+        assert_eq!(LockKind::from_flags(SPIN | READ), LockKind::RwlockRead);
+        assert_eq!(LockKind::from_flags(SPIN | WRITE), LockKind::RwlockWrite);
+        assert_eq!(LockKind::from_flags(MUTEX | SPIN), LockKind::Mutex);
+        assert_eq!(LockKind::from_flags(MUTEX), LockKind::Mutex);
+        assert_eq!(LockKind::from_flags(READ), LockKind::RwsemRead);
+        assert_eq!(LockKind::from_flags(WRITE), LockKind::RwsemWrite);
+        assert_eq!(LockKind::from_flags(PERCPU | WRITE), LockKind::PercpuRwsemWrite);
+        assert_eq!(LockKind::from_flags(RT), LockKind::RtMutex);
+        assert_eq!(LockKind::from_flags(0), LockKind::Semaphore);
+    }
+}
