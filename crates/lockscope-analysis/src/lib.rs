@@ -1,1 +1,9 @@
-pub fn x(){}
+//! From a trace to the paper's answer (section 5.2): which locks the
+//! workloads acquired in common (shared) and which only one of them did
+//! (private), how often, and from where in the kernel.
+
+pub mod analyze;
+pub mod frames;
+pub mod render;
+
+pub use analyze::{analyze, Analysis, CallSite, LockSummary, LockUse, WorkloadSummary};

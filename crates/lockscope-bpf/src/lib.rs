@@ -1,3 +1,17 @@
+//! lockscope's kernel side: the BPF programs (C, in `src/bpf`), what this
+//! kernel allows them to do, and the recorder that runs them over workloads.
+
+mod abi;
+pub mod launch;
+pub mod privileges;
+pub mod probe;
+pub mod procfs;
+pub mod recorder;
+
+pub use privileges::Privileges;
+pub use probe::{probe_hooks, Hook, HookStatus};
+pub use recorder::{record, ModeRequest, Progress, RecordConfig, RecordError, WorkloadSpec};
+
 mod contention_skel {
     include!(concat!(env!("OUT_DIR"), "/contention.skel.rs"));
 }

@@ -1,1 +1,40 @@
-pub fn x(){}
+//! Built-in workloads: small programs that stress one kernel subsystem and
+//! report their throughput, so lock sharing can be measured on known loads.
+
+pub mod file_churn;
+pub mod pipe;
+
+use std::time::Duration;
+
+/// How long a workload runs: a fixed time or a fixed amount of work.
+#[derive(Clone, Copy, Debug)]
+pub enum Budget {
+    Time(Duration),
+    Rounds(u64),
+}
+
+/// What a workload did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Throughput {
+    pub workload: &'static str,
+    /// What one operation is.
+    pub unit: &'static str,
+    pub ops: u64,
+    pub seconds: f64,
+    pub ops_per_sec: f64,
+}
+
+impl Throughput {
+    fn new(workload: &'static str, unit: &'static str, ops: u64, elapsed: Duration) -> Self {
+        let seconds = elapsed.as_secs_f64();
+        Throughput { workload, unit, ops, seconds, ops_per_sec: if seconds > 0.0 { ops as f64 / seconds } else { 0.0 } }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+}

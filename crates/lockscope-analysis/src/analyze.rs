@@ -1,0 +1,316 @@
+//! Shared and private locks, access rates and call sites (paper section 5.2).
+//!
+//! A lock is identified by its address and generation (a re-initialised
+//! address is a new lock). It is *shared* when two or more workloads acquired
+//! it, *private* when one did. A workload's access rate for a lock is its
+//! acquisitions divided by the workload's own execution time.
+
+use std::collections::{BTreeMap, HashMap};
+
+use lockscope_trace::{Counters, LockKind, Mode, SymbolTable, Trace};
+use serde::Serialize;
+
+use crate::frames;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Analysis {
+    pub mode: Mode,
+    pub kernel_release: String,
+    pub duration_secs: f64,
+    pub workloads: Vec<WorkloadSummary>,
+    /// Every lock, shared ones first, then by acquisitions.
+    pub locks: Vec<LockSummary>,
+    pub shared_locks: usize,
+    pub counters: Counters,
+    /// Whether interrupt-context events were recognised (and left out).
+    pub irq_filter: bool,
+    /// Whether global locks could be named from kallsyms.
+    pub kallsyms_all: bool,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkloadSummary {
+    pub id: u32,
+    pub name: String,
+    pub selector: String,
+    pub pids: Vec<u32>,
+    pub run_time_secs: f64,
+    pub exit: Option<String>,
+    pub acquisitions: u64,
+    pub locks: usize,
+    pub private_locks: usize,
+    pub shared_locks: usize,
+    pub irq_filtered: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LockSummary {
+    pub addr: u64,
+    pub generation: u32,
+    /// `global+offset` when the lock lies in a kernel global kallsyms lists.
+    pub global: Option<String>,
+    pub kind: LockKind,
+    pub shared: bool,
+    pub acquisitions: u64,
+    pub uses: Vec<LockUse>,
+    /// The most frequent call sites, most frequent first.
+    pub call_sites: Vec<CallSite>,
+}
+
+impl LockSummary {
+    /// The lock as a person reads it: the global's name, else its address.
+    pub fn label(&self) -> String {
+        match &self.global {
+            Some(g) => g.clone(),
+            None if self.generation > 0 => format!("{:#x}#{}", self.addr, self.generation),
+            None => format!("{:#x}", self.addr),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LockUse {
+    pub workload: u32,
+    pub workload_name: String,
+    pub acquisitions: u64,
+    /// Acquisitions per second of the workload's execution time.
+    pub rate_per_sec: f64,
+    pub wait_total_ns: u64,
+    pub wait_max_ns: u64,
+    pub hold_total_ns: u64,
+    pub hold_max_ns: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CallSite {
+    pub acquisitions: u64,
+    /// First frame outside the tracer and the lock implementation.
+    pub site: Option<String>,
+    /// Symbolized frames, innermost first, tracer frames removed.
+    pub frames: Vec<String>,
+}
+
+/// Analyzes `trace`, keeping `top_sites` call sites per lock.
+pub fn analyze(trace: &Trace, top_sites: usize) -> Analysis {
+    let symbols = SymbolTable::from_snapshot(trace.symbols.clone());
+    let stacks: HashMap<i32, Vec<String>> = trace
+        .stacks
+        .iter()
+        .map(|s| (s.id, frames::without_tracer(&s.frames.iter().map(|&a| symbols.format_frame(a)).collect::<Vec<_>>())))
+        .collect();
+    let workload_names: HashMap<u32, &str> = trace.meta.workloads.iter().map(|w| (w.id, w.name.as_str())).collect();
+    let run_secs: HashMap<u32, f64> = trace.meta.workloads.iter().map(|w| (w.id, w.run_time_secs())).collect();
+
+    #[derive(Default)]
+    struct Acc {
+        uses: BTreeMap<u32, LockUse>,
+        sites: HashMap<i32, u64>,
+        kinds: HashMap<LockKind, u64>,
+    }
+    let mut by_lock: BTreeMap<(u64, u32), Acc> = BTreeMap::new();
+    for r in &trace.records {
+        let acc = by_lock.entry((r.lock_addr, r.generation)).or_default();
+        let u = acc.uses.entry(r.workload).or_insert_with(|| LockUse {
+            workload: r.workload,
+            workload_name: workload_names.get(&r.workload).unwrap_or(&"?").to_string(),
+            acquisitions: 0,
+            rate_per_sec: 0.0,
+            wait_total_ns: 0,
+            wait_max_ns: 0,
+            hold_total_ns: 0,
+            hold_max_ns: 0,
+        });
+        u.acquisitions += r.count;
+        u.wait_total_ns += r.wait_total_ns;
+        u.wait_max_ns = u.wait_max_ns.max(r.wait_max_ns);
+        u.hold_total_ns += r.hold_total_ns;
+        u.hold_max_ns = u.hold_max_ns.max(r.hold_max_ns);
+        *acc.sites.entry(r.stack_id).or_default() += r.count;
+        *acc.kinds.entry(r.kind()).or_default() += r.count;
+    }
+
+    let mut locks: Vec<LockSummary> = by_lock
+        .into_iter()
+        .map(|((addr, generation), acc)| {
+            let mut uses: Vec<LockUse> = acc.uses.into_values().collect();
+            for u in &mut uses {
+                let secs = run_secs.get(&u.workload).copied().unwrap_or(0.0);
+                u.rate_per_sec = if secs > 0.0 { u.acquisitions as f64 / secs } else { 0.0 };
+            }
+            let mut sites: Vec<(i32, u64)> = acc.sites.into_iter().collect();
+            sites.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            let call_sites = sites
+                .into_iter()
+                .take(top_sites)
+                .map(|(id, n)| {
+                    let frames = stacks.get(&id).cloned().unwrap_or_default();
+                    CallSite { acquisitions: n, site: frames::call_site(&frames).map(str::to_owned), frames }
+                })
+                .collect();
+            let kind = acc.kinds.into_iter().max_by_key(|&(k, n)| (n, std::cmp::Reverse(k))).map(|(k, _)| k).unwrap_or(LockKind::Spinlock);
+            LockSummary {
+                addr,
+                generation,
+                global: symbols.data_symbol(addr).map(|(s, off)| if off == 0 { s.name.clone() } else { format!("{}+{off:#x}", s.name) }),
+                kind,
+                shared: uses.len() >= 2,
+                acquisitions: uses.iter().map(|u| u.acquisitions).sum(),
+                uses,
+                call_sites,
+            }
+        })
+        .collect();
+    locks.sort_by(|a, b| b.shared.cmp(&a.shared).then(b.acquisitions.cmp(&a.acquisitions)).then(a.addr.cmp(&b.addr)));
+
+    let workloads = trace
+        .meta
+        .workloads
+        .iter()
+        .map(|w| {
+            let mine = locks.iter().filter_map(|l| l.uses.iter().find(|u| u.workload == w.id).map(|u| (l, u)));
+            let (mut acquisitions, mut n, mut private, mut shared) = (0, 0, 0, 0);
+            for (l, u) in mine {
+                acquisitions += u.acquisitions;
+                n += 1;
+                if l.shared { shared += 1 } else { private += 1 }
+            }
+            WorkloadSummary {
+                id: w.id,
+                name: w.name.clone(),
+                selector: w.selector.to_string(),
+                pids: w.pids.clone(),
+                run_time_secs: w.run_time_secs(),
+                exit: w.exit.clone(),
+                acquisitions,
+                locks: n,
+                private_locks: private,
+                shared_locks: shared,
+                irq_filtered: w.irq_filtered,
+            }
+        })
+        .collect();
+
+    Analysis {
+        mode: trace.meta.mode,
+        kernel_release: trace.meta.kernel_release.clone(),
+        duration_secs: trace.meta.duration_ns() as f64 / 1e9,
+        shared_locks: locks.iter().filter(|l| l.shared).count(),
+        workloads,
+        locks,
+        counters: trace.meta.counters.clone(),
+        irq_filter: trace.meta.irq_filter,
+        kallsyms_all: trace.meta.kallsyms_all,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use lockscope_trace::*;
+
+    use super::*;
+
+    fn workload(id: u32, name: &str, secs: u64) -> Workload {
+        Workload {
+            id,
+            name: name.into(),
+            selector: Selector::Pid { pid: id },
+            pids: vec![id],
+            run_time_ns: secs * 1_000_000_000,
+            exit: None,
+            irq_filtered: 0,
+        }
+    }
+
+    fn record(workload: u32, lock_addr: u64, generation: u32, count: u64, stack_id: i32) -> LockRecord {
+        LockRecord {
+            workload,
+            tgid: workload,
+            lock_addr,
+            generation,
+            flags: lock_flags::SPIN,
+            stack_id,
+            count,
+            wait_total_ns: count * 10,
+            wait_max_ns: 10,
+            hold_total_ns: 0,
+            hold_max_ns: 0,
+        }
+    }
+
+    /// A hand-made trace: lock A shared by both workloads, lock B private to
+    /// w1, and address C reused (generation 1) by w2 after w1 used it: not shared.
+    fn trace() -> Trace {
+        const A: u64 = 0xffffffff82000010;
+        const B: u64 = 0xffff888000001000;
+        const C: u64 = 0xffff888000002000;
+        Trace {
+            meta: TraceMeta {
+                format: FORMAT_NAME.into(),
+                version: FORMAT_VERSION,
+                lockscope_version: "t".into(),
+                kernel_release: "k".into(),
+                hostname: "h".into(),
+                mode: Mode::Contention,
+                hook: "tp_btf".into(),
+                started_unix_ns: 0,
+                ended_unix_ns: 10_000_000_000,
+                end_reason: EndReason::Duration,
+                irq_filter: true,
+                kallsyms_all: true,
+                workloads: vec![workload(1, "w1", 10), workload(2, "w2", 5)],
+                counters: Counters::default(),
+                files: vec![],
+            },
+            records: vec![
+                record(1, A, 0, 100, 1),
+                record(1, A, 0, 20, 2),
+                record(2, A, 0, 50, 1),
+                record(1, B, 0, 7, 2),
+                record(1, C, 0, 3, 2),
+                record(2, C, 1, 4, 2),
+            ],
+            stacks: vec![
+                Stack { id: 1, frames: vec![0xffffffff81000104, 0xffffffff81000204] },
+                Stack { id: 2, frames: vec![0xffffffff81000204] },
+            ],
+            symbols: vec![
+                Symbol { addr: 0xffffffff81000100, size: 0x100, name: "_raw_spin_lock".into(), module: None, kind: SymbolKind::Text },
+                Symbol { addr: 0xffffffff81000200, size: 0x100, name: "iput".into(), module: None, kind: SymbolKind::Text },
+                Symbol { addr: 0xffffffff82000000, size: 0x40, name: "inode_hash_lock".into(), module: None, kind: SymbolKind::Data },
+            ],
+        }
+    }
+
+    #[test]
+    fn shared_and_private_by_address_and_generation() {
+        let a = analyze(&trace(), 3);
+        assert_eq!(a.shared_locks, 1);
+        let shared: Vec<_> = a.locks.iter().filter(|l| l.shared).collect();
+        assert_eq!(shared[0].addr, 0xffffffff82000010);
+        assert_eq!(shared[0].global.as_deref(), Some("inode_hash_lock+0x10"));
+        let w1 = &a.workloads[0];
+        assert_eq!((w1.locks, w1.shared_locks, w1.private_locks), (3, 1, 2));
+        let w2 = &a.workloads[1];
+        assert_eq!((w2.locks, w2.shared_locks, w2.private_locks), (2, 1, 1));
+    }
+
+    #[test]
+    fn rate_is_count_over_the_workloads_own_time() {
+        let a = analyze(&trace(), 3);
+        let lock = a.locks.iter().find(|l| l.shared).unwrap();
+        let w1 = lock.uses.iter().find(|u| u.workload == 1).unwrap();
+        let w2 = lock.uses.iter().find(|u| u.workload == 2).unwrap();
+        assert_eq!(w1.acquisitions, 120);
+        assert!((w1.rate_per_sec - 12.0).abs() < 1e-9);
+        assert!((w2.rate_per_sec - 10.0).abs() < 1e-9, "50 in w2's own 5 s");
+    }
+
+    #[test]
+    fn call_sites_skip_the_lock_implementation() {
+        let a = analyze(&trace(), 3);
+        let lock = a.locks.iter().find(|l| l.shared).unwrap();
+        assert_eq!(lock.call_sites[0].acquisitions, 150);
+        assert_eq!(lock.call_sites[0].frames, ["_raw_spin_lock+0x4", "iput+0x4"]);
+        assert_eq!(lock.call_sites[0].site.as_deref(), Some("iput+0x4"));
+    }
+}

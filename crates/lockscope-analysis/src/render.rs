@@ -1,0 +1,196 @@
+//! Human (table) and machine (CSV) renderings of an [`Analysis`]; JSON is its
+//! serde form.
+
+use std::fmt::Write;
+
+use crate::analyze::{Analysis, LockSummary};
+
+/// Stack frames shown under each lock in the table.
+const FRAMES_SHOWN: usize = 8;
+
+/// Aligns `rows` under `headers`, two spaces between columns.
+pub fn columns(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &mut dyn Iterator<Item = &str>| {
+        let text: Vec<String> = cells.zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect();
+        let _ = writeln!(out, "{}", text.join("  ").trim_end());
+    };
+    line(&mut out, &mut headers.iter().copied());
+    for row in rows {
+        line(&mut out, &mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+fn duration_ns(ns: u64) -> String {
+    match ns {
+        0..=9_999 => format!("{ns} ns"),
+        10_000..=9_999_999 => format!("{:.1} us", ns as f64 / 1e3),
+        10_000_000..=9_999_999_999 => format!("{:.1} ms", ns as f64 / 1e6),
+        _ => format!("{:.2} s", ns as f64 / 1e9),
+    }
+}
+
+fn lock_rows(locks: &[&LockSummary], rows: &mut Vec<Vec<String>>) {
+    for l in locks {
+        for (i, u) in l.uses.iter().enumerate() {
+            let first = i == 0;
+            rows.push(vec![
+                if first { l.label() } else { String::new() },
+                if first { l.kind.to_string() } else { String::new() },
+                u.workload_name.clone(),
+                u.acquisitions.to_string(),
+                format!("{:.1}", u.rate_per_sec),
+                duration_ns(u.wait_total_ns),
+                duration_ns(u.wait_max_ns),
+                if first { l.call_sites.first().and_then(|c| c.site.clone()).unwrap_or_default() } else { String::new() },
+            ]);
+        }
+    }
+}
+
+const LOCK_HEADERS: [&str; 8] = ["LOCK", "KIND", "WORKLOAD", "COUNT", "RATE/S", "WAIT", "MAX WAIT", "CALL SITE"];
+
+fn stacks_section(out: &mut String, locks: &[&LockSummary]) {
+    for l in locks {
+        let Some(site) = l.call_sites.first() else { continue };
+        let _ = writeln!(out, "  {} ({} of {} from here):", l.label(), site.acquisitions, l.acquisitions);
+        for f in site.frames.iter().take(FRAMES_SHOWN) {
+            let _ = writeln!(out, "      {f}");
+        }
+        if site.frames.len() > FRAMES_SHOWN {
+            let _ = writeln!(out, "      ... {} more", site.frames.len() - FRAMES_SHOWN);
+        }
+    }
+}
+
+/// The report as text: workloads, shared locks, each workload's private locks,
+/// the top call stacks, and every drop and filter counter.
+pub fn table(a: &Analysis, top: usize) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "mode {} · kernel {} · {:.1} s recorded", a.mode, a.kernel_release, a.duration_secs);
+    if !a.kallsyms_all {
+        let _ = writeln!(out, "(kallsyms lists no data symbols on the recording kernel: locks are shown by address)");
+    }
+    let _ = writeln!(out);
+
+    let rows: Vec<Vec<String>> = a
+        .workloads
+        .iter()
+        .map(|w| {
+            vec![
+                w.name.clone(),
+                w.selector.clone(),
+                w.pids.len().to_string(),
+                format!("{:.2} s", w.run_time_secs),
+                w.acquisitions.to_string(),
+                w.locks.to_string(),
+                w.private_locks.to_string(),
+                w.shared_locks.to_string(),
+                w.irq_filtered.to_string(),
+                w.exit.clone().unwrap_or_else(|| "running".into()),
+            ]
+        })
+        .collect();
+    out += &columns(
+        &["WORKLOAD", "SELECTOR", "PROCS", "RUN TIME", "ACQUIRED", "LOCKS", "PRIVATE", "SHARED", "IRQ LEFT OUT", "END"],
+        &rows,
+    );
+
+    let shared: Vec<&LockSummary> = a.locks.iter().filter(|l| l.shared).take(top).collect();
+    let _ = writeln!(out, "\nSHARED LOCKS: {} (top {} by acquisitions)", a.shared_locks, shared.len());
+    if !shared.is_empty() {
+        let mut rows = Vec::new();
+        lock_rows(&shared, &mut rows);
+        out += &columns(&LOCK_HEADERS, &rows);
+    }
+
+    for w in &a.workloads {
+        let private: Vec<&LockSummary> =
+            a.locks.iter().filter(|l| !l.shared && l.uses[0].workload == w.id).take(top).collect();
+        let _ = writeln!(out, "\nPRIVATE LOCKS of {}: {} (top {})", w.name, w.private_locks, private.len());
+        if !private.is_empty() {
+            let mut rows = Vec::new();
+            lock_rows(&private, &mut rows);
+            out += &columns(&LOCK_HEADERS, &rows);
+        }
+    }
+
+    if !shared.is_empty() {
+        let _ = writeln!(out, "\nSTACKS OF SHARED LOCKS (most frequent call site, innermost first)");
+        stacks_section(&mut out, &shared);
+    }
+
+    let _ = writeln!(out, "\nCOUNTERS");
+    let counters: Vec<String> = a.counters.named().iter().map(|(n, v)| format!("{n} {v}")).collect();
+    let _ = writeln!(out, "  {}", counters.join(" · "));
+    if !a.irq_filter {
+        let _ = writeln!(out, "  interrupt-context events were not recognised on the recording kernel: they are included");
+    }
+    if a.counters.lost() > 0 {
+        let _ = writeln!(out, "  warning: {} events were lost (see counters above)", a.counters.lost());
+    }
+    out
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// One row per (lock, workload).
+pub fn csv(a: &Analysis) -> String {
+    let mut out = String::from(
+        "lock_addr,generation,global,kind,shared,workload,acquisitions,rate_per_sec,wait_total_ns,wait_max_ns,hold_total_ns,hold_max_ns,call_site\n",
+    );
+    for l in &a.locks {
+        for u in &l.uses {
+            let site = l.call_sites.first().and_then(|c| c.site.as_deref()).unwrap_or("");
+            let _ = writeln!(
+                out,
+                "{:#x},{},{},{},{},{},{},{:.6},{},{},{},{},{}",
+                l.addr,
+                l.generation,
+                csv_field(l.global.as_deref().unwrap_or("")),
+                l.kind,
+                l.shared,
+                csv_field(&u.workload_name),
+                u.acquisitions,
+                u.rate_per_sec,
+                u.wait_total_ns,
+                u.wait_max_ns,
+                u.hold_total_ns,
+                u.hold_max_ns,
+                csv_field(site),
+            );
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align() {
+        let t = columns(&["A", "BB"], &[vec!["long".into(), "x".into()]]);
+        assert_eq!(t, "A     BB\nlong  x\n");
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_it() {
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("plain"), "plain");
+    }
+}

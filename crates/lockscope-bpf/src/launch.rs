@@ -1,0 +1,191 @@
+//! Launching a workload so that it is tracked from its first instruction: the
+//! child is forked, held until the recorder has registered its pid, then
+//! released to exec. (std's Command cannot do this: spawn() waits for exec.)
+
+use std::ffi::CString;
+use std::io;
+use std::time::Duration;
+
+/// A launched workload, in its own process group. Dropping it kills the group
+/// if it is still running.
+pub struct Launched {
+    pub pid: u32,
+    release_fd: libc::c_int,
+    status_fd: libc::c_int,
+    exit: Option<String>,
+}
+
+/// Forks `argv`, held before exec until [`Launched::release`].
+pub fn spawn_held(argv: &[String]) -> io::Result<Launched> {
+    let invalid = |m: &str| io::Error::new(io::ErrorKind::InvalidInput, m.to_owned());
+    let cargs: Vec<CString> = argv
+        .iter()
+        .map(|a| CString::new(a.as_str()))
+        .collect::<Result<_, _>>()
+        .map_err(|_| invalid("NUL byte in command"))?;
+    if cargs.is_empty() {
+        return Err(invalid("empty command"));
+    }
+    let mut ptrs: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+
+    let hold = pipe()?; // the parent writes one byte to release the child
+    let status = pipe()?; // close-on-exec: EOF means exec succeeded, else errno
+    // SAFETY: between fork and exec the child only calls async-signal-safe
+    // functions (close, setpgid, read, execvp, write, _exit).
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        let e = io::Error::last_os_error();
+        close_all(&[hold.0, hold.1, status.0, status.1]);
+        return Err(e);
+    }
+    if pid == 0 {
+        unsafe {
+            libc::close(hold.1);
+            libc::close(status.0);
+            libc::setpgid(0, 0);
+            let mut byte = 0u8;
+            if libc::read(hold.0, (&mut byte as *mut u8).cast(), 1) != 1 {
+                libc::_exit(127); // the recorder gave up before releasing us
+            }
+            libc::execvp(ptrs[0], ptrs.as_ptr());
+            let errno = *libc::__errno_location();
+            libc::write(status.1, (&errno as *const i32).cast(), 4);
+            libc::_exit(127);
+        }
+    }
+    // Also from the parent, so a signal to the group cannot race the child's setpgid.
+    unsafe { libc::setpgid(pid, pid) };
+    close_all(&[hold.0, status.1]);
+    Ok(Launched { pid: pid as u32, release_fd: hold.1, status_fd: status.0, exit: None })
+}
+
+impl Launched {
+    /// Lets the child exec. Fails, with the child reaped, when exec fails
+    /// (e.g. `NotFound` for a command that does not exist).
+    pub fn release(&mut self) -> io::Result<()> {
+        let byte = 1u8;
+        // SAFETY: valid fds owned by self; buffers live across the calls.
+        unsafe {
+            libc::write(self.release_fd, (&byte as *const u8).cast(), 1);
+            let mut errno = 0i32;
+            let n = libc::read(self.status_fd, (&mut errno as *mut i32).cast(), 4);
+            if n == 4 {
+                self.reap_blocking();
+                return Err(io::Error::from_raw_os_error(errno));
+            }
+        }
+        Ok(())
+    }
+
+    /// How the workload ended, once it has.
+    pub fn try_wait(&mut self) -> Option<&str> {
+        if self.exit.is_none() {
+            let mut status = 0;
+            // SAFETY: waiting on our own child.
+            if unsafe { libc::waitpid(self.pid as i32, &mut status, libc::WNOHANG) } == self.pid as i32 {
+                self.exit = Some(describe_status(status));
+            }
+        }
+        self.exit.as_deref()
+    }
+
+    /// Ends the workload's process group: SIGTERM, then SIGKILL after a grace period.
+    pub fn terminate(&mut self, grace: Duration) {
+        if self.try_wait().is_some() {
+            return;
+        }
+        let group = self.pid as i32;
+        // SAFETY: signalling the group we created.
+        unsafe { libc::killpg(group, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if self.try_wait().is_some() {
+                unsafe { libc::killpg(group, libc::SIGKILL) }; // stragglers in the group
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        unsafe { libc::killpg(group, libc::SIGKILL) };
+        self.reap_blocking();
+    }
+
+    fn reap_blocking(&mut self) {
+        let mut status = 0;
+        // SAFETY: waiting on our own child.
+        if unsafe { libc::waitpid(self.pid as i32, &mut status, 0) } == self.pid as i32 {
+            self.exit = Some(describe_status(status));
+        }
+    }
+}
+
+impl Drop for Launched {
+    fn drop(&mut self) {
+        close_all(&[self.release_fd, self.status_fd]);
+        self.terminate(Duration::from_millis(500));
+    }
+}
+
+fn describe_status(status: i32) -> String {
+    if libc::WIFEXITED(status) {
+        format!("exit status {}", libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        format!("killed by signal {}", libc::WTERMSIG(status))
+    } else {
+        format!("wait status {status:#x}")
+    }
+}
+
+fn pipe() -> io::Result<(libc::c_int, libc::c_int)> {
+    let mut fds = [0; 2];
+    // SAFETY: fds is a valid two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((fds[0], fds[1]))
+}
+
+fn close_all(fds: &[libc::c_int]) {
+    for &fd in fds {
+        // SAFETY: closing fds we own; a double close is prevented by callers.
+        unsafe { libc::close(fd) };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_until_released_then_reports_exit() {
+        let mut w = spawn_held(&["sh".into(), "-c".into(), "exit 3".into()]).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(w.try_wait().is_none(), "held before release");
+        w.release().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while w.try_wait().is_none() && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(w.try_wait(), Some("exit status 3"));
+    }
+
+    #[test]
+    fn a_missing_command_fails_at_release() {
+        let mut w = spawn_held(&["/nonexistent/lockscope-test".into()]).unwrap();
+        let err = w.release().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn terminate_kills_the_whole_group() {
+        let mut w = spawn_held(&["sh".into(), "-c".into(), "sleep 30 & sleep 30; wait".into()]).unwrap();
+        w.release().unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        let kids = crate::procfs::descendants(w.pid);
+        assert!(!kids.is_empty());
+        w.terminate(Duration::from_secs(2));
+        assert!(w.try_wait().is_some());
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(kids.iter().all(|&k| !crate::procfs::process_alive(k)));
+    }
+}

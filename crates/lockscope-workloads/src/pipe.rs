@@ -1,0 +1,84 @@
+//! Pipe contention: several threads write one pipe while one thread drains it.
+//! Every write takes the pipe's own mutex, so a workload contends only with
+//! itself: its pipe locks are private to it.
+
+use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::{Budget, Throughput, WorkloadError};
+
+pub struct PipeContention {
+    pub writers: u32,
+    /// Bytes per write.
+    pub chunk: usize,
+}
+
+impl PipeContention {
+    /// One operation is one write. `Budget::Rounds(n)` means n writes per writer.
+    pub fn run(&self, budget: Budget) -> Result<Throughput, WorkloadError> {
+        if self.writers == 0 || self.chunk == 0 {
+            return Err(WorkloadError::InvalidArgument("--writers and --chunk must be at least 1".into()));
+        }
+        let mut fds = [0; 2];
+        // SAFETY: fds is a valid two-element array.
+        if unsafe { libc::pipe(fds.as_mut_ptr()) } != 0 {
+            return Err(WorkloadError::Io { what: "creating a pipe".into(), source: std::io::Error::last_os_error() });
+        }
+        // SAFETY: both fds were just created and are owned here.
+        let (mut reader, writer) = unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) };
+        let writer = Arc::new(writer);
+        let stop = Arc::new(AtomicBool::new(false));
+        let ops = Arc::new(AtomicU64::new(0));
+        let start = Instant::now();
+
+        let handles: Vec<_> = (0..self.writers)
+            .map(|_| {
+                let (writer, stop, ops) = (Arc::clone(&writer), Arc::clone(&stop), Arc::clone(&ops));
+                let data = vec![0x42u8; self.chunk];
+                std::thread::spawn(move || {
+                    let mut done = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        if let Budget::Rounds(n) = budget {
+                            if done >= n {
+                                break;
+                            }
+                        }
+                        if (&*writer).write_all(&data).is_err() {
+                            break;
+                        }
+                        done += 1;
+                        ops.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        let drain = std::thread::spawn(move || {
+            let mut buf = vec![0u8; 64 * 1024];
+            while matches!(reader.read(&mut buf), Ok(n) if n > 0) {}
+        });
+        if let Budget::Time(d) = budget {
+            std::thread::sleep(d);
+            stop.store(true, Ordering::Relaxed);
+        }
+        for h in handles {
+            let _ = h.join();
+        }
+        drop(writer); // last write end closes: the reader sees EOF
+        let _ = drain.join();
+        Ok(Throughput::new("pipe", "write to the shared pipe", ops.load(Ordering::Relaxed), start.elapsed()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_writer_writes_its_share() {
+        let t = PipeContention { writers: 2, chunk: 64 }.run(Budget::Rounds(1000)).unwrap();
+        assert_eq!(t.ops, 2000);
+    }
+}
