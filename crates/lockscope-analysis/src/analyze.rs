@@ -22,8 +22,8 @@ pub struct Analysis {
     pub locks: Vec<LockSummary>,
     pub shared_locks: usize,
     pub counters: Counters,
-    /// Whether interrupt-context events were recognised (and left out).
-    pub irq_filter: bool,
+    /// Whether acquisitions made in interrupt context are included.
+    pub includes_interrupt: bool,
     /// Whether global locks could be named from kallsyms.
     pub kallsyms_all: bool,
 }
@@ -90,14 +90,32 @@ pub struct CallSite {
     pub frames: Vec<String>,
 }
 
-/// Analyzes `trace`, keeping `top_sites` call sites per lock.
-pub fn analyze(trace: &Trace, top_sites: usize) -> Analysis {
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Call sites kept per lock.
+    pub top_sites: usize,
+    /// Count acquisitions made in interrupt context (left out by default, as
+    /// the interrupted process did not cause them).
+    pub include_interrupt: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options { top_sites: 10, include_interrupt: false }
+    }
+}
+
+pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
+    let top_sites = options.top_sites;
     let symbols = SymbolTable::from_snapshot(trace.symbols.clone());
     let stacks: HashMap<i32, Vec<String>> = trace
         .stacks
         .iter()
         .map(|s| (s.id, frames::without_tracer(&s.frames.iter().map(|&a| symbols.format_frame(a)).collect::<Vec<_>>())))
         .collect();
+    // Without KALLSYMS_ALL the few data symbols left are section markers that
+    // would swallow unrelated addresses.
+    let named_globals = trace.meta.kallsyms_all;
     let workload_names: HashMap<u32, &str> = trace.meta.workloads.iter().map(|w| (w.id, w.name.as_str())).collect();
     let run_secs: HashMap<u32, f64> = trace.meta.workloads.iter().map(|w| (w.id, w.run_time_secs())).collect();
 
@@ -108,7 +126,7 @@ pub fn analyze(trace: &Trace, top_sites: usize) -> Analysis {
         kinds: HashMap<LockKind, u64>,
     }
     let mut by_lock: BTreeMap<(u64, u32), Acc> = BTreeMap::new();
-    for r in &trace.records {
+    for r in trace.records.iter().filter(|r| options.include_interrupt || !r.in_interrupt) {
         let acc = by_lock.entry((r.lock_addr, r.generation)).or_default();
         let u = acc.uses.entry(r.workload).or_insert_with(|| LockUse {
             workload: r.workload,
@@ -151,7 +169,7 @@ pub fn analyze(trace: &Trace, top_sites: usize) -> Analysis {
             LockSummary {
                 addr,
                 generation,
-                global: symbols.data_symbol(addr).map(|(s, off)| if off == 0 { s.name.clone() } else { format!("{}+{off:#x}", s.name) }),
+                global: named_globals.then(|| symbols.data_symbol(addr)).flatten().map(|(s, off)| if off == 0 { s.name.clone() } else { format!("{}+{off:#x}", s.name) }),
                 kind,
                 shared: uses.len() >= 2,
                 acquisitions: uses.iter().map(|u| u.acquisitions).sum(),
@@ -198,7 +216,7 @@ pub fn analyze(trace: &Trace, top_sites: usize) -> Analysis {
         workloads,
         locks,
         counters: trace.meta.counters.clone(),
-        irq_filter: trace.meta.irq_filter,
+        includes_interrupt: options.include_interrupt,
         kallsyms_all: trace.meta.kallsyms_all,
     }
 }
@@ -234,11 +252,15 @@ mod tests {
             wait_max_ns: 10,
             hold_total_ns: 0,
             hold_max_ns: 0,
+            in_interrupt: false,
         }
     }
 
+    const OPTIONS: Options = Options { top_sites: 3, include_interrupt: false };
+
     /// A hand-made trace: lock A shared by both workloads, lock B private to
-    /// w1, and address C reused (generation 1) by w2 after w1 used it: not shared.
+    /// w1 (w2 took it only in interrupt context), and address C reused
+    /// (generation 1) by w2 after w1 used it: not shared.
     fn trace() -> Trace {
         const A: u64 = 0xffffffff82000010;
         const B: u64 = 0xffff888000001000;
@@ -255,7 +277,6 @@ mod tests {
                 started_unix_ns: 0,
                 ended_unix_ns: 10_000_000_000,
                 end_reason: EndReason::Duration,
-                irq_filter: true,
                 kallsyms_all: true,
                 workloads: vec![workload(1, "w1", 10), workload(2, "w2", 5)],
                 counters: Counters::default(),
@@ -268,6 +289,7 @@ mod tests {
                 record(1, B, 0, 7, 2),
                 record(1, C, 0, 3, 2),
                 record(2, C, 1, 4, 2),
+                LockRecord { in_interrupt: true, ..record(2, B, 0, 9, 2) },
             ],
             stacks: vec![
                 Stack { id: 1, frames: vec![0xffffffff81000104, 0xffffffff81000204] },
@@ -283,7 +305,7 @@ mod tests {
 
     #[test]
     fn shared_and_private_by_address_and_generation() {
-        let a = analyze(&trace(), 3);
+        let a = analyze(&trace(), &OPTIONS);
         assert_eq!(a.shared_locks, 1);
         let shared: Vec<_> = a.locks.iter().filter(|l| l.shared).collect();
         assert_eq!(shared[0].addr, 0xffffffff82000010);
@@ -295,8 +317,14 @@ mod tests {
     }
 
     #[test]
+    fn interrupt_context_is_left_out_unless_asked_for() {
+        let with = analyze(&trace(), &Options { include_interrupt: true, ..OPTIONS });
+        assert_eq!(with.shared_locks, 2, "B becomes shared when w2's interrupt acquisitions count");
+    }
+
+    #[test]
     fn rate_is_count_over_the_workloads_own_time() {
-        let a = analyze(&trace(), 3);
+        let a = analyze(&trace(), &OPTIONS);
         let lock = a.locks.iter().find(|l| l.shared).unwrap();
         let w1 = lock.uses.iter().find(|u| u.workload == 1).unwrap();
         let w2 = lock.uses.iter().find(|u| u.workload == 2).unwrap();
@@ -307,7 +335,7 @@ mod tests {
 
     #[test]
     fn call_sites_skip_the_lock_implementation() {
-        let a = analyze(&trace(), 3);
+        let a = analyze(&trace(), &OPTIONS);
         let lock = a.locks.iter().find(|l| l.shared).unwrap();
         assert_eq!(lock.call_sites[0].acquisitions, 150);
         assert_eq!(lock.call_sites[0].frames, ["_raw_spin_lock+0x4", "iput+0x4"]);

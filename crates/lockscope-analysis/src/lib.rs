@@ -6,4 +6,4 @@ pub mod analyze;
 pub mod frames;
 pub mod render;
 
-pub use analyze::{analyze, Analysis, CallSite, LockSummary, LockUse, WorkloadSummary};
+pub use analyze::{analyze, Analysis, Options, CallSite, LockSummary, LockUse, WorkloadSummary};

@@ -130,8 +130,10 @@ pub fn table(a: &Analysis, top: usize) -> String {
     let _ = writeln!(out, "\nCOUNTERS");
     let counters: Vec<String> = a.counters.named().iter().map(|(n, v)| format!("{n} {v}")).collect();
     let _ = writeln!(out, "  {}", counters.join(" · "));
-    if !a.irq_filter {
-        let _ = writeln!(out, "  interrupt-context events were not recognised on the recording kernel: they are included");
+    if a.includes_interrupt {
+        let _ = writeln!(out, "  acquisitions in interrupt context are included (--include-interrupt)");
+    } else {
+        let _ = writeln!(out, "  {} acquisitions in interrupt context left out (--include-interrupt counts them)", a.counters.irq_filtered);
     }
     if a.counters.lost() > 0 {
         let _ = writeln!(out, "  warning: {} events were lost (see counters above)", a.counters.lost());

@@ -3,15 +3,16 @@
 use lockscope_trace::Counters;
 
 /// Indices of the per-CPU `counters` array, in the order of `enum counter`.
-pub const NR_COUNTERS: u32 = 10;
+pub const NR_COUNTERS: u32 = 9;
 
-/// Fills `c` from the counters array, summed over CPUs, indexed as in the C enum.
+/// The kernel's counters, summed over CPUs, indexed as in the C enum. The
+/// counters user space computes (interrupt context, recursion) start at zero.
 pub fn counters_from(values: &[u64; NR_COUNTERS as usize]) -> Counters {
-    let [events, irq_filtered, map_full, map_busy, stack_collisions, stack_errors, state_busy, nesting_overflow, unmatched_end, track_full] =
+    let [events, map_full, map_busy, stack_collisions, stack_errors, state_busy, nesting_overflow, unmatched_end, track_full] =
         *values;
     Counters {
         events,
-        irq_filtered,
+        irq_filtered: 0,
         map_full,
         map_busy,
         stack_collisions,

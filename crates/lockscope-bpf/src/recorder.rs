@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, MapFlags};
+use lockscope_trace::context::is_interrupt_stack;
 use lockscope_trace::{
     Counters, EndReason, LockRecord, Mode, Selector, Stack, SymbolTable, Trace, TraceMeta, Workload,
 };
@@ -441,6 +442,7 @@ fn collect(
             wait_max_ns: v.wait_max_ns,
             hold_total_ns: 0,
             hold_max_ns: 0,
+            in_interrupt: false,
         });
     }
     records.sort_by_key(|r| (r.workload, r.tgid, r.lock_addr, r.flags, r.stack_id));
@@ -473,16 +475,16 @@ fn collect(
     counters.recursion_misses = recursion_misses(skel, hook);
 
     let symbols = SymbolTable::load()?;
-    let addrs = stacks.iter().flat_map(|s| s.frames.iter().copied()).chain(records.iter().map(|r| r.lock_addr));
+    mark_interrupt_context(&mut records, &stacks, &symbols);
+    counters.irq_filtered = records.iter().filter(|r| r.in_interrupt).map(|r| r.count).sum();
+    let kallsyms_all = symbols.has_data_symbols();
+    let lock_addrs = records.iter().map(|r| r.lock_addr).filter(|_| kallsyms_all);
+    let addrs = stacks.iter().flat_map(|s| s.frames.iter().copied()).chain(lock_addrs);
     let snapshot = symbols.snapshot(addrs);
 
     let mut workloads = Vec::new();
     for w in live {
-        let irq_filtered = maps
-            .irq_counts
-            .lookup_percpu(&w.id.to_ne_bytes(), MapFlags::ANY)?
-            .map(|v| abi::sum_percpu(&v))
-            .unwrap_or(0);
+        let irq_filtered = records.iter().filter(|r| r.workload == w.id && r.in_interrupt).map(|r| r.count).sum();
         let mut seen = pids.remove(&w.id).unwrap_or_default();
         seen.extend(&w.pids);
         workloads.push(Workload {
@@ -508,8 +510,7 @@ fn collect(
             started_unix_ns,
             ended_unix_ns: started_unix_ns + elapsed.as_nanos() as u64,
             end_reason,
-            irq_filter: irq_filter_available(),
-            kallsyms_all: symbols.has_data_symbols(),
+            kallsyms_all,
             workloads,
             counters,
             files: vec![],
@@ -542,12 +543,16 @@ fn recursion_misses(skel: &ContentionSkel<'_>, hook: ContentionHook) -> u64 {
         .sum()
 }
 
-/// The in-kernel interrupt filter reads the per-CPU `__preempt_count`, which
-/// kernels expose in BTF on x86 (before 6.2 and from 6.15).
-fn irq_filter_available() -> bool {
-    std::fs::read("/sys/kernel/btf/vmlinux")
-        .map(|btf| btf.windows(17).any(|w| w == b"\0__preempt_count\0"))
-        .unwrap_or(false)
+/// Marks records whose stack shows an interrupt being served.
+fn mark_interrupt_context(records: &mut [LockRecord], stacks: &[Stack], symbols: &SymbolTable) {
+    let interrupt: BTreeSet<i32> = stacks
+        .iter()
+        .filter(|s| is_interrupt_stack(s.frames.iter().filter_map(|&a| symbols.lookup(a).map(|(sym, _)| sym.name.as_str()))))
+        .map(|s| s.id)
+        .collect();
+    for r in records {
+        r.in_interrupt = interrupt.contains(&r.stack_id);
+    }
 }
 
 fn unix_now_ns() -> u64 {

@@ -3,7 +3,7 @@
 //!
 //! | file | columns |
 //! |---|---|
-//! | `locks.parquet` | workload u32, tgid u32, lock_addr u64, generation u32, flags u32, kind string, stack_id i32, count u64, wait_total_ns u64, wait_max_ns u64, hold_total_ns u64, hold_max_ns u64 |
+//! | `locks.parquet` | workload u32, tgid u32, lock_addr u64, generation u32, flags u32, kind string, stack_id i32, count u64, wait_total_ns u64, wait_max_ns u64, hold_total_ns u64, hold_max_ns u64, in_interrupt bool |
 //! | `stacks.parquet` | stack_id i32, frames list<u64> (innermost first) |
 //! | `symbols.parquet` | addr u64, size u64, name string, module string?, kind string (`text`/`data`) |
 //!
@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use arrow_array::builder::{ListBuilder, UInt64Builder};
 use arrow_array::{
-    Array, ArrayRef, Int32Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
+    Array, ArrayRef, BooleanArray, Int32Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
 };
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -157,6 +157,7 @@ fn locks_batch(records: &[LockRecord]) -> RecordBatch {
         ("wait_max_ns", u64s(|r| r.wait_max_ns)),
         ("hold_total_ns", u64s(|r| r.hold_total_ns)),
         ("hold_max_ns", u64s(|r| r.hold_max_ns)),
+        ("in_interrupt", Arc::new(records.iter().map(|r| Some(r.in_interrupt)).collect::<BooleanArray>())),
     ])
 }
 
@@ -286,6 +287,7 @@ fn records_from(batch: &RecordBatch) -> Result<Vec<LockRecord>, String> {
     let (wait_total, wait_max) = (u64s("wait_total_ns")?, u64s("wait_max_ns")?);
     let (hold_total, hold_max) = (u64s("hold_total_ns")?, u64s("hold_max_ns")?);
     let stack_id = column::<Int32Array>(batch, "stack_id")?;
+    let in_interrupt = column::<BooleanArray>(batch, "in_interrupt")?;
     Ok((0..batch.num_rows())
         .map(|i| LockRecord {
             workload: workload.value(i),
@@ -299,6 +301,7 @@ fn records_from(batch: &RecordBatch) -> Result<Vec<LockRecord>, String> {
             wait_max_ns: wait_max.value(i),
             hold_total_ns: hold_total.value(i),
             hold_max_ns: hold_max.value(i),
+            in_interrupt: in_interrupt.value(i),
         })
         .collect())
 }
@@ -360,7 +363,6 @@ mod tests {
                 started_unix_ns: 1_000,
                 ended_unix_ns: 2_000_001_000,
                 end_reason: EndReason::WorkloadsExited,
-                irq_filter: true,
                 kallsyms_all: false,
                 workloads: vec![Workload {
                     id: 1,
@@ -386,6 +388,7 @@ mod tests {
                 wait_max_ns: 200,
                 hold_total_ns: 0,
                 hold_max_ns: 0,
+                in_interrupt: false,
             }],
             stacks: vec![Stack { id: 7, frames: vec![0xffff_ffff_8100_0010, 0xffff_ffff_8100_2000] }],
             symbols: vec![Symbol {

@@ -4,6 +4,7 @@
 //! A trace is a directory (`trace.json` plus Parquet tables) so that pandas,
 //! DuckDB or Spark can read the tables directly; see `format` for the layout.
 
+pub mod context;
 pub mod format;
 pub mod kallsyms;
 pub mod model;

@@ -65,7 +65,8 @@ pub struct Workload {
     pub run_time_ns: u64,
     /// How a launched workload ended, when it ended during the recording.
     pub exit: Option<String>,
-    /// Acquisitions seen in interrupt context and left out of the records.
+    /// Acquisitions recognised as made in interrupt context while this
+    /// workload was current (left out of the analysis by default).
     pub irq_filtered: u64,
 }
 
@@ -80,7 +81,8 @@ impl Workload {
 pub struct Counters {
     /// Lock events seen for the selected workloads.
     pub events: u64,
-    /// ... of which in interrupt context (left out of the records).
+    /// Acquisitions recognised (by stack) as made in interrupt context; kept
+    /// in the trace, left out of the analysis unless asked for.
     pub irq_filtered: u64,
     /// Records lost because the aggregation map was full.
     pub map_full: u64,
@@ -143,8 +145,6 @@ pub struct TraceMeta {
     pub started_unix_ns: u64,
     pub ended_unix_ns: u64,
     pub end_reason: EndReason,
-    /// Whether interrupt-context events were recognised in the kernel.
-    pub irq_filter: bool,
     /// Whether kallsyms listed data symbols (CONFIG_KALLSYMS_ALL), so global locks can be named.
     pub kallsyms_all: bool,
     pub workloads: Vec<Workload>,
@@ -184,6 +184,8 @@ pub struct LockRecord {
     pub wait_max_ns: u64,
     pub hold_total_ns: u64,
     pub hold_max_ns: u64,
+    /// Taken while serving an interrupt (recognised from the stack).
+    pub in_interrupt: bool,
 }
 
 impl LockRecord {

@@ -1,1 +1,72 @@
-fn main(){}
+//! lockscope: measures how isolated co-located workloads are by the kernel
+//! locks they acquire in common. This binary only parses arguments, shows
+//! progress and wires the stages together; the work lives in the crates.
+
+mod doctor;
+mod record;
+mod report;
+mod workload;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "lockscope",
+    version,
+    about = "Measure how isolated co-located workloads are, by the kernel locks they share",
+    long_about = "lockscope records the kernel locks that workloads acquire (eBPF, aggregated in the kernel), \
+finds the locks two or more workloads acquire in common (shared) and those only one acquires (private), \
+and reports how often each is taken and from where in the kernel.\n\n\
+A typical session:\n  \
+lockscope doctor                       # what this machine allows\n  \
+lockscope record --run a='lockscope workload file-churn --dir /tmp/a' \\\n                   \
+--run b='lockscope workload file-churn --dir /tmp/b' -o churn.trace\n  \
+lockscope report churn.trace           # shared and private locks"
+)]
+struct Cli {
+    /// Log more (-v: info, -vv: debug).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Doctor(doctor::Args),
+    Record(record::Args),
+    Report(report::Args),
+    #[command(subcommand)]
+    Workload(workload::Workload),
+}
+
+/// Output format of commands that print tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+    Csv,
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Doctor(args) => doctor::run(args),
+        Command::Record(args) => record::run(args),
+        Command::Report(args) => report::run(args),
+        Command::Workload(w) => workload::run(w),
+    };
+    if let Err(e) = result {
+        eprintln!("lockscope: error: {e:#}");
+        std::process::exit(1);
+    }
+}

@@ -7,6 +7,11 @@
  * cgroup) we time each wait and aggregate it in the kernel, keyed by
  * (workload, tgid, lock address, lock flags, kernel stack). Nothing is
  * streamed per event; everything not recorded is counted.
+ *
+ * Interrupt context is recognised from the stack in user space (interrupt
+ * entry frames), as the per-CPU preempt count is not reachable from BPF on
+ * kernels without CONFIG_KALLSYMS_ALL. Interrupts nest inside a task's wait
+ * but always complete first, and use their own slot (a different lock).
  */
 #include "lockscope.bpf.h"
 
@@ -79,34 +84,11 @@ struct {
 	__type(value, u64);
 } counters SEC(".maps");
 
-/* Interrupt-context contentions per workload (index = workload id). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MAX_WORKLOADS);
-	__type(key, u32);
-	__type(value, u64);
-} irq_counts SEC(".maps");
-
-extern int __preempt_count __ksym __weak;
-
-#define SOFTIRQ_OFFSET 0x100
-#define HARDIRQ_MASK 0xf0000
-#define NMI_MASK 0xf00000
-
 static __always_inline void count(u32 which)
 {
 	u64 *c = bpf_map_lookup_elem(&counters, &which);
 	if (c)
 		(*c)++;
-}
-
-/* Hard or soft interrupt (being served, not merely disabled), or NMI. */
-static __always_inline bool in_interrupt_context(void)
-{
-	if (!bpf_ksym_exists(&__preempt_count))
-		return false; /* user space reports the filter as unavailable */
-	int *pc = bpf_this_cpu_ptr(&__preempt_count);
-	return (*pc & (NMI_MASK | HARDIRQ_MASK | SOFTIRQ_OFFSET)) != 0;
 }
 
 static __always_inline u32 current_workload(void)
@@ -132,14 +114,6 @@ static __always_inline int on_begin(void *ctx, u64 lock, u32 flags)
 	if (!workload)
 		return 0;
 	count(C_EVENTS);
-
-	if (in_interrupt_context()) {
-		u64 *c = bpf_map_lookup_elem(&irq_counts, &workload);
-		if (c)
-			(*c)++;
-		count(C_IRQ_FILTERED);
-		return 0;
-	}
 
 	struct wait_state *ws = bpf_task_storage_get(&waits, bpf_get_current_task_btf(), 0,
 						     BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -203,7 +177,7 @@ static __always_inline void aggregate(struct agg_key *key, u64 wait_ns)
 static __always_inline int on_end(u64 lock)
 {
 	u32 workload = current_workload();
-	if (!workload || in_interrupt_context())
+	if (!workload)
 		return 0;
 
 	struct wait_state *ws = bpf_task_storage_get(&waits, bpf_get_current_task_btf(), 0, 0);

@@ -38,7 +38,6 @@ struct task_struct {
 /* Counters in the per-CPU `counters` array; keep in step with abi.rs. */
 enum counter {
 	C_EVENTS,          /* contention_begin seen for a tracked workload */
-	C_IRQ_FILTERED,    /* ... of which in interrupt context, left out */
 	C_MAP_FULL,        /* aggregate not stored: map full */
 	C_MAP_BUSY,        /* aggregate not stored: map busy (re-entered on this CPU) */
 	C_STACK_COLLISION, /* stack id lost to a hash collision in the stack map */

@@ -1,0 +1,178 @@
+//! `lockscope doctor`: what this machine allows, found by trying.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use lockscope_bpf::{probe_hooks, Hook, HookStatus, Privileges};
+use lockscope_trace::SymbolTable;
+use serde::Serialize;
+
+use crate::Format;
+
+/// Probe what this machine allows: privileges, BTF, which kernel hooks really
+/// attach, KALLSYMS_ALL, cgroups, installed platforms, and so which recording
+/// modes work.
+#[derive(clap::Args)]
+pub struct Args {
+    /// table or json (csv is not offered: the result is not a table of rows).
+    #[arg(long, value_enum, default_value = "table")]
+    format: Format,
+}
+
+#[derive(Serialize)]
+struct Report {
+    kernel_release: String,
+    privileges: PrivilegeReport,
+    btf: bool,
+    hooks: Vec<HookStatus>,
+    kallsyms_all: Option<bool>,
+    cgroup: CgroupReport,
+    platforms: BTreeMap<&'static str, Option<String>>,
+    modes: Modes,
+}
+
+#[derive(Serialize)]
+struct PrivilegeReport {
+    #[serde(flatten)]
+    caps: Privileges,
+    can_trace: bool,
+}
+
+#[derive(Serialize)]
+struct CgroupReport {
+    v1: bool,
+    v2: bool,
+}
+
+#[derive(Serialize)]
+struct Modes {
+    acquire: ModeStatus,
+    contention: ModeStatus,
+}
+
+#[derive(Serialize)]
+struct ModeStatus {
+    available: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hook: Option<Hook>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+
+const PLATFORMS: [(&str, &str); 4] =
+    [("runc", "runc"), ("runsc", "runsc"), ("qemu", "qemu-system-x86_64"), ("firecracker", "firecracker")];
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let report = gather();
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table | Format::Csv => print!("{}", table(&report)),
+    }
+    Ok(())
+}
+
+fn gather() -> Report {
+    let privileges = Privileges::current();
+    let can_trace = privileges.can_trace();
+    let hooks = if can_trace {
+        probe_hooks()
+    } else {
+        Hook::ALL
+            .iter()
+            .map(|&hook| HookStatus { hook, available: false, reason: Some(format!("not probed: {}", Privileges::ADVICE)) })
+            .collect()
+    };
+    let status = |h: Hook| hooks.iter().find(|s| s.hook == h).expect("every hook probed");
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let fs_types: Vec<&str> = mounts.lines().filter_map(|l| l.split_whitespace().nth(2)).collect();
+
+    Report {
+        kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
+        privileges: PrivilegeReport { caps: privileges, can_trace },
+        btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
+        kallsyms_all: SymbolTable::load().ok().map(|t| t.has_data_symbols()),
+        cgroup: CgroupReport { v1: fs_types.contains(&"cgroup"), v2: fs_types.contains(&"cgroup2") },
+        platforms: PLATFORMS.iter().map(|&(name, bin)| (name, find_in_path(bin))).collect(),
+        modes: Modes {
+            acquire: acquire_status(status(Hook::Fentry), status(Hook::Kprobe)),
+            contention: contention_status(status(Hook::TpBtf), status(Hook::Tracepoint)),
+        },
+        hooks,
+    }
+}
+
+fn acquire_status(fentry: &HookStatus, kprobe: &HookStatus) -> ModeStatus {
+    let allowed = [fentry, kprobe].into_iter().find(|h| h.available).map(|h| h.hook);
+    let reason = match allowed {
+        Some(h) => format!("this kernel allows {h:?} hooks, but this version of lockscope does not implement acquire mode yet"),
+        None => format!(
+            "fentry: {}; kprobe: {}",
+            fentry.reason.as_deref().unwrap_or("?"),
+            kprobe.reason.as_deref().unwrap_or("?")
+        ),
+    };
+    ModeStatus { available: false, hook: allowed, reason: Some(reason) }
+}
+
+fn contention_status(tp_btf: &HookStatus, tracepoint: &HookStatus) -> ModeStatus {
+    match [tp_btf, tracepoint].into_iter().find(|h| h.available) {
+        Some(h) => ModeStatus { available: true, hook: Some(h.hook), reason: None },
+        None => ModeStatus {
+            available: false,
+            hook: None,
+            reason: Some(format!(
+                "tp_btf: {}; tracepoint: {}",
+                tp_btf.reason.as_deref().unwrap_or("?"),
+                tracepoint.reason.as_deref().unwrap_or("?")
+            )),
+        },
+    }
+}
+
+fn find_in_path(bin: &str) -> Option<String> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(bin))
+        .find(|p| p.is_file())
+        .map(|p| p.display().to_string())
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn table(r: &Report) -> String {
+    let mut rows: Vec<Vec<String>> = vec![
+        vec!["kernel".into(), r.kernel_release.clone()],
+        vec![
+            "privileges".into(),
+            if r.privileges.can_trace {
+                format!("can trace (euid {})", r.privileges.caps.euid)
+            } else {
+                format!("cannot trace: {}", Privileges::ADVICE)
+            },
+        ],
+        vec!["BTF (/sys/kernel/btf/vmlinux)".into(), yes_no(r.btf).into()],
+    ];
+    for h in &r.hooks {
+        rows.push(vec![h.hook.describe().into(), h.reason.clone().map_or("attaches".into(), |why| format!("no: {why}"))]);
+    }
+    rows.push(vec![
+        "KALLSYMS_ALL (global locks named)".into(),
+        r.kallsyms_all.map_or("unknown (kallsyms unreadable)".into(), |b| yes_no(b).into()),
+    ]);
+    rows.push(vec!["cgroup v1 / v2".into(), format!("{} / {}", yes_no(r.cgroup.v1), yes_no(r.cgroup.v2))]);
+    for (name, path) in &r.platforms {
+        rows.push(vec![format!("platform {name}"), path.clone().unwrap_or_else(|| "not installed".into())]);
+    }
+    for (name, m) in [("acquire", &r.modes.acquire), ("contention", &r.modes.contention)] {
+        let text = if m.available {
+            format!("available via {:?}", m.hook.expect("available modes name their hook"))
+        } else {
+            format!("unavailable: {}", m.reason.as_deref().unwrap_or("?"))
+        };
+        rows.push(vec![format!("mode {name}"), text]);
+    }
+    lockscope_analysis::render::columns(&["CHECK", "RESULT"], &rows)
+}
