@@ -3,6 +3,7 @@
 
 mod abi;
 pub mod launch;
+mod libbpf_log;
 pub mod privileges;
 pub mod probe;
 pub mod procfs;

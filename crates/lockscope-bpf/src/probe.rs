@@ -6,7 +6,7 @@ use std::mem::MaybeUninit;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 use crate::probe_skel::ProbeSkelBuilder;
-use crate::procfs;
+use crate::{libbpf_log, procfs};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -54,6 +54,7 @@ pub fn probe_hooks() -> Vec<HookStatus> {
 }
 
 fn try_hook(hook: Hook) -> Result<(), String> {
+    libbpf_log::capture();
     if hook == Hook::Tracepoint {
         procfs::ensure_tracefs().map_err(|e| format!("tracefs unavailable: {e}"))?;
     }
@@ -64,14 +65,14 @@ fn try_hook(hook: Hook) -> Result<(), String> {
     progs.lks_probe_kprobe.set_autoload(hook == Hook::Kprobe);
     progs.lks_probe_tpbtf.set_autoload(hook == Hook::TpBtf);
     progs.lks_probe_tp.set_autoload(hook == Hook::Tracepoint);
-    let skel = open.load().map_err(|e| format!("load refused: {e}"))?;
+    let skel = open.load().map_err(|e| libbpf_log::explain(format!("load refused: {e}")))?;
     let prog = match hook {
         Hook::Fentry => &skel.progs.lks_probe_fentry,
         Hook::Kprobe => &skel.progs.lks_probe_kprobe,
         Hook::TpBtf => &skel.progs.lks_probe_tpbtf,
         Hook::Tracepoint => &skel.progs.lks_probe_tp,
     };
-    let link = prog.attach().map_err(|e| format!("attach refused: {e}"))?;
+    let link = prog.attach().map_err(|e| libbpf_log::explain(format!("attach refused: {e}")))?;
     drop(link);
     Ok(())
 }

@@ -20,6 +20,7 @@ use lockscope_trace::{
 use crate::abi::{self, AggKey, AggVal, NR_COUNTERS};
 use crate::contention_skel::{ContentionSkel, ContentionSkelBuilder};
 use crate::launch::{spawn_held, Launched};
+use crate::libbpf_log;
 use crate::privileges::Privileges;
 use crate::procfs::{self, CgroupTarget};
 
@@ -243,7 +244,8 @@ fn load_with<'obj>(
     max_records: u32,
     n_cgroups: usize,
 ) -> Result<ContentionSkel<'obj>, String> {
-    let mut open = ContentionSkelBuilder::default().open(object).map_err(|e| e.to_string())?;
+    libbpf_log::capture();
+    let mut open = ContentionSkelBuilder::default().open(object).map_err(libbpf_log::explain)?;
     let btf = hook == ContentionHook::TpBtf;
     open.progs.lks_btf_begin.set_autoload(btf);
     open.progs.lks_btf_end.set_autoload(btf);
@@ -253,7 +255,7 @@ fn load_with<'obj>(
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         rodata.n_cgroup_targets = n_cgroups as u32;
     }
-    open.load().map_err(|e| e.to_string())
+    open.load().map_err(libbpf_log::explain)
 }
 
 fn attach(skel: &ContentionSkel<'_>, hook: ContentionHook) -> Result<Vec<Link>, RecordError> {

@@ -1,0 +1,298 @@
+//! End-to-end tests of `lockscope record` and `report` on the running kernel:
+//! real BPF programs, real workloads, real locks. They need root (or
+//! CAP_BPF+CAP_PERFMON) and bpftool, as .ci/run provides.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::Value;
+
+const LOCKSCOPE: &str = env!("CARGO_BIN_EXE_lockscope");
+
+/// Recordings attach system-wide; one at a time keeps the "nothing left
+/// attached" checks meaningful.
+static KERNEL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    KERNEL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn lockscope(args: &[&str]) -> Output {
+    Command::new(LOCKSCOPE).args(args).output().expect("lockscope runs")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn workload(args: &str) -> String {
+    format!("{LOCKSCOPE} workload {args}")
+}
+
+/// The names of loaded BPF programs, from bpftool (the kernel's own listing).
+fn loaded_programs() -> Vec<String> {
+    let out = Command::new("bpftool").args(["prog", "show", "--json"]).output().expect("bpftool is installed (.ci/run installs it)");
+    assert!(out.status.success(), "bpftool: {}", stderr(&out));
+    let progs: Value = serde_json::from_slice(&out.stdout).unwrap();
+    progs.as_array().unwrap().iter().filter_map(|p| p["name"].as_str().map(str::to_owned)).collect()
+}
+
+fn assert_nothing_attached() {
+    // Program release is asynchronous (RCU); give it a moment.
+    for _ in 0..50 {
+        if !loaded_programs().iter().any(|n| n.starts_with("lks_")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("lockscope programs still loaded: {:?}", loaded_programs());
+}
+
+fn record(dir: &Path, args: &[String]) -> (PathBuf, Output) {
+    let trace = dir.join("out.trace");
+    let mut all = vec!["record".to_owned(), "-o".into(), trace.display().to_string()];
+    all.extend_from_slice(args);
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    let out = lockscope(&refs);
+    assert_nothing_attached();
+    (trace, out)
+}
+
+fn report_json(trace: &Path) -> Value {
+    let out = lockscope(&["report", trace.to_str().unwrap(), "--format", "json", "--top", "5"]);
+    assert!(out.status.success(), "report failed: {}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn frames_of(lock: &Value) -> Vec<String> {
+    lock["call_sites"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["frames"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_owned()))
+        .collect()
+}
+
+fn site_of(lock: &Value) -> String {
+    lock["call_sites"][0]["site"].as_str().unwrap_or("").to_owned()
+}
+
+fn workload_summary<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["workloads"].as_array().unwrap().iter().find(|w| w["name"] == name).unwrap()
+}
+
+#[test]
+fn file_churn_pair_shares_file_system_locks() {
+    let _k = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (trace, out) = record(
+        tmp.path(),
+        &[
+            "--run".into(),
+            format!("a={}", workload(&format!("file-churn --dir {} --files 2000 --duration 4s", a.display()))),
+            "--run".into(),
+            format!("b={}", workload(&format!("file-churn --dir {} --files 2000 --duration 4s", b.display()))),
+        ],
+    );
+    assert!(out.status.success(), "record failed: {}", stderr(&out));
+    let report = report_json(&trace);
+    assert!(report["shared_locks"].as_u64().unwrap() >= 1, "no shared lock: {report:#}");
+    let fs_functions = ["ext4_", "jbd2_", "vfs_", "do_unlinkat", "path_openat", "d_alloc", "iput", "evict", "new_inode"];
+    let shared_fs = report["locks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["shared"] == true)
+        .any(|l| frames_of(l).iter().any(|f| fs_functions.iter().any(|p| f.starts_with(p))));
+    assert!(shared_fs, "no shared lock with a file-system stack: {report:#}");
+    for name in ["a", "b"] {
+        let w = workload_summary(&report, name);
+        assert_eq!(w["exit"], "exit status 0");
+        assert!(w["shared_locks"].as_u64().unwrap() >= 1);
+    }
+}
+
+#[test]
+fn pipe_workloads_keep_their_pipe_locks_private() {
+    let _k = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (trace, out) = record(
+        tmp.path(),
+        &[
+            "--run".into(),
+            format!("a={}", workload("pipe --writers 2 --duration 3s")),
+            "--run".into(),
+            format!("b={}", workload("pipe --writers 2 --duration 3s")),
+        ],
+    );
+    assert!(out.status.success(), "record failed: {}", stderr(&out));
+    let report = report_json(&trace);
+    let locks = report["locks"].as_array().unwrap();
+    let is_pipe = |l: &&Value| site_of(l).contains("pipe_");
+    for name in ["a", "b"] {
+        assert!(workload_summary(&report, name)["private_locks"].as_u64().unwrap() >= 1);
+        let own_pipe = locks
+            .iter()
+            .filter(is_pipe)
+            .any(|l| l["shared"] == false && l["uses"][0]["workload_name"] == name && l["kind"] == "mutex");
+        assert!(own_pipe, "workload {name} shows no private pipe mutex: {report:#}");
+    }
+    let shared_pipe: Vec<_> = locks.iter().filter(is_pipe).filter(|l| l["shared"] == true).collect();
+    assert!(shared_pipe.is_empty(), "pipe locks reported shared: {shared_pipe:#?}");
+}
+
+#[test]
+fn an_early_exit_gives_a_partial_result_with_its_own_run_time() {
+    let _k = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    // Two pipe writers contend with each other: locks appear even alone.
+    let (trace, out) = record(
+        tmp.path(),
+        &[
+            "--run".into(),
+            format!("long={}", workload("pipe --duration 3s")),
+            "--run".into(),
+            "short=sh -c 'exit 7'".into(),
+        ],
+    );
+    assert!(out.status.success(), "record failed: {}", stderr(&out));
+    let report = report_json(&trace);
+    let short = workload_summary(&report, "short");
+    let long = workload_summary(&report, "long");
+    assert_eq!(short["exit"], "exit status 7");
+    assert!(short["run_time_secs"].as_f64().unwrap() < 1.0, "{short}");
+    assert!(long["run_time_secs"].as_f64().unwrap() >= 2.5, "{long}");
+    assert!(long["acquisitions"].as_u64().unwrap() > 0);
+    assert!(report["duration_secs"].as_f64().unwrap() >= 2.5, "the recording waits for every workload");
+}
+
+#[test]
+fn a_missing_command_is_a_clear_error_and_writes_nothing() {
+    let _k = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (trace, out) = record(tmp.path(), &["--run".into(), "x=/nonexistent/lockscope-cmd --flag".into()]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("workload x: cannot run \"/nonexistent/lockscope-cmd\""), "{err}");
+    assert!(err.contains("No such file or directory"), "{err}");
+    assert!(!trace.exists());
+}
+
+#[test]
+fn a_missing_pid_is_a_clear_error() {
+    let _k = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (trace, out) = record(tmp.path(), &["--pid".into(), "gone=3999999".into()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("workload gone: process 3999999 does not exist"), "{}", stderr(&out));
+    assert!(!trace.exists());
+}
+
+#[test]
+fn an_existing_process_is_followed_by_pid() {
+    let _k = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(LOCKSCOPE)
+        .args(["workload", "pipe", "--duration", "20s"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let (trace, out) = record(tmp.path(), &["--pid".into(), format!("p={}", child.id()), "--duration".into(), "2s".into()]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(out.status.success(), "record failed: {}", stderr(&out));
+    let report = report_json(&trace);
+    let p = workload_summary(&report, "p");
+    assert!(p["acquisitions"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(p["pids"].as_array().unwrap().contains(&child.id().into()));
+}
+
+#[test]
+fn acquire_mode_is_refused_clearly_here() {
+    let _k = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, out) = record(tmp.path(), &["--mode".into(), "acquire".into(), "--run".into(), "t=true".into()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("acquire mode is not available"), "{}", stderr(&out));
+}
+
+#[test]
+fn ctrl_c_ends_the_recording_and_still_writes_the_trace() {
+    let _k = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let trace = tmp.path().join("int.trace");
+    let child = Command::new(LOCKSCOPE)
+        .args(["record", "-o", trace.to_str().unwrap(), "--run", "s=sleep 60"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert_nothing_attached();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let meta: Value = serde_json::from_slice(&std::fs::read(trace.join("trace.json")).unwrap()).unwrap();
+    assert_eq!(meta["end_reason"], "interrupted");
+    let sleep_pid = meta["workloads"][0]["pids"][0].as_u64().unwrap();
+    assert!(!Path::new(&format!("/proc/{sleep_pid}")).exists(), "the launched workload was ended");
+}
+
+#[test]
+fn without_privileges_record_explains_and_doctor_still_reports() {
+    let _k = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let run_as_nobody = |args: &[&str]| {
+        use std::os::unix::process::CommandExt;
+        Command::new(LOCKSCOPE).args(args).uid(65534).gid(65534).output().unwrap()
+    };
+    let trace = tmp.path().join("t");
+    let out = run_as_nobody(&["record", "-o", trace.to_str().unwrap(), "--run", "t=true"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("run as root or grant CAP_BPF+CAP_PERFMON"), "{}", stderr(&out));
+    assert!(!trace.exists());
+
+    let out = run_as_nobody(&["doctor", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doctor: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doctor["privileges"]["can_trace"], false);
+    assert_eq!(doctor["modes"]["contention"]["available"], false);
+    assert!(doctor["modes"]["contention"]["reason"].as_str().unwrap().contains("CAP_BPF"));
+    assert_nothing_attached();
+}
+
+#[test]
+fn doctor_finds_contention_mode_on_this_kernel() {
+    let _k = serial();
+    let out = lockscope(&["doctor", "--format", "json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doctor: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doctor["modes"]["contention"]["available"], true, "{doctor:#}");
+    let acquire = &doctor["modes"]["acquire"];
+    assert_eq!(acquire["available"], false);
+    assert!(!acquire["reason"].as_str().unwrap().is_empty());
+    assert_nothing_attached();
+}
+
+#[test]
+fn a_damaged_trace_is_named_as_such() {
+    let _k = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (trace, out) = record(tmp.path(), &["--run".into(), "t=sh -c 'ls / > /dev/null'".into()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(lockscope(&["report", trace.to_str().unwrap()]).status.success());
+
+    let stacks = trace.join("stacks.parquet");
+    let len = std::fs::metadata(&stacks).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&stacks).unwrap().set_len(len / 2).unwrap();
+    let out = lockscope(&["report", trace.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("stacks.parquet is truncated"), "{}", stderr(&out));
+
+    let out = lockscope(&["report", tmp.path().to_str().unwrap()]);
+    assert!(stderr(&out).contains("not a lockscope trace"), "{}", stderr(&out));
+}
