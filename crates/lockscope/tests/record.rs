@@ -246,9 +246,13 @@ fn without_privileges_record_explains_and_doctor_still_reports() {
     let _k = serial();
     let tmp = tempfile::tempdir().unwrap();
     std::fs::set_permissions(tmp.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    // A copy nobody can execute, wherever the build tree lives.
+    let bin = tmp.path().join("lockscope");
+    std::fs::copy(LOCKSCOPE, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let run_as_nobody = |args: &[&str]| {
         use std::os::unix::process::CommandExt;
-        Command::new(LOCKSCOPE).args(args).uid(65534).gid(65534).output().unwrap()
+        Command::new(&bin).args(args).uid(65534).gid(65534).output().unwrap()
     };
     let trace = tmp.path().join("t");
     let out = run_as_nobody(&["record", "-o", trace.to_str().unwrap(), "--run", "t=true"]);
