@@ -300,3 +300,51 @@ fn a_damaged_trace_is_named_as_such() {
     let out = lockscope(&["report", tmp.path().to_str().unwrap()]);
     assert!(stderr(&out).contains("not a lockscope trace"), "{}", stderr(&out));
 }
+
+/// The mount point of a cgroup hierarchy: v2, or the v1 one with `controller`.
+fn cgroup_mount(v2: bool, controller: &str) -> Option<PathBuf> {
+    std::fs::read_to_string("/proc/self/mounts").ok()?.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let matches = if v2 { f[2] == "cgroup2" } else { f[2] == "cgroup" && f[3].split(',').any(|o| o == controller) };
+        matches.then(|| PathBuf::from(f[1]))
+    })
+}
+
+/// Records a pipe workload placed in a fresh cgroup under `mount`.
+fn record_cgroup(mount: &Path) {
+    let group = mount.join(format!("lockscope-test-{}", std::process::id()));
+    std::fs::create_dir(&group).unwrap();
+    let mut child = Command::new(LOCKSCOPE)
+        .args(["workload", "pipe", "--duration", "20s"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::fs::write(group.join("cgroup.procs"), child.id().to_string()).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let (trace, out) = record(tmp.path(), &["--cgroup".into(), format!("c={}", group.display()), "--duration".into(), "2s".into()]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir(&group);
+    assert!(out.status.success(), "record failed: {}", stderr(&out));
+    let report = report_json(&trace);
+    let c = workload_summary(&report, "c");
+    assert!(c["acquisitions"].as_u64().unwrap() > 0, "{report:#}");
+    assert!(c["pids"].as_array().unwrap().contains(&child.id().into()), "{c}");
+}
+
+#[test]
+fn a_cgroup_v2_is_followed_in_the_kernel() {
+    let _k = serial();
+    let mount = cgroup_mount(true, "").expect("a cgroup2 hierarchy is mounted");
+    record_cgroup(&mount);
+}
+
+#[test]
+fn a_cgroup_v1_is_followed_by_polling() {
+    let _k = serial();
+    let Some(mount) = cgroup_mount(false, "pids") else {
+        eprintln!("no cgroup v1 pids hierarchy on this machine; nothing to test");
+        return;
+    };
+    record_cgroup(&mount);
+}
