@@ -11,7 +11,7 @@ pub mod recorder;
 
 pub use privileges::Privileges;
 pub use probe::{probe_hooks, Hook, HookStatus};
-pub use recorder::{record, ModeRequest, Progress, RecordConfig, RecordError, WorkloadSpec};
+pub use recorder::{record, HookRequest, ModeRequest, Progress, RecordConfig, RecordError, WorkloadSpec};
 
 mod contention_skel {
     include!(concat!(env!("OUT_DIR"), "/contention.skel.rs"));

@@ -41,8 +41,17 @@ pub struct WorkloadSpec {
     pub selector: Selector,
 }
 
+/// Which contention hook to use: the best available, or one in particular.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookRequest {
+    Auto,
+    TpBtf,
+    Tracepoint,
+}
+
 pub struct RecordConfig {
     pub mode: ModeRequest,
+    pub hook: HookRequest,
     pub workloads: Vec<WorkloadSpec>,
     pub duration: Option<Duration>,
     /// Capacity of the in-kernel aggregation map.
@@ -83,6 +92,8 @@ pub enum RecordError {
     Launch { name: String, program: String, source: std::io::Error },
     #[error("this kernel refused the lock contention tracepoints (tp_btf: {tp_btf}; tracepoint: {tracepoint}); see `lockscope doctor`")]
     Unsupported { tp_btf: String, tracepoint: String },
+    #[error("attaching the recorder's programs failed: {0}")]
+    Attach(String),
     #[error("BPF map access failed: {0}")]
     Map(#[from] libbpf_rs::Error),
     #[error(transparent)]
@@ -112,7 +123,7 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut(&Progress)) -> Result
     }
 
     let mut objects = [MaybeUninit::uninit(), MaybeUninit::uninit()];
-    let (skel, hook) = load(&mut objects, cfg.max_records, cgroups_v2.len())?;
+    let (skel, hook) = load(&mut objects, cfg.hook, cfg.max_records, cgroups_v2.len())?;
     let links = attach(&skel, hook)?;
     for (i, &(id, level, workload)) in cgroups_v2.iter().enumerate() {
         let value = abi::cgroup_target(id, level, workload);
@@ -220,13 +231,21 @@ impl ContentionHook {
 /// load consumes its object, hence one slot per attempt.
 fn load<'obj>(
     objects: &'obj mut [MaybeUninit<libbpf_rs::OpenObject>; 2],
+    request: HookRequest,
     max_records: u32,
     n_cgroups: usize,
 ) -> Result<(ContentionSkel<'obj>, ContentionHook), RecordError> {
     let [first, second] = objects;
-    let tp_btf = match load_with(first, ContentionHook::TpBtf, max_records, n_cgroups) {
-        Ok(skel) => return Ok((skel, ContentionHook::TpBtf)),
-        Err(e) => e,
+    let tp_btf = if request == HookRequest::Tracepoint {
+        "not tried (--hook tracepoint)".to_owned()
+    } else {
+        match load_with(first, ContentionHook::TpBtf, max_records, n_cgroups) {
+            Ok(skel) => return Ok((skel, ContentionHook::TpBtf)),
+            Err(e) if request == HookRequest::TpBtf => {
+                return Err(RecordError::Unsupported { tp_btf: e, tracepoint: "not tried (--hook tp_btf)".into() })
+            }
+            Err(e) => e,
+        }
     };
     tracing::info!("tp_btf contention programs refused ({tp_btf}); trying classic tracepoints");
     if let Err(e) = procfs::ensure_tracefs() {
@@ -268,7 +287,7 @@ fn attach(skel: &ContentionSkel<'_>, hook: ContentionHook) -> Result<Vec<Link>, 
         .into_iter()
         .map(|prog| prog.attach())
         .collect::<Result<_, _>>()
-        .map_err(|e| RecordError::Unsupported { tp_btf: e.to_string(), tracepoint: e.to_string() })
+        .map_err(|e| RecordError::Attach(libbpf_log::explain(e)))
 }
 
 /// A workload while the recording runs.

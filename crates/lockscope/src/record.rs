@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
-use lockscope_bpf::{ModeRequest, RecordConfig, WorkloadSpec};
+use lockscope_bpf::{HookRequest, ModeRequest, RecordConfig, WorkloadSpec};
 use lockscope_trace::Selector;
 
 /// Record the kernel locks that workloads acquire, aggregated in the kernel,
@@ -27,6 +27,10 @@ pub struct Args {
     /// acquire (every acquisition) is not implemented in this version.
     #[arg(long, value_enum, default_value = "auto")]
     mode: ModeArg,
+    /// Contention hook: auto prefers BTF-typed tracepoints (tp_btf) and falls
+    /// back to classic tracepoints; name one to insist on it.
+    #[arg(long, value_enum, default_value = "auto")]
+    hook: HookArg,
     /// Launch COMMAND (split like a shell would, no shell features) and follow
     /// its whole process tree, threads and children included.
     #[arg(long = "run", value_name = "NAME=COMMAND")]
@@ -49,6 +53,14 @@ pub struct Args {
     /// Capacity of the in-kernel aggregation map; records beyond it are counted as map_full.
     #[arg(long, default_value_t = 65536)]
     max_records: u32,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum HookArg {
+    Auto,
+    #[value(name = "tp_btf")]
+    TpBtf,
+    Tracepoint,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -85,6 +97,7 @@ fn workloads(args: &Args) -> anyhow::Result<Vec<WorkloadSpec>> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let specs = workloads(&args)?;
+    // Checked again when writing; here so a long recording is not wasted.
     if args.output.exists() && !args.force {
         bail!("{} already exists; choose another --output or pass --force to replace it", args.output.display());
     }
@@ -97,6 +110,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ModeArg::Auto => ModeRequest::Auto,
             ModeArg::Acquire => ModeRequest::Acquire,
             ModeArg::Contention => ModeRequest::Contention,
+        },
+        hook: match args.hook {
+            HookArg::Auto => HookRequest::Auto,
+            HookArg::TpBtf => HookRequest::TpBtf,
+            HookArg::Tracepoint => HookRequest::Tracepoint,
         },
         workloads: specs,
         duration: args.duration,

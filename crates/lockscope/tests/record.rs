@@ -117,6 +117,17 @@ fn file_churn_pair_shares_file_system_locks() {
 
 #[test]
 fn pipe_workloads_keep_their_pipe_locks_private() {
+    pipe_pair(&[]);
+}
+
+#[test]
+fn the_classic_tracepoint_fallback_records_the_same_picture() {
+    let meta = pipe_pair(&["--hook".into(), "tracepoint".into()]);
+    assert_eq!(meta["hook"], "tracepoint");
+}
+
+/// Two pipe workloads; checks each keeps its pipe mutex private. Returns trace.json.
+fn pipe_pair(extra: &[String]) -> Value {
     let _k = serial();
     let tmp = tempfile::tempdir().unwrap();
     let (trace, out) = record(
@@ -126,7 +137,10 @@ fn pipe_workloads_keep_their_pipe_locks_private() {
             format!("a={}", workload("pipe --writers 2 --duration 3s")),
             "--run".into(),
             format!("b={}", workload("pipe --writers 2 --duration 3s")),
-        ],
+        ]
+        .into_iter()
+        .chain(extra.iter().cloned())
+        .collect::<Vec<_>>(),
     );
     assert!(out.status.success(), "record failed: {}", stderr(&out));
     let report = report_json(&trace);
@@ -142,6 +156,7 @@ fn pipe_workloads_keep_their_pipe_locks_private() {
     }
     let shared_pipe: Vec<_> = locks.iter().filter(is_pipe).filter(|l| l["shared"] == true).collect();
     assert!(shared_pipe.is_empty(), "pipe locks reported shared: {shared_pipe:#?}");
+    serde_json::from_slice(&std::fs::read(trace.join("trace.json")).unwrap()).unwrap()
 }
 
 #[test]
