@@ -3,7 +3,7 @@ use std::path::PathBuf;
 
 use libbpf_cargo::SkeletonBuilder;
 
-const PROGRAMS: &[&str] = &["contention", "probe"];
+const PROGRAMS: &[&str] = &["contention", "acquire", "probe"];
 
 fn main() {
     let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR set by cargo"));
@@ -18,4 +18,5 @@ fn main() {
         println!("cargo:rerun-if-changed={src}");
     }
     println!("cargo:rerun-if-changed=src/bpf/lockscope.bpf.h");
+    println!("cargo:rerun-if-changed=src/bpf/workloads.bpf.h");
 }

@@ -26,6 +26,8 @@ pub struct Analysis {
     pub includes_interrupt: bool,
     /// Whether global locks could be named from kallsyms.
     pub kallsyms_all: bool,
+    /// The recorder's notes on how the trace was made.
+    pub notes: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -218,6 +220,7 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
         counters: trace.meta.counters.clone(),
         includes_interrupt: options.include_interrupt,
         kallsyms_all: trace.meta.kallsyms_all,
+        notes: trace.meta.notes.clone(),
     }
 }
 
@@ -252,6 +255,8 @@ mod tests {
             wait_max_ns: 10,
             hold_total_ns: 0,
             hold_max_ns: 0,
+            failed_trylocks: 0,
+            first_ns: 0,
             in_interrupt: false,
         }
     }
@@ -274,6 +279,8 @@ mod tests {
                 hostname: "h".into(),
                 mode: Mode::Contention,
                 hook: "tp_btf".into(),
+                attached: vec![],
+                notes: vec![],
                 started_unix_ns: 0,
                 ended_unix_ns: 10_000_000_000,
                 end_reason: EndReason::Duration,

@@ -3,6 +3,8 @@
 
 use std::fmt::Write;
 
+use lockscope_trace::Mode;
+
 use crate::analyze::{Analysis, LockSummary};
 
 /// Stack frames shown under each lock in the table.
@@ -37,25 +39,41 @@ fn duration_ns(ns: u64) -> String {
     }
 }
 
-fn lock_rows(locks: &[&LockSummary], rows: &mut Vec<Vec<String>>) {
+/// Acquire mode measures how long locks are held; contention mode how long
+/// acquirers waited.
+fn timing(mode: Mode, u: &crate::analyze::LockUse) -> (u64, u64) {
+    match mode {
+        Mode::Acquire => (u.hold_total_ns, u.hold_max_ns),
+        Mode::Contention => (u.wait_total_ns, u.wait_max_ns),
+    }
+}
+
+fn lock_headers(mode: Mode) -> [&'static str; 8] {
+    let (total, max) = match mode {
+        Mode::Acquire => ("HELD", "MAX HELD"),
+        Mode::Contention => ("WAIT", "MAX WAIT"),
+    };
+    ["LOCK", "KIND", "WORKLOAD", "COUNT", "RATE/S", total, max, "CALL SITE"]
+}
+
+fn lock_rows(mode: Mode, locks: &[&LockSummary], rows: &mut Vec<Vec<String>>) {
     for l in locks {
         for (i, u) in l.uses.iter().enumerate() {
             let first = i == 0;
+            let (total, max) = timing(mode, u);
             rows.push(vec![
                 if first { l.label() } else { String::new() },
                 if first { l.kind.to_string() } else { String::new() },
                 u.workload_name.clone(),
                 u.acquisitions.to_string(),
                 format!("{:.1}", u.rate_per_sec),
-                duration_ns(u.wait_total_ns),
-                duration_ns(u.wait_max_ns),
+                duration_ns(total),
+                duration_ns(max),
                 if first { l.call_sites.first().and_then(|c| c.site.clone()).unwrap_or_default() } else { String::new() },
             ]);
         }
     }
 }
-
-const LOCK_HEADERS: [&str; 8] = ["LOCK", "KIND", "WORKLOAD", "COUNT", "RATE/S", "WAIT", "MAX WAIT", "CALL SITE"];
 
 fn stacks_section(out: &mut String, locks: &[&LockSummary]) {
     for l in locks {
@@ -75,6 +93,9 @@ fn stacks_section(out: &mut String, locks: &[&LockSummary]) {
 pub fn table(a: &Analysis, top: usize) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "mode {} · kernel {} · {:.1} s recorded", a.mode, a.kernel_release, a.duration_secs);
+    for note in &a.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
     if !a.kallsyms_all {
         let _ = writeln!(out, "(kallsyms lists no data symbols on the recording kernel: locks are shown by address)");
     }
@@ -107,8 +128,8 @@ pub fn table(a: &Analysis, top: usize) -> String {
     let _ = writeln!(out, "\nSHARED LOCKS: {} (top {} by acquisitions)", a.shared_locks, shared.len());
     if !shared.is_empty() {
         let mut rows = Vec::new();
-        lock_rows(&shared, &mut rows);
-        out += &columns(&LOCK_HEADERS, &rows);
+        lock_rows(a.mode, &shared, &mut rows);
+        out += &columns(&lock_headers(a.mode), &rows);
     }
 
     for w in &a.workloads {
@@ -117,8 +138,8 @@ pub fn table(a: &Analysis, top: usize) -> String {
         let _ = writeln!(out, "\nPRIVATE LOCKS of {}: {} (top {})", w.name, w.private_locks, private.len());
         if !private.is_empty() {
             let mut rows = Vec::new();
-            lock_rows(&private, &mut rows);
-            out += &columns(&LOCK_HEADERS, &rows);
+            lock_rows(a.mode, &private, &mut rows);
+            out += &columns(&lock_headers(a.mode), &rows);
         }
     }
 

@@ -1,6 +1,6 @@
 //! Byte layouts shared with the BPF programs (see src/bpf/lockscope.bpf.h).
 
-use lockscope_trace::Counters;
+use lockscope_trace::{Counters, LockRecord};
 
 /// Indices of the per-CPU `counters` array, in the order of `enum counter`.
 pub const NR_COUNTERS: u32 = 9;
@@ -25,22 +25,6 @@ pub fn counters_from(values: &[u64; NR_COUNTERS as usize]) -> Counters {
     }
 }
 
-/// `struct agg_key`.
-pub struct AggKey {
-    pub workload: u32,
-    pub tgid: u32,
-    pub lock: u64,
-    pub flags: u32,
-    pub stack_id: i32,
-}
-
-/// `struct agg_val`.
-pub struct AggVal {
-    pub count: u64,
-    pub wait_total_ns: u64,
-    pub wait_max_ns: u64,
-}
-
 fn u32_at(b: &[u8], off: usize) -> u32 {
     u32::from_ne_bytes(b[off..off + 4].try_into().unwrap())
 }
@@ -49,25 +33,24 @@ pub fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_ne_bytes(b[off..off + 8].try_into().unwrap())
 }
 
-impl AggKey {
-    pub const SIZE: usize = 24;
-
-    pub fn parse(b: &[u8]) -> AggKey {
-        assert_eq!(b.len(), Self::SIZE, "agg_key layout changed");
-        AggKey {
-            workload: u32_at(b, 0),
-            tgid: u32_at(b, 4),
-            lock: u64_at(b, 8),
-            flags: u32_at(b, 16),
-            stack_id: u32_at(b, 20) as i32,
-        }
-    }
-}
-
-impl AggVal {
-    pub fn parse(b: &[u8]) -> AggVal {
-        assert_eq!(b.len(), 24, "agg_val layout changed");
-        AggVal { count: u64_at(b, 0), wait_total_ns: u64_at(b, 8), wait_max_ns: u64_at(b, 16) }
+/// A record from an aggregation map entry: `struct agg_key` and `struct agg_val`.
+pub fn record(key: &[u8], value: &[u8]) -> LockRecord {
+    assert_eq!((key.len(), value.len()), (32, 56), "agg_key/agg_val layout changed");
+    LockRecord {
+        workload: u32_at(key, 0),
+        tgid: u32_at(key, 4),
+        lock_addr: u64_at(key, 8),
+        flags: u32_at(key, 16),
+        stack_id: u32_at(key, 20) as i32,
+        generation: u32_at(key, 24),
+        count: u64_at(value, 0),
+        wait_total_ns: u64_at(value, 8),
+        wait_max_ns: u64_at(value, 16),
+        hold_total_ns: u64_at(value, 24),
+        hold_max_ns: u64_at(value, 32),
+        failed_trylocks: u64_at(value, 40),
+        first_ns: u64_at(value, 48),
+        in_interrupt: false,
     }
 }
 

@@ -4,6 +4,7 @@
 mod abi;
 pub mod launch;
 mod libbpf_log;
+mod loader;
 pub mod privileges;
 pub mod probe;
 pub mod procfs;
@@ -11,10 +12,13 @@ pub mod recorder;
 
 pub use privileges::Privileges;
 pub use probe::{probe_hooks, Hook, HookStatus};
-pub use recorder::{record, HookRequest, ModeRequest, Progress, RecordConfig, RecordError, WorkloadSpec};
+pub use recorder::{record, HookRequest, LockClass, ModeRequest, Progress, RecordConfig, RecordError, WorkloadSpec};
 
 mod contention_skel {
     include!(concat!(env!("OUT_DIR"), "/contention.skel.rs"));
+}
+mod acquire_skel {
+    include!(concat!(env!("OUT_DIR"), "/acquire.skel.rs"));
 }
 mod probe_skel {
     include!(concat!(env!("OUT_DIR"), "/probe.skel.rs"));

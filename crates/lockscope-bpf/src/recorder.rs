@@ -4,23 +4,20 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::mem::MaybeUninit;
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapCore, MapFlags};
+use libbpf_rs::MapFlags;
 use lockscope_trace::context::is_interrupt_stack;
 use lockscope_trace::{
-    Counters, EndReason, LockRecord, Mode, Selector, Stack, SymbolTable, Trace, TraceMeta, Workload,
+    Counters, EndReason, LockRecord, Selector, Stack, SymbolTable, Trace, TraceMeta, Workload,
 };
 
-use crate::abi::{self, AggKey, AggVal, NR_COUNTERS};
-use crate::contention_skel::{ContentionSkel, ContentionSkelBuilder};
+use crate::abi::{self, NR_COUNTERS};
 use crate::launch::{spawn_held, Launched};
-use crate::libbpf_log;
+use crate::loader::{self, Kernel};
 use crate::privileges::Privileges;
 use crate::procfs::{self, CgroupTarget};
 
@@ -49,9 +46,26 @@ pub enum HookRequest {
     Tracepoint,
 }
 
+/// Lock classes acquire mode can trace, as the paper re-runs per class (Table 3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LockClass {
+    Spinlock,
+    Rwlock,
+    Mutex,
+    Rwsem,
+}
+
+impl LockClass {
+    pub const ALL: [LockClass; 4] = [LockClass::Spinlock, LockClass::Rwlock, LockClass::Mutex, LockClass::Rwsem];
+}
+
 pub struct RecordConfig {
     pub mode: ModeRequest,
     pub hook: HookRequest,
+    /// Acquire mode: which lock classes to probe.
+    pub lock_classes: Vec<LockClass>,
+    /// Acquire mode: record a kernel stack per acquisition (costly, needed for call sites).
+    pub stacks: bool,
     pub workloads: Vec<WorkloadSpec>,
     pub duration: Option<Duration>,
     /// Capacity of the in-kernel aggregation map.
@@ -72,8 +86,8 @@ pub struct Progress {
 pub enum RecordError {
     #[error("recording needs privileges this process lacks: {}", Privileges::ADVICE)]
     Privileges,
-    #[error("acquire mode is not available in this version of lockscope; use --mode contention (or auto)")]
-    AcquireUnavailable,
+    #[error("acquire mode is unavailable on this kernel: {0}; use --mode contention (or auto), see `lockscope doctor`")]
+    AcquireUnavailable(String),
     #[error("no workload given: name at least one with --run, --pid or --cgroup")]
     NoWorkloads,
     #[error("at most {MAX_WORKLOADS} workloads can be recorded together")]
@@ -107,9 +121,6 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut(&Progress)) -> Result
     if !Privileges::current().can_trace() {
         return Err(RecordError::Privileges);
     }
-    if cfg.mode == ModeRequest::Acquire {
-        return Err(RecordError::AcquireUnavailable);
-    }
     let targets = resolve_targets(&cfg.workloads)?;
     let cgroups_v2: Vec<(u64, u32, u32)> = targets
         .iter()
@@ -122,23 +133,53 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut(&Progress)) -> Result
         return Err(RecordError::TooManyCgroups);
     }
 
-    let mut objects = [MaybeUninit::uninit(), MaybeUninit::uninit()];
-    let (skel, hook) = load(&mut objects, cfg.hook, cfg.max_records, cgroups_v2.len())?;
-    let links = attach(&skel, hook)?;
+    let settings = loader::Settings {
+        hook: cfg.hook,
+        max_records: cfg.max_records,
+        n_cgroups: cgroups_v2.len(),
+        lock_classes: &cfg.lock_classes,
+        stacks: cfg.stacks,
+    };
+    // The skeletons must outlive the Kernel view borrowed from them.
+    let mut acquire_object = MaybeUninit::uninit();
+    let mut contention_objects = [MaybeUninit::uninit(), MaybeUninit::uninit()];
+    let (acquire_skel, contention_skel);
+    let k = match cfg.mode {
+        ModeRequest::Acquire => {
+            acquire_skel = loader::load_acquire(&mut acquire_object, &settings).map_err(RecordError::AcquireUnavailable)?;
+            loader::attach_acquire(&acquire_skel, &settings)?
+        }
+        ModeRequest::Contention => {
+            contention_skel = loader::load_contention(&mut contention_objects, &settings)?;
+            loader::attach_contention(&contention_skel)?
+        }
+        ModeRequest::Auto => match loader::load_acquire(&mut acquire_object, &settings) {
+            Ok(skel) => {
+                acquire_skel = skel;
+                loader::attach_acquire(&acquire_skel, &settings)?
+            }
+            Err(why) => {
+                contention_skel = loader::load_contention(&mut contention_objects, &settings)?;
+                let mut k = loader::attach_contention(&contention_skel)?;
+                k.notes.push(format!("mode auto: acquire mode unavailable ({why}); recorded contended acquisitions only"));
+                k
+            }
+        },
+    };
     for (i, &(id, level, workload)) in cgroups_v2.iter().enumerate() {
         let value = abi::cgroup_target(id, level, workload);
-        skel.maps.cgroup_targets.update(&(i as u32).to_ne_bytes(), &value, MapFlags::ANY)?;
+        k.maps.cgroup_targets.update(&(i as u32).to_ne_bytes(), &value, MapFlags::ANY)?;
     }
 
     let started_unix_ns = unix_now_ns();
     let started = Instant::now();
     let mut live = Vec::new();
     for t in targets {
-        live.push(start_target(&skel, t, started)?);
+        live.push(start_target(&k, t, started)?);
     }
 
-    let end_reason = wait_for_end(cfg, &skel, &mut live, started, &mut progress)?;
-    drop(links); // detach before reading, so the picture is final
+    let end_reason = wait_for_end(cfg, &k, &mut live, started, &mut progress)?;
+    let k = k.detach(); // before reading, so the picture is final
     let ended = Instant::now();
     for w in &mut live {
         if let Some(child) = &mut w.launched {
@@ -146,7 +187,7 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut(&Progress)) -> Result
         }
         w.finish(ended);
     }
-    let trace = collect(&skel, hook, &live, started_unix_ns, ended - started, end_reason)?;
+    let trace = collect(&k, &live, started_unix_ns, ended - started, end_reason)?;
     Ok(trace)
 }
 
@@ -212,84 +253,6 @@ fn resolve_targets(specs: &[WorkloadSpec]) -> Result<Vec<Target>, RecordError> {
         .collect()
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum ContentionHook {
-    TpBtf,
-    Tracepoint,
-}
-
-impl ContentionHook {
-    fn name(self) -> &'static str {
-        match self {
-            ContentionHook::TpBtf => "tp_btf",
-            ContentionHook::Tracepoint => "tracepoint",
-        }
-    }
-}
-
-/// Loads with tp_btf programs, falling back to classic tracepoints. A failed
-/// load consumes its object, hence one slot per attempt.
-fn load<'obj>(
-    objects: &'obj mut [MaybeUninit<libbpf_rs::OpenObject>; 2],
-    request: HookRequest,
-    max_records: u32,
-    n_cgroups: usize,
-) -> Result<(ContentionSkel<'obj>, ContentionHook), RecordError> {
-    let [first, second] = objects;
-    let tp_btf = if request == HookRequest::Tracepoint {
-        "not tried (--hook tracepoint)".to_owned()
-    } else {
-        match load_with(first, ContentionHook::TpBtf, max_records, n_cgroups) {
-            Ok(skel) => return Ok((skel, ContentionHook::TpBtf)),
-            Err(e) if request == HookRequest::TpBtf => {
-                return Err(RecordError::Unsupported { tp_btf: e, tracepoint: "not tried (--hook tp_btf)".into() })
-            }
-            Err(e) => e,
-        }
-    };
-    tracing::info!("tp_btf contention programs refused ({tp_btf}); trying classic tracepoints");
-    if let Err(e) = procfs::ensure_tracefs() {
-        return Err(RecordError::Unsupported { tp_btf, tracepoint: format!("tracefs unavailable: {e}") });
-    }
-    match load_with(second, ContentionHook::Tracepoint, max_records, n_cgroups) {
-        Ok(skel) => Ok((skel, ContentionHook::Tracepoint)),
-        Err(tracepoint) => Err(RecordError::Unsupported { tp_btf, tracepoint }),
-    }
-}
-
-fn load_with<'obj>(
-    object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
-    hook: ContentionHook,
-    max_records: u32,
-    n_cgroups: usize,
-) -> Result<ContentionSkel<'obj>, String> {
-    libbpf_log::capture();
-    let mut open = ContentionSkelBuilder::default().open(object).map_err(libbpf_log::explain)?;
-    let btf = hook == ContentionHook::TpBtf;
-    open.progs.lks_btf_begin.set_autoload(btf);
-    open.progs.lks_btf_end.set_autoload(btf);
-    open.progs.lks_tp_begin.set_autoload(!btf);
-    open.progs.lks_tp_end.set_autoload(!btf);
-    open.maps.aggregates.set_max_entries(max_records).map_err(|e| e.to_string())?;
-    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-        rodata.n_cgroup_targets = n_cgroups as u32;
-    }
-    open.load().map_err(libbpf_log::explain)
-}
-
-fn attach(skel: &ContentionSkel<'_>, hook: ContentionHook) -> Result<Vec<Link>, RecordError> {
-    let p = &skel.progs;
-    let progs = match hook {
-        ContentionHook::TpBtf => [&p.lks_btf_begin, &p.lks_btf_end, &p.lks_fork, &p.lks_exit],
-        ContentionHook::Tracepoint => [&p.lks_tp_begin, &p.lks_tp_end, &p.lks_fork, &p.lks_exit],
-    };
-    progs
-        .into_iter()
-        .map(|prog| prog.attach())
-        .collect::<Result<_, _>>()
-        .map_err(|e| RecordError::Attach(libbpf_log::explain(e)))
-}
-
 /// A workload while the recording runs.
 struct LiveWorkload {
     id: u32,
@@ -339,14 +302,14 @@ impl LiveWorkload {
     }
 }
 
-fn track(skel: &ContentionSkel<'_>, tgid: u32, workload: u32) -> Result<(), RecordError> {
-    let (k, v) = (tgid.to_ne_bytes(), workload.to_ne_bytes());
-    skel.maps.tracked_tgids.update(&k, &v, MapFlags::ANY)?;
-    skel.maps.seen_tgids.update(&k, &v, MapFlags::ANY)?;
+fn track(k: &Kernel<'_>, tgid: u32, workload: u32) -> Result<(), RecordError> {
+    let (key, value) = (tgid.to_ne_bytes(), workload.to_ne_bytes());
+    k.maps.tracked.update(&key, &value, MapFlags::ANY)?;
+    k.maps.seen.update(&key, &value, MapFlags::ANY)?;
     Ok(())
 }
 
-fn start_target(skel: &ContentionSkel<'_>, t: Target, started: Instant) -> Result<LiveWorkload, RecordError> {
+fn start_target(k: &Kernel<'_>, t: Target, started: Instant) -> Result<LiveWorkload, RecordError> {
     let mut w = LiveWorkload {
         id: t.id,
         spec: t.spec,
@@ -363,7 +326,7 @@ fn start_target(skel: &ContentionSkel<'_>, t: Target, started: Instant) -> Resul
             let launch_err =
                 |source| RecordError::Launch { name: w.spec.name.clone(), program: argv[0].clone(), source };
             let mut child = spawn_held(&argv).map_err(launch_err)?;
-            track(skel, child.pid, w.id)?;
+            track(k, child.pid, w.id)?;
             w.pids.insert(child.pid);
             w.started = Instant::now();
             child.release().map_err(launch_err)?;
@@ -371,7 +334,7 @@ fn start_target(skel: &ContentionSkel<'_>, t: Target, started: Instant) -> Resul
         }
         Resolved::Pid(pid) => {
             for p in std::iter::once(pid).chain(procfs::descendants(pid)) {
-                track(skel, p, w.id)?;
+                track(k, p, w.id)?;
                 w.pids.insert(p);
             }
             w.pid = Some(pid);
@@ -379,16 +342,16 @@ fn start_target(skel: &ContentionSkel<'_>, t: Target, started: Instant) -> Resul
         Resolved::CgroupV2 { .. } => {}
         Resolved::CgroupV1(path) => w.cgroup_v1 = Some(path),
     }
-    poll_cgroup_v1(skel, &mut w)?;
+    poll_cgroup_v1(k, &mut w)?;
     Ok(w)
 }
 
 /// cgroup v1 membership cannot be tested in the kernel: poll it.
-fn poll_cgroup_v1(skel: &ContentionSkel<'_>, w: &mut LiveWorkload) -> Result<(), RecordError> {
+fn poll_cgroup_v1(k: &Kernel<'_>, w: &mut LiveWorkload) -> Result<(), RecordError> {
     if let Some(path) = &w.cgroup_v1 {
         for pid in procfs::cgroup_procs(path) {
             if w.pids.insert(pid) {
-                track(skel, pid, w.id)?;
+                track(k, pid, w.id)?;
             }
         }
     }
@@ -397,7 +360,7 @@ fn poll_cgroup_v1(skel: &ContentionSkel<'_>, w: &mut LiveWorkload) -> Result<(),
 
 fn wait_for_end(
     cfg: &RecordConfig,
-    skel: &ContentionSkel<'_>,
+    k: &Kernel<'_>,
     live: &mut [LiveWorkload],
     started: Instant,
     progress: &mut impl FnMut(&Progress),
@@ -407,12 +370,12 @@ fn wait_for_end(
         let now = Instant::now();
         for w in live.iter_mut() {
             w.poll(now);
-            poll_cgroup_v1(skel, w)?;
+            poll_cgroup_v1(k, w)?;
         }
         let running = live.iter().filter(|w| w.ended.is_none()).count();
         progress(&Progress {
             elapsed: now - started,
-            events: read_counter(skel, 0)?,
+            events: read_counter(k, 0)?,
             running,
             workloads: live.len(),
         });
@@ -429,8 +392,8 @@ fn wait_for_end(
     }
 }
 
-fn read_counter(skel: &ContentionSkel<'_>, index: u32) -> Result<u64, RecordError> {
-    Ok(skel
+fn read_counter(k: &Kernel<'_>, index: u32) -> Result<u64, RecordError> {
+    Ok(k
         .maps
         .counters
         .lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY)?
@@ -439,32 +402,17 @@ fn read_counter(skel: &ContentionSkel<'_>, index: u32) -> Result<u64, RecordErro
 }
 
 fn collect(
-    skel: &ContentionSkel<'_>,
-    hook: ContentionHook,
+    k: &Kernel<'_>,
     live: &[LiveWorkload],
     started_unix_ns: u64,
     elapsed: Duration,
     end_reason: EndReason,
 ) -> Result<Trace, RecordError> {
-    let maps = &skel.maps;
+    let maps = &k.maps;
     let mut records = Vec::new();
     for key in maps.aggregates.keys() {
         let Some(value) = maps.aggregates.lookup(&key, MapFlags::ANY)? else { continue };
-        let (k, v) = (AggKey::parse(&key), AggVal::parse(&value));
-        records.push(LockRecord {
-            workload: k.workload,
-            tgid: k.tgid,
-            lock_addr: k.lock,
-            generation: 0,
-            flags: k.flags,
-            stack_id: k.stack_id,
-            count: v.count,
-            wait_total_ns: v.wait_total_ns,
-            wait_max_ns: v.wait_max_ns,
-            hold_total_ns: 0,
-            hold_max_ns: 0,
-            in_interrupt: false,
-        });
+        records.push(abi::record(&key, &value));
     }
     records.sort_by_key(|r| (r.workload, r.tgid, r.lock_addr, r.flags, r.stack_id));
 
@@ -478,8 +426,8 @@ fn collect(
     }
 
     let mut pids: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
-    for key in maps.seen_tgids.keys() {
-        if let Some(v) = maps.seen_tgids.lookup(&key, MapFlags::ANY)? {
+    for key in maps.seen.keys() {
+        if let Some(v) = maps.seen.lookup(&key, MapFlags::ANY)? {
             let tgid = u32::from_ne_bytes(key[..4].try_into().unwrap());
             pids.entry(u32::from_ne_bytes(v[..4].try_into().unwrap())).or_default().insert(tgid);
         }
@@ -490,10 +438,10 @@ fn collect(
 
     let mut values = [0u64; NR_COUNTERS as usize];
     for (i, v) in values.iter_mut().enumerate() {
-        *v = read_counter(skel, i as u32)?;
+        *v = read_counter(k, i as u32)?;
     }
     let mut counters: Counters = abi::counters_from(&values);
-    counters.recursion_misses = recursion_misses(skel, hook);
+    counters.recursion_misses = k.recursion_misses();
 
     let symbols = SymbolTable::load()?;
     mark_interrupt_context(&mut records, &stacks, &symbols);
@@ -526,8 +474,10 @@ fn collect(
             lockscope_version: env!("CARGO_PKG_VERSION").into(),
             kernel_release: procfs::kernel_release(),
             hostname: procfs::hostname(),
-            mode: Mode::Contention,
-            hook: hook.name().into(),
+            mode: k.mode,
+            hook: k.hook.clone(),
+            attached: k.attached.clone(),
+            notes: k.notes.clone(),
             started_unix_ns,
             ended_unix_ns: started_unix_ns + elapsed.as_nanos() as u64,
             end_reason,
@@ -540,28 +490,6 @@ fn collect(
         stacks,
         symbols: snapshot,
     })
-}
-
-/// Runs the kernel skipped because a BPF program was already active on the CPU.
-fn recursion_misses(skel: &ContentionSkel<'_>, hook: ContentionHook) -> u64 {
-    let p = &skel.progs;
-    let progs = match hook {
-        ContentionHook::TpBtf => [&p.lks_btf_begin, &p.lks_btf_end],
-        ContentionHook::Tracepoint => [&p.lks_tp_begin, &p.lks_tp_end],
-    };
-    progs
-        .iter()
-        .map(|prog| {
-            use std::os::fd::AsRawFd;
-            let mut info = libbpf_sys::bpf_prog_info::default();
-            let mut len = std::mem::size_of_val(&info) as u32;
-            // SAFETY: info is a valid bpf_prog_info of `len` bytes.
-            let ret = unsafe {
-                libbpf_sys::bpf_obj_get_info_by_fd(prog.as_fd().as_raw_fd(), (&mut info as *mut libbpf_sys::bpf_prog_info).cast(), &mut len)
-            };
-            if ret == 0 { info.recursion_misses } else { 0 }
-        })
-        .sum()
 }
 
 /// Marks records whose stack shows an interrupt being served.

@@ -3,7 +3,7 @@
 //!
 //! | file | columns |
 //! |---|---|
-//! | `locks.parquet` | workload u32, tgid u32, lock_addr u64, generation u32, flags u32, kind string, stack_id i32, count u64, wait_total_ns u64, wait_max_ns u64, hold_total_ns u64, hold_max_ns u64, in_interrupt bool |
+//! | `locks.parquet` | workload u32, tgid u32, lock_addr u64, generation u32, flags u32, kind string, stack_id i32, count u64, wait_total_ns u64, wait_max_ns u64, hold_total_ns u64, hold_max_ns u64, failed_trylocks u64, first_ns u64, in_interrupt bool |
 //! | `stacks.parquet` | stack_id i32, frames list<u64> (innermost first) |
 //! | `symbols.parquet` | addr u64, size u64, name string, module string?, kind string (`text`/`data`) |
 //!
@@ -157,6 +157,8 @@ fn locks_batch(records: &[LockRecord]) -> RecordBatch {
         ("wait_max_ns", u64s(|r| r.wait_max_ns)),
         ("hold_total_ns", u64s(|r| r.hold_total_ns)),
         ("hold_max_ns", u64s(|r| r.hold_max_ns)),
+        ("failed_trylocks", u64s(|r| r.failed_trylocks)),
+        ("first_ns", u64s(|r| r.first_ns)),
         ("in_interrupt", Arc::new(records.iter().map(|r| Some(r.in_interrupt)).collect::<BooleanArray>())),
     ])
 }
@@ -286,6 +288,7 @@ fn records_from(batch: &RecordBatch) -> Result<Vec<LockRecord>, String> {
     let (addr, count) = (u64s("lock_addr")?, u64s("count")?);
     let (wait_total, wait_max) = (u64s("wait_total_ns")?, u64s("wait_max_ns")?);
     let (hold_total, hold_max) = (u64s("hold_total_ns")?, u64s("hold_max_ns")?);
+    let (failed, first) = (u64s("failed_trylocks")?, u64s("first_ns")?);
     let stack_id = column::<Int32Array>(batch, "stack_id")?;
     let in_interrupt = column::<BooleanArray>(batch, "in_interrupt")?;
     Ok((0..batch.num_rows())
@@ -301,6 +304,8 @@ fn records_from(batch: &RecordBatch) -> Result<Vec<LockRecord>, String> {
             wait_max_ns: wait_max.value(i),
             hold_total_ns: hold_total.value(i),
             hold_max_ns: hold_max.value(i),
+            failed_trylocks: failed.value(i),
+            first_ns: first.value(i),
             in_interrupt: in_interrupt.value(i),
         })
         .collect())
@@ -360,6 +365,8 @@ mod tests {
                 hostname: "h".into(),
                 mode: Mode::Contention,
                 hook: "tp_btf".into(),
+                attached: vec!["lock:contention_begin".into()],
+                notes: vec![],
                 started_unix_ns: 1_000,
                 ended_unix_ns: 2_000_001_000,
                 end_reason: EndReason::WorkloadsExited,
@@ -388,6 +395,8 @@ mod tests {
                 wait_max_ns: 200,
                 hold_total_ns: 0,
                 hold_max_ns: 0,
+                failed_trylocks: 2,
+                first_ns: 77,
                 in_interrupt: false,
             }],
             stacks: vec![Stack { id: 7, frames: vec![0xffff_ffff_8100_0010, 0xffff_ffff_8100_2000] }],

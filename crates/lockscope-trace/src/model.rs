@@ -140,8 +140,12 @@ pub struct TraceMeta {
     pub kernel_release: String,
     pub hostname: String,
     pub mode: Mode,
-    /// Kernel hook used, e.g. `tp_btf` or `tracepoint`.
+    /// Kernel hook used: `tp_btf`, `tracepoint` or `fentry`.
     pub hook: String,
+    /// The kernel functions or tracepoints the recorder was attached to.
+    pub attached: Vec<String>,
+    /// What a reader should know about how the trace was recorded.
+    pub notes: Vec<String>,
     pub started_unix_ns: u64,
     pub ended_unix_ns: u64,
     pub end_reason: EndReason,
@@ -184,6 +188,11 @@ pub struct LockRecord {
     pub wait_max_ns: u64,
     pub hold_total_ns: u64,
     pub hold_max_ns: u64,
+    /// Trylocks that failed here (acquire mode); not counted in `count`.
+    pub failed_trylocks: u64,
+    /// Kernel monotonic time (ns) of the first acquisition (acquire mode) or
+    /// contention (contention mode) recorded for this aggregate.
+    pub first_ns: u64,
     /// Taken while serving an interrupt (recognised from the stack).
     pub in_interrupt: bool,
 }

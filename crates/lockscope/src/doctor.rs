@@ -101,17 +101,20 @@ fn gather() -> Report {
     }
 }
 
+/// Acquire mode runs on fentry/fexit; kprobes alone are not used yet.
 fn acquire_status(fentry: &HookStatus, kprobe: &HookStatus) -> ModeStatus {
-    let allowed = [fentry, kprobe].into_iter().find(|h| h.available).map(|h| h.hook);
-    let reason = match allowed {
-        Some(h) => format!("this kernel allows {h:?} hooks, but this version of lockscope does not implement acquire mode yet"),
-        None => format!(
-            "fentry: {}; kprobe: {}",
-            fentry.reason.as_deref().unwrap_or("?"),
-            kprobe.reason.as_deref().unwrap_or("?")
-        ),
+    if fentry.available {
+        return ModeStatus { available: true, hook: Some(Hook::Fentry), reason: None };
+    }
+    let reason = if kprobe.available {
+        format!(
+            "fentry: {}; kprobes attach, but the kprobe fallback of acquire mode is not implemented yet",
+            fentry.reason.as_deref().unwrap_or("?")
+        )
+    } else {
+        format!("fentry: {}; kprobe: {}", fentry.reason.as_deref().unwrap_or("?"), kprobe.reason.as_deref().unwrap_or("?"))
     };
-    ModeStatus { available: false, hook: allowed, reason: Some(reason) }
+    ModeStatus { available: false, hook: None, reason: Some(reason) }
 }
 
 fn contention_status(tp_btf: &HookStatus, tracepoint: &HookStatus) -> ModeStatus {

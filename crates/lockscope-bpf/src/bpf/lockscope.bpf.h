@@ -34,6 +34,15 @@ struct task_struct {
 #define MAX_CGROUP_TARGETS 16
 #define MAX_STACK_DEPTH 64
 #define MAX_NESTING 4
+#define MAX_HELD 16
+
+/* LCB_F_* flags of the contention tracepoints, also used to name lock kinds. */
+#define LCB_F_SPIN (1U << 0)
+#define LCB_F_READ (1U << 1)
+#define LCB_F_WRITE (1U << 2)
+#define LCB_F_RT (1U << 3)
+#define LCB_F_PERCPU (1U << 4)
+#define LCB_F_MUTEX (1U << 5)
 
 /* Counters in the per-CPU `counters` array; keep in step with abi.rs. */
 enum counter {
@@ -44,7 +53,7 @@ enum counter {
 	C_STACK_ERROR,     /* stack id lost for another reason */
 	C_STATE_BUSY,      /* per-task wait state unavailable */
 	C_NESTING_OVERFLOW,/* more than MAX_NESTING waits in flight on one task */
-	C_UNMATCHED_END,   /* contention_end without its begin (began before attach) */
+	C_UNMATCHED_END,   /* end of a wait or hold whose beginning was not seen */
 	C_TRACK_FULL,      /* forked child not tracked: tracked_tgids full */
 	NR_COUNTERS,
 };
@@ -53,14 +62,20 @@ struct agg_key {
 	u32 workload;
 	u32 tgid;
 	u64 lock;
-	u32 flags;
+	u32 flags;      /* LCB_F_* lock kind */
 	s32 stack_id;
+	u32 generation; /* re-initialisations of the address seen (acquire mode) */
+	u32 pad;
 };
 
 struct agg_val {
 	u64 count;
 	u64 wait_total_ns;
 	u64 wait_max_ns;
+	u64 hold_total_ns;
+	u64 hold_max_ns;
+	u64 failed;     /* failed trylocks, not counted in `count` */
+	u64 first_ns;   /* first acquisition, ktime */
 };
 
 struct cgroup_target {

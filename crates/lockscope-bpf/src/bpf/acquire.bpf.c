@@ -1,0 +1,271 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * lockscope acquire recorder: every acquisition of a kernel lock.
+ *
+ * fexit on each lock primitive of the paper's Table 3 sees the acquisition
+ * (and, for trylocks, its failure); fentry on the unlock functions closes the
+ * hold; fentry on the lock-initialisation functions starts a new generation
+ * of an address. User space turns off (autoload) every program whose target
+ * this kernel lacks and the lock kinds not asked for.
+ *
+ * Held locks are remembered in task storage, never in a hash map updated on
+ * the lock path; the aggregation map is preallocated and reports (EBUSY)
+ * rather than deadlocks when re-entered on a CPU.
+ */
+#include "workloads.bpf.h"
+
+/* Set by user space before load. */
+const volatile bool capture_stacks = true;
+
+struct held_lock {
+	u64 lock;
+	u64 start_ns;
+	u32 flags;
+	s32 stack_id;
+	u32 generation;
+	u32 pad;
+};
+
+struct held_state {
+	struct held_lock slot[MAX_HELD];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct held_state);
+} held SEC(".maps");
+
+/* Re-initialisations seen per lock address; LRU so it never fills. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, u64);
+	__type(value, u32);
+} generations SEC(".maps");
+
+static __always_inline u32 generation_of(u64 lock)
+{
+	u32 *g = bpf_map_lookup_elem(&generations, &lock);
+	return g ? *g : 0;
+}
+
+/* How a primitive reports success. */
+enum outcome {
+	ALWAYS,     /* returns once the lock is held */
+	NONZERO_OK, /* trylock: 1 when acquired */
+	ZERO_OK,    /* interruptible/killable: 0 when acquired */
+};
+
+static __always_inline int on_acquire(u64 *ctx, u32 flags, enum outcome outcome)
+{
+	u32 workload = current_workload();
+	if (!workload)
+		return 0;
+	count(C_EVENTS);
+
+	u64 lock = 0, ret = 0;
+	bpf_get_func_arg(ctx, 0, &lock);
+	bpf_get_func_ret(ctx, &ret);
+	bool acquired = outcome == ALWAYS || (outcome == NONZERO_OK ? (int)ret != 0 : (int)ret == 0);
+
+	u64 now = bpf_ktime_get_ns();
+	struct agg_key key = {
+		.workload = workload,
+		.tgid = bpf_get_current_pid_tgid() >> 32,
+		.lock = lock,
+		.flags = flags,
+		.stack_id = capture_stacks ? capture_stack(ctx) : -1,
+		.generation = generation_of(lock),
+	};
+	struct agg_val *v = agg_entry(&key, now);
+	if (!v)
+		return 0;
+	if (!acquired) {
+		__sync_fetch_and_add(&v->failed, 1);
+		return 0;
+	}
+	__sync_fetch_and_add(&v->count, 1);
+
+	struct held_state *hs = bpf_task_storage_get(&held, bpf_get_current_task_btf(), 0,
+						     BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!hs) {
+		count(C_STATE_BUSY);
+		return 0;
+	}
+	for (int i = 0; i < MAX_HELD; i++) {
+		struct held_lock *h = &hs->slot[i];
+		if (h->lock)
+			continue;
+		h->lock = lock;
+		h->start_ns = now;
+		h->flags = flags;
+		h->stack_id = key.stack_id;
+		h->generation = key.generation;
+		return 0;
+	}
+	count(C_NESTING_OVERFLOW);
+	return 0;
+}
+
+static __always_inline int on_release(u64 *ctx)
+{
+	u32 workload = current_workload();
+	if (!workload)
+		return 0;
+	u64 lock = 0;
+	bpf_get_func_arg(ctx, 0, &lock);
+	struct held_state *hs = bpf_task_storage_get(&held, bpf_get_current_task_btf(), 0, 0);
+	if (!hs) {
+		count(C_UNMATCHED_END);
+		return 0;
+	}
+	/* The latest acquisition of this lock by this task is the one released. */
+	int found = -1;
+	for (int i = 0; i < MAX_HELD; i++) {
+		if (hs->slot[i].lock == lock && (found < 0 || hs->slot[i].start_ns > hs->slot[found].start_ns))
+			found = i;
+	}
+	for (int i = 0; i < MAX_HELD; i++) {
+		if (i != found)
+			continue;
+		struct held_lock *h = &hs->slot[i];
+		struct agg_key key = {
+			.workload = workload,
+			.tgid = bpf_get_current_pid_tgid() >> 32,
+			.lock = lock,
+			.flags = h->flags,
+			.stack_id = h->stack_id,
+			.generation = h->generation,
+		};
+		u64 hold_ns = bpf_ktime_get_ns() - h->start_ns;
+		h->lock = 0;
+		struct agg_val *v = bpf_map_lookup_elem(&aggregates, &key);
+		if (v) {
+			__sync_fetch_and_add(&v->hold_total_ns, hold_ns);
+			if (hold_ns > v->hold_max_ns)
+				v->hold_max_ns = hold_ns;
+		}
+		return 0;
+	}
+	/* Acquired before the recording began, or by another task (rwsem readers). */
+	count(C_UNMATCHED_END);
+	return 0;
+}
+
+/* A new lock at an address: later acquisitions belong to a new generation. */
+static __always_inline int on_init(u64 *ctx)
+{
+	u64 lock = 0;
+	bpf_get_func_arg(ctx, 0, &lock);
+	u32 *g = bpf_map_lookup_elem(&generations, &lock);
+	if (g) {
+		__sync_fetch_and_add(g, 1);
+	} else {
+		u32 first = 1;
+		bpf_map_update_elem(&generations, &lock, &first, BPF_NOEXIST);
+	}
+	return 0;
+}
+
+#define SPIN LCB_F_SPIN
+#define RLOCK (LCB_F_SPIN | LCB_F_READ)
+#define WLOCK (LCB_F_SPIN | LCB_F_WRITE)
+#define MUTEX LCB_F_MUTEX
+#define RTMUTEX LCB_F_RT
+#define RSEM LCB_F_READ
+#define WSEM LCB_F_WRITE
+
+/* Program names are "lks_a_<primitive>" (acquire), "lks_r_<primitive>"
+ * (release), "lks_i_<function>" (init); user space relies on these. */
+#define ACQUIRE(fn, flags, outcome)                     \
+	SEC("fexit/" #fn)                               \
+	int lks_a_##fn(u64 *ctx)                        \
+	{                                               \
+		return on_acquire(ctx, flags, outcome); \
+	}
+#define RELEASE(fn)                     \
+	SEC("fentry/" #fn)              \
+	int lks_r_##fn(u64 *ctx)        \
+	{                               \
+		return on_release(ctx); \
+	}
+#define INIT(fn)                     \
+	SEC("fentry/" #fn)           \
+	int lks_i_##fn(u64 *ctx)     \
+	{                            \
+		return on_init(ctx); \
+	}
+
+/* Table 3: spinlocks */
+ACQUIRE(_raw_spin_lock, SPIN, ALWAYS)
+ACQUIRE(_raw_spin_lock_irqsave, SPIN, ALWAYS)
+ACQUIRE(_raw_spin_lock_irq, SPIN, ALWAYS)
+ACQUIRE(_raw_spin_lock_bh, SPIN, ALWAYS)
+ACQUIRE(_raw_spin_trylock, SPIN, NONZERO_OK)
+ACQUIRE(_raw_spin_trylock_bh, SPIN, NONZERO_OK)
+ACQUIRE(_raw_spin_lock_nested, SPIN, ALWAYS)
+ACQUIRE(_raw_spin_lock_irqsave_nested, SPIN, ALWAYS)
+RELEASE(_raw_spin_unlock)
+RELEASE(_raw_spin_unlock_irqrestore)
+RELEASE(_raw_spin_unlock_irq)
+RELEASE(_raw_spin_unlock_bh)
+
+/* Table 3: reader-writer spinlocks */
+ACQUIRE(_raw_read_lock, RLOCK, ALWAYS)
+ACQUIRE(_raw_write_lock, WLOCK, ALWAYS)
+ACQUIRE(_raw_read_lock_bh, RLOCK, ALWAYS)
+ACQUIRE(_raw_write_lock_bh, WLOCK, ALWAYS)
+ACQUIRE(_raw_read_lock_irq, RLOCK, ALWAYS)
+ACQUIRE(_raw_write_lock_irq, WLOCK, ALWAYS)
+ACQUIRE(_raw_read_lock_irqsave, RLOCK, ALWAYS)
+ACQUIRE(_raw_write_lock_irqsave, WLOCK, ALWAYS)
+ACQUIRE(_raw_read_trylock, RLOCK, NONZERO_OK)
+ACQUIRE(_raw_write_trylock, WLOCK, NONZERO_OK)
+ACQUIRE(_raw_write_lock_nested, WLOCK, ALWAYS)
+RELEASE(_raw_read_unlock)
+RELEASE(_raw_write_unlock)
+RELEASE(_raw_read_unlock_bh)
+RELEASE(_raw_write_unlock_bh)
+RELEASE(_raw_read_unlock_irq)
+RELEASE(_raw_write_unlock_irq)
+RELEASE(_raw_read_unlock_irqrestore)
+RELEASE(_raw_write_unlock_irqrestore)
+
+/* Table 3: mutexes */
+ACQUIRE(mutex_lock, MUTEX, ALWAYS)
+ACQUIRE(mutex_lock_nested, MUTEX, ALWAYS)
+ACQUIRE(mutex_lock_interruptible, MUTEX, ZERO_OK)
+ACQUIRE(mutex_lock_interruptible_nested, MUTEX, ZERO_OK)
+ACQUIRE(mutex_lock_killable, MUTEX, ZERO_OK)
+ACQUIRE(mutex_lock_killable_nested, MUTEX, ZERO_OK)
+ACQUIRE(mutex_trylock, MUTEX, NONZERO_OK)
+ACQUIRE(rt_mutex_lock, RTMUTEX, ALWAYS)
+ACQUIRE(rt_mutex_lock_nested, RTMUTEX, ALWAYS)
+ACQUIRE(rt_mutex_trylock, RTMUTEX, NONZERO_OK)
+RELEASE(mutex_unlock)
+RELEASE(rt_mutex_unlock)
+
+/* Table 3: semaphores (rw_semaphore) */
+ACQUIRE(down_read, RSEM, ALWAYS)
+ACQUIRE(down_write, WSEM, ALWAYS)
+ACQUIRE(down_read_trylock, RSEM, NONZERO_OK)
+ACQUIRE(down_write_trylock, WSEM, NONZERO_OK)
+ACQUIRE(down_read_nested, RSEM, ALWAYS)
+ACQUIRE(down_write_nested, WSEM, ALWAYS)
+ACQUIRE(down_read_killable, RSEM, ZERO_OK)
+ACQUIRE(down_write_killable, WSEM, ZERO_OK)
+ACQUIRE(down_read_killable_nested, RSEM, ZERO_OK)
+ACQUIRE(down_write_killable_nested, WSEM, ZERO_OK)
+ACQUIRE(down_read_interruptible, RSEM, ZERO_OK)
+RELEASE(up_read)
+RELEASE(up_write)
+
+/* Lock initialisation: a reused address becomes a new lock. Spinlock and
+ * rwlock init are functions only under CONFIG_DEBUG_SPINLOCK. */
+INIT(__mutex_init)
+INIT(__init_rwsem)
+INIT(__rt_mutex_init)
+INIT(__raw_spin_lock_init)
+INIT(__rwlock_init)

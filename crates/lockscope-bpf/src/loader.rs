@@ -1,0 +1,275 @@
+//! Loading and attaching the recorders' BPF programs, and the view of them
+//! the recording session uses whichever mode runs.
+
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, AsRawFd, RawFd};
+
+use libbpf_rs::btf::types::Func;
+use libbpf_rs::btf::Btf;
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
+use libbpf_rs::{Link, MapCore, ProgramMut};
+use lockscope_trace::Mode;
+
+use crate::acquire_skel::{AcquireSkel, AcquireSkelBuilder};
+use crate::contention_skel::{ContentionSkel, ContentionSkelBuilder};
+use crate::libbpf_log;
+use crate::procfs;
+use crate::recorder::{HookRequest, LockClass, RecordError};
+
+/// What the user asked of the programs.
+pub struct Settings<'a> {
+    pub hook: HookRequest,
+    pub max_records: u32,
+    pub n_cgroups: usize,
+    pub lock_classes: &'a [LockClass],
+    pub stacks: bool,
+}
+
+/// The maps every recorder has (see src/bpf/workloads.bpf.h).
+pub struct Maps<'a> {
+    pub tracked: &'a dyn MapCore,
+    pub seen: &'a dyn MapCore,
+    pub cgroup_targets: &'a dyn MapCore,
+    pub stacks: &'a dyn MapCore,
+    pub aggregates: &'a dyn MapCore,
+    pub counters: &'a dyn MapCore,
+}
+
+/// A loaded, attached recorder.
+pub struct Kernel<'a> {
+    pub maps: Maps<'a>,
+    pub mode: Mode,
+    /// The hook kind: `tp_btf`, `tracepoint`, `fentry`.
+    pub hook: String,
+    /// The kernel functions or tracepoints the programs are attached to.
+    pub attached: Vec<String>,
+    /// What the trace reader should know about how it was recorded.
+    pub notes: Vec<String>,
+    /// Program fds (valid while the skeleton lives, which outlives this view).
+    progs: Vec<RawFd>,
+    links: Vec<Link>,
+}
+
+impl<'a> Kernel<'a> {
+    /// Detaches every program; the maps stay readable.
+    pub fn detach(mut self) -> Self {
+        self.links.clear();
+        self
+    }
+
+    /// Runs the kernel skipped because a BPF program was already active on the CPU.
+    pub fn recursion_misses(&self) -> u64 {
+        self.progs
+            .iter()
+            .map(|fd| {
+                let mut info = libbpf_sys::bpf_prog_info::default();
+                let mut len = std::mem::size_of_val(&info) as u32;
+                // SAFETY: info is a valid bpf_prog_info of `len` bytes.
+                let ret = unsafe {
+                    libbpf_sys::bpf_obj_get_info_by_fd(
+                        *fd,
+                        (&mut info as *mut libbpf_sys::bpf_prog_info).cast(),
+                        &mut len,
+                    )
+                };
+                if ret == 0 { info.recursion_misses } else { 0 }
+            })
+            .sum()
+    }
+}
+
+fn attach_all<'p, 'obj: 'p>(
+    progs: impl IntoIterator<Item = &'p ProgramMut<'obj>>,
+) -> Result<(Vec<Link>, Vec<RawFd>), RecordError> {
+    let (mut links, mut fds) = (Vec::new(), Vec::new());
+    for prog in progs {
+        let link = prog.attach().map_err(|e| {
+            RecordError::Attach(libbpf_log::explain(format!("{}: {e}", prog.name().to_string_lossy())))
+        })?;
+        links.push(link);
+        fds.push(prog.as_fd().as_raw_fd());
+    }
+    Ok((links, fds))
+}
+
+// ---------------------------------------------------------------- contention
+
+/// Loads with tp_btf programs, falling back to classic tracepoints. A failed
+/// load consumes its object, hence one slot per attempt.
+pub fn load_contention<'obj>(
+    objects: &'obj mut [MaybeUninit<libbpf_rs::OpenObject>; 2],
+    s: &Settings<'_>,
+) -> Result<ContentionSkel<'obj>, RecordError> {
+    let [first, second] = objects;
+    let tp_btf = if s.hook == HookRequest::Tracepoint {
+        "not tried (--hook tracepoint)".to_owned()
+    } else {
+        match load_contention_with(first, true, s) {
+            Ok(skel) => return Ok(skel),
+            Err(e) if s.hook == HookRequest::TpBtf => {
+                return Err(RecordError::Unsupported { tp_btf: e, tracepoint: "not tried (--hook tp_btf)".into() })
+            }
+            Err(e) => e,
+        }
+    };
+    tracing::info!("tp_btf contention programs refused ({tp_btf}); trying classic tracepoints");
+    if let Err(e) = procfs::ensure_tracefs() {
+        return Err(RecordError::Unsupported { tp_btf, tracepoint: format!("tracefs unavailable: {e}") });
+    }
+    load_contention_with(second, false, s).map_err(|tracepoint| RecordError::Unsupported { tp_btf, tracepoint })
+}
+
+fn load_contention_with<'obj>(
+    object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
+    btf: bool,
+    s: &Settings<'_>,
+) -> Result<ContentionSkel<'obj>, String> {
+    libbpf_log::capture();
+    let mut open = ContentionSkelBuilder::default().open(object).map_err(libbpf_log::explain)?;
+    open.progs.lks_btf_begin.set_autoload(btf);
+    open.progs.lks_btf_end.set_autoload(btf);
+    open.progs.lks_tp_begin.set_autoload(!btf);
+    open.progs.lks_tp_end.set_autoload(!btf);
+    open.maps.aggregates.set_max_entries(s.max_records).map_err(|e| e.to_string())?;
+    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+        rodata.n_cgroup_targets = s.n_cgroups as u32;
+    }
+    open.load().map_err(libbpf_log::explain)
+}
+
+pub fn attach_contention<'a>(skel: &'a ContentionSkel<'a>) -> Result<Kernel<'a>, RecordError> {
+    let p = &skel.progs;
+    let btf = p.lks_btf_begin.autoload();
+    let (begin, end) = if btf { (&p.lks_btf_begin, &p.lks_btf_end) } else { (&p.lks_tp_begin, &p.lks_tp_end) };
+    let (links, progs) = attach_all([begin, end, &p.lks_fork, &p.lks_exit])?;
+    let m = &skel.maps;
+    Ok(Kernel {
+        maps: Maps {
+            tracked: &m.tracked_tgids,
+            seen: &m.seen_tgids,
+            cgroup_targets: &m.cgroup_targets,
+            stacks: &m.stacks,
+            aggregates: &m.aggregates,
+            counters: &m.counters,
+        },
+        mode: Mode::Contention,
+        hook: if btf { "tp_btf" } else { "tracepoint" }.into(),
+        attached: vec!["lock:contention_begin".into(), "lock:contention_end".into()],
+        notes: vec![],
+        progs: progs.into_iter().take(2).collect(),
+        links,
+    })
+}
+
+// ------------------------------------------------------------------- acquire
+
+/// The lock class a primitive or unlock function belongs to; None for lock
+/// initialisation, which is always traced.
+fn class_of(function: &str) -> Option<LockClass> {
+    if function.starts_with("__") && function.ends_with("_init") {
+        None
+    } else if function.starts_with("_raw_spin_") {
+        Some(LockClass::Spinlock)
+    } else if function.starts_with("_raw_read_") || function.starts_with("_raw_write_") {
+        Some(LockClass::Rwlock)
+    } else if function.contains("mutex_") {
+        Some(LockClass::Mutex)
+    } else {
+        Some(LockClass::Rwsem)
+    }
+}
+
+/// The kernel function a program is attached to, from its section `fexit/<fn>`.
+fn target_of(section: &str) -> Option<&str> {
+    section.split_once('/').map(|(_, f)| f)
+}
+
+/// Loads the acquire programs whose target this kernel has (per its BTF) and
+/// whose lock class was asked for. Err explains why acquire mode cannot run.
+pub fn load_acquire<'obj>(
+    object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
+    s: &Settings<'_>,
+) -> Result<AcquireSkel<'obj>, String> {
+    let btf = Btf::from_vmlinux().map_err(|e| format!("no kernel BTF: {e}"))?;
+    libbpf_log::capture();
+    let mut open = AcquireSkelBuilder::default().open(object).map_err(libbpf_log::explain)?;
+    let mut primitives = 0;
+    for mut prog in open.open_object_mut().progs_mut() {
+        let section = prog.section().to_string_lossy().into_owned();
+        let Some(function) = target_of(&section).filter(|_| section.starts_with("fentry") || section.starts_with("fexit")) else {
+            continue; // fork/exit tracking
+        };
+        let wanted = class_of(function).is_none_or(|c| s.lock_classes.contains(&c));
+        let present = btf.type_by_name::<Func>(function).is_some();
+        prog.set_autoload(wanted && present);
+        if wanted && present && section.starts_with("fexit") {
+            primitives += 1;
+        }
+    }
+    if primitives == 0 {
+        return Err("none of the requested lock primitives is a traceable function in this kernel's BTF".into());
+    }
+    open.maps.aggregates.set_max_entries(s.max_records).map_err(|e| e.to_string())?;
+    if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
+        rodata.n_cgroup_targets = s.n_cgroups as u32;
+        rodata.capture_stacks = s.stacks;
+    }
+    open.load().map_err(|e| libbpf_log::explain(format!("fentry/fexit programs refused: {e}")))
+}
+
+pub fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Kernel<'a>, RecordError> {
+    let progs: Vec<ProgramMut<'_>> = skel.object().progs_mut().filter(|p| p.autoload()).collect();
+    let attached: Vec<String> = progs
+        .iter()
+        .filter_map(|p| target_of(&p.section().to_string_lossy()).map(str::to_owned))
+        .filter(|f| !f.starts_with("sched_process"))
+        .collect();
+    let (links, fds) = attach_all(&progs)?;
+    let mut notes = vec![];
+    if !attached.iter().any(|f| f == "__raw_spin_lock_init") {
+        notes.push(
+            "spinlock and rwlock initialisation are not functions on this kernel (no CONFIG_DEBUG_SPINLOCK): \
+             a reused spinlock address is not told apart from the lock it replaced"
+                .to_owned(),
+        );
+    }
+    if !s.stacks {
+        notes.push("recorded without stacks: no call sites, and interrupt context cannot be recognised".into());
+    }
+    let m = &skel.maps;
+    Ok(Kernel {
+        maps: Maps {
+            tracked: &m.tracked_tgids,
+            seen: &m.seen_tgids,
+            cgroup_targets: &m.cgroup_targets,
+            stacks: &m.stacks,
+            aggregates: &m.aggregates,
+            counters: &m.counters,
+        },
+        mode: Mode::Acquire,
+        hook: "fentry".into(),
+        attached,
+        notes,
+        progs: fds,
+        links,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn primitives_fall_into_their_table_3_class() {
+        assert_eq!(class_of("_raw_spin_lock_irqsave"), Some(LockClass::Spinlock));
+        assert_eq!(class_of("_raw_spin_unlock_bh"), Some(LockClass::Spinlock));
+        assert_eq!(class_of("_raw_write_lock_nested"), Some(LockClass::Rwlock));
+        assert_eq!(class_of("mutex_lock_interruptible"), Some(LockClass::Mutex));
+        assert_eq!(class_of("rt_mutex_unlock"), Some(LockClass::Mutex));
+        assert_eq!(class_of("down_read_killable"), Some(LockClass::Rwsem));
+        assert_eq!(class_of("up_write"), Some(LockClass::Rwsem));
+        assert_eq!(class_of("__mutex_init"), None);
+        assert_eq!(class_of("__raw_spin_lock_init"), None);
+        assert_eq!(target_of("fexit/_raw_spin_lock"), Some("_raw_spin_lock"));
+    }
+}
