@@ -5,7 +5,7 @@
 # Idempotent: installs only what is missing. Run as root (or via sudo).
 set -euo pipefail
 
-packages=(clang llvm libelf-dev zlib1g-dev pkg-config bpftool linux-perf)
+packages=(clang llvm libelf-dev zlib1g-dev pkg-config bpftool linux-perf qemu-system-x86 busybox-static kmod e2fsprogs cpio)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -156,8 +156,15 @@ pub fn table(a: &Analysis, top: usize) -> String {
     } else {
         let _ = writeln!(out, "  {} acquisitions in interrupt context left out (--include-interrupt counts them)", a.counters.irq_filtered);
     }
+    if a.counters.skipped() > 0 {
+        let _ = writeln!(
+            out,
+            "  {} program runs skipped while a lockscope program ran on the CPU (mostly its own map locks; reentered + recursion_misses)",
+            a.counters.skipped()
+        );
+    }
     if a.counters.lost() > 0 {
-        let _ = writeln!(out, "  warning: {} events were lost (see counters above)", a.counters.lost());
+        let _ = writeln!(out, "  warning: {} events of the workloads were lost (see counters above)", a.counters.lost());
     }
     out
 }

@@ -179,6 +179,8 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut(&Progress)) -> Result
     }
 
     let end_reason = wait_for_end(cfg, &k, &mut live, started, &mut progress)?;
+    // Symbols first: the trampolines in the stacks leave kallsyms on detach.
+    let symbols = SymbolTable::load()?;
     let k = k.detach(); // before reading, so the picture is final
     let ended = Instant::now();
     for w in &mut live {
@@ -187,7 +189,7 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut(&Progress)) -> Result
         }
         w.finish(ended);
     }
-    let trace = collect(&k, &live, started_unix_ns, ended - started, end_reason)?;
+    let trace = collect(&k, &symbols, &live, started_unix_ns, ended - started, end_reason)?;
     Ok(trace)
 }
 
@@ -403,6 +405,7 @@ fn read_counter(k: &Kernel<'_>, index: u32) -> Result<u64, RecordError> {
 
 fn collect(
     k: &Kernel<'_>,
+    symbols: &SymbolTable,
     live: &[LiveWorkload],
     started_unix_ns: u64,
     elapsed: Duration,
@@ -443,8 +446,7 @@ fn collect(
     let mut counters: Counters = abi::counters_from(&values);
     counters.recursion_misses = k.recursion_misses();
 
-    let symbols = SymbolTable::load()?;
-    mark_interrupt_context(&mut records, &stacks, &symbols);
+    mark_interrupt_context(&mut records, &stacks, symbols);
     counters.irq_filtered = records.iter().filter(|r| r.in_interrupt).map(|r| r.count).sum();
     let kallsyms_all = symbols.has_data_symbols();
     let lock_addrs = records.iter().map(|r| r.lock_addr).filter(|_| kallsyms_all);

@@ -2,6 +2,7 @@
 //! report their throughput, so lock sharing can be measured on known loads.
 
 pub mod file_churn;
+pub mod guest;
 pub mod pipe;
 
 use std::time::Duration;

@@ -3,6 +3,7 @@
 //! progress and wires the stages together; the work lives in the crates.
 
 mod doctor;
+mod guest;
 mod record;
 mod report;
 mod workload;
@@ -34,6 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Doctor(doctor::Args),
+    Guest(guest::Args),
     Record(record::Args),
     Report(report::Args),
     #[command(subcommand)]
@@ -61,6 +63,7 @@ fn main() {
         .init();
     let result = match cli.command {
         Command::Doctor(args) => doctor::run(args),
+        Command::Guest(args) => guest::run(args),
         Command::Record(args) => record::run(args),
         Command::Report(args) => report::run(args),
         Command::Workload(w) => workload::run(w),

@@ -151,7 +151,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stop,
     };
 
-    let bar = ProgressBar::new_spinner();
+    // A console without cursor control (TERM=dumb, e.g. a guest's serial line) gets no spinner.
+    let bar = if std::env::var("TERM").is_ok_and(|t| t == "dumb") { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
     bar.set_style(ProgressStyle::with_template("{spinner} recording {msg}").expect("valid template"));
     let trace = lockscope_bpf::record(&config, |p| {
         let until = match config.duration {

@@ -9,8 +9,11 @@
  * this kernel lacks and the lock kinds not asked for.
  *
  * Held locks are remembered in task storage, never in a hash map updated on
- * the lock path; the aggregation map is preallocated and reports (EBUSY)
- * rather than deadlocks when re-entered on a CPU.
+ * the lock path. The map helpers themselves take spinlocks (the stack map's
+ * and the aggregation map's free lists): a program entered from a lock taken
+ * inside another lockscope program on the same CPU would take the same lock
+ * again and deadlock, so every program runs under a per-CPU guard and a
+ * nested run is skipped and counted instead.
  */
 #include "workloads.bpf.h"
 
@@ -37,6 +40,37 @@ struct {
 	__type(value, struct held_state);
 } held SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, u32);
+} cpu_busy SEC(".maps");
+
+/* Enters the per-CPU guard; false (counted) when a lockscope program is
+ * already running on this CPU. */
+static __always_inline bool enter(void)
+{
+	u32 zero = 0;
+	u32 *busy = bpf_map_lookup_elem(&cpu_busy, &zero);
+	if (!busy)
+		return false;
+	if (*busy) {
+		count(C_REENTERED);
+		return false;
+	}
+	*busy = 1;
+	return true;
+}
+
+static __always_inline void leave(void)
+{
+	u32 zero = 0;
+	u32 *busy = bpf_map_lookup_elem(&cpu_busy, &zero);
+	if (busy)
+		*busy = 0;
+}
+
 /* Re-initialisations seen per lock address; LRU so it never fills. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -58,7 +92,7 @@ enum outcome {
 	ZERO_OK,    /* interruptible/killable: 0 when acquired */
 };
 
-static __always_inline int on_acquire(u64 *ctx, u32 flags, enum outcome outcome)
+static __always_inline int record_acquire(u64 *ctx, u32 flags, enum outcome outcome)
 {
 	u32 workload = current_workload();
 	if (!workload)
@@ -109,7 +143,7 @@ static __always_inline int on_acquire(u64 *ctx, u32 flags, enum outcome outcome)
 	return 0;
 }
 
-static __always_inline int on_release(u64 *ctx)
+static __always_inline int record_release(u64 *ctx)
 {
 	u32 workload = current_workload();
 	if (!workload)
@@ -155,7 +189,7 @@ static __always_inline int on_release(u64 *ctx)
 }
 
 /* A new lock at an address: later acquisitions belong to a new generation. */
-static __always_inline int on_init(u64 *ctx)
+static __always_inline int record_init(u64 *ctx)
 {
 	u64 lock = 0;
 	bpf_get_func_arg(ctx, 0, &lock);
@@ -167,6 +201,31 @@ static __always_inline int on_init(u64 *ctx)
 		bpf_map_update_elem(&generations, &lock, &first, BPF_NOEXIST);
 	}
 	return 0;
+}
+
+#define GUARDED(call)          \
+	({                     \
+		int _ret = 0;  \
+		if (enter()) { \
+			_ret = call; \
+			leave();     \
+		}              \
+		_ret;          \
+	})
+
+static __always_inline int on_acquire(u64 *ctx, u32 flags, enum outcome outcome)
+{
+	return GUARDED(record_acquire(ctx, flags, outcome));
+}
+
+static __always_inline int on_release(u64 *ctx)
+{
+	return GUARDED(record_release(ctx));
+}
+
+static __always_inline int on_init(u64 *ctx)
+{
+	return GUARDED(record_init(ctx));
 }
 
 #define SPIN LCB_F_SPIN

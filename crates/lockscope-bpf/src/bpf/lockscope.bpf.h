@@ -55,6 +55,7 @@ enum counter {
 	C_NESTING_OVERFLOW,/* more than MAX_NESTING waits in flight on one task */
 	C_UNMATCHED_END,   /* end of a wait or hold whose beginning was not seen */
 	C_TRACK_FULL,      /* forked child not tracked: tracked_tgids full */
+	C_REENTERED,       /* skipped: a lockscope program was already running on this CPU */
 	NR_COUNTERS,
 };
 

@@ -1,0 +1,117 @@
+//! The guest's initramfs: busybox, lockscope and its shared libraries, the
+//! modules for a virtio ext4 disk, and an init that runs the command.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::kernel::GuestKernel;
+use super::{io, run_tool, GuestError};
+
+/// Modules (relative to lib/modules/<release>/kernel) for a virtio ext4 disk;
+/// depmod works out the order.
+const MODULES: &[&str] = &[
+    "drivers/virtio/virtio.ko",
+    "drivers/virtio/virtio_ring.ko",
+    "drivers/virtio/virtio_pci_modern_dev.ko",
+    "drivers/virtio/virtio_pci_legacy_dev.ko",
+    "drivers/virtio/virtio_pci.ko",
+    "drivers/block/virtio_blk.ko",
+    "lib/crc16.ko",
+    "lib/libcrc32c.ko",
+    "crypto/crc32c_generic.ko",
+    "fs/mbcache.ko",
+    "fs/jbd2/jbd2.ko",
+    "fs/ext4/ext4.ko",
+];
+
+const BUSYBOX_APPLETS: &[&str] = &[
+    "sh", "mount", "umount", "mkdir", "cat", "ls", "poweroff", "modprobe", "tar", "sync", "echo", "sleep", "rm", "cp",
+    "mv", "date", "uname", "dmesg", "grep", "head", "tail", "true", "false", "env", "ps", "kill", "seq", "touch", "wc", "dd",
+];
+
+const INIT: &str = r#"#!/bin/sh
+export PATH=/bin:/usr/bin:/sbin TERM=dumb
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mount -t tmpfs tmp /tmp
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
+for m in virtio_pci virtio_blk crc32c_generic ext4; do modprobe $m || echo "lockscope-guest: modprobe $m failed"; done
+mkdir -p /mnt/disk /out
+for i in $(seq 100); do [ -b /dev/vdb ] && break; sleep 0.1; done
+mount -t ext4 /dev/vda /mnt/disk || echo "lockscope-guest: no ext4 disk"
+cd /mnt/disk
+echo "lockscope-guest: running"
+sh /cmd.sh > /out/stdout 2> /dev/console
+echo $? > /out/exit-code
+echo "lockscope-guest: done, exit $(cat /out/exit-code)"
+cd /
+umount /mnt/disk 2>/dev/null
+tar -cf /dev/vdb -C /out .
+sync
+poweroff -f
+"#;
+
+/// Assembles the tree at `root` and packs it as a gzip'd newc cpio at `out`.
+pub fn build(kernel: &GuestKernel, lockscope: &Path, command: &str, root: &Path, out: &Path) -> Result<(), GuestError> {
+    for dir in ["bin", "usr/bin", "sbin", "proc", "sys", "dev", "tmp", "mnt", "lib", "lib64"] {
+        std::fs::create_dir_all(root.join(dir)).map_err(io(format!("creating {dir}")))?;
+    }
+    copy(Path::new("/bin/busybox"), &root.join("bin/busybox"))
+        .map_err(|_| GuestError::Setup("/bin/busybox missing: install busybox-static".into()))?;
+    for applet in BUSYBOX_APPLETS {
+        std::os::unix::fs::symlink("busybox", root.join("bin").join(applet)).map_err(io(format!("linking {applet}")))?;
+    }
+    // The kernel asks /sbin/modprobe for modules it needs (e.g. crypto-crc32c).
+    std::os::unix::fs::symlink("../bin/busybox", root.join("sbin/modprobe")).map_err(io("linking modprobe"))?;
+    copy(lockscope, &root.join("usr/bin/lockscope"))?;
+    for lib in shared_libraries(lockscope)? {
+        copy(Path::new(&lib), &root.join(lib.trim_start_matches('/')))?;
+    }
+
+    let modules = root.join("lib/modules").join(&kernel.release);
+    for m in MODULES {
+        copy(&kernel.modules.join("kernel").join(m), &modules.join("kernel").join(m))?;
+    }
+    for f in ["modules.builtin", "modules.builtin.modinfo", "modules.order"] {
+        copy(&kernel.modules.join(f), &modules.join(f))?;
+    }
+    run_tool(Command::new("depmod").arg("-b").arg(root).arg(&kernel.release))?;
+
+    write_exec(&root.join("init"), INIT)?;
+    write_exec(&root.join("cmd.sh"), &format!("{command}\n"))?;
+    let pack = format!("cd '{}' && find . | cpio -o -H newc --quiet | gzip -1 > '{}'", root.display(), out.display());
+    run_tool(Command::new("sh").arg("-c").arg(pack))?;
+    Ok(())
+}
+
+/// The shared libraries (and loader) a dynamically linked binary needs.
+fn shared_libraries(binary: &Path) -> Result<Vec<String>, GuestError> {
+    let listing = run_tool(Command::new("ldd").arg(binary))?;
+    Ok(listing
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            match l.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next(),
+                None => l.split_whitespace().next().filter(|p| p.starts_with('/')),
+            }
+        })
+        .filter(|p| p.starts_with('/'))
+        .map(str::to_owned)
+        .collect())
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), GuestError> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+    }
+    std::fs::copy(from, to).map(|_| ()).map_err(io(format!("copying {}", from.display())))
+}
+
+fn write_exec(path: &Path, text: &str) -> Result<(), GuestError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).map_err(io(format!("writing {}", path.display())))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).map_err(io(format!("chmod {}", path.display())))
+}

@@ -1,0 +1,157 @@
+//! A Debian 6.1 guest under qemu: runs a command inside Debian's own kernel
+//! (the paper's kernel version, with fentry, kprobes and KALLSYMS_ALL) and
+//! brings back what it wrote to /out. Acquire mode is proven this way on hosts
+//! whose kernel refuses trampolines, and the microVM platform builds on it.
+//!
+//! The guest boots an initramfs of busybox, the lockscope binary with its
+//! shared libraries, and the few modules needed for an ext4 disk; the command
+//! runs in /mnt/disk, a fresh ext4 image. Every boot is bounded by a timeout.
+
+mod initramfs;
+mod kernel;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub use kernel::GuestKernel;
+
+#[derive(Clone, Debug)]
+pub struct GuestConfig {
+    /// A shell command line, run by the guest's `sh` in /mnt/disk.
+    pub command: String,
+    /// Where the guest's /out is copied back to (created).
+    pub out_dir: PathBuf,
+    pub timeout: Duration,
+    pub memory_mb: u32,
+    pub cpus: u32,
+    /// Size of the ext4 image mounted at /mnt/disk.
+    pub disk_mb: u32,
+    /// `tcg` (software; works everywhere) or `kvm`.
+    pub accel: String,
+    /// Cache for the Debian kernel package.
+    pub cache_dir: PathBuf,
+}
+
+impl GuestConfig {
+    pub fn new(command: impl Into<String>, out_dir: impl Into<PathBuf>) -> Self {
+        GuestConfig {
+            command: command.into(),
+            out_dir: out_dir.into(),
+            timeout: Duration::from_secs(300),
+            memory_mb: 2048,
+            cpus: 2,
+            disk_mb: 512,
+            accel: "tcg".into(),
+            cache_dir: default_cache_dir(),
+        }
+    }
+}
+
+pub fn default_cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/var/cache"))
+        .join("lockscope/guest")
+}
+
+#[derive(Debug)]
+pub struct GuestOutcome {
+    /// The command's exit status inside the guest.
+    pub exit_code: i32,
+    /// The guest's serial console.
+    pub console: PathBuf,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuestError {
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("{0}")]
+    Setup(String),
+    #[error("the guest did not finish within {timeout:?} (killed); last console lines:\n{tail}")]
+    Timeout { timeout: Duration, tail: String },
+    #[error("the guest stopped without reporting the command's result; last console lines:\n{tail}")]
+    NoResult { tail: String },
+}
+
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> GuestError {
+    let what = what.into();
+    move |source| GuestError::Io { what, source }
+}
+
+/// Runs a program that must succeed, for set-up steps.
+pub(crate) fn run_tool(cmd: &mut Command) -> Result<String, GuestError> {
+    let out = cmd.stderr(Stdio::piped()).output().map_err(io(format!("running {cmd:?}")))?;
+    if !out.status.success() {
+        return Err(GuestError::Setup(format!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Boots the guest, runs the command, copies /out back.
+pub fn run(cfg: &GuestConfig, lockscope: &Path) -> Result<GuestOutcome, GuestError> {
+    let kernel = GuestKernel::fetch(&cfg.cache_dir)?;
+    let work = tempfile::Builder::new().prefix("lockscope-guest").tempdir().map_err(io("creating a work directory"))?;
+    let initrd = work.path().join("initrd.img");
+    initramfs::build(&kernel, lockscope, &cfg.command, &work.path().join("root"), &initrd)?;
+
+    let disk = work.path().join("disk.img");
+    let out_disk = work.path().join("out.img");
+    make_sparse(&disk, cfg.disk_mb as u64 * 1024 * 1024)?;
+    run_tool(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&disk))?;
+    make_sparse(&out_disk, 256 * 1024 * 1024)?;
+
+    std::fs::create_dir_all(&cfg.out_dir).map_err(io(format!("creating {}", cfg.out_dir.display())))?;
+    let console = cfg.out_dir.join("console.log");
+    let drive = |p: &Path| format!("file={},format=raw,if=virtio", p.display());
+    let mut qemu = Command::new("qemu-system-x86_64");
+    qemu.args(["-accel", &cfg.accel, "-m", &cfg.memory_mb.to_string(), "-smp", &cfg.cpus.to_string()])
+        .arg("-kernel")
+        .arg(&kernel.vmlinuz)
+        .arg("-initrd")
+        .arg(&initrd)
+        .args(["-append", "console=ttyS0 quiet panic=-1 oops=panic"])
+        .args(["-display", "none", "-no-reboot", "-serial"])
+        .arg(format!("file:{}", console.display()))
+        .args(["-drive", &drive(&disk), "-drive", &drive(&out_disk)])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child = qemu.spawn().map_err(io("starting qemu-system-x86_64 (is qemu-system-x86 installed?)"))?;
+    loop {
+        if child.try_wait().map_err(io("waiting for qemu"))?.is_some() {
+            break;
+        }
+        if start.elapsed() > cfg.timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(GuestError::Timeout { timeout: cfg.timeout, tail: tail(&console) });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let elapsed = start.elapsed();
+
+    run_tool(Command::new("tar").arg("-xf").arg(&out_disk).arg("-C").arg(&cfg.out_dir))
+        .map_err(|_| GuestError::NoResult { tail: tail(&console) })?;
+    let exit_code = std::fs::read_to_string(cfg.out_dir.join("exit-code"))
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| GuestError::NoResult { tail: tail(&console) })?;
+    Ok(GuestOutcome { exit_code, console, elapsed })
+}
+
+fn make_sparse(path: &Path, bytes: u64) -> Result<(), GuestError> {
+    let f = std::fs::File::create(path).map_err(io(format!("creating {}", path.display())))?;
+    f.set_len(bytes).map_err(io(format!("sizing {}", path.display())))
+}
+
+/// The last lines of the console, for error messages.
+fn tail(console: &Path) -> String {
+    let text = std::fs::read_to_string(console).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(30)..].join("\n")
+}

@@ -1,0 +1,62 @@
+//! `lockscope guest`: run a command inside Debian's 6.1 kernel under qemu.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use lockscope_workloads::guest::{self, GuestConfig};
+
+/// Run a command in a Debian 6.1 guest (qemu) and bring back what it writes to
+/// /out. Debian's kernel allows fentry, kprobes and KALLSYMS_ALL, so acquire
+/// mode works there even where this host's kernel refuses it.
+///
+/// The guest has busybox, `lockscope` (this binary) and a fresh ext4 disk as
+/// its working directory (/mnt/disk). The kernel package is fetched with apt
+/// once and cached. Exits with the command's status.
+///
+/// Example: lockscope guest --out g -- lockscope record --mode acquire -o /out/t
+///          --run a='lockscope workload pipe --duration 2s'
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where the guest's /out is copied (with console.log, stdout, exit-code;
+    /// the command's stderr is on the console).
+    #[arg(long, default_value = "lockscope-guest-out")]
+    out: PathBuf,
+    /// Kill the guest after this long (e.g. 5m); a hang is an error with the console tail.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
+    timeout: Duration,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 2048)]
+    memory: u32,
+    #[arg(long, default_value_t = 2)]
+    cpus: u32,
+    /// Size of the guest's ext4 disk in MiB.
+    #[arg(long, default_value_t = 512)]
+    disk: u32,
+    /// qemu accelerator: tcg (software, works everywhere) or kvm.
+    #[arg(long, default_value = "tcg")]
+    accel: String,
+    /// The command, run by the guest's sh.
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut cfg = GuestConfig::new(args.command.join(" "), &args.out);
+    cfg.timeout = args.timeout;
+    cfg.memory_mb = args.memory;
+    cfg.cpus = args.cpus;
+    cfg.disk_mb = args.disk;
+    cfg.accel = args.accel;
+    let me = std::env::current_exe().context("locating the lockscope binary")?;
+    eprintln!("booting Debian 6.1 under qemu ({}), timeout {}", cfg.accel, humantime::format_duration(cfg.timeout));
+    let outcome = guest::run(&cfg, &me)?;
+    if let Ok(text) = std::fs::read_to_string(args.out.join("stdout")) {
+        print!("{text}");
+    }
+    eprintln!("guest finished in {:.1} s; output in {}", outcome.elapsed.as_secs_f64(), args.out.display());
+    if outcome.exit_code != 0 {
+        std::process::exit(outcome.exit_code);
+    }
+    Ok(())
+}
