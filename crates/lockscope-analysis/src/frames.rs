@@ -16,6 +16,7 @@ const LOCK_PREFIXES: &[&str] = &[
     "_raw_write_",
     "do_raw_spin_lock",
     "mutex_lock",
+    "mutex_trylock",
     "__mutex_lock",
     "mutex_spin_on_owner",
     "mutex_optimistic_spin",

@@ -3,6 +3,7 @@
 
 pub mod file_churn;
 pub mod guest;
+pub mod mem;
 pub mod pipe;
 
 use std::time::Duration;

@@ -36,6 +36,9 @@ pub struct Args {
     /// qemu accelerator: tcg (software, works everywhere) or kvm.
     #[arg(long, default_value = "tcg")]
     accel: String,
+    /// Another host program to put in the guest's /usr/bin (e.g. /usr/sbin/bpftool); repeatable.
+    #[arg(long = "bin", value_name = "PATH")]
+    binaries: Vec<PathBuf>,
     /// The command, run by the guest's sh.
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -48,7 +51,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     cfg.cpus = args.cpus;
     cfg.disk_mb = args.disk;
     cfg.accel = args.accel;
+    cfg.extra_binaries = args.binaries;
     let me = std::env::current_exe().context("locating the lockscope binary")?;
+    // The guest calls it `lockscope`, whatever the host's file is named.
+    anyhow::ensure!(me.file_name().is_some_and(|n| n == "lockscope"), "{} must be named lockscope", me.display());
     eprintln!("booting Debian 6.1 under qemu ({}), timeout {}", cfg.accel, humantime::format_duration(cfg.timeout));
     let outcome = guest::run(&cfg, &me)?;
     if let Ok(text) = std::fs::read_to_string(args.out.join("stdout")) {

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use lockscope_workloads::mem::{parse_size, MemChurn};
 use lockscope_workloads::{file_churn::FileChurn, pipe::PipeContention, Budget};
 
 /// Run a built-in workload; prints its throughput as one JSON line.
@@ -18,6 +19,17 @@ pub enum Workload {
         /// Bytes written to each file.
         #[arg(long, default_value_t = 0)]
         size: usize,
+        #[command(flatten)]
+        budget: BudgetArgs,
+    },
+    /// mmap chunks of SIZE until TOTAL is mapped, touch every page, unmap, repeat (page allocator).
+    Mem {
+        /// Bytes per mmap (8k, 1m, ...).
+        #[arg(long, value_parser = parse_size, default_value = "8k")]
+        size: u64,
+        /// Bytes mapped before all are unmapped.
+        #[arg(long, value_parser = parse_size, default_value = "64m")]
+        total: u64,
         #[command(flatten)]
         budget: BudgetArgs,
     },
@@ -38,7 +50,8 @@ pub struct BudgetArgs {
     /// Run this long (e.g. 10s).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s", conflicts_with = "rounds")]
     duration: Duration,
-    /// Run this many rounds instead (file-churn: create+delete passes; pipe: writes per writer).
+    /// Run this many rounds instead (file-churn: create+delete passes; pipe:
+    /// writes per writer; mem: passes over TOTAL).
     #[arg(long)]
     rounds: Option<u64>,
 }
@@ -55,6 +68,7 @@ pub fn run(w: Workload) -> anyhow::Result<()> {
             FileChurn { dir: &dir, files, file_size: size }.run(budget.budget())?
         }
         Workload::Pipe { writers, chunk, budget } => PipeContention { writers, chunk }.run(budget.budget())?,
+        Workload::Mem { size, total, budget } => MemChurn { chunk: size as usize, total }.run(budget.budget())?,
     };
     println!("{}", serde_json::to_string(&result)?);
     Ok(())

@@ -38,7 +38,8 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	__uint(max_entries, 16384);
+	/* Roomy: a bucket collision loses the stack of every later event with it. */
+	__uint(max_entries, 32768);
 	__uint(key_size, sizeof(u32));
 	__uint(value_size, MAX_STACK_DEPTH * sizeof(u64));
 } stacks SEC(".maps");

@@ -26,7 +26,7 @@ const MODULES: &[&str] = &[
 
 const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "mount", "umount", "mkdir", "cat", "ls", "poweroff", "modprobe", "tar", "sync", "echo", "sleep", "rm", "cp",
-    "mv", "date", "uname", "dmesg", "grep", "head", "tail", "true", "false", "env", "ps", "kill", "seq", "touch", "wc", "dd",
+    "mv", "date", "mkfifo", "uname", "dmesg", "grep", "head", "tail", "true", "false", "env", "ps", "kill", "seq", "touch", "wc", "dd",
 ];
 
 const INIT: &str = r#"#!/bin/sh
@@ -54,7 +54,8 @@ poweroff -f
 "#;
 
 /// Assembles the tree at `root` and packs it as a gzip'd newc cpio at `out`.
-pub fn build(kernel: &GuestKernel, lockscope: &Path, command: &str, root: &Path, out: &Path) -> Result<(), GuestError> {
+/// `binaries` go to /usr/bin under their own names, with their libraries.
+pub fn build(kernel: &GuestKernel, binaries: &[&Path], command: &str, root: &Path, out: &Path) -> Result<(), GuestError> {
     for dir in ["bin", "usr/bin", "sbin", "proc", "sys", "dev", "tmp", "mnt", "lib", "lib64"] {
         std::fs::create_dir_all(root.join(dir)).map_err(io(format!("creating {dir}")))?;
     }
@@ -65,9 +66,12 @@ pub fn build(kernel: &GuestKernel, lockscope: &Path, command: &str, root: &Path,
     }
     // The kernel asks /sbin/modprobe for modules it needs (e.g. crypto-crc32c).
     std::os::unix::fs::symlink("../bin/busybox", root.join("sbin/modprobe")).map_err(io("linking modprobe"))?;
-    copy(lockscope, &root.join("usr/bin/lockscope"))?;
-    for lib in shared_libraries(lockscope)? {
-        copy(Path::new(&lib), &root.join(lib.trim_start_matches('/')))?;
+    for binary in binaries {
+        let name = binary.file_name().ok_or_else(|| GuestError::Setup(format!("{} is not a file", binary.display())))?;
+        copy(binary, &root.join("usr/bin").join(name))?;
+        for lib in shared_libraries(binary)? {
+            copy(Path::new(&lib), &root.join(lib.trim_start_matches('/')))?;
+        }
     }
 
     let modules = root.join("lib/modules").join(&kernel.release);

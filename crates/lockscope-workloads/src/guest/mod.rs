@@ -31,6 +31,8 @@ pub struct GuestConfig {
     pub accel: String,
     /// Cache for the Debian kernel package.
     pub cache_dir: PathBuf,
+    /// More host programs to put in the guest's /usr/bin (with their libraries).
+    pub extra_binaries: Vec<PathBuf>,
 }
 
 impl GuestConfig {
@@ -44,6 +46,7 @@ impl GuestConfig {
             disk_mb: 512,
             accel: "tcg".into(),
             cache_dir: default_cache_dir(),
+            extra_binaries: vec![],
         }
     }
 }
@@ -96,7 +99,8 @@ pub fn run(cfg: &GuestConfig, lockscope: &Path) -> Result<GuestOutcome, GuestErr
     let kernel = GuestKernel::fetch(&cfg.cache_dir)?;
     let work = tempfile::Builder::new().prefix("lockscope-guest").tempdir().map_err(io("creating a work directory"))?;
     let initrd = work.path().join("initrd.img");
-    initramfs::build(&kernel, lockscope, &cfg.command, &work.path().join("root"), &initrd)?;
+    let binaries: Vec<&Path> = std::iter::once(lockscope).chain(cfg.extra_binaries.iter().map(PathBuf::as_path)).collect();
+    initramfs::build(&kernel, &binaries, &cfg.command, &work.path().join("root"), &initrd)?;
 
     let disk = work.path().join("disk.img");
     let out_disk = work.path().join("out.img");

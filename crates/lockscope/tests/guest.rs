@@ -1,0 +1,133 @@
+//! Acquire mode, proven inside Debian's 6.1 kernel (fentry works there) via
+//! `lockscope guest`: one boot runs every scenario of guest/acquire.sh, and
+//! each test checks one of its reports. Needs qemu-system-x86, busybox-static
+//! and bpftool (setup.sh installs them) and apt access for the kernel package.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+const LOCKSCOPE: &str = env!("CARGO_BIN_EXE_lockscope");
+const SCENARIOS: &str = include_str!("guest/acquire.sh");
+
+/// Boots the guest once for all tests; its /out.
+fn guest_out() -> &'static Path {
+    static OUT: OnceLock<PathBuf> = OnceLock::new();
+    OUT.get_or_init(|| {
+        let out = std::env::temp_dir().join(format!("lockscope-guest-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out);
+        let status = Command::new(LOCKSCOPE)
+            .args(["guest", "--timeout", "15m", "--bin", "/usr/sbin/bpftool", "--out"])
+            .arg(&out)
+            .arg("--")
+            .arg(SCENARIOS)
+            .status()
+            .expect("lockscope guest runs");
+        let console = std::fs::read_to_string(out.join("console.log")).unwrap_or_default();
+        assert!(status.success(), "guest run failed; console:\n{console}");
+        out
+    })
+}
+
+fn report(name: &str) -> Value {
+    let path = guest_out().join(format!("{name}.json"));
+    serde_json::from_slice(&std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+fn locks(r: &Value) -> &Vec<Value> {
+    r["locks"].as_array().unwrap()
+}
+
+fn site(l: &Value) -> &str {
+    l["call_sites"][0]["site"].as_str().unwrap_or("")
+}
+
+fn users(l: &Value) -> Vec<&str> {
+    l["uses"].as_array().unwrap().iter().map(|u| u["workload_name"].as_str().unwrap()).collect()
+}
+
+fn global(l: &Value) -> &str {
+    l["global"].as_str().unwrap_or("")
+}
+
+#[test]
+fn each_pipe_mutex_is_private_to_its_workload() {
+    let r = report("pipes");
+    assert_eq!(r["mode"], "acquire");
+    let pipe_mutexes: Vec<&Value> =
+        locks(&r).iter().filter(|l| l["kind"] == "mutex" && site(l).starts_with("pipe_write")).collect();
+    for name in ["a", "b"] {
+        let own: Vec<_> = pipe_mutexes.iter().filter(|l| users(l) == [name]).collect();
+        assert!(!own.is_empty(), "{name} has no private pipe mutex: {pipe_mutexes:#?}");
+        assert!(own[0]["uses"][0]["acquisitions"].as_u64().unwrap() > 1000, "every write takes it");
+    }
+    assert!(pipe_mutexes.iter().all(|l| l["shared"] == false), "{pipe_mutexes:#?}");
+    let addrs: std::collections::BTreeSet<u64> = pipe_mutexes.iter().map(|l| l["addr"].as_u64().unwrap()).collect();
+    assert!(addrs.len() >= 2, "the two pipes' mutexes are at different addresses");
+}
+
+#[test]
+fn a_pipe_between_two_workloads_is_shared() {
+    let r = report("fifo");
+    let shared_pipe = locks(&r)
+        .iter()
+        .find(|l| l["shared"] == true && l["kind"] == "mutex" && site(l).starts_with("pipe_"))
+        .unwrap_or_else(|| panic!("no shared pipe mutex: {r:#}"));
+    let mut who = users(shared_pipe);
+    who.sort();
+    assert_eq!(who, ["reader", "writer"]);
+}
+
+#[test]
+fn file_churn_shares_file_system_wide_locks_named_when_global() {
+    let r = report("files");
+    let shared: Vec<&Value> = locks(&r).iter().filter(|l| l["shared"] == true).collect();
+    assert!(
+        shared.iter().any(|l| global(l) == "inode_hash_lock"),
+        "inode_hash_lock not shared: {:#?}",
+        shared.iter().map(|l| (global(l), site(l))).collect::<Vec<_>>()
+    );
+    assert!(
+        shared.iter().any(|l| site(l).starts_with("jbd2_") || site(l).contains("journal")),
+        "no journal lock shared"
+    );
+    assert!(r["kallsyms_all"] == true);
+}
+
+#[test]
+fn page_allocation_shares_the_zone_lock() {
+    let r = report("mem");
+    let zone_lock_sites = ["rmqueue_bulk", "free_pcppages_bulk", "free_one_page", "rmqueue", "__rmqueue_pcplist"];
+    let zone = locks(&r)
+        .iter()
+        .filter(|l| l["shared"] == true)
+        .find(|l| {
+            l["call_sites"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|c| c["site"].as_str())
+                .any(|s| zone_lock_sites.iter().any(|z| s.starts_with(&format!("{z}+"))))
+        });
+    assert!(zone.is_some(), "zone->lock not shared: {r:#}");
+}
+
+#[test]
+fn interrupt_context_acquisitions_are_counted_and_left_out() {
+    let files = report("files");
+    let mem = report("mem");
+    let filtered = files["counters"]["irq_filtered"].as_u64().unwrap() + mem["counters"]["irq_filtered"].as_u64().unwrap();
+    assert!(filtered > 0, "timer interrupts take locks while the workloads run");
+    assert_eq!(files["includes_interrupt"], false);
+}
+
+#[test]
+fn no_program_outlives_its_recording_even_when_killed() {
+    let out = guest_out();
+    let count = |f: &str| std::fs::read_to_string(out.join(f)).unwrap().matches("name lks_").count();
+    assert!(count("progs-while-recording.txt") > 0, "the listing does show lockscope's programs");
+    assert_eq!(count("progs-after-record.txt"), 0);
+    assert_eq!(count("progs-after-kill.txt"), 0, "SIGKILL closes the links with the process");
+}

@@ -1,0 +1,38 @@
+# Acquire-mode scenarios, run by `lockscope guest` inside Debian's 6.1 kernel
+# (see tests/guest.rs). Each writes a JSON report to /out.
+L=lockscope
+W="$L workload"
+
+# Each workload writes its own pipe: each pipe's mutex is private.
+$L record --mode acquire --locks mutex -o /out/pipes \
+  --run a="$W pipe --duration 2s" --run b="$W pipe --duration 2s"
+$L report /out/pipes --format json --top 5 > /out/pipes.json
+
+# One pipe (a FIFO) written by one workload and read by the other: shared.
+mkfifo /tmp/fifo
+$L record --mode acquire --locks mutex -o /out/fifo \
+  --run writer="dd if=/dev/zero of=/tmp/fifo bs=64 count=20000" --run reader="dd if=/tmp/fifo of=/dev/null bs=64"
+$L report /out/fifo --format json --top 5 > /out/fifo.json
+
+# File churn on one ext4 file system, each in its own directory.
+$L record --mode acquire -o /out/files \
+  --run a="$W file-churn --dir /mnt/disk/a --files 200 --duration 3s" \
+  --run b="$W file-churn --dir /mnt/disk/b --files 200 --duration 3s"
+$L report /out/files --format json --top 10 > /out/files.json
+
+# Page allocation churn.
+$L record --mode acquire --locks spinlock -o /out/mem \
+  --run a="$W mem --size 1m --total 64m --duration 3s" \
+  --run b="$W mem --size 1m --total 64m --duration 3s"
+$L report /out/mem --format json --top 10 > /out/mem.json
+
+bpftool prog show > /out/progs-after-record.txt
+
+# A recording killed outright: its programs must go with it.
+$L record --mode acquire --locks mutex -o /out/killed --run a="$W pipe --duration 120s" &
+recorder=$!
+sleep 12
+bpftool prog show > /out/progs-while-recording.txt
+kill -9 $recorder
+sleep 3
+bpftool prog show > /out/progs-after-kill.txt
