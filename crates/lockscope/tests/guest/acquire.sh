@@ -27,12 +27,3 @@ $L record --mode acquire --locks spinlock -o /out/mem \
 $L report /out/mem --format json --top 10 > /out/mem.json
 
 bpftool prog show > /out/progs-after-record.txt
-
-# A recording killed outright: its programs must go with it.
-$L record --mode acquire --locks mutex -o /out/killed --run a="$W pipe --duration 120s" &
-recorder=$!
-sleep 12
-bpftool prog show > /out/progs-while-recording.txt
-kill -9 $recorder
-sleep 3
-bpftool prog show > /out/progs-after-kill.txt

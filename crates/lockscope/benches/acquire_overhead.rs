@@ -1,0 +1,62 @@
+//! What acquire mode costs, measured inside Debian's 6.1 kernel under qemu
+//! (`lockscope guest`): the file-create and mmap workloads untraced, under
+//! `record --mode acquire --no-stacks`, and with stacks; and the cost of one
+//! traced acquisition. Under TCG all code is emulated, so the ratios are what
+//! carries over to hardware, not the absolute figures.
+//!
+//! `cargo bench -p lockscope --bench acquire_overhead` (as root; several
+//! minutes). LOCKSCOPE_BENCH_SECS sets each run's length (default 5).
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+const LOCKSCOPE: &str = env!("CARGO_BIN_EXE_lockscope");
+const SCRIPT: &str = include_str!("guest/acquire.sh");
+
+fn json(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    // The throughput line is the workload's; the recorder prints nothing on stdout.
+    serde_json::from_str(text.lines().find(|l| l.starts_with('{')).unwrap_or("null")).unwrap()
+}
+
+fn main() {
+    let secs = std::env::var("LOCKSCOPE_BENCH_SECS").unwrap_or_else(|_| "5".into());
+    let out = tempfile::tempdir().unwrap();
+    let status = Command::new(LOCKSCOPE)
+        .args(["guest", "--timeout", "20m", "--out"])
+        .arg(out.path())
+        .arg("--")
+        .arg(format!("SECS={secs}\n{SCRIPT}"))
+        .status()
+        .unwrap();
+    assert!(status.success(), "guest run failed; see {}", out.path().join("console.log").display());
+
+    println!("acquire mode inside Debian 6.1 under qemu; {secs} s per run; one workload instance");
+    println!("{:<12} {:<22} {:>12} {:>9} {:>14} {:>16}", "workload", "configuration", "ops/s", "slowdown", "acq. per op", "ns per acq.");
+    for name in ["file-create", "mmap"] {
+        let base = json(&out.path().join(format!("{name}-untraced.json")))["ops_per_sec"].as_f64().unwrap();
+        println!("{:<12} {:<22} {:>12.0} {:>9} {:>14} {:>16}", name, "untraced", base, "-", "-", "-");
+        for (config, label) in [("acquire", "acquire, no stacks"), ("stacks", "acquire with stacks")] {
+            let run = json(&out.path().join(format!("{name}-{config}.json")));
+            let ops = run["ops"].as_f64().unwrap();
+            let rate = run["ops_per_sec"].as_f64().unwrap();
+            let report = json(&out.path().join(format!("{name}-{config}-report.json")));
+            let acquisitions = report["workloads"][0]["acquisitions"].as_f64().unwrap()
+                + report["counters"]["irq_filtered"].as_f64().unwrap();
+            let per_op = acquisitions / ops;
+            // Extra time per operation, spread over the acquisitions it made.
+            let ns_per_acq = (1.0 / rate - 1.0 / base) * 1e9 / per_op;
+            println!(
+                "{:<12} {:<22} {:>12.0} {:>8.1}% {:>14.1} {:>16.0}",
+                name,
+                label,
+                rate,
+                100.0 * (base - rate) / base,
+                per_op,
+                ns_per_acq
+            );
+        }
+    }
+}

@@ -1,0 +1,18 @@
+# Acquire-mode cost, inside the Debian guest: each workload untraced, under
+# acquire mode without stacks, and with stacks. See benches/acquire_overhead.rs.
+L=lockscope
+SECS=${SECS:-5}
+run() { # name config workload-args...
+  name=$1; config=$2; shift 2
+  rm -rf /mnt/disk/w
+  case $config in
+    untraced) $L workload "$@" --duration ${SECS}s > /out/$name-$config.json ;;
+    acquire) $L record --mode acquire --no-stacks -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
+    stacks) $L record --mode acquire -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
+  esac
+  [ -d /out/$name-$config.trace ] && $L report /out/$name-$config.trace --format json > /out/$name-$config-report.json
+}
+for config in untraced acquire stacks; do
+  run file-create $config file-churn --dir /mnt/disk/w --files 500
+  run mmap $config mem --size 8k --total 32m
+done
