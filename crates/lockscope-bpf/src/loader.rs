@@ -35,6 +35,20 @@ pub struct Maps<'a> {
     pub counters: &'a dyn MapCore,
 }
 
+/// The common maps of a skeleton (every recorder object has them, by name).
+macro_rules! common_maps {
+    ($m:expr) => {
+        Maps {
+            tracked: &$m.tracked_tgids,
+            seen: &$m.seen_tgids,
+            cgroup_targets: &$m.cgroup_targets,
+            stacks: &$m.stacks,
+            aggregates: &$m.aggregates,
+            counters: &$m.counters,
+        }
+    };
+}
+
 /// A loaded, attached recorder.
 pub struct Kernel<'a> {
     pub maps: Maps<'a>,
@@ -142,16 +156,8 @@ pub fn attach_contention<'a>(skel: &'a ContentionSkel<'a>) -> Result<Kernel<'a>,
     let btf = p.lks_btf_begin.autoload();
     let (begin, end) = if btf { (&p.lks_btf_begin, &p.lks_btf_end) } else { (&p.lks_tp_begin, &p.lks_tp_end) };
     let (links, progs) = attach_all([begin, end, &p.lks_fork, &p.lks_exit])?;
-    let m = &skel.maps;
     Ok(Kernel {
-        maps: Maps {
-            tracked: &m.tracked_tgids,
-            seen: &m.seen_tgids,
-            cgroup_targets: &m.cgroup_targets,
-            stacks: &m.stacks,
-            aggregates: &m.aggregates,
-            counters: &m.counters,
-        },
+        maps: common_maps!(skel.maps),
         mode: Mode::Contention,
         hook: if btf { "tp_btf" } else { "tracepoint" }.into(),
         attached: vec!["lock:contention_begin".into(), "lock:contention_end".into()],
@@ -236,16 +242,8 @@ pub fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result
     if !s.stacks {
         notes.push("recorded without stacks: no call sites, and interrupt context cannot be recognised".into());
     }
-    let m = &skel.maps;
     Ok(Kernel {
-        maps: Maps {
-            tracked: &m.tracked_tgids,
-            seen: &m.seen_tgids,
-            cgroup_targets: &m.cgroup_targets,
-            stacks: &m.stacks,
-            aggregates: &m.aggregates,
-            counters: &m.counters,
-        },
+        maps: common_maps!(skel.maps),
         mode: Mode::Acquire,
         hook: "fentry".into(),
         attached,

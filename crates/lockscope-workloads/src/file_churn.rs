@@ -27,12 +27,7 @@ impl FileChurn<'_> {
         let data = vec![0x5au8; self.file_size];
         let start = Instant::now();
         let (mut ops, mut rounds) = (0u64, 0u64);
-        loop {
-            match budget {
-                Budget::Time(d) if start.elapsed() >= d => break,
-                Budget::Rounds(n) if rounds >= n => break,
-                _ => {}
-            }
+        while !budget.spent(start, rounds) {
             for i in 0..self.files {
                 let path = self.dir.join(format!("f{i}"));
                 let mut f = fs::File::create(&path).map_err(io(format!("creating {}", path.display())))?;

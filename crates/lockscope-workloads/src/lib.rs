@@ -15,6 +15,16 @@ pub enum Budget {
     Rounds(u64),
 }
 
+impl Budget {
+    /// Whether a workload that started at `start` and finished `rounds` is done.
+    pub fn spent(&self, start: std::time::Instant, rounds: u64) -> bool {
+        match *self {
+            Budget::Time(d) => start.elapsed() >= d,
+            Budget::Rounds(n) => rounds >= n,
+        }
+    }
+}
+
 /// What a workload did.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Throughput {

@@ -64,12 +64,7 @@ impl MemChurn {
         let mut mapped: Vec<*mut u8> = Vec::with_capacity(chunks);
         let start = Instant::now();
         let (mut ops, mut rounds) = (0u64, 0u64);
-        loop {
-            match budget {
-                Budget::Time(d) if start.elapsed() >= d => break,
-                Budget::Rounds(n) if rounds >= n => break,
-                _ => {}
-            }
+        while !budget.spent(start, rounds) {
             for _ in 0..chunks {
                 // SAFETY: a fresh anonymous private mapping; checked below.
                 let p = unsafe {
