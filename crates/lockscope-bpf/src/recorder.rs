@@ -179,16 +179,18 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut(&Progress)) -> Result
     }
 
     let end_reason = wait_for_end(cfg, &k, &mut live, started, &mut progress)?;
-    // Symbols first: the trampolines in the stacks leave kallsyms on detach.
-    let symbols = SymbolTable::load()?;
-    let k = k.detach(); // before reading, so the picture is final
     let ended = Instant::now();
+    // What lockscope launched stops before the probes go, so none of it is
+    // inside a traced primitive while the kernel takes the trampolines down.
     for w in &mut live {
         if let Some(child) = &mut w.launched {
             child.terminate(Duration::from_secs(2));
         }
         w.finish(ended);
     }
+    // Symbols before detaching: the trampolines in the stacks leave kallsyms then.
+    let symbols = SymbolTable::load()?;
+    let k = k.detach(); // before reading, so the picture is final
     let trace = collect(&k, &symbols, &live, started_unix_ns, ended - started, end_reason)?;
     Ok(trace)
 }
