@@ -15,10 +15,17 @@ use serde_json::Value;
 const LOCKSCOPE: &str = env!("CARGO_BIN_EXE_lockscope");
 const SCRIPT: &str = include_str!("guest/acquire.sh");
 
-fn json(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    // The throughput line is the workload's; the recorder prints nothing on stdout.
-    serde_json::from_str(text.lines().find(|l| l.starts_with('{')).unwrap_or("null")).unwrap()
+fn read(path: &Path) -> String {
+    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The workload's throughput line (the recorder prints nothing on stdout).
+fn throughput(path: &Path) -> Value {
+    serde_json::from_str(read(path).lines().find(|l| l.starts_with('{')).expect("a throughput line")).unwrap()
+}
+
+fn report(path: &Path) -> Value {
+    serde_json::from_str(&read(path)).unwrap()
 }
 
 fn main() {
@@ -36,13 +43,13 @@ fn main() {
     println!("acquire mode inside Debian 6.1 under qemu; {secs} s per run; one workload instance");
     println!("{:<12} {:<22} {:>12} {:>9} {:>14} {:>16}", "workload", "configuration", "ops/s", "slowdown", "acq. per op", "ns per acq.");
     for name in ["file-create", "mmap"] {
-        let base = json(&out.path().join(format!("{name}-untraced.json")))["ops_per_sec"].as_f64().unwrap();
+        let base = throughput(&out.path().join(format!("{name}-untraced.json")))["ops_per_sec"].as_f64().unwrap();
         println!("{:<12} {:<22} {:>12.0} {:>9} {:>14} {:>16}", name, "untraced", base, "-", "-", "-");
         for (config, label) in [("acquire", "acquire, no stacks"), ("stacks", "acquire with stacks")] {
-            let run = json(&out.path().join(format!("{name}-{config}.json")));
+            let run = throughput(&out.path().join(format!("{name}-{config}.json")));
             let ops = run["ops"].as_f64().unwrap();
             let rate = run["ops_per_sec"].as_f64().unwrap();
-            let report = json(&out.path().join(format!("{name}-{config}-report.json")));
+            let report = report(&out.path().join(format!("{name}-{config}-report.json")));
             let acquisitions = report["workloads"][0]["acquisitions"].as_f64().unwrap()
                 + report["counters"]["irq_filtered"].as_f64().unwrap();
             let per_op = acquisitions / ops;
