@@ -190,10 +190,75 @@ fn target_of(section: &str) -> Option<&str> {
     section.split_once('/').map(|(_, f)| f)
 }
 
-/// Loads the acquire programs whose target this kernel has (per its BTF) and
-/// whose lock class was asked for. Err explains why acquire mode cannot run.
+/// How acquire-mode programs hook a function.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Family {
+    /// fexit/fentry (BPF trampolines): cheapest, needs the kernel's permission.
+    Trampoline,
+    /// kprobe/kretprobe: where trampolines are refused.
+    Kprobe,
+}
+
+impl Family {
+    fn of(section: &str) -> Option<Family> {
+        match section.split_once('/')?.0 {
+            "fentry" | "fexit" => Some(Family::Trampoline),
+            "kprobe" | "kretprobe" => Some(Family::Kprobe),
+            _ => None,
+        }
+    }
+
+    fn hook_name(self) -> &'static str {
+        match self {
+            Family::Trampoline => "fentry",
+            Family::Kprobe => "kprobe",
+        }
+    }
+}
+
+/// Loads the acquire programs, trampolines first, then kprobes; with the
+/// kprobe family, also why trampolines were not used. A failed load consumes
+/// its object, hence one slot per attempt.
 pub fn load_acquire<'obj>(
+    objects: &'obj mut [MaybeUninit<libbpf_rs::OpenObject>; 2],
+    s: &Settings<'_>,
+) -> Result<(AcquireSkel<'obj>, Option<String>), String> {
+    let [first, second] = objects;
+    let trampolines = match s.hook {
+        HookRequest::Kprobe => "trampolines not tried (--hook kprobe)".to_owned(),
+        _ => match load_acquire_with(first, Family::Trampoline, s) {
+            Ok(skel) => return Ok((skel, None)),
+            Err(e) if s.hook == HookRequest::Fentry => return Err(e),
+            Err(e) => e,
+        },
+    };
+    match load_acquire_with(second, Family::Kprobe, s) {
+        Ok(skel) => Ok((skel, Some(trampolines))),
+        Err(kprobe) => Err(format!("{trampolines}; kprobes: {kprobe}")),
+    }
+}
+
+/// Attaches what [`load_acquire`] loaded; Err says why acquire mode cannot run.
+pub fn start_acquire<'a>(
+    skel: &'a AcquireSkel<'a>,
+    why_not_trampolines: Option<String>,
+    s: &Settings<'_>,
+) -> Result<Kernel<'a>, String> {
+    let mut k = attach_acquire(skel, s).map_err(|e| match &why_not_trampolines {
+        Some(why) => format!("{why}; kprobes: {e}"),
+        None => e.to_string(),
+    })?;
+    if let Some(why) = why_not_trampolines {
+        k.notes.push(format!("recorded through kprobes ({why})"));
+    }
+    Ok(k)
+}
+
+/// Loads one family's programs for the functions this kernel has (per its
+/// BTF) in the lock classes asked for.
+fn load_acquire_with<'obj>(
     object: &'obj mut MaybeUninit<libbpf_rs::OpenObject>,
+    family: Family,
     s: &Settings<'_>,
 ) -> Result<AcquireSkel<'obj>, String> {
     let btf = Btf::from_vmlinux().map_err(|e| format!("no kernel BTF: {e}"))?;
@@ -202,13 +267,13 @@ pub fn load_acquire<'obj>(
     let mut primitives = 0;
     for mut prog in open.open_object_mut().progs_mut() {
         let section = prog.section().to_string_lossy().into_owned();
-        let Some(function) = target_of(&section).filter(|_| section.starts_with("fentry") || section.starts_with("fexit")) else {
+        let (Some(function), Some(f)) = (target_of(&section), Family::of(&section)) else {
             continue; // fork/exit tracking
         };
-        let wanted = class_of(function).is_none_or(|c| s.lock_classes.contains(&c));
+        let wanted = f == family && class_of(function).is_none_or(|c| s.lock_classes.contains(&c));
         let present = btf.type_by_name::<Func>(function).is_some();
         prog.set_autoload(wanted && present);
-        if wanted && present && section.starts_with("fexit") {
+        if wanted && present && (section.starts_with("fexit") || section.starts_with("kretprobe")) {
             primitives += 1;
         }
     }
@@ -220,16 +285,24 @@ pub fn load_acquire<'obj>(
         rodata.n_cgroup_targets = s.n_cgroups as u32;
         rodata.capture_stacks = s.stacks;
     }
-    open.load().map_err(|e| libbpf_log::explain(format!("fentry/fexit programs refused: {e}")))
+    let what = match family {
+        Family::Trampoline => "fentry/fexit programs refused",
+        Family::Kprobe => "kprobe programs refused",
+    };
+    open.load().map_err(|e| libbpf_log::explain(format!("{what}: {e}")))
 }
 
-pub fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Kernel<'a>, RecordError> {
+fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Kernel<'a>, RecordError> {
     let progs: Vec<ProgramMut<'_>> = skel.object().progs_mut().filter(|p| p.autoload()).collect();
-    let attached: Vec<String> = progs
+    let sections: Vec<String> = progs.iter().map(|p| p.section().to_string_lossy().into_owned()).collect();
+    let family = sections.iter().find_map(|s| Family::of(s)).unwrap_or(Family::Trampoline);
+    let mut attached: Vec<String> = sections
         .iter()
-        .filter_map(|p| target_of(&p.section().to_string_lossy()).map(str::to_owned))
-        .filter(|f| !f.starts_with("sched_process"))
+        .filter(|s| Family::of(s).is_some())
+        .filter_map(|s| target_of(s).map(str::to_owned))
         .collect();
+    attached.sort();
+    attached.dedup();
     let (links, fds) = attach_all(&progs)?;
     let mut notes = vec![];
     if !attached.iter().any(|f| f == "__raw_spin_lock_init") {
@@ -245,7 +318,7 @@ pub fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result
     Ok(Kernel {
         maps: common_maps!(skel.maps),
         mode: Mode::Acquire,
-        hook: "fentry".into(),
+        hook: family.hook_name().into(),
         attached,
         notes,
         progs: fds,

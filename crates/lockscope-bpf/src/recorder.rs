@@ -38,12 +38,15 @@ pub struct WorkloadSpec {
     pub selector: Selector,
 }
 
-/// Which contention hook to use: the best available, or one in particular.
+/// Which hook to use: the best available, or one in particular (tp_btf and
+/// tracepoint for contention mode, fentry and kprobe for acquire mode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HookRequest {
     Auto,
     TpBtf,
     Tracepoint,
+    Fentry,
+    Kprobe,
 }
 
 /// Lock classes acquire mode can trace, as the paper re-runs per class (Table 3).
@@ -141,30 +144,39 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut(&Progress)) -> Result
         stacks: cfg.stacks,
     };
     // The skeletons must outlive the Kernel view borrowed from them.
-    let mut acquire_object = MaybeUninit::uninit();
+    let mut acquire_objects = [MaybeUninit::uninit(), MaybeUninit::uninit()];
     let mut contention_objects = [MaybeUninit::uninit(), MaybeUninit::uninit()];
     let (acquire_skel, contention_skel);
     let k = match cfg.mode {
         ModeRequest::Acquire => {
-            acquire_skel = loader::load_acquire(&mut acquire_object, &settings).map_err(RecordError::AcquireUnavailable)?;
-            loader::attach_acquire(&acquire_skel, &settings)?
+            let (skel, why) = loader::load_acquire(&mut acquire_objects, &settings).map_err(RecordError::AcquireUnavailable)?;
+            acquire_skel = skel;
+            loader::start_acquire(&acquire_skel, why, &settings).map_err(RecordError::AcquireUnavailable)?
         }
         ModeRequest::Contention => {
             contention_skel = loader::load_contention(&mut contention_objects, &settings)?;
             loader::attach_contention(&contention_skel)?
         }
-        ModeRequest::Auto => match loader::load_acquire(&mut acquire_object, &settings) {
-            Ok(skel) => {
-                acquire_skel = skel;
-                loader::attach_acquire(&acquire_skel, &settings)?
+        ModeRequest::Auto => {
+            // Acquire where the kernel both loads and attaches it, else contention.
+            let acquire = match loader::load_acquire(&mut acquire_objects, &settings) {
+                Ok((skel, why)) => {
+                    acquire_skel = skel;
+                    loader::start_acquire(&acquire_skel, why, &settings)
+                }
+                Err(why) => Err(why),
+            };
+            match acquire {
+                Ok(k) => k,
+                Err(why) => {
+                    let fallback = loader::Settings { hook: HookRequest::Auto, ..settings };
+                    contention_skel = loader::load_contention(&mut contention_objects, &fallback)?;
+                    let mut k = loader::attach_contention(&contention_skel)?;
+                    k.notes.push(format!("mode auto: acquire mode unavailable ({why}); recorded contended acquisitions only"));
+                    k
+                }
             }
-            Err(why) => {
-                contention_skel = loader::load_contention(&mut contention_objects, &settings)?;
-                let mut k = loader::attach_contention(&contention_skel)?;
-                k.notes.push(format!("mode auto: acquire mode unavailable ({why}); recorded contended acquisitions only"));
-                k
-            }
-        },
+        }
     };
     for (i, &(id, level, workload)) in cgroups_v2.iter().enumerate() {
         let value = abi::cgroup_target(id, level, workload);

@@ -101,32 +101,29 @@ fn gather() -> Report {
     }
 }
 
-/// Acquire mode runs on fentry/fexit; kprobes alone are not used yet.
+/// Acquire mode runs on fentry/fexit, else on kprobes.
 fn acquire_status(fentry: &HookStatus, kprobe: &HookStatus) -> ModeStatus {
-    if fentry.available {
-        return ModeStatus { available: true, hook: Some(Hook::Fentry), reason: None };
-    }
-    let reason = if kprobe.available {
-        format!(
-            "fentry: {}; kprobes attach, but the kprobe fallback of acquire mode is not implemented yet",
-            fentry.reason.as_deref().unwrap_or("?")
-        )
-    } else {
-        format!("fentry: {}; kprobe: {}", fentry.reason.as_deref().unwrap_or("?"), kprobe.reason.as_deref().unwrap_or("?"))
-    };
-    ModeStatus { available: false, hook: None, reason: Some(reason) }
+    mode_status(fentry, kprobe)
 }
 
+/// Contention mode runs on tp_btf, else on the classic tracepoint.
 fn contention_status(tp_btf: &HookStatus, tracepoint: &HookStatus) -> ModeStatus {
-    match [tp_btf, tracepoint].into_iter().find(|h| h.available) {
+    mode_status(tp_btf, tracepoint)
+}
+
+/// A mode is available on its preferred hook or its fallback.
+fn mode_status(preferred: &HookStatus, fallback: &HookStatus) -> ModeStatus {
+    match [preferred, fallback].into_iter().find(|h| h.available) {
         Some(h) => ModeStatus { available: true, hook: Some(h.hook), reason: None },
         None => ModeStatus {
             available: false,
             hook: None,
             reason: Some(format!(
-                "tp_btf: {}; tracepoint: {}",
-                tp_btf.reason.as_deref().unwrap_or("?"),
-                tracepoint.reason.as_deref().unwrap_or("?")
+                "{:?}: {}; {:?}: {}",
+                preferred.hook,
+                preferred.reason.as_deref().unwrap_or("?"),
+                fallback.hook,
+                fallback.reason.as_deref().unwrap_or("?")
             )),
         },
     }

@@ -37,8 +37,9 @@ pub struct Args {
     /// no call sites, and interrupt context is not recognised).
     #[arg(long)]
     no_stacks: bool,
-    /// Contention hook: auto prefers BTF-typed tracepoints (tp_btf) and falls
-    /// back to classic tracepoints; name one to insist on it.
+    /// Kernel hook: auto prefers the cheapest the kernel allows. Contention
+    /// mode: tp_btf (BTF-typed tracepoints), else tracepoint. Acquire mode:
+    /// fentry (BPF trampolines), else kprobe. Name one to insist on it.
     #[arg(long, value_enum, default_value = "auto")]
     hook: HookArg,
     /// Launch COMMAND (split like a shell would, no shell features) and follow
@@ -79,6 +80,8 @@ enum HookArg {
     #[value(name = "tp_btf")]
     TpBtf,
     Tracepoint,
+    Fentry,
+    Kprobe,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -115,6 +118,15 @@ fn workloads(args: &Args) -> anyhow::Result<Vec<WorkloadSpec>> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let specs = workloads(&args)?;
+    match (args.mode, args.hook) {
+        (ModeArg::Contention, HookArg::Fentry | HookArg::Kprobe) => {
+            bail!("--hook fentry and kprobe are acquire-mode hooks; contention mode uses tp_btf or tracepoint")
+        }
+        (ModeArg::Acquire, HookArg::TpBtf | HookArg::Tracepoint) => {
+            bail!("--hook tp_btf and tracepoint are contention-mode hooks; acquire mode uses fentry or kprobe")
+        }
+        _ => {}
+    }
     // Checked again when writing; here so a long recording is not wasted.
     if args.output.exists() && !args.force {
         bail!("{} already exists; choose another --output or pass --force to replace it", args.output.display());
@@ -133,6 +145,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             HookArg::Auto => HookRequest::Auto,
             HookArg::TpBtf => HookRequest::TpBtf,
             HookArg::Tracepoint => HookRequest::Tracepoint,
+            HookArg::Fentry => HookRequest::Fentry,
+            HookArg::Kprobe => HookRequest::Kprobe,
         },
         lock_classes: args
             .lock_classes

@@ -65,10 +65,21 @@ fn global(l: &Value) -> &str {
 
 #[test]
 fn each_pipe_mutex_is_private_to_its_workload() {
-    let r = report("pipes");
+    assert_private_pipe_mutexes(&report("pipes"));
+}
+
+#[test]
+fn the_kprobe_fallback_sees_the_same_private_pipe_mutexes() {
+    assert_private_pipe_mutexes(&report("kprobe-pipes"));
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(guest_out().join("kprobe-pipes/trace.json")).unwrap()).unwrap();
+    assert_eq!(meta["hook"], "kprobe");
+}
+
+fn assert_private_pipe_mutexes(r: &Value) {
     assert_eq!(r["mode"], "acquire");
     let pipe_mutexes: Vec<&Value> =
-        locks(&r).iter().filter(|l| l["kind"] == "mutex" && site(l).starts_with("pipe_write")).collect();
+        locks(r).iter().filter(|l| l["kind"] == "mutex" && site(l).starts_with("pipe_write")).collect();
     for name in ["a", "b"] {
         let own: Vec<_> = pipe_mutexes.iter().filter(|l| users(l) == [name]).collect();
         assert!(!own.is_empty(), "{name} has no private pipe mutex: {pipe_mutexes:#?}");

@@ -2,7 +2,7 @@
 /*
  * lockscope acquire recorder: every acquisition of a kernel lock.
  *
- * fexit on each lock primitive of the paper's Table 3 sees the acquisition
+ * fexit (or, where trampolines are refused, kprobe + kretprobe) on each lock primitive of the paper's Table 3 sees the acquisition
  * (and, for trylocks, its failure); fentry on the unlock functions closes the
  * hold; fentry on the lock-initialisation functions starts a new generation
  * of an address. User space turns off (autoload) every program whose target
@@ -92,16 +92,13 @@ enum outcome {
 	ZERO_OK,    /* interruptible/killable: 0 when acquired */
 };
 
-static __always_inline int record_acquire(u64 *ctx, u32 flags, enum outcome outcome)
+static __always_inline int record_acquire(void *ctx, u64 lock, u64 ret, u32 flags, enum outcome outcome)
 {
 	u32 workload = current_workload();
-	if (!workload)
+	if (!workload || !lock)
 		return 0;
 	count(C_EVENTS);
 
-	u64 lock = 0, ret = 0;
-	bpf_get_func_arg(ctx, 0, &lock);
-	bpf_get_func_ret(ctx, &ret);
 	bool acquired = outcome == ALWAYS || (outcome == NONZERO_OK ? (int)ret != 0 : (int)ret == 0);
 
 	u64 now = bpf_ktime_get_ns();
@@ -143,13 +140,11 @@ static __always_inline int record_acquire(u64 *ctx, u32 flags, enum outcome outc
 	return 0;
 }
 
-static __always_inline int record_release(u64 *ctx)
+static __always_inline int record_release(u64 lock)
 {
 	u32 workload = current_workload();
 	if (!workload)
 		return 0;
-	u64 lock = 0;
-	bpf_get_func_arg(ctx, 0, &lock);
 	struct held_state *hs = bpf_task_storage_get(&held, bpf_get_current_task_btf(), 0, 0);
 	if (!hs) {
 		count(C_UNMATCHED_END);
@@ -189,10 +184,8 @@ static __always_inline int record_release(u64 *ctx)
 }
 
 /* A new lock at an address: later acquisitions belong to a new generation. */
-static __always_inline int record_init(u64 *ctx)
+static __always_inline int record_init(u64 lock)
 {
-	u64 lock = 0;
-	bpf_get_func_arg(ctx, 0, &lock);
 	u32 *g = bpf_map_lookup_elem(&generations, &lock);
 	if (g) {
 		__sync_fetch_and_add(g, 1);
@@ -213,19 +206,100 @@ static __always_inline int record_init(u64 *ctx)
 		_ret;          \
 	})
 
-static __always_inline int on_acquire(u64 *ctx, u32 flags, enum outcome outcome)
+static __always_inline int on_acquire(void *ctx, u64 lock, u64 ret, u32 flags, enum outcome outcome)
 {
-	return GUARDED(record_acquire(ctx, flags, outcome));
+	return GUARDED(record_acquire(ctx, lock, ret, flags, outcome));
 }
 
-static __always_inline int on_release(u64 *ctx)
+static __always_inline int on_release(u64 lock)
 {
-	return GUARDED(record_release(ctx));
+	return GUARDED(record_release(lock));
 }
 
-static __always_inline int on_init(u64 *ctx)
+static __always_inline int on_init(u64 lock)
 {
-	return GUARDED(record_init(ctx));
+	return GUARDED(record_init(lock));
+}
+
+static __always_inline u64 arg0(u64 *ctx)
+{
+	u64 v = 0;
+	bpf_get_func_arg(ctx, 0, &v);
+	return v;
+}
+
+static __always_inline u64 retval(u64 *ctx)
+{
+	u64 v = 0;
+	bpf_get_func_ret(ctx, &v);
+	return v;
+}
+
+/*
+ * kprobe fallback, for kernels that refuse trampolines but allow kprobes.
+ * A kretprobe cannot read arguments, so the entry probe remembers the lock
+ * with the stack pointer it was called at; the return probe takes the entry
+ * whose stack pointer matches its own (sp after return = entry sp + 8),
+ * dropping any left by returns the kernel missed (kretprobe maxactive).
+ */
+struct pending_call {
+	u64 lock;
+	u64 sp;
+};
+
+struct pending_calls {
+	struct pending_call call[MAX_NESTING * 2];
+	u32 depth;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct pending_calls);
+} pending SEC(".maps");
+
+#define MAX_PENDING (MAX_NESTING * 2)
+
+static __always_inline int on_call(u64 lock, u64 sp)
+{
+	if (!current_workload())
+		return 0;
+	struct pending_calls *p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0,
+						       BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!p) {
+		count(C_STATE_BUSY);
+		return 0;
+	}
+	u32 d = p->depth;
+	if (d >= MAX_PENDING) {
+		count(C_NESTING_OVERFLOW);
+		return 0;
+	}
+	p->call[d].lock = lock;
+	p->call[d].sp = sp;
+	p->depth = d + 1;
+	return 0;
+}
+
+/* The lock of the call returning with stack pointer `sp`, or 0. */
+static __always_inline u64 on_return(u64 sp)
+{
+	if (!current_workload())
+		return 0;
+	struct pending_calls *p = bpf_task_storage_get(&pending, bpf_get_current_task_btf(), 0, 0);
+	if (!p)
+		return 0;
+	for (int i = MAX_PENDING - 1; i >= 0; i--) {
+		if ((u32)i >= p->depth)
+			continue;
+		if (p->call[i].sp + 8 == sp) {
+			p->depth = i;
+			return p->call[i].lock;
+		}
+	}
+	count(C_UNMATCHED_END);
+	return 0;
 }
 
 #define SPIN LCB_F_SPIN
@@ -236,25 +310,45 @@ static __always_inline int on_init(u64 *ctx)
 #define RSEM LCB_F_READ
 #define WSEM LCB_F_WRITE
 
-/* Program names are "lks_a_<primitive>" (acquire), "lks_r_<primitive>"
- * (release), "lks_i_<function>" (init); user space relies on these. */
-#define ACQUIRE(fn, flags, outcome)                     \
-	SEC("fexit/" #fn)                               \
-	int lks_a_##fn(u64 *ctx)                        \
-	{                                               \
-		return on_acquire(ctx, flags, outcome); \
+/* Each function gets a trampoline program (fexit/fentry) and kprobe ones;
+ * user space loads one family. Sections name the target function. */
+#define ACQUIRE(fn, flags, outcome)                                                    \
+	SEC("fexit/" #fn)                                                              \
+	int lks_a_##fn(u64 *ctx)                                                       \
+	{                                                                              \
+		return on_acquire(ctx, arg0(ctx), retval(ctx), flags, outcome);        \
+	}                                                                              \
+	SEC("kprobe/" #fn)                                                             \
+	int lks_kc_##fn(struct pt_regs *regs)                                          \
+	{                                                                              \
+		return on_call(regs->di, regs->sp);                                    \
+	}                                                                              \
+	SEC("kretprobe/" #fn)                                                          \
+	int lks_ka_##fn(struct pt_regs *regs)                                          \
+	{                                                                              \
+		return on_acquire(regs, on_return(regs->sp), regs->ax, flags, outcome); \
 	}
-#define RELEASE(fn)                     \
-	SEC("fentry/" #fn)              \
-	int lks_r_##fn(u64 *ctx)        \
-	{                               \
-		return on_release(ctx); \
+#define RELEASE(fn)                                \
+	SEC("fentry/" #fn)                         \
+	int lks_r_##fn(u64 *ctx)                   \
+	{                                          \
+		return on_release(arg0(ctx));      \
+	}                                          \
+	SEC("kprobe/" #fn)                         \
+	int lks_kr_##fn(struct pt_regs *regs)      \
+	{                                          \
+		return on_release(regs->di);       \
 	}
-#define INIT(fn)                     \
-	SEC("fentry/" #fn)           \
-	int lks_i_##fn(u64 *ctx)     \
-	{                            \
-		return on_init(ctx); \
+#define INIT(fn)                              \
+	SEC("fentry/" #fn)                    \
+	int lks_i_##fn(u64 *ctx)              \
+	{                                     \
+		return on_init(arg0(ctx));    \
+	}                                     \
+	SEC("kprobe/" #fn)                    \
+	int lks_ki_##fn(struct pt_regs *regs) \
+	{                                     \
+		return on_init(regs->di);     \
 	}
 
 /* Table 3: spinlocks */

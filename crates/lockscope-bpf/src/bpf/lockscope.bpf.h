@@ -23,6 +23,13 @@ struct signal_struct {
 	atomic_t live;
 } __attribute__((preserve_access_index));
 
+/* x86-64 registers at a kprobe: first argument, return value, stack pointer. */
+struct pt_regs {
+	unsigned long ax;
+	unsigned long di;
+	unsigned long sp;
+} __attribute__((preserve_access_index));
+
 struct task_struct {
 	int pid;
 	int tgid;

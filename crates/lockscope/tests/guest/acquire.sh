@@ -27,3 +27,8 @@ $L record --mode acquire --locks spinlock -o /out/mem \
 $L report /out/mem --format json --top 10 > /out/mem.json
 
 bpftool prog show > /out/progs-after-record.txt
+
+# The kprobe fallback, forced: the same private pipe mutexes.
+$L record --mode acquire --hook kprobe --locks mutex -o /out/kprobe-pipes \
+  --run a="$W pipe --duration 2s" --run b="$W pipe --duration 2s"
+$L report /out/kprobe-pipes --format json --top 5 > /out/kprobe-pipes.json
