@@ -2,9 +2,11 @@
 //! report their throughput, so lock sharing can be measured on known loads.
 
 pub mod file_churn;
+pub mod file_ops;
 pub mod guest;
 pub mod mem;
 pub mod pipe;
+pub mod trasher;
 
 use std::time::Duration;
 

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use lockscope_workloads::file_ops::{FileOp, FileOps};
 use lockscope_workloads::mem::{parse_size, MemChurn};
+use lockscope_workloads::trasher::{Target, Trasher};
 use lockscope_workloads::{file_churn::FileChurn, pipe::PipeContention, Budget};
 
 /// Run a built-in workload; prints its throughput as one JSON line.
@@ -19,6 +21,46 @@ pub enum Workload {
         /// Bytes written to each file.
         #[arg(long, default_value_t = 0)]
         size: usize,
+        #[command(flatten)]
+        budget: BudgetArgs,
+    },
+    /// List a directory of FILES files, over and over (paper: 50,000 entries).
+    FileList {
+        /// The workload's own directory (created; must be empty).
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        files: u32,
+        #[command(flatten)]
+        budget: BudgetArgs,
+    },
+    /// Create FILES files of SIZE bytes, timed; delete them untimed; repeat (paper: 50,000 of 4 KiB).
+    FileCreate {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        files: u32,
+        #[arg(long, default_value_t = 4096)]
+        size: usize,
+        #[command(flatten)]
+        budget: BudgetArgs,
+    },
+    /// Create FILES files untimed, delete them timed, one thread; repeat.
+    FileDelete {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long, default_value_t = 10_000)]
+        files: u32,
+        #[command(flatten)]
+        budget: BudgetArgs,
+    },
+    /// Stress one kernel subsystem with frequent system calls, beside a worker.
+    Trasher {
+        #[arg(long, value_enum, default_value = "mixed")]
+        target: TrasherTarget,
+        /// Scratch directory for the fs target.
+        #[arg(long, default_value = "/tmp/lockscope-trasher")]
+        dir: PathBuf,
         #[command(flatten)]
         budget: BudgetArgs,
     },
@@ -45,13 +87,20 @@ pub enum Workload {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum TrasherTarget {
+    Fs,
+    Mm,
+    Mixed,
+}
+
 #[derive(clap::Args)]
 pub struct BudgetArgs {
     /// Run this long (e.g. 10s).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s", conflicts_with = "rounds")]
     duration: Duration,
-    /// Run this many rounds instead (file-churn: create+delete passes; pipe:
-    /// writes per writer; mem: passes over TOTAL).
+    /// Run this many rounds instead (file workloads: passes over FILES; pipe:
+    /// writes per writer; mem: passes over TOTAL; trasher: system-call rounds).
     #[arg(long)]
     rounds: Option<u64>,
 }
@@ -68,6 +117,24 @@ pub fn run(w: Workload) -> anyhow::Result<()> {
             FileChurn { dir: &dir, files, file_size: size }.run(budget.budget())?
         }
         Workload::Pipe { writers, chunk, budget } => PipeContention { writers, chunk }.run(budget.budget())?,
+        Workload::FileList { dir, files, budget } => {
+            FileOps { op: FileOp::List, dir: &dir, files, file_size: 0 }.run(budget.budget())?
+        }
+        Workload::FileCreate { dir, files, size, budget } => {
+            FileOps { op: FileOp::Create, dir: &dir, files, file_size: size }.run(budget.budget())?
+        }
+        Workload::FileDelete { dir, files, budget } => {
+            FileOps { op: FileOp::Delete, dir: &dir, files, file_size: 0 }.run(budget.budget())?
+        }
+        Workload::Trasher { target, dir, budget } => {
+            let target = match target {
+                TrasherTarget::Fs => Target::Fs,
+                TrasherTarget::Mm => Target::Mm,
+                TrasherTarget::Mixed => Target::Mixed,
+            };
+            std::fs::create_dir_all(&dir)?;
+            Trasher { target, dir: &dir }.run(budget.budget())?
+        }
         Workload::Mem { size, total, budget } => MemChurn { chunk: size as usize, total }.run(budget.budget())?,
     };
     println!("{}", serde_json::to_string(&result)?);

@@ -1,0 +1,144 @@
+//! The paper's file-metadata workloads (6.1.2, after Filebench's metadata
+//! personalities), each in the workload's own directory: list a large
+//! directory, create files, delete files. Only the measured phase is timed;
+//! setting up (populating, cleaning) is not.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::{Budget, Throughput, WorkloadError};
+
+/// Which metadata operation is measured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileOp {
+    /// One operation: list every entry of a directory of FILES files.
+    List,
+    /// One operation: create (write SIZE bytes, close) one file.
+    Create,
+    /// One operation: delete one file.
+    Delete,
+}
+
+pub struct FileOps<'a> {
+    pub op: FileOp,
+    pub dir: &'a Path,
+    pub files: u32,
+    /// Bytes written to each created file (paper: 4 KiB).
+    pub file_size: usize,
+}
+
+fn io_error(what: String) -> impl FnOnce(std::io::Error) -> WorkloadError {
+    move |source| WorkloadError::Io { what, source }
+}
+
+impl FileOps<'_> {
+    fn path(&self, i: u32) -> PathBuf {
+        self.dir.join(format!("f{i}"))
+    }
+
+    fn populate(&self, data: &[u8]) -> Result<(), WorkloadError> {
+        for i in 0..self.files {
+            let p = self.path(i);
+            let mut f = fs::File::create(&p).map_err(io_error(format!("creating {}", p.display())))?;
+            f.write_all(data).map_err(io_error(format!("writing {}", p.display())))?;
+        }
+        Ok(())
+    }
+
+    fn remove_all(&self) -> Result<(), WorkloadError> {
+        for i in 0..self.files {
+            let p = self.path(i);
+            fs::remove_file(&p).map_err(io_error(format!("deleting {}", p.display())))?;
+        }
+        Ok(())
+    }
+
+    /// Runs rounds until the budget is spent. A round is one listing (list)
+    /// or FILES creations or deletions.
+    pub fn run(&self, budget: Budget) -> Result<Throughput, WorkloadError> {
+        if self.files == 0 {
+            return Err(WorkloadError::InvalidArgument("--files must be at least 1".into()));
+        }
+        fs::create_dir_all(self.dir).map_err(io_error(format!("creating {}", self.dir.display())))?;
+        if fs::read_dir(self.dir).map_err(io_error(format!("reading {}", self.dir.display())))?.next().is_some() {
+            return Err(WorkloadError::InvalidArgument(format!(
+                "{} is not empty; give the workload a directory of its own",
+                self.dir.display()
+            )));
+        }
+        let data = vec![0x5au8; self.file_size];
+        if self.op == FileOp::List {
+            self.populate(&data)?;
+        }
+        let start = Instant::now();
+        let (mut timed, mut ops, mut rounds) = (Duration::ZERO, 0u64, 0u64);
+        while !budget.spent(start, rounds) {
+            match self.op {
+                FileOp::List => {
+                    let t = Instant::now();
+                    let n = fs::read_dir(self.dir).map_err(io_error(format!("listing {}", self.dir.display())))?.count();
+                    timed += t.elapsed();
+                    debug_assert_eq!(n as u32, self.files);
+                    ops += 1;
+                }
+                FileOp::Create => {
+                    let t = Instant::now();
+                    self.populate(&data)?;
+                    timed += t.elapsed();
+                    ops += self.files as u64;
+                    self.remove_all()?;
+                }
+                FileOp::Delete => {
+                    self.populate(&data)?;
+                    let t = Instant::now();
+                    self.remove_all()?;
+                    timed += t.elapsed();
+                    ops += self.files as u64;
+                }
+            }
+            rounds += 1;
+        }
+        if self.op == FileOp::List {
+            self.remove_all()?;
+        }
+        let (name, unit) = match self.op {
+            FileOp::List => ("file-list", "listing of the whole directory"),
+            FileOp::Create => ("file-create", "file created"),
+            FileOp::Delete => ("file-delete", "file deleted"),
+        };
+        Ok(Throughput::new(name, unit, ops, timed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(op: FileOp, dir: &Path) -> Throughput {
+        FileOps { op, dir, files: 100, file_size: 4096 }.run(Budget::Rounds(2)).unwrap()
+    }
+
+    #[test]
+    fn each_operation_counts_what_it_did_and_leaves_the_directory_empty() {
+        let tmp = tempfile::tempdir().unwrap();
+        for (op, ops) in [(FileOp::List, 2), (FileOp::Create, 200), (FileOp::Delete, 200)] {
+            let dir = tmp.path().join(format!("{op:?}"));
+            assert_eq!(run(op, &dir).ops, ops, "{op:?}");
+            assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "{op:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_shared_or_unusable_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        fs::write(tmp.path().join("other"), b"x").unwrap();
+        let err = FileOps { op: FileOp::Create, dir: tmp.path(), files: 1, file_size: 0 }.run(Budget::Rounds(1)).unwrap_err();
+        assert!(err.to_string().contains("not empty"), "{err}");
+        let err = FileOps { op: FileOp::List, dir: &tmp.path().join("other/sub"), files: 1, file_size: 0 }
+            .run(Budget::Rounds(1))
+            .unwrap_err();
+        assert!(err.to_string().contains("creating"), "{err}");
+    }
+}

@@ -1,0 +1,78 @@
+//! Trashers (paper 5.3): frequent system calls that stress one kernel
+//! subsystem, run beside a worker to measure interference.
+
+use std::fs;
+use std::path::Path;
+use std::time::Instant;
+
+use crate::file_churn::FileChurn;
+use crate::mem::MemChurn;
+use crate::{Budget, Throughput, WorkloadError};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// File metadata: create, stat, rename and delete small files.
+    Fs,
+    /// Page allocation: map, touch and unmap memory.
+    Mm,
+    /// Both, alternating.
+    Mixed,
+}
+
+pub struct Trasher<'a> {
+    pub target: Target,
+    /// Scratch directory for the fs target (its own).
+    pub dir: &'a Path,
+}
+
+impl Trasher<'_> {
+    /// One operation is one round of its target's system calls.
+    pub fn run(&self, budget: Budget) -> Result<Throughput, WorkloadError> {
+        let fs_round = FileChurn { dir: self.dir, files: 100, file_size: 0 };
+        let mm_round = MemChurn { chunk: 1 << 20, total: 16 << 20 };
+        let start = Instant::now();
+        let (mut ops, mut rounds) = (0u64, 0u64);
+        while !budget.spent(start, rounds) {
+            let fs_turn = match self.target {
+                Target::Fs => true,
+                Target::Mm => false,
+                Target::Mixed => rounds % 2 == 0,
+            };
+            if fs_turn {
+                ops += fs_round.run(Budget::Rounds(1))?.ops;
+                stat_and_rename(self.dir)?;
+            } else {
+                ops += mm_round.run(Budget::Rounds(1))?.ops;
+            }
+            rounds += 1;
+        }
+        Ok(Throughput::new("trasher", "system-call round", ops, start.elapsed()))
+    }
+}
+
+fn stat_and_rename(dir: &Path) -> Result<(), WorkloadError> {
+    let io = |what: &str| {
+        let what = format!("{what} in {}", dir.display());
+        move |source| WorkloadError::Io { what, source }
+    };
+    let (a, b) = (dir.join("t-a"), dir.join("t-b"));
+    fs::write(&a, b"x").map_err(io("writing"))?;
+    fs::metadata(&a).map_err(io("stat"))?;
+    fs::rename(&a, &b).map_err(io("renaming"))?;
+    fs::remove_file(&b).map_err(io("deleting"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_target_runs_and_cleans_up() {
+        for target in [Target::Fs, Target::Mm, Target::Mixed] {
+            let tmp = tempfile::tempdir().unwrap();
+            let t = Trasher { target, dir: tmp.path() }.run(Budget::Rounds(2)).unwrap();
+            assert!(t.ops > 0, "{target:?}");
+            assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0, "{target:?}");
+        }
+    }
+}
