@@ -26,20 +26,15 @@ pub enum Workload {
     },
     /// List a directory of FILES files, over and over (paper: 50,000 entries).
     FileList {
-        /// The workload's own directory (created; must be empty).
-        #[arg(long)]
-        dir: PathBuf,
-        #[arg(long, default_value_t = 10_000)]
-        files: u32,
+        #[command(flatten)]
+        set: FileSet,
         #[command(flatten)]
         budget: BudgetArgs,
     },
     /// Create FILES files of SIZE bytes, timed; delete them untimed; repeat (paper: 50,000 of 4 KiB).
     FileCreate {
-        #[arg(long)]
-        dir: PathBuf,
-        #[arg(long, default_value_t = 10_000)]
-        files: u32,
+        #[command(flatten)]
+        set: FileSet,
         #[arg(long, default_value_t = 4096)]
         size: usize,
         #[command(flatten)]
@@ -47,10 +42,8 @@ pub enum Workload {
     },
     /// Create FILES files untimed, delete them timed, one thread; repeat.
     FileDelete {
-        #[arg(long)]
-        dir: PathBuf,
-        #[arg(long, default_value_t = 10_000)]
-        files: u32,
+        #[command(flatten)]
+        set: FileSet,
         #[command(flatten)]
         budget: BudgetArgs,
     },
@@ -87,6 +80,22 @@ pub enum Workload {
     },
 }
 
+/// The directory and file count of the file-metadata workloads.
+#[derive(clap::Args)]
+pub struct FileSet {
+    /// The workload's own directory (created; must be empty).
+    #[arg(long)]
+    dir: PathBuf,
+    #[arg(long, default_value_t = 10_000)]
+    files: u32,
+}
+
+impl FileSet {
+    fn ops(&self, op: FileOp, file_size: usize) -> FileOps<'_> {
+        FileOps { op, dir: &self.dir, files: self.files, file_size }
+    }
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum TrasherTarget {
     Fs,
@@ -117,15 +126,9 @@ pub fn run(w: Workload) -> anyhow::Result<()> {
             FileChurn { dir: &dir, files, file_size: size }.run(budget.budget())?
         }
         Workload::Pipe { writers, chunk, budget } => PipeContention { writers, chunk }.run(budget.budget())?,
-        Workload::FileList { dir, files, budget } => {
-            FileOps { op: FileOp::List, dir: &dir, files, file_size: 0 }.run(budget.budget())?
-        }
-        Workload::FileCreate { dir, files, size, budget } => {
-            FileOps { op: FileOp::Create, dir: &dir, files, file_size: size }.run(budget.budget())?
-        }
-        Workload::FileDelete { dir, files, budget } => {
-            FileOps { op: FileOp::Delete, dir: &dir, files, file_size: 0 }.run(budget.budget())?
-        }
+        Workload::FileList { set, budget } => set.ops(FileOp::List, 0).run(budget.budget())?,
+        Workload::FileCreate { set, size, budget } => set.ops(FileOp::Create, size).run(budget.budget())?,
+        Workload::FileDelete { set, budget } => set.ops(FileOp::Delete, 0).run(budget.budget())?,
         Workload::Trasher { target, dir, budget } => {
             let target = match target {
                 TrasherTarget::Fs => Target::Fs,
