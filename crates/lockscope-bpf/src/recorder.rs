@@ -147,7 +147,13 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut(&Progress)) -> Result
     let mut acquire_objects = [MaybeUninit::uninit(), MaybeUninit::uninit()];
     let mut contention_objects = [MaybeUninit::uninit(), MaybeUninit::uninit()];
     let (acquire_skel, contention_skel);
-    let k = match cfg.mode {
+    // A hook names its mode.
+    let mode = match (cfg.mode, cfg.hook) {
+        (ModeRequest::Auto, HookRequest::TpBtf | HookRequest::Tracepoint) => ModeRequest::Contention,
+        (ModeRequest::Auto, HookRequest::Fentry | HookRequest::Kprobe) => ModeRequest::Acquire,
+        (mode, _) => mode,
+    };
+    let k = match mode {
         ModeRequest::Acquire => {
             let (skel, why) = loader::load_acquire(&mut acquire_objects, &settings).map_err(RecordError::AcquireUnavailable)?;
             acquire_skel = skel;
@@ -169,8 +175,7 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut(&Progress)) -> Result
             match acquire {
                 Ok(k) => k,
                 Err(why) => {
-                    let fallback = loader::Settings { hook: HookRequest::Auto, ..settings };
-                    contention_skel = loader::load_contention(&mut contention_objects, &fallback)?;
+                    contention_skel = loader::load_contention(&mut contention_objects, &settings)?;
                     let mut k = loader::attach_contention(&contention_skel)?;
                     k.notes.push(format!("mode auto: acquire mode unavailable ({why}); recorded contended acquisitions only"));
                     k
