@@ -247,8 +247,10 @@ struct pending_call {
 	u64 sp;
 };
 
+#define MAX_PENDING (MAX_NESTING * 2)
+
 struct pending_calls {
-	struct pending_call call[MAX_NESTING * 2];
+	struct pending_call call[MAX_PENDING];
 	u32 depth;
 };
 
@@ -258,8 +260,6 @@ struct {
 	__type(key, int);
 	__type(value, struct pending_calls);
 } pending SEC(".maps");
-
-#define MAX_PENDING (MAX_NESTING * 2)
 
 static __always_inline int on_call(u64 lock, u64 sp)
 {
@@ -272,6 +272,15 @@ static __always_inline int on_call(u64 lock, u64 sp)
 		return 0;
 	}
 	u32 d = p->depth;
+	/* Calls made at or below this frame have returned: their return probes
+	 * were missed. Drop them, so misses cannot fill the list. */
+	for (int i = MAX_PENDING - 1; i >= 0; i--) {
+		if ((u32)i >= d)
+			continue;
+		if (p->call[i].sp > sp)
+			break;
+		d = i;
+	}
 	if (d >= MAX_PENDING) {
 		count(C_NESTING_OVERFLOW);
 		return 0;
