@@ -26,7 +26,7 @@ pub fn counters_from(values: &[u64; NR_COUNTERS as usize]) -> Counters {
     }
 }
 
-fn u32_at(b: &[u8], off: usize) -> u32 {
+pub fn u32_at(b: &[u8], off: usize) -> u32 {
     u32::from_ne_bytes(b[off..off + 4].try_into().unwrap())
 }
 

@@ -162,7 +162,7 @@ pub fn attach_contention<'a>(skel: &'a ContentionSkel<'a>) -> Result<Kernel<'a>,
         hook: if btf { "tp_btf" } else { "tracepoint" }.into(),
         attached: vec!["lock:contention_begin".into(), "lock:contention_end".into()],
         notes: vec![],
-        progs: progs.into_iter().take(2).collect(),
+        progs,
         links,
     })
 }

@@ -436,7 +436,7 @@ fn collect(
         let Some(value) = maps.aggregates.lookup(&key, MapFlags::ANY)? else { continue };
         records.push(abi::record(&key, &value));
     }
-    records.sort_by_key(|r| (r.workload, r.tgid, r.lock_addr, r.flags, r.stack_id));
+    records.sort_by_key(|r| (r.workload, r.tgid, r.lock_addr, r.generation, r.flags, r.stack_id));
 
     let stack_ids: BTreeSet<i32> = records.iter().map(|r| r.stack_id).filter(|&id| id >= 0).collect();
     let mut stacks = Vec::new();
@@ -450,8 +450,7 @@ fn collect(
     let mut pids: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
     for key in maps.seen.keys() {
         if let Some(v) = maps.seen.lookup(&key, MapFlags::ANY)? {
-            let tgid = u32::from_ne_bytes(key[..4].try_into().unwrap());
-            pids.entry(u32::from_ne_bytes(v[..4].try_into().unwrap())).or_default().insert(tgid);
+            pids.entry(abi::u32_at(&v, 0)).or_default().insert(abi::u32_at(&key, 0));
         }
     }
     for r in &records {
