@@ -7,7 +7,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use crate::{Budget, Throughput, WorkloadError};
+use crate::{io_error, Budget, Throughput, WorkloadError};
 
 pub struct FileChurn<'a> {
     pub dir: &'a Path,
@@ -22,21 +22,20 @@ impl FileChurn<'_> {
         if self.files == 0 {
             return Err(WorkloadError::InvalidArgument("--files must be at least 1".into()));
         }
-        let io = |what: String| move |source| WorkloadError::Io { what, source };
-        fs::create_dir_all(self.dir).map_err(io(format!("creating {}", self.dir.display())))?;
+        fs::create_dir_all(self.dir).map_err(io_error(format!("creating {}", self.dir.display())))?;
         let data = vec![0x5au8; self.file_size];
         let start = Instant::now();
         let (mut ops, mut rounds) = (0u64, 0u64);
         while !budget.spent(start, rounds) {
             for i in 0..self.files {
                 let path = self.dir.join(format!("f{i}"));
-                let mut f = fs::File::create(&path).map_err(io(format!("creating {}", path.display())))?;
-                f.write_all(&data).map_err(io(format!("writing {}", path.display())))?;
+                let mut f = fs::File::create(&path).map_err(io_error(format!("creating {}", path.display())))?;
+                f.write_all(&data).map_err(io_error(format!("writing {}", path.display())))?;
                 ops += 1;
             }
             for i in 0..self.files {
                 let path = self.dir.join(format!("f{i}"));
-                fs::remove_file(&path).map_err(io(format!("deleting {}", path.display())))?;
+                fs::remove_file(&path).map_err(io_error(format!("deleting {}", path.display())))?;
                 ops += 1;
             }
             rounds += 1;

@@ -8,7 +8,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::{Budget, Throughput, WorkloadError};
+use crate::{io_error, Budget, Throughput, WorkloadError};
 
 /// Which metadata operation is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,10 +27,6 @@ pub struct FileOps<'a> {
     pub files: u32,
     /// Bytes written to each created file (paper: 4 KiB).
     pub file_size: usize,
-}
-
-fn io_error(what: String) -> impl FnOnce(std::io::Error) -> WorkloadError {
-    move |source| WorkloadError::Io { what, source }
 }
 
 impl FileOps<'_> {

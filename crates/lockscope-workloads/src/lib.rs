@@ -45,6 +45,12 @@ impl Throughput {
     }
 }
 
+/// Maps an I/O error to a WorkloadError saying what was being done.
+pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> WorkloadError {
+    let what = what.into();
+    move |source| WorkloadError::Io { what, source }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
     #[error("{0}")]

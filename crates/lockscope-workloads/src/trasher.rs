@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::file_churn::FileChurn;
 use crate::mem::MemChurn;
-use crate::{Budget, Throughput, WorkloadError};
+use crate::{io_error, Budget, Throughput, WorkloadError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -51,10 +51,7 @@ impl Trasher<'_> {
 }
 
 fn stat_and_rename(dir: &Path) -> Result<(), WorkloadError> {
-    let io = |what: &str| {
-        let what = format!("{what} in {}", dir.display());
-        move |source| WorkloadError::Io { what, source }
-    };
+    let io = |what: &str| io_error(format!("{what} in {}", dir.display()));
     let (a, b) = (dir.join("t-a"), dir.join("t-b"));
     fs::write(&a, b"x").map_err(io("writing"))?;
     fs::metadata(&a).map_err(io("stat"))?;
