@@ -126,7 +126,9 @@ fn the_classic_tracepoint_fallback_records_the_same_picture() {
     assert_eq!(meta["hook"], "tracepoint");
 }
 
-/// Two pipe workloads; checks each keeps its pipe mutex private. Returns trace.json.
+/// Two pipe workloads; checks each keeps its pipe mutex private. Four writers on two
+/// CPUs make the pipe mutex contended in every run, not only in lucky ones.
+/// Returns trace.json.
 fn pipe_pair(extra: &[String]) -> Value {
     let _k = serial();
     let tmp = tempfile::tempdir().unwrap();
@@ -134,9 +136,9 @@ fn pipe_pair(extra: &[String]) -> Value {
         tmp.path(),
         &[
             "--run".into(),
-            format!("a={}", workload("pipe --writers 2 --duration 3s")),
+            format!("a={}", workload("pipe --writers 4 --duration 4s")),
             "--run".into(),
-            format!("b={}", workload("pipe --writers 2 --duration 3s")),
+            format!("b={}", workload("pipe --writers 4 --duration 4s")),
         ]
         .into_iter()
         .chain(extra.iter().cloned())
