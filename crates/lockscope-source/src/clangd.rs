@@ -286,3 +286,31 @@ pub fn file_uri(path: &Path) -> Url {
 pub fn uri_path(uri: &Url) -> Option<PathBuf> {
     uri.to_file_path().ok()
 }
+
+/// Builds (or brings up to date) clangd's background index of the tree at
+/// `root`, which must have compile_commands.json; `tick` sees the indexing
+/// progress. Returns the index's size in bytes.
+pub fn build_index(root: &Path, binary: PathBuf, max: Duration, tick: impl FnMut(&[String])) -> Result<u64, ClangdError> {
+    let mut options = ClangdOptions::new(binary, root.to_owned());
+    options.background_index = true;
+    let first = crate::tree::read_compile_commands(root)
+        .ok()
+        .and_then(|c| c.into_iter().next())
+        .map(|c| PathBuf::from(c.file))
+        .ok_or_else(|| ClangdError::Read {
+            path: root.join(crate::tree::COMPILE_COMMANDS),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no compile commands: run `lockscope source prepare`"),
+        })?;
+    let mut clangd = Clangd::start(root, options)?;
+    // clangd reads the compilation database, and starts indexing, when a file opens.
+    clangd.document_symbols(&first)?;
+    clangd.wait_for_index(Duration::from_secs(10), max, tick)?;
+    clangd.shutdown();
+    Ok(directory_size(&root.join(".cache/clangd/index")))
+}
+
+fn directory_size(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+        .unwrap_or(0)
+}

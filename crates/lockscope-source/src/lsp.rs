@@ -145,7 +145,8 @@ impl LspClient {
         self.write(&json!({"jsonrpc": "2.0", "method": N::METHOD, "params": params}))
     }
 
-    /// Work-done progress the server has begun and not ended (title of each).
+    /// Work-done progress the server has begun and not ended: each as
+    /// "title: latest message (percent)".
     pub fn progress_active(&self) -> Vec<String> {
         self.shared.progress_active.lock().unwrap().values().cloned().collect()
     }
@@ -293,8 +294,13 @@ fn track_progress(shared: &Shared, params: &Value) {
             active.remove(&token);
         }
         Some("report") => {
-            if let (Some(title), Some(pct)) = (active.get(&token), value["percentage"].as_u64()) {
-                tracing::debug!("{title}: {pct}%");
+            if let Some(current) = active.get_mut(&token) {
+                let title = current.split(':').next().unwrap_or("").to_owned();
+                let message = value["message"].as_str().unwrap_or("");
+                *current = match value["percentage"].as_u64() {
+                    Some(pct) => format!("{title}: {message} ({pct}%)"),
+                    None => format!("{title}: {message}"),
+                };
             }
         }
         _ => {}

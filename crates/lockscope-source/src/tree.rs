@@ -25,6 +25,8 @@ pub enum TreeError {
     Spawn { program: String, source: std::io::Error },
     #[error("the dry run of {} compiled no C file: is this a kernel tree?", .0.display())]
     NoCommands(PathBuf),
+    #[error("{}: not found; install it with `apt-get install linux-source-6.1` (./setup.sh does) or pass --kernel-src DIR", .0.display())]
+    NoDebianSource(PathBuf),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
 }
@@ -72,6 +74,45 @@ pub struct Prepared {
     pub made_prepare: bool,
     pub compile_commands_written: bool,
     pub files: usize,
+}
+
+/// Where `--kernel-src` defaults to: Debian's linux-source package extracted
+/// into lockscope's cache.
+pub fn default_kernel_src() -> PathBuf {
+    lockscope_trace::cache_dir().join(DEBIAN_SOURCE)
+}
+
+/// The Debian source package the defaults use (the paper's kernel series).
+pub const DEBIAN_SOURCE: &str = "linux-source-6.1";
+
+/// Extracts /usr/src/linux-source-6.1.tar.xz (package linux-source-6.1) to
+/// `target` unless already there; through a staging directory, so an
+/// interrupted extraction is never mistaken for a tree.
+pub fn extract_debian_source(target: &Path) -> Result<(), TreeError> {
+    if target.join("Makefile").is_file() {
+        return Ok(());
+    }
+    let tarball = PathBuf::from(format!("/usr/src/{DEBIAN_SOURCE}.tar.xz"));
+    if !tarball.is_file() {
+        return Err(TreeError::NoDebianSource(tarball));
+    }
+    let parent = target.parent().unwrap_or(Path::new("."));
+    let staging = parent.join(format!(".{DEBIAN_SOURCE}.partial"));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).map_err(io(format!("creating {}", staging.display())))?;
+    let status = Command::new("tar")
+        .arg("xf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&staging)
+        .status()
+        .map_err(|source| TreeError::Spawn { program: "tar".into(), source })?;
+    if !status.success() {
+        return Err(TreeError::Make { command: format!("tar xf {}", tarball.display()), dir: staging, tail: status.to_string() });
+    }
+    std::fs::rename(staging.join(DEBIAN_SOURCE), target).map_err(io(format!("moving the tree to {}", target.display())))?;
+    let _ = std::fs::remove_dir_all(&staging);
+    Ok(())
 }
 
 /// A kernel tree has Kconfig and the kbuild scripts next to its Makefile.

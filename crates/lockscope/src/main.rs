@@ -4,8 +4,10 @@
 
 mod doctor;
 mod guest;
+mod progress;
 mod record;
 mod report;
+mod source;
 mod workload;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -39,6 +41,8 @@ enum Command {
     Record(record::Args),
     Report(report::Args),
     #[command(subcommand)]
+    Source(source::Source),
+    #[command(subcommand)]
     Workload(workload::Workload),
 }
 
@@ -66,6 +70,7 @@ fn main() {
         Command::Guest(args) => guest::run(args),
         Command::Record(args) => record::run(args),
         Command::Report(args) => report::run(args),
+        Command::Source(s) => source::run(s),
         Command::Workload(w) => workload::run(w),
     };
     if let Err(e) = result {

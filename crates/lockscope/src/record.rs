@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use indicatif::{ProgressBar, ProgressStyle};
 use lockscope_bpf::{HookRequest, LockClass, ModeRequest, RecordConfig, WorkloadSpec};
 use lockscope_trace::Selector;
 
@@ -165,9 +164,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stop,
     };
 
-    // A console without cursor control (TERM=dumb, e.g. a guest's serial line) gets no spinner.
-    let bar = if std::env::var("TERM").is_ok_and(|t| t == "dumb") { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
-    bar.set_style(ProgressStyle::with_template("{spinner} recording {msg}").expect("valid template"));
+    let bar = crate::progress::spinner("{spinner} recording {msg}");
     let trace = lockscope_bpf::record(&config, |p| {
         let until = match config.duration {
             Some(d) => format!(" of {}", humantime::format_duration(d)),
