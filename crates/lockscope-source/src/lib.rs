@@ -7,10 +7,12 @@
 //! - `lsp` and `clangd`: a pipelined LSP client and one clangd session;
 //! - `ast`: clangd's AST extension;
 //! - `primitives`: the lock types and the functions that acquire them;
-//! - `resolve`: from a source line to the lock it acquires.
+//! - `resolve`: from a source line to the lock it acquires;
+//! - `inventory`: every lock member of every struct, and every global lock.
 
 pub mod ast;
 pub mod clangd;
+pub mod inventory;
 pub mod lsp;
 pub mod primitives;
 pub mod resolve;

@@ -36,6 +36,28 @@ pub enum Source {
     ///
     /// Example: lockscope source resolve fs/fs_struct.c:20 kernel/exit.c:224
     Resolve(ResolveArgs),
+    /// Every lock member of every struct and union: the lock-to-object map.
+    ///
+    /// One row per (object, lock): the struct (or typedef name), the lock's
+    /// type and its field, dotted through anonymous and embedded structs
+    /// (`inode.i_data.i_pages.xa_lock`), with the file and line of the field.
+    /// Scans every .c and .h of the tree (all configurations) in seconds.
+    Locks(InventoryArgs),
+    /// Every global lock definition: DEFINE_SPINLOCK/MUTEX/RWLOCK/…,
+    /// DECLARE_RWSEM, DEFINE_PER_CPU of a lock type, and file-scope lock variables.
+    Globals(InventoryArgs),
+}
+
+#[derive(clap::Args)]
+pub struct InventoryArgs {
+    /// The kernel source tree [default: ~/.cache/lockscope/linux-source-6.1].
+    #[arg(long, value_name = "DIR")]
+    kernel_src: Option<PathBuf>,
+    /// Directories (relative to the tree) not to scan; repeatable.
+    #[arg(long, value_name = "DIR", default_values_t = ["arch".to_owned(), "tools".to_owned(), "Documentation".to_owned(), "samples".to_owned()])]
+    skip: Vec<String>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 #[derive(clap::Args)]
@@ -84,7 +106,51 @@ pub fn run(command: Source) -> Result<()> {
     match command {
         Source::Prepare(args) => prepare(args),
         Source::Resolve(args) => resolve(args),
+        Source::Locks(args) => inventory(args, true),
+        Source::Globals(args) => inventory(args, false),
     }
+}
+
+fn inventory(args: InventoryArgs, members: bool) -> Result<()> {
+    let root = args.kernel_src.unwrap_or_else(tree::default_kernel_src);
+    if !root.is_dir() {
+        bail!("{}: no such directory (run `lockscope source prepare`, or pass --kernel-src DIR)", root.display());
+    }
+    let bar = spinner("{spinner} scanning {pos} files {msg}");
+    let skip: Vec<&str> = args.skip.iter().map(String::as_str).collect();
+    let found = lockscope_source::inventory::scan_tree(&root, &skip, |n| bar.set_position(n as u64))?;
+    bar.finish_and_clear();
+    let rows: Vec<Vec<String>> = if members {
+        found
+            .members
+            .iter()
+            .map(|m| vec![m.object.clone(), m.lock_name.clone(), m.lock_type.name().to_owned(), format!("{}:{}", m.file, m.line)])
+            .collect()
+    } else {
+        found
+            .globals
+            .iter()
+            .map(|g| vec![g.name.clone(), g.lock_type.name().to_owned(), g.defined_by.clone(), format!("{}:{}", g.file, g.line)])
+            .collect()
+    };
+    match args.format {
+        Format::Json if members => println!("{}", serde_json::to_string_pretty(&found.members)?),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&found.globals)?),
+        Format::Csv => {
+            println!("{}", if members { "object,lock_name,lock_type,defined_at" } else { "name,lock_type,defined_by,defined_at" });
+            for row in rows {
+                println!("{}", row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+            }
+        }
+        Format::Table => {
+            for row in &rows {
+                println!("{}", row.join("  "));
+            }
+            let what = if members { "lock members" } else { "global locks" };
+            eprintln!("{} {what} in {} files", rows.len(), found.files_scanned);
+        }
+    }
+    Ok(())
 }
 
 fn prepare(args: PrepareArgs) -> Result<()> {
