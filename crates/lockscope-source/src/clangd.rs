@@ -114,6 +114,24 @@ impl Clangd {
         Ok(clangd)
     }
 
+    /// Starts clangd with its background index and waits until the index is
+    /// loaded (or built): before that, the index knows only the files opened,
+    /// and a global's definition in another file would not be found.
+    pub fn start_indexed(root: &Path, mut options: ClangdOptions, mut tick: impl FnMut(&[String])) -> Result<Self, ClangdError> {
+        options.background_index = true;
+        let first = crate::tree::read_compile_commands(&options.compile_commands_dir)
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .map(|c| PathBuf::from(c.directory).join(c.file));
+        let mut clangd = Clangd::start(root, options)?;
+        if let Some(first) = first {
+            // clangd reads the compilation database, and loads the index, when a file opens.
+            clangd.document_symbols(&first)?;
+            clangd.wait_for_index(Duration::from_secs(5), Duration::from_secs(4 * 3600), &mut tick)?;
+        }
+        Ok(clangd)
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -290,21 +308,8 @@ pub fn uri_path(uri: &Url) -> Option<PathBuf> {
 /// Builds (or brings up to date) clangd's background index of the tree at
 /// `root`, which must have compile_commands.json; `tick` sees the indexing
 /// progress. Returns the index's size in bytes.
-pub fn build_index(root: &Path, binary: PathBuf, max: Duration, tick: impl FnMut(&[String])) -> Result<u64, ClangdError> {
-    let mut options = ClangdOptions::new(binary, root.to_owned());
-    options.background_index = true;
-    let first = crate::tree::read_compile_commands(root)
-        .ok()
-        .and_then(|c| c.into_iter().next())
-        .map(|c| PathBuf::from(c.file))
-        .ok_or_else(|| ClangdError::Read {
-            path: root.join(crate::tree::COMPILE_COMMANDS),
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no compile commands: run `lockscope source prepare`"),
-        })?;
-    let mut clangd = Clangd::start(root, options)?;
-    // clangd reads the compilation database, and starts indexing, when a file opens.
-    clangd.document_symbols(&first)?;
-    clangd.wait_for_index(Duration::from_secs(10), max, tick)?;
+pub fn build_index(root: &Path, binary: PathBuf, tick: impl FnMut(&[String])) -> Result<u64, ClangdError> {
+    let clangd = Clangd::start_indexed(root, ClangdOptions::new(binary, root.to_owned()), tick)?;
     clangd.shutdown();
     Ok(directory_size(&root.join(".cache/clangd/index")))
 }

@@ -8,7 +8,8 @@
 //! - `ast`: clangd's AST extension;
 //! - `primitives`: the lock types and the functions that acquire them;
 //! - `resolve`: from a source line to the lock it acquires;
-//! - `inventory`: every lock member of every struct, and every global lock.
+//! - `inventory`: every lock member of every struct, and every global lock;
+//! - `wrappers`: functions that take their argument's lock and return holding it.
 
 pub mod ast;
 pub mod clangd;
@@ -17,6 +18,7 @@ pub mod lsp;
 pub mod primitives;
 pub mod resolve;
 pub mod tree;
+pub mod wrappers;
 
 pub use clangd::{Clangd, ClangdError, ClangdOptions};
 pub use primitives::LockType;

@@ -527,7 +527,7 @@ fn leading_identifier(text: &str) -> Option<String> {
 }
 
 /// The first argument of the call that starts `text`, as written.
-fn first_argument(text: &str) -> Option<String> {
+pub(crate) fn first_argument(text: &str) -> Option<String> {
     let open = text.find('(')?;
     let mut depth = 0;
     for (i, c) in text[open + 1..].char_indices() {

@@ -7,6 +7,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use lockscope_source::clangd::{locate, Clangd, ClangdOptions};
 use lockscope_source::tree::{prepare, PrepareOptions};
+use lockscope_source::wrappers::find_wrappers;
 use lockscope_source::{LockType, Resolver, Scope, Site};
 
 struct Fixture {
@@ -26,7 +27,8 @@ fn fixture() -> MutexGuard<'static, Fixture> {
             let prepared = prepare(&root, &PrepareOptions::default(), |_| {}).expect("prepare the fixture");
             assert_eq!(prepared.files, 5, "one compile command per .c file");
             let options = ClangdOptions::new(locate(None).expect("clangd installed by setup.sh"), root.clone());
-            let clangd = Clangd::start(&root, options).expect("clangd starts");
+            // Call hierarchy (wrappers) and definitions in other files read the index.
+            let clangd = Clangd::start_indexed(&root, options, |_| {}).expect("clangd starts");
             Mutex::new(Fixture { _dir: dir, root, clangd })
         })
         .lock()
@@ -151,6 +153,19 @@ fn wrappers_are_followed_to_the_lock_of_their_argument() {
     // Inside the wrapper the lock is its argument's: the member is still known by type.
     let inside = one("fs/inode.c", "spin_lock(&inode->i_stats.seq.lock)");
     assert_member(&inside, "inode", "i_stats.seq");
+}
+
+#[test]
+fn wrappers_are_found_from_incoming_calls_of_the_primitives() {
+    let mut f = fixture();
+    let wrappers = find_wrappers(&mut f.clangd, |_| {}).unwrap();
+    let found: Vec<(&str, &str, &str)> =
+        wrappers.iter().map(|w| (w.function.as_str(), w.calls.as_str(), w.parameter.as_str())).collect();
+    // set_fs_pwd, do_mmap, ext4_map_blocks and inode_count_user lock through an
+    // argument too, but give the lock back before they return.
+    assert_eq!(found, [("inode_lock_stats", "spin_lock", "inode"), ("mmap_write_lock", "down_write", "mm")]);
+    assert_eq!(wrappers[1].file, "mm/mmap.c");
+    assert_eq!(wrappers[1].lock_expr, "&mm->mmap_lock");
 }
 
 #[test]

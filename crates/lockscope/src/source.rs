@@ -1,7 +1,7 @@
 //! `lockscope source`: the static analyzer over a kernel source tree.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
@@ -170,7 +170,7 @@ fn prepare(args: PrepareArgs) -> Result<()> {
     let clangd = locate(args.tree.clangd.as_deref())?;
     let start = Instant::now();
     bar.set_message("indexing (clangd)");
-    let size = build_index(&prepared.root, clangd, Duration::from_secs(4 * 3600), |active| {
+    let size = build_index(&prepared.root, clangd, |active| {
         if let Some(progress) = active.first() {
             bar.set_message(progress.clone());
         }
@@ -199,9 +199,11 @@ fn open_tree(args: &TreeArgs) -> Result<Clangd> {
         });
     }
     let root = root.canonicalize()?;
-    let mut options = ClangdOptions::new(locate(args.clangd.as_deref())?, root.clone());
-    options.background_index = true; // loads the index prepare built
-    Ok(Clangd::start(&root, options)?)
+    let options = ClangdOptions::new(locate(args.clangd.as_deref())?, root.clone());
+    let bar = spinner("{spinner} loading clangd's index {msg}");
+    let clangd = Clangd::start_indexed(&root, options, |active| bar.set_message(active.join(", ")))?;
+    bar.finish_and_clear();
+    Ok(clangd)
 }
 
 fn resolve(args: ResolveArgs) -> Result<()> {
