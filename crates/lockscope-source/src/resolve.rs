@@ -95,7 +95,12 @@ enum Place {
 }
 
 impl Place {
+    /// The place of `member` inside this one; an anonymous struct or union
+    /// member (no name) adds nothing to the path.
     fn extended(self, member: &str) -> Place {
+        if member.is_empty() {
+            return self;
+        }
         match self {
             Place::Global { variable, mut path } => {
                 path.push(member.to_owned());
@@ -317,7 +322,7 @@ impl<'c> Resolver<'c> {
                     // `(&x->embedded)->lock` is `x->embedded.lock`: the lock lives in x.
                     self.classify(function, base, depth)?.place.extended(&node.detail)
                 } else if node.is_arrow() {
-                    Place::Member { object: base_type_name(base_type), path: vec![node.detail.clone()] }
+                    Place::Member { object: base_type_name(base_type), path: vec![] }.extended(&node.detail)
                 } else {
                     self.classify(function, base, depth)?.place.extended(&node.detail)
                 };

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use lockscope_source::clangd::{build_index, locate, Clangd, ClangdOptions};
 use lockscope_source::inventory::scan_tree;
 use lockscope_source::tree::{default_kernel_src, extract_debian_source, prepare, PrepareOptions};
+use lockscope_source::wrappers::find_wrappers;
 use lockscope_source::{LockType, Resolver, Scope, Site};
 
 fn prepared_tree() -> PathBuf {
@@ -80,6 +81,17 @@ fn the_papers_examples_resolve_on_linux_6_1() {
     assert_eq!((xa.object.as_deref(), xa.member.as_deref()), (Some("address_space"), Some("i_pages.xa_lock")), "{xa:#?}");
     let host = resolve(&mut clangd, &root, "mm/filemap.c", "filemap_remove_folio", "spin_lock(&mapping->host->i_lock)");
     assert_eq!((host.object.as_deref(), host.member.as_deref()), (Some("inode"), Some("i_lock")), "{host:#?}");
+
+    // Wrappers (the paper found 335 on its configuration).
+    let wrappers = find_wrappers(&mut clangd, |_| {}).unwrap();
+    assert!((200..1000).contains(&wrappers.len()), "{} wrappers", wrappers.len());
+    for (name, lock_expr) in [("inode_lock", "&inode->i_rwsem"), ("mmap_write_lock", "&mm->mmap_lock"), ("task_lock", "&p->alloc_lock")] {
+        let found = wrappers.iter().find(|w| w.function == name).unwrap_or_else(|| panic!("{name} not found"));
+        assert_eq!(found.lock_expr, lock_expr);
+    }
+    // A caller of a wrapper resolves to the wrapped lock.
+    let mmap = resolve(&mut clangd, &root, "mm/mmap.c", "vm_brk_flags", "mmap_write_lock_killable(mm)");
+    assert_eq!((mmap.object.as_deref(), mmap.member.as_deref()), (Some("mm_struct"), Some("mmap_lock")), "{mmap:#?}");
     clangd.shutdown();
 }
 

@@ -46,6 +46,22 @@ pub enum Source {
     /// Every global lock definition: DEFINE_SPINLOCK/MUTEX/RWLOCK/…,
     /// DECLARE_RWSEM, DEFINE_PER_CPU of a lock type, and file-scope lock variables.
     Globals(InventoryArgs),
+    /// Lock wrappers: functions that take a lock reached through an argument
+    /// and return holding it (mmap_write_lock, inode_lock, …).
+    ///
+    /// Found from clangd's index (run `lockscope source prepare` first): the
+    /// callers of every acquisition primitive, then of every wrapper found,
+    /// whose lock argument goes through a parameter and which release nothing
+    /// reached through it. Stack completion stops at them.
+    Wrappers(WrapperArgs),
+}
+
+#[derive(clap::Args)]
+pub struct WrapperArgs {
+    #[command(flatten)]
+    tree: TreeArgs,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
 }
 
 #[derive(clap::Args)]
@@ -108,7 +124,33 @@ pub fn run(command: Source) -> Result<()> {
         Source::Resolve(args) => resolve(args),
         Source::Locks(args) => inventory(args, true),
         Source::Globals(args) => inventory(args, false),
+        Source::Wrappers(args) => wrappers(args),
     }
+}
+
+fn wrappers(args: WrapperArgs) -> Result<()> {
+    let mut clangd = open_tree(&args.tree)?;
+    let bar = spinner("{spinner} {elapsed} callers of {msg}");
+    let found = lockscope_source::wrappers::find_wrappers(&mut clangd, |callee| bar.set_message(callee.to_owned()))?;
+    bar.finish_and_clear();
+    clangd.shutdown();
+    match args.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&found)?),
+        Format::Csv => {
+            println!("function,calls,lock_expr,parameter,defined_at");
+            for w in &found {
+                let row = [&w.function, &w.calls, &w.lock_expr, &w.parameter, &format!("{}:{}", w.file, w.line)];
+                println!("{}", row.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
+            }
+        }
+        Format::Table => {
+            for w in &found {
+                println!("{}  {}({})  {}:{}", w.function, w.calls, w.lock_expr, w.file, w.line);
+            }
+            eprintln!("{} wrappers", found.len());
+        }
+    }
+    Ok(())
 }
 
 fn inventory(args: InventoryArgs, members: bool) -> Result<()> {
