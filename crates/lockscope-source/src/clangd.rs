@@ -37,7 +37,7 @@ pub enum ClangdError {
     Lsp(#[from] LspError),
     #[error("clangd failed {restarts} times in a row; last: {last}")]
     GaveUp { restarts: u32, last: LspError },
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
 }
 

@@ -23,7 +23,7 @@ use serde_json::{json, Value};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LspError {
-    #[error("cannot start {}: {source}", path.display())]
+    #[error("cannot start {}", path.display())]
     Spawn { path: PathBuf, source: std::io::Error },
     #[error("the language server is gone: {0}")]
     Died(String),
@@ -31,7 +31,7 @@ pub enum LspError {
     Timeout { method: &'static str, secs: u64 },
     #[error("{method} failed: {message} (code {code})")]
     Server { method: &'static str, code: i64, message: String },
-    #[error("cannot decode the answer to {method}: {source}")]
+    #[error("cannot decode the answer to {method}")]
     Decode { method: &'static str, source: serde_json::Error },
 }
 

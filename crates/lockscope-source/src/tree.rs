@@ -21,13 +21,13 @@ pub enum TreeError {
     NotATree(PathBuf),
     #[error("`{command}` failed in {}: {tail}", dir.display())]
     Make { command: String, dir: PathBuf, tail: String },
-    #[error("cannot run {program}: {source}")]
+    #[error("cannot run {program}")]
     Spawn { program: String, source: std::io::Error },
     #[error("the dry run of {} compiled no C file: is this a kernel tree?", .0.display())]
     NoCommands(PathBuf),
     #[error("{}: not found; install it with `apt-get install linux-source-6.1` (./setup.sh does) or pass --kernel-src DIR", .0.display())]
     NoDebianSource(PathBuf),
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io { what: String, source: std::io::Error },
 }
 

@@ -195,3 +195,18 @@ fn clangd_killed_mid_run_is_restarted_and_answers() {
     assert_member(&sites[0], "fs_struct", "lock");
     assert_ne!(f.clangd.pid(), Some(pid));
 }
+
+#[test]
+fn bad_trees_and_a_missing_clangd_are_clear_errors() {
+    let empty = tempfile::tempdir().unwrap();
+    let err = prepare(empty.path(), &PrepareOptions::default(), |_| {}).unwrap_err();
+    assert!(err.to_string().contains("not a source tree"), "{err}");
+    let err = prepare(&empty.path().join("missing"), &PrepareOptions::default(), |_| {}).unwrap_err();
+    assert!(err.to_string().contains("no such directory"), "{err}");
+
+    let err = locate(Some(Path::new("/nonexistent/clangd"))).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/clangd"), "{err}");
+    let options = ClangdOptions::new(PathBuf::from("/nonexistent/clangd"), empty.path().to_owned());
+    let err = Clangd::start(empty.path(), options).err().expect("no server to start");
+    assert!(err.to_string().contains("cannot start /nonexistent/clangd"), "{err}");
+}

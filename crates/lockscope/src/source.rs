@@ -287,6 +287,10 @@ fn print_sites(sites: &[Site], format: Format) -> Result<()> {
         }
         Format::Table => {
             for s in sites {
+                let (Some(function), Some(primitive)) = (&s.function, &s.primitive) else {
+                    println!("{}:{} → unresolved: {}", s.file, s.line, s.reason.as_deref().unwrap_or(""));
+                    continue;
+                };
                 let lock = match s.lock_name() {
                     Some(name) => format!(
                         "{:?} {name} ({}, defined at {})",
@@ -298,14 +302,8 @@ fn print_sites(sites: &[Site], format: Format) -> Result<()> {
                     None => format!("unresolved: {}", s.reason.as_deref().unwrap_or("")),
                 };
                 let via = if s.via.is_empty() { String::new() } else { format!(" via {}", s.via.join(" → ")) };
-                println!(
-                    "{}:{} in {}: {}({}){via} → {lock}",
-                    s.file,
-                    s.line,
-                    s.function.as_deref().unwrap_or("?"),
-                    s.primitive.as_deref().unwrap_or("?"),
-                    s.lock_expr.as_deref().unwrap_or("")
-                );
+                let lock_expr = s.lock_expr.as_deref().unwrap_or("");
+                println!("{}:{} in {function}: {primitive}({lock_expr}){via} → {lock}", s.file, s.line);
             }
         }
     }
