@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use lockscope_trace::{Counters, LockKind, Mode, SymbolTable, Trace};
 use serde::Serialize;
 
-use crate::frames;
+use lockscope_trace::frames;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Analysis {
@@ -307,6 +307,7 @@ mod tests {
                 Symbol { addr: 0xffffffff81000200, size: 0x100, name: "iput".into(), module: None, kind: SymbolKind::Text },
                 Symbol { addr: 0xffffffff82000000, size: 0x40, name: "inode_hash_lock".into(), module: None, kind: SymbolKind::Data },
             ],
+            sites: vec![],
         }
     }
 

@@ -3,7 +3,6 @@
 //! (private), how often, and from where in the kernel.
 
 pub mod analyze;
-pub mod frames;
 pub mod render;
 
 pub use analyze::{analyze, Analysis, Options, CallSite, LockSummary, LockUse, WorkloadSummary};

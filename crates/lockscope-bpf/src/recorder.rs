@@ -509,6 +509,7 @@ fn collect(
         records,
         stacks,
         symbols: snapshot,
+        sites: vec![],
     })
 }
 

@@ -8,6 +8,7 @@
 //! - `ast`: clangd's AST extension;
 //! - `primitives`: the lock types and the functions that acquire them;
 //! - `resolve`: from a source line to the lock it acquires;
+//! - `stacks`: from a recorded kernel stack to the lock it took;
 //! - `inventory`: every lock member of every struct, and every global lock;
 //! - `wrappers`: functions that take their argument's lock and return holding it.
 
@@ -17,6 +18,7 @@ pub mod inventory;
 pub mod lsp;
 pub mod primitives;
 pub mod resolve;
+pub mod stacks;
 pub mod tree;
 pub mod wrappers;
 

@@ -68,17 +68,6 @@ impl LockType {
             _ => None,
         }
     }
-
-    /// The family the tracer's lock kinds use (spinlock, rwlock, mutex, rwsem),
-    /// so a resolved site can be matched with a recorded acquisition.
-    pub fn family(self) -> &'static str {
-        match self {
-            LockType::Spinlock | LockType::RawSpinlock | LockType::Seqlock => "spinlock",
-            LockType::Rwlock => "rwlock",
-            LockType::Mutex | LockType::RtMutex => "mutex",
-            LockType::RwSemaphore | LockType::PercpuRwSemaphore | LockType::Semaphore => "rwsem",
-        }
-    }
 }
 
 /// Types that are parts of a lock's implementation: a member inside one of

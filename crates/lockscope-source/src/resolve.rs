@@ -8,8 +8,10 @@
 //! and wrappers that take the lock of an object they are given.
 
 use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::rc::Rc;
 
-use lsp_types::{DocumentSymbol, SymbolKind};
+use lsp_types::{DocumentSymbol, Position, SymbolKind};
 use serde::Serialize;
 
 use crate::ast::{base_type_name, AstNode};
@@ -180,11 +182,38 @@ impl Function {
 
 pub struct Resolver<'c> {
     clangd: &'c mut Clangd,
+    /// Function definitions looked up by name (None: not in the tree).
+    functions: HashMap<String, Option<Rc<Function>>>,
 }
 
 impl<'c> Resolver<'c> {
     pub fn new(clangd: &'c mut Clangd) -> Self {
-        Resolver { clangd }
+        Resolver { clangd, functions: HashMap::new() }
+    }
+
+    /// Every acquisition written in the body of the function `name`, and with
+    /// `follow_calls` those in the functions it calls (two levels): what a
+    /// stack that stops at `name` may have taken. None when the tree does not
+    /// define `name`; the file it is defined in otherwise.
+    pub fn locks_in_function(&mut self, name: &str, follow_calls: bool) -> Result<Option<(String, Vec<Site>)>, ClangdError> {
+        let Some(function) = self.function_named(name)? else { return Ok(None) };
+        let file = self.relative(&function.file);
+        let text = std::fs::read_to_string(&function.file).map_err(|source| ClangdError::Read { path: function.file.clone(), source })?;
+        let lines: Vec<&str> = text.lines().collect();
+        let mut sites = vec![];
+        for (call, at) in calls_with_positions(&function.node) {
+            let source_line = lines.get(at.line as usize).copied().unwrap_or("");
+            let line = at.line + 1;
+            if call.callee().and_then(acquisition).is_some() {
+                let lock = self.lock_argument(&function, &call, 0)?;
+                sites.push(self.site(&file, line, &function, &call, at.character, source_line, vec![], lock)?);
+            } else if follow_calls {
+                for (via, lock) in self.through_callee(&function, &call, 1)? {
+                    sites.push(self.site(&file, line, &function, &call, at.character, source_line, via, lock)?);
+                }
+            }
+        }
+        Ok(Some((file, sites)))
     }
 
     fn relative(&self, path: &Path) -> String {
@@ -284,17 +313,23 @@ impl<'c> Resolver<'c> {
     }
 
     /// The function named `name` as defined in the tree (None if only declared).
-    fn function_named(&mut self, name: &str) -> Result<Option<Function>, ClangdError> {
+    fn function_named(&mut self, name: &str) -> Result<Option<Rc<Function>>, ClangdError> {
+        if let Some(known) = self.functions.get(name) {
+            return Ok(known.clone());
+        }
+        let mut found = None;
         let symbols = self.clangd.workspace_symbols(name)?;
         for symbol in symbols.iter().filter(|s| s.name == name && s.kind == SymbolKind::FUNCTION) {
             let Some(path) = uri_path(&symbol.location.uri) else { continue };
             if let Some(f) = self.function_at(&path, symbol.location.range.start.line)? {
                 if f.name == name && f.node.children.iter().any(|c| c.is("statement", "Compound")) {
-                    return Ok(Some(f));
+                    found = Some(Rc::new(f));
+                    break;
                 }
             }
         }
-        Ok(None)
+        self.functions.insert(name.to_owned(), found.clone());
+        Ok(found)
     }
 
     fn lock_argument(&mut self, function: &Function, call: &AstNode, depth: u8) -> Result<LockRef, ClangdError> {
@@ -480,26 +515,27 @@ impl<'c> Resolver<'c> {
     }
 }
 
-/// The calls made at 0-based `line`, each with the column where it is
-/// written: a call expanded from a macro has no position of its own and is
-/// written where the macro is.
-fn calls_at_line(function: &AstNode, line: u32) -> Vec<(AstNode, u32)> {
-    fn walk(node: &AstNode, line: u32, written: Option<u32>, out: &mut Vec<(AstNode, u32)>) {
-        let written = match node.range {
-            Some(r) if r.start.line == line => Some(r.start.character),
-            Some(_) => None,
-            None => written,
-        };
-        if let (Some(column), Some(_)) = (written, node.callee()) {
-            out.push((node.clone(), column));
+/// Every call in `function`, each with the position where it is written: a
+/// call expanded from a macro has no position of its own and is written
+/// where the macro is.
+fn calls_with_positions(function: &AstNode) -> Vec<(AstNode, Position)> {
+    fn walk(node: &AstNode, written: Option<Position>, out: &mut Vec<(AstNode, Position)>) {
+        let written = node.range.map(|r| r.start).or(written);
+        if let (Some(at), Some(_)) = (written, node.callee()) {
+            out.push((node.clone(), at));
         }
         for child in &node.children {
-            walk(child, line, written, out);
+            walk(child, written, out);
         }
     }
     let mut out = vec![];
-    walk(function, line, None, &mut out);
+    walk(function, None, &mut out);
     out
+}
+
+/// The calls written at 0-based `line`, with their columns.
+fn calls_at_line(function: &AstNode, line: u32) -> Vec<(AstNode, u32)> {
+    calls_with_positions(function).into_iter().filter(|(_, at)| at.line == line).map(|(c, at)| (c, at.character)).collect()
 }
 
 fn find_function(symbols: &[DocumentSymbol], line: u32) -> Option<&DocumentSymbol> {

@@ -34,6 +34,7 @@ const META_FILE: &str = "trace.json";
 const LOCKS_FILE: &str = "locks.parquet";
 const STACKS_FILE: &str = "stacks.parquet";
 const SYMBOLS_FILE: &str = "symbols.parquet";
+const SITES_FILE: &str = "sites.parquet";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
@@ -93,11 +94,15 @@ pub fn write_trace(path: &Path, trace: &Trace, force: bool) -> Result<(), TraceE
 }
 
 fn write_contents(dir: &Path, trace: &Trace) -> Result<(), TraceError> {
-    let tables = [
+    let mut tables = vec![
         (LOCKS_FILE, locks_batch(&trace.records)),
         (STACKS_FILE, stacks_batch(&trace.stacks)),
         (SYMBOLS_FILE, symbols_batch(&trace.symbols)),
     ];
+    // Only a resolved trace has sites; readers treat the table as optional.
+    if !trace.sites.is_empty() {
+        tables.push((SITES_FILE, sites_batch(&trace.sites)));
+    }
     let mut meta = trace.meta.clone();
     meta.format = FORMAT_NAME.to_owned();
     meta.version = FORMAT_VERSION;
@@ -189,6 +194,53 @@ fn symbols_batch(symbols: &[Symbol]) -> RecordBatch {
     ])
 }
 
+fn sites_batch(sites: &[StackSite]) -> RecordBatch {
+    let strings = |f: fn(&StackSite) -> Option<&str>| -> ArrayRef { Arc::new(sites.iter().map(f).collect::<StringArray>()) };
+    batch(vec![
+        ("stack_id", Arc::new(sites.iter().map(|s| s.stack_id).collect::<Int32Array>())),
+        ("function", strings(|s| Some(&s.function))),
+        ("file", strings(|s| s.file.as_deref())),
+        ("line", Arc::new(sites.iter().map(|s| s.line).collect::<UInt32Array>())),
+        ("scope", strings(|s| Some(&s.scope))),
+        ("object", strings(|s| s.object.as_deref())),
+        ("member", strings(|s| s.member.as_deref())),
+        ("variable", strings(|s| s.variable.as_deref())),
+        ("lock_type", strings(|s| s.lock_type.as_deref())),
+        ("subsystem", strings(|s| s.subsystem.as_deref())),
+        ("method", strings(|s| Some(&s.method))),
+        ("candidates", Arc::new(sites.iter().map(|s| s.candidates).collect::<UInt32Array>())),
+        ("reason", strings(|s| s.reason.as_deref())),
+    ])
+}
+
+fn sites_from(batch: &RecordBatch) -> Result<Vec<StackSite>, String> {
+    let ids = column::<Int32Array>(batch, "stack_id")?;
+    let line = column::<UInt32Array>(batch, "line")?;
+    let candidates = column::<UInt32Array>(batch, "candidates")?;
+    let text = |name| column::<StringArray>(batch, name);
+    let (function, file, scope, object) = (text("function")?, text("file")?, text("scope")?, text("object")?);
+    let (member, variable, lock_type, subsystem) = (text("member")?, text("variable")?, text("lock_type")?, text("subsystem")?);
+    let (method, reason) = (text("method")?, text("reason")?);
+    let opt = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_owned());
+    Ok((0..batch.num_rows())
+        .map(|i| StackSite {
+            stack_id: ids.value(i),
+            function: function.value(i).to_owned(),
+            file: opt(file, i),
+            line: (!line.is_null(i)).then(|| line.value(i)),
+            scope: scope.value(i).to_owned(),
+            object: opt(object, i),
+            member: opt(member, i),
+            variable: opt(variable, i),
+            lock_type: opt(lock_type, i),
+            subsystem: opt(subsystem, i),
+            method: method.value(i).to_owned(),
+            candidates: candidates.value(i),
+            reason: opt(reason, i),
+        })
+        .collect())
+}
+
 /// Reads a trace written by [`write_trace`], checking that it is complete.
 pub fn read_trace(path: &Path) -> Result<Trace, TraceError> {
     if !path.exists() {
@@ -261,7 +313,12 @@ pub fn read_trace(path: &Path) -> Result<Trace, TraceError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(corrupt(SYMBOLS_FILE))?
         .concat();
-    Ok(Trace { meta, records, stacks, symbols })
+    let sites = if meta.files.iter().any(|f| f.name == SITES_FILE) {
+        table(SITES_FILE)?.iter().map(sites_from).collect::<Result<Vec<_>, _>>().map_err(corrupt(SITES_FILE))?.concat()
+    } else {
+        vec![]
+    };
+    Ok(Trace { meta, records, stacks, symbols, sites })
 }
 
 fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, String> {
@@ -407,6 +464,21 @@ mod tests {
                 module: Some("ext4".into()),
                 kind: SymbolKind::Text,
             }],
+            sites: vec![StackSite {
+                stack_id: 7,
+                function: "do_thing".into(),
+                file: Some("fs/fs_struct.c".into()),
+                line: Some(40),
+                scope: "member".into(),
+                object: Some("fs_struct".into()),
+                member: Some("lock".into()),
+                variable: None,
+                lock_type: Some("spinlock_t".into()),
+                subsystem: Some("fs".into()),
+                method: "function".into(),
+                candidates: 1,
+                reason: None,
+            }],
         }
     }
 
@@ -420,7 +492,15 @@ mod tests {
         assert_eq!(back.records, trace.records);
         assert_eq!(back.stacks, trace.stacks);
         assert_eq!(back.symbols, trace.symbols);
+        assert_eq!(back.sites, trace.sites);
         assert_eq!(back.meta.format, FORMAT_NAME);
+        assert_eq!(back.meta.files.len(), 4, "sites.parquet with the other tables");
+
+        // An unresolved trace has no sites table, and reads back without one.
+        let unresolved = Trace { sites: vec![], ..sample() };
+        write_trace(&path, &unresolved, true).unwrap();
+        let back = read_trace(&path).unwrap();
+        assert!(back.sites.is_empty());
         assert_eq!(back.meta.files.len(), 3);
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o700);
         for f in &back.meta.files {

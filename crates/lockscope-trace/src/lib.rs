@@ -6,6 +6,7 @@
 
 pub mod context;
 pub mod format;
+pub mod frames;
 pub mod kallsyms;
 pub mod model;
 

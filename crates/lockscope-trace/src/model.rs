@@ -245,6 +245,50 @@ pub struct Trace {
     pub records: Vec<LockRecord>,
     pub stacks: Vec<Stack>,
     pub symbols: Vec<Symbol>,
+    /// Where each stack's lock lives in the source: empty until `lockscope
+    /// resolve` has run over the trace.
+    pub sites: Vec<StackSite>,
+}
+
+/// A stack resolved against the kernel source: the code that took the lock
+/// and the lock itself (a global, or a member of a kernel object).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StackSite {
+    pub stack_id: i32,
+    /// The function that took the lock (the stack's call site).
+    pub function: String,
+    /// Where the acquisition is written, when one was chosen.
+    pub file: Option<String>,
+    pub line: Option<u32>,
+    /// `global`, `member`, `local` or `unknown`.
+    pub scope: String,
+    /// The struct or union holding the lock (member scope).
+    pub object: Option<String>,
+    /// The lock's field in `object`, dotted where nested.
+    pub member: Option<String>,
+    /// The variable (global or local scope).
+    pub variable: Option<String>,
+    pub lock_type: Option<String>,
+    /// Top-level source directory of `file`: fs, mm, kernel, net, …
+    pub subsystem: Option<String>,
+    /// How the site was found: `function` (the call site's own acquisitions of
+    /// the recorded kind), `completed` (in a function it calls, for stacks cut
+    /// short by inlining) or `unresolved`.
+    pub method: String,
+    /// Distinct locks of the recorded kind the function could have taken.
+    pub candidates: u32,
+    pub reason: Option<String>,
+}
+
+impl StackSite {
+    /// `fs_struct.lock`, `tasklist_lock`: the lock's name for reports.
+    pub fn lock_name(&self) -> Option<String> {
+        match self.scope.as_str() {
+            "member" => Some(format!("{}.{}", self.object.as_deref()?, self.member.as_deref()?)),
+            "global" | "local" => self.variable.clone(),
+            _ => None,
+        }
+    }
 }
 
 /// Lock flags from the kernel's `lock:contention_begin` tracepoint (LCB_F_*).

@@ -7,6 +7,7 @@ mod guest;
 mod progress;
 mod record;
 mod report;
+mod resolve;
 mod source;
 mod workload;
 
@@ -40,6 +41,7 @@ enum Command {
     Guest(guest::Args),
     Record(record::Args),
     Report(report::Args),
+    Resolve(resolve::Args),
     #[command(subcommand)]
     Source(source::Source),
     #[command(subcommand)]
@@ -70,6 +72,7 @@ fn main() {
         Command::Guest(args) => guest::run(args),
         Command::Record(args) => record::run(args),
         Command::Report(args) => report::run(args),
+        Command::Resolve(args) => resolve::run(args),
         Command::Source(s) => source::run(s),
         Command::Workload(w) => workload::run(w),
     };

@@ -87,7 +87,7 @@ pub struct TreeArgs {
 }
 
 impl TreeArgs {
-    fn root(&self) -> PathBuf {
+    pub(crate) fn root(&self) -> PathBuf {
         self.kernel_src.clone().unwrap_or_else(tree::default_kernel_src)
     }
 }
@@ -232,7 +232,7 @@ fn parse_site(text: &str) -> Result<(PathBuf, u32)> {
 }
 
 /// A clangd session over a prepared tree.
-fn open_tree(args: &TreeArgs) -> Result<Clangd> {
+pub(crate) fn open_tree(args: &TreeArgs) -> Result<Clangd> {
     let root = args.root();
     if !root.join(tree::COMPILE_COMMANDS).is_file() {
         bail!("{}: no compile_commands.json; run `lockscope source prepare{}` first", root.display(), match &args.kernel_src {

@@ -1,0 +1,186 @@
+//! Stack resolution: each recorded kernel stack → the code that took the
+//! lock → the lock itself.
+//!
+//! A stack's call site (its first frame outside the tracer and the lock
+//! implementation) names a function. Its acquisitions of the recorded lock
+//! kind are read from the source; when it has none, the stack was cut short
+//! (the acquisition was inlined from a callee, or the call was a tail call)
+//! and the functions it calls are searched too ("completed"). One distinct
+//! lock resolves the stack; several are reported as candidates.
+
+use std::collections::{BTreeSet, HashMap};
+
+use lockscope_trace::frames::call_site;
+use lockscope_trace::{LockKind, StackSite, SymbolTable, Trace};
+
+use crate::clangd::{Clangd, ClangdError};
+use crate::resolve::{Resolver, Site};
+use crate::LockType;
+
+/// What a function's body says about the locks of one kind it takes.
+struct Choice {
+    method: &'static str,
+    sites: Vec<Site>,
+}
+
+/// Resolves every stack of `trace` that its records use; `progress` sees
+/// (done, total, function).
+pub fn resolve_stacks(
+    clangd: &mut Clangd,
+    trace: &Trace,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<Vec<StackSite>, ClangdError> {
+    let symbols = SymbolTable::from_snapshot(trace.symbols.clone());
+    let mut kinds: HashMap<i32, LockKind> = HashMap::new();
+    for r in trace.records.iter().filter(|r| r.stack_id >= 0) {
+        kinds.entry(r.stack_id).or_insert_with(|| r.kind());
+    }
+    let mut resolver = Resolver::new(clangd);
+    let mut by_function: HashMap<(String, LockKind), (Option<String>, Choice)> = HashMap::new();
+    let mut out = vec![];
+    let stacks: Vec<_> = trace.stacks.iter().filter(|s| kinds.contains_key(&s.id)).collect();
+    for (done, stack) in stacks.iter().enumerate() {
+        let kind = kinds[&stack.id];
+        let frames: Vec<String> = stack.frames.iter().map(|&a| symbols.format_frame(a)).collect();
+        let Some(function) = call_site(&frames).map(function_name) else {
+            out.push(unresolved(stack.id, "", None, "no call site on the stack"));
+            continue;
+        };
+        progress(done, stacks.len(), &function);
+        let key = (function.clone(), kind);
+        if !by_function.contains_key(&key) {
+            let found = choose(&mut resolver, &function, kind)?;
+            by_function.insert(key.clone(), found);
+        }
+        let (file, choice) = &by_function[&key];
+        out.push(stack_site(stack.id, &function, file.as_deref(), kind, choice));
+    }
+    Ok(out)
+}
+
+/// `d_alloc_parallel.cold+0x12` → `d_alloc_parallel`: the source's name for
+/// a frame's function, without offset, module or compiler suffixes.
+fn function_name(frame: &str) -> String {
+    let name = frame.split(['+', ' ']).next().unwrap_or(frame);
+    name.split('.').next().unwrap_or(name).to_owned()
+}
+
+fn takes(lock_type: LockType, kind: LockKind) -> bool {
+    use LockKind as K;
+    use LockType as T;
+    match kind {
+        K::Spinlock => matches!(lock_type, T::Spinlock | T::RawSpinlock | T::Seqlock),
+        K::RwlockRead | K::RwlockWrite => lock_type == T::Rwlock,
+        K::Mutex => lock_type == T::Mutex,
+        K::RtMutex => lock_type == T::RtMutex,
+        K::RwsemRead | K::RwsemWrite => lock_type == T::RwSemaphore,
+        K::PercpuRwsemRead | K::PercpuRwsemWrite => lock_type == T::PercpuRwSemaphore,
+        K::Semaphore => lock_type == T::Semaphore,
+    }
+}
+
+/// The acquisitions of `kind` in `function`, completed through its callees
+/// when its own body has none.
+fn choose(resolver: &mut Resolver, function: &str, kind: LockKind) -> Result<(Option<String>, Choice), ClangdError> {
+    let mut file = None;
+    for (follow, method) in [(false, "function"), (true, "completed")] {
+        let Some((defined_in, sites)) = resolver.locks_in_function(function, follow)? else {
+            return Ok((None, Choice { method: "unresolved", sites: vec![] }));
+        };
+        file = Some(defined_in);
+        let sites: Vec<Site> = sites.into_iter().filter(|s| s.lock_type.is_some_and(|t| takes(t, kind))).collect();
+        if !sites.is_empty() {
+            return Ok((file, Choice { method, sites }));
+        }
+    }
+    Ok((file, Choice { method: "unresolved", sites: vec![] }))
+}
+
+fn stack_site(stack_id: i32, function: &str, file: Option<&str>, kind: LockKind, choice: &Choice) -> StackSite {
+    let subsystem = file.map(subsystem_of);
+    let Some(file) = file else {
+        return unresolved(stack_id, function, None, &format!("{function} is not defined in the source tree"));
+    };
+    let names: BTreeSet<String> = choice.sites.iter().map(|s| s.lock_name().unwrap_or_else(|| "?".into())).collect();
+    let mut site = unresolved(stack_id, function, subsystem.clone(), "");
+    site.candidates = names.len() as u32;
+    match (names.len(), choice.sites.first()) {
+        (0, _) | (_, None) => site.reason = Some(format!("{function} ({file}) takes no {} here or in what it calls", kind.name())),
+        (1, Some(s)) if s.lock_name().is_some() => {
+            site.method = choice.method.to_owned();
+            site.reason = None;
+            site.file = Some(s.file.clone());
+            site.line = Some(s.line);
+            site.scope = serde_json::to_value(s.scope).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            site.object = s.object.clone();
+            site.member = s.member.clone();
+            site.variable = s.variable.clone();
+            site.lock_type = s.lock_type.map(|t| t.name().to_owned());
+            site.subsystem = Some(subsystem_of(&s.file));
+        }
+        (1, Some(s)) => site.reason = s.reason.clone(),
+        _ => {
+            let list: Vec<&str> = names.iter().map(String::as_str).collect();
+            site.reason = Some(format!("{function} takes {} {} locks: {}", names.len(), kind.name(), list.join(", ")));
+        }
+    }
+    site
+}
+
+fn unresolved(stack_id: i32, function: &str, subsystem: Option<String>, reason: &str) -> StackSite {
+    StackSite {
+        stack_id,
+        function: function.to_owned(),
+        file: None,
+        line: None,
+        scope: "unknown".into(),
+        object: None,
+        member: None,
+        variable: None,
+        lock_type: None,
+        subsystem,
+        method: "unresolved".into(),
+        candidates: 0,
+        reason: Some(reason.to_owned()),
+    }
+}
+
+/// The kernel subsystem of a source path: its top-level directory (`fs`,
+/// `mm`, `kernel`, `net`, …), with `fs/ext4`-style second levels kept for
+/// fs, net and drivers where the paper's figures split them.
+pub fn subsystem_of(file: &str) -> String {
+    let mut parts = file.split('/');
+    let top = parts.next().unwrap_or(file);
+    match (top, parts.next(), parts.next()) {
+        ("fs" | "net" | "drivers", Some(second), Some(_)) => format!("{top}/{second}"),
+        _ => top.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_name_source_functions() {
+        assert_eq!(function_name("d_alloc_parallel.cold+0x12/0x40"), "d_alloc_parallel");
+        assert_eq!(function_name("ext4_map_blocks+0x1a [ext4]"), "ext4_map_blocks");
+        assert_eq!(function_name("__mutex_lock.constprop.0+0x215"), "__mutex_lock");
+    }
+
+    #[test]
+    fn subsystems_are_top_level_directories() {
+        assert_eq!(subsystem_of("fs/ext4/inode.c"), "fs/ext4");
+        assert_eq!(subsystem_of("fs/inode.c"), "fs");
+        assert_eq!(subsystem_of("mm/filemap.c"), "mm");
+        assert_eq!(subsystem_of("include/linux/fs.h"), "include");
+    }
+
+    #[test]
+    fn lock_kinds_match_lock_types() {
+        assert!(takes(LockType::Spinlock, LockKind::Spinlock));
+        assert!(takes(LockType::Seqlock, LockKind::Spinlock));
+        assert!(takes(LockType::RwSemaphore, LockKind::RwsemWrite));
+        assert!(!takes(LockType::Mutex, LockKind::Spinlock));
+    }
+}
