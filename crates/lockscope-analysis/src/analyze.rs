@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use lockscope_trace::{Counters, LockKind, Mode, SymbolTable, Trace};
+use lockscope_trace::{Counters, LockKind, Mode, StackSite, SymbolTable, Trace};
 use serde::Serialize;
 
 use lockscope_trace::frames;
@@ -52,6 +52,13 @@ pub struct LockSummary {
     /// `global+offset` when the lock lies in a kernel global kallsyms lists.
     pub global: Option<String>,
     pub kind: LockKind,
+    /// The lock in the source (`fs_struct.lock`, `tasklist_lock`), from a
+    /// resolved trace: the name most of its acquisitions' stacks resolve to.
+    pub object: Option<String>,
+    /// `global`, `member` or `local`, with `object`.
+    pub scope: Option<String>,
+    /// The kernel subsystem of the code that takes it (fs, mm, kernel, …).
+    pub subsystem: Option<String>,
     pub shared: bool,
     pub acquisitions: u64,
     pub uses: Vec<LockUse>,
@@ -60,12 +67,18 @@ pub struct LockSummary {
 }
 
 impl LockSummary {
-    /// The lock as a person reads it: the global's name, else its address.
+    /// The lock as a person reads it: the global's name; else its source
+    /// name with its address (one per object instance); else its address.
     pub fn label(&self) -> String {
-        match &self.global {
-            Some(g) => g.clone(),
-            None if self.generation > 0 => format!("{:#x}#{}", self.addr, self.generation),
-            None => format!("{:#x}", self.addr),
+        let addr = match self.generation {
+            0 => format!("{:#x}", self.addr),
+            g => format!("{:#x}#{g}", self.addr),
+        };
+        match (&self.global, &self.object) {
+            (Some(g), _) => g.clone(),
+            (None, Some(o)) if self.scope.as_deref() == Some("global") => o.clone(),
+            (None, Some(o)) => format!("{o} @{addr}"),
+            (None, None) => addr,
         }
     }
 }
@@ -88,6 +101,8 @@ pub struct CallSite {
     pub acquisitions: u64,
     /// First frame outside the tracer and the lock implementation.
     pub site: Option<String>,
+    /// file:line of the acquisition, from a resolved trace.
+    pub source: Option<String>,
     /// Symbolized frames, innermost first, tracer frames removed.
     pub frames: Vec<String>,
 }
@@ -107,6 +122,18 @@ impl Default for Options {
     }
 }
 
+/// Of a lock's stacks (with acquisitions, most first), the resolved site
+/// that most acquisitions point to.
+fn most_named<'a>(stacks: &[(i32, u64)], sites: &HashMap<i32, &'a StackSite>) -> Option<&'a StackSite> {
+    let mut weight: HashMap<String, (u64, &StackSite)> = HashMap::new();
+    for (id, n) in stacks {
+        if let Some(site) = sites.get(id).filter(|s| s.lock_name().is_some()) {
+            weight.entry(site.lock_name().unwrap()).or_insert((0, site)).0 += n;
+        }
+    }
+    weight.into_values().max_by(|a, b| a.0.cmp(&b.0).then(b.1.stack_id.cmp(&a.1.stack_id))).map(|(_, s)| s)
+}
+
 pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
     let top_sites = options.top_sites;
     let symbols = SymbolTable::from_snapshot(trace.symbols.clone());
@@ -118,6 +145,7 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
     // Without KALLSYMS_ALL the few data symbols left are section markers that
     // would swallow unrelated addresses.
     let named_globals = trace.meta.kallsyms_all;
+    let sites_by_stack: HashMap<i32, &StackSite> = trace.sites.iter().map(|s| (s.stack_id, s)).collect();
     let workload_names: HashMap<u32, &str> = trace.meta.workloads.iter().map(|w| (w.id, w.name.as_str())).collect();
     let run_secs: HashMap<u32, f64> = trace.meta.workloads.iter().map(|w| (w.id, w.run_time_secs())).collect();
 
@@ -159,12 +187,14 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
             }
             let mut sites: Vec<(i32, u64)> = acc.sites.into_iter().collect();
             sites.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+            let resolved = most_named(&sites, &sites_by_stack);
             let call_sites = sites
                 .into_iter()
                 .take(top_sites)
                 .map(|(id, n)| {
                     let frames = stacks.get(&id).cloned().unwrap_or_default();
-                    CallSite { acquisitions: n, site: frames::call_site(&frames).map(str::to_owned), frames }
+                    let source = sites_by_stack.get(&id).and_then(|s| Some(format!("{}:{}", s.file.as_deref()?, s.line?)));
+                    CallSite { acquisitions: n, site: frames::call_site(&frames).map(str::to_owned), source, frames }
                 })
                 .collect();
             let kind = acc.kinds.into_iter().max_by_key(|&(k, n)| (n, std::cmp::Reverse(k))).map(|(k, _)| k).unwrap_or(LockKind::Spinlock);
@@ -173,6 +203,9 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
                 generation,
                 global: named_globals.then(|| symbols.data_symbol(addr)).flatten().map(|(s, off)| if off == 0 { s.name.clone() } else { format!("{}+{off:#x}", s.name) }),
                 kind,
+                object: resolved.and_then(StackSite::lock_name),
+                scope: resolved.map(|s| s.scope.clone()),
+                subsystem: resolved.and_then(|s| s.subsystem.clone()),
                 shared: uses.len() >= 2,
                 acquisitions: uses.iter().map(|u| u.acquisitions).sum(),
                 uses,
@@ -309,6 +342,40 @@ mod tests {
             ],
             sites: vec![],
         }
+    }
+
+    fn site(stack_id: i32, scope: &str, object: Option<&str>, name: &str) -> StackSite {
+        StackSite {
+            stack_id,
+            function: "iput".into(),
+            file: Some("fs/inode.c".into()),
+            line: Some(1700 + stack_id as u32),
+            scope: scope.into(),
+            object: object.map(str::to_owned),
+            member: object.map(|_| name.to_owned()),
+            variable: object.is_none().then(|| name.to_owned()),
+            lock_type: Some("spinlock_t".into()),
+            subsystem: Some("fs".into()),
+            method: "function".into(),
+            candidates: 1,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn a_resolved_trace_names_locks_by_their_object() {
+        // Lock B's acquisitions come from stack 2 only; A's mostly from stack 1.
+        let resolved = Trace { sites: vec![site(1, "global", None, "inode_hash_lock"), site(2, "member", Some("inode"), "i_lock")], ..trace() };
+        let a = analyze(&resolved, &OPTIONS);
+        let b = a.locks.iter().find(|l| l.addr == 0xffff888000001000).unwrap();
+        assert_eq!((b.object.as_deref(), b.scope.as_deref(), b.subsystem.as_deref()), (Some("inode.i_lock"), Some("member"), Some("fs")));
+        assert_eq!(b.label(), "inode.i_lock @0xffff888000001000");
+        assert_eq!(b.call_sites[0].source.as_deref(), Some("fs/inode.c:1702"));
+        let shared = a.locks.iter().find(|l| l.shared).unwrap();
+        assert_eq!(shared.object.as_deref(), Some("inode_hash_lock"), "the name most acquisitions point to");
+        // Unresolved, a lock keeps its address.
+        let plain = analyze(&trace(), &OPTIONS);
+        assert!(plain.locks.iter().all(|l| l.object.is_none()));
     }
 
     #[test]

@@ -69,9 +69,19 @@ fn lock_rows(mode: Mode, locks: &[&LockSummary], rows: &mut Vec<Vec<String>>) {
                 format!("{:.1}", u.rate_per_sec),
                 duration_ns(total),
                 duration_ns(max),
-                if first { l.call_sites.first().and_then(|c| c.site.clone()).unwrap_or_default() } else { String::new() },
+                if first { call_site_label(l) } else { String::new() },
             ]);
         }
+    }
+}
+
+/// The busiest call site, with its source line when the trace is resolved.
+fn call_site_label(l: &LockSummary) -> String {
+    let Some(c) = l.call_sites.first() else { return String::new() };
+    match (&c.site, &c.source) {
+        (Some(site), Some(source)) => format!("{site} ({source})"),
+        (Some(site), None) => site.clone(),
+        (None, _) => String::new(),
     }
 }
 
@@ -180,17 +190,21 @@ pub fn csv_field(s: &str) -> String {
 /// One row per (lock, workload).
 pub fn csv(a: &Analysis) -> String {
     let mut out = String::from(
-        "lock_addr,generation,global,kind,shared,workload,acquisitions,rate_per_sec,wait_total_ns,wait_max_ns,hold_total_ns,hold_max_ns,call_site\n",
+        "lock_addr,generation,global,object,scope,subsystem,kind,shared,workload,acquisitions,rate_per_sec,wait_total_ns,wait_max_ns,hold_total_ns,hold_max_ns,call_site,source\n",
     );
     for l in &a.locks {
         for u in &l.uses {
             let site = l.call_sites.first().and_then(|c| c.site.as_deref()).unwrap_or("");
+            let source = l.call_sites.first().and_then(|c| c.source.as_deref()).unwrap_or("");
             let _ = writeln!(
                 out,
-                "{:#x},{},{},{},{},{},{},{:.6},{},{},{},{},{}",
+                "{:#x},{},{},{},{},{},{},{},{},{},{:.6},{},{},{},{},{},{}",
                 l.addr,
                 l.generation,
                 csv_field(l.global.as_deref().unwrap_or("")),
+                csv_field(l.object.as_deref().unwrap_or("")),
+                l.scope.as_deref().unwrap_or(""),
+                csv_field(l.subsystem.as_deref().unwrap_or("")),
                 l.kind,
                 l.shared,
                 csv_field(&u.workload_name),
@@ -201,6 +215,7 @@ pub fn csv(a: &Analysis) -> String {
                 u.hold_total_ns,
                 u.hold_max_ns,
                 csv_field(site),
+                csv_field(source),
             );
         }
     }

@@ -14,8 +14,39 @@ use lockscope_trace::frames::call_site;
 use lockscope_trace::{LockKind, StackSite, SymbolTable, Trace};
 
 use crate::clangd::{Clangd, ClangdError};
-use crate::resolve::{Resolver, Site};
+use crate::resolve::{Resolver, Scope, Site};
 use crate::LockType;
+
+/// What the recorded addresses of a stack's locks are, by kallsyms.
+enum Globals {
+    /// All globals, with these names.
+    Named(BTreeSet<String>),
+    /// None is a global: heap or stack objects.
+    NoneOfThem,
+    Mixed,
+}
+
+/// A function's candidate locks, narrowed by what the addresses show.
+fn narrow(choice: &Choice, globals: Option<Globals>) -> Choice {
+    let keep: Vec<Site> = match globals {
+        Some(Globals::Named(names)) => choice
+            .sites
+            .iter()
+            .filter(|s| {
+                let root = s.variable.as_deref().map(|v| v.split('.').next().unwrap_or(v));
+                s.scope == Scope::Global && root.is_some_and(|r| names.contains(r))
+            })
+            .cloned()
+            .collect(),
+        Some(Globals::NoneOfThem) => choice.sites.iter().filter(|s| s.scope != Scope::Global).cloned().collect(),
+        Some(Globals::Mixed) | None => return Choice { method: choice.method, sites: choice.sites.clone() },
+    };
+    if keep.is_empty() {
+        // The source disagrees with the addresses: show every candidate.
+        return Choice { method: choice.method, sites: choice.sites.clone() };
+    }
+    Choice { method: choice.method, sites: keep }
+}
 
 /// What a function's body says about the locks of one kind it takes.
 struct Choice {
@@ -32,9 +63,27 @@ pub fn resolve_stacks(
 ) -> Result<Vec<StackSite>, ClangdError> {
     let symbols = SymbolTable::from_snapshot(trace.symbols.clone());
     let mut kinds: HashMap<i32, LockKind> = HashMap::new();
+    let mut addrs: HashMap<i32, BTreeSet<u64>> = HashMap::new();
     for r in trace.records.iter().filter(|r| r.stack_id >= 0) {
         kinds.entry(r.stack_id).or_insert_with(|| r.kind());
+        addrs.entry(r.stack_id).or_default().insert(r.lock_addr);
     }
+    // Where kallsyms lists data symbols, a lock's address says whether it is
+    // a global (and which): that tells apart a function's candidate locks.
+    let globals_of = |id: i32| -> Option<Globals> {
+        if !trace.meta.kallsyms_all {
+            return None;
+        }
+        let names: Vec<Option<String>> =
+            addrs[&id].iter().map(|&a| symbols.data_symbol(a).map(|(s, _)| s.name.clone())).collect();
+        Some(if names.iter().all(Option::is_some) {
+            Globals::Named(names.into_iter().flatten().collect())
+        } else if names.iter().all(Option::is_none) {
+            Globals::NoneOfThem
+        } else {
+            Globals::Mixed
+        })
+    };
     let mut resolver = Resolver::new(clangd);
     let mut by_function: HashMap<(String, LockKind), (Option<String>, Choice)> = HashMap::new();
     let mut out = vec![];
@@ -53,7 +102,8 @@ pub fn resolve_stacks(
             by_function.insert(key.clone(), found);
         }
         let (file, choice) = &by_function[&key];
-        out.push(stack_site(stack.id, &function, file.as_deref(), kind, choice));
+        let narrowed = narrow(choice, globals_of(stack.id));
+        out.push(stack_site(stack.id, &function, file.as_deref(), kind, &narrowed));
     }
     Ok(out)
 }
