@@ -35,6 +35,8 @@ pub enum ClangdError {
     NotExecutable(PathBuf),
     #[error(transparent)]
     Lsp(#[from] LspError),
+    #[error(transparent)]
+    Tree(#[from] crate::tree::TreeError),
     #[error("clangd failed {restarts} times in a row; last: {last}")]
     GaveUp { restarts: u32, last: LspError },
     #[error("cannot read {}", path.display())]
@@ -309,6 +311,7 @@ pub fn uri_path(uri: &Url) -> Option<PathBuf> {
 /// `root`, which must have compile_commands.json; `tick` sees the indexing
 /// progress. Returns the index's size in bytes.
 pub fn build_index(root: &Path, binary: PathBuf, tick: impl FnMut(&[String])) -> Result<u64, ClangdError> {
+    let _lock = crate::tree::lock_tree(root)?;
     let clangd = Clangd::start_indexed(root, ClangdOptions::new(binary, root.to_owned()), tick)?;
     clangd.shutdown();
     Ok(directory_size(&root.join(".cache/clangd/index")))

@@ -89,6 +89,9 @@ pub const DEBIAN_SOURCE: &str = "linux-source-6.1";
 /// `target` unless already there; through a staging directory, so an
 /// interrupted extraction is never mistaken for a tree.
 pub fn extract_debian_source(target: &Path) -> Result<(), TreeError> {
+    let parent = target.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+    let _lock = lock_file(&parent.join(format!(".{DEBIAN_SOURCE}.lock")))?;
     if target.join("Makefile").is_file() {
         return Ok(());
     }
@@ -96,7 +99,6 @@ pub fn extract_debian_source(target: &Path) -> Result<(), TreeError> {
     if !tarball.is_file() {
         return Err(TreeError::NoDebianSource(tarball));
     }
-    let parent = target.parent().unwrap_or(Path::new("."));
     let staging = parent.join(format!(".{DEBIAN_SOURCE}.partial"));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).map_err(io(format!("creating {}", staging.display())))?;
@@ -115,6 +117,28 @@ pub fn extract_debian_source(target: &Path) -> Result<(), TreeError> {
     Ok(())
 }
 
+/// Holds an exclusive lock on `path` (created if missing) until dropped:
+/// two lockscope processes never extract, configure or index one tree at once.
+pub fn lock_file(path: &Path) -> Result<std::fs::File, TreeError> {
+    use std::os::fd::AsRawFd;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io(format!("opening {}", path.display())))?;
+    // SAFETY: flock on a descriptor this function owns.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(TreeError::Io { what: format!("locking {}", path.display()), source: std::io::Error::last_os_error() });
+    }
+    Ok(file)
+}
+
+/// The lock on a tree's preparation and index.
+pub fn lock_tree(root: &Path) -> Result<std::fs::File, TreeError> {
+    lock_file(&root.join(".lockscope.lock"))
+}
+
 /// A kernel tree has Kconfig and the kbuild scripts next to its Makefile.
 pub fn is_kernel_tree(root: &Path) -> bool {
     root.join("Makefile").is_file() && root.join("Kconfig").is_file() && root.join("scripts").is_dir()
@@ -126,6 +150,7 @@ pub fn prepare(root: &Path, options: &PrepareOptions, mut step: impl FnMut(&str)
         return Err(TreeError::Missing(root.to_owned()));
     }
     let root = root.canonicalize().map_err(io(format!("resolving {}", root.display())))?;
+    let _lock = lock_tree(&root)?;
     let mut done = Prepared { root: root.clone(), kernel: is_kernel_tree(&root), ..Default::default() };
     let commands_path = root.join(COMPILE_COMMANDS);
     if commands_path.is_file() {

@@ -15,7 +15,8 @@ const KILL_SCENARIO: &str = include_str!("guest/kill.sh");
 
 /// Boots the guest with `script`; its /out, or why the boot failed.
 fn boot(name: &str, script: &str) -> Result<PathBuf, String> {
-    let out = std::env::temp_dir().join(format!("lockscope-guest-test-{}-{name}", std::process::id()));
+    // Under the target directory, one per scenario, replaced on each run: nothing piles up in /tmp.
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("guest-{name}"));
     let _ = std::fs::remove_dir_all(&out);
     let status = Command::new(LOCKSCOPE)
         .args(["guest", "--timeout", "10m", "--bin", "/usr/sbin/bpftool", "--out"])
