@@ -346,7 +346,7 @@ impl<'c> Resolver<'c> {
             "Member" => {
                 let Some(base) = node.children.first() else { return Ok(LockRef::unknown("a member without a base")) };
                 let base_type = base.type_name().unwrap_or("");
-                if is_lock_internal_type(base_type) {
+                if inside_lock(base) {
                     // `lock->rlock` inside spin_lock's expansion: the lock is the base.
                     return self.classify(function, base, depth);
                 }
@@ -547,6 +547,22 @@ fn find_function(symbols: &[DocumentSymbol], line: u32) -> Option<&DocumentSymbo
         let nested = s.children.as_deref().and_then(|c| find_function(c, line));
         nested.or_else(|| (s.kind == SymbolKind::FUNCTION).then_some(s))
     })
+}
+
+/// Whether `base` is (a member of an anonymous union inside) a lock: then a
+/// member of it (`lock->rlock`) is part of that lock, not a lock of its own.
+fn inside_lock(base: &AstNode) -> bool {
+    let mut node = base;
+    loop {
+        if node.type_name().is_some_and(is_lock_internal_type) {
+            return true;
+        }
+        let stripped = node.strip_implicit();
+        match stripped.children.first() {
+            Some(inner) if stripped.is("expression", "Member") && stripped.detail.is_empty() => node = inner,
+            _ => return false,
+        }
+    }
 }
 
 /// `&x`, `*x`, `(x)` and casts all designate the same lock as `x`.

@@ -180,10 +180,12 @@ pub fn prepare(root: &Path, options: &PrepareOptions, mut step: impl FnMut(&str)
     }
     step("listing compile commands (make -n)");
     let dry_run = make(&root, &[&cc, "-n", "-k"])?;
-    let commands = commands_from_dry_run(&dry_run, &root, &options.cc);
+    let mut commands = commands_from_dry_run(&dry_run, &root, &options.cc);
     if commands.is_empty() {
         return Err(TreeError::NoCommands(root));
     }
+    let included = included_sources(&root, &commands);
+    commands.extend(included);
     write_compile_commands(&root, &commands)?;
     done.compile_commands_written = true;
     done.files = commands.len();
@@ -236,6 +238,59 @@ pub fn commands_from_dry_run(output: &str, root: &Path, cc: &str) -> Vec<Compile
     commands
 }
 
+/// Compile commands for .c files that are not compiled alone but #included
+/// by one that is (kernel/sched/wait.c by build_utility.c): the includer's
+/// flags, plus `-include` of each header it includes first, so clangd parses
+/// them as the build does instead of failing on missing declarations.
+pub fn included_sources(root: &Path, commands: &[CompileCommand]) -> Vec<CompileCommand> {
+    let known: std::collections::HashSet<&str> = commands.iter().map(|c| c.file.as_str()).collect();
+    let mut out = vec![];
+    for command in commands {
+        let Ok(text) = std::fs::read_to_string(root.join(&command.file)) else { continue };
+        let dir = Path::new(&command.file).parent().unwrap_or(Path::new(""));
+        let mut headers: Vec<String> = vec![];
+        let mut conditional_depth = 0;
+        for line in text.lines() {
+            let line = line.trim_start();
+            let Some(directive) = line.strip_prefix('#').map(str::trim_start) else { continue };
+            if directive.starts_with("if") {
+                conditional_depth += 1;
+            } else if directive.starts_with("endif") {
+                conditional_depth -= 1;
+            }
+            let Some(target) = directive.strip_prefix("include").map(str::trim) else { continue };
+            if conditional_depth > 0 {
+                continue; // configuration-dependent: not safe to force in
+            }
+            if let Some(quoted) = target.strip_prefix('"').and_then(|t| t.split('"').next()) {
+                let path = dir.join(quoted);
+                let relative = path.display().to_string();
+                if quoted.ends_with(".c") {
+                    if !known.contains(relative.as_str()) && root.join(&path).is_file() {
+                        out.push(with_prelude(command, &relative, &headers));
+                    }
+                } else {
+                    headers.push(root.join(&path).display().to_string());
+                }
+            } else if let Some(angled) = target.strip_prefix('<').and_then(|t| t.split('>').next()) {
+                headers.push(angled.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// `command` compiling `file` instead, with `headers` included first.
+fn with_prelude(command: &CompileCommand, file: &str, headers: &[String]) -> CompileCommand {
+    let mut arguments: Vec<String> = command.arguments.iter().filter(|a| **a != command.file).cloned().collect();
+    for header in headers {
+        arguments.push("-include".into());
+        arguments.push(header.clone());
+    }
+    arguments.push(file.to_owned());
+    CompileCommand { directory: command.directory.clone(), arguments, file: file.to_owned() }
+}
+
 /// Splits a shell line at `;` and `&&` outside quotes.
 fn shell_segments(line: &str) -> Vec<String> {
     let mut segments = vec![];
@@ -282,6 +337,32 @@ pub fn read_compile_commands(root: &Path) -> Result<Vec<CompileCommand>, TreeErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn included_c_files_get_their_includers_flags_and_headers() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("kernel/sched")).unwrap();
+        std::fs::write(
+            root.path().join("kernel/sched/build.c"),
+            "#include <linux/wait.h>\n#include \"sched.h\"\n#ifdef CONFIG_X\n#include \"maybe.h\"\n#include \"optional.c\"\n#endif\n#include \"wait.c\"\n",
+        )
+        .unwrap();
+        std::fs::write(root.path().join("kernel/sched/wait.c"), "").unwrap();
+        std::fs::write(root.path().join("kernel/sched/optional.c"), "").unwrap();
+        let build = CompileCommand {
+            directory: root.path().display().to_string(),
+            arguments: vec!["clang".into(), "-DX".into(), "-c".into(), "kernel/sched/build.c".into()],
+            file: "kernel/sched/build.c".into(),
+        };
+        let included = included_sources(root.path(), &[build]);
+        assert_eq!(included.len(), 1, "conditional includes are left alone: {included:?}");
+        let sched_h = root.path().join("kernel/sched/sched.h").display().to_string();
+        assert_eq!(included[0].file, "kernel/sched/wait.c");
+        assert_eq!(
+            included[0].arguments,
+            ["clang", "-DX", "-c", "-include", "linux/wait.h", "-include", sched_h.as_str(), "kernel/sched/wait.c"]
+        );
+    }
 
     #[test]
     fn kernel_dry_run_lines_become_compile_commands() {
