@@ -184,11 +184,15 @@ pub struct Resolver<'c> {
     clangd: &'c mut Clangd,
     /// Function definitions looked up by name (None: not in the tree).
     functions: HashMap<String, Option<Rc<Function>>>,
+    /// Definitions of globals and fields, by (name, struct).
+    definitions: HashMap<(String, Option<String>), Option<String>>,
+    /// `locks_in_function` answers, by (function, follow_calls).
+    function_locks: HashMap<(String, bool), Option<(String, Vec<Site>)>>,
 }
 
 impl<'c> Resolver<'c> {
     pub fn new(clangd: &'c mut Clangd) -> Self {
-        Resolver { clangd, functions: HashMap::new() }
+        Resolver { clangd, functions: HashMap::new(), definitions: HashMap::new(), function_locks: HashMap::new() }
     }
 
     /// Every acquisition written in the body of the function `name`, and with
@@ -196,6 +200,16 @@ impl<'c> Resolver<'c> {
     /// stack that stops at `name` may have taken. None when the tree does not
     /// define `name`; the file it is defined in otherwise.
     pub fn locks_in_function(&mut self, name: &str, follow_calls: bool) -> Result<Option<(String, Vec<Site>)>, ClangdError> {
+        let key = (name.to_owned(), follow_calls);
+        if let Some(known) = self.function_locks.get(&key) {
+            return Ok(known.clone());
+        }
+        let found = self.find_locks_in_function(name, follow_calls)?;
+        self.function_locks.insert(key, found.clone());
+        Ok(found)
+    }
+
+    fn find_locks_in_function(&mut self, name: &str, follow_calls: bool) -> Result<Option<(String, Vec<Site>)>, ClangdError> {
         let Some(function) = self.function_named(name)? else { return Ok(None) };
         let file = self.relative(&function.file);
         let text = std::fs::read_to_string(&function.file).map_err(|source| ClangdError::Read { path: function.file.clone(), source })?;
@@ -496,6 +510,16 @@ impl<'c> Resolver<'c> {
     /// file:line where `name` is defined: a global variable, or the field
     /// `name` of `container`.
     fn definition_of(&mut self, name: &str, container: Option<&str>) -> Result<Option<String>, ClangdError> {
+        let key = (name.to_owned(), container.map(str::to_owned));
+        if let Some(known) = self.definitions.get(&key) {
+            return Ok(known.clone());
+        }
+        let found = self.find_definition(name, container)?;
+        self.definitions.insert(key, found.clone());
+        Ok(found)
+    }
+
+    fn find_definition(&mut self, name: &str, container: Option<&str>) -> Result<Option<String>, ClangdError> {
         let query = match container {
             Some(c) => format!("{c}::{name}"),
             None => name.to_owned(),
