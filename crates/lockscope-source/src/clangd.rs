@@ -1,7 +1,7 @@
 //! One clangd session over a source tree: finding the pinned binary, starting
 //! and initializing it, opening files, and restarting it when it dies or hangs.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -106,12 +106,16 @@ pub struct Clangd {
     client: Option<LspClient>,
     /// Files opened in the current server (reopened after a restart).
     opened: HashSet<PathBuf>,
+    /// Each file's symbols: asking again would make clangd parse it again
+    /// once it has left clangd's small cache of parsed files.
+    symbols: HashMap<PathBuf, Vec<DocumentSymbol>>,
     restarts: u32,
 }
 
 impl Clangd {
     pub fn start(root: &Path, options: ClangdOptions) -> Result<Self, ClangdError> {
-        let mut clangd = Clangd { options, root: root.to_owned(), client: None, opened: HashSet::new(), restarts: 0 };
+        let mut clangd =
+            Clangd { options, root: root.to_owned(), client: None, opened: HashSet::new(), symbols: HashMap::new(), restarts: 0 };
         clangd.connect()?;
         Ok(clangd)
     }
@@ -223,8 +227,10 @@ impl Clangd {
             let uri = path.map(|p| self.open(p)).transpose()?;
             let timeout = self.options.request_timeout;
             let client = self.client()?;
+            let started = Instant::now();
             let pending: Vec<_> = make(uri.as_ref()).into_iter().map(|p| client.request::<R>(p)).collect();
             let answers: Result<Vec<_>, LspError> = pending.into_iter().map(|p| p.wait(timeout)).collect();
+            tracing::debug!(method = R::METHOD, ms = started.elapsed().as_millis() as u64, file = ?path, "clangd answered");
             match answers {
                 Ok(answers) => {
                     self.restarts = 0;
@@ -242,15 +248,40 @@ impl Clangd {
     }
 
     pub fn document_symbols(&mut self, path: &Path) -> Result<Vec<DocumentSymbol>, ClangdError> {
-        let answer = self.ask::<DocumentSymbolRequest>(Some(path), |uri| DocumentSymbolParams {
-            text_document: TextDocumentIdentifier { uri: uri.unwrap().clone() },
-            work_done_progress_params: WorkDoneProgressParams::default(),
-            partial_result_params: PartialResultParams::default(),
-        })?;
-        Ok(match answer {
-            Some(DocumentSymbolResponse::Nested(symbols)) => symbols,
-            Some(DocumentSymbolResponse::Flat(_)) | None => vec![],
-        })
+        let path = self.absolute(path);
+        if let Some(known) = self.symbols.get(&path) {
+            return Ok(known.clone());
+        }
+        let answer = self.ask::<DocumentSymbolRequest>(Some(&path), |uri| symbols_params(uri.unwrap()))?;
+        let symbols = nested_symbols(answer);
+        self.symbols.insert(path, symbols.clone());
+        Ok(symbols)
+    }
+
+    /// Asks for the symbols of all `paths` with several requests in flight,
+    /// so clangd parses files in parallel; `document_symbols` then answers
+    /// from what was fetched. `done` sees how many files are ready.
+    pub fn prefetch_symbols(&mut self, paths: &[PathBuf], mut done: impl FnMut(usize)) -> Result<(), ClangdError> {
+        let todo: Vec<PathBuf> = paths.iter().map(|p| self.absolute(p)).filter(|p| !self.symbols.contains_key(p)).collect();
+        let in_flight = self.options.jobs.max(1) * 2;
+        for (n, chunk) in todo.chunks(in_flight).enumerate() {
+            let uris = chunk.iter().map(|p| self.open(p)).collect::<Result<Vec<_>, _>>()?;
+            let timeout = self.options.request_timeout;
+            let client = self.client()?;
+            let pending: Vec<_> = uris.iter().map(|u| client.request::<DocumentSymbolRequest>(symbols_params(u))).collect();
+            for (path, answer) in chunk.iter().zip(pending) {
+                match answer.wait(timeout) {
+                    Ok(answer) => {
+                        self.symbols.insert(path.clone(), nested_symbols(answer));
+                    }
+                    // Left to document_symbols, which restarts the server.
+                    Err(e) if e.is_fatal_to_server() => return Ok(()),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            done((n * in_flight + chunk.len()).min(todo.len()));
+        }
+        Ok(())
     }
 
     pub fn ast(&mut self, path: &Path, range: lsp_types::Range) -> Result<Option<AstNode>, ClangdError> {
@@ -296,6 +327,21 @@ impl Clangd {
         if let Some(client) = self.client.take() {
             client.shutdown(Duration::from_secs(5));
         }
+    }
+}
+
+fn symbols_params(uri: &Url) -> DocumentSymbolParams {
+    DocumentSymbolParams {
+        text_document: TextDocumentIdentifier { uri: uri.clone() },
+        work_done_progress_params: WorkDoneProgressParams::default(),
+        partial_result_params: PartialResultParams::default(),
+    }
+}
+
+fn nested_symbols(answer: Option<DocumentSymbolResponse>) -> Vec<DocumentSymbol> {
+    match answer {
+        Some(DocumentSymbolResponse::Nested(symbols)) => symbols,
+        Some(DocumentSymbolResponse::Flat(_)) | None => vec![],
     }
 }
 

@@ -222,7 +222,8 @@ impl<'c> Resolver<'c> {
                 let lock = self.lock_argument(&function, &call, 0)?;
                 sites.push(self.site(&file, line, &function, &call, at.character, source_line, vec![], lock)?);
             } else if follow_calls {
-                for (via, lock) in self.through_callee(&function, &call, 1)? {
+                // A stack that stops here lost an inlined callee's frame.
+                for (via, lock) in self.through_callee(&function, &call, 1, Some(&function.file))? {
                     sites.push(self.site(&file, line, &function, &call, at.character, source_line, via, lock)?);
                 }
             }
@@ -257,7 +258,7 @@ impl<'c> Resolver<'c> {
             // No primitive at the line: the acquisition may sit in a callee
             // (a wrapper, or an inline function the stack no longer shows).
             for (call, at) in &calls {
-                for (via, lock) in self.through_callee(&function, call, 1)? {
+                for (via, lock) in self.through_callee(&function, call, 1, None)? {
                     sites.push(self.site(&shown, line, &function, call, *at, source_line, via, lock)?);
                 }
             }
@@ -324,6 +325,17 @@ impl<'c> Resolver<'c> {
         let Some(node) = self.clangd.ast(path, symbol.range)? else { return Ok(None) };
         let node = node.descendants().into_iter().find(|n| n.is("declaration", "Function")).cloned();
         Ok(node.map(|n| Function::new(path.to_owned(), n)))
+    }
+
+    /// Whether `name` is defined where it can be inlined into code of `file`:
+    /// the same file, or a header (asked of the index, without parsing).
+    fn defined_inlinable(&mut self, name: &str, file: &Path) -> Result<bool, ClangdError> {
+        let symbols = self.clangd.workspace_symbols(name)?;
+        Ok(symbols
+            .iter()
+            .filter(|s| s.name == name && s.kind == SymbolKind::FUNCTION)
+            .filter_map(|s| uri_path(&s.location.uri))
+            .any(|p| p == file || p.extension().is_some_and(|e| e == "h")))
     }
 
     /// The function named `name` as defined in the tree (None if only declared).
@@ -476,11 +488,24 @@ impl<'c> Resolver<'c> {
     }
 
     /// Acquisitions inside the function `call` calls, seen from the caller:
-    /// each with the chain of functions followed.
-    fn through_callee(&mut self, caller: &Function, call: &AstNode, depth: u8) -> Result<Vec<(Vec<String>, LockRef)>, ClangdError> {
+    /// each with the chain of functions followed. With `inline_into`, only
+    /// callees the compiler could have inlined into code of that file are
+    /// followed: those in the same file or in a header.
+    fn through_callee(
+        &mut self,
+        caller: &Function,
+        call: &AstNode,
+        depth: u8,
+        inline_into: Option<&Path>,
+    ) -> Result<Vec<(Vec<String>, LockRef)>, ClangdError> {
         let Some(callee) = call.callee().map(str::to_owned) else { return Ok(vec![]) };
         if depth > MAX_CALL_DEPTH - 1 {
             return Ok(vec![]);
+        }
+        if let Some(file) = inline_into {
+            if !self.defined_inlinable(&callee, file)? {
+                return Ok(vec![]);
+            }
         }
         let Some(body) = self.function_named(&callee)? else { return Ok(vec![]) };
         let inner_calls: Vec<AstNode> =
@@ -491,7 +516,7 @@ impl<'c> Resolver<'c> {
                 let lock = self.lock_argument(&body, inner, depth)?;
                 vec![(vec![callee.clone(), inner.callee().unwrap().to_owned()], lock)]
             } else {
-                self.through_callee(&body, inner, depth + 1)?
+                self.through_callee(&body, inner, depth + 1, inline_into)?
                     .into_iter()
                     .map(|(mut via, lock)| {
                         via.insert(0, callee.clone());

@@ -26,8 +26,12 @@ enum Globals {
     Mixed,
 }
 
-/// A function's candidate locks, narrowed by what the addresses show.
-fn narrow(choice: &Choice, globals: Option<Globals>) -> Choice {
+/// A function's candidate locks, narrowed by what the addresses show; None
+/// when there is no candidate or the addresses rule every one out.
+fn narrow(choice: &Choice, globals: Option<Globals>) -> Option<Choice> {
+    if choice.sites.is_empty() {
+        return None;
+    }
     let keep: Vec<Site> = match globals {
         Some(Globals::Named(names)) => choice
             .sites
@@ -39,13 +43,9 @@ fn narrow(choice: &Choice, globals: Option<Globals>) -> Choice {
             .cloned()
             .collect(),
         Some(Globals::NoneOfThem) => choice.sites.iter().filter(|s| s.scope != Scope::Global).cloned().collect(),
-        Some(Globals::Mixed) | None => return Choice { method: choice.method, sites: choice.sites.clone() },
+        Some(Globals::Mixed) | None => choice.sites.clone(),
     };
-    if keep.is_empty() {
-        // The source disagrees with the addresses: show every candidate.
-        return Choice { method: choice.method, sites: choice.sites.clone() };
-    }
-    Choice { method: choice.method, sites: keep }
+    (!keep.is_empty()).then(|| Choice { method: choice.method, sites: keep })
 }
 
 /// What a function's body says about the locks of one kind it takes.
@@ -84,8 +84,9 @@ pub fn resolve_stacks(
             Globals::Mixed
         })
     };
+    prefetch_call_sites(clangd, trace, &symbols, &mut progress)?;
     let mut resolver = Resolver::new(clangd);
-    let mut by_function: HashMap<(String, LockKind), (Option<String>, Choice)> = HashMap::new();
+    let mut by_function: HashMap<(String, LockKind, bool), (Option<String>, Choice)> = HashMap::new();
     let mut out = vec![];
     let stacks: Vec<_> = trace.stacks.iter().filter(|s| kinds.contains_key(&s.id)).collect();
     for (done, stack) in stacks.iter().enumerate() {
@@ -96,16 +97,58 @@ pub fn resolve_stacks(
             continue;
         };
         progress(done, stacks.len(), &function);
-        let key = (function.clone(), kind);
-        if !by_function.contains_key(&key) {
-            let found = choose(&mut resolver, &function, kind)?;
-            by_function.insert(key.clone(), found);
+        // The function's own acquisitions first; its inlinable callees' when
+        // it has none of this kind or none matches what the addresses show.
+        let mut chosen = None;
+        for follow in [false, true] {
+            let key = (function.clone(), kind, follow);
+            if !by_function.contains_key(&key) {
+                let found = choose(&mut resolver, &function, kind, follow)?;
+                by_function.insert(key.clone(), found);
+            }
+            let (file, choice) = &by_function[&key];
+            match narrow(choice, globals_of(stack.id)) {
+                Some(narrowed) => {
+                    chosen = Some((file.clone(), narrowed));
+                    break;
+                }
+                None if chosen.is_none() && !choice.sites.is_empty() => {
+                    chosen = Some((file.clone(), Choice { method: choice.method, sites: choice.sites.clone() }))
+                }
+                None => {}
+            }
         }
-        let (file, choice) = &by_function[&key];
-        let narrowed = narrow(choice, globals_of(stack.id));
-        out.push(stack_site(stack.id, &function, file.as_deref(), kind, &narrowed));
+        let defined_in = by_function[&(function.clone(), kind, false)].0.clone();
+        let (file, choice) = chosen.unwrap_or((defined_in, Choice { method: "unresolved", sites: vec![] }));
+        out.push(stack_site(stack.id, &function, file.as_deref(), kind, &choice));
     }
     Ok(out)
+}
+
+/// Has clangd parse the files of every call-site function up front, several
+/// at a time: parsing is most of the cost, and one at a time leaves cores idle.
+fn prefetch_call_sites(
+    clangd: &mut Clangd,
+    trace: &Trace,
+    symbols: &SymbolTable,
+    progress: &mut impl FnMut(usize, usize, &str),
+) -> Result<(), ClangdError> {
+    let functions: BTreeSet<String> = trace
+        .stacks
+        .iter()
+        .filter_map(|s| {
+            let frames: Vec<String> = s.frames.iter().map(|&a| symbols.format_frame(a)).collect();
+            call_site(&frames).map(function_name)
+        })
+        .collect();
+    let mut files = BTreeSet::new();
+    for function in &functions {
+        let found = clangd.workspace_symbols(function)?;
+        let definition = found.iter().find(|s| s.name == *function && s.kind == lsp_types::SymbolKind::FUNCTION);
+        files.extend(definition.and_then(|s| crate::clangd::uri_path(&s.location.uri)));
+    }
+    let files: Vec<_> = files.into_iter().collect();
+    clangd.prefetch_symbols(&files, |done| progress(done, files.len(), "parsing the call sites' files"))
 }
 
 /// `d_alloc_parallel.cold+0x12` → `d_alloc_parallel`: the source's name for
@@ -129,21 +172,15 @@ fn takes(lock_type: LockType, kind: LockKind) -> bool {
     }
 }
 
-/// The acquisitions of `kind` in `function`, completed through its callees
-/// when its own body has none.
-fn choose(resolver: &mut Resolver, function: &str, kind: LockKind) -> Result<(Option<String>, Choice), ClangdError> {
-    let mut file = None;
-    for (follow, method) in [(false, "function"), (true, "completed")] {
-        let Some((defined_in, sites)) = resolver.locks_in_function(function, follow)? else {
-            return Ok((None, Choice { method: "unresolved", sites: vec![] }));
-        };
-        file = Some(defined_in);
-        let sites: Vec<Site> = sites.into_iter().filter(|s| s.lock_type.is_some_and(|t| takes(t, kind))).collect();
-        if !sites.is_empty() {
-            return Ok((file, Choice { method, sites }));
-        }
-    }
-    Ok((file, Choice { method: "unresolved", sites: vec![] }))
+/// The acquisitions of `kind` in `function`'s own body, or with `follow`
+/// in the callees that could have been inlined into it ("completed").
+fn choose(resolver: &mut Resolver, function: &str, kind: LockKind, follow: bool) -> Result<(Option<String>, Choice), ClangdError> {
+    let Some((file, sites)) = resolver.locks_in_function(function, follow)? else {
+        return Ok((None, Choice { method: "unresolved", sites: vec![] }));
+    };
+    let method = if follow { "completed" } else { "function" };
+    let sites = sites.into_iter().filter(|s| s.lock_type.is_some_and(|t| takes(t, kind))).collect();
+    Ok((Some(file), Choice { method, sites }))
 }
 
 fn stack_site(stack_id: i32, function: &str, file: Option<&str>, kind: LockKind, choice: &Choice) -> StackSite {
