@@ -180,6 +180,9 @@ impl Function {
     }
 }
 
+/// A function's file (relative to the tree) and the acquisitions in it.
+pub type FunctionLocks = (String, Vec<Site>);
+
 pub struct Resolver<'c> {
     clangd: &'c mut Clangd,
     /// Function definitions looked up by name (None: not in the tree).
@@ -187,7 +190,7 @@ pub struct Resolver<'c> {
     /// Definitions of globals and fields, by (name, struct).
     definitions: HashMap<(String, Option<String>), Option<String>>,
     /// `locks_in_function` answers, by (function, follow_calls).
-    function_locks: HashMap<(String, bool), Option<(String, Vec<Site>)>>,
+    function_locks: HashMap<(String, bool), Option<FunctionLocks>>,
 }
 
 impl<'c> Resolver<'c> {
@@ -199,7 +202,7 @@ impl<'c> Resolver<'c> {
     /// `follow_calls` those in the functions it calls (two levels): what a
     /// stack that stops at `name` may have taken. None when the tree does not
     /// define `name`; the file it is defined in otherwise.
-    pub fn locks_in_function(&mut self, name: &str, follow_calls: bool) -> Result<Option<(String, Vec<Site>)>, ClangdError> {
+    pub fn locks_in_function(&mut self, name: &str, follow_calls: bool) -> Result<Option<FunctionLocks>, ClangdError> {
         let key = (name.to_owned(), follow_calls);
         if let Some(known) = self.function_locks.get(&key) {
             return Ok(known.clone());
@@ -209,7 +212,7 @@ impl<'c> Resolver<'c> {
         Ok(found)
     }
 
-    fn find_locks_in_function(&mut self, name: &str, follow_calls: bool) -> Result<Option<(String, Vec<Site>)>, ClangdError> {
+    fn find_locks_in_function(&mut self, name: &str, follow_calls: bool) -> Result<Option<FunctionLocks>, ClangdError> {
         let Some(function) = self.function_named(name)? else { return Ok(None) };
         let file = self.relative(&function.file);
         let text = std::fs::read_to_string(&function.file).map_err(|source| ClangdError::Read { path: function.file.clone(), source })?;

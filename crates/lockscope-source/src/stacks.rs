@@ -45,7 +45,7 @@ fn narrow(choice: &Choice, globals: Option<Globals>) -> Option<Choice> {
         Some(Globals::NoneOfThem) => choice.sites.iter().filter(|s| s.scope != Scope::Global).cloned().collect(),
         Some(Globals::Mixed) | None => choice.sites.clone(),
     };
-    (!keep.is_empty()).then(|| Choice { method: choice.method, sites: keep })
+    (!keep.is_empty()).then_some(Choice { method: choice.method, sites: keep })
 }
 
 /// What a function's body says about the locks of one kind it takes.

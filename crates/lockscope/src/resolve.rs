@@ -81,7 +81,7 @@ fn summarize(trace: &Trace) {
         }
     }
     let mut top: Vec<_> = unresolved.into_iter().collect();
-    top.sort_by(|a, b| b.1 .0.cmp(&a.1 .0));
+    top.sort_by_key(|(_, (n, _))| std::cmp::Reverse(*n));
     for (function, (n, why)) in top.into_iter().take(5) {
         eprintln!("  unresolved {function}: {n} acquisitions: {why}");
     }

@@ -119,6 +119,36 @@ fn file_churn_shares_file_system_wide_locks_named_when_global() {
     assert!(r["kallsyms_all"] == true);
 }
 
+/// The guest runs Debian's 6.1 kernel, whose source is Debian's
+/// linux-source-6.1: the file-churn trace resolves against it to objects.
+#[test]
+fn file_churn_stacks_resolve_to_kernel_objects() {
+    let trace = guest_out().join("files");
+    let resolved = Path::new(env!("CARGO_TARGET_TMPDIR")).join("files.resolved");
+    for args in [
+        vec!["source".into(), "prepare".into()],
+        vec!["resolve".into(), trace.display().to_string(), "--force".into(), "-o".into(), resolved.display().to_string()],
+    ] {
+        let out = Command::new(LOCKSCOPE).args(&args).env("TERM", "dumb").output().unwrap();
+        assert!(out.status.success(), "lockscope {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = Command::new(LOCKSCOPE).arg("report").arg(&resolved).args(["--format", "json", "--top", "5"]).output().unwrap();
+    assert!(out.status.success());
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let all = locks(&r);
+    let object = |l: &Value| l["object"].as_str().unwrap_or("").to_owned();
+    let total: u64 = all.iter().map(|l| l["acquisitions"].as_u64().unwrap()).sum();
+    let named: u64 = all.iter().filter(|l| !object(l).is_empty()).map(|l| l["acquisitions"].as_u64().unwrap()).sum();
+    assert!(named as f64 >= 0.7 * total as f64, "only {named} of {total} acquisitions name their lock");
+    let shared: Vec<(String, &str)> =
+        all.iter().filter(|l| l["shared"] == true).map(|l| (object(l), l["scope"].as_str().unwrap_or(""))).collect();
+    for expected in [("inode_hash_lock", "global"), ("super_block.s_inode_list_lock", "member"), ("journal_t.j_state_lock", "member")] {
+        assert!(shared.iter().any(|(o, s)| (o.as_str(), *s) == expected), "{expected:?} not among the shared locks: {shared:?}");
+    }
+    let subsystems: Vec<&str> = all.iter().filter_map(|l| l["subsystem"].as_str()).collect();
+    assert!(subsystems.iter().any(|s| s.starts_with("fs/ext4")) && subsystems.contains(&"fs/jbd2"), "{subsystems:?}");
+}
+
 #[test]
 fn page_allocation_shares_the_zone_lock() {
     let r = report("mem");
