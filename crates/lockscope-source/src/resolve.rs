@@ -30,6 +30,18 @@ pub enum Scope {
     Unknown,
 }
 
+impl Scope {
+    /// The name reports and tables use (as serialized).
+    pub fn name(self) -> &'static str {
+        match self {
+            Scope::Global => "global",
+            Scope::Member => "member",
+            Scope::Local => "local",
+            Scope::Unknown => "unknown",
+        }
+    }
+}
+
 /// One lock acquisition at a source line, resolved as far as it goes.
 #[derive(Debug, Clone, Serialize)]
 pub struct Site {

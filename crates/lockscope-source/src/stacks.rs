@@ -84,15 +84,23 @@ pub fn resolve_stacks(
             Globals::Mixed
         })
     };
-    prefetch_call_sites(clangd, trace, &symbols, &mut progress)?;
+    // Each stack's call site, named once for the prefetch and the resolution.
+    let call_sites: HashMap<i32, String> = trace
+        .stacks
+        .iter()
+        .filter_map(|s| {
+            let frames: Vec<String> = s.frames.iter().map(|&a| symbols.format_frame(a)).collect();
+            Some((s.id, call_site(&frames).map(function_name)?))
+        })
+        .collect();
+    prefetch_call_sites(clangd, &call_sites.values().cloned().collect(), &mut progress)?;
     let mut resolver = Resolver::new(clangd);
     let mut by_function: HashMap<(String, LockKind, bool), (Option<String>, Choice)> = HashMap::new();
     let mut out = vec![];
     let stacks: Vec<_> = trace.stacks.iter().filter(|s| kinds.contains_key(&s.id)).collect();
     for (done, stack) in stacks.iter().enumerate() {
         let kind = kinds[&stack.id];
-        let frames: Vec<String> = stack.frames.iter().map(|&a| symbols.format_frame(a)).collect();
-        let Some(function) = call_site(&frames).map(function_name) else {
+        let Some(function) = call_sites.get(&stack.id).cloned() else {
             out.push(unresolved(stack.id, "", None, "no call site on the stack"));
             continue;
         };
@@ -129,20 +137,11 @@ pub fn resolve_stacks(
 /// at a time: parsing is most of the cost, and one at a time leaves cores idle.
 fn prefetch_call_sites(
     clangd: &mut Clangd,
-    trace: &Trace,
-    symbols: &SymbolTable,
+    functions: &BTreeSet<String>,
     progress: &mut impl FnMut(usize, usize, &str),
 ) -> Result<(), ClangdError> {
-    let functions: BTreeSet<String> = trace
-        .stacks
-        .iter()
-        .filter_map(|s| {
-            let frames: Vec<String> = s.frames.iter().map(|&a| symbols.format_frame(a)).collect();
-            call_site(&frames).map(function_name)
-        })
-        .collect();
     let mut files = BTreeSet::new();
-    for function in &functions {
+    for function in functions {
         let found = clangd.workspace_symbols(function)?;
         let definition = found.iter().find(|s| s.name == *function && s.kind == lsp_types::SymbolKind::FUNCTION);
         files.extend(definition.and_then(|s| crate::clangd::uri_path(&s.location.uri)));
@@ -198,7 +197,7 @@ fn stack_site(stack_id: i32, function: &str, file: Option<&str>, kind: LockKind,
             site.reason = None;
             site.file = Some(s.file.clone());
             site.line = Some(s.line);
-            site.scope = serde_json::to_value(s.scope).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            site.scope = s.scope.name().to_owned();
             site.object = s.object.clone();
             site.member = s.member.clone();
             site.variable = s.variable.clone();

@@ -293,12 +293,11 @@ fn print_sites(sites: &[Site], format: Format) -> Result<()> {
                 };
                 let lock = match s.lock_name() {
                     Some(name) => format!(
-                        "{:?} {name} ({}, defined at {})",
-                        s.scope,
+                        "{} {name} ({}, defined at {})",
+                        s.scope.name(),
                         s.lock_type.map_or("?", |t| t.name()),
                         s.defined_at.as_deref().unwrap_or("?")
-                    )
-                    .to_lowercase(),
+                    ),
                     None => format!("unresolved: {}", s.reason.as_deref().unwrap_or("")),
                 };
                 let via = if s.via.is_empty() { String::new() } else { format!(" via {}", s.via.join(" → ")) };
@@ -318,7 +317,7 @@ fn site_fields(s: &Site) -> [String; 12] {
         opt(&s.function),
         opt(&s.primitive),
         opt(&s.lock_expr),
-        format!("{:?}", s.scope).to_lowercase(),
+        s.scope.name().to_owned(),
         opt(&s.object),
         opt(&s.member),
         opt(&s.variable),
