@@ -2,14 +2,14 @@
 //! kernel allows them to do, and the recorder that runs them over workloads.
 
 mod abi;
-pub mod launch;
 mod libbpf_log;
 mod loader;
 pub mod privileges;
 pub mod probe;
-pub mod procfs;
 pub mod recorder;
 
+// Process launching and /proc reading live with the workloads; the recorder uses them.
+pub use lockscope_workloads::{launch, procfs};
 pub use privileges::Privileges;
 pub use probe::{probe_hooks, Hook, HookStatus};
 pub use recorder::{record, HookRequest, LockClass, ModeRequest, Progress, RecordConfig, RecordError, WorkloadSpec};

@@ -16,8 +16,8 @@ use lockscope_trace::{
 };
 
 use crate::abi::{self, NR_COUNTERS};
-use crate::launch::{spawn_held, Launched};
 use crate::loader::{self, Kernel};
+use lockscope_workloads::platform::{Env, HostInstance, Instance, InstanceSpec, PlatformKind};
 use crate::privileges::Privileges;
 use crate::procfs::{self, CgroupTarget};
 
@@ -75,6 +75,8 @@ pub struct RecordConfig {
     pub max_records: u32,
     /// Set (e.g. by a Ctrl-C handler) to end the recording early.
     pub stop: Arc<AtomicBool>,
+    /// Where platform workloads are set up (`Selector::Platform`).
+    pub platform_env: Env,
 }
 
 /// Reported every tick while recording.
@@ -107,6 +109,8 @@ pub enum RecordError {
     BadCommand { name: String, command: String },
     #[error("workload {name}: cannot run {program:?}: {source}")]
     Launch { name: String, program: String, source: std::io::Error },
+    #[error("workload {name}: {source}")]
+    Platform { name: String, source: lockscope_workloads::platform::PlatformError },
     #[error("this kernel refused the lock contention tracepoints (tp_btf: {tp_btf}; tracepoint: {tracepoint}); see `lockscope doctor`")]
     Unsupported { tp_btf: String, tracepoint: String },
     #[error("attaching the recorder's programs failed: {0}")]
@@ -124,7 +128,7 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut(&Progress)) -> Result
     if !Privileges::current().can_trace() {
         return Err(RecordError::Privileges);
     }
-    let targets = resolve_targets(&cfg.workloads)?;
+    let targets = resolve_targets(&cfg.workloads, &cfg.platform_env)?;
     let cgroups_v2: Vec<(u64, u32, u32)> = targets
         .iter()
         .filter_map(|t| match t.resolved {
@@ -200,10 +204,10 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut(&Progress)) -> Result
     // What lockscope launched stops before the probes go, so none of it is
     // inside a traced primitive while the kernel takes the trampolines down.
     for w in &mut live {
-        if let Some(child) = &mut w.launched {
-            child.terminate(Duration::from_secs(2));
-        }
         w.finish(ended);
+        if let Some(child) = &mut w.launched {
+            child.stop();
+        }
     }
     // Symbols before detaching: the trampolines in the stacks leave kallsyms then.
     let symbols = SymbolTable::load()?;
@@ -229,7 +233,9 @@ fn validate(cfg: &RecordConfig) -> Result<(), RecordError> {
 }
 
 enum Resolved {
-    Run(Vec<String>),
+    /// Launched by lockscope (a command, or a built-in workload on a
+    /// platform), held until the probes are attached.
+    Held(Box<dyn Instance>),
     Pid(u32),
     CgroupV2 { id: u64, level: u32 },
     CgroupV1(PathBuf),
@@ -241,8 +247,9 @@ struct Target {
     resolved: Resolved,
 }
 
-/// Checks every selector before anything is loaded or launched.
-fn resolve_targets(specs: &[WorkloadSpec]) -> Result<Vec<Target>, RecordError> {
+/// Checks every selector and sets up launched workloads, held, before
+/// anything is loaded (so platform start-up is not recorded).
+fn resolve_targets(specs: &[WorkloadSpec], env: &Env) -> Result<Vec<Target>, RecordError> {
     specs
         .iter()
         .enumerate()
@@ -252,8 +259,24 @@ fn resolve_targets(specs: &[WorkloadSpec]) -> Result<Vec<Target>, RecordError> {
                 Selector::Run { command } => {
                     let argv = shlex::split(command)
                         .filter(|a| !a.is_empty())
-                        .ok_or_else(|| RecordError::BadCommand { name, command: command.clone() })?;
-                    Resolved::Run(argv)
+                        .ok_or_else(|| RecordError::BadCommand { name: name.clone(), command: command.clone() })?;
+                    let spec = InstanceSpec { name: name.clone(), ..InstanceSpec::default() };
+                    let held = HostInstance::command(&argv, &spec, None).map_err(|e| match e {
+                        lockscope_workloads::platform::PlatformError::Io { source, .. } => {
+                            RecordError::Launch { name, program: argv[0].clone(), source }
+                        }
+                        source => RecordError::Platform { name, source },
+                    })?;
+                    Resolved::Held(Box::new(held))
+                }
+                Selector::Platform { platform, workload } => {
+                    let platform_err = |source| RecordError::Platform { name: name.clone(), source };
+                    let kind = PlatformKind::parse(platform).map_err(platform_err)?;
+                    let args = shlex::split(workload)
+                        .filter(|a| !a.is_empty())
+                        .ok_or_else(|| RecordError::BadCommand { name: name.clone(), command: workload.clone() })?;
+                    let spec = InstanceSpec { name: name.clone(), workload: args, ..InstanceSpec::default() };
+                    Resolved::Held(kind.create(&spec, env).map_err(platform_err)?)
                 }
                 Selector::Pid { pid } => {
                     if !procfs::process_alive(*pid) {
@@ -281,7 +304,7 @@ struct LiveWorkload {
     started: Instant,
     ended: Option<Instant>,
     exit: Option<String>,
-    launched: Option<Launched>,
+    launched: Option<Box<dyn Instance>>,
     pid: Option<u32>,
     cgroup_v1: Option<PathBuf>,
     /// Processes attributed from user space (the BPF side reports the rest).
@@ -300,7 +323,7 @@ impl LiveWorkload {
         }
         if let Some(child) = &mut self.launched {
             if let Some(exit) = child.try_wait() {
-                self.exit = Some(exit.to_owned());
+                self.exit = Some(exit);
                 self.ended = Some(now);
             }
         } else if let Some(pid) = self.pid {
@@ -343,15 +366,22 @@ fn start_target(k: &Kernel<'_>, t: Target, started: Instant) -> Result<LiveWorkl
         pids: BTreeSet::new(),
     };
     match t.resolved {
-        Resolved::Run(argv) => {
-            let launch_err =
-                |source| RecordError::Launch { name: w.spec.name.clone(), program: argv[0].clone(), source };
-            let mut child = spawn_held(&argv).map_err(launch_err)?;
-            track(k, child.pid, w.id)?;
-            w.pids.insert(child.pid);
+        Resolved::Held(mut instance) => {
+            for pid in instance.pids() {
+                for p in std::iter::once(pid).chain(procfs::descendants(pid)) {
+                    track(k, p, w.id)?;
+                    w.pids.insert(p);
+                }
+            }
             w.started = Instant::now();
-            child.release().map_err(launch_err)?;
-            w.launched = Some(child);
+            let name = w.spec.name.clone();
+            instance.start().map_err(|e| match e {
+                lockscope_workloads::platform::PlatformError::Io { source, .. } => {
+                    RecordError::Launch { name, program: w.spec.selector.to_string(), source }
+                }
+                source => RecordError::Platform { name, source },
+            })?;
+            w.launched = Some(instance);
         }
         Resolved::Pid(pid) => {
             for p in std::iter::once(pid).chain(procfs::descendants(pid)) {

@@ -40,6 +40,10 @@ pub enum Selector {
     Pid { pid: u32 },
     /// Every process in a cgroup (and its descendants).
     Cgroup { path: String },
+    /// A built-in workload started by lockscope on an isolation platform;
+    /// the host processes that stand for it (container init, gVisor sandbox
+    /// and gofer, VMM) and their descendants.
+    Platform { platform: String, workload: String },
 }
 
 impl std::fmt::Display for Selector {
@@ -48,6 +52,7 @@ impl std::fmt::Display for Selector {
             Selector::Run { command } => write!(f, "run: {command}"),
             Selector::Pid { pid } => write!(f, "pid: {pid}"),
             Selector::Cgroup { path } => write!(f, "cgroup: {path}"),
+            Selector::Platform { platform, workload } => write!(f, "{platform}: {workload}"),
         }
     }
 }

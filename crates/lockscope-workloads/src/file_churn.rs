@@ -5,9 +5,10 @@
 use std::fs;
 use std::io::Write;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::{io_error, Budget, Throughput, WorkloadError};
+use crate::meter::{Meter, Sample};
+use crate::{io_error, Budget, WorkloadError};
 
 pub struct FileChurn<'a> {
     pub dir: &'a Path,
@@ -18,29 +19,30 @@ pub struct FileChurn<'a> {
 
 impl FileChurn<'_> {
     /// Runs until the budget is spent; one operation is one create or one delete.
-    pub fn run(&self, budget: Budget) -> Result<Throughput, WorkloadError> {
+    pub fn run(&self, budget: Budget, report_every: Option<Duration>) -> Result<Sample, WorkloadError> {
         if self.files == 0 {
             return Err(WorkloadError::InvalidArgument("--files must be at least 1".into()));
         }
         fs::create_dir_all(self.dir).map_err(io_error(format!("creating {}", self.dir.display())))?;
         let data = vec![0x5au8; self.file_size];
-        let start = Instant::now();
-        let (mut ops, mut rounds) = (0u64, 0u64);
+        let mut meter = Meter::new("file-churn", "file created or deleted", report_every);
+        let start = meter.started();
+        let mut rounds = 0u64;
         while !budget.spent(start, rounds) {
+            let t = Instant::now();
             for i in 0..self.files {
                 let path = self.dir.join(format!("f{i}"));
                 let mut f = fs::File::create(&path).map_err(io_error(format!("creating {}", path.display())))?;
                 f.write_all(&data).map_err(io_error(format!("writing {}", path.display())))?;
-                ops += 1;
             }
             for i in 0..self.files {
                 let path = self.dir.join(format!("f{i}"));
                 fs::remove_file(&path).map_err(io_error(format!("deleting {}", path.display())))?;
-                ops += 1;
             }
+            meter.add(2 * self.files as u64, t.elapsed());
             rounds += 1;
         }
-        Ok(Throughput::new("file-churn", "file created or deleted", ops, start.elapsed()))
+        Ok(meter.finish())
     }
 }
 
@@ -51,7 +53,7 @@ mod tests {
     #[test]
     fn creates_and_deletes_every_file() {
         let dir = tempfile::tempdir().unwrap();
-        let t = FileChurn { dir: dir.path(), files: 50, file_size: 16 }.run(Budget::Rounds(3)).unwrap();
+        let t = FileChurn { dir: dir.path(), files: 50, file_size: 16 }.run(Budget::Rounds(3), None).unwrap();
         assert_eq!(t.ops, 300);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0);
     }
@@ -59,10 +61,10 @@ mod tests {
     #[test]
     fn rejects_zero_files_and_unwritable_dirs() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(FileChurn { dir: dir.path(), files: 0, file_size: 0 }.run(Budget::Rounds(1)).is_err());
+        assert!(FileChurn { dir: dir.path(), files: 0, file_size: 0 }.run(Budget::Rounds(1), None).is_err());
         let file = dir.path().join("plain");
         fs::write(&file, b"x").unwrap();
-        let err = FileChurn { dir: &file.join("sub"), files: 1, file_size: 0 }.run(Budget::Rounds(1)).unwrap_err();
+        let err = FileChurn { dir: &file.join("sub"), files: 1, file_size: 0 }.run(Budget::Rounds(1), None).unwrap_err();
         assert!(err.to_string().contains("creating"), "{err}");
     }
 }

@@ -8,7 +8,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::{io_error, Budget, Throughput, WorkloadError};
+use crate::meter::{Meter, Sample};
+
+use crate::{io_error, Budget, WorkloadError};
 
 /// Which metadata operation is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,26 +36,29 @@ impl FileOps<'_> {
         self.dir.join(format!("f{i}"))
     }
 
+    fn create(&self, i: u32, data: &[u8]) -> Result<(), WorkloadError> {
+        let p = self.path(i);
+        let mut f = fs::File::create(&p).map_err(io_error(format!("creating {}", p.display())))?;
+        f.write_all(data).map_err(io_error(format!("writing {}", p.display())))
+    }
+
+    fn remove(&self, i: u32) -> Result<(), WorkloadError> {
+        let p = self.path(i);
+        fs::remove_file(&p).map_err(io_error(format!("deleting {}", p.display())))
+    }
+
     fn populate(&self, data: &[u8]) -> Result<(), WorkloadError> {
-        for i in 0..self.files {
-            let p = self.path(i);
-            let mut f = fs::File::create(&p).map_err(io_error(format!("creating {}", p.display())))?;
-            f.write_all(data).map_err(io_error(format!("writing {}", p.display())))?;
-        }
-        Ok(())
+        (0..self.files).try_for_each(|i| self.create(i, data))
     }
 
     fn remove_all(&self) -> Result<(), WorkloadError> {
-        for i in 0..self.files {
-            let p = self.path(i);
-            fs::remove_file(&p).map_err(io_error(format!("deleting {}", p.display())))?;
-        }
-        Ok(())
+        (0..self.files).try_for_each(|i| self.remove(i))
     }
 
     /// Runs rounds until the budget is spent. A round is one listing (list)
-    /// or FILES creations or deletions.
-    pub fn run(&self, budget: Budget) -> Result<Throughput, WorkloadError> {
+    /// or FILES creations or deletions; with `report_every`, one throughput
+    /// line per interval is printed.
+    pub fn run(&self, budget: Budget, report_every: Option<Duration>) -> Result<Sample, WorkloadError> {
         if self.files == 0 {
             return Err(WorkloadError::InvalidArgument("--files must be at least 1".into()));
         }
@@ -68,30 +73,37 @@ impl FileOps<'_> {
         if self.op == FileOp::List {
             self.populate(&data)?;
         }
-        let start = Instant::now();
-        let (mut timed, mut ops, mut rounds) = (Duration::ZERO, 0u64, 0u64);
+        let (name, unit) = match self.op {
+            FileOp::List => ("file-list", "listing of the whole directory"),
+            FileOp::Create => ("file-create", "file created"),
+            FileOp::Delete => ("file-delete", "file deleted"),
+        };
+        let mut meter = Meter::new(name, unit, report_every);
+        let start = meter.started();
+        let mut rounds = 0u64;
         while !budget.spent(start, rounds) {
             match self.op {
                 FileOp::List => {
                     let t = Instant::now();
                     let n = fs::read_dir(self.dir).map_err(io_error(format!("listing {}", self.dir.display())))?.count();
-                    timed += t.elapsed();
+                    meter.add(1, t.elapsed());
                     debug_assert_eq!(n as u32, self.files);
-                    ops += 1;
                 }
                 FileOp::Create => {
-                    let t = Instant::now();
-                    self.populate(&data)?;
-                    timed += t.elapsed();
-                    ops += self.files as u64;
+                    for i in 0..self.files {
+                        let t = Instant::now();
+                        self.create(i, &data)?;
+                        meter.add(1, t.elapsed());
+                    }
                     self.remove_all()?;
                 }
                 FileOp::Delete => {
                     self.populate(&data)?;
-                    let t = Instant::now();
-                    self.remove_all()?;
-                    timed += t.elapsed();
-                    ops += self.files as u64;
+                    for i in 0..self.files {
+                        let t = Instant::now();
+                        self.remove(i)?;
+                        meter.add(1, t.elapsed());
+                    }
                 }
             }
             rounds += 1;
@@ -99,12 +111,7 @@ impl FileOps<'_> {
         if self.op == FileOp::List {
             self.remove_all()?;
         }
-        let (name, unit) = match self.op {
-            FileOp::List => ("file-list", "listing of the whole directory"),
-            FileOp::Create => ("file-create", "file created"),
-            FileOp::Delete => ("file-delete", "file deleted"),
-        };
-        Ok(Throughput::new(name, unit, ops, timed))
+        Ok(meter.finish())
     }
 }
 
@@ -112,8 +119,8 @@ impl FileOps<'_> {
 mod tests {
     use super::*;
 
-    fn run(op: FileOp, dir: &Path) -> Throughput {
-        FileOps { op, dir, files: 100, file_size: 4096 }.run(Budget::Rounds(2)).unwrap()
+    fn run(op: FileOp, dir: &Path) -> Sample {
+        FileOps { op, dir, files: 100, file_size: 4096 }.run(Budget::Rounds(2), None).unwrap()
     }
 
     #[test]
@@ -130,10 +137,10 @@ mod tests {
     fn refuses_a_shared_or_unusable_directory() {
         let tmp = tempfile::tempdir().unwrap();
         fs::write(tmp.path().join("other"), b"x").unwrap();
-        let err = FileOps { op: FileOp::Create, dir: tmp.path(), files: 1, file_size: 0 }.run(Budget::Rounds(1)).unwrap_err();
+        let err = FileOps { op: FileOp::Create, dir: tmp.path(), files: 1, file_size: 0 }.run(Budget::Rounds(1), None).unwrap_err();
         assert!(err.to_string().contains("not empty"), "{err}");
         let err = FileOps { op: FileOp::List, dir: &tmp.path().join("other/sub"), files: 1, file_size: 0 }
-            .run(Budget::Rounds(1))
+            .run(Budget::Rounds(1), None)
             .unwrap_err();
         assert!(err.to_string().contains("creating"), "{err}");
     }

@@ -4,8 +4,12 @@
 pub mod file_churn;
 pub mod file_ops;
 pub mod guest;
+pub mod launch;
 pub mod mem;
+pub mod meter;
+pub mod platform;
 pub mod pipe;
+pub mod procfs;
 pub mod trasher;
 
 use std::time::Duration;
@@ -24,24 +28,6 @@ impl Budget {
             Budget::Time(d) => start.elapsed() >= d,
             Budget::Rounds(n) => rounds >= n,
         }
-    }
-}
-
-/// What a workload did.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Throughput {
-    pub workload: &'static str,
-    /// What one operation is.
-    pub unit: &'static str,
-    pub ops: u64,
-    pub seconds: f64,
-    pub ops_per_sec: f64,
-}
-
-impl Throughput {
-    fn new(workload: &'static str, unit: &'static str, ops: u64, elapsed: Duration) -> Self {
-        let seconds = elapsed.as_secs_f64();
-        Throughput { workload, unit, ops, seconds, ops_per_sec: if seconds > 0.0 { ops as f64 / seconds } else { 0.0 } }
     }
 }
 

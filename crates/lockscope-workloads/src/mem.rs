@@ -2,9 +2,10 @@
 //! bytes are mapped, write one word in every page, unmap them all, repeat.
 //! Every touched page comes from, and returns to, the kernel's page allocator.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::{Budget, Throughput, WorkloadError};
+use crate::meter::{Meter, Sample};
+use crate::{Budget, WorkloadError};
 
 const PAGE: usize = 4096;
 
@@ -58,13 +59,15 @@ impl MemChurn {
 
     /// One operation is one chunk mapped, touched and unmapped.
     /// `Budget::Rounds(n)`: n passes over TOTAL.
-    pub fn run(&self, budget: Budget) -> Result<Throughput, WorkloadError> {
+    pub fn run(&self, budget: Budget, report_every: Option<Duration>) -> Result<Sample, WorkloadError> {
         self.validate()?;
         let chunks = (self.total / self.chunk as u64) as usize;
         let mut mapped: Vec<*mut u8> = Vec::with_capacity(chunks);
-        let start = Instant::now();
-        let (mut ops, mut rounds) = (0u64, 0u64);
+        let mut meter = Meter::new("mem", "chunk mapped, touched and unmapped", report_every);
+        let start = meter.started();
+        let mut rounds = 0u64;
         while !budget.spent(start, rounds) {
+            let t = Instant::now();
             for _ in 0..chunks {
                 // SAFETY: a fresh anonymous private mapping; checked below.
                 let p = unsafe {
@@ -89,11 +92,12 @@ impl MemChurn {
                 }
                 mapped.push(p);
             }
-            ops += mapped.len() as u64;
+            let n = mapped.len() as u64;
             unmap_all(&mut mapped, self.chunk);
+            meter.add(n, t.elapsed());
             rounds += 1;
         }
-        Ok(Throughput::new("mem", "chunk mapped, touched and unmapped", ops, start.elapsed()))
+        Ok(meter.finish())
     }
 }
 
@@ -120,15 +124,15 @@ mod tests {
 
     #[test]
     fn maps_touches_and_unmaps_every_chunk() {
-        let t = MemChurn { chunk: 64 << 10, total: 4 << 20 }.run(Budget::Rounds(3)).unwrap();
+        let t = MemChurn { chunk: 64 << 10, total: 4 << 20 }.run(Budget::Rounds(3), None).unwrap();
         assert_eq!(t.ops, 3 * 64);
     }
 
     #[test]
     fn refuses_impossible_sizes() {
-        assert!(MemChurn { chunk: 0, total: 1 << 20 }.run(Budget::Rounds(1)).is_err());
-        assert!(MemChurn { chunk: 1 << 20, total: 4096 }.run(Budget::Rounds(1)).is_err());
-        let err = MemChurn { chunk: 1 << 20, total: u64::MAX / 2 }.run(Budget::Rounds(1)).unwrap_err();
+        assert!(MemChurn { chunk: 0, total: 1 << 20 }.run(Budget::Rounds(1), None).is_err());
+        assert!(MemChurn { chunk: 1 << 20, total: 4096 }.run(Budget::Rounds(1), None).is_err());
+        let err = MemChurn { chunk: 1 << 20, total: u64::MAX / 2 }.run(Budget::Rounds(1), None).unwrap_err();
         assert!(err.to_string().contains("exceeds available memory"), "{err}");
     }
 }

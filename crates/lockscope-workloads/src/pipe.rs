@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::{Budget, Throughput, WorkloadError};
+use crate::meter::{Meter, Sample};
+use crate::{Budget, WorkloadError};
 
 pub struct PipeContention {
     pub writers: u32,
@@ -18,7 +19,7 @@ pub struct PipeContention {
 
 impl PipeContention {
     /// One operation is one write. `Budget::Rounds(n)` means n writes per writer.
-    pub fn run(&self, budget: Budget) -> Result<Throughput, WorkloadError> {
+    pub fn run(&self, budget: Budget) -> Result<Sample, WorkloadError> {
         if self.writers == 0 || self.chunk == 0 {
             return Err(WorkloadError::InvalidArgument("--writers and --chunk must be at least 1".into()));
         }
@@ -68,7 +69,10 @@ impl PipeContention {
         }
         drop(writer); // last write end closes: the reader sees EOF
         let _ = drain.join();
-        Ok(Throughput::new("pipe", "write to the shared pipe", ops.load(Ordering::Relaxed), start.elapsed()))
+        // Writers share one pipe: only the total is meaningful, not intervals.
+        let mut meter = Meter::new("pipe", "write to the shared pipe", None);
+        meter.add(ops.load(Ordering::Relaxed), start.elapsed());
+        Ok(meter.finish())
     }
 }
 

@@ -3,11 +3,12 @@
 
 use std::fs;
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::file_churn::FileChurn;
 use crate::mem::MemChurn;
-use crate::{io_error, Budget, Throughput, WorkloadError};
+use crate::meter::{Meter, Sample};
+use crate::{io_error, Budget, WorkloadError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Target {
@@ -27,26 +28,29 @@ pub struct Trasher<'a> {
 
 impl Trasher<'_> {
     /// One operation is one round of its target's system calls.
-    pub fn run(&self, budget: Budget) -> Result<Throughput, WorkloadError> {
+    pub fn run(&self, budget: Budget, report_every: Option<Duration>) -> Result<Sample, WorkloadError> {
         let fs_round = FileChurn { dir: self.dir, files: 100, file_size: 0 };
         let mm_round = MemChurn { chunk: 1 << 20, total: 16 << 20 };
-        let start = Instant::now();
-        let (mut ops, mut rounds) = (0u64, 0u64);
+        let mut meter = Meter::new("trasher", "system-call round", report_every);
+        let start = meter.started();
+        let mut rounds = 0u64;
         while !budget.spent(start, rounds) {
+            let t = Instant::now();
             let fs_turn = match self.target {
                 Target::Fs => true,
                 Target::Mm => false,
                 Target::Mixed => rounds % 2 == 0,
             };
             if fs_turn {
-                ops += fs_round.run(Budget::Rounds(1))?.ops;
+                fs_round.run(Budget::Rounds(1), None)?;
                 stat_and_rename(self.dir)?;
             } else {
-                ops += mm_round.run(Budget::Rounds(1))?.ops;
+                mm_round.run(Budget::Rounds(1), None)?;
             }
+            meter.add(1, t.elapsed());
             rounds += 1;
         }
-        Ok(Throughput::new("trasher", "system-call round", ops, start.elapsed()))
+        Ok(meter.finish())
     }
 }
 
@@ -67,7 +71,7 @@ mod tests {
     fn every_target_runs_and_cleans_up() {
         for target in [Target::Fs, Target::Mm, Target::Mixed] {
             let tmp = tempfile::tempdir().unwrap();
-            let t = Trasher { target, dir: tmp.path() }.run(Budget::Rounds(2)).unwrap();
+            let t = Trasher { target, dir: tmp.path() }.run(Budget::Rounds(2), None).unwrap();
             assert!(t.ops > 0, "{target:?}");
             assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0, "{target:?}");
         }

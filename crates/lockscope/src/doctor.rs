@@ -5,6 +5,7 @@ use std::path::Path;
 
 use lockscope_bpf::{probe_hooks, Hook, HookStatus, Privileges};
 use lockscope_trace::SymbolTable;
+use lockscope_workloads::platform::{Availability, Env, PlatformKind};
 use serde::Serialize;
 
 use crate::Format;
@@ -27,7 +28,7 @@ struct Report {
     hooks: Vec<HookStatus>,
     kallsyms_all: Option<bool>,
     cgroup: CgroupReport,
-    platforms: BTreeMap<&'static str, Option<String>>,
+    platforms: BTreeMap<PlatformKind, Availability>,
     modes: Modes,
 }
 
@@ -59,9 +60,6 @@ struct ModeStatus {
     reason: Option<String>,
 }
 
-const PLATFORMS: [(&str, &str); 4] =
-    [("runc", "runc"), ("runsc", "runsc"), ("qemu", "qemu-system-x86_64"), ("firecracker", "firecracker")];
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     let report = gather();
     match args.format {
@@ -92,7 +90,7 @@ fn gather() -> Report {
         btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
         kallsyms_all: SymbolTable::load().ok().map(|t| t.has_data_symbols()),
         cgroup: CgroupReport { v1: fs_types.contains(&"cgroup"), v2: fs_types.contains(&"cgroup2") },
-        platforms: PLATFORMS.iter().map(|&(name, bin)| (name, find_in_path(bin))).collect(),
+        platforms: platforms(),
         modes: Modes {
             acquire: acquire_status(status(Hook::Fentry), status(Hook::Kprobe)),
             contention: contention_status(status(Hook::TpBtf), status(Hook::Tracepoint)),
@@ -129,13 +127,19 @@ fn mode_status(preferred: &HookStatus, fallback: &HookStatus) -> ModeStatus {
     }
 }
 
-fn find_in_path(bin: &str) -> Option<String> {
-    std::env::var_os("PATH")?
-        .to_str()?
-        .split(':')
-        .map(|d| Path::new(d).join(bin))
-        .find(|p| p.is_file())
-        .map(|p| p.display().to_string())
+/// Which isolation platforms can run workloads here.
+pub fn platforms() -> BTreeMap<PlatformKind, Availability> {
+    let env = Env::new(Env::default_work_root());
+    PlatformKind::ALL
+        .into_iter()
+        .map(|k| {
+            let availability = match &env {
+                Ok(env) => k.availability(env),
+                Err(e) => Availability { usable: false, detail: e.to_string() },
+            };
+            (k, availability)
+        })
+        .collect()
 }
 
 fn yes_no(b: bool) -> &'static str {
@@ -163,8 +167,9 @@ fn table(r: &Report) -> String {
         r.kallsyms_all.map_or("unknown (kallsyms unreadable)".into(), |b| yes_no(b).into()),
     ]);
     rows.push(vec!["cgroup v1 / v2".into(), format!("{} / {}", yes_no(r.cgroup.v1), yes_no(r.cgroup.v2))]);
-    for (name, path) in &r.platforms {
-        rows.push(vec![format!("platform {name}"), path.clone().unwrap_or_else(|| "not installed".into())]);
+    for (kind, a) in &r.platforms {
+        let text = if a.usable { format!("usable: {}", a.detail) } else { format!("not usable: {}", a.detail) };
+        rows.push(vec![format!("platform {kind}"), text]);
     }
     for (name, m) in [("acquire", &r.modes.acquire), ("contention", &r.modes.contention)] {
         let text = if m.available {

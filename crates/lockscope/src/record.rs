@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use lockscope_bpf::{HookRequest, LockClass, ModeRequest, RecordConfig, WorkloadSpec};
 use lockscope_trace::Selector;
+use lockscope_workloads::platform::Env;
 
 /// Record the kernel locks that workloads acquire, aggregated in the kernel,
 /// into a trace directory (trace.json + Parquet tables).
@@ -18,7 +19,9 @@ use lockscope_trace::Selector;
 /// every case. Workloads still running at the end are terminated if lockscope
 /// launched them.
 ///
-/// Example: lockscope record --run a='lockscope workload pipe' --run b='lockscope workload pipe' -o pipes.trace
+/// Examples:
+///   lockscope record --run a='lockscope workload pipe' --run b='lockscope workload pipe' -o pipes.trace
+///   lockscope record --workload a='runc:file-create --files 2000' --workload b='runc:file-create --files 2000' --duration 20s
 #[derive(clap::Args)]
 pub struct Args {
     /// acquire records every acquisition of the lock primitives (fentry/fexit;
@@ -45,6 +48,23 @@ pub struct Args {
     /// its whole process tree, threads and children included.
     #[arg(long = "run", value_name = "NAME=COMMAND")]
     runs: Vec<String>,
+    /// Run a built-in workload (see `lockscope workload --help`) on an
+    /// isolation platform: host, runc, gvisor or microvm (`lockscope doctor`
+    /// lists which are usable). The platform is set up before recording
+    /// starts and removed after; what is followed are the host processes that
+    /// stand for the workload (runc: the container's init, not runc itself;
+    /// gvisor: the sandbox and gofer; microvm: the VMM). Each instance works in
+    /// its own directory under --work-dir.
+    #[arg(long = "workload", value_name = "NAME=PLATFORM:WORKLOAD [ARGS]")]
+    placed: Vec<String>,
+    /// Where platform workloads keep their bundles and working directories (a
+    /// disk file system: the file workloads measure it).
+    #[arg(long, default_value_os_t = lockscope_workloads::platform::Env::default_work_root())]
+    work_dir: PathBuf,
+    /// gVisor's platform for --workload NAME=gvisor:... (ptrace works
+    /// everywhere; kvm needs hardware virtualization).
+    #[arg(long, default_value = "ptrace")]
+    runsc_platform: String,
     /// Follow an existing process and its descendants.
     #[arg(long = "pid", value_name = "NAME=PID")]
     pids: Vec<String>,
@@ -102,6 +122,12 @@ fn workloads(args: &Args) -> anyhow::Result<Vec<WorkloadSpec>> {
     for arg in &args.runs {
         let (name, command) = split_named(arg, "--run")?;
         specs.push(WorkloadSpec { name, selector: Selector::Run { command } });
+    }
+    for arg in &args.placed {
+        let (name, placed) = split_named(arg, "--workload")?;
+        let (platform, workload) = lockscope_workloads::platform::parse_placed_workload(&placed)?;
+        let workload = shlex::try_join(workload.iter().map(String::as_str))?;
+        specs.push(WorkloadSpec { name, selector: Selector::Platform { platform: platform.name().into(), workload } });
     }
     for arg in &args.pids {
         let (name, pid) = split_named(arg, "--pid")?;
@@ -162,6 +188,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         duration: args.duration,
         max_records: args.max_records,
         stop,
+        platform_env: Env { runsc_platform: args.runsc_platform.clone(), ..Env::new(&args.work_dir)? },
     };
 
     let bar = crate::progress::spinner("{spinner} recording {msg}");

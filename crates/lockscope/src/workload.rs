@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use lockscope_workloads::file_ops::{FileOp, FileOps};
 use lockscope_workloads::mem::{parse_size, MemChurn};
+use lockscope_workloads::meter::Line;
 use lockscope_workloads::trasher::{Target, Trasher};
 use lockscope_workloads::{file_churn::FileChurn, pipe::PipeContention, Budget};
 
@@ -51,8 +52,8 @@ pub enum Workload {
     Trasher {
         #[arg(long, value_enum, default_value = "mixed")]
         target: TrasherTarget,
-        /// Scratch directory for the fs target.
-        #[arg(long, default_value = "/tmp/lockscope-trasher")]
+        /// Scratch directory for the fs target (give each trasher its own).
+        #[arg(long, default_value = "trash")]
         dir: PathBuf,
         #[command(flatten)]
         budget: BudgetArgs,
@@ -83,8 +84,9 @@ pub enum Workload {
 /// The directory and file count of the file-metadata workloads.
 #[derive(clap::Args)]
 pub struct FileSet {
-    /// The workload's own directory (created; must be empty).
-    #[arg(long)]
+    /// The workload's own directory (created; must be empty). Relative to the
+    /// working directory, which each platform instance has to itself.
+    #[arg(long, default_value = "data")]
     dir: PathBuf,
     #[arg(long, default_value_t = 10_000)]
     files: u32,
@@ -112,6 +114,11 @@ pub struct BudgetArgs {
     /// writes per writer; mem: passes over TOTAL; trasher: system-call rounds).
     #[arg(long)]
     rounds: Option<u64>,
+    /// Also print the throughput of every interval this long (e.g. 1s), one
+    /// JSON line each ({"kind":"interval",...}), before the total
+    /// ({"kind":"total",...}). Not for pipe, whose writers share one count.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    report_every: Option<Duration>,
 }
 
 impl BudgetArgs {
@@ -123,12 +130,12 @@ impl BudgetArgs {
 pub fn run(w: Workload) -> anyhow::Result<()> {
     let result = match w {
         Workload::FileChurn { dir, files, size, budget } => {
-            FileChurn { dir: &dir, files, file_size: size }.run(budget.budget())?
+            FileChurn { dir: &dir, files, file_size: size }.run(budget.budget(), budget.report_every)?
         }
         Workload::Pipe { writers, chunk, budget } => PipeContention { writers, chunk }.run(budget.budget())?,
-        Workload::FileList { set, budget } => set.ops(FileOp::List, 0).run(budget.budget())?,
-        Workload::FileCreate { set, size, budget } => set.ops(FileOp::Create, size).run(budget.budget())?,
-        Workload::FileDelete { set, budget } => set.ops(FileOp::Delete, 0).run(budget.budget())?,
+        Workload::FileList { set, budget } => set.ops(FileOp::List, 0).run(budget.budget(), budget.report_every)?,
+        Workload::FileCreate { set, size, budget } => set.ops(FileOp::Create, size).run(budget.budget(), budget.report_every)?,
+        Workload::FileDelete { set, budget } => set.ops(FileOp::Delete, 0).run(budget.budget(), budget.report_every)?,
         Workload::Trasher { target, dir, budget } => {
             let target = match target {
                 TrasherTarget::Fs => Target::Fs,
@@ -136,10 +143,10 @@ pub fn run(w: Workload) -> anyhow::Result<()> {
                 TrasherTarget::Mixed => Target::Mixed,
             };
             std::fs::create_dir_all(&dir)?;
-            Trasher { target, dir: &dir }.run(budget.budget())?
+            Trasher { target, dir: &dir }.run(budget.budget(), budget.report_every)?
         }
-        Workload::Mem { size, total, budget } => MemChurn { chunk: size as usize, total }.run(budget.budget())?,
+        Workload::Mem { size, total, budget } => MemChurn { chunk: size as usize, total }.run(budget.budget(), budget.report_every)?,
     };
-    println!("{}", serde_json::to_string(&result)?);
+    println!("{}", serde_json::to_string(&Line::Total(result))?);
     Ok(())
 }

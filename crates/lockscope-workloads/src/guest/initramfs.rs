@@ -91,7 +91,7 @@ pub fn build(kernel: &GuestKernel, binaries: &[&Path], command: &str, root: &Pat
 }
 
 /// The shared libraries (and loader) a dynamically linked binary needs.
-fn shared_libraries(binary: &Path) -> Result<Vec<String>, GuestError> {
+pub(crate) fn shared_libraries(binary: &Path) -> Result<Vec<String>, GuestError> {
     let listing = run_tool(Command::new("ldd").arg(binary))?;
     Ok(listing
         .lines()

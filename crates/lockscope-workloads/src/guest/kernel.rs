@@ -43,6 +43,11 @@ impl GuestKernel {
         Self::cached(cache).ok_or_else(|| GuestError::Setup(format!("{package} holds no vmlinuz")))
     }
 
+    /// Whether the kernel is already in the cache (no download needed).
+    pub fn is_cached(cache: &Path) -> bool {
+        Self::cached(cache).is_some()
+    }
+
     fn cached(cache: &Path) -> Option<GuestKernel> {
         let root = cache.join("kernel");
         let boot = std::fs::read_dir(root.join("boot")).ok()?;

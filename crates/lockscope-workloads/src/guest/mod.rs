@@ -7,7 +7,7 @@
 //! shared libraries, and the few modules needed for an ext4 disk; the command
 //! runs in /mnt/disk, a fresh ext4 image. Every boot is bounded by a timeout.
 
-mod initramfs;
+pub(crate) mod initramfs;
 mod kernel;
 
 use std::path::{Path, PathBuf};
@@ -90,36 +90,60 @@ pub(crate) fn run_tool(cmd: &mut Command) -> Result<String, GuestError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// A guest ready to boot: the kernel, an initramfs that runs the command,
+/// a fresh ext4 disk (the command's /mnt/disk) and a disk for /out, all in a
+/// work directory removed with the machine.
+pub struct Machine {
+    work: tempfile::TempDir,
+    kernel: GuestKernel,
+    initrd: PathBuf,
+    disk: PathBuf,
+    out_disk: PathBuf,
+}
+
+impl Machine {
+    pub fn build(cfg: &GuestConfig, lockscope: &Path) -> Result<Machine, GuestError> {
+        let kernel = GuestKernel::fetch(&cfg.cache_dir)?;
+        let work = tempfile::Builder::new().prefix("lockscope-guest").tempdir().map_err(io("creating a work directory"))?;
+        let initrd = work.path().join("initrd.img");
+        let binaries: Vec<&Path> = std::iter::once(lockscope).chain(cfg.extra_binaries.iter().map(PathBuf::as_path)).collect();
+        initramfs::build(&kernel, &binaries, &cfg.command, &work.path().join("root"), &initrd)?;
+        let disk = work.path().join("disk.img");
+        let out_disk = work.path().join("out.img");
+        make_sparse(&disk, cfg.disk_mb as u64 * 1024 * 1024)?;
+        run_tool(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&disk))?;
+        make_sparse(&out_disk, 256 * 1024 * 1024)?;
+        Ok(Machine { work, kernel, initrd, disk, out_disk })
+    }
+
+    /// The machine's own scratch directory.
+    pub fn work_dir(&self) -> &Path {
+        self.work.path()
+    }
+
+    /// qemu for this machine; the caller adds its serial ports.
+    pub fn qemu(&self, cfg: &GuestConfig) -> Command {
+        let drive = |p: &Path| format!("file={},format=raw,if=virtio", p.display());
+        let mut qemu = Command::new("qemu-system-x86_64");
+        qemu.args(["-accel", &cfg.accel, "-m", &cfg.memory_mb.to_string(), "-smp", &cfg.cpus.to_string()])
+            .arg("-kernel")
+            .arg(&self.kernel.vmlinuz)
+            .arg("-initrd")
+            .arg(&self.initrd)
+            .args(["-append", "console=ttyS0 quiet panic=-1 oops=panic"])
+            .args(["-display", "none", "-no-reboot"])
+            .args(["-drive", &drive(&self.disk), "-drive", &drive(&self.out_disk)]);
+        qemu
+    }
+}
+
 /// Boots the guest, runs the command, copies /out back.
 pub fn run(cfg: &GuestConfig, lockscope: &Path) -> Result<GuestOutcome, GuestError> {
-    let kernel = GuestKernel::fetch(&cfg.cache_dir)?;
-    let work = tempfile::Builder::new().prefix("lockscope-guest").tempdir().map_err(io("creating a work directory"))?;
-    let initrd = work.path().join("initrd.img");
-    let binaries: Vec<&Path> = std::iter::once(lockscope).chain(cfg.extra_binaries.iter().map(PathBuf::as_path)).collect();
-    initramfs::build(&kernel, &binaries, &cfg.command, &work.path().join("root"), &initrd)?;
-
-    let disk = work.path().join("disk.img");
-    let out_disk = work.path().join("out.img");
-    make_sparse(&disk, cfg.disk_mb as u64 * 1024 * 1024)?;
-    run_tool(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&disk))?;
-    make_sparse(&out_disk, 256 * 1024 * 1024)?;
-
+    let machine = Machine::build(cfg, lockscope)?;
     std::fs::create_dir_all(&cfg.out_dir).map_err(io(format!("creating {}", cfg.out_dir.display())))?;
     let console = cfg.out_dir.join("console.log");
-    let drive = |p: &Path| format!("file={},format=raw,if=virtio", p.display());
-    let mut qemu = Command::new("qemu-system-x86_64");
-    qemu.args(["-accel", &cfg.accel, "-m", &cfg.memory_mb.to_string(), "-smp", &cfg.cpus.to_string()])
-        .arg("-kernel")
-        .arg(&kernel.vmlinuz)
-        .arg("-initrd")
-        .arg(&initrd)
-        .args(["-append", "console=ttyS0 quiet panic=-1 oops=panic"])
-        .args(["-display", "none", "-no-reboot", "-serial"])
-        .arg(format!("file:{}", console.display()))
-        .args(["-drive", &drive(&disk), "-drive", &drive(&out_disk)])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    let mut qemu = machine.qemu(cfg);
+    qemu.arg("-serial").arg(format!("file:{}", console.display())).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
     let start = Instant::now();
     let mut child = qemu.spawn().map_err(io("starting qemu-system-x86_64 (is qemu-system-x86 installed?)"))?;
     loop {
@@ -135,7 +159,7 @@ pub fn run(cfg: &GuestConfig, lockscope: &Path) -> Result<GuestOutcome, GuestErr
     }
     let elapsed = start.elapsed();
 
-    run_tool(Command::new("tar").arg("-xf").arg(&out_disk).arg("-C").arg(&cfg.out_dir))
+    run_tool(Command::new("tar").arg("-xf").arg(&machine.out_disk).arg("-C").arg(&cfg.out_dir))
         .map_err(|_| GuestError::NoResult { tail: tail(&console) })?;
     let exit_code = std::fs::read_to_string(cfg.out_dir.join("exit-code"))
         .ok()
@@ -150,7 +174,7 @@ fn make_sparse(path: &Path, bytes: u64) -> Result<(), GuestError> {
 }
 
 /// The last lines of the console, for error messages.
-fn tail(console: &Path) -> String {
+pub(crate) fn tail(console: &Path) -> String {
     let text = std::fs::read_to_string(console).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")

@@ -3,8 +3,25 @@
 //! released to exec. (std's Command cannot do this: spawn() waits for exec.)
 
 use std::ffi::CString;
+use std::fs::File;
 use std::io;
+use std::os::fd::FromRawFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::time::Duration;
+
+/// How to start a held process, besides its command line.
+#[derive(Clone, Debug, Default)]
+pub struct LaunchOptions {
+    /// Working directory (must exist).
+    pub cwd: Option<PathBuf>,
+    /// Capture standard output in a pipe ([`Launched::take_output`]).
+    pub capture_stdout: bool,
+    /// CPUs the process (and its children) may run on.
+    pub cpus: Option<Vec<usize>>,
+    /// A `cgroup.procs` file to move the process into before it runs.
+    pub cgroup_procs: Option<PathBuf>,
+}
 
 /// A launched workload, in its own process group. Dropping it kills the group
 /// if it is still running.
@@ -12,11 +29,17 @@ pub struct Launched {
     pub pid: u32,
     release_fd: libc::c_int,
     status_fd: libc::c_int,
+    output: Option<File>,
     exit: Option<String>,
 }
 
 /// Forks `argv`, held before exec until [`Launched::release`].
 pub fn spawn_held(argv: &[String]) -> io::Result<Launched> {
+    spawn_held_with(argv, &LaunchOptions::default())
+}
+
+/// Forks `argv` as `opts` say, held before exec until [`Launched::release`].
+pub fn spawn_held_with(argv: &[String], opts: &LaunchOptions) -> io::Result<Launched> {
     let invalid = |m: &str| io::Error::new(io::ErrorKind::InvalidInput, m.to_owned());
     let cargs: Vec<CString> = argv
         .iter()
@@ -29,10 +52,12 @@ pub fn spawn_held(argv: &[String]) -> io::Result<Launched> {
     let mut ptrs: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
     ptrs.push(std::ptr::null());
 
+    let cwd = opts.cwd.as_ref().map(|d| CString::new(d.as_os_str().as_bytes())).transpose().map_err(|_| invalid("NUL byte in directory"))?;
+    let output = if opts.capture_stdout { Some(pipe()?) } else { None };
     let hold = pipe()?; // the parent writes one byte to release the child
     let status = pipe()?; // close-on-exec: EOF means exec succeeded, else errno
     // SAFETY: between fork and exec the child only calls async-signal-safe
-    // functions (close, setpgid, read, execvp, write, _exit).
+    // functions (close, setpgid, dup2, chdir, read, execvp, write, _exit).
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         let e = io::Error::last_os_error();
@@ -44,6 +69,16 @@ pub fn spawn_held(argv: &[String]) -> io::Result<Launched> {
             libc::close(hold.1);
             libc::close(status.0);
             libc::setpgid(0, 0);
+            if let Some((_, w)) = output {
+                libc::dup2(w, 1); // dup2 clears close-on-exec on the copy
+            }
+            if let Some(dir) = &cwd {
+                if libc::chdir(dir.as_ptr()) != 0 {
+                    let errno = *libc::__errno_location();
+                    libc::write(status.1, (&errno as *const i32).cast(), 4);
+                    libc::_exit(127);
+                }
+            }
             let mut byte = 0u8;
             if libc::read(hold.0, (&mut byte as *mut u8).cast(), 1) != 1 {
                 libc::_exit(127); // the recorder gave up before releasing us
@@ -57,7 +92,33 @@ pub fn spawn_held(argv: &[String]) -> io::Result<Launched> {
     // Also from the parent, so a signal to the group cannot race the child's setpgid.
     unsafe { libc::setpgid(pid, pid) };
     close_all(&[hold.0, status.1]);
-    Ok(Launched { pid: pid as u32, release_fd: hold.1, status_fd: status.0, exit: None })
+    let output = output.map(|(r, w)| {
+        close_all(&[w]);
+        // SAFETY: r is the pipe's read end, owned from here on by the File.
+        unsafe { File::from_raw_fd(r) }
+    });
+    let launched = Launched { pid: pid as u32, release_fd: hold.1, status_fd: status.0, output, exit: None };
+    // Placed while held (dropping `launched` on error ends the child), so the workload's first instruction already runs there.
+    if let Some(cpus) = &opts.cpus {
+        pin(pid, cpus)?;
+    }
+    if let Some(procs) = &opts.cgroup_procs {
+        std::fs::write(procs, pid.to_string())?;
+    }
+    Ok(launched)
+}
+
+/// Restricts a process to `cpus`.
+pub fn pin(pid: libc::pid_t, cpus: &[usize]) -> io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET bounds-checks.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    for &c in cpus {
+        unsafe { libc::CPU_SET(c, &mut set) };
+    }
+    if unsafe { libc::sched_setaffinity(pid, std::mem::size_of::<libc::cpu_set_t>(), &set) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 impl Launched {
@@ -76,6 +137,11 @@ impl Launched {
             }
         }
         Ok(())
+    }
+
+    /// The read end of the captured standard output (once).
+    pub fn take_output(&mut self) -> Option<File> {
+        self.output.take()
     }
 
     /// How the workload ended, once it has.

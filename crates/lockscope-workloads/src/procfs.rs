@@ -45,6 +45,19 @@ pub fn descendants(pid: u32) -> Vec<u32> {
     found
 }
 
+/// Processes one of whose command-line arguments contains `needle`.
+pub fn processes_with_arg_containing(needle: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return vec![] };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| c.split(|&b| b == 0).any(|arg| String::from_utf8_lossy(arg).contains(needle)))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
 /// A cgroup as the BPF side matches it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CgroupTarget {

@@ -1,0 +1,190 @@
+//! The microVM platform: the workload runs inside its own guest kernel
+//! (Debian's 6.1, as the paper's), under Firecracker where installed and
+//! qemu otherwise (KVM where it works, software emulation elsewhere; only
+//! the qemu backend exists so far). On the
+//! host it is the VMM process; its file workloads write the guest's ext4
+//! disk, an image file on the host's file system.
+//!
+//! The guest boots before the workload is released: its init waits for a
+//! line on a second serial port, which `start` sends, so the boot is not
+//! part of what is recorded.
+
+use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{io, version_of, Availability, Env, Instance, InstanceSpec, PlatformError, PlatformKind};
+use crate::guest::{GuestConfig, Machine};
+use crate::launch::{spawn_held_with, LaunchOptions, Launched};
+
+const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
+const READY: &str = "lockscope-guest: running";
+
+pub fn availability(env: &Env) -> Availability {
+    let Some(qemu) = version_of("qemu-system-x86_64", "--version") else {
+        return Availability { usable: false, detail: "qemu-system-x86_64 not found: apt-get install qemu-system-x86".into() };
+    };
+    let kernel = if crate::guest::GuestKernel::is_cached(&env.guest_cache) {
+        "Debian 6.1 guest kernel cached"
+    } else {
+        "Debian 6.1 guest kernel fetched with apt on first use"
+    };
+    // A Firecracker backend is not written yet: say so where it is installed.
+    let firecracker = match version_of("firecracker", "--version") {
+        Some(v) => format!("; {v} installed but not used yet"),
+        None => String::new(),
+    };
+    Availability { usable: true, detail: format!("{qemu} ({}; {kernel}{firecracker})", accel().1) }
+}
+
+/// KVM only where a guest really runs under it; here /dev/kvm may exist
+/// without hardware virtualization, so TCG unless asked (LOCKSCOPE_KVM=1).
+fn accel() -> (&'static str, &'static str) {
+    if std::env::var_os("LOCKSCOPE_KVM").is_some_and(|v| v == "1") && Path::new("/dev/kvm").exists() {
+        ("kvm", "KVM")
+    } else {
+        ("tcg", "software emulation (TCG)")
+    }
+}
+
+pub struct MicroVm {
+    /// Kept for its work directory (disks, console), removed on drop.
+    _machine: Machine,
+    vmm: Launched,
+    console: PathBuf,
+    gate: PathBuf,
+    vmm_done: Arc<AtomicBool>,
+    output: Option<std::fs::File>,
+    stopped: bool,
+}
+
+impl MicroVm {
+    pub fn create(spec: &InstanceSpec, env: &Env) -> Result<Self, PlatformError> {
+        let workload = shlex::try_join(spec.workload.iter().map(String::as_str)).map_err(|e| PlatformError::Runtime(e.to_string()))?;
+        let mut cfg = GuestConfig::new(format!("read go < /dev/ttyS1 && lockscope workload {workload} > /dev/ttyS0"), env.work_root.join("microvm-out"));
+        cfg.cache_dir = env.guest_cache.clone();
+        cfg.accel = accel().0.into();
+        cfg.cpus = spec.cpus.as_ref().map_or(1, |c| c.len().max(1) as u32);
+        cfg.memory_mb = spec.memory_limit.map_or(1024, |b| (b >> 20).max(256) as u32);
+        cfg.disk_mb = 2048;
+        let machine = Machine::build(&cfg, &env.lockscope).map_err(|e| PlatformError::Runtime(format!("building the microVM: {e}")))?;
+        let console = machine.work_dir().join("console.log");
+        let gate = machine.work_dir().join("gate");
+        for end in ["in", "out"] {
+            let fifo = std::ffi::CString::new(format!("{}.{end}", gate.display())).expect("path without NUL");
+            // SAFETY: a valid C string; mkfifo has no other preconditions.
+            if unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) } != 0 {
+                return Err(PlatformError::Io { what: "creating the microVM's start gate".into(), source: std::io::Error::last_os_error() });
+            }
+        }
+        let qemu = machine.qemu(&cfg);
+        let mut argv: Vec<String> = std::iter::once(qemu.get_program()).chain(qemu.get_args()).map(|a| a.to_string_lossy().into_owned()).collect();
+        argv.extend(["-serial".into(), format!("file:{}", console.display()), "-serial".into(), format!("pipe:{}", gate.display())]);
+        let opts = LaunchOptions { cpus: spec.cpus.clone(), ..LaunchOptions::default() };
+        let mut vmm = spawn_held_with(&argv, &opts).map_err(io("starting qemu-system-x86_64"))?;
+        vmm.release().map_err(io("starting qemu-system-x86_64"))?;
+        let mut vm = MicroVm { _machine: machine, vmm, console, gate, vmm_done: Arc::new(AtomicBool::new(false)), output: None, stopped: false };
+        vm.wait_until_booted()?;
+        if spec.capture_output {
+            vm.output = Some(vm.follow_console()?);
+        }
+        Ok(vm)
+    }
+
+    fn wait_until_booted(&mut self) -> Result<(), PlatformError> {
+        let start = Instant::now();
+        loop {
+            if std::fs::read_to_string(&self.console).is_ok_and(|c| c.contains(READY)) {
+                return Ok(());
+            }
+            if let Some(exit) = self.vmm.try_wait() {
+                return Err(PlatformError::Runtime(format!("the microVM stopped while booting ({exit}):\n{}", crate::guest::tail(&self.console))));
+            }
+            if start.elapsed() > BOOT_TIMEOUT {
+                return Err(PlatformError::Runtime(format!(
+                    "the microVM did not boot within {BOOT_TIMEOUT:?}:\n{}",
+                    crate::guest::tail(&self.console)
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A pipe carrying the console from the workload's start on, until the VM stops.
+    fn follow_console(&self) -> Result<std::fs::File, PlatformError> {
+        let mut fds = [0; 2];
+        // SAFETY: fds is a valid two-element array.
+        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+            return Err(PlatformError::Io { what: "creating a pipe".into(), source: std::io::Error::last_os_error() });
+        }
+        // SAFETY: both fds were just created and are owned here.
+        let (reader, mut writer) = unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) };
+        let mut console = std::fs::File::open(&self.console).map_err(io("opening the microVM's console"))?;
+        let done = Arc::clone(&self.vmm_done);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            loop {
+                match console.read(&mut buf) {
+                    Ok(0) if done.load(Ordering::Relaxed) => break,
+                    Ok(0) => std::thread::sleep(Duration::from_millis(50)),
+                    Ok(n) => {
+                        if writer.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    Err(_) => break,
+                }
+            }
+        });
+        Ok(reader)
+    }
+}
+
+impl Instance for MicroVm {
+    fn platform(&self) -> PlatformKind {
+        PlatformKind::Microvm
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        vec![self.vmm.pid]
+    }
+
+    fn describe(&self) -> String {
+        format!("qemu microVM (VMM pid {})", self.vmm.pid)
+    }
+
+    fn start(&mut self) -> Result<(), PlatformError> {
+        let mut gate = std::fs::OpenOptions::new().write(true).open(format!("{}.in", self.gate.display())).map_err(io("opening the microVM's start gate"))?;
+        gate.write_all(b"go\n").map_err(io("releasing the microVM's workload"))
+    }
+
+    fn take_output(&mut self) -> Option<std::fs::File> {
+        self.output.take()
+    }
+
+    fn try_wait(&mut self) -> Option<String> {
+        let exit = self.vmm.try_wait().map(str::to_owned);
+        if exit.is_some() {
+            self.vmm_done.store(true, Ordering::Relaxed);
+        }
+        exit
+    }
+
+    fn stop(&mut self) {
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
+        self.vmm.terminate(Duration::from_secs(2));
+        self.vmm_done.store(true, Ordering::Relaxed);
+        // The machine's work directory (disks, console) goes with it on drop.
+    }
+}
+
+impl Drop for MicroVm {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,226 @@
+//! Isolation platforms (paper Table 1): where a workload runs — a plain host
+//! process, a runc container, a gVisor sandbox or a microVM. Each platform
+//! starts a built-in workload held before its first instruction, names the
+//! host processes that stand for it (what `record` selects), and cleans up
+//! whatever happens: an [`Instance`] stops and removes everything it made
+//! when stopped or dropped.
+
+mod host;
+mod microvm;
+mod oci;
+
+use std::path::{Path, PathBuf};
+
+pub use host::HostInstance;
+
+/// The platforms lockscope can run workloads on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlatformKind {
+    Host,
+    Runc,
+    Gvisor,
+    Microvm,
+}
+
+impl PlatformKind {
+    pub const ALL: [PlatformKind; 4] = [PlatformKind::Host, PlatformKind::Runc, PlatformKind::Gvisor, PlatformKind::Microvm];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PlatformKind::Host => "host",
+            PlatformKind::Runc => "runc",
+            PlatformKind::Gvisor => "gvisor",
+            PlatformKind::Microvm => "microvm",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<PlatformKind, PlatformError> {
+        PlatformKind::ALL
+            .into_iter()
+            .find(|k| k.name() == text)
+            .ok_or_else(|| PlatformError::Unknown(text.to_owned()))
+    }
+
+    /// Whether this machine can run it, and why not.
+    pub fn availability(self, env: &Env) -> Availability {
+        match self {
+            PlatformKind::Host => Availability { usable: true, detail: "plain processes".into() },
+            PlatformKind::Runc => oci::Runtime::runc().availability(),
+            PlatformKind::Gvisor => oci::Runtime::gvisor(&env.runsc_platform).availability(),
+            PlatformKind::Microvm => microvm::availability(env),
+        }
+    }
+
+    /// Creates an instance of the workload, held before it runs.
+    pub fn create(self, spec: &InstanceSpec, env: &Env) -> Result<Box<dyn Instance>, PlatformError> {
+        let availability = self.availability(env);
+        if !availability.usable {
+            return Err(PlatformError::Unavailable { platform: self.name(), why: availability.detail });
+        }
+        Ok(match self {
+            PlatformKind::Host => Box::new(HostInstance::builtin(spec, env)?),
+            PlatformKind::Runc => Box::new(oci::Runtime::runc().create(spec, env)?),
+            PlatformKind::Gvisor => Box::new(oci::Runtime::gvisor(&env.runsc_platform).create(spec, env)?),
+            PlatformKind::Microvm => Box::new(microvm::MicroVm::create(spec, env)?),
+        })
+    }
+}
+
+impl std::fmt::Display for PlatformKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Availability {
+    pub usable: bool,
+    /// What was found (a version), or what is missing and how to get it.
+    pub detail: String,
+}
+
+/// What to run and how to place it.
+#[derive(Clone, Debug, Default)]
+pub struct InstanceSpec {
+    /// A name unique among the instances running together.
+    pub name: String,
+    /// Arguments to `lockscope workload` (e.g. `["file-create", "--files", "2000"]`).
+    pub workload: Vec<String>,
+    /// Capture the workload's standard output ([`Instance::take_output`]).
+    pub capture_output: bool,
+    /// CPUs to run on.
+    pub cpus: Option<Vec<usize>>,
+    /// Memory limit in bytes (a cgroup limit; a microVM's memory size).
+    pub memory_limit: Option<u64>,
+}
+
+/// What every platform needs from its surroundings.
+#[derive(Clone, Debug)]
+pub struct Env {
+    /// The lockscope binary that runs the built-in workloads (copied into
+    /// container root file systems and guests).
+    pub lockscope: PathBuf,
+    /// Where instances keep their bundles, root file systems and working
+    /// directories (removed when they stop). On the file system under test:
+    /// the file workloads work here.
+    pub work_root: PathBuf,
+    /// gVisor's platform (`ptrace` works everywhere; `kvm` on bare metal, as the paper ran it).
+    pub runsc_platform: String,
+    /// Cache of the microVM's kernel.
+    pub guest_cache: PathBuf,
+}
+
+
+impl Env {
+    /// This lockscope binary, working under `work_root`.
+    pub fn new(work_root: impl Into<PathBuf>) -> Result<Self, PlatformError> {
+        let lockscope = std::env::current_exe().map_err(io("finding the lockscope binary"))?;
+        Ok(Env {
+            lockscope,
+            work_root: work_root.into(),
+            runsc_platform: "ptrace".into(),
+            guest_cache: crate::guest::default_cache_dir(),
+        })
+    }
+
+    /// The default working area: /var/tmp (a disk file system, as the paper's ext4).
+    pub fn default_work_root() -> PathBuf {
+        PathBuf::from("/var/tmp/lockscope")
+    }
+
+    /// A fresh directory for one instance, named after it.
+    fn instance_dir(&self, name: &str) -> Result<PathBuf, PlatformError> {
+        std::fs::create_dir_all(&self.work_root).map_err(io(format!("creating {}", self.work_root.display())))?;
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{}-", sanitize(name)))
+            .tempdir_in(&self.work_root)
+            .map_err(io(format!("creating a directory in {}", self.work_root.display())))?;
+        Ok(dir.keep())
+    }
+}
+
+/// A running (or held) workload on some platform.
+pub trait Instance: Send {
+    fn platform(&self) -> PlatformKind;
+    /// The host processes that stand for the workload now (with their
+    /// descendants): what the recorder selects.
+    fn pids(&self) -> Vec<u32>;
+    /// How the platform names it (container id, cgroup, VMM pid), for people.
+    fn describe(&self) -> String;
+    /// Lets the held workload run.
+    fn start(&mut self) -> Result<(), PlatformError>;
+    /// The workload's standard output, when captured (once).
+    fn take_output(&mut self) -> Option<std::fs::File>;
+    /// How it ended, once it has.
+    fn try_wait(&mut self) -> Option<String>;
+    /// Ends the workload and removes everything the platform made for it.
+    /// Idempotent; also done on drop.
+    fn stop(&mut self);
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    #[error("unknown platform {0:?}: use host, runc, gvisor or microvm")]
+    Unknown(String),
+    #[error("platform {platform} is not usable here: {why}")]
+    Unavailable { platform: &'static str, why: String },
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("{0}")]
+    Runtime(String),
+}
+
+pub(crate) fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> PlatformError {
+    let what = what.into();
+    move |source| PlatformError::Io { what, source }
+}
+
+/// A name safe in paths, container ids and cgroup names.
+fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect()
+}
+
+/// Removes a directory tree, ignoring what is already gone.
+fn remove_tree(dir: &Path) {
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!("could not remove {}: {e}", dir.display());
+        }
+    }
+}
+
+/// The version line a program prints, if it runs.
+fn version_of(program: &str, arg: &str) -> Option<String> {
+    let out = std::process::Command::new(program).arg(arg).output().ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    out.status.success().then(|| text.lines().next().unwrap_or("").trim().to_owned())
+}
+
+/// Parses `PLATFORM:WORKLOAD ARGS` (e.g. `runc:file-create --files 2000`).
+pub fn parse_placed_workload(text: &str) -> Result<(PlatformKind, Vec<String>), PlatformError> {
+    let (platform, rest) = text
+        .split_once(':')
+        .ok_or_else(|| PlatformError::Runtime(format!("{text:?}: expected PLATFORM:WORKLOAD [ARGS], e.g. runc:file-create --files 2000")))?;
+    let kind = PlatformKind::parse(platform.trim())?;
+    let args = shlex::split(rest).filter(|a| !a.is_empty()).ok_or_else(|| {
+        PlatformError::Runtime(format!("{text:?}: no workload after {platform}: (e.g. {platform}:mem --size 8k)"))
+    })?;
+    Ok((kind, args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placed_workloads_parse() {
+        let (k, args) = parse_placed_workload("runc:file-create --files 20").unwrap();
+        assert_eq!(k, PlatformKind::Runc);
+        assert_eq!(args, ["file-create", "--files", "20"]);
+        assert!(matches!(parse_placed_workload("lxc:mem"), Err(PlatformError::Unknown(_))));
+        assert!(parse_placed_workload("host:").is_err());
+        assert!(parse_placed_workload("mem").is_err());
+        assert_eq!(sanitize("a b/c"), "a_b_c");
+    }
+}

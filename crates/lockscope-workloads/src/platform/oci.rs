@@ -1,0 +1,277 @@
+//! OCI runtimes: runc (a container sharing the host kernel) and gVisor's
+//! runsc (a user-space kernel, the Sentry, with a gofer serving files). Both
+//! take the same bundle and the same create/start/kill/delete commands; they
+//! differ in which host processes stand for the workload.
+//!
+//! The bundle is made on the fly: a read-only root file system holding the
+//! lockscope binary and its libraries, a tmpfs /tmp, and the instance's host
+//! working directory bind-mounted at /work (so file workloads exercise the
+//! host file system, as the paper's containers did).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use super::{io, remove_tree, version_of, Availability, Env, Instance, InstanceSpec, PlatformError, PlatformKind};
+use crate::procfs;
+
+const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Runtime {
+    kind: PlatformKind,
+    program: &'static str,
+    global_args: Vec<String>,
+}
+
+impl Runtime {
+    pub fn runc() -> Self {
+        Runtime { kind: PlatformKind::Runc, program: "runc", global_args: vec!["--root".into(), "/run/lockscope/runc".into()] }
+    }
+
+    pub fn gvisor(platform: &str) -> Self {
+        Runtime {
+            kind: PlatformKind::Gvisor,
+            program: "runsc",
+            global_args: vec![
+                "--root".into(),
+                "/run/lockscope/runsc".into(),
+                format!("--platform={platform}"),
+                "--network=none".into(),
+            ],
+        }
+    }
+
+    pub fn availability(&self) -> Availability {
+        let package = if self.kind == PlatformKind::Runc { "runc" } else { "runsc" };
+        match version_of(self.program, "--version") {
+            // SAFETY: geteuid has no preconditions.
+            Some(_) if unsafe { libc::geteuid() } != 0 => {
+                Availability { usable: false, detail: format!("{} needs root", self.program) }
+            }
+            Some(v) => Availability { usable: true, detail: v },
+            None => Availability { usable: false, detail: format!("{} not found: apt-get install {package}", self.program) },
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(self.program);
+        c.args(&self.global_args).args(args);
+        c
+    }
+
+    /// Runs a runtime command that must succeed.
+    fn run(&self, args: &[&str]) -> Result<String, PlatformError> {
+        let out = self.command(args).stdin(Stdio::null()).output().map_err(io(format!("running {}", self.program)))?;
+        if !out.status.success() {
+            return Err(PlatformError::Runtime(format!(
+                "{} {}: {}",
+                self.program,
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub fn create(self, spec: &InstanceSpec, env: &Env) -> Result<Container, PlatformError> {
+        let dir = env.instance_dir(&spec.name)?;
+        let id = dir.file_name().and_then(|n| n.to_str()).map(|n| format!("lockscope-{n}")).unwrap_or_default();
+        // From here on, dropping the container removes whatever was made.
+        let mut c = Container { runtime: self, id, dir, main_pid: 0, output: None, created: false, stopped: false };
+        c.make_bundle(spec, env)?;
+        c.run_create(spec.capture_output)?;
+        Ok(c)
+    }
+}
+
+pub struct Container {
+    runtime: Runtime,
+    id: String,
+    /// The bundle: config.json, rootfs/, work/ and the runtime's log.
+    dir: PathBuf,
+    /// runc: the container's init; runsc: the sandbox.
+    main_pid: u32,
+    output: Option<std::fs::File>,
+    created: bool,
+    stopped: bool,
+}
+
+impl Container {
+    fn cgroup_path(&self) -> String {
+        format!("/{}", self.id)
+    }
+
+    fn make_bundle(&self, spec: &InstanceSpec, env: &Env) -> Result<(), PlatformError> {
+        let rootfs = self.dir.join("rootfs");
+        for d in ["usr/bin", "proc", "dev", "tmp", "work"] {
+            std::fs::create_dir_all(rootfs.join(d)).map_err(io(format!("creating {d} in {}", rootfs.display())))?;
+        }
+        let work = self.dir.join("work");
+        std::fs::create_dir_all(&work).map_err(io("creating the work directory"))?;
+        link_or_copy(&env.lockscope, &rootfs.join("usr/bin/lockscope"))?;
+        let libs = crate::guest::initramfs::shared_libraries(&env.lockscope).map_err(|e| PlatformError::Runtime(e.to_string()))?;
+        for lib in libs {
+            link_or_copy(Path::new(&lib), &rootfs.join(lib.trim_start_matches('/')))?;
+        }
+        let args: Vec<String> = ["lockscope", "workload"].into_iter().map(String::from).chain(spec.workload.iter().cloned()).collect();
+        let mut resources = json!({});
+        if let Some(limit) = spec.memory_limit {
+            resources["memory"] = json!({ "limit": limit });
+        }
+        if let Some(cpus) = &spec.cpus {
+            let list: Vec<String> = cpus.iter().map(usize::to_string).collect();
+            resources["cpu"] = json!({ "cpus": list.join(",") });
+        }
+        let config = json!({
+            "ociVersion": "1.0.2",
+            "process": {
+                "terminal": false,
+                "user": { "uid": 0, "gid": 0 },
+                "args": args,
+                "env": ["PATH=/usr/bin:/bin", "HOME=/work"],
+                "cwd": "/work",
+                "capabilities": {
+                    "bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE"],
+                    "effective": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE"],
+                    "permitted": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE"]
+                },
+                "noNewPrivileges": true
+            },
+            "root": { "path": rootfs, "readonly": true },
+            "hostname": "lockscope",
+            "mounts": [
+                { "destination": "/proc", "type": "proc", "source": "proc" },
+                { "destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] },
+                { "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"] },
+                { "destination": "/work", "type": "bind", "source": work, "options": ["rbind", "rw"] }
+            ],
+            "linux": {
+                "namespaces": [{ "type": "pid" }, { "type": "ipc" }, { "type": "uts" }, { "type": "mount" }, { "type": "network" }],
+                "cgroupsPath": self.cgroup_path(),
+                "resources": resources,
+                "maskedPaths": ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware"],
+                "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+            }
+        });
+        let text = serde_json::to_string_pretty(&config).map_err(|e| PlatformError::Runtime(e.to_string()))?;
+        std::fs::write(self.dir.join("config.json"), text).map_err(io("writing config.json"))
+    }
+
+    /// `create`: the runtime sets the container up and leaves the workload
+    /// held before exec until `start`.
+    fn run_create(&mut self, capture: bool) -> Result<(), PlatformError> {
+        let log = self.dir.join("runtime.log");
+        let stderr = std::fs::File::create(&log).map_err(io("creating the runtime log"))?;
+        let bundle = self.dir.display().to_string();
+        let mut child = self
+            .runtime
+            .command(&["create", "--bundle", &bundle, &self.id])
+            .stdin(Stdio::null())
+            .stdout(if capture { Stdio::piped() } else { Stdio::inherit() })
+            .stderr(stderr)
+            .spawn()
+            .map_err(io(format!("running {} create", self.runtime.program)))?;
+        // The workload inherits the pipe; it stays open after `create` exits.
+        self.output = child.stdout.take().map(|s| std::fs::File::from(std::os::fd::OwnedFd::from(s)));
+        self.created = true; // from here on, stop() deletes it
+        let deadline = Instant::now() + CREATE_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(io("waiting for create"))? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(PlatformError::Runtime(format!("{} create did not finish in {CREATE_TIMEOUT:?}", self.runtime.program)));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        if !status.success() {
+            let why = std::fs::read_to_string(&log).unwrap_or_default();
+            return Err(PlatformError::Runtime(format!("{} create failed: {}", self.runtime.program, why.trim())));
+        }
+        let state: serde_json::Value = serde_json::from_str(&self.runtime.run(&["state", &self.id])?)
+            .map_err(|e| PlatformError::Runtime(format!("{} state: {e}", self.runtime.program)))?;
+        self.main_pid = state["pid"].as_u64().unwrap_or(0) as u32;
+        if self.main_pid == 0 {
+            return Err(PlatformError::Runtime(format!("{} state gave no pid: {state}", self.runtime.program)));
+        }
+        Ok(())
+    }
+}
+
+/// Hard-links (same file system) or copies a file, creating its directory.
+fn link_or_copy(from: &Path, to: &Path) -> Result<(), PlatformError> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+    }
+    // Links point at the file itself, not at a symlink (the loader in /lib64 is one).
+    let from = &std::fs::canonicalize(from).map_err(io(format!("resolving {}", from.display())))?;
+    if std::fs::hard_link(from, to).is_ok() {
+        return Ok(());
+    }
+    std::fs::copy(from, to).map(|_| ()).map_err(io(format!("copying {}", from.display())))
+}
+
+impl Instance for Container {
+    fn platform(&self) -> PlatformKind {
+        self.runtime.kind
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        match self.runtime.kind {
+            // The sandbox and its gofer: every runsc process serving this bundle.
+            PlatformKind::Gvisor => {
+                let mut pids = procfs::processes_with_arg_containing(&self.dir.display().to_string());
+                if !pids.contains(&self.main_pid) {
+                    pids.push(self.main_pid);
+                }
+                pids
+            }
+            // The container's init, which becomes the workload; runc's own
+            // processes are not its descendants, so they are left out.
+            _ => vec![self.main_pid],
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("{} container {} (pids {:?}, cgroup {})", self.runtime.program, self.id, self.pids(), self.cgroup_path())
+    }
+
+    fn start(&mut self) -> Result<(), PlatformError> {
+        self.runtime.run(&["start", &self.id]).map(|_| ())
+    }
+
+    fn take_output(&mut self) -> Option<std::fs::File> {
+        self.output.take()
+    }
+
+    fn try_wait(&mut self) -> Option<String> {
+        (self.main_pid != 0 && !procfs::process_alive(self.main_pid)).then(|| "exited".to_owned())
+    }
+
+    fn stop(&mut self) {
+        if std::mem::replace(&mut self.stopped, true) {
+            return;
+        }
+        if self.created {
+            let _ = self.runtime.run(&["kill", &self.id, "KILL"]);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while self.main_pid != 0 && procfs::process_alive(self.main_pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if let Err(e) = self.runtime.run(&["delete", "--force", &self.id]) {
+                tracing::warn!("{e}");
+            }
+        }
+        remove_tree(&self.dir);
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
