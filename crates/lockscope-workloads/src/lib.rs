@@ -1,6 +1,7 @@
 //! Built-in workloads: small programs that stress one kernel subsystem and
 //! report their throughput, so lock sharing can be measured on known loads.
 
+pub mod figure;
 pub mod file_churn;
 pub mod file_ops;
 pub mod guest;
@@ -10,6 +11,7 @@ pub mod meter;
 pub mod platform;
 pub mod pipe;
 pub mod procfs;
+pub mod stress;
 pub mod trasher;
 
 use std::time::Duration;

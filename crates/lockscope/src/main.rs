@@ -9,6 +9,7 @@ mod record;
 mod report;
 mod resolve;
 mod source;
+mod stress;
 mod workload;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -44,6 +45,7 @@ enum Command {
     Resolve(resolve::Args),
     #[command(subcommand)]
     Source(source::Source),
+    Stress(stress::Args),
     #[command(subcommand)]
     Workload(workload::Workload),
 }
@@ -77,6 +79,7 @@ fn main() {
         Command::Report(args) => report::run(args),
         Command::Resolve(args) => resolve::run(args),
         Command::Source(s) => source::run(s),
+        Command::Stress(args) => stress::run(args),
         Command::Workload(w) => workload::run(w),
     };
     if let Err(e) = result {

@@ -10,3 +10,11 @@ pub fn spinner(template: &str) -> ProgressBar {
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar
 }
+
+/// A bar of `len` steps with `template`; hidden where a spinner would be.
+pub fn bar(len: u64, template: &str) -> ProgressBar {
+    let bar = if std::env::var("TERM").is_ok_and(|t| t == "dumb") { ProgressBar::hidden() } else { ProgressBar::new(len) };
+    bar.set_style(ProgressStyle::with_template(template).expect("valid progress template"));
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
+}

@@ -33,6 +33,8 @@ pub struct GuestConfig {
     pub cache_dir: PathBuf,
     /// More host programs to put in the guest's /usr/bin (with their libraries).
     pub extra_binaries: Vec<PathBuf>,
+    /// Where the machine's work directory (initramfs, disks) is made.
+    pub scratch: PathBuf,
 }
 
 impl GuestConfig {
@@ -47,6 +49,7 @@ impl GuestConfig {
             accel: "tcg".into(),
             cache_dir: default_cache_dir(),
             extra_binaries: vec![],
+            scratch: std::env::temp_dir(),
         }
     }
 }
@@ -104,7 +107,10 @@ pub struct Machine {
 impl Machine {
     pub fn build(cfg: &GuestConfig, lockscope: &Path) -> Result<Machine, GuestError> {
         let kernel = GuestKernel::fetch(&cfg.cache_dir)?;
-        let work = tempfile::Builder::new().prefix("lockscope-guest").tempdir().map_err(io("creating a work directory"))?;
+        let work = tempfile::Builder::new()
+            .prefix("lockscope-guest")
+            .tempdir_in(&cfg.scratch)
+            .map_err(io(format!("creating a work directory in {}", cfg.scratch.display())))?;
         let initrd = work.path().join("initrd.img");
         let binaries: Vec<&Path> = std::iter::once(lockscope).chain(cfg.extra_binaries.iter().map(PathBuf::as_path)).collect();
         initramfs::build(&kernel, &binaries, &cfg.command, &work.path().join("root"), &initrd)?;

@@ -64,8 +64,11 @@ pub struct MicroVm {
 impl MicroVm {
     pub fn create(spec: &InstanceSpec, env: &Env) -> Result<Self, PlatformError> {
         let workload = shlex::try_join(spec.workload.iter().map(String::as_str)).map_err(|e| PlatformError::Runtime(e.to_string()))?;
-        let mut cfg = GuestConfig::new(format!("read go < /dev/ttyS1 && lockscope workload {workload} > /dev/ttyS0"), env.work_root.join("microvm-out"));
+        let mut cfg = GuestConfig::new(format!("read go < /dev/ttyS1 && lockscope workload {workload} > /dev/ttyS0"), env.work_root.clone());
+        // (out_dir is unused: only `guest::run` copies /out back; here the console is the output.)
         cfg.cache_dir = env.guest_cache.clone();
+        std::fs::create_dir_all(&env.work_root).map_err(io(format!("creating {}", env.work_root.display())))?;
+        cfg.scratch = env.work_root.clone();
         cfg.accel = accel().0.into();
         cfg.cpus = spec.cpus.as_ref().map_or(1, |c| c.len().max(1) as u32);
         cfg.memory_mb = spec.memory_limit.map_or(1024, |b| (b >> 20).max(256) as u32);

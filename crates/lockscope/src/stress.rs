@@ -1,0 +1,120 @@
+//! `lockscope stress`: the interference experiment, on each platform asked for.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use lockscope_workloads::platform::{Env, PlatformKind};
+use lockscope_workloads::stress::{self, StressConfig};
+
+/// Measure interference: a worker runs alone for one interval (its
+/// baseline), then a trasher joins every interval, each on its own core
+/// where cores allow (paper sections 5.3 and 7). The worker reports its
+/// throughput every --sample; runs are repeated and averaged per platform.
+///
+/// Writes to --output: stress.csv (every sample: platform, run, t, trashers,
+/// whether a trasher joined during it,
+/// ops/s), stress.json (the averaged series, baselines and the slowdown at
+/// each trasher count), and stress.svg / stress.png (throughput over time,
+/// one line per platform, baselines dashed, a mark where each trasher joined).
+///
+/// The paper's setting: --interval 10m --trashers 7 --runs 3. Ctrl-C stops
+/// the experiment, removes everything it started, and writes what was measured.
+///
+/// Example: lockscope stress --platform host,runc --worker 'file-create --files 2000' --trasher 'trasher --target fs'
+#[derive(clap::Args)]
+pub struct Args {
+    /// Platforms to run on, in turn (host, runc, gvisor, microvm; see `lockscope doctor`).
+    #[arg(long, value_delimiter = ',', default_value = "host")]
+    platform: Vec<String>,
+    /// The worker: a built-in workload and its arguments (`lockscope workload --help`),
+    /// without --duration or --report-every, which stress sets.
+    #[arg(long, default_value = "file-create --files 2000")]
+    worker: String,
+    /// Each trasher: a built-in workload and its arguments.
+    #[arg(long, default_value = "trasher --target fs")]
+    trasher: String,
+    /// How many trashers join, one per interval.
+    #[arg(long, default_value_t = 3)]
+    trashers: u32,
+    /// Time between trashers (and the baseline's length).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
+    interval: Duration,
+    /// How often the worker reports its throughput.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
+    sample: Duration,
+    /// Repetitions per platform, averaged.
+    #[arg(long, default_value_t = 1)]
+    runs: u32,
+    /// Directory for stress.csv, stress.json, stress.svg and stress.png.
+    #[arg(short, long, default_value = "lockscope-stress")]
+    output: PathBuf,
+    /// Where instances keep their working directories (a disk file system).
+    #[arg(long, default_value_os_t = Env::default_work_root())]
+    work_dir: PathBuf,
+    /// gVisor's platform (ptrace works everywhere; kvm needs hardware virtualization).
+    #[arg(long, default_value = "ptrace")]
+    runsc_platform: String,
+}
+
+fn split(what: &str, text: &str) -> anyhow::Result<Vec<String>> {
+    match shlex::split(text) {
+        Some(args) if !args.is_empty() => Ok(args),
+        _ => bail!("--{what} {text:?}: expected a workload and its arguments, e.g. 'file-create --files 2000'"),
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let platforms = args.platform.iter().map(|p| PlatformKind::parse(p)).collect::<Result<Vec<_>, _>>()?;
+    let cfg = StressConfig {
+        platforms,
+        worker: split("worker", &args.worker)?,
+        trasher: split("trasher", &args.trasher)?,
+        trashers: args.trashers,
+        interval: args.interval,
+        sample_every: args.sample,
+        runs: args.runs,
+    };
+    cfg.validate()?;
+    let env = Env { runsc_platform: args.runsc_platform.clone(), ..Env::new(&args.work_dir)? };
+    for &p in &cfg.platforms {
+        let a = p.availability(&env);
+        if !a.usable {
+            bail!("platform {p} is not usable here: {}", a.detail);
+        }
+    }
+    std::fs::create_dir_all(&args.output).with_context(|| format!("creating {}", args.output.display()))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    let total = cfg.run_length() * cfg.runs * cfg.platforms.len() as u32;
+    let bar = crate::progress::bar(total.as_secs(), "{bar:30} {pos}/{len} s  {msg}");
+    let run_length = cfg.run_length();
+    let result = stress::run(&cfg, &env, &stop, |p| {
+        let done = cfg.platforms.iter().position(|&k| k == p.platform).unwrap_or(0) as u32 * cfg.runs + (p.run - 1);
+        bar.set_position((run_length * done + p.elapsed_in_run).as_secs());
+        let last = p.last.map_or(String::new(), |s| format!(", {:.0} ops/s", s.ops_per_sec));
+        bar.set_message(format!("{} run {}/{}: {} trasher(s){last} (Ctrl-C stops and writes what was measured)", p.platform, p.run, cfg.runs, p.trashers));
+    })?;
+    bar.finish_and_clear();
+
+    let csv = args.output.join("stress.csv");
+    std::fs::write(&csv, stress::samples_csv(&result.samples)).with_context(|| format!("writing {}", csv.display()))?;
+    let json = args.output.join("stress.json");
+    std::fs::write(&json, serde_json::to_string_pretty(&result)?).with_context(|| format!("writing {}", json.display()))?;
+    lockscope_workloads::figure::write(&result, &args.output.join("stress"))?;
+
+    if !result.complete {
+        eprintln!("interrupted: the outputs hold what was measured until then");
+    }
+    for s in &result.series {
+        let levels: Vec<String> = s.levels.iter().map(|l| format!("{}: {:+.1}%", l.trashers, -100.0 * l.slowdown)).collect();
+        println!("{}: baseline {:.0} {}/s; change by trashers running: {}", s.platform, s.baseline, s.unit, levels.join(", "));
+    }
+    eprintln!("wrote {} (stress.csv, stress.json, stress.svg, stress.png)", args.output.display());
+    Ok(())
+}

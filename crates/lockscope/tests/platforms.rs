@@ -1,0 +1,284 @@
+//! The isolation platforms on this machine: every built-in workload runs on
+//! host, runc and gVisor (and in a qemu microVM), reports its throughput,
+//! and leaves nothing behind — after success, failure, a workload never
+//! started, and Ctrl-C. Also `record --workload` and `stress`. Needs root,
+//! runc and runsc (.ci/run installs them).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use lockscope_workloads::meter::Line;
+use lockscope_workloads::platform::{Env, InstanceSpec, PlatformKind};
+use serde_json::Value;
+
+const LOCKSCOPE: &str = env!("CARGO_BIN_EXE_lockscope");
+
+/// Leftover checks look at the whole machine: one test at a time.
+static MACHINE: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    MACHINE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A work root on a disk file system (the file workloads measure it).
+fn work_root() -> tempfile::TempDir {
+    std::fs::create_dir_all("/var/tmp").unwrap();
+    tempfile::Builder::new().prefix("lockscope-platform-test").tempdir_in("/var/tmp").unwrap()
+}
+
+fn env(root: &Path) -> Env {
+    Env { lockscope: PathBuf::from(LOCKSCOPE), work_root: root.to_owned(), ..Env::new(root).unwrap() }
+}
+
+/// Everything an instance could leave behind: files in the work root,
+/// processes naming it, lockscope cgroups, containers the runtimes know of.
+fn leftovers(root: &Path) -> Vec<String> {
+    let files = std::fs::read_dir(root).into_iter().flatten().flatten();
+    let mut found: Vec<String> = files.map(|e| format!("file {}", e.path().display())).collect();
+    let needle = root.display().to_string();
+    for pid in lockscope_workloads::procfs::processes_with_arg_containing(&needle) {
+        found.push(format!("process {pid}: {}", std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().replace('\0', " ")));
+    }
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let dirs = std::fs::read_dir(hierarchy.path()).into_iter().flatten().flatten();
+        for d in dirs.filter(|d| d.file_name().to_string_lossy().starts_with("lockscope-")) {
+            found.push(format!("cgroup {}", d.path().display()));
+        }
+        if hierarchy.file_name().to_string_lossy().starts_with("lockscope-") {
+            found.push(format!("cgroup {}", hierarchy.path().display()));
+        }
+    }
+    for (program, root) in [("runc", "/run/lockscope/runc"), ("runsc", "/run/lockscope/runsc")] {
+        let out = Command::new(program).args(["--root", root, "list", "-q"]).output().unwrap();
+        found.extend(String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.is_empty()).map(|l| format!("{program} container {l}")));
+    }
+    found
+}
+
+/// Leftovers can take a moment to go (a killed process being reaped).
+fn assert_clean(root: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = leftovers(root);
+        if left.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "left behind: {left:#?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Runs a workload on a platform to its end; returns its output.
+fn run_to_end(kind: PlatformKind, args: &str, env: &Env, timeout: Duration) -> String {
+    let spec = InstanceSpec {
+        name: args.split_whitespace().next().unwrap().to_owned(),
+        workload: shlex::split(args).unwrap(),
+        capture_output: true,
+        ..InstanceSpec::default()
+    };
+    let mut instance = kind.create(&spec, env).unwrap_or_else(|e| panic!("{kind} {args}: {e}"));
+    let mut output = instance.take_output().expect("output captured");
+    instance.start().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = output.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + timeout;
+    while instance.try_wait().is_none() {
+        if Instant::now() > deadline {
+            instance.stop();
+            panic!("{kind} {args}: still running after {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    instance.stop();
+    reader.join().unwrap()
+}
+
+fn total(output: &str) -> Option<lockscope_workloads::meter::Sample> {
+    output.lines().find_map(|l| match Line::parse(l) {
+        Some(Line::Total(s)) => Some(s),
+        _ => None,
+    })
+}
+
+const WORKLOADS: [&str; 5] = [
+    "mem --size 8k --total 16m --rounds 2",
+    "file-list --files 300 --rounds 3",
+    "file-create --files 300 --rounds 2",
+    "file-delete --files 300 --rounds 2",
+    "trasher --target mixed --rounds 4",
+];
+
+fn every_workload_on(kind: PlatformKind) {
+    let _guard = serial();
+    let root = work_root();
+    let env = env(root.path());
+    for args in WORKLOADS {
+        let out = run_to_end(kind, args, &env, Duration::from_secs(120));
+        let t = total(&out).unwrap_or_else(|| panic!("{kind} {args}: no throughput reported; output:\n{out}"));
+        assert!(t.ops > 0 && t.ops_per_sec > 0.0 && !t.unit.is_empty(), "{kind} {args}: {t:?}");
+        assert_eq!(t.workload, args.split_whitespace().next().unwrap());
+    }
+    assert_clean(root.path());
+}
+
+#[test]
+fn every_workload_runs_on_the_host() {
+    every_workload_on(PlatformKind::Host);
+}
+
+#[test]
+fn every_workload_runs_in_runc() {
+    every_workload_on(PlatformKind::Runc);
+}
+
+#[test]
+fn every_workload_runs_in_gvisor() {
+    every_workload_on(PlatformKind::Gvisor);
+}
+
+#[test]
+fn a_workload_runs_in_a_microvm() {
+    let _guard = serial();
+    let root = work_root();
+    let env = env(root.path());
+    let out = run_to_end(PlatformKind::Microvm, "file-create --files 200 --rounds 2 --report-every 100ms", &env, Duration::from_secs(300));
+    let t = total(&out).unwrap_or_else(|| panic!("no throughput from the microVM; console:\n{out}"));
+    assert_eq!(t.ops, 400);
+    assert!(out.lines().any(|l| matches!(Line::parse(l), Some(Line::Interval(_)))) || t.seconds < 0.1, "{out}");
+    assert_clean(root.path());
+}
+
+#[test]
+fn failing_and_never_started_workloads_leave_nothing() {
+    let _guard = serial();
+    let root = work_root();
+    let env = env(root.path());
+    for kind in [PlatformKind::Host, PlatformKind::Runc, PlatformKind::Gvisor] {
+        // Fails at once: an impossible size.
+        let out = run_to_end(kind, "mem --size 0", &env, Duration::from_secs(60));
+        assert!(total(&out).is_none(), "{kind}: {out}");
+        // Created (held), never started, dropped.
+        let spec = InstanceSpec { name: "held".into(), workload: vec!["mem".into()], ..InstanceSpec::default() };
+        let held = kind.create(&spec, &env).unwrap();
+        assert!(!held.pids().is_empty(), "{kind}: {}", held.describe());
+        assert!(held.pids().iter().all(|&p| lockscope_workloads::procfs::process_alive(p)), "{kind}: held processes exist");
+        drop(held);
+        assert_clean(root.path());
+    }
+}
+
+#[test]
+fn a_missing_runtime_is_reported_not_crashed_on() {
+    let _guard = serial();
+    let empty = tempfile::tempdir().unwrap();
+    let out = Command::new(LOCKSCOPE)
+        .env("PATH", empty.path())
+        .args(["record", "-o"])
+        .arg(empty.path().join("t"))
+        .args(["--workload", "a=runc:mem", "--duration", "1s"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("platform runc is not usable here") && err.contains("apt-get install runc"), "{err}");
+    let out = Command::new(LOCKSCOPE).env("PATH", empty.path()).args(["doctor", "--format", "json"]).output().unwrap();
+    let doctor: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doctor["platforms"]["runsc"], Value::Null, "keys are platform names");
+    assert_eq!(doctor["platforms"]["gvisor"]["usable"], false, "{doctor}");
+    assert_eq!(doctor["platforms"]["host"]["usable"], true, "{doctor}");
+}
+
+#[test]
+fn record_selects_containers_without_their_runtime() {
+    let _guard = serial();
+    let root = work_root();
+    let trace = root.path().join("runc.trace");
+    let w = "runc:file-create --files 300 --duration 3s";
+    let out = Command::new(LOCKSCOPE)
+        .args(["record", "--mode", "contention", "--work-dir"])
+        .arg(root.path().join("work"))
+        .arg("-o")
+        .arg(&trace)
+        .args(["--workload", &format!("a={w}"), "--workload", &format!("b={w}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(trace.join("trace.json")).unwrap()).unwrap();
+    for w in meta["workloads"].as_array().unwrap() {
+        assert_eq!(w["selector"]["kind"], "platform", "{w}");
+        assert_eq!(w["selector"]["platform"], "runc", "{w}");
+        // The container's init became the workload: one process, not runc's.
+        assert_eq!(w["pids"].as_array().unwrap().len(), 1, "{w}");
+        assert!(w["run_time_ns"].as_u64().unwrap() > 2_000_000_000, "{w}");
+    }
+    let report = Command::new(LOCKSCOPE).args(["report", "--format", "json"]).arg(&trace).output().unwrap();
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert!(report["shared_locks"].as_u64().unwrap() >= 1, "two containers on one ext4 share locks: {report}");
+    assert_clean(&root.path().join("work"));
+}
+
+#[test]
+fn stress_adds_trashers_and_draws_the_series() {
+    let _guard = serial();
+    let root = work_root();
+    let out_dir = root.path().join("out");
+    let out = Command::new(LOCKSCOPE)
+        .args(["stress", "--platform", "host", "--worker", "file-create --files 300", "--trasher", "trasher --target fs"])
+        .args(["--trashers", "2", "--interval", "2s", "--sample", "400ms", "--work-dir"])
+        .arg(root.path().join("work"))
+        .arg("-o")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let csv = std::fs::read_to_string(out_dir.join("stress.csv")).unwrap();
+    let counts: Vec<u32> = csv.lines().skip(1).map(|l| l.split(',').nth(3).unwrap().parse().unwrap()).collect();
+    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "trasher count only steps up: {counts:?}");
+    for k in 0..=2 {
+        assert!(counts.iter().filter(|&&c| c == k).count() >= 2, "samples with {k} trashers: {counts:?}");
+    }
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("stress.json")).unwrap()).unwrap();
+    let series = &result["series"][0];
+    assert!(series["baseline"].as_f64().unwrap() > 0.0, "{series}");
+    assert_eq!(series["trasher_starts"].as_array().unwrap().len(), 2);
+    assert_eq!(series["levels"].as_array().unwrap().len(), 3);
+    let svg = std::fs::read_to_string(out_dir.join("stress.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>") && svg.contains("<polyline"), "a drawn SVG");
+    assert!(svg.contains("host (baseline"), "the legend names the platform");
+    let png = std::fs::read(out_dir.join("stress.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 960, "IHDR width");
+    assert_clean(&root.path().join("work"));
+}
+
+#[test]
+fn ctrl_c_during_stress_in_containers_removes_everything() {
+    let _guard = serial();
+    let root = work_root();
+    let out_dir = root.path().join("out");
+    let child = Command::new(LOCKSCOPE)
+        .args(["stress", "--platform", "runc", "--worker", "file-create --files 300"])
+        .args(["--trashers", "3", "--interval", "2s", "--sample", "500ms", "--work-dir"])
+        .arg(root.path().join("work"))
+        .arg("-o")
+        .arg(&out_dir)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The worker and one trasher are running by now.
+    std::thread::sleep(Duration::from_millis(3500));
+    assert!(leftovers(root.path()).iter().any(|l| l.starts_with("runc container")), "containers running mid-experiment");
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("interrupted"), "{err}");
+    assert!(std::fs::read_to_string(out_dir.join("stress.csv")).unwrap().lines().count() > 2, "what was measured is kept");
+    assert_clean(&root.path().join("work"));
+}
