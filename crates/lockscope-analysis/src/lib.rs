@@ -3,6 +3,9 @@
 //! (private), how often, and from where in the kernel.
 
 pub mod analyze;
+pub mod compare;
+#[cfg(test)]
+mod fixtures;
 pub mod render;
 
 pub use analyze::{analyze, Analysis, Options, CallSite, LockSummary, LockUse, WorkloadSummary};

@@ -239,3 +239,73 @@ mod tests {
         assert_eq!(csv_field("plain"), "plain");
     }
 }
+
+/// The paper's Table 5: rows workloads, columns platforms, cells
+/// "shared count (cumulative rate)"; then lockscope's isolation scores.
+pub fn comparison_table(c: &crate::compare::Comparison) -> String {
+    let mut headers = vec!["WORKLOAD"];
+    headers.extend(c.platforms.iter().map(String::as_str));
+    let rows = |cell: &dyn Fn(&crate::compare::Cell) -> String| -> Vec<Vec<String>> {
+        c.workloads
+            .iter()
+            .map(|w| {
+                std::iter::once(w.clone())
+                    .chain(c.platforms.iter().map(|p| c.cell(w, p).map_or("-".into(), cell)))
+                    .collect()
+            })
+            .collect()
+    };
+    let mut out = String::from("SHARED LOCKS: mean count over runs (cumulative rate, acquisitions/s summed over locks and runs)\n");
+    out += &columns(&headers, &rows(&|c| format!("{} ({})", trim_number(c.shared_mean), trim_number(c.cumulative_rate))));
+    out += "\nISOLATION SCORE: 100 x (1 - share of run time waiting for or holding shared locks)\n";
+    out += &columns(&headers, &rows(&|c| format!("{:.2}", c.isolation_score)));
+    if !c.shared_locks.is_empty() {
+        out += "\nTOP SHARED LOCKS (cumulative rate over runs)\n";
+        let top: Vec<Vec<String>> = c
+            .shared_locks
+            .iter()
+            .take(15)
+            .map(|l| {
+                vec![
+                    l.workload.clone(),
+                    l.platform.clone(),
+                    l.lock.label(),
+                    l.subsystem.clone().unwrap_or_else(|| "-".into()),
+                    format!("{}", l.runs),
+                    trim_number(l.cumulative_rate),
+                ]
+            })
+            .collect();
+        out += &columns(&["WORKLOAD", "PLATFORM", "LOCK", "SUBSYSTEM", "RUNS", "RATE/S"], &top);
+    }
+    out
+}
+
+/// Table 5 as CSV, one row per cell.
+pub fn comparison_csv(c: &crate::compare::Comparison) -> String {
+    let mut out = String::from("workload,platform,runs,shared_mean,cumulative_rate,exposure,isolation_score\n");
+    for cell in &c.cells {
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{},{},{}",
+            csv_field(&cell.workload),
+            csv_field(&cell.platform),
+            cell.runs,
+            cell.shared_mean,
+            cell.cumulative_rate,
+            cell.exposure,
+            cell.isolation_score
+        );
+    }
+    out
+}
+
+/// A number as the paper prints them: few digits, more for small values.
+pub fn trim_number(v: f64) -> String {
+    match v.abs() {
+        a if a == 0.0 => "0".into(),
+        a if a >= 100.0 => format!("{v:.0}"),
+        a if a >= 1.0 => format!("{v:.2}").trim_end_matches('0').trim_end_matches('.').to_owned(),
+        _ => format!("{v:.2e}"),
+    }
+}

@@ -535,6 +535,7 @@ fn collect(
             workloads,
             counters,
             files: vec![],
+            label: None,
         },
         records,
         stacks,

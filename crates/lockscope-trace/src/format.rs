@@ -439,6 +439,7 @@ mod tests {
                 }],
                 counters: Counters { events: 10, irq_filtered: 3, ..Default::default() },
                 files: vec![],
+                label: None,
             },
             records: vec![LockRecord {
                 workload: 1,

@@ -171,6 +171,10 @@ pub struct TraceMeta {
     pub counters: Counters,
     /// The tables and their sizes, to detect truncation.
     pub files: Vec<TraceFile>,
+    /// What the experiment calls the workload (e.g. `mem-8k`), set by
+    /// `record --label`; `compare` and `study` use it as the row name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 impl TraceMeta {

@@ -2,6 +2,7 @@
 //! locks they acquire in common. This binary only parses arguments, shows
 //! progress and wires the stages together; the work lives in the crates.
 
+mod compare;
 mod doctor;
 mod guest;
 mod progress;
@@ -38,6 +39,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Compare(compare::Args),
     Doctor(doctor::Args),
     Guest(guest::Args),
     Record(record::Args),
@@ -73,6 +75,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
+        Command::Compare(args) => compare::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Guest(args) => guest::run(args),
         Command::Record(args) => record::run(args),

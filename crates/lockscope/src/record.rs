@@ -77,6 +77,10 @@ pub struct Args {
     /// Trace directory to write (mode 0700, files 0600: it holds kernel addresses).
     #[arg(short, long, default_value = "lockscope.trace")]
     output: PathBuf,
+    /// What the experiment calls the workload (e.g. mem-8k): the row name in
+    /// `lockscope compare`.
+    #[arg(long)]
+    label: Option<String>,
     /// Replace the output if it exists.
     #[arg(long)]
     force: bool,
@@ -192,7 +196,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
 
     let bar = crate::progress::spinner("{spinner} recording {msg}");
-    let trace = lockscope_bpf::record(&config, |p| {
+    let mut trace = lockscope_bpf::record(&config, |p| {
         let until = match config.duration {
             Some(d) => format!(" of {}", humantime::format_duration(d)),
             None => String::new(),
@@ -207,6 +211,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bar.tick();
     })?;
     bar.finish_and_clear();
+    trace.meta.label = args.label.clone();
 
     lockscope_trace::write_trace(&args.output, &trace, args.force)?;
     let m = &trace.meta;

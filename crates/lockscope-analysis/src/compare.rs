@@ -1,0 +1,330 @@
+//! Across traces: the paper's Table 5 (section 6) and what lockscope adds.
+//!
+//! Each trace is one run of two (or more) identical workloads on one
+//! platform. Traces with the same workload and platform are runs of one
+//! experiment. For each experiment:
+//!
+//! * *shared count*: the locks (by address and generation) acquired by two or
+//!   more of the workloads, counted per run and averaged over runs;
+//! * *cumulative rate*: each shared lock's rate — the sum over the workloads
+//!   of its acquisitions divided by that workload's run time — summed per
+//!   lock identity (name, function, file, type) across runs, and over all
+//!   shared locks for the cell;
+//! * *exposure*: the share of the workloads' run time spent waiting for
+//!   (contention mode) or holding (acquire mode) the locks they share, mean
+//!   over workloads and runs; the *isolation score* is 100 × (1 − exposure):
+//!   100 means no time at all in shared locks.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::analyze::{Analysis, LockSummary};
+
+/// Where a trace belongs in a comparison: its workload (the label given to
+/// `record --label`, else the workload's command) and its platform (of
+/// `record --workload`, else host).
+pub fn place(trace: &lockscope_trace::Trace) -> (String, String) {
+    use lockscope_trace::Selector;
+    let first = trace.meta.workloads.first().map(|w| &w.selector);
+    let platform = match first {
+        Some(Selector::Platform { platform, .. }) => platform.clone(),
+        _ => "host".to_owned(),
+    };
+    let command_name = |command: &str| {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let program = words.first().map_or("?", |p| p.rsplit('/').next().unwrap_or(p));
+        // `lockscope workload NAME ...` is the built-in workload NAME.
+        match (program, words.get(1), words.get(2)) {
+            ("lockscope", Some(&"workload"), Some(name)) => name.to_string(),
+            _ => program.to_owned(),
+        }
+    };
+    let workload = trace.meta.label.clone().unwrap_or_else(|| match first {
+        Some(Selector::Platform { workload, .. }) => command_name(&format!("lockscope workload {workload}")),
+        Some(Selector::Run { command }) => command_name(command),
+        Some(Selector::Pid { pid }) => format!("pid {pid}"),
+        Some(Selector::Cgroup { path }) => path.rsplit('/').find(|p| !p.is_empty()).unwrap_or("cgroup").to_owned(),
+        None => "?".to_owned(),
+    });
+    (workload, platform)
+}
+
+/// One trace's analysis and where it belongs.
+pub struct Run<'a> {
+    pub workload: String,
+    pub platform: String,
+    pub analysis: &'a Analysis,
+}
+
+/// A lock as the paper identifies it across runs: name, function, file, type.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct LockIdentity {
+    /// The source object (`journal_t.j_list_lock`) or global; else `?`.
+    pub name: String,
+    /// The function that takes it (the most frequent call site).
+    pub function: String,
+    /// The source file of the acquisition, when resolved.
+    pub file: String,
+    pub kind: String,
+}
+
+impl LockIdentity {
+    pub fn of(lock: &LockSummary) -> Self {
+        let top = lock.call_sites.first();
+        let function = top.and_then(|c| c.site.as_deref()).map(|s| s.split('+').next().unwrap_or(s)).unwrap_or("?");
+        let file = top.and_then(|c| c.source.as_deref()).map(|s| s.rsplit_once(':').map_or(s, |(f, _)| f)).unwrap_or("");
+        LockIdentity {
+            name: lock.object.clone().or_else(|| lock.global.clone()).unwrap_or_else(|| "?".into()),
+            function: function.to_owned(),
+            file: file.to_owned(),
+            kind: format!("{:?}", lock.kind).to_lowercase(),
+        }
+    }
+
+    /// How a person reads it: the name if known, else the function.
+    pub fn label(&self) -> String {
+        match self.name.as_str() {
+            "?" => format!("{} lock in {}", self.kind, self.function),
+            name => format!("{name} ({})", self.function),
+        }
+    }
+}
+
+/// One cell of Table 5, with lockscope's additions.
+#[derive(Clone, Debug, Serialize)]
+pub struct Cell {
+    pub workload: String,
+    pub platform: String,
+    pub runs: usize,
+    pub shared_per_run: Vec<usize>,
+    /// Mean shared-lock count over runs (Table 5's first number).
+    pub shared_mean: f64,
+    /// Shared-lock rates summed over locks and runs (Table 5's number in parentheses).
+    pub cumulative_rate: f64,
+    /// Mean share of run time spent in shared locks.
+    pub exposure: f64,
+    /// 100 × (1 − exposure).
+    pub isolation_score: f64,
+}
+
+/// A shared lock of one experiment, summed over its runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct SharedLock {
+    pub workload: String,
+    pub platform: String,
+    pub lock: LockIdentity,
+    pub scope: Option<String>,
+    pub subsystem: Option<String>,
+    /// Runs in which it was shared.
+    pub runs: usize,
+    pub cumulative_rate: f64,
+}
+
+/// Shared-lock rate of one experiment in one kernel subsystem (Figures 2, 3).
+#[derive(Clone, Debug, Serialize)]
+pub struct SubsystemRate {
+    pub workload: String,
+    pub platform: String,
+    /// From the resolved source path; `unresolved` where the trace was not resolved.
+    pub subsystem: String,
+    pub cumulative_rate: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Comparison {
+    /// Row and column order: as first seen.
+    pub workloads: Vec<String>,
+    pub platforms: Vec<String>,
+    pub cells: Vec<Cell>,
+    /// Most frequent first.
+    pub shared_locks: Vec<SharedLock>,
+    pub subsystems: Vec<SubsystemRate>,
+}
+
+impl Comparison {
+    pub fn cell(&self, workload: &str, platform: &str) -> Option<&Cell> {
+        self.cells.iter().find(|c| c.workload == workload && c.platform == platform)
+    }
+}
+
+/// A shared lock's rate in one run: each workload's acquisitions over its run time, summed.
+fn shared_rate(lock: &LockSummary) -> f64 {
+    lock.uses.iter().map(|u| u.rate_per_sec).sum()
+}
+
+/// The mean over workloads of the share of run time spent in shared locks.
+fn exposure(a: &Analysis) -> f64 {
+    let shares: Vec<f64> = a
+        .workloads
+        .iter()
+        .filter(|w| w.run_time_secs > 0.0)
+        .map(|w| {
+            let ns: u64 = a
+                .locks
+                .iter()
+                .filter(|l| l.shared)
+                .flat_map(|l| l.uses.iter().filter(|u| u.workload == w.id))
+                .map(|u| u.wait_total_ns + u.hold_total_ns)
+                .sum();
+            ns as f64 / 1e9 / w.run_time_secs
+        })
+        .collect();
+    if shares.is_empty() { 0.0 } else { shares.iter().sum::<f64>() / shares.len() as f64 }
+}
+
+pub fn compare(runs: &[Run]) -> Comparison {
+    let mut workloads: Vec<String> = Vec::new();
+    let mut platforms: Vec<String> = Vec::new();
+    let mut experiments: BTreeMap<(usize, usize), Vec<&Analysis>> = BTreeMap::new();
+    for r in runs {
+        let index = |list: &mut Vec<String>, name: &str| {
+            list.iter().position(|n| n == name).unwrap_or_else(|| {
+                list.push(name.to_owned());
+                list.len() - 1
+            })
+        };
+        let key = (index(&mut workloads, &r.workload), index(&mut platforms, &r.platform));
+        experiments.entry(key).or_default().push(r.analysis);
+    }
+
+    let (mut cells, mut shared_locks, mut subsystems) = (Vec::new(), Vec::new(), Vec::new());
+    for ((wi, pi), analyses) in &experiments {
+        let (workload, platform) = (&workloads[*wi], &platforms[*pi]);
+        let shared_per_run: Vec<usize> = analyses.iter().map(|a| a.shared_locks).collect();
+        let mut by_identity: BTreeMap<LockIdentity, SharedLock> = BTreeMap::new();
+        let mut by_subsystem: BTreeMap<String, f64> = BTreeMap::new();
+        for a in analyses {
+            for lock in a.locks.iter().filter(|l| l.shared) {
+                let rate = shared_rate(lock);
+                let identity = LockIdentity::of(lock);
+                let entry = by_identity.entry(identity.clone()).or_insert_with(|| SharedLock {
+                    workload: workload.clone(),
+                    platform: platform.clone(),
+                    lock: identity,
+                    scope: lock.scope.clone(),
+                    subsystem: lock.subsystem.clone(),
+                    runs: 0,
+                    cumulative_rate: 0.0,
+                });
+                entry.runs += 1;
+                entry.cumulative_rate += rate;
+                *by_subsystem.entry(lock.subsystem.clone().unwrap_or_else(|| "unresolved".into())).or_default() += rate;
+            }
+        }
+        let exposure = analyses.iter().map(|a| exposure(a)).sum::<f64>() / analyses.len() as f64;
+        cells.push(Cell {
+            workload: workload.clone(),
+            platform: platform.clone(),
+            runs: analyses.len(),
+            shared_mean: shared_per_run.iter().sum::<usize>() as f64 / analyses.len() as f64,
+            cumulative_rate: by_identity.values().map(|l| l.cumulative_rate).sum(),
+            shared_per_run,
+            exposure,
+            isolation_score: 100.0 * (1.0 - exposure.min(1.0)),
+        });
+        shared_locks.extend(by_identity.into_values());
+        subsystems.extend(by_subsystem.into_iter().map(|(subsystem, cumulative_rate)| SubsystemRate {
+            workload: workload.clone(),
+            platform: platform.clone(),
+            subsystem,
+            cumulative_rate,
+        }));
+    }
+    shared_locks.sort_by(|a, b| b.cumulative_rate.total_cmp(&a.cumulative_rate));
+    Comparison { workloads, platforms, cells, shared_locks, subsystems }
+}
+
+/// Spearman's rank correlation of paired values (ties get their mean rank);
+/// None with fewer than three pairs or a constant side.
+pub fn spearman(pairs: &[(f64, f64)]) -> Option<f64> {
+    if pairs.len() < 3 {
+        return None;
+    }
+    let ranks = |values: Vec<f64>| -> Vec<f64> {
+        let mut order: Vec<usize> = (0..values.len()).collect();
+        order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+        let mut ranks = vec![0.0; values.len()];
+        let mut i = 0;
+        while i < order.len() {
+            let mut j = i;
+            while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
+                j += 1;
+            }
+            for &k in &order[i..=j] {
+                ranks[k] = (i + j) as f64 / 2.0 + 1.0;
+            }
+            i = j + 1;
+        }
+        ranks
+    };
+    let x = ranks(pairs.iter().map(|p| p.0).collect());
+    let y = ranks(pairs.iter().map(|p| p.1).collect());
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let cov: f64 = x.iter().zip(&y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let (vx, vy): (f64, f64) = (x.iter().map(|a| (a - mx).powi(2)).sum(), y.iter().map(|b| (b - my).powi(2)).sum());
+    (vx > 0.0 && vy > 0.0).then(|| cov / (vx * vy).sqrt())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::analyze;
+    use crate::fixtures::{record, trace, OPTIONS};
+    use lockscope_trace::Trace;
+
+    const B: u64 = 0xffff888000001000;
+
+    /// Run 1 shares lock A only; run 2 also shares B (w2 takes it outside interrupts).
+    fn runs() -> (Analysis, Analysis) {
+        let mut second: Trace = trace();
+        second.records.push(record(2, B, 0, 10, 2));
+        (analyze(&trace(), &OPTIONS), analyze(&second, &OPTIONS))
+    }
+
+    #[test]
+    fn shared_counts_average_over_runs_and_rates_sum_across_them() {
+        let (one, two) = runs();
+        let c = compare(&[
+            Run { workload: "file-create".into(), platform: "host".into(), analysis: &one },
+            Run { workload: "file-create".into(), platform: "host".into(), analysis: &two },
+            Run { workload: "file-create".into(), platform: "runc".into(), analysis: &one },
+        ]);
+        assert_eq!(c.workloads, ["file-create"]);
+        assert_eq!(c.platforms, ["host", "runc"]);
+        let host = c.cell("file-create", "host").unwrap();
+        assert_eq!((host.runs, host.shared_per_run.clone(), host.shared_mean), (2, vec![1, 2], 1.5));
+        // A: w1 120 in 10 s + w2 50 in 5 s = 22/s per run, twice; B in run 2: 7/10 + 10/5.
+        assert!((host.cumulative_rate - (22.0 + 22.0 + 2.7)).abs() < 1e-9, "{host:?}");
+        let a = c.shared_locks.iter().find(|l| l.platform == "host" && l.lock.name == "inode_hash_lock+0x10").unwrap();
+        assert_eq!((a.runs, a.lock.function.as_str(), a.lock.kind.as_str()), (2, "iput", "spinlock"));
+        assert!((a.cumulative_rate - 44.0).abs() < 1e-9);
+        let runc = c.cell("file-create", "runc").unwrap();
+        assert_eq!((runc.runs, runc.shared_mean), (1, 1.0));
+        assert!((runc.cumulative_rate - 22.0).abs() < 1e-9);
+        assert_eq!(c.subsystems.iter().filter(|s| s.platform == "runc").map(|s| s.subsystem.as_str()).collect::<Vec<_>>(), ["unresolved"]);
+    }
+
+    #[test]
+    fn exposure_is_the_share_of_run_time_in_shared_locks() {
+        let (one, _) = runs();
+        let c = compare(&[Run { workload: "w".into(), platform: "p".into(), analysis: &one }]);
+        let cell = &c.cells[0];
+        // Waits of 10 ns per contended acquisition: w1 1200 ns of 10 s, w2 500 ns of 5 s.
+        let expected = (1200e-9 / 10.0 + 500e-9 / 5.0) / 2.0;
+        assert!((cell.exposure - expected).abs() < 1e-15, "{cell:?}");
+        assert!((cell.isolation_score - 100.0 * (1.0 - expected)).abs() < 1e-9);
+    }
+
+    #[test]
+    fn spearman_ranks_with_ties() {
+        assert_eq!(spearman(&[(1.0, 10.0), (2.0, 20.0), (3.0, 35.0)]), Some(1.0));
+        assert_eq!(spearman(&[(1.0, 3.0), (2.0, 2.0), (3.0, 1.0)]), Some(-1.0));
+        let tied = spearman(&[(1.0, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, 3.0)]).unwrap();
+        // Ranks x 1.5 1.5 3 4, y 1 2 3.5 3.5: cov 4, variances 4.5 each.
+        assert!((tied - 8.0 / 9.0).abs() < 1e-9, "{tied}");
+        assert_eq!(spearman(&[(1.0, 1.0), (2.0, 2.0)]), None, "too few pairs");
+        assert_eq!(spearman(&[(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)]), None, "a constant side");
+    }
+}
