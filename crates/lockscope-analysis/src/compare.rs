@@ -194,7 +194,8 @@ pub fn compare(runs: &[Run]) -> Comparison {
         let shared_per_run: Vec<usize> = analyses.iter().map(|a| a.shared_locks).collect();
         let mut by_identity: BTreeMap<LockIdentity, SharedLock> = BTreeMap::new();
         let mut by_subsystem: BTreeMap<String, f64> = BTreeMap::new();
-        for a in analyses {
+        let mut seen_in_run: std::collections::HashSet<(usize, LockIdentity)> = Default::default();
+        for (run, a) in analyses.iter().enumerate() {
             for lock in a.locks.iter().filter(|l| l.shared) {
                 let rate = shared_rate(lock);
                 let identity = LockIdentity::of(lock);
@@ -207,7 +208,10 @@ pub fn compare(runs: &[Run]) -> Comparison {
                     runs: 0,
                     cumulative_rate: 0.0,
                 });
-                entry.runs += 1;
+                // Instances of one identity (per-CPU, per-inode locks) merge; runs count once.
+                if seen_in_run.insert((run, entry.lock.clone())) {
+                    entry.runs += 1;
+                }
                 entry.cumulative_rate += rate;
                 *by_subsystem.entry(lock.subsystem.clone().unwrap_or_else(|| "unresolved".into())).or_default() += rate;
             }
@@ -304,6 +308,22 @@ mod tests {
         assert_eq!((runc.runs, runc.shared_mean), (1, 1.0));
         assert!((runc.cumulative_rate - 22.0).abs() < 1e-9);
         assert_eq!(c.subsystems.iter().filter(|s| s.platform == "runc").map(|s| s.subsystem.as_str()).collect::<Vec<_>>(), ["unresolved"]);
+    }
+
+    #[test]
+    fn instances_of_one_lock_identity_merge_within_a_run() {
+        // Two heap locks taken at one call site by both workloads: one identity.
+        let mut t = trace();
+        for addr in [0xffff888000005000, 0xffff888000006000] {
+            t.records.extend([record(1, addr, 0, 10, 2), record(2, addr, 0, 10, 2)]);
+        }
+        let a = analyze(&t, &OPTIONS);
+        let c = compare(&[Run { workload: "w".into(), platform: "p".into(), analysis: &a }]);
+        assert_eq!(c.cells[0].shared_mean, 3.0, "A and the two heap locks, by address");
+        let merged = c.shared_locks.iter().find(|l| l.lock.name == "?").unwrap();
+        assert_eq!(merged.runs, 1);
+        assert!((merged.cumulative_rate - 2.0 * (10.0 / 10.0 + 10.0 / 5.0)).abs() < 1e-9);
+        assert_eq!(merged.lock.label(), "spinlock lock in iput");
     }
 
     #[test]

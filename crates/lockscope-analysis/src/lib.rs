@@ -4,6 +4,8 @@
 
 pub mod analyze;
 pub mod compare;
+pub mod export;
+pub mod html;
 #[cfg(test)]
 mod fixtures;
 pub mod render;

@@ -300,6 +300,34 @@ pub fn comparison_csv(c: &crate::compare::Comparison) -> String {
     out
 }
 
+/// The shared locks of every experiment as CSV.
+pub fn shared_locks_csv(c: &crate::compare::Comparison) -> String {
+    let mut out = String::from("workload,platform,lock_name,function,file,kind,scope,subsystem,runs,cumulative_rate\n");
+    for l in &c.shared_locks {
+        let fields = [&l.workload, &l.platform, &l.lock.name, &l.lock.function, &l.lock.file, &l.lock.kind];
+        let text: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
+        let _ = writeln!(
+            out,
+            "{},{},{},{},{}",
+            text.join(","),
+            csv_field(l.scope.as_deref().unwrap_or("")),
+            csv_field(l.subsystem.as_deref().unwrap_or("")),
+            l.runs,
+            l.cumulative_rate
+        );
+    }
+    out
+}
+
+/// Shared-lock rate per subsystem of every experiment as CSV.
+pub fn subsystems_csv(c: &crate::compare::Comparison) -> String {
+    let mut out = String::from("workload,platform,subsystem,cumulative_rate\n");
+    for s in &c.subsystems {
+        let _ = writeln!(out, "{},{},{},{}", csv_field(&s.workload), csv_field(&s.platform), csv_field(&s.subsystem), s.cumulative_rate);
+    }
+    out
+}
+
 /// A number as the paper prints them: few digits, more for small values.
 pub fn trim_number(v: f64) -> String {
     match v.abs() {

@@ -142,6 +142,12 @@ fn batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
     RecordBatch::try_from_iter(columns).expect("columns of equal length")
 }
 
+/// Writes named columns of equal length as a Parquet file (zstd, mode 0600),
+/// as the trace's own tables are written; it must not exist yet.
+pub fn write_table(path: &Path, columns: Vec<(&str, ArrayRef)>) -> Result<u64, TraceError> {
+    write_parquet(path, &batch(columns))
+}
+
 fn locks_batch(records: &[LockRecord]) -> RecordBatch {
     let u32s = |f: fn(&LockRecord) -> u32| -> ArrayRef {
         Arc::new(records.iter().map(f).collect::<UInt32Array>())

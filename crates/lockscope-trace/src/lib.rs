@@ -10,7 +10,7 @@ pub mod frames;
 pub mod kallsyms;
 pub mod model;
 
-pub use format::{read_trace, write_trace, TraceError, FORMAT_NAME, FORMAT_VERSION};
+pub use format::{read_trace, write_table, write_trace, TraceError, FORMAT_NAME, FORMAT_VERSION};
 pub use kallsyms::{KallsymsError, SymbolTable};
 pub use model::*;
 

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::meter::Line;
 use crate::platform::{Env, Instance, InstanceSpec, PlatformError, PlatformKind};
@@ -63,7 +63,7 @@ impl StressConfig {
 }
 
 /// One throughput sample of the worker.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     pub platform: PlatformKind,
     pub run: u32,
@@ -78,7 +78,7 @@ pub struct Sample {
 }
 
 /// The averaged series of one platform.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Series {
     pub platform: PlatformKind,
     /// What one of the worker's operations is.
@@ -93,14 +93,14 @@ pub struct Series {
     pub trasher_starts: Vec<f64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Point {
     pub t: f64,
     pub trashers: u32,
     pub ops_per_sec: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Level {
     pub trashers: u32,
     pub ops_per_sec: f64,
@@ -108,7 +108,7 @@ pub struct Level {
     pub slowdown: f64,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StressResult {
     pub worker: String,
     pub trasher: String,

@@ -11,6 +11,7 @@ mod report;
 mod resolve;
 mod source;
 mod stress;
+mod study;
 mod workload;
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -48,6 +49,7 @@ enum Command {
     #[command(subcommand)]
     Source(source::Source),
     Stress(stress::Args),
+    Study(study::Args),
     #[command(subcommand)]
     Workload(workload::Workload),
 }
@@ -83,6 +85,7 @@ fn main() {
         Command::Resolve(args) => resolve::run(args),
         Command::Source(s) => source::run(s),
         Command::Stress(args) => stress::run(args),
+        Command::Study(args) => study::run(args),
         Command::Workload(w) => workload::run(w),
     };
     if let Err(e) = result {

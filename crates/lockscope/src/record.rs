@@ -108,10 +108,20 @@ enum HookArg {
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
-enum ModeArg {
+pub enum ModeArg {
     Auto,
     Acquire,
     Contention,
+}
+
+impl ModeArg {
+    pub fn request(self) -> ModeRequest {
+        match self {
+            ModeArg::Auto => ModeRequest::Auto,
+            ModeArg::Acquire => ModeRequest::Acquire,
+            ModeArg::Contention => ModeRequest::Contention,
+        }
+    }
 }
 
 fn split_named(arg: &str, flag: &str) -> anyhow::Result<(String, String)> {
@@ -165,11 +175,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         signal_hook::flag::register(signal, Arc::clone(&stop))?;
     }
     let config = RecordConfig {
-        mode: match args.mode {
-            ModeArg::Auto => ModeRequest::Auto,
-            ModeArg::Acquire => ModeRequest::Acquire,
-            ModeArg::Contention => ModeRequest::Contention,
-        },
+        mode: args.mode.request(),
         hook: match args.hook {
             HookArg::Auto => HookRequest::Auto,
             HookArg::TpBtf => HookRequest::TpBtf,

@@ -39,13 +39,20 @@ pub fn run(args: Args) -> Result<()> {
     if args.output.exists() && !args.force {
         bail!("{} exists; pass --force to replace it", args.output.display());
     }
-    let root = args.tree.root();
-    if let Some(warning) = version_mismatch(&trace, &root) {
+    if let Some(warning) = version_mismatch(&trace, &args.tree.root()) {
         eprintln!("lockscope: warning: {warning}");
     }
-    let mut clangd = open_tree(&args.tree)?;
+    resolve_in_place(&mut trace, &args.tree)?;
+    summarize(&trace);
+    write_trace(&args.output, &trace, args.force)?;
+    Ok(())
+}
+
+/// Resolves the trace's stacks against the tree, adding its sites table.
+pub fn resolve_in_place(trace: &mut Trace, tree: &TreeArgs) -> Result<()> {
+    let mut clangd = open_tree(tree)?;
     let bar = spinner("{spinner} resolving stack {pos}/{len} {msg}");
-    let sites = lockscope_source::stacks::resolve_stacks(&mut clangd, &trace, |done, total, function| {
+    let sites = lockscope_source::stacks::resolve_stacks(&mut clangd, trace, |done, total, function| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
         bar.set_message(function.to_owned());
@@ -53,9 +60,7 @@ pub fn run(args: Args) -> Result<()> {
     bar.finish_and_clear();
     clangd.shutdown();
     trace.sites = sites?;
-    trace.meta.notes.push(format!("stacks resolved against the source at {}", root.display()));
-    summarize(&trace);
-    write_trace(&args.output, &trace, args.force)?;
+    trace.meta.notes.push(format!("stacks resolved against the source at {}", tree.root().display()));
     Ok(())
 }
 
@@ -88,7 +93,7 @@ fn summarize(trace: &Trace) {
 }
 
 /// A warning when the trace's kernel is not the source's version.
-fn version_mismatch(trace: &Trace, root: &Path) -> Option<String> {
+pub fn version_mismatch(trace: &Trace, root: &Path) -> Option<String> {
     let makefile = std::fs::read_to_string(root.join("Makefile")).ok()?;
     let field = |name: &str| {
         makefile.lines().find_map(|l| l.strip_prefix(name)?.trim_start().strip_prefix('=').map(|v| v.trim().to_owned()))

@@ -87,6 +87,10 @@ pub struct TreeArgs {
 }
 
 impl TreeArgs {
+    pub(crate) fn new(kernel_src: Option<PathBuf>) -> Self {
+        TreeArgs { kernel_src, clangd: None }
+    }
+
     pub(crate) fn root(&self) -> PathBuf {
         self.kernel_src.clone().unwrap_or_else(tree::default_kernel_src)
     }

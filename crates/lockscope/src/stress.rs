@@ -59,6 +59,17 @@ pub struct Args {
     runsc_platform: String,
 }
 
+/// stress.csv, stress.json, stress.svg and stress.png in `dir`. The JSON is
+/// written last: its presence marks a finished experiment.
+pub fn write_outputs(result: &stress::StressResult, dir: &std::path::Path) -> anyhow::Result<()> {
+    let csv = dir.join("stress.csv");
+    std::fs::write(&csv, stress::samples_csv(&result.samples)).with_context(|| format!("writing {}", csv.display()))?;
+    lockscope_workloads::figure::write(result, &dir.join("stress"))?;
+    let json = dir.join("stress.json");
+    std::fs::write(&json, serde_json::to_string_pretty(result)?).with_context(|| format!("writing {}", json.display()))?;
+    Ok(())
+}
+
 fn split(what: &str, text: &str) -> anyhow::Result<Vec<String>> {
     match shlex::split(text) {
         Some(args) if !args.is_empty() => Ok(args),
@@ -102,11 +113,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     })?;
     bar.finish_and_clear();
 
-    let csv = args.output.join("stress.csv");
-    std::fs::write(&csv, stress::samples_csv(&result.samples)).with_context(|| format!("writing {}", csv.display()))?;
-    let json = args.output.join("stress.json");
-    std::fs::write(&json, serde_json::to_string_pretty(&result)?).with_context(|| format!("writing {}", json.display()))?;
-    lockscope_workloads::figure::write(&result, &args.output.join("stress"))?;
+    write_outputs(&result, &args.output)?;
 
     if !result.complete {
         eprintln!("interrupted: the outputs hold what was measured until then");

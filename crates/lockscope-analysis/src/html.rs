@@ -1,0 +1,234 @@
+//! The study's report as one self-contained HTML page: Table 5, isolation
+//! scores against measured slowdown, the top shared locks with their objects
+//! and subsystems, per-subsystem bar charts (inline SVG, drawn here), and
+//! the stress figures. No script, no external resource.
+
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use crate::compare::Comparison;
+use crate::render::trim_number;
+
+/// What the page shows besides the comparison.
+pub struct Page<'a> {
+    pub title: &'a str,
+    /// How the study was made (mode, kernel, durations, what was skipped).
+    pub notes: &'a [String],
+    pub comparison: &'a Comparison,
+    pub stress: &'a [StressFigure],
+    pub correlations: &'a [Correlation],
+}
+
+/// One stress experiment, summarized, with its figure.
+#[derive(Clone, Debug, Serialize)]
+pub struct StressFigure {
+    pub workload: String,
+    pub platform: String,
+    pub baseline: f64,
+    pub unit: String,
+    /// Share of throughput lost with all trashers running.
+    pub slowdown: f64,
+    pub trashers: u32,
+    /// The figure (an SVG document), inlined.
+    #[serde(skip)]
+    pub svg: String,
+}
+
+/// How well a sharing measure ranks the measured slowdowns.
+#[derive(Clone, Debug, Serialize)]
+pub struct Correlation {
+    pub measure: String,
+    /// Spearman's rho; None when there were too few experiments.
+    pub rho: Option<f64>,
+    pub experiments: usize,
+}
+
+pub fn escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:2em;max-width:1200px;color:#222}\
+table{border-collapse:collapse;margin:1em 0}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}\
+th:first-child,td:first-child{text-align:left}td.text{text-align:left}caption{text-align:left;font-weight:bold;margin-bottom:.3em}\
+figure{display:inline-block;margin:1em 1em 1em 0;vertical-align:top}figcaption{font-size:90%}.note{color:#555;font-size:90%}";
+
+/// Colors for subsystems and platforms, in order.
+const PALETTE: [&str; 10] = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"];
+
+pub fn render(page: &Page) -> String {
+    let c = page.comparison;
+    let mut out = String::new();
+    let _ = write!(out, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n", escape(page.title));
+    let _ = writeln!(out, "<h1>{}</h1>", escape(page.title));
+    out += "<ul class=\"note\">";
+    for n in page.notes {
+        let _ = write!(out, "<li>{}</li>", escape(n));
+    }
+    out += "</ul>\n";
+
+    out += "<h2 id=\"table5\">Shared locks per workload and platform (Table 5)</h2>\n\
+        <p class=\"note\">Each cell: locks acquired by both instances, mean over runs, and in parentheses the cumulative rate \
+        (acquisitions per second of each instance's run time, summed over the shared locks and the runs).</p>\n";
+    out += &matrix(c, "shared (rate)", |cell| format!("{} ({})", trim_number(cell.shared_mean), trim_number(cell.cumulative_rate)));
+
+    out += "<h2 id=\"isolation\">Isolation score</h2>\n<p class=\"note\">100 × (1 − the share of the instances' run time spent \
+        waiting for (contention mode) or holding (acquire mode) the locks they share): 100 is perfect isolation.</p>\n";
+    out += &matrix(c, "score", |cell| format!("{:.2}", cell.isolation_score));
+    if !page.correlations.is_empty() {
+        out += "<table><caption>Does sharing predict slowdown? Spearman's rho against the measured slowdown</caption><tr><th>measure</th><th>rho</th><th>experiments</th></tr>";
+        for k in page.correlations {
+            let rho = k.rho.map_or("too few experiments".into(), |r| format!("{r:.2}"));
+            let _ = write!(out, "<tr><td>{}</td><td>{rho}</td><td>{}</td></tr>", escape(&k.measure), k.experiments);
+        }
+        out += "</table>\n";
+    }
+
+    out += "<h2 id=\"locks\">Top shared locks</h2>\n<table><tr><th>workload</th><th>platform</th><th>lock</th><th>scope</th><th>subsystem</th><th>function</th><th>file</th><th>type</th><th>runs</th><th>rate/s</th></tr>";
+    for l in c.shared_locks.iter().take(25) {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&l.workload),
+            escape(&l.platform),
+            escape(&l.lock.name),
+            escape(l.scope.as_deref().unwrap_or("-")),
+            escape(l.subsystem.as_deref().unwrap_or("unresolved")),
+            escape(&l.lock.function),
+            escape(&l.lock.file),
+            escape(&l.lock.kind),
+            l.runs,
+            trim_number(l.cumulative_rate)
+        );
+    }
+    out += "</table>\n";
+
+    out += "<h2 id=\"subsystems\">Shared-lock rate by kernel subsystem (Figures 2 and 3)</h2>\n";
+    for w in &c.workloads {
+        let _ = write!(out, "<figure>{}<figcaption>{}</figcaption></figure>", subsystem_chart(c, w), escape(w));
+    }
+
+    if !page.stress.is_empty() {
+        out += "\n<h2 id=\"stress\">Interference: throughput as trashers join (Figures 4 to 6)</h2>\n<table><tr><th>workload</th><th>platform</th><th>baseline</th><th>trashers</th><th>slowdown</th></tr>";
+        for s in page.stress {
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td class=\"text\">{}</td><td>{} {}/s</td><td>{}</td><td>{:.1}%</td></tr>",
+                escape(&s.workload),
+                escape(&s.platform),
+                trim_number(s.baseline),
+                escape(&s.unit),
+                s.trashers,
+                100.0 * s.slowdown
+            );
+        }
+        out += "</table>\n";
+        for s in page.stress {
+            let _ = write!(out, "<figure>{}<figcaption>{} on {}</figcaption></figure>", inline_svg(&s.svg), escape(&s.workload), escape(&s.platform));
+        }
+    }
+    out += "\n</body></html>\n";
+    out
+}
+
+/// A workloads × platforms table of one value per cell.
+fn matrix(c: &Comparison, what: &str, value: impl Fn(&crate::compare::Cell) -> String) -> String {
+    let mut out = format!("<table><tr><th>workload ({})</th>", escape(what));
+    for p in &c.platforms {
+        let _ = write!(out, "<th>{}</th>", escape(p));
+    }
+    out += "</tr>";
+    for w in &c.workloads {
+        let _ = write!(out, "<tr><td>{}</td>", escape(w));
+        for p in &c.platforms {
+            let _ = write!(out, "<td>{}</td>", c.cell(w, p).map_or("–".into(), &value));
+        }
+        out += "</tr>";
+    }
+    out + "</table>\n"
+}
+
+/// An SVG document without its XML prolog, scaled to fit the page.
+fn inline_svg(svg: &str) -> String {
+    let start = svg.find("<svg").unwrap_or(0);
+    svg[start..].replacen("<svg", "<svg style=\"max-width:100%;height:auto\"", 1)
+}
+
+/// One workload's shared-lock rate per platform, stacked by subsystem.
+pub fn subsystem_chart(c: &Comparison, workload: &str) -> String {
+    let (width, height, left, bottom, top) = (460.0, 300.0, 70.0, 40.0, 20.0);
+    let rows: Vec<_> = c.subsystems.iter().filter(|s| s.workload == workload).collect();
+    let mut subsystems: Vec<&str> = rows.iter().map(|s| s.subsystem.as_str()).collect();
+    subsystems.sort();
+    subsystems.dedup();
+    let total = |p: &str| rows.iter().filter(|s| s.platform == p).map(|s| s.cumulative_rate).sum::<f64>();
+    let max = c.platforms.iter().map(|p| total(p)).fold(0.0, f64::max).max(1e-9);
+    let plot_h = height - bottom - top;
+    let slot = (width - left - 130.0) / c.platforms.len().max(1) as f64;
+    let mut svg = format!("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"11\">");
+    let _ = write!(svg, "<line x1=\"{left}\" y1=\"{top}\" x2=\"{left}\" y2=\"{}\" stroke=\"#333\"/>", height - bottom);
+    for i in 0..=4 {
+        let v = max * i as f64 / 4.0;
+        let y = height - bottom - plot_h * i as f64 / 4.0;
+        let _ = write!(svg, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><line x1=\"{left}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#eee\"/>", left - 4.0, y + 4.0, trim_number(v), width - 130.0);
+    }
+    let _ = write!(svg, "<text x=\"12\" y=\"{}\" transform=\"rotate(-90 12 {})\" text-anchor=\"middle\">acquisitions/s</text>", top + plot_h / 2.0, top + plot_h / 2.0);
+    for (i, p) in c.platforms.iter().enumerate() {
+        let x = left + slot * i as f64 + slot * 0.2;
+        let mut y = height - bottom;
+        for (k, sub) in subsystems.iter().enumerate() {
+            let rate: f64 = rows.iter().filter(|s| s.platform == *p && s.subsystem == *sub).map(|s| s.cumulative_rate).sum();
+            let h = plot_h * rate / max;
+            if h > 0.0 {
+                y -= h;
+                let _ = write!(
+                    svg,
+                    "<rect class=\"bar\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{}\"><title>{} on {}: {} {}/s</title></rect>",
+                    slot * 0.6,
+                    PALETTE[k % PALETTE.len()],
+                    escape(workload),
+                    escape(p),
+                    escape(sub),
+                    trim_number(rate)
+                );
+            }
+        }
+        let _ = write!(svg, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>", x + slot * 0.3, height - bottom + 15.0, escape(p));
+    }
+    for (k, sub) in subsystems.iter().enumerate() {
+        let y = top + 16.0 * k as f64;
+        let _ = write!(
+            svg,
+            "<rect x=\"{}\" y=\"{y}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>",
+            width - 120.0,
+            PALETTE[k % PALETTE.len()],
+            width - 105.0,
+            y + 9.0,
+            escape(sub)
+        );
+    }
+    svg + "</svg>"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analyze::analyze;
+    use crate::compare::{compare, Run};
+    use crate::fixtures::{trace, OPTIONS};
+
+    #[test]
+    fn the_page_holds_the_tables_and_a_bar_per_platform_and_subsystem() {
+        let a = analyze(&trace(), &OPTIONS);
+        let c = compare(&[
+            Run { workload: "mem-8k".into(), platform: "host".into(), analysis: &a },
+            Run { workload: "mem-8k".into(), platform: "runc".into(), analysis: &a },
+        ]);
+        let notes = ["made <here>".to_owned()];
+        let html = render(&Page { title: "t", notes: &notes, comparison: &c, stress: &[], correlations: &[] });
+        assert!(html.contains("made &lt;here&gt;"), "notes are escaped");
+        assert!(html.contains("<td>1 (22)</td>"), "Table 5 cell: {html}");
+        assert_eq!(html.matches("class=\"bar\"").count(), 2, "one stacked segment per platform (one subsystem)");
+        assert!(!html.contains("<script"), "self-contained, no script");
+    }
+}

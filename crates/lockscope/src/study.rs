@@ -1,0 +1,386 @@
+//! `lockscope study`: the paper's experiment end to end — the built-in
+//! microbenchmarks, two identical instances at a time, on every usable
+//! platform; recorded, resolved where the source matches, compared, stressed,
+//! and written up as a report.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use lockscope_analysis::compare::{self, spearman, Comparison, Run};
+use lockscope_analysis::html::{self, Correlation, StressFigure};
+use lockscope_bpf::{HookRequest, LockClass, RecordConfig, WorkloadSpec};
+use lockscope_trace::{read_trace, write_trace, EndReason, Selector, Trace};
+use lockscope_workloads::platform::{Env, PlatformKind};
+use lockscope_workloads::stress::{self, StressConfig, StressResult};
+use serde::Serialize;
+
+use crate::record::ModeArg;
+use crate::source::TreeArgs;
+
+/// The paper's microbenchmarks (6.1), scaled to a small machine, each with
+/// the trasher that stresses what it uses.
+const WORKLOADS: [(&str, &str, &str); 5] = [
+    ("mem-8k", "mem --size 8k --total 128m", "trasher --target mm"),
+    ("mem-1m", "mem --size 1m --total 128m", "trasher --target mm"),
+    ("file-list", "file-list --files 5000", "trasher --target fs"),
+    ("file-create", "file-create --files 2000", "trasher --target fs"),
+    ("file-delete", "file-delete --files 2000", "trasher --target fs"),
+];
+
+/// Run the paper's study: for each built-in microbenchmark (mem-8k, mem-1m,
+/// file-list, file-create, file-delete) on every usable platform (host,
+/// runc, gvisor, microvm), record two identical instances side by side in
+/// the best mode this kernel allows, resolve the traces against the kernel
+/// source when it matches the traced kernel, compare (Table 5, shared locks,
+/// subsystems, isolation scores), run the stress experiment per workload and
+/// platform, and check how well the isolation score ranks the slowdowns.
+///
+/// Writes to --output: report.html (self-contained), report.json, table5.csv,
+/// shared_locks.csv, subsystems.csv, the same tables as Parquet, the traces
+/// (traces/WORKLOAD@PLATFORM.runN.trace) and the stress results
+/// (stress/WORKLOAD@PLATFORM/).
+///
+/// A study interrupted (Ctrl-C) keeps every finished step; the same command
+/// resumes it. The defaults take about 10-15 minutes on 2 cores; the paper's
+/// scale is --runs 3 --duration 10m --stress-interval 10m --stress-trashers 7.
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(short, long, default_value = "lockscope-study")]
+    output: PathBuf,
+    /// Platforms to study [default: every usable one, see `lockscope doctor`].
+    #[arg(long, value_delimiter = ',')]
+    platforms: Vec<String>,
+    /// Workloads to study.
+    #[arg(long, value_delimiter = ',', default_value = "mem-8k,mem-1m,file-list,file-create,file-delete")]
+    workloads: Vec<String>,
+    /// How long each pair of instances runs while recorded.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "8s")]
+    duration: Duration,
+    /// Recordings per workload and platform (paper: 3).
+    #[arg(long, default_value_t = 1)]
+    runs: u32,
+    #[arg(long, value_enum, default_value = "auto")]
+    mode: ModeArg,
+    /// Skip the stress experiment (and so the check of the isolation score).
+    #[arg(long)]
+    no_stress: bool,
+    /// Time between trashers in the stress experiment.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    stress_interval: Duration,
+    /// Trashers added in the stress experiment.
+    #[arg(long, default_value_t = 2)]
+    stress_trashers: u32,
+    /// The kernel source to resolve against [default: ~/.cache/lockscope/linux-source-6.1, if prepared].
+    #[arg(long, value_name = "DIR")]
+    kernel_src: Option<PathBuf>,
+    /// Where instances keep their working directories (a disk file system).
+    #[arg(long, default_value_os_t = Env::default_work_root())]
+    work_dir: PathBuf,
+    /// gVisor's platform (ptrace works everywhere; kvm needs hardware virtualization).
+    #[arg(long, default_value = "ptrace")]
+    runsc_platform: String,
+    /// Start over: discard the traces and stress results of an earlier study in --output.
+    #[arg(long)]
+    fresh: bool,
+}
+
+/// What makes two studies the same study (so one can resume the other).
+#[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
+struct Plan {
+    workloads: Vec<String>,
+    platforms: Vec<String>,
+    duration_secs: f64,
+    runs: u32,
+    stress: Option<(f64, u32)>,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    notes: &'a [String],
+    plan: &'a Plan,
+    comparison: &'a Comparison,
+    stress: &'a [StressFigure],
+    correlations: &'a [Correlation],
+    complete: bool,
+}
+
+fn workload_def(name: &str) -> Result<(&'static str, &'static str)> {
+    WORKLOADS
+        .iter()
+        .find(|(n, _, _)| *n == name)
+        .map(|&(_, w, t)| (w, t))
+        .with_context(|| format!("unknown workload {name:?}; the study's workloads are {}", WORKLOADS.map(|w| w.0).join(", ")))
+}
+
+pub fn run(args: Args) -> Result<()> {
+    for w in &args.workloads {
+        workload_def(w)?;
+    }
+    let env = Env { runsc_platform: args.runsc_platform.clone(), ..Env::new(&args.work_dir)? };
+    let mut notes = Vec::new();
+    let platforms = choose_platforms(&args.platforms, &env, &mut notes)?;
+    let plan = Plan {
+        workloads: args.workloads.clone(),
+        platforms: platforms.iter().map(|p| p.name().to_owned()).collect(),
+        duration_secs: args.duration.as_secs_f64(),
+        runs: args.runs,
+        stress: (!args.no_stress).then(|| (args.stress_interval.as_secs_f64(), args.stress_trashers)),
+    };
+    start_or_resume(&args.output, &plan, args.fresh)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))?;
+    }
+    let steps = (plan.workloads.len() * platforms.len()) as u64 * (args.runs as u64 + u64::from(!args.no_stress));
+    let bar = crate::progress::bar(steps, "{bar:30} {pos}/{len} steps  {msg}");
+
+    let mut traces = Vec::new();
+    'record: for w in &plan.workloads {
+        for &p in &platforms {
+            for run in 1..=args.runs {
+                if stop.load(Ordering::Relaxed) {
+                    break 'record;
+                }
+                let path = args.output.join("traces").join(format!("{w}@{p}.run{run}.trace"));
+                bar.set_message(format!("recording {w} on {p}, run {run}"));
+                if let Some(trace) = record_step(&args, &env, w, p, &path, &stop)? {
+                    traces.push(trace);
+                }
+                bar.inc(1);
+            }
+        }
+    }
+
+    resolve_traces(&args, &mut traces, &mut notes);
+
+    let mut stress_results = Vec::new();
+    if !args.no_stress {
+        'stress: for w in &plan.workloads {
+            for &p in &platforms {
+                if stop.load(Ordering::Relaxed) {
+                    break 'stress;
+                }
+                bar.set_message(format!("stress: {w} on {p}, a trasher every {}", humantime::format_duration(args.stress_interval)));
+                if let Some(result) = stress_step(&args, &env, w, p, &stop)? {
+                    stress_results.push((w.clone(), p, result));
+                }
+                bar.inc(1);
+            }
+        }
+    }
+    bar.finish_and_clear();
+
+    let complete = !stop.load(Ordering::Relaxed);
+    if !complete {
+        notes.push("interrupted: the report covers the steps that finished; run the same command to resume".into());
+    }
+    write_report(&args.output, &plan, &notes, &traces, &stress_results, complete)
+}
+
+/// The platforms asked for (which must be usable), or every usable one.
+fn choose_platforms(asked: &[String], env: &Env, notes: &mut Vec<String>) -> Result<Vec<PlatformKind>> {
+    if !asked.is_empty() {
+        let kinds = asked.iter().map(|p| PlatformKind::parse(p)).collect::<Result<Vec<_>, _>>()?;
+        for &k in &kinds {
+            let a = k.availability(env);
+            if !a.usable {
+                bail!("platform {k} is not usable here: {}", a.detail);
+            }
+        }
+        return Ok(kinds);
+    }
+    let mut usable = Vec::new();
+    for k in PlatformKind::ALL {
+        let a = k.availability(env);
+        if a.usable {
+            usable.push(k);
+        } else {
+            notes.push(format!("platform {k} skipped: {}", a.detail));
+        }
+    }
+    Ok(usable)
+}
+
+/// Refuses to mix two different studies in one directory.
+fn start_or_resume(out: &Path, plan: &Plan, fresh: bool) -> Result<()> {
+    let manifest = out.join("study.json");
+    if fresh {
+        for dir in ["traces", "stress"] {
+            let _ = std::fs::remove_dir_all(out.join(dir));
+        }
+    } else if let Ok(text) = std::fs::read_to_string(&manifest) {
+        let earlier: Plan = serde_json::from_str(&text).with_context(|| format!("reading {}", manifest.display()))?;
+        if &earlier != plan {
+            bail!(
+                "{} holds a different study ({}); choose another --output, or pass --fresh to start over",
+                out.display(),
+                serde_json::to_string(&earlier)?
+            );
+        }
+        eprintln!("resuming the study in {}: finished steps are kept", out.display());
+    }
+    std::fs::create_dir_all(out.join("traces")).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(&manifest, serde_json::to_string_pretty(plan)?).with_context(|| format!("writing {}", manifest.display()))?;
+    Ok(())
+}
+
+/// Records one run (or reads it back from an earlier study); None when interrupted.
+fn record_step(args: &Args, env: &Env, workload: &str, platform: PlatformKind, path: &Path, stop: &Arc<AtomicBool>) -> Result<Option<Trace>> {
+    if let Ok(trace) = read_trace(path) {
+        return Ok(Some(trace));
+    }
+    let (command, _) = workload_def(workload)?;
+    let command = format!("{command} --duration {}ms", args.duration.as_millis());
+    let spec = |name: &str| WorkloadSpec {
+        name: name.to_owned(),
+        selector: Selector::Platform { platform: platform.name().into(), workload: command.clone() },
+    };
+    let config = RecordConfig {
+        mode: args.mode.request(),
+        hook: HookRequest::Auto,
+        lock_classes: LockClass::ALL.to_vec(),
+        stacks: true,
+        workloads: vec![spec("a"), spec("b")],
+        // The instances end the recording; this only bounds a stuck one.
+        duration: Some(args.duration * 3 + Duration::from_secs(120)),
+        max_records: 65536,
+        stop: Arc::clone(stop),
+        platform_env: env.clone(),
+    };
+    let mut trace = lockscope_bpf::record(&config, |_| {}).with_context(|| format!("recording {workload} on {platform}"))?;
+    if trace.meta.end_reason == EndReason::Interrupted {
+        return Ok(None); // redone on resume
+    }
+    trace.meta.label = Some(workload.to_owned());
+    write_trace(path, &trace, true)?;
+    Ok(Some(trace))
+}
+
+/// Resolves the traces where the kernel source matches the traced kernel.
+fn resolve_traces(args: &Args, traces: &mut [Trace], notes: &mut Vec<String>) {
+    let tree = TreeArgs::new(args.kernel_src.clone());
+    let root = tree.root();
+    let Some(first) = traces.first() else { return };
+    if !root.join(lockscope_source::tree::COMPILE_COMMANDS).is_file() {
+        notes.push(format!(
+            "locks not resolved to kernel objects: no prepared kernel source at {} (lockscope source prepare)",
+            root.display()
+        ));
+        return;
+    }
+    if let Some(mismatch) = crate::resolve::version_mismatch(first, &root) {
+        notes.push(format!("locks not resolved to kernel objects: {mismatch}"));
+        return;
+    }
+    for trace in traces.iter_mut().filter(|t| t.sites.is_empty()) {
+        if let Err(e) = crate::resolve::resolve_in_place(trace, &tree) {
+            notes.push(format!("resolution stopped: {e:#}"));
+            return;
+        }
+    }
+    notes.push(format!("locks resolved against the kernel source at {}", root.display()));
+}
+
+/// Runs one stress experiment (or reads it back); None when interrupted.
+fn stress_step(args: &Args, env: &Env, workload: &str, platform: PlatformKind, stop: &AtomicBool) -> Result<Option<StressResult>> {
+    let dir = args.output.join("stress").join(format!("{workload}@{platform}"));
+    if let Ok(text) = std::fs::read_to_string(dir.join("stress.json")) {
+        if let Ok(result) = serde_json::from_str::<StressResult>(&text) {
+            return Ok(Some(result));
+        }
+    }
+    let (worker, trasher) = workload_def(workload)?;
+    let cfg = StressConfig {
+        platforms: vec![platform],
+        worker: shlex::split(worker).unwrap_or_default(),
+        trasher: shlex::split(trasher).unwrap_or_default(),
+        trashers: args.stress_trashers,
+        interval: args.stress_interval,
+        sample_every: (args.stress_interval / 5).max(Duration::from_millis(200)),
+        runs: 1,
+    };
+    let result = stress::run(&cfg, env, stop, |_| {}).with_context(|| format!("stress: {workload} on {platform}"))?;
+    if !result.complete {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&dir)?;
+    crate::stress::write_outputs(&result, &dir)?;
+    Ok(Some(result))
+}
+
+fn write_report(
+    out: &Path,
+    plan: &Plan,
+    notes: &[String],
+    traces: &[Trace],
+    stress_results: &[(String, PlatformKind, StressResult)],
+    complete: bool,
+) -> Result<()> {
+    let options = lockscope_analysis::Options { top_sites: 3, include_interrupt: false };
+    let analyses: Vec<_> = traces.iter().map(|t| (compare::place(t), lockscope_analysis::analyze(t, &options))).collect();
+    let runs: Vec<Run> = analyses.iter().map(|((w, p), a)| Run { workload: w.clone(), platform: p.clone(), analysis: a }).collect();
+    let comparison = compare::compare(&runs);
+
+    let mut notes = notes.to_vec();
+    if let Some(t) = traces.first() {
+        notes.insert(0, format!("kernel {} · mode {} via {} · {} recordings", t.meta.kernel_release, t.meta.mode, t.meta.hook, traces.len()));
+    }
+    let figures: Vec<StressFigure> = stress_results
+        .iter()
+        .filter_map(|(w, p, r)| {
+            let s = r.series.first()?;
+            let last = s.levels.last()?;
+            let svg = std::fs::read_to_string(out.join("stress").join(format!("{w}@{p}")).join("stress.svg")).unwrap_or_default();
+            Some(StressFigure { workload: w.clone(), platform: p.name().into(), baseline: s.baseline, unit: s.unit.clone(), slowdown: last.slowdown, trashers: last.trashers, svg })
+        })
+        .collect();
+    let correlations = correlate(&comparison, &figures);
+
+    let report = Report { notes: &notes, plan, comparison: &comparison, stress: &figures, correlations: &correlations, complete };
+    std::fs::write(out.join("report.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(out.join("table5.csv"), lockscope_analysis::render::comparison_csv(&comparison))?;
+    std::fs::write(out.join("shared_locks.csv"), lockscope_analysis::render::shared_locks_csv(&comparison))?;
+    std::fs::write(out.join("subsystems.csv"), lockscope_analysis::render::subsystems_csv(&comparison))?;
+    for table in ["table5.parquet", "shared_locks.parquet", "subsystems.parquet"] {
+        let _ = std::fs::remove_file(out.join(table));
+    }
+    lockscope_analysis::export::write_parquet(&comparison, out)?;
+    let page = html::Page { title: "lockscope study: kernel locks shared by co-located workloads", notes: &notes, comparison: &comparison, stress: &figures, correlations: &correlations };
+    std::fs::write(out.join("report.html"), html::render(&page))?;
+
+    print!("{}", lockscope_analysis::render::comparison_table(&comparison));
+    for k in &correlations {
+        println!("{} vs slowdown: Spearman's rho {} over {} experiments", k.measure, k.rho.map_or("n/a".into(), |r| format!("{r:.2}")), k.experiments);
+    }
+    for n in &notes {
+        eprintln!("note: {n}");
+    }
+    eprintln!("wrote {} (report.html, report.json, CSV and Parquet tables, traces, stress results)", out.display());
+    Ok(())
+}
+
+/// Spearman's rho of each sharing measure against the measured slowdown.
+fn correlate(c: &Comparison, figures: &[StressFigure]) -> Vec<Correlation> {
+    if figures.is_empty() {
+        return vec![];
+    }
+    let measures: [(&str, fn(&compare::Cell) -> f64); 3] = [
+        ("exposure (100 - isolation score)", |c| c.exposure),
+        ("cumulative shared-lock rate", |c| c.cumulative_rate),
+        ("shared-lock count", |c| c.shared_mean),
+    ];
+    measures
+        .iter()
+        .map(|(name, measure)| {
+            let pairs: Vec<(f64, f64)> = figures
+                .iter()
+                .filter_map(|f| c.cell(&f.workload, &f.platform).map(|cell| (measure(cell), f.slowdown)))
+                .collect();
+            Correlation { measure: (*name).into(), rho: spearman(&pairs), experiments: pairs.len() }
+        })
+        .collect()
+}
