@@ -188,6 +188,8 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
             let mut sites: Vec<(i32, u64)> = acc.sites.into_iter().collect();
             sites.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
             let resolved = most_named(&sites, &sites_by_stack);
+            // Where no stack names the lock, the most acquired one may still place it.
+            let placed = sites.iter().find_map(|(id, _)| sites_by_stack.get(id).and_then(|s| s.subsystem.clone()));
             let call_sites = sites
                 .into_iter()
                 .take(top_sites)
@@ -205,7 +207,7 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
                 kind,
                 object: resolved.and_then(StackSite::lock_name),
                 scope: resolved.map(|s| s.scope.clone()),
-                subsystem: resolved.and_then(|s| s.subsystem.clone()),
+                subsystem: resolved.and_then(|s| s.subsystem.clone()).or(placed),
                 shared: uses.len() >= 2,
                 acquisitions: uses.iter().map(|u| u.acquisitions).sum(),
                 uses,
@@ -297,6 +299,14 @@ mod tests {
         // Unresolved, a lock keeps its address.
         let plain = analyze(&trace(), &OPTIONS);
         assert!(plain.locks.iter().all(|l| l.object.is_none()));
+    }
+
+    #[test]
+    fn a_call_site_placed_by_function_name_gives_a_subsystem_but_no_name() {
+        let placed = StackSite { scope: "unknown".into(), method: "function name".into(), line: None, ..site(2, "unknown", None, "") };
+        let a = analyze(&Trace { sites: vec![StackSite { variable: None, ..placed }], ..trace() }, &OPTIONS);
+        let b = a.locks.iter().find(|l| l.addr == 0xffff888000001000).unwrap();
+        assert_eq!((b.object.as_deref(), b.subsystem.as_deref()), (None, Some("fs")));
     }
 
     #[test]

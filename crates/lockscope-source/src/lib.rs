@@ -9,11 +9,13 @@
 //! - `primitives`: the lock types and the functions that acquire them;
 //! - `resolve`: from a source line to the lock it acquires;
 //! - `stacks`: from a recorded kernel stack to the lock it took;
+//! - `functions`: which file defines a function, by name (subsystems across versions);
 //! - `inventory`: every lock member of every struct, and every global lock;
 //! - `wrappers`: functions that take their argument's lock and return holding it.
 
 pub mod ast;
 pub mod clangd;
+pub mod functions;
 pub mod inventory;
 pub mod lsp;
 pub mod primitives;

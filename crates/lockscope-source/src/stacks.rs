@@ -133,6 +133,32 @@ pub fn resolve_stacks(
     Ok(out)
 }
 
+/// Places each stack's call site in a subsystem by its function's name
+/// alone, for traces from a kernel whose source is not at hand: no line, no
+/// lock, only where in the kernel the lock was taken.
+pub fn place_by_function_name(trace: &Trace, index: &crate::functions::FunctionIndex) -> Vec<StackSite> {
+    let symbols = SymbolTable::from_snapshot(trace.symbols.clone());
+    let used: BTreeSet<i32> = trace.records.iter().map(|r| r.stack_id).filter(|&id| id >= 0).collect();
+    trace
+        .stacks
+        .iter()
+        .filter(|s| used.contains(&s.id))
+        .map(|s| {
+            let frames: Vec<String> = s.frames.iter().map(|&a| symbols.format_frame(a)).collect();
+            let Some(function) = call_site(&frames).map(function_name) else {
+                return unresolved(s.id, "", None, "no call site on the stack");
+            };
+            let why = "the source is another kernel version: placed by the function's name only";
+            let mut site = unresolved(s.id, &function, index.subsystem(&function), why);
+            if site.subsystem.is_some() {
+                site.file = index.files(&function).first().cloned();
+                site.method = "function name".into();
+            }
+            site
+        })
+        .collect()
+}
+
 /// Has clangd parse the files of every call-site function up front, several
 /// at a time: parsing is most of the cost, and one at a time leaves cores idle.
 fn prefetch_call_sites(

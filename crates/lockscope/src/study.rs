@@ -148,14 +148,16 @@ pub fn run(args: Args) -> Result<()> {
                 let path = args.output.join("traces").join(format!("{w}@{p}.run{run}.trace"));
                 bar.set_message(format!("recording {w} on {p}, run {run}"));
                 if let Some(trace) = record_step(&args, &env, w, p, &path, &stop)? {
-                    traces.push(trace);
+                    traces.push((path, trace));
                 }
                 bar.inc(1);
             }
         }
     }
 
-    resolve_traces(&args, &mut traces, &mut notes);
+    bar.set_message("resolving call sites against the kernel source");
+    resolve_traces(&args, &mut traces, &mut notes)?;
+    let traces: Vec<Trace> = traces.into_iter().map(|(_, t)| t).collect();
 
     let mut stress_results = Vec::new();
     if !args.no_stress {
@@ -260,29 +262,42 @@ fn record_step(args: &Args, env: &Env, workload: &str, platform: PlatformKind, p
     Ok(Some(trace))
 }
 
-/// Resolves the traces where the kernel source matches the traced kernel.
-fn resolve_traces(args: &Args, traces: &mut [Trace], notes: &mut Vec<String>) {
+/// Resolves the traces where the kernel source matches the traced kernel;
+/// else places their call sites in subsystems by function name, from
+/// whatever kernel source is at hand. Traces are rewritten with what was found.
+fn resolve_traces(args: &Args, traces: &mut [(PathBuf, Trace)], notes: &mut Vec<String>) -> Result<()> {
     let tree = TreeArgs::new(args.kernel_src.clone());
     let root = tree.root();
-    let Some(first) = traces.first() else { return };
-    if !root.join(lockscope_source::tree::COMPILE_COMMANDS).is_file() {
-        notes.push(format!(
-            "locks not resolved to kernel objects: no prepared kernel source at {} (lockscope source prepare)",
-            root.display()
-        ));
-        return;
-    }
-    if let Some(mismatch) = crate::resolve::version_mismatch(first, &root) {
-        notes.push(format!("locks not resolved to kernel objects: {mismatch}"));
-        return;
-    }
-    for trace in traces.iter_mut().filter(|t| t.sites.is_empty()) {
-        if let Err(e) = crate::resolve::resolve_in_place(trace, &tree) {
-            notes.push(format!("resolution stopped: {e:#}"));
-            return;
+    let Some((_, first)) = traces.first() else { return Ok(()) };
+    let why_not = if !root.join(lockscope_source::tree::COMPILE_COMMANDS).is_file() {
+        Some(format!("no prepared kernel source at {} (lockscope source prepare)", root.display()))
+    } else {
+        crate::resolve::version_mismatch(first, &root)
+    };
+    let Some(why_not) = why_not else {
+        for (path, trace) in traces.iter_mut().filter(|(_, t)| t.sites.is_empty()) {
+            crate::resolve::resolve_in_place(trace, &tree).context("resolving the traces")?;
+            write_trace(path, trace, true)?;
+        }
+        notes.push(format!("locks resolved against the kernel source at {}", root.display()));
+        return Ok(());
+    };
+    notes.push(format!("locks not resolved to kernel objects: {why_not}"));
+    if args.kernel_src.is_none() && !lockscope_source::tree::is_kernel_tree(&root) {
+        // Debian's source package is installed by setup; extracting it takes seconds.
+        if lockscope_source::tree::extract_debian_source(&root).is_err() {
+            notes.push("subsystems unknown: no kernel source (apt-get install linux-source-6.1)".into());
+            return Ok(());
         }
     }
-    notes.push(format!("locks resolved against the kernel source at {}", root.display()));
+    let index = lockscope_source::functions::FunctionIndex::load(&root).with_context(|| format!("indexing functions in {}", root.display()))?;
+    for (path, trace) in traces.iter_mut().filter(|(_, t)| t.sites.is_empty()) {
+        trace.sites = lockscope_source::stacks::place_by_function_name(trace, &index);
+        trace.meta.notes.push(format!("call sites placed in subsystems by function name, from the source at {}", root.display()));
+        write_trace(path, trace, true)?;
+    }
+    notes.push(format!("subsystems from the call sites' function names in the source at {} ({} functions)", root.display(), index.len()));
+    Ok(())
 }
 
 /// Runs one stress experiment (or reads it back); None when interrupted.
