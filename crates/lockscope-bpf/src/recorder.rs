@@ -77,6 +77,19 @@ pub struct RecordConfig {
     pub stop: Arc<AtomicBool>,
     /// Where platform workloads are set up (`Selector::Platform`).
     pub platform_env: Env,
+    /// Workloads that join while recording (e.g. trashers added over time);
+    /// with it, recording may start with none and ends only at `stop` or
+    /// `duration`.
+    pub joining: Option<std::sync::mpsc::Receiver<JoiningWorkload>>,
+}
+
+/// A workload that joins a recording under way: its processes are followed
+/// (with their descendants) from the moment `tracked` is answered.
+pub struct JoiningWorkload {
+    pub name: String,
+    pub selector: Selector,
+    pub pids: Vec<u32>,
+    pub tracked: std::sync::mpsc::Sender<Result<(), String>>,
 }
 
 /// Reported every tick while recording.
@@ -217,7 +230,7 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut(&Progress)) -> Result
 }
 
 fn validate(cfg: &RecordConfig) -> Result<(), RecordError> {
-    if cfg.workloads.is_empty() {
+    if cfg.workloads.is_empty() && cfg.joining.is_none() {
         return Err(RecordError::NoWorkloads);
     }
     if cfg.workloads.len() > MAX_WORKLOADS {
@@ -412,12 +425,18 @@ fn poll_cgroup_v1(k: &Kernel<'_>, w: &mut LiveWorkload) -> Result<(), RecordErro
 fn wait_for_end(
     cfg: &RecordConfig,
     k: &Kernel<'_>,
-    live: &mut [LiveWorkload],
+    live: &mut Vec<LiveWorkload>,
     started: Instant,
     progress: &mut impl FnMut(&Progress),
 ) -> Result<EndReason, RecordError> {
-    let finite = live.iter().any(LiveWorkload::is_finite) && live.iter().all(|w| w.is_finite());
+    let finite = cfg.joining.is_none() && live.iter().any(LiveWorkload::is_finite) && live.iter().all(|w| w.is_finite());
     loop {
+        if let Some(joining) = &cfg.joining {
+            while let Ok(j) = joining.try_recv() {
+                let answer = join(k, live, j.name, j.selector, &j.pids);
+                let _ = j.tracked.send(answer);
+            }
+        }
         let now = Instant::now();
         for w in live.iter_mut() {
             w.poll(now);
@@ -441,6 +460,35 @@ fn wait_for_end(
         }
         std::thread::sleep(TICK);
     }
+}
+
+/// Adds a workload to a recording under way.
+fn join(k: &Kernel<'_>, live: &mut Vec<LiveWorkload>, name: String, selector: Selector, pids: &[u32]) -> Result<(), String> {
+    if live.len() >= MAX_WORKLOADS {
+        return Err(RecordError::TooManyWorkloads.to_string());
+    }
+    if live.iter().any(|w| w.spec.name == name) {
+        return Err(RecordError::DuplicateName(name).to_string());
+    }
+    let mut w = LiveWorkload {
+        id: live.len() as u32 + 1,
+        spec: WorkloadSpec { name, selector },
+        started: Instant::now(),
+        ended: None,
+        exit: None,
+        launched: None,
+        pid: pids.first().copied(),
+        cgroup_v1: None,
+        pids: BTreeSet::new(),
+    };
+    for &pid in pids {
+        for p in std::iter::once(pid).chain(procfs::descendants(pid)) {
+            track(k, p, w.id).map_err(|e| e.to_string())?;
+            w.pids.insert(p);
+        }
+    }
+    live.push(w);
+    Ok(())
 }
 
 fn read_counter(k: &Kernel<'_>, index: u32) -> Result<u64, RecordError> {

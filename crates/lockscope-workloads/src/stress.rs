@@ -130,12 +130,17 @@ pub struct StressProgress<'a> {
     pub last: Option<&'a Sample>,
 }
 
+/// Sees each instance (worker or trasher) after it is created and before it
+/// runs, with what it runs: e.g. to record it.
+pub type OnInstance<'a> = &'a mut dyn FnMut(&InstanceSpec, &dyn Instance) -> Result<(), PlatformError>;
+
 /// Runs the experiment. `stop` ends it early (everything started is stopped
 /// and removed); what was measured until then is returned.
 pub fn run(
     cfg: &StressConfig,
     env: &Env,
     stop: &AtomicBool,
+    on_instance: OnInstance,
     mut progress: impl FnMut(&StressProgress),
 ) -> Result<StressResult, PlatformError> {
     cfg.validate()?;
@@ -149,7 +154,7 @@ pub fn run(
                 complete = false;
                 break 'platforms;
             }
-            let outcome = run_once(cfg, env, platform, run, stop, &mut progress)?;
+            let outcome = run_once(cfg, env, platform, run, stop, on_instance, &mut progress)?;
             samples.extend(outcome.samples);
             if run == 1 {
                 units.push((platform, outcome.unit));
@@ -204,6 +209,7 @@ fn run_once(
     platform: PlatformKind,
     run: u32,
     stop: &AtomicBool,
+    on_instance: OnInstance,
     progress: &mut impl FnMut(&StressProgress),
 ) -> Result<RunOutcome, PlatformError> {
     let length = cfg.run_length();
@@ -220,6 +226,7 @@ fn run_once(
         memory_limit: None,
     };
     let mut worker = platform.create(&worker_spec, env)?;
+    on_instance(&worker_spec, worker.as_ref())?;
     let output = worker.take_output().ok_or_else(|| PlatformError::Runtime("the worker's output was not captured".into()))?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -279,6 +286,7 @@ fn run_once(
                 memory_limit: None,
             };
             let mut t = platform.create(&spec, env)?;
+            on_instance(&spec, t.as_ref())?;
             t.start()?;
             trasher_starts.push(t0.elapsed());
             trashers.push(t);

@@ -199,6 +199,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         max_records: args.max_records,
         stop,
         platform_env: Env { runsc_platform: args.runsc_platform.clone(), ..Env::new(&args.work_dir)? },
+        joining: None,
     };
 
     let bar = crate::progress::spinner("{spinner} recording {msg}");

@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use lockscope_workloads::platform::{Env, PlatformKind};
+use lockscope_bpf::{JoiningWorkload, RecordConfig};
+use lockscope_trace::Selector;
+use lockscope_workloads::platform::{Env, Instance, InstanceSpec, PlatformError, PlatformKind};
 use lockscope_workloads::stress::{self, StressConfig};
 
 /// Measure interference: a worker runs alone for one interval (its
@@ -57,6 +59,11 @@ pub struct Args {
     /// gVisor's platform (ptrace works everywhere; kvm needs hardware virtualization).
     #[arg(long, default_value = "ptrace")]
     runsc_platform: String,
+    /// Also record the worker and every trasher, each followed from its
+    /// start, into OUTPUT/stress.trace (best mode available): the locks they
+    /// share and the slowdown come from the same run. See `lockscope report`.
+    #[arg(long)]
+    record: bool,
 }
 
 /// stress.csv, stress.json, stress.svg and stress.png in `dir`. The JSON is
@@ -68,6 +75,58 @@ pub fn write_outputs(result: &stress::StressResult, dir: &std::path::Path) -> an
     let json = dir.join("stress.json");
     std::fs::write(&json, serde_json::to_string_pretty(result)?).with_context(|| format!("writing {}", json.display()))?;
     Ok(())
+}
+
+/// A recording running beside the experiment, which each instance joins
+/// before it starts.
+struct Recording {
+    joining: std::sync::mpsc::Sender<JoiningWorkload>,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Result<lockscope_trace::Trace, lockscope_bpf::RecordError>>,
+}
+
+impl Recording {
+    fn start(env: &Env) -> anyhow::Result<Recording> {
+        let (joining, receiver) = std::sync::mpsc::channel();
+        let stop = Arc::new(AtomicBool::new(false));
+        let config = RecordConfig {
+            mode: lockscope_bpf::ModeRequest::Auto,
+            hook: lockscope_bpf::HookRequest::Auto,
+            lock_classes: lockscope_bpf::LockClass::ALL.to_vec(),
+            stacks: true,
+            workloads: vec![],
+            duration: None,
+            max_records: 65536,
+            stop: Arc::clone(&stop),
+            platform_env: env.clone(),
+            joining: Some(receiver),
+        };
+        let thread = std::thread::spawn(move || lockscope_bpf::record(&config, |_| {}));
+        Ok(Recording { joining, stop, thread })
+    }
+
+    /// Has the recorder follow the instance; returns once it does.
+    fn follow(&self, spec: &InstanceSpec, instance: &dyn Instance) -> Result<(), PlatformError> {
+        let name = &spec.name;
+        let (tracked, answer) = std::sync::mpsc::channel();
+        let workload = shlex::try_join(spec.workload.iter().map(String::as_str)).unwrap_or_else(|_| spec.workload.join(" "));
+        let selector = Selector::Platform { platform: instance.platform().name().into(), workload };
+        let joining = JoiningWorkload { name: name.into(), selector, pids: instance.pids(), tracked };
+        let failed = |why: String| PlatformError::Runtime(format!("recording {name}: {why}"));
+        self.joining.send(joining).map_err(|_| failed("the recorder stopped".into()))?;
+        // Waits while the programs load, then for the next tick of the recorder.
+        match answer.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(result) => result.map_err(failed),
+            Err(_) => Err(failed("the recorder did not answer".into())),
+        }
+    }
+
+    fn finish(self, path: &std::path::Path) -> anyhow::Result<()> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let trace = self.thread.join().map_err(|_| anyhow::anyhow!("the recorder panicked"))??;
+        lockscope_trace::write_trace(path, &trace, true)?;
+        Ok(())
+    }
 }
 
 fn split(what: &str, text: &str) -> anyhow::Result<Vec<String>> {
@@ -105,15 +164,37 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let total = cfg.run_length() * cfg.runs * cfg.platforms.len() as u32;
     let bar = crate::progress::bar(total.as_secs(), "{bar:30} {pos}/{len} s  {msg}");
     let run_length = cfg.run_length();
-    let result = stress::run(&cfg, &env, &stop, |p| {
+    let recording = args.record.then(|| Recording::start(&env)).transpose()?;
+    let mut on_instance = |spec: &InstanceSpec, instance: &dyn Instance| match &recording {
+        Some(r) => r.follow(spec, instance),
+        None => Ok(()),
+    };
+    let result = stress::run(&cfg, &env, &stop, &mut on_instance, |p: &stress::StressProgress| {
         let done = cfg.platforms.iter().position(|&k| k == p.platform).unwrap_or(0) as u32 * cfg.runs + (p.run - 1);
         bar.set_position((run_length * done + p.elapsed_in_run).as_secs());
         let last = p.last.map_or(String::new(), |s| format!(", {:.0} ops/s", s.ops_per_sec));
         bar.set_message(format!("{} run {}/{}: {} trasher(s){last} (Ctrl-C stops and writes what was measured)", p.platform, p.run, cfg.runs, p.trashers));
-    })?;
+    });
     bar.finish_and_clear();
+    let result = match (result, recording.as_ref()) {
+        (Ok(result), _) => result,
+        // A recorder that could not start is why instances could not join it: say why.
+        (Err(e), Some(_)) => {
+            let why = recording.map(|r| r.finish(&args.output.join("stress.trace"))).and_then(Result::err);
+            return Err(match why {
+                Some(why) => why.context(e.to_string()),
+                None => e.into(),
+            });
+        }
+        (Err(e), None) => return Err(e.into()),
+    };
 
     write_outputs(&result, &args.output)?;
+    if let Some(r) = recording {
+        let trace = args.output.join("stress.trace");
+        r.finish(&trace)?;
+        eprintln!("recorded the worker and trashers: {} (lockscope report {})", trace.display(), trace.display());
+    }
 
     if !result.complete {
         eprintln!("interrupted: the outputs hold what was measured until then");

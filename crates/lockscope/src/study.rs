@@ -13,7 +13,7 @@ use lockscope_analysis::compare::{self, spearman, Comparison, Run};
 use lockscope_analysis::html::{self, Correlation, StressFigure};
 use lockscope_bpf::{HookRequest, LockClass, RecordConfig, WorkloadSpec};
 use lockscope_trace::{read_trace, write_trace, EndReason, Selector, Trace};
-use lockscope_workloads::platform::{Env, PlatformKind};
+use lockscope_workloads::platform::{Env, Instance, InstanceSpec, PlatformKind};
 use lockscope_workloads::stress::{self, StressConfig, StressResult};
 use serde::Serialize;
 
@@ -252,6 +252,7 @@ fn record_step(args: &Args, env: &Env, workload: &str, platform: PlatformKind, p
         max_records: 65536,
         stop: Arc::clone(stop),
         platform_env: env.clone(),
+        joining: None,
     };
     let mut trace = lockscope_bpf::record(&config, |_| {}).with_context(|| format!("recording {workload} on {platform}"))?;
     if trace.meta.end_reason == EndReason::Interrupted {
@@ -318,7 +319,7 @@ fn stress_step(args: &Args, env: &Env, workload: &str, platform: PlatformKind, s
         sample_every: (args.stress_interval / 5).max(Duration::from_millis(200)),
         runs: 1,
     };
-    let result = stress::run(&cfg, env, stop, |_| {}).with_context(|| format!("stress: {workload} on {platform}"))?;
+    let result = stress::run(&cfg, env, stop, &mut |_: &InstanceSpec, _: &dyn Instance| Ok(()), |_| {}).with_context(|| format!("stress: {workload} on {platform}"))?;
     if !result.complete {
         return Ok(None);
     }

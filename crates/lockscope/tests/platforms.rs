@@ -230,7 +230,7 @@ fn stress_adds_trashers_and_draws_the_series() {
     let out_dir = root.path().join("out");
     let out = Command::new(LOCKSCOPE)
         .args(["stress", "--platform", "host", "--worker", "file-create --files 300", "--trasher", "trasher --target fs"])
-        .args(["--trashers", "2", "--interval", "2s", "--sample", "400ms", "--work-dir"])
+        .args(["--trashers", "2", "--interval", "2s", "--sample", "400ms", "--record", "--work-dir"])
         .arg(root.path().join("work"))
         .arg("-o")
         .arg(&out_dir)
@@ -254,6 +254,12 @@ fn stress_adds_trashers_and_draws_the_series() {
     let png = std::fs::read(out_dir.join("stress.png")).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 960, "IHDR width");
+    // --record: the worker and both trashers, each followed from its start, in one trace.
+    let report = Command::new(LOCKSCOPE).args(["report", "--format", "json"]).arg(out_dir.join("stress.trace")).output().unwrap();
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let names: Vec<&str> = report["workloads"].as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["worker-host-1", "trasher1-host-1", "trasher2-host-1"]);
+    assert!(report["shared_locks"].as_u64().unwrap() >= 1, "the worker and the fs trashers share file-system locks: {report}");
     assert_clean(&root.path().join("work"));
 }
 
