@@ -36,6 +36,15 @@ pub enum ModeRequest {
 pub struct WorkloadSpec {
     pub name: String,
     pub selector: Selector,
+    /// CPUs and memory limit for workloads lockscope starts (`Run`, `Platform`).
+    pub placement: Placement,
+}
+
+/// Where a started workload runs: its CPUs and its memory limit (bytes).
+#[derive(Clone, Debug, Default)]
+pub struct Placement {
+    pub cpus: Option<Vec<usize>>,
+    pub memory_limit: Option<u64>,
 }
 
 /// Which hook to use: the best available, or one in particular (tp_btf and
@@ -273,7 +282,12 @@ fn resolve_targets(specs: &[WorkloadSpec], env: &Env) -> Result<Vec<Target>, Rec
                     let argv = shlex::split(command)
                         .filter(|a| !a.is_empty())
                         .ok_or_else(|| RecordError::BadCommand { name: name.clone(), command: command.clone() })?;
-                    let spec = InstanceSpec { name: name.clone(), ..InstanceSpec::default() };
+                    let spec = InstanceSpec {
+                        name: name.clone(),
+                        cpus: spec.placement.cpus.clone(),
+                        memory_limit: spec.placement.memory_limit,
+                        ..InstanceSpec::default()
+                    };
                     let held = HostInstance::command(&argv, &spec, None).map_err(|e| match e {
                         lockscope_workloads::platform::PlatformError::Io { source, .. } => {
                             RecordError::Launch { name, program: argv[0].clone(), source }
@@ -288,7 +302,13 @@ fn resolve_targets(specs: &[WorkloadSpec], env: &Env) -> Result<Vec<Target>, Rec
                     let args = shlex::split(workload)
                         .filter(|a| !a.is_empty())
                         .ok_or_else(|| RecordError::BadCommand { name: name.clone(), command: workload.clone() })?;
-                    let spec = InstanceSpec { name: name.clone(), workload: args, ..InstanceSpec::default() };
+                    let spec = InstanceSpec {
+                        name: name.clone(),
+                        workload: args,
+                        cpus: spec.placement.cpus.clone(),
+                        memory_limit: spec.placement.memory_limit,
+                        capture_output: false,
+                    };
                     Resolved::Held(kind.create(&spec, env).map_err(platform_err)?)
                 }
                 Selector::Pid { pid } => {
@@ -472,7 +492,7 @@ fn join(k: &Kernel<'_>, live: &mut Vec<LiveWorkload>, name: String, selector: Se
     }
     let mut w = LiveWorkload {
         id: live.len() as u32 + 1,
-        spec: WorkloadSpec { name, selector },
+        spec: WorkloadSpec { name, selector, placement: Placement::default() },
         started: Instant::now(),
         ended: None,
         exit: None,

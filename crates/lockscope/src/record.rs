@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use lockscope_bpf::{HookRequest, LockClass, ModeRequest, RecordConfig, WorkloadSpec};
+use lockscope_bpf::{HookRequest, LockClass, ModeRequest, Placement, RecordConfig, WorkloadSpec};
 use lockscope_trace::Selector;
 use lockscope_workloads::platform::Env;
 
@@ -61,6 +61,15 @@ pub struct Args {
     /// disk file system: the file workloads measure it).
     #[arg(long, default_value_os_t = lockscope_workloads::platform::Env::default_work_root())]
     work_dir: PathBuf,
+    /// Pin each workload lockscope starts (--run, --workload) to a CPU of its
+    /// own, in order (round robin when there are more workloads than CPUs),
+    /// as the paper did.
+    #[arg(long)]
+    pin: bool,
+    /// Memory limit of each workload lockscope starts (e.g. 2g): a cgroup
+    /// limit (host, runc, gvisor), the guest's memory (microvm).
+    #[arg(long, value_parser = lockscope_workloads::mem::parse_size)]
+    memory_limit: Option<u64>,
     /// gVisor's platform for --workload NAME=gvisor:... (ptrace works
     /// everywhere; kvm needs hardware virtualization).
     #[arg(long, default_value = "ptrace")]
@@ -131,26 +140,32 @@ fn split_named(arg: &str, flag: &str) -> anyhow::Result<(String, String)> {
     }
 }
 
+/// The placement of the index-th workload.
+fn placement(args: &Args, index: usize) -> Placement {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Placement { cpus: args.pin.then(|| vec![index % cpus]), memory_limit: args.memory_limit }
+}
+
 fn workloads(args: &Args) -> anyhow::Result<Vec<WorkloadSpec>> {
     let mut specs = Vec::new();
     for arg in &args.runs {
         let (name, command) = split_named(arg, "--run")?;
-        specs.push(WorkloadSpec { name, selector: Selector::Run { command } });
+        specs.push(WorkloadSpec { name, selector: Selector::Run { command }, placement: placement(args, specs.len()) });
     }
     for arg in &args.placed {
         let (name, placed) = split_named(arg, "--workload")?;
         let (platform, workload) = lockscope_workloads::platform::parse_placed_workload(&placed)?;
         let workload = shlex::try_join(workload.iter().map(String::as_str))?;
-        specs.push(WorkloadSpec { name, selector: Selector::Platform { platform: platform.name().into(), workload } });
+        specs.push(WorkloadSpec { name, selector: Selector::Platform { platform: platform.name().into(), workload }, placement: placement(args, specs.len()) });
     }
     for arg in &args.pids {
         let (name, pid) = split_named(arg, "--pid")?;
         let pid = pid.parse().with_context(|| format!("--pid {arg:?}: {pid:?} is not a process id"))?;
-        specs.push(WorkloadSpec { name, selector: Selector::Pid { pid } });
+        specs.push(WorkloadSpec { name, selector: Selector::Pid { pid }, placement: Placement::default() });
     }
     for arg in &args.cgroups {
         let (name, path) = split_named(arg, "--cgroup")?;
-        specs.push(WorkloadSpec { name, selector: Selector::Cgroup { path } });
+        specs.push(WorkloadSpec { name, selector: Selector::Cgroup { path }, placement: Placement::default() });
     }
     Ok(specs)
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use lockscope_analysis::compare::{self, spearman, Comparison, Run};
 use lockscope_analysis::html::{self, Correlation, StressFigure};
-use lockscope_bpf::{HookRequest, LockClass, RecordConfig, WorkloadSpec};
+use lockscope_bpf::{HookRequest, LockClass, Placement, RecordConfig, WorkloadSpec};
 use lockscope_trace::{read_trace, write_trace, EndReason, Selector, Trace};
 use lockscope_workloads::platform::{Env, Instance, InstanceSpec, PlatformKind};
 use lockscope_workloads::stress::{self, StressConfig, StressResult};
@@ -82,6 +82,11 @@ pub struct Args {
     /// gVisor's platform (ptrace works everywhere; kvm needs hardware virtualization).
     #[arg(long, default_value = "ptrace")]
     runsc_platform: String,
+    /// Memory limit of each instance (e.g. 2g): a cgroup limit on host, runc
+    /// and gvisor, the guest's memory on microvm. The paper's runc containers
+    /// had one, which kept them off the page allocator's shared paths.
+    #[arg(long, value_parser = lockscope_workloads::mem::parse_size)]
+    memory_limit: Option<u64>,
     /// Start over: discard the traces and stress results of an earlier study in --output.
     #[arg(long)]
     fresh: bool,
@@ -95,6 +100,7 @@ struct Plan {
     duration_secs: f64,
     runs: u32,
     stress: Option<(f64, u32)>,
+    memory_limit: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -128,6 +134,7 @@ pub fn run(args: Args) -> Result<()> {
         duration_secs: args.duration.as_secs_f64(),
         runs: args.runs,
         stress: (!args.no_stress).then(|| (args.stress_interval.as_secs_f64(), args.stress_trashers)),
+        memory_limit: args.memory_limit,
     };
     start_or_resume(&args.output, &plan, args.fresh)?;
 
@@ -237,16 +244,19 @@ fn record_step(args: &Args, env: &Env, workload: &str, platform: PlatformKind, p
     }
     let (command, _) = workload_def(workload)?;
     let command = format!("{command} --duration {}ms", args.duration.as_millis());
-    let spec = |name: &str| WorkloadSpec {
+    // As the paper: each instance pinned to a core of its own.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let spec = |name: &str, cpu: usize| WorkloadSpec {
         name: name.to_owned(),
         selector: Selector::Platform { platform: platform.name().into(), workload: command.clone() },
+        placement: Placement { cpus: Some(vec![cpu % cpus]), memory_limit: args.memory_limit },
     };
     let config = RecordConfig {
         mode: args.mode.request(),
         hook: HookRequest::Auto,
         lock_classes: LockClass::ALL.to_vec(),
         stacks: true,
-        workloads: vec![spec("a"), spec("b")],
+        workloads: vec![spec("a", 0), spec("b", 1)],
         // The instances end the recording; this only bounds a stuck one.
         duration: Some(args.duration * 3 + Duration::from_secs(120)),
         max_records: 65536,

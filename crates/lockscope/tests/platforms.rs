@@ -288,3 +288,63 @@ fn ctrl_c_during_stress_in_containers_removes_everything() {
     assert!(std::fs::read_to_string(out_dir.join("stress.csv")).unwrap().lines().count() > 2, "what was measured is kept");
     assert_clean(&root.path().join("work"));
 }
+
+/// The memory limit of the cgroup a process is in (v2 memory.max, else v1's memory controller).
+fn memory_limit_of(pid: u32) -> Option<u64> {
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let v2 = Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let (dir, file) = if v2 {
+        (format!("/sys/fs/cgroup{}", cgroups.lines().find_map(|l| l.strip_prefix("0::"))?), "memory.max")
+    } else {
+        (format!("/sys/fs/cgroup/memory{}", cgroups.lines().find_map(|l| l.split_once(":memory:").map(|(_, p)| p))?), "memory.limit_in_bytes")
+    };
+    std::fs::read_to_string(Path::new(&dir).join(file)).ok()?.trim().parse().ok()
+}
+
+#[test]
+fn cpus_and_memory_limits_are_applied_before_the_workload_runs() {
+    let _guard = serial();
+    let root = work_root();
+    let env = env(root.path());
+    let cpu = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+    for kind in [PlatformKind::Host, PlatformKind::Runc] {
+        let spec = InstanceSpec {
+            name: "placed".into(),
+            workload: vec!["mem".into()],
+            cpus: Some(vec![cpu]),
+            memory_limit: Some(256 << 20),
+            ..InstanceSpec::default()
+        };
+        let held = kind.create(&spec, &env).unwrap();
+        let pid = held.pids()[0];
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        let allowed = status.lines().find_map(|l| l.strip_prefix("Cpus_allowed_list:")).unwrap().trim();
+        assert_eq!(allowed, cpu.to_string(), "{kind}");
+        assert_eq!(memory_limit_of(pid), Some(256 << 20), "{kind}");
+        drop(held);
+    }
+    assert_clean(root.path());
+}
+
+#[test]
+fn ctrl_c_during_a_recording_of_sandboxes_removes_them() {
+    let _guard = serial();
+    let root = work_root();
+    let w = "gvisor:mem --size 1m --total 32m --duration 60s";
+    let child = Command::new(LOCKSCOPE)
+        .args(["record", "--work-dir"])
+        .arg(root.path().join("work"))
+        .arg("-o")
+        .arg(root.path().join("t.trace"))
+        .args(["--workload", &format!("a={w}"), "--workload", &format!("b={w}")])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    assert!(!leftovers(&root.path().join("work")).is_empty(), "sandboxes running mid-recording");
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(root.path().join("t.trace/trace.json").is_file(), "the trace is written");
+    assert_clean(&root.path().join("work"));
+}
