@@ -45,6 +45,8 @@ pub struct WorkloadSpec {
 pub struct Placement {
     pub cpus: Option<Vec<usize>>,
     pub memory_limit: Option<u64>,
+    /// Its standard output (lockscope's own by default).
+    pub output: lockscope_workloads::platform::Output,
 }
 
 /// Which hook to use: the best available, or one in particular (tp_btf and
@@ -286,6 +288,7 @@ fn resolve_targets(specs: &[WorkloadSpec], env: &Env) -> Result<Vec<Target>, Rec
                         name: name.clone(),
                         cpus: spec.placement.cpus.clone(),
                         memory_limit: spec.placement.memory_limit,
+                        output: spec.placement.output,
                         ..InstanceSpec::default()
                     };
                     let held = HostInstance::command(&argv, &spec, None).map_err(|e| match e {
@@ -307,7 +310,7 @@ fn resolve_targets(specs: &[WorkloadSpec], env: &Env) -> Result<Vec<Target>, Rec
                         workload: args,
                         cpus: spec.placement.cpus.clone(),
                         memory_limit: spec.placement.memory_limit,
-                        capture_output: false,
+                        output: spec.placement.output,
                     };
                     Resolved::Held(kind.create(&spec, env).map_err(platform_err)?)
                 }

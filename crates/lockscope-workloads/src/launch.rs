@@ -15,8 +15,8 @@ use std::time::Duration;
 pub struct LaunchOptions {
     /// Working directory (must exist).
     pub cwd: Option<PathBuf>,
-    /// Capture standard output in a pipe ([`Launched::take_output`]).
-    pub capture_stdout: bool,
+    /// Standard output: inherited, captured in a pipe ([`Launched::take_output`]) or discarded.
+    pub stdout: crate::platform::Output,
     /// CPUs the process (and its children) may run on.
     pub cpus: Option<Vec<usize>>,
     /// A `cgroup.procs` file to move the process into before it runs.
@@ -53,7 +53,17 @@ pub fn spawn_held_with(argv: &[String], opts: &LaunchOptions) -> io::Result<Laun
     ptrs.push(std::ptr::null());
 
     let cwd = opts.cwd.as_ref().map(|d| CString::new(d.as_os_str().as_bytes())).transpose().map_err(|_| invalid("NUL byte in directory"))?;
-    let output = if opts.capture_stdout { Some(pipe()?) } else { None };
+    let output = match opts.stdout {
+        crate::platform::Output::Inherit => None,
+        crate::platform::Output::Capture => Some(pipe()?),
+        crate::platform::Output::Discard => {
+            let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+            let fd = std::os::fd::IntoRawFd::into_raw_fd(null);
+            // SAFETY: fd is ours; close-on-exec so only the dup2'd copy survives exec.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            Some((-1, fd))
+        }
+    };
     let hold = pipe()?; // the parent writes one byte to release the child
     let status = pipe()?; // close-on-exec: EOF means exec succeeded, else errno
     // SAFETY: between fork and exec the child only calls async-signal-safe
@@ -92,10 +102,10 @@ pub fn spawn_held_with(argv: &[String], opts: &LaunchOptions) -> io::Result<Laun
     // Also from the parent, so a signal to the group cannot race the child's setpgid.
     unsafe { libc::setpgid(pid, pid) };
     close_all(&[hold.0, status.1]);
-    let output = output.map(|(r, w)| {
+    let output = output.and_then(|(r, w)| {
         close_all(&[w]);
-        // SAFETY: r is the pipe's read end, owned from here on by the File.
-        unsafe { File::from_raw_fd(r) }
+        // SAFETY: r is the pipe's read end, owned from here on by the File (-1: discarded).
+        (r >= 0).then(|| unsafe { File::from_raw_fd(r) })
     });
     let launched = Launched { pid: pid as u32, release_fd: hold.1, status_fd: status.0, output, exit: None };
     // Placed while held (dropping `launched` on error ends the child), so the workload's first instruction already runs there.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::meter::Line;
-use crate::platform::{Env, Instance, InstanceSpec, PlatformError, PlatformKind};
+use crate::platform::{Env, Instance, InstanceSpec, Output, PlatformError, PlatformKind};
 
 #[derive(Clone, Debug)]
 pub struct StressConfig {
@@ -221,7 +221,7 @@ fn run_once(
     let worker_spec = InstanceSpec {
         name: format!("worker-{platform}-{run}"),
         workload: worker_args,
-        capture_output: true,
+        output: Output::Capture,
         cpus: placement(None),
         memory_limit: None,
     };
@@ -281,7 +281,7 @@ fn run_once(
             let spec = InstanceSpec {
                 name: format!("trasher{k}-{platform}-{run}"),
                 workload: args,
-                capture_output: false,
+                output: Output::Discard,
                 cpus: placement(Some(k)),
                 memory_limit: None,
             };

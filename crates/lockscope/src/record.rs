@@ -143,7 +143,7 @@ fn split_named(arg: &str, flag: &str) -> anyhow::Result<(String, String)> {
 /// The placement of the index-th workload.
 fn placement(args: &Args, index: usize) -> Placement {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-    Placement { cpus: args.pin.then(|| vec![index % cpus]), memory_limit: args.memory_limit }
+    Placement { cpus: args.pin.then(|| vec![index % cpus]), memory_limit: args.memory_limit, ..Placement::default() }
 }
 
 fn workloads(args: &Args) -> anyhow::Result<Vec<WorkloadSpec>> {

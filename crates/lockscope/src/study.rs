@@ -13,7 +13,7 @@ use lockscope_analysis::compare::{self, spearman, Comparison, Run};
 use lockscope_analysis::html::{self, Correlation, StressFigure};
 use lockscope_bpf::{HookRequest, LockClass, Placement, RecordConfig, WorkloadSpec};
 use lockscope_trace::{read_trace, write_trace, EndReason, Selector, Trace};
-use lockscope_workloads::platform::{Env, Instance, InstanceSpec, PlatformKind};
+use lockscope_workloads::platform::{Env, Instance, InstanceSpec, Output, PlatformKind};
 use lockscope_workloads::stress::{self, StressConfig, StressResult};
 use serde::Serialize;
 
@@ -249,7 +249,7 @@ fn record_step(args: &Args, env: &Env, workload: &str, platform: PlatformKind, p
     let spec = |name: &str, cpu: usize| WorkloadSpec {
         name: name.to_owned(),
         selector: Selector::Platform { platform: platform.name().into(), workload: command.clone() },
-        placement: Placement { cpus: Some(vec![cpu % cpus]), memory_limit: args.memory_limit },
+        placement: Placement { cpus: Some(vec![cpu % cpus]), memory_limit: args.memory_limit, output: Output::Discard },
     };
     let config = RecordConfig {
         mode: args.mode.request(),

@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lockscope_workloads::meter::Line;
-use lockscope_workloads::platform::{Env, InstanceSpec, PlatformKind};
+use lockscope_workloads::platform::{Env, InstanceSpec, Output, PlatformKind};
 use serde_json::Value;
 
 const LOCKSCOPE: &str = env!("CARGO_BIN_EXE_lockscope");
@@ -76,7 +76,7 @@ fn run_to_end(kind: PlatformKind, args: &str, env: &Env, timeout: Duration) -> S
     let spec = InstanceSpec {
         name: args.split_whitespace().next().unwrap().to_owned(),
         workload: shlex::split(args).unwrap(),
-        capture_output: true,
+        output: Output::Capture,
         ..InstanceSpec::default()
     };
     let mut instance = kind.create(&spec, env).unwrap_or_else(|e| panic!("{kind} {args}: {e}"));

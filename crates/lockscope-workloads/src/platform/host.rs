@@ -33,7 +33,7 @@ impl HostInstance {
         let cgroup = spec.memory_limit.map(|limit| memory_cgroup(&spec.name, limit)).transpose()?;
         let opts = LaunchOptions {
             cwd: dir.clone(),
-            capture_stdout: spec.capture_output,
+            stdout: spec.output,
             cpus: spec.cpus.clone(),
             cgroup_procs: cgroup.as_ref().map(|c| c.join("cgroup.procs")),
         };

@@ -91,7 +91,8 @@ impl MicroVm {
         vmm.release().map_err(io("starting qemu-system-x86_64"))?;
         let mut vm = MicroVm { _machine: machine, vmm, console, gate, vmm_done: Arc::new(AtomicBool::new(false)), output: None, stopped: false };
         vm.wait_until_booted()?;
-        if spec.capture_output {
+        // The workload writes to the guest's console, a file here: nothing to inherit.
+        if spec.output == super::Output::Capture {
             vm.output = Some(vm.follow_console()?);
         }
         Ok(vm)

@@ -87,12 +87,22 @@ pub struct InstanceSpec {
     pub name: String,
     /// Arguments to `lockscope workload` (e.g. `["file-create", "--files", "2000"]`).
     pub workload: Vec<String>,
-    /// Capture the workload's standard output ([`Instance::take_output`]).
-    pub capture_output: bool,
+    /// What becomes of the workload's standard output.
+    pub output: Output,
     /// CPUs to run on.
     pub cpus: Option<Vec<usize>>,
     /// Memory limit in bytes (a cgroup limit; a microVM's memory size).
     pub memory_limit: Option<u64>,
+}
+
+/// A workload's standard output: lockscope's own, captured
+/// ([`Instance::take_output`]), or discarded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Inherit,
+    Capture,
+    Discard,
 }
 
 /// What every platform needs from its surroundings.

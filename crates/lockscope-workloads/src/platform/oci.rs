@@ -81,7 +81,7 @@ impl Runtime {
         // From here on, dropping the container removes whatever was made.
         let mut c = Container { runtime: self, id, dir, main_pid: 0, output: None, created: false, stopped: false };
         c.make_bundle(spec, env)?;
-        c.run_create(spec.capture_output)?;
+        c.run_create(spec.output)?;
         Ok(c)
     }
 }
@@ -161,7 +161,7 @@ impl Container {
 
     /// `create`: the runtime sets the container up and leaves the workload
     /// held before exec until `start`.
-    fn run_create(&mut self, capture: bool) -> Result<(), PlatformError> {
+    fn run_create(&mut self, output: super::Output) -> Result<(), PlatformError> {
         let log = self.dir.join("runtime.log");
         let stderr = std::fs::File::create(&log).map_err(io("creating the runtime log"))?;
         let bundle = self.dir.display().to_string();
@@ -169,7 +169,11 @@ impl Container {
             .runtime
             .command(&["create", "--bundle", &bundle, &self.id])
             .stdin(Stdio::null())
-            .stdout(if capture { Stdio::piped() } else { Stdio::inherit() })
+            .stdout(match output {
+                super::Output::Inherit => Stdio::inherit(),
+                super::Output::Capture => Stdio::piped(),
+                super::Output::Discard => Stdio::null(),
+            })
             .stderr(stderr)
             .spawn()
             .map_err(io(format!("running {} create", self.runtime.program)))?;
