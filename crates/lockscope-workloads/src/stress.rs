@@ -240,7 +240,23 @@ fn run_once(
         }
     });
 
+    // Every trasher is set up (held) before the worker starts, so setting one
+    // up (a microVM's boot) neither delays its start nor disturbs the worker.
     let mut trashers: Vec<Box<dyn Instance>> = Vec::new();
+    for k in 1..=cfg.trashers {
+        let mut args = cfg.trasher.clone();
+        args.extend(["--duration".into(), duration_arg.clone()]);
+        let spec = InstanceSpec {
+            name: format!("trasher{k}-{platform}-{run}"),
+            workload: args,
+            output: Output::Discard,
+            cpus: placement(Some(k)),
+            memory_limit: None,
+        };
+        let t = platform.create(&spec, env)?;
+        on_instance(&spec, t.as_ref())?;
+        trashers.push(t);
+    }
     let mut trasher_starts: Vec<Duration> = Vec::new();
     let mut samples = Vec::new();
     let mut unit = String::new();
@@ -273,23 +289,10 @@ fn run_once(
         if let Some(exit) = worker.try_wait() {
             return Err(PlatformError::Runtime(format!("the worker ended early ({exit}) on {platform}, run {run}")));
         }
-        let due = trasher_starts.len() as u32;
-        if due < cfg.trashers && elapsed >= cfg.interval * (due + 1) {
-            let k = due + 1;
-            let mut args = cfg.trasher.clone();
-            args.extend(["--duration".into(), duration_arg.clone()]);
-            let spec = InstanceSpec {
-                name: format!("trasher{k}-{platform}-{run}"),
-                workload: args,
-                output: Output::Discard,
-                cpus: placement(Some(k)),
-                memory_limit: None,
-            };
-            let mut t = platform.create(&spec, env)?;
-            on_instance(&spec, t.as_ref())?;
-            t.start()?;
+        let started = trasher_starts.len();
+        if started < trashers.len() && elapsed >= cfg.interval * (started as u32 + 1) {
+            trashers[started].start()?;
             trasher_starts.push(t0.elapsed());
-            trashers.push(t);
         }
         while let Ok((received, line)) = rx.recv_timeout(Duration::from_millis(50)) {
             take(received, line, &trasher_starts, &mut samples, &mut unit);

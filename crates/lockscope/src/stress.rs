@@ -71,7 +71,11 @@ pub struct Args {
 pub fn write_outputs(result: &stress::StressResult, dir: &std::path::Path) -> anyhow::Result<()> {
     let csv = dir.join("stress.csv");
     std::fs::write(&csv, stress::samples_csv(&result.samples)).with_context(|| format!("writing {}", csv.display()))?;
-    lockscope_workloads::figure::write(result, &dir.join("stress"))?;
+    match lockscope_workloads::figure::write(result, &dir.join("stress")) {
+        // Said, not fatal: the CSV and JSON show what there was.
+        Err(e @ lockscope_workloads::figure::FigureError::Empty) => eprintln!("warning: {}: {e}", dir.display()),
+        other => other?,
+    }
     let json = dir.join("stress.json");
     std::fs::write(&json, serde_json::to_string_pretty(result)?).with_context(|| format!("writing {}", json.display()))?;
     Ok(())
