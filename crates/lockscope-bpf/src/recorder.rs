@@ -258,8 +258,8 @@ fn validate(cfg: &RecordConfig) -> Result<(), RecordError> {
 
 enum Resolved {
     /// Launched by lockscope (a command, or a built-in workload on a
-    /// platform), held until the probes are attached.
-    Held(Box<dyn Instance>),
+    /// platform), held until the probes are attached; with what it runs.
+    Held(Box<dyn Instance>, String),
     Pid(u32),
     CgroupV2 { id: u64, level: u32 },
     CgroupV1(PathBuf),
@@ -297,7 +297,7 @@ fn resolve_targets(specs: &[WorkloadSpec], env: &Env) -> Result<Vec<Target>, Rec
                         }
                         source => RecordError::Platform { name, source },
                     })?;
-                    Resolved::Held(Box::new(held))
+                    Resolved::Held(Box::new(held), argv[0].clone())
                 }
                 Selector::Platform { platform, workload } => {
                     let platform_err = |source| RecordError::Platform { name: name.clone(), source };
@@ -312,7 +312,7 @@ fn resolve_targets(specs: &[WorkloadSpec], env: &Env) -> Result<Vec<Target>, Rec
                         memory_limit: spec.placement.memory_limit,
                         output: spec.placement.output,
                     };
-                    Resolved::Held(kind.create(&spec, env).map_err(platform_err)?)
+                    Resolved::Held(kind.create(&spec, env).map_err(platform_err)?, format!("{platform}:{workload}"))
                 }
                 Selector::Pid { pid } => {
                     if !procfs::process_alive(*pid) {
@@ -402,7 +402,7 @@ fn start_target(k: &Kernel<'_>, t: Target, started: Instant) -> Result<LiveWorkl
         pids: BTreeSet::new(),
     };
     match t.resolved {
-        Resolved::Held(mut instance) => {
+        Resolved::Held(mut instance, program) => {
             for pid in instance.pids() {
                 for p in std::iter::once(pid).chain(procfs::descendants(pid)) {
                     track(k, p, w.id)?;
@@ -413,7 +413,7 @@ fn start_target(k: &Kernel<'_>, t: Target, started: Instant) -> Result<LiveWorkl
             let name = w.spec.name.clone();
             instance.start().map_err(|e| match e {
                 lockscope_workloads::platform::PlatformError::Io { source, .. } => {
-                    RecordError::Launch { name, program: w.spec.selector.to_string(), source }
+                    RecordError::Launch { name, program, source }
                 }
                 source => RecordError::Platform { name, source },
             })?;
