@@ -265,25 +265,7 @@ mod tests {
 
     use super::*;
 
-    use crate::fixtures::{trace, OPTIONS};
-
-    fn site(stack_id: i32, scope: &str, object: Option<&str>, name: &str) -> StackSite {
-        StackSite {
-            stack_id,
-            function: "iput".into(),
-            file: Some("fs/inode.c".into()),
-            line: Some(1700 + stack_id as u32),
-            scope: scope.into(),
-            object: object.map(str::to_owned),
-            member: object.map(|_| name.to_owned()),
-            variable: object.is_none().then(|| name.to_owned()),
-            lock_type: Some("spinlock_t".into()),
-            subsystem: Some("fs".into()),
-            method: "function".into(),
-            candidates: 1,
-            reason: None,
-        }
-    }
+    use crate::fixtures::{site, trace, OPTIONS};
 
     #[test]
     fn a_resolved_trace_names_locks_by_their_object() {

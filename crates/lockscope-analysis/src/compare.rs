@@ -327,6 +327,19 @@ mod tests {
     }
 
     #[test]
+    fn resolved_locks_are_named_by_their_object_with_scope_and_subsystem() {
+        let resolved = Trace { sites: vec![crate::fixtures::site(1, "global", None, "inode_hash_lock")], ..trace() };
+        let a = analyze(&resolved, &OPTIONS);
+        let c = compare(&[Run { workload: "file-create".into(), platform: "host".into(), analysis: &a }]);
+        let lock = &c.shared_locks[0];
+        assert_eq!((lock.lock.name.as_str(), lock.lock.file.as_str()), ("inode_hash_lock", "fs/inode.c"));
+        assert_eq!((lock.scope.as_deref(), lock.subsystem.as_deref()), (Some("global"), Some("fs")));
+        assert_eq!(c.subsystems[0].subsystem, "fs");
+        let page = crate::html::render(&crate::html::Page { title: "t", notes: &[], comparison: &c, stress: &[], correlations: &[] });
+        assert!(page.contains("<td class=\"text\">inode_hash_lock</td><td class=\"text\">global</td><td class=\"text\">fs</td>"), "{page}");
+    }
+
+    #[test]
     fn exposure_is_the_share_of_run_time_in_shared_locks() {
         let (one, _) = runs();
         let c = compare(&[Run { workload: "w".into(), platform: "p".into(), analysis: &one }]);

@@ -159,9 +159,9 @@ fn failing_and_never_started_workloads_leave_nothing() {
     let _guard = serial();
     let root = work_root();
     let env = env(root.path());
-    for kind in [PlatformKind::Host, PlatformKind::Runc, PlatformKind::Gvisor] {
+    for kind in [PlatformKind::Host, PlatformKind::Runc, PlatformKind::Gvisor, PlatformKind::Microvm] {
         // Fails at once: an impossible size.
-        let out = run_to_end(kind, "mem --size 0", &env, Duration::from_secs(60));
+        let out = run_to_end(kind, "mem --size 0", &env, Duration::from_secs(300));
         assert!(total(&out).is_none(), "{kind}: {out}");
         // Created (held), never started, dropped.
         let spec = InstanceSpec { name: "held".into(), workload: vec!["mem".into()], ..InstanceSpec::default() };
