@@ -21,6 +21,8 @@ pub struct LaunchOptions {
     pub cpus: Option<Vec<usize>>,
     /// A `cgroup.procs` file to move the process into before it runs.
     pub cgroup_procs: Option<PathBuf>,
+    /// A file for standard error (created or truncated) instead of lockscope's own.
+    pub stderr: Option<PathBuf>,
 }
 
 /// A launched workload, in its own process group. Dropping it kills the group
@@ -64,6 +66,16 @@ pub fn spawn_held_with(argv: &[String], opts: &LaunchOptions) -> io::Result<Laun
             Some((-1, fd))
         }
     };
+    let stderr = match &opts.stderr {
+        Some(path) => {
+            let file = std::fs::File::create(path)?;
+            let fd = std::os::fd::IntoRawFd::into_raw_fd(file);
+            // SAFETY: fd is ours; close-on-exec so only the dup2'd copy survives exec.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+            Some(fd)
+        }
+        None => None,
+    };
     let hold = pipe()?; // the parent writes one byte to release the child
     let status = pipe()?; // close-on-exec: EOF means exec succeeded, else errno
     // SAFETY: between fork and exec the child only calls async-signal-safe
@@ -81,6 +93,9 @@ pub fn spawn_held_with(argv: &[String], opts: &LaunchOptions) -> io::Result<Laun
             libc::setpgid(0, 0);
             if let Some((_, w)) = output {
                 libc::dup2(w, 1); // dup2 clears close-on-exec on the copy
+            }
+            if let Some(fd) = stderr {
+                libc::dup2(fd, 2);
             }
             if let Some(dir) = &cwd {
                 if libc::chdir(dir.as_ptr()) != 0 {
@@ -102,6 +117,9 @@ pub fn spawn_held_with(argv: &[String], opts: &LaunchOptions) -> io::Result<Laun
     // Also from the parent, so a signal to the group cannot race the child's setpgid.
     unsafe { libc::setpgid(pid, pid) };
     close_all(&[hold.0, status.1]);
+    if let Some(fd) = stderr {
+        close_all(&[fd]);
+    }
     let output = output.and_then(|(r, w)| {
         close_all(&[w]);
         // SAFETY: r is the pipe's read end, owned from here on by the File (-1: discarded).

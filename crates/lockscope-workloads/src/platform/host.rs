@@ -36,6 +36,7 @@ impl HostInstance {
             stdout: spec.output,
             cpus: spec.cpus.clone(),
             cgroup_procs: cgroup.as_ref().map(|c| c.join("cgroup.procs")),
+            stderr: None,
         };
         let child = match spawn_held_with(argv, &opts) {
             Ok(child) => child,

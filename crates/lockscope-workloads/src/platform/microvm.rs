@@ -52,7 +52,7 @@ fn accel() -> (&'static str, &'static str) {
 
 pub struct MicroVm {
     /// Kept for its work directory (disks, console), removed on drop.
-    _machine: Machine,
+    machine: Machine,
     vmm: Launched,
     console: PathBuf,
     gate: PathBuf,
@@ -86,10 +86,14 @@ impl MicroVm {
         let qemu = machine.qemu(&cfg);
         let mut argv: Vec<String> = std::iter::once(qemu.get_program()).chain(qemu.get_args()).map(|a| a.to_string_lossy().into_owned()).collect();
         argv.extend(["-serial".into(), format!("file:{}", console.display()), "-serial".into(), format!("pipe:{}", gate.display())]);
-        let opts = LaunchOptions { cpus: spec.cpus.clone(), ..LaunchOptions::default() };
+        let opts = LaunchOptions {
+            cpus: spec.cpus.clone(),
+            stderr: Some(machine.work_dir().join("qemu.log")),
+            ..LaunchOptions::default()
+        };
         let mut vmm = spawn_held_with(&argv, &opts).map_err(io("starting qemu-system-x86_64"))?;
         vmm.release().map_err(io("starting qemu-system-x86_64"))?;
-        let mut vm = MicroVm { _machine: machine, vmm, console, gate, vmm_done: Arc::new(AtomicBool::new(false)), output: None, stopped: false };
+        let mut vm = MicroVm { machine, vmm, console, gate, vmm_done: Arc::new(AtomicBool::new(false)), output: None, stopped: false };
         vm.wait_until_booted()?;
         // The workload writes to the guest's console, a file here: nothing to inherit.
         if spec.output == super::Output::Capture {
@@ -105,7 +109,12 @@ impl MicroVm {
                 return Ok(());
             }
             if let Some(exit) = self.vmm.try_wait() {
-                return Err(PlatformError::Runtime(format!("the microVM stopped while booting ({exit}):\n{}", crate::guest::tail(&self.console))));
+                let qemu = std::fs::read_to_string(self.machine.work_dir().join("qemu.log")).unwrap_or_default();
+                return Err(PlatformError::Runtime(format!(
+                    "the microVM stopped while booting ({exit}): {}\n{}",
+                    qemu.trim(),
+                    crate::guest::tail(&self.console)
+                )));
             }
             if start.elapsed() > BOOT_TIMEOUT {
                 return Err(PlatformError::Runtime(format!(
