@@ -31,11 +31,16 @@ impl FunctionIndex {
                 text
             }
         };
+        Ok(FunctionIndex::from_definitions(text.lines().filter_map(|l| l.split_once('\t'))))
+    }
+
+    /// An index of the given (function, file) definitions.
+    pub fn from_definitions<'a>(definitions: impl IntoIterator<Item = (&'a str, &'a str)>) -> FunctionIndex {
         let mut files: HashMap<String, Vec<String>> = HashMap::new();
-        for (name, file) in text.lines().filter_map(|l| l.split_once('\t')) {
+        for (name, file) in definitions {
             files.entry(name.to_owned()).or_default().push(file.to_owned());
         }
-        Ok(FunctionIndex { files })
+        FunctionIndex { files }
     }
 
     pub fn len(&self) -> usize {
@@ -172,12 +177,7 @@ SYSCALL_DEFINE3(openat, int, dfd, const char __user *, filename, int, flags)
 
     #[test]
     fn a_name_with_definitions_in_two_subsystems_has_none() {
-        let index = FunctionIndex {
-            files: HashMap::from([
-                ("evict".to_owned(), vec!["fs/inode.c".to_owned()]),
-                ("init".to_owned(), vec!["mm/a.c".to_owned(), "kernel/b.c".to_owned()]),
-            ]),
-        };
+        let index = FunctionIndex::from_definitions([("evict", "fs/inode.c"), ("init", "mm/a.c"), ("init", "kernel/b.c")]);
         assert_eq!(index.subsystem("evict").as_deref(), Some("fs"));
         assert_eq!(index.subsystem("init"), None);
         assert_eq!(index.subsystem("missing"), None);

@@ -135,7 +135,8 @@ pub fn resolve_stacks(
 
 /// Places each stack's call site in a subsystem by its function's name
 /// alone, for traces from a kernel whose source is not at hand: no line, no
-/// lock, only where in the kernel the lock was taken.
+/// lock, only where in the kernel the lock was taken. A call site the source
+/// does not define (renamed since) is placed by its nearest caller that it does.
 pub fn place_by_function_name(trace: &Trace, index: &crate::functions::FunctionIndex) -> Vec<StackSite> {
     let symbols = SymbolTable::from_snapshot(trace.symbols.clone());
     let used: BTreeSet<i32> = trace.records.iter().map(|r| r.stack_id).filter(|&id| id >= 0).collect();
@@ -145,16 +146,20 @@ pub fn place_by_function_name(trace: &Trace, index: &crate::functions::FunctionI
         .filter(|s| used.contains(&s.id))
         .map(|s| {
             let frames: Vec<String> = s.frames.iter().map(|&a| symbols.format_frame(a)).collect();
-            let Some(function) = call_site(&frames).map(function_name) else {
+            let Some(site) = call_site(&frames) else {
                 return unresolved(s.id, "", None, "no call site on the stack");
             };
-            let why = "the source is another kernel version: placed by the function's name only";
-            let mut site = unresolved(s.id, &function, index.subsystem(&function), why);
-            if site.subsystem.is_some() {
-                site.file = index.files(&function).first().cloned();
-                site.method = "function name".into();
+            let function = function_name(site);
+            let callers = frames.iter().skip_while(|f| f.as_str() != site).map(|f| function_name(f));
+            let placed = callers.take(4).find_map(|f| index.subsystem(&f).map(|sub| (f, sub)));
+            let why = "the source is another kernel version: placed by function name only";
+            let mut out = unresolved(s.id, &function, None, why);
+            if let Some((by, subsystem)) = placed {
+                out.file = index.files(&by).first().cloned();
+                out.subsystem = Some(subsystem);
+                out.method = "function name".into();
             }
-            site
+            out
         })
         .collect()
 }
@@ -278,6 +283,38 @@ mod tests {
         assert_eq!(function_name("d_alloc_parallel.cold+0x12/0x40"), "d_alloc_parallel");
         assert_eq!(function_name("ext4_map_blocks+0x1a [ext4]"), "ext4_map_blocks");
         assert_eq!(function_name("__mutex_lock.constprop.0+0x215"), "__mutex_lock");
+    }
+
+    #[test]
+    fn a_renamed_call_site_is_placed_by_its_nearest_known_caller() {
+        use lockscope_trace::*;
+        let text = |addr: u64, name: &str| Symbol { addr, size: 0x100, name: name.into(), module: None, kind: SymbolKind::Text };
+        let record = LockRecord {
+            workload: 1, tgid: 1, lock_addr: 0xffff888000001000, generation: 0, flags: lock_flags::SPIN, stack_id: 7, count: 1,
+            wait_total_ns: 0, wait_max_ns: 0, hold_total_ns: 0, hold_max_ns: 0, failed_trylocks: 0, first_ns: 0, in_interrupt: false,
+        };
+        let trace = Trace {
+            meta: serde_json::from_value(serde_json::json!({
+                "format": FORMAT_NAME, "version": FORMAT_VERSION, "lockscope_version": "t", "kernel_release": "6.18", "hostname": "h",
+                "mode": "contention", "hook": "tp_btf", "attached": [], "notes": [], "started_unix_ns": 0, "ended_unix_ns": 1,
+                "end_reason": "duration", "kallsyms_all": false, "workloads": [], "counters": Counters::default(), "files": []
+            }))
+            .unwrap(),
+            records: vec![record],
+            stacks: vec![Stack { id: 7, frames: vec![0xffffffff81000104, 0xffffffff81000204, 0xffffffff81000304] }],
+            symbols: vec![
+                text(0xffffffff81000100, "_raw_spin_lock"),
+                text(0xffffffff81000200, "find_get_block_common"),
+                text(0xffffffff81000300, "__find_get_block"),
+            ],
+            sites: vec![],
+        };
+        let index = crate::functions::FunctionIndex::from_definitions([("__find_get_block", "fs/buffer.c")]);
+        let sites = place_by_function_name(&trace, &index);
+        assert_eq!(sites.len(), 1);
+        let s = &sites[0];
+        assert_eq!((s.function.as_str(), s.method.as_str()), ("find_get_block_common", "function name"));
+        assert_eq!((s.file.as_deref(), s.subsystem.as_deref(), s.lock_name()), (Some("fs/buffer.c"), Some("fs"), None));
     }
 
     #[test]
