@@ -91,8 +91,8 @@ pub fn render(page: &Page) -> String {
             "<tr><td>{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td></tr>",
             escape(&l.workload),
             escape(&l.platform),
-            escape(&l.lock.name),
-            escape(l.scope.as_deref().unwrap_or("-")),
+            escape(if l.lock.name == "?" { "–" } else { &l.lock.name }),
+            escape(l.scope.as_deref().unwrap_or("–")),
             escape(l.subsystem.as_deref().unwrap_or("unresolved")),
             escape(&l.lock.function),
             escape(&l.lock.file),
@@ -158,9 +158,12 @@ fn inline_svg(svg: &str) -> String {
 pub fn subsystem_chart(c: &Comparison, workload: &str) -> String {
     let (width, height, left, bottom, top) = (460.0, 300.0, 70.0, 40.0, 20.0);
     let rows: Vec<_> = c.subsystems.iter().filter(|s| s.workload == workload).collect();
-    let mut subsystems: Vec<&str> = rows.iter().map(|s| s.subsystem.as_str()).collect();
-    subsystems.sort();
-    subsystems.dedup();
+    // One color per subsystem across every chart of the page.
+    let mut all: Vec<&str> = c.subsystems.iter().map(|s| s.subsystem.as_str()).collect();
+    all.sort();
+    all.dedup();
+    let color = |sub: &str| PALETTE[all.iter().position(|s| *s == sub).unwrap_or(0) % PALETTE.len()];
+    let subsystems: Vec<&str> = all.iter().copied().filter(|sub| rows.iter().any(|r| r.subsystem == *sub)).collect();
     let total = |p: &str| rows.iter().filter(|s| s.platform == p).map(|s| s.cumulative_rate).sum::<f64>();
     let max = c.platforms.iter().map(|p| total(p)).fold(0.0, f64::max).max(1e-9);
     let plot_h = height - bottom - top;
@@ -176,7 +179,7 @@ pub fn subsystem_chart(c: &Comparison, workload: &str) -> String {
     for (i, p) in c.platforms.iter().enumerate() {
         let x = left + slot * i as f64 + slot * 0.2;
         let mut y = height - bottom;
-        for (k, sub) in subsystems.iter().enumerate() {
+        for sub in &subsystems {
             let rate: f64 = rows.iter().filter(|s| s.platform == *p && s.subsystem == *sub).map(|s| s.cumulative_rate).sum();
             let h = plot_h * rate / max;
             if h > 0.0 {
@@ -185,7 +188,7 @@ pub fn subsystem_chart(c: &Comparison, workload: &str) -> String {
                     svg,
                     "<rect class=\"bar\" x=\"{x:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{h:.1}\" fill=\"{}\"><title>{} on {}: {} {}/s</title></rect>",
                     slot * 0.6,
-                    PALETTE[k % PALETTE.len()],
+                    color(sub),
                     escape(workload),
                     escape(p),
                     escape(sub),
@@ -201,7 +204,7 @@ pub fn subsystem_chart(c: &Comparison, workload: &str) -> String {
             svg,
             "<rect x=\"{}\" y=\"{y}\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"{}\">{}</text>",
             width - 120.0,
-            PALETTE[k % PALETTE.len()],
+            color(sub),
             width - 105.0,
             y + 9.0,
             escape(sub)
