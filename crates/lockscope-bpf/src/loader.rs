@@ -23,6 +23,8 @@ pub struct Settings<'a> {
     pub n_cgroups: usize,
     pub lock_classes: &'a [LockClass],
     pub stacks: bool,
+    /// Acquire mode: probe the unlock functions (hold times).
+    pub hold_times: bool,
 }
 
 /// The maps every recorder has (see src/bpf/workloads.bpf.h).
@@ -270,7 +272,9 @@ fn load_acquire_with<'obj>(
         let (Some(function), Some(f)) = (target_of(&section), Family::of(&section)) else {
             continue; // fork/exit tracking
         };
-        let wanted = f == family && class_of(function).is_none_or(|c| s.lock_classes.contains(&c));
+        let name = prog.name().to_string_lossy();
+        let unlock = name.starts_with("lks_r_") || name.starts_with("lks_kr_");
+        let wanted = f == family && class_of(function).is_none_or(|c| s.lock_classes.contains(&c)) && (s.hold_times || !unlock);
         let present = btf.type_by_name::<Func>(function).is_some();
         prog.set_autoload(wanted && present);
         if wanted && present && (section.starts_with("fexit") || section.starts_with("kretprobe")) {
@@ -314,6 +318,9 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
     }
     if !s.stacks {
         notes.push("recorded without stacks: no call sites, and interrupt context cannot be recognised".into());
+    }
+    if !s.hold_times {
+        notes.push("recorded without hold times: the unlock functions were not probed".into());
     }
     Ok(Kernel {
         maps: common_maps!(skel.maps),
