@@ -91,7 +91,8 @@ fn run_to_end(kind: PlatformKind, args: &str, env: &Env, timeout: Duration) -> S
     while instance.try_wait().is_none() {
         if Instant::now() > deadline {
             instance.stop();
-            panic!("{kind} {args}: still running after {timeout:?}");
+            let seen = reader.join().unwrap();
+            panic!("{kind} {args}: still running after {timeout:?}; its output so far:\n{seen}");
         }
         std::thread::sleep(Duration::from_millis(50));
     }
