@@ -21,7 +21,9 @@ use crate::guest::{GuestConfig, Machine};
 use crate::launch::{spawn_held_with, LaunchOptions, Launched};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
-const READY: &str = "lockscope-guest: running";
+/// Printed by the guest once it holds the gate open: a line sent before then
+/// could be lost (opening a serial port clears what it had received).
+const READY: &str = "lockscope-microvm: waiting";
 
 pub fn availability(env: &Env) -> Availability {
     let Some(qemu) = version_of("qemu-system-x86_64", "--version") else {
@@ -64,7 +66,8 @@ pub struct MicroVm {
 impl MicroVm {
     pub fn create(spec: &InstanceSpec, env: &Env) -> Result<Self, PlatformError> {
         let workload = shlex::try_join(spec.workload.iter().map(String::as_str)).map_err(|e| PlatformError::Runtime(e.to_string()))?;
-        let mut cfg = GuestConfig::new(format!("read go < /dev/ttyS1 && lockscope workload {workload} > /dev/ttyS0"), env.work_root.clone());
+        let command = format!("exec 3< /dev/ttyS1; echo {READY} > /dev/ttyS0; read go <&3 && lockscope workload {workload} > /dev/ttyS0");
+        let mut cfg = GuestConfig::new(command, env.work_root.clone());
         // (out_dir is unused: only `guest::run` copies /out back; here the console is the output.)
         cfg.cache_dir = env.guest_cache.clone();
         std::fs::create_dir_all(&env.work_root).map_err(io(format!("creating {}", env.work_root.display())))?;
