@@ -288,6 +288,7 @@ fn load_acquire_with<'obj>(
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         rodata.n_cgroup_targets = s.n_cgroups as u32;
         rodata.capture_stacks = s.stacks;
+        rodata.track_holds = s.hold_times;
     }
     let what = match family {
         Family::Trampoline => "fentry/fexit programs refused",

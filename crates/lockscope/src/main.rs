@@ -26,9 +26,9 @@ finds the locks two or more workloads acquire in common (shared) and those only 
 and reports how often each is taken and from where in the kernel.\n\n\
 A typical session:\n  \
 lockscope doctor                       # what this machine allows\n  \
-lockscope record --run a='lockscope workload file-churn --dir /tmp/a' \\\n                   \
---run b='lockscope workload file-churn --dir /tmp/b' -o churn.trace\n  \
-lockscope report churn.trace           # shared and private locks"
+lockscope study -o study               # the paper's experiment on every platform here → study/report.html\n  \
+lockscope record --workload a='runc:file-create' --workload b='runc:file-create' -o c.trace\n  \
+lockscope report c.trace               # shared and private locks"
 )]
 struct Cli {
     /// Log more (-v: info, -vv: debug).

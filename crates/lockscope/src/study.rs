@@ -48,6 +48,7 @@ const WORKLOADS: [(&str, &str, &str); 5] = [
 /// scale is --runs 3 --duration 10m --stress-interval 10m --stress-trashers 7.
 #[derive(clap::Args)]
 pub struct Args {
+    /// Directory for the report, tables, traces and stress results (resumed if it holds this study).
     #[arg(short, long, default_value = "lockscope-study")]
     output: PathBuf,
     /// Platforms to study [default: every usable one, see `lockscope doctor`].

@@ -87,6 +87,8 @@ fn without_unlock_probes_the_same_mutexes_have_no_hold_time() {
     assert!(attached.contains(&"mutex_lock") && !attached.contains(&"mutex_unlock"), "{attached:?}");
     let holds: u64 = locks(&r).iter().flat_map(|l| l["uses"].as_array().unwrap()).map(|u| u["hold_total_ns"].as_u64().unwrap()).sum();
     assert_eq!(holds, 0);
+    // Nothing waits for a release that is not probed.
+    assert_eq!(r["counters"]["nesting_overflow"], 0, "{}", r["counters"]);
 }
 
 fn assert_private_pipe_mutexes(r: &Value) {
