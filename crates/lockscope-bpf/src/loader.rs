@@ -23,8 +23,6 @@ pub struct Settings<'a> {
     pub n_cgroups: usize,
     pub lock_classes: &'a [LockClass],
     pub stacks: bool,
-    /// Acquire mode: probe the unlock functions (hold times).
-    pub hold_times: bool,
 }
 
 /// The maps every recorder has (see src/bpf/workloads.bpf.h).
@@ -272,9 +270,7 @@ fn load_acquire_with<'obj>(
         let (Some(function), Some(f)) = (target_of(&section), Family::of(&section)) else {
             continue; // fork/exit tracking
         };
-        let name = prog.name().to_string_lossy();
-        let unlock = name.starts_with("lks_r_") || name.starts_with("lks_kr_");
-        let wanted = f == family && class_of(function).is_none_or(|c| s.lock_classes.contains(&c)) && (s.hold_times || !unlock);
+        let wanted = f == family && class_of(function).is_none_or(|c| s.lock_classes.contains(&c));
         let present = btf.type_by_name::<Func>(function).is_some();
         prog.set_autoload(wanted && present);
         if wanted && present && (section.starts_with("fexit") || section.starts_with("kretprobe")) {
@@ -288,7 +284,6 @@ fn load_acquire_with<'obj>(
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         rodata.n_cgroup_targets = s.n_cgroups as u32;
         rodata.capture_stacks = s.stacks;
-        rodata.track_holds = s.hold_times;
     }
     let what = match family {
         Family::Trampoline => "fentry/fexit programs refused",
@@ -319,9 +314,6 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
     }
     if !s.stacks {
         notes.push("recorded without stacks: no call sites, and interrupt context cannot be recognised".into());
-    }
-    if !s.hold_times {
-        notes.push("recorded without hold times: the unlock functions were not probed".into());
     }
     Ok(Kernel {
         maps: common_maps!(skel.maps),

@@ -80,9 +80,6 @@ pub struct RecordConfig {
     pub lock_classes: Vec<LockClass>,
     /// Acquire mode: record a kernel stack per acquisition (costly, needed for call sites).
     pub stacks: bool,
-    /// Acquire mode: probe the unlock functions too, for hold times (each
-    /// release then costs a probe run as well).
-    pub hold_times: bool,
     pub workloads: Vec<WorkloadSpec>,
     pub duration: Option<Duration>,
     /// Capacity of the in-kernel aggregation map.
@@ -173,7 +170,6 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut(&Progress)) -> Result
         n_cgroups: cgroups_v2.len(),
         lock_classes: &cfg.lock_classes,
         stacks: cfg.stacks,
-        hold_times: cfg.hold_times,
     };
     // The skeletons must outlive the Kernel view borrowed from them.
     let mut acquire_objects = [MaybeUninit::uninit(), MaybeUninit::uninit()];

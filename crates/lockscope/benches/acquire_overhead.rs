@@ -1,6 +1,6 @@
 //! What acquire mode costs, measured inside Debian's 6.1 kernel under qemu
 //! (`lockscope guest`): the file-create and mmap workloads untraced, under
-//! `record --mode acquire --no-stacks --no-hold`, `--no-stacks`, and with stacks; and the cost of one
+//! `record --mode acquire --no-stacks`, and with stacks; and the cost of one
 //! traced acquisition. Under TCG all code is emulated, so the ratios are what
 //! carries over to hardware, not the absolute figures.
 //!
@@ -45,9 +45,7 @@ fn main() {
     for name in ["file-create", "mmap"] {
         let base = throughput(&out.path().join(format!("{name}-untraced.json")))["ops_per_sec"].as_f64().unwrap();
         println!("{:<12} {:<22} {:>12.0} {:>9} {:>14} {:>16}", name, "untraced", base, "-", "-", "-");
-        for (config, label) in
-            [("nohold", "acquire, no stacks/hold"), ("acquire", "acquire, no stacks"), ("stacks", "acquire with stacks")]
-        {
+        for (config, label) in [("acquire", "acquire, no stacks"), ("stacks", "acquire with stacks")] {
             let run = throughput(&out.path().join(format!("{name}-{config}.json")));
             let ops = run["ops"].as_f64().unwrap();
             let rate = run["ops_per_sec"].as_f64().unwrap();

@@ -39,10 +39,6 @@ pub struct Args {
     /// no call sites, and interrupt context is not recognised).
     #[arg(long)]
     no_stacks: bool,
-    /// Acquire mode: do not probe the unlock functions (no hold times; each
-    /// release no longer costs a probe run).
-    #[arg(long)]
-    no_hold: bool,
     /// Kernel hook: auto prefers the cheapest the kernel allows. Contention
     /// mode: tp_btf (BTF-typed tracepoints), else tracepoint. Acquire mode:
     /// fentry (BPF trampolines), else kprobe. Name one to insist on it.
@@ -213,7 +209,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             })
             .collect(),
         stacks: !args.no_stacks,
-        hold_times: !args.no_hold,
         workloads: specs,
         duration: args.duration,
         max_records: args.max_records,

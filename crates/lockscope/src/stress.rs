@@ -98,7 +98,6 @@ impl Recording {
             hook: lockscope_bpf::HookRequest::Auto,
             lock_classes: lockscope_bpf::LockClass::ALL.to_vec(),
             stacks: true,
-            hold_times: true,
             workloads: vec![],
             duration: None,
             max_records: 65536,

@@ -257,7 +257,6 @@ fn record_step(args: &Args, env: &Env, workload: &str, platform: PlatformKind, p
         hook: HookRequest::Auto,
         lock_classes: LockClass::ALL.to_vec(),
         stacks: true,
-        hold_times: true,
         workloads: vec![spec("a", 0), spec("b", 1)],
         // The instances end the recording; this only bounds a stuck one.
         duration: Some(args.duration * 3 + Duration::from_secs(120)),

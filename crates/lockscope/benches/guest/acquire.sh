@@ -1,5 +1,5 @@
 # Acquire-mode cost, inside the Debian guest: each workload untraced, under
-# acquire mode without stacks or unlock probes, without stacks, and with stacks. See benches/acquire_overhead.rs.
+# acquire mode without stacks, and with stacks. See benches/acquire_overhead.rs.
 L=lockscope
 SECS=${SECS:-5}
 run() { # name config workload-args...
@@ -7,13 +7,12 @@ run() { # name config workload-args...
   rm -rf /mnt/disk/w
   case $config in
     untraced) $L workload "$@" --duration ${SECS}s > /out/$name-$config.json ;;
-    nohold) $L record --mode acquire --no-stacks --no-hold -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
     acquire) $L record --mode acquire --no-stacks -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
     stacks) $L record --mode acquire -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
   esac
   [ -d /out/$name-$config.trace ] && $L report /out/$name-$config.trace --format json > /out/$name-$config-report.json
 }
-for config in untraced nohold acquire stacks; do
+for config in untraced acquire stacks; do
   run file-create $config file-churn --dir /mnt/disk/w --files 500
   run mmap $config mem --size 8k --total 32m
 done
