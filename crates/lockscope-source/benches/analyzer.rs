@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use lockscope_source::clangd::{build_index, locate, Clangd, ClangdOptions};
 use lockscope_source::inventory::scan_tree;
-use lockscope_source::primitives::acquisition;
+use lockscope_source::primitives::line_calls_an_acquisition;
 use lockscope_source::tree::{default_kernel_src, extract_debian_source, prepare, read_compile_commands, PrepareOptions};
 use lockscope_source::{Resolver, Scope};
 
@@ -54,11 +54,15 @@ fn main() {
     let clangd_pid = clangd.pid();
     let start = Instant::now();
     let (mut resolved, mut found) = (0, 0);
+    let mut unresolved: std::collections::BTreeMap<String, usize> = Default::default();
     let mut resolver = Resolver::new(&mut clangd);
     for (file, line) in &sites {
         for site in resolver.resolve(file, *line).expect("resolve") {
             found += 1;
-            resolved += usize::from(site.scope != Scope::Unknown);
+            match site.scope {
+                Scope::Unknown => *unresolved.entry(site.reason.unwrap_or_default()).or_default() += 1,
+                _ => resolved += 1,
+            }
         }
     }
     let resolve_time = start.elapsed();
@@ -75,6 +79,11 @@ fn main() {
         secs(resolve_time),
         sites.len() as f64 / secs(resolve_time)
     );
+    let mut reasons: Vec<_> = unresolved.into_iter().collect();
+    reasons.sort_by_key(|(_, n)| std::cmp::Reverse(*n));
+    for (why, n) in reasons.iter().take(6) {
+        println!("  unresolved {n:>5}: {why}");
+    }
     println!(
         "peak memory: lockscope {:.0} MB, clangd {:.0} MB",
         peak_memory_kb(std::process::id()).unwrap_or(0) as f64 / 1024.0,
@@ -94,8 +103,7 @@ fn acquisition_sites(root: &Path) -> Vec<(PathBuf, u32)> {
     for command in commands.iter().filter(|c| DIRECTORIES.iter().any(|d| c.file.starts_with(d))) {
         let Ok(text) = std::fs::read_to_string(root.join(&command.file)) else { continue };
         for (index, line) in text.lines().enumerate() {
-            let calls = line.split('(').filter_map(|before| before.rsplit(|c: char| !(c.is_alphanumeric() || c == '_')).next());
-            if calls.into_iter().any(|name| !name.is_empty() && acquisition(name).is_some()) {
+            if line_calls_an_acquisition(line) {
                 sites.push((PathBuf::from(&command.file), index as u32 + 1));
             }
         }

@@ -77,6 +77,13 @@ pub fn is_lock_internal_type(ty: &str) -> bool {
         || matches!(crate::ast::base_type_name(ty).as_str(), "arch_spinlock_t" | "arch_rwlock_t" | "qspinlock" | "qrwlock")
 }
 
+/// Whether a line of source, read as text, calls an acquisition primitive.
+pub fn line_calls_an_acquisition(line: &str) -> bool {
+    line.split('(')
+        .filter_map(|before| before.rsplit(|c: char| !(c.is_alphanumeric() || c == '_')).next())
+        .any(|name| !name.is_empty() && acquisition(name).is_some())
+}
+
 /// Whether `function` acquires a lock (the paper's Table 3 and the inline and
 /// macro forms that lead to it), and which type it takes.
 pub fn acquisition(function: &str) -> Option<LockType> {

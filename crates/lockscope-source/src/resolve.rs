@@ -261,7 +261,13 @@ impl<'c> Resolver<'c> {
         };
         let line0 = line - 1;
         let Some(function) = self.function_at(&path, line0)? else {
-            return Ok(vec![Site::unresolved(&shown, line, None, "the line is not inside a function")]);
+            // clangd's AST holds only what this configuration compiles.
+            let why = if crate::primitives::line_calls_an_acquisition(source_line) {
+                "not in a function this configuration compiles (an #if branch it leaves out, or a macro body)"
+            } else {
+                "the line is not inside a function"
+            };
+            return Ok(vec![Site::unresolved(&shown, line, None, why)]);
         };
         let calls = calls_at_line(&function.node, line0);
         let mut sites = vec![];

@@ -178,6 +178,9 @@ fn a_line_without_a_lock_says_so() {
     let outside = one("kernel/exit.c", "struct task_struct {");
     assert!(outside.reason.as_deref().unwrap().contains("not inside a function"), "{outside:#?}");
 
+    let inactive = one("kernel/exit.c", "mutex_lock(&tsk->exit_lock);");
+    assert!(inactive.reason.as_deref().unwrap().contains("not in a function this configuration compiles"), "{inactive:#?}");
+
     let mut f = fixture();
     let past_end = Resolver::new(&mut f.clangd).resolve(Path::new("kernel/exit.c"), 10_000).unwrap();
     assert!(past_end[0].reason.as_deref().unwrap().contains("has no line 10000"));
