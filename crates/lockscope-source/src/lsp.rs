@@ -19,6 +19,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use lsp_types::request::Request;
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 #[derive(Debug, thiserror::Error)]
@@ -106,7 +107,12 @@ impl LspClient {
         let shared = Arc::new(Shared::default());
         let reader = {
             let (shared, stdin) = (Arc::clone(&shared), Arc::clone(&stdin));
-            std::thread::spawn(move || read_loop(BufReader::new(stdout), &shared, &stdin))
+            // Parsing a deeply nested AST recurses once per level: room for that.
+            std::thread::Builder::new()
+                .name("lsp-reader".into())
+                .stack_size(READER_STACK)
+                .spawn(move || read_loop(BufReader::new(stdout), &shared, &stdin))
+                .map_err(|source| LspError::Spawn { path: program.to_owned(), source })?
         };
         let stderr_reader = {
             let shared = Arc::clone(&shared);
@@ -207,6 +213,9 @@ fn write_frame(stdin: &Mutex<ChildStdin>, message: &Value) -> std::io::Result<()
     stdin.flush()
 }
 
+/// The reader thread's stack: parsing recurses once per JSON nesting level.
+const READER_STACK: usize = 256 << 20;
+
 /// Reads one `Content-Length` framed message; None at end of stream.
 fn read_frame(reader: &mut impl BufRead) -> std::io::Result<Option<Value>> {
     let mut length = None;
@@ -228,7 +237,14 @@ fn read_frame(reader: &mut impl BufRead) -> std::io::Result<Option<Value>> {
     let length = length.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "frame without Content-Length"))?;
     let mut body = vec![0; length];
     reader.read_exact(&mut body)?;
-    serde_json::from_slice(&body).map(Some).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    // clangd's AST of a long expression (a macro-built initializer, say) nests
+    // far deeper than serde_json's default limit of 128.
+    let invalid = |e| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+    let mut parser = serde_json::Deserializer::from_slice(&body);
+    parser.disable_recursion_limit();
+    let value = Value::deserialize(&mut parser).map_err(invalid)?;
+    parser.end().map_err(invalid)?;
+    Ok(Some(value))
 }
 
 fn read_loop(mut stdout: impl BufRead, shared: &Shared, stdin: &Mutex<ChildStdin>) {
@@ -322,6 +338,27 @@ mod tests {
         assert_eq!(first["result"]["x"][1], 2);
         assert_eq!(read_frame(&mut reader).unwrap().unwrap(), json!({}));
         assert!(read_frame(&mut reader).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_deeply_nested_answer_is_read() {
+        // As clangd's AST of a long macro-built expression: far past serde_json's
+        // default 128 levels. Read on a stack like the reader thread's.
+        let depth = 1000;
+        let body = format!("{}1{}", r#"{"children":["#.repeat(depth), "]}".repeat(depth));
+        let mut input = format!("Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+        input.extend_from_slice(body.as_bytes());
+        let reader = std::thread::Builder::new().stack_size(READER_STACK).spawn(move || {
+            let value = read_frame(&mut std::io::Cursor::new(input)).unwrap().unwrap();
+            let mut node = &value;
+            let mut levels = 0;
+            while let Some(child) = node.get("children").and_then(|c| c.get(0)) {
+                node = child;
+                levels += 1;
+            }
+            (levels, node.clone())
+        });
+        assert_eq!(reader.unwrap().join().unwrap(), (depth, json!(1)));
     }
 
     #[test]
