@@ -148,6 +148,13 @@ impl Comparison {
     }
 }
 
+/// Each trace analyzed and placed (see [`place`]), then compared.
+pub fn compare_traces<'a>(traces: impl IntoIterator<Item = &'a lockscope_trace::Trace>, options: &crate::Options) -> Comparison {
+    let analyzed: Vec<_> = traces.into_iter().map(|t| (place(t), crate::analyze(t, options))).collect();
+    let runs: Vec<Run> = analyzed.iter().map(|((w, p), a)| Run { workload: w.clone(), platform: p.clone(), analysis: a }).collect();
+    compare(&runs)
+}
+
 /// A shared lock's rate in one run: each workload's acquisitions over its run time, summed.
 fn shared_rate(lock: &LockSummary) -> f64 {
     lock.uses.iter().map(|u| u.rate_per_sec).sum()

@@ -17,13 +17,15 @@ use lockscope_trace::{
 
 use crate::abi::{self, NR_COUNTERS};
 use crate::loader::{self, Kernel};
-use lockscope_workloads::platform::{Env, HostInstance, Instance, InstanceSpec, PlatformKind};
+use lockscope_workloads::platform::{Env, HostInstance, Instance, InstanceSpec, PlatformError, PlatformKind};
 use crate::privileges::Privileges;
 use crate::procfs::{self, CgroupTarget};
 
 const MAX_WORKLOADS: usize = 63; // ids 1..=63 index the 64-entry irq_counts array
 const MAX_CGROUP_TARGETS: usize = 16;
 const TICK: Duration = Duration::from_millis(100);
+/// Capacity of the in-kernel aggregation map unless asked otherwise.
+pub const DEFAULT_MAX_RECORDS: u32 = 65536;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModeRequest {
@@ -47,6 +49,13 @@ pub struct Placement {
     pub memory_limit: Option<u64>,
     /// Its standard output (lockscope's own by default).
     pub output: lockscope_workloads::platform::Output,
+}
+
+impl Placement {
+    /// The instance to start for workload `name` running `workload` (built-in workload arguments).
+    fn instance(&self, name: &str, workload: Vec<String>) -> InstanceSpec {
+        InstanceSpec { name: name.to_owned(), workload, cpus: self.cpus.clone(), memory_limit: self.memory_limit, output: self.output }
+    }
 }
 
 /// Which hook to use: the best available, or one in particular (tp_btf and
@@ -134,7 +143,7 @@ pub enum RecordError {
     #[error("workload {name}: cannot run {program:?}: {source}")]
     Launch { name: String, program: String, source: std::io::Error },
     #[error("workload {name}: {source}")]
-    Platform { name: String, source: lockscope_workloads::platform::PlatformError },
+    Platform { name: String, source: PlatformError },
     #[error("this kernel refused the lock contention tracepoints (tp_btf: {tp_btf}; tracepoint: {tracepoint}); see `lockscope doctor`")]
     Unsupported { tp_btf: String, tracepoint: String },
     #[error("attaching the recorder's programs failed: {0}")]
@@ -284,19 +293,9 @@ fn resolve_targets(specs: &[WorkloadSpec], env: &Env) -> Result<Vec<Target>, Rec
                     let argv = shlex::split(command)
                         .filter(|a| !a.is_empty())
                         .ok_or_else(|| RecordError::BadCommand { name: name.clone(), command: command.clone() })?;
-                    let spec = InstanceSpec {
-                        name: name.clone(),
-                        cpus: spec.placement.cpus.clone(),
-                        memory_limit: spec.placement.memory_limit,
-                        output: spec.placement.output,
-                        ..InstanceSpec::default()
-                    };
-                    let held = HostInstance::command(&argv, &spec, None).map_err(|e| match e {
-                        lockscope_workloads::platform::PlatformError::Io { source, .. } => {
-                            RecordError::Launch { name, program: argv[0].clone(), source }
-                        }
-                        source => RecordError::Platform { name, source },
-                    })?;
+                    let spec = spec.placement.instance(&name, vec![]);
+                    let held = HostInstance::command(&argv, &spec, None)
+                        .map_err(|e| launch_error(name, argv[0].clone(), e))?;
                     Resolved::Held(Box::new(held), argv[0].clone())
                 }
                 Selector::Platform { platform, workload } => {
@@ -305,13 +304,7 @@ fn resolve_targets(specs: &[WorkloadSpec], env: &Env) -> Result<Vec<Target>, Rec
                     let args = shlex::split(workload)
                         .filter(|a| !a.is_empty())
                         .ok_or_else(|| RecordError::BadCommand { name: name.clone(), command: workload.clone() })?;
-                    let spec = InstanceSpec {
-                        name: name.clone(),
-                        workload: args,
-                        cpus: spec.placement.cpus.clone(),
-                        memory_limit: spec.placement.memory_limit,
-                        output: spec.placement.output,
-                    };
+                    let spec = spec.placement.instance(&name, args);
                     Resolved::Held(kind.create(&spec, env).map_err(platform_err)?, format!("{platform}:{workload}"))
                 }
                 Selector::Pid { pid } => {
@@ -389,6 +382,25 @@ fn track(k: &Kernel<'_>, tgid: u32, workload: u32) -> Result<(), RecordError> {
     Ok(())
 }
 
+/// Follows `pid` and the processes it has started so far (later ones are
+/// followed across fork by the BPF side).
+fn follow_tree(k: &Kernel<'_>, w: &mut LiveWorkload, pid: u32) -> Result<(), RecordError> {
+    for p in std::iter::once(pid).chain(procfs::descendants(pid)) {
+        track(k, p, w.id)?;
+        w.pids.insert(p);
+    }
+    Ok(())
+}
+
+/// A platform failure while starting workload `name`: an I/O failure is a
+/// failure to run `program`.
+fn launch_error(name: String, program: String, e: PlatformError) -> RecordError {
+    match e {
+        PlatformError::Io { source, .. } => RecordError::Launch { name, program, source },
+        source => RecordError::Platform { name, source },
+    }
+}
+
 fn start_target(k: &Kernel<'_>, t: Target, started: Instant) -> Result<LiveWorkload, RecordError> {
     let mut w = LiveWorkload {
         id: t.id,
@@ -404,26 +416,14 @@ fn start_target(k: &Kernel<'_>, t: Target, started: Instant) -> Result<LiveWorkl
     match t.resolved {
         Resolved::Held(mut instance, program) => {
             for pid in instance.pids() {
-                for p in std::iter::once(pid).chain(procfs::descendants(pid)) {
-                    track(k, p, w.id)?;
-                    w.pids.insert(p);
-                }
+                follow_tree(k, &mut w, pid)?;
             }
             w.started = Instant::now();
-            let name = w.spec.name.clone();
-            instance.start().map_err(|e| match e {
-                lockscope_workloads::platform::PlatformError::Io { source, .. } => {
-                    RecordError::Launch { name, program, source }
-                }
-                source => RecordError::Platform { name, source },
-            })?;
+            instance.start().map_err(|e| launch_error(w.spec.name.clone(), program, e))?;
             w.launched = Some(instance);
         }
         Resolved::Pid(pid) => {
-            for p in std::iter::once(pid).chain(procfs::descendants(pid)) {
-                track(k, p, w.id)?;
-                w.pids.insert(p);
-            }
+            follow_tree(k, &mut w, pid)?;
             w.pid = Some(pid);
         }
         Resolved::CgroupV2 { .. } => {}
@@ -505,10 +505,7 @@ fn join(k: &Kernel<'_>, live: &mut Vec<LiveWorkload>, name: String, selector: Se
         pids: BTreeSet::new(),
     };
     for &pid in pids {
-        for p in std::iter::once(pid).chain(procfs::descendants(pid)) {
-            track(k, p, w.id).map_err(|e| e.to_string())?;
-            w.pids.insert(p);
-        }
+        follow_tree(k, &mut w, pid).map_err(|e| e.to_string())?;
     }
     live.push(w);
     Ok(())

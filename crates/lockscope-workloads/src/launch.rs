@@ -5,10 +5,12 @@
 use std::ffi::CString;
 use std::fs::File;
 use std::io;
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
+
+use crate::platform::Output;
 
 /// How to start a held process, besides its command line.
 #[derive(Clone, Debug, Default)]
@@ -16,7 +18,7 @@ pub struct LaunchOptions {
     /// Working directory (must exist).
     pub cwd: Option<PathBuf>,
     /// Standard output: inherited, captured in a pipe ([`Launched::take_output`]) or discarded.
-    pub stdout: crate::platform::Output,
+    pub stdout: Output,
     /// CPUs the process (and its children) may run on.
     pub cpus: Option<Vec<usize>>,
     /// A `cgroup.procs` file to move the process into before it runs.
@@ -55,27 +57,18 @@ pub fn spawn_held_with(argv: &[String], opts: &LaunchOptions) -> io::Result<Laun
     ptrs.push(std::ptr::null());
 
     let cwd = opts.cwd.as_ref().map(|d| CString::new(d.as_os_str().as_bytes())).transpose().map_err(|_| invalid("NUL byte in directory"))?;
-    let output = match opts.stdout {
-        crate::platform::Output::Inherit => None,
-        crate::platform::Output::Capture => Some(pipe()?),
-        crate::platform::Output::Discard => {
-            let null = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
-            let fd = std::os::fd::IntoRawFd::into_raw_fd(null);
-            // SAFETY: fd is ours; close-on-exec so only the dup2'd copy survives exec.
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-            Some((-1, fd))
+    // What the child's standard output and error become (dup2'd over 1 and 2;
+    // std opens files close-on-exec, so only the copies outlive exec), and the
+    // read end of a captured output.
+    let (stdout_to, output): (Option<OwnedFd>, Option<File>) = match opts.stdout {
+        Output::Inherit => (None, None),
+        Output::Capture => {
+            let (r, w) = pipe_files()?;
+            (Some(w.into()), Some(r))
         }
+        Output::Discard => (Some(File::options().write(true).open("/dev/null")?.into()), None),
     };
-    let stderr = match &opts.stderr {
-        Some(path) => {
-            let file = std::fs::File::create(path)?;
-            let fd = std::os::fd::IntoRawFd::into_raw_fd(file);
-            // SAFETY: fd is ours; close-on-exec so only the dup2'd copy survives exec.
-            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
-            Some(fd)
-        }
-        None => None,
-    };
+    let stderr_to: Option<OwnedFd> = opts.stderr.as_ref().map(File::create).transpose()?.map(OwnedFd::from);
     let hold = pipe()?; // the parent writes one byte to release the child
     let status = pipe()?; // close-on-exec: EOF means exec succeeded, else errno
     // SAFETY: between fork and exec the child only calls async-signal-safe
@@ -91,11 +84,11 @@ pub fn spawn_held_with(argv: &[String], opts: &LaunchOptions) -> io::Result<Laun
             libc::close(hold.1);
             libc::close(status.0);
             libc::setpgid(0, 0);
-            if let Some((_, w)) = output {
-                libc::dup2(w, 1); // dup2 clears close-on-exec on the copy
+            if let Some(fd) = &stdout_to {
+                libc::dup2(fd.as_raw_fd(), 1);
             }
-            if let Some(fd) = stderr {
-                libc::dup2(fd, 2);
+            if let Some(fd) = &stderr_to {
+                libc::dup2(fd.as_raw_fd(), 2);
             }
             if let Some(dir) = &cwd {
                 if libc::chdir(dir.as_ptr()) != 0 {
@@ -117,14 +110,7 @@ pub fn spawn_held_with(argv: &[String], opts: &LaunchOptions) -> io::Result<Laun
     // Also from the parent, so a signal to the group cannot race the child's setpgid.
     unsafe { libc::setpgid(pid, pid) };
     close_all(&[hold.0, status.1]);
-    if let Some(fd) = stderr {
-        close_all(&[fd]);
-    }
-    let output = output.and_then(|(r, w)| {
-        close_all(&[w]);
-        // SAFETY: r is the pipe's read end, owned from here on by the File (-1: discarded).
-        (r >= 0).then(|| unsafe { File::from_raw_fd(r) })
-    });
+    drop((stdout_to, stderr_to)); // the child's now
     let launched = Launched { pid: pid as u32, release_fd: hold.1, status_fd: status.0, output, exit: None };
     // Placed while held (dropping `launched` on error ends the child), so the workload's first instruction already runs there.
     if let Some(cpus) = &opts.cpus {
@@ -228,6 +214,13 @@ fn describe_status(status: i32) -> String {
     } else {
         format!("wait status {status:#x}")
     }
+}
+
+/// A close-on-exec pipe as (read end, write end) files.
+pub(crate) fn pipe_files() -> io::Result<(File, File)> {
+    let (r, w) = pipe()?;
+    // SAFETY: both ends were just created and are owned from here on.
+    Ok(unsafe { (File::from_raw_fd(r), File::from_raw_fd(w)) })
 }
 
 fn pipe() -> io::Result<(libc::c_int, libc::c_int)> {

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use lockscope_analysis::compare::{self, Run};
+use lockscope_analysis::compare;
 
 use crate::Format;
 
@@ -30,14 +30,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let options = lockscope_analysis::Options { top_sites: 3, include_interrupt: args.include_interrupt };
-    let mut analyzed = Vec::new();
-    for path in &args.traces {
-        let trace = lockscope_trace::read_trace(path).with_context(|| format!("reading {}", path.display()))?;
-        let (workload, platform) = compare::place(&trace);
-        analyzed.push((workload, platform, lockscope_analysis::analyze(&trace, &options)));
-    }
-    let runs: Vec<Run> = analyzed.iter().map(|(w, p, a)| Run { workload: w.clone(), platform: p.clone(), analysis: a }).collect();
-    let comparison = compare::compare(&runs);
+    let traces = args
+        .traces
+        .iter()
+        .map(|path| lockscope_trace::read_trace(path).with_context(|| format!("reading {}", path.display())))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let comparison = compare::compare_traces(&traces, &options);
     match args.format {
         Format::Table => print!("{}", lockscope_analysis::render::comparison_table(&comparison)),
         Format::Json => println!("{}", serde_json::to_string_pretty(&comparison)?),

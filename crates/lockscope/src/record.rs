@@ -1,8 +1,6 @@
 //! `lockscope record`: record the kernel locks of one or more workloads.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -94,7 +92,7 @@ pub struct Args {
     #[arg(long)]
     force: bool,
     /// Capacity of the in-kernel aggregation map; records beyond it are counted as map_full.
-    #[arg(long, default_value_t = 65536)]
+    #[arg(long, default_value_t = lockscope_bpf::DEFAULT_MAX_RECORDS)]
     max_records: u32,
 }
 
@@ -185,10 +183,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.output.exists() && !args.force {
         bail!("{} already exists; choose another --output or pass --force to replace it", args.output.display());
     }
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))?;
-    }
+    let stop = crate::stop_on_signals()?;
     let config = RecordConfig {
         mode: args.mode.request(),
         hook: match args.hook {

@@ -90,7 +90,7 @@ struct Recording {
 }
 
 impl Recording {
-    fn start(env: &Env) -> anyhow::Result<Recording> {
+    fn start(env: &Env) -> Recording {
         let (joining, receiver) = std::sync::mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
         let config = RecordConfig {
@@ -100,13 +100,13 @@ impl Recording {
             stacks: true,
             workloads: vec![],
             duration: None,
-            max_records: 65536,
+            max_records: lockscope_bpf::DEFAULT_MAX_RECORDS,
             stop: Arc::clone(&stop),
             platform_env: env.clone(),
             joining: Some(receiver),
         };
         let thread = std::thread::spawn(move || lockscope_bpf::record(&config, |_| {}));
-        Ok(Recording { joining, stop, thread })
+        Recording { joining, stop, thread }
     }
 
     /// Has the recorder follow the instance; returns once it does.
@@ -154,21 +154,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     cfg.validate()?;
     let env = Env { runsc_platform: args.runsc_platform.clone(), ..Env::new(&args.work_dir)? };
     for &p in &cfg.platforms {
-        let a = p.availability(&env);
-        if !a.usable {
-            bail!("platform {p} is not usable here: {}", a.detail);
-        }
+        p.ensure_usable(&env)?;
     }
     std::fs::create_dir_all(&args.output).with_context(|| format!("creating {}", args.output.display()))?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))?;
-    }
+    let stop = crate::stop_on_signals()?;
     let total = cfg.run_length() * cfg.runs * cfg.platforms.len() as u32;
     let bar = crate::progress::bar(total.as_secs(), "{bar:30} {pos}/{len} s  {msg}");
     let run_length = cfg.run_length();
-    let recording = args.record.then(|| Recording::start(&env)).transpose()?;
+    let recording = args.record.then(|| Recording::start(&env));
     let mut on_instance = |spec: &InstanceSpec, instance: &dyn Instance| match &recording {
         Some(r) => r.follow(spec, instance),
         None => Ok(()),
@@ -180,17 +174,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bar.set_message(format!("{} run {}/{}: {} trasher(s){last} (Ctrl-C stops and writes what was measured)", p.platform, p.run, cfg.runs, p.trashers));
     });
     bar.finish_and_clear();
-    let result = match (result, recording.as_ref()) {
-        (Ok(result), _) => result,
+    let result = match result {
+        Ok(result) => result,
         // A recorder that could not start is why instances could not join it: say why.
-        (Err(e), Some(_)) => {
-            let why = recording.map(|r| r.finish(&args.output.join("stress.trace"))).and_then(Result::err);
-            return Err(match why {
+        Err(e) => {
+            let recorder_error = recording.and_then(|r| r.finish(&args.output.join("stress.trace")).err());
+            return Err(match recorder_error {
                 Some(why) => why.context(e.to_string()),
                 None => e.into(),
             });
         }
-        (Err(e), None) => return Err(e.into()),
     };
 
     write_outputs(&result, &args.output)?;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use lockscope_analysis::compare::{self, spearman, Comparison, Run};
+use lockscope_analysis::compare::{self, spearman, Comparison};
 use lockscope_analysis::html::{self, Correlation, StressFigure};
 use lockscope_bpf::{HookRequest, LockClass, Placement, RecordConfig, WorkloadSpec};
 use lockscope_trace::{read_trace, write_trace, EndReason, Selector, Trace};
@@ -139,10 +139,7 @@ pub fn run(args: Args) -> Result<()> {
     };
     start_or_resume(&args.output, &plan, args.fresh)?;
 
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))?;
-    }
+    let stop = crate::stop_on_signals()?;
     let steps = (plan.workloads.len() * platforms.len()) as u64 * (args.runs as u64 + u64::from(!args.no_stress));
     let bar = crate::progress::bar(steps, "{bar:30} {pos}/{len} steps  {msg}");
 
@@ -196,10 +193,7 @@ fn choose_platforms(asked: &[String], env: &Env, notes: &mut Vec<String>) -> Res
     if !asked.is_empty() {
         let kinds = asked.iter().map(|p| PlatformKind::parse(p)).collect::<Result<Vec<_>, _>>()?;
         for &k in &kinds {
-            let a = k.availability(env);
-            if !a.usable {
-                bail!("platform {k} is not usable here: {}", a.detail);
-            }
+            k.ensure_usable(env)?;
         }
         return Ok(kinds);
     }
@@ -260,7 +254,7 @@ fn record_step(args: &Args, env: &Env, workload: &str, platform: PlatformKind, p
         workloads: vec![spec("a", 0), spec("b", 1)],
         // The instances end the recording; this only bounds a stuck one.
         duration: Some(args.duration * 3 + Duration::from_secs(120)),
-        max_records: 65536,
+        max_records: lockscope_bpf::DEFAULT_MAX_RECORDS,
         stop: Arc::clone(stop),
         platform_env: env.clone(),
         joining: None,
@@ -312,9 +306,14 @@ fn resolve_traces(args: &Args, traces: &mut [(PathBuf, Trace)], notes: &mut Vec<
     Ok(())
 }
 
+/// Where one workload's stress experiment on one platform is written.
+fn stress_dir(out: &Path, workload: &str, platform: PlatformKind) -> PathBuf {
+    out.join("stress").join(format!("{workload}@{platform}"))
+}
+
 /// Runs one stress experiment (or reads it back); None when interrupted.
 fn stress_step(args: &Args, env: &Env, workload: &str, platform: PlatformKind, stop: &AtomicBool) -> Result<Option<StressResult>> {
-    let dir = args.output.join("stress").join(format!("{workload}@{platform}"));
+    let dir = stress_dir(&args.output, workload, platform);
     if let Ok(text) = std::fs::read_to_string(dir.join("stress.json")) {
         if let Ok(result) = serde_json::from_str::<StressResult>(&text) {
             return Ok(Some(result));
@@ -348,9 +347,7 @@ fn write_report(
     complete: bool,
 ) -> Result<()> {
     let options = lockscope_analysis::Options { top_sites: 3, include_interrupt: false };
-    let analyses: Vec<_> = traces.iter().map(|t| (compare::place(t), lockscope_analysis::analyze(t, &options))).collect();
-    let runs: Vec<Run> = analyses.iter().map(|((w, p), a)| Run { workload: w.clone(), platform: p.clone(), analysis: a }).collect();
-    let comparison = compare::compare(&runs);
+    let comparison = compare::compare_traces(traces, &options);
 
     let mut notes = notes.to_vec();
     if let Some(t) = traces.first() {
@@ -361,7 +358,7 @@ fn write_report(
         .filter_map(|(w, p, r)| {
             let s = r.series.first()?;
             let last = s.levels.last()?;
-            let svg = std::fs::read_to_string(out.join("stress").join(format!("{w}@{p}")).join("stress.svg")).unwrap_or_default();
+            let svg = std::fs::read_to_string(stress_dir(out, w, *p).join("stress.svg")).unwrap_or_default();
             Some(StressFigure { workload: w.clone(), platform: p.name().into(), baseline: s.baseline, unit: s.unit.clone(), slowdown: last.slowdown, trashers: last.trashers, svg })
         })
         .collect();

@@ -10,7 +10,6 @@
 //! part of what is recorded.
 
 use std::io::{Read, Write};
-use std::os::fd::FromRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -131,13 +130,7 @@ impl MicroVm {
 
     /// A pipe carrying the console from the workload's start on, until the VM stops.
     fn follow_console(&self) -> Result<std::fs::File, PlatformError> {
-        let mut fds = [0; 2];
-        // SAFETY: fds is a valid two-element array.
-        if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-            return Err(PlatformError::Io { what: "creating a pipe".into(), source: std::io::Error::last_os_error() });
-        }
-        // SAFETY: both fds were just created and are owned here.
-        let (reader, mut writer) = unsafe { (std::fs::File::from_raw_fd(fds[0]), std::fs::File::from_raw_fd(fds[1])) };
+        let (reader, mut writer) = crate::launch::pipe_files().map_err(io("creating a pipe"))?;
         let mut console = std::fs::File::open(&self.console).map_err(io("opening the microVM's console"))?;
         let done = Arc::clone(&self.vmm_done);
         std::thread::spawn(move || {

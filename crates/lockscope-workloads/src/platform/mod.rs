@@ -52,12 +52,18 @@ impl PlatformKind {
         }
     }
 
+    /// Ok when this machine can run it; else why not.
+    pub fn ensure_usable(self, env: &Env) -> Result<(), PlatformError> {
+        let availability = self.availability(env);
+        match availability.usable {
+            true => Ok(()),
+            false => Err(PlatformError::Unavailable { platform: self.name(), why: availability.detail }),
+        }
+    }
+
     /// Creates an instance of the workload, held before it runs.
     pub fn create(self, spec: &InstanceSpec, env: &Env) -> Result<Box<dyn Instance>, PlatformError> {
-        let availability = self.availability(env);
-        if !availability.usable {
-            return Err(PlatformError::Unavailable { platform: self.name(), why: availability.detail });
-        }
+        self.ensure_usable(env)?;
         Ok(match self {
             PlatformKind::Host => Box::new(HostInstance::builtin(spec, env)?),
             PlatformKind::Runc => Box::new(oci::Runtime::runc().create(spec, env)?),
