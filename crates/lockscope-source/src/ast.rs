@@ -108,7 +108,13 @@ impl AstNode {
 /// `struct fs_struct *` → `fs_struct`; `spinlock_t` → `spinlock_t`: the record
 /// or typedef a (pointer) type names, without qualifiers.
 pub fn base_type_name(ty: &str) -> String {
-    let ty = ty.split("':'").next().unwrap_or(ty);
+    let ty = ty.split("':'").next().unwrap_or(ty).trim();
+    // `typeof(spinlock_t)`, as DEFINE_PER_CPU declares: the type inside.
+    for typeof_ in ["typeof(", "__typeof__("] {
+        if let Some(inner) = ty.strip_prefix(typeof_).and_then(|t| t.strip_suffix(')')) {
+            return base_type_name(inner);
+        }
+    }
     let words: Vec<&str> = ty
         .split(|c: char| c.is_whitespace() || c == '*')
         .filter(|w| !w.is_empty() && !matches!(*w, "const" | "volatile" | "struct" | "union" | "__rcu" | "restrict"))
@@ -141,6 +147,7 @@ mod tests {
         assert_eq!(base_type_name("struct fs_struct *"), "fs_struct");
         assert_eq!(base_type_name("const struct address_space *const"), "address_space");
         assert_eq!(base_type_name("spinlock_t"), "spinlock_t");
+        assert_eq!(base_type_name("typeof(spinlock_t)"), "spinlock_t");
     }
 
     #[test]

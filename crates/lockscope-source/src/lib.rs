@@ -9,6 +9,7 @@
 //! - `primitives`: the lock types and the functions that acquire them;
 //! - `resolve`: from a source line to the lock it acquires;
 //! - `stacks`: from a recorded kernel stack to the lock it took;
+//! - `lines`: return addresses to source lines, with the kernel's debug info;
 //! - `functions`: which file defines a function, by name (subsystems across versions);
 //! - `inventory`: every lock member of every struct, and every global lock;
 //! - `wrappers`: functions that take their argument's lock and return holding it.
@@ -17,6 +18,7 @@ pub mod ast;
 pub mod clangd;
 pub mod functions;
 pub mod inventory;
+pub mod lines;
 pub mod lsp;
 pub mod primitives;
 pub mod resolve;

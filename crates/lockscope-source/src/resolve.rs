@@ -66,6 +66,10 @@ pub struct Site {
     pub defined_at: Option<String>,
     /// Why the site is not (fully) resolved.
     pub reason: Option<String>,
+    /// The parameter the lock arrives in, when the function is a lock
+    /// wrapper: its caller's argument is the lock.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argument: Option<String>,
 }
 
 impl Site {
@@ -84,6 +88,7 @@ impl Site {
             lock_type: None,
             defined_at: None,
             reason: Some(reason.into()),
+            argument: None,
         }
     }
 
@@ -203,11 +208,13 @@ pub struct Resolver<'c> {
     definitions: HashMap<(String, Option<String>), Option<String>>,
     /// `locks_in_function` answers, by (function, follow_calls).
     function_locks: HashMap<(String, bool), Option<FunctionLocks>>,
+    /// `resolve` answers, by (absolute file, line): stacks share call sites.
+    lines: HashMap<(PathBuf, u32), Vec<Site>>,
 }
 
 impl<'c> Resolver<'c> {
     pub fn new(clangd: &'c mut Clangd) -> Self {
-        Resolver { clangd, functions: HashMap::new(), definitions: HashMap::new(), function_locks: HashMap::new() }
+        Resolver { clangd, functions: HashMap::new(), definitions: HashMap::new(), function_locks: HashMap::new(), lines: HashMap::new() }
     }
 
     /// Every acquisition written in the body of the function `name`, and with
@@ -246,6 +253,11 @@ impl<'c> Resolver<'c> {
         Ok(Some((file, sites)))
     }
 
+    /// The source tree's root.
+    pub fn root(&self) -> &Path {
+        self.clangd.root()
+    }
+
     fn relative(&self, path: &Path) -> String {
         path.strip_prefix(self.clangd.root()).unwrap_or(path).display().to_string()
     }
@@ -253,7 +265,17 @@ impl<'c> Resolver<'c> {
     /// Every lock acquisition at `file`:`line` (1-based). A line without one
     /// gives a single unresolved site that says so.
     pub fn resolve(&mut self, file: &Path, line: u32) -> Result<Vec<Site>, ClangdError> {
-        let path = self.clangd.absolute(file);
+        let key = (self.clangd.absolute(file), line);
+        if let Some(known) = self.lines.get(&key) {
+            return Ok(known.clone());
+        }
+        let sites = self.resolve_line(&key.0, line)?;
+        self.lines.insert(key, sites.clone());
+        Ok(sites)
+    }
+
+    fn resolve_line(&mut self, path: &Path, line: u32) -> Result<Vec<Site>, ClangdError> {
+        let path = path.to_owned();
         let shown = self.relative(&path);
         let text = std::fs::read_to_string(&path).map_err(|source| ClangdError::Read { path: path.clone(), source })?;
         let Some(source_line) = line.checked_sub(1).and_then(|l| text.lines().nth(l as usize)) else {
@@ -333,6 +355,7 @@ impl<'c> Resolver<'c> {
                     "the lock is `{name}`, an argument of {}: the function is a lock wrapper; its callers say which lock",
                     function.name
                 ));
+                site.argument = Some(name);
             }
             Place::Unknown(why) => site.reason = Some(why),
         }
@@ -418,7 +441,39 @@ impl<'c> Resolver<'c> {
             }
             "DeclRef" => self.classify_reference(function, node, depth),
             "Call" => self.through_returned_lock(function, node, depth),
-            other => Ok(LockRef::unknown(format!("the lock is reached through a {other} expression"))),
+            // `((void)(subclass), (lock))`, as raw_spin_lock_nested expands without lockdep.
+            "BinaryOperator" if node.detail == "," => match node.children.last() {
+                Some(value) => self.classify(function, value, depth),
+                None => Ok(LockRef::unknown("a comma expression without operands")),
+            },
+            // `({ ...; lock; })`: the value of the statement expression's last statement.
+            "Stmt" => {
+                let value = match node.children.first().and_then(|body| body.children.last()) {
+                    Some(value) if value.role == "expression" => self.classify(function, value, depth)?,
+                    _ => LockRef::unknown("a statement expression that yields no lock"),
+                };
+                match (&value.place, only_global_lock(function, node)) {
+                    // `per_cpu_ptr(&lock, cpu)`: arithmetic on the address of one per-CPU global.
+                    (Place::Unknown(_), Some(global)) => self.classify_reference(function, global, depth),
+                    _ => Ok(value),
+                }
+            }
+            // `cond ? &a->lock : &b->lock`: one lock only if both branches agree.
+            "ConditionalOperator" => {
+                let mut branches = vec![];
+                for branch in node.children.iter().skip(1) {
+                    branches.push(self.classify(function, branch, depth)?);
+                }
+                match branches.as_slice() {
+                    [a, b] if a.place == b.place => Ok(branches.swap_remove(0)),
+                    _ => Ok(LockRef::unknown("the lock is chosen between two by a condition")),
+                }
+            }
+            other => match only_global_lock(function, node) {
+                // `per_cpu_ptr(&lock, cpu)` is pointer arithmetic on one per-CPU global.
+                Some(global) => self.classify_reference(function, global, depth),
+                None => Ok(LockRef::unknown(format!("the lock is reached through a {other} expression"))),
+            },
         }
     }
 
@@ -633,6 +688,18 @@ fn inside_lock(base: &AstNode) -> bool {
             _ => return false,
         }
     }
+}
+
+/// The one global lock variable `expr` names, if it names exactly one.
+fn only_global_lock<'a>(function: &Function, expr: &'a AstNode) -> Option<&'a AstNode> {
+    let mut globals = expr.descendants().into_iter().filter(|n| {
+        n.is("expression", "DeclRef")
+            && n.referenced_kind() == Some("Var")
+            && n.type_name().and_then(LockType::from_type).is_some()
+            && function.local(&n.detail).is_none()
+    });
+    let first = globals.next()?;
+    globals.all(|n| n.detail == first.detail).then_some(first)
 }
 
 /// `&x`, `*x`, `(x)` and casts all designate the same lock as `x`.

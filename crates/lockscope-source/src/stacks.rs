@@ -7,15 +7,70 @@
 //! (the acquisition was inlined from a callee, or the call was a tail call)
 //! and the functions it calls are searched too ("completed"). One distinct
 //! lock resolves the stack; several are reported as candidates.
+//!
+//! With the kernel's debug info the call site's return address gives the very
+//! line ("line"), through the functions inlined there; where that line is in a
+//! lock wrapper that was handed its lock, its callers' lines are read until
+//! one names the lock.
 
 use std::collections::{BTreeSet, HashMap};
 
-use lockscope_trace::frames::call_site;
-use lockscope_trace::{LockKind, StackSite, SymbolTable, Trace};
+use std::path::Path;
+
+use lockscope_trace::frames::{call_site_index, is_lock_frame};
+use lockscope_trace::{LockKind, Stack, StackSite, SymbolTable, Trace};
 
 use crate::clangd::{Clangd, ClangdError};
+use crate::lines::{in_tree, DebugInfo, Frame, InlinedAt, LinesError};
+use crate::primitives::acquisition;
 use crate::resolve::{Resolver, Scope, Site};
 use crate::LockType;
+
+/// How many frames from the call site outward are located: a lock wrapper's
+/// callers name its lock.
+const CALLERS_LOCATED: usize = 4;
+
+/// Per stack, where its call site and the callers after it were, by the
+/// debug info: one chain of inlined functions per frame, innermost first,
+/// stopping at the first frame the debug info does not cover.
+pub type Located = HashMap<i32, Vec<Vec<InlinedAt>>>;
+
+/// The frames of a stack, formatted (`func+0x1f [module]`), innermost first.
+fn formatted(symbols: &SymbolTable, stack: &Stack) -> Vec<String> {
+    stack.frames.iter().map(|&a| symbols.format_frame(a)).collect()
+}
+
+/// Ids of the stacks the trace's records use.
+fn used_stacks(trace: &Trace) -> BTreeSet<i32> {
+    trace.records.iter().map(|r| r.stack_id).filter(|&id| id >= 0).collect()
+}
+
+/// Locates the call site and its first callers of every used stack with the
+/// kernel's debug info.
+pub fn locate_call_sites(debug: &mut DebugInfo, trace: &Trace) -> Result<Located, LinesError> {
+    let symbols = SymbolTable::from_snapshot(trace.symbols.clone());
+    let used = used_stacks(trace);
+    let mut owners: Vec<(i32, usize)> = vec![];
+    let mut frames: Vec<Frame> = vec![];
+    for stack in trace.stacks.iter().filter(|s| used.contains(&s.id)) {
+        let Some(site) = call_site_index(&formatted(&symbols, stack)) else { continue };
+        for (depth, &address) in stack.frames.iter().skip(site).take(CALLERS_LOCATED).enumerate() {
+            let Some((symbol, _)) = symbols.lookup(address) else { break };
+            owners.push((stack.id, depth));
+            frames.push(Frame { function: &symbol.name, function_start: symbol.addr, address, module: symbol.module.as_deref() });
+        }
+    }
+    let chains = debug.locate(&frames)?;
+    let mut located: Located = HashMap::new();
+    for ((id, depth), chain) in owners.into_iter().zip(chains) {
+        let found = located.entry(id).or_default();
+        // Only an unbroken run of callers from the call site is of use.
+        if let (true, Some(chain)) = (found.len() == depth, chain) {
+            found.push(chain);
+        }
+    }
+    Ok(located)
+}
 
 /// What the recorded addresses of a stack's locks are, by kallsyms.
 enum Globals {
@@ -56,9 +111,12 @@ struct Choice {
 
 /// Resolves every stack of `trace` that its records use; `progress` sees
 /// (done, total, function).
+/// `located` (from [`locate_call_sites`], may be empty) places stacks at
+/// their lines.
 pub fn resolve_stacks(
     clangd: &mut Clangd,
     trace: &Trace,
+    located: &Located,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<Vec<StackSite>, ClangdError> {
     let symbols = SymbolTable::from_snapshot(trace.symbols.clone());
@@ -89,8 +147,8 @@ pub fn resolve_stacks(
         .stacks
         .iter()
         .filter_map(|s| {
-            let frames: Vec<String> = s.frames.iter().map(|&a| symbols.format_frame(a)).collect();
-            Some((s.id, call_site(&frames).map(function_name)?))
+            let frames = formatted(&symbols, s);
+            Some((s.id, function_name(&frames[call_site_index(&frames)?])))
         })
         .collect();
     prefetch_call_sites(clangd, &call_sites.values().cloned().collect(), &mut progress)?;
@@ -105,6 +163,19 @@ pub fn resolve_stacks(
             continue;
         };
         progress(done, stacks.len(), &function);
+        if !located.is_empty() && located.get(&stack.id).is_none_or(Vec::is_empty) {
+            tracing::debug!("{function}: the debug info does not place its call site");
+        }
+        if let Some(chains) = located.get(&stack.id) {
+            let root = resolver.root().to_owned();
+            if let Some(site) = by_line(&mut resolver, &root, chains, kind)? {
+                let choice = Choice { method: "line", sites: vec![site] };
+                if let Some(choice) = narrow(&choice, globals_of(stack.id)) {
+                    out.push(stack_site(stack.id, &function, Some(&choice.sites[0].file.clone()), kind, &choice));
+                    continue;
+                }
+            }
+        }
         // The function's own acquisitions first; its inlinable callees' when
         // it has none of this kind or none matches what the addresses show.
         let mut chosen = None;
@@ -133,24 +204,51 @@ pub fn resolve_stacks(
     Ok(out)
 }
 
+/// The lock named at the located lines: from the innermost function outside
+/// the lock implementation outward, until a line names one lock of `kind`.
+/// A line inside a wrapper that was handed its lock defers to the line that
+/// called it; anything else ends the search (None: no single lock there).
+fn by_line(resolver: &mut Resolver, root: &Path, chains: &[Vec<InlinedAt>], kind: LockKind) -> Result<Option<Site>, ClangdError> {
+    let outward = chains.iter().flatten().skip_while(|at| acquisition(&at.function).is_some() || is_lock_frame(&at.function));
+    for at in outward {
+        let Some(file) = in_tree(root, &at.file) else {
+            tracing::debug!("{} ({}): not in the source tree", at.function, at.file);
+            return Ok(None);
+        };
+        let sites = resolver.resolve(Path::new(&file), at.line)?;
+        let of_kind: Vec<&Site> = sites.iter().filter(|s| s.lock_type.is_some_and(|t| takes(t, kind))).collect();
+        let names: BTreeSet<String> = of_kind.iter().filter_map(|s| s.lock_name()).collect();
+        if names.len() == 1 {
+            return Ok(of_kind.into_iter().find(|s| s.lock_name().is_some()).cloned());
+        }
+        let handed_in = names.is_empty() && of_kind.iter().any(|s| s.argument.is_some());
+        if !handed_in {
+            tracing::debug!("{file}:{} in {}: {} {} locks named: {names:?}", at.line, at.function, names.len(), kind.name());
+            return Ok(None);
+        }
+    }
+    tracing::debug!("no located line names a {} lock", kind.name());
+    Ok(None)
+}
+
 /// Places each stack's call site in a subsystem by its function's name
 /// alone, for traces from a kernel whose source is not at hand: no line, no
 /// lock, only where in the kernel the lock was taken. A call site the source
 /// does not define (renamed since) is placed by its nearest caller that it does.
 pub fn place_by_function_name(trace: &Trace, index: &crate::functions::FunctionIndex) -> Vec<StackSite> {
     let symbols = SymbolTable::from_snapshot(trace.symbols.clone());
-    let used: BTreeSet<i32> = trace.records.iter().map(|r| r.stack_id).filter(|&id| id >= 0).collect();
+    let used = used_stacks(trace);
     trace
         .stacks
         .iter()
         .filter(|s| used.contains(&s.id))
         .map(|s| {
-            let frames: Vec<String> = s.frames.iter().map(|&a| symbols.format_frame(a)).collect();
-            let Some(site) = call_site(&frames) else {
+            let frames = formatted(&symbols, s);
+            let Some(site) = call_site_index(&frames) else {
                 return unresolved(s.id, "", None, "no call site on the stack");
             };
-            let function = function_name(site);
-            let callers = frames.iter().skip_while(|f| f.as_str() != site).map(|f| function_name(f));
+            let function = function_name(&frames[site]);
+            let callers = frames[site..].iter().map(|f| function_name(f));
             let placed = callers.take(4).find_map(|f| index.subsystem(&f).map(|sub| (f, sub)));
             let why = "the source is another kernel version: placed by function name only";
             let mut out = unresolved(s.id, &function, None, why);

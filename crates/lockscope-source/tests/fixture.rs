@@ -140,6 +140,23 @@ fn a_lock_pointer_returned_by_a_helper_or_kept_in_a_local() {
 }
 
 #[test]
+fn comma_statement_and_conditional_lock_expressions() {
+    let nested = one("kernel/exit.c", "raw_spin_lock_nested(&rq->__lock, subclass)");
+    assert_member(&nested, "rq", "__lock");
+    assert_eq!(nested.lock_type, Some(LockType::RawSpinlock));
+
+    let statement = one("kernel/exit.c", "raw_spin_lock(({ struct rq *r = rq;");
+    assert_member(&statement, "rq", "other_lock");
+
+    let per_cpu = one("fs/inode.c", "spin_lock(cpu_lock);");
+    assert_eq!((per_cpu.scope, per_cpu.variable.as_deref()), (Scope::Global, Some("inode_percpu_lock")), "{per_cpu:#?}");
+
+    let chosen = one("kernel/exit.c", "raw_spin_lock(which ?");
+    assert_eq!(chosen.scope, Scope::Unknown);
+    assert!(chosen.reason.as_deref().is_some_and(|r| r.contains("condition")), "{chosen:#?}");
+}
+
+#[test]
 fn wrappers_are_followed_to_the_lock_of_their_argument() {
     let mmap = one("mm/mmap.c", "mmap_write_lock(mm);");
     assert_member(&mmap, "mm_struct", "mmap_lock");
@@ -213,3 +230,4 @@ fn bad_trees_and_a_missing_clangd_are_clear_errors() {
     let err = Clangd::start(empty.path(), options).err().expect("no server to start");
     assert!(err.to_string().contains("cannot start /nonexistent/clangd"), "{err}");
 }
+

@@ -56,7 +56,12 @@ pub fn without_tracer(frames: &[String]) -> Vec<String> {
 
 /// The first frame outside the tracer and the lock implementation: the call site.
 pub fn call_site(frames: &[String]) -> Option<&str> {
-    frames.iter().map(String::as_str).find(|f| !is_tracer_frame(f) && !is_lock_frame(f))
+    call_site_index(frames).map(|i| frames[i].as_str())
+}
+
+/// Where the call site is in `frames`; the frames after it are its callers.
+pub fn call_site_index(frames: &[String]) -> Option<usize> {
+    frames.iter().position(|f| !is_tracer_frame(f) && !is_lock_frame(f))
 }
 
 #[cfg(test)]

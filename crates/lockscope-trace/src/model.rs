@@ -280,9 +280,10 @@ pub struct StackSite {
     pub lock_type: Option<String>,
     /// Top-level source directory of `file`: fs, mm, kernel, net, …
     pub subsystem: Option<String>,
-    /// How the site was found: `function` (the call site's own acquisitions of
-    /// the recorded kind), `completed` (in a function it calls, for stacks cut
-    /// short by inlining) or `unresolved`.
+    /// How the site was found: `line` (the call site's line, from the kernel's
+    /// debug info), `function` (the call site's own acquisitions of the
+    /// recorded kind), `completed` (in a function it calls, for stacks cut
+    /// short by inlining), `function name` (subsystem only) or `unresolved`.
     pub method: String,
     /// Distinct locks of the recorded kind the function could have taken.
     pub candidates: u32,

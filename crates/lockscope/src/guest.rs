@@ -39,12 +39,27 @@ pub struct Args {
     /// Another host program to put in the guest's /usr/bin (e.g. /usr/sbin/bpftool); repeatable.
     #[arg(long = "bin", value_name = "PATH")]
     binaries: Vec<PathBuf>,
+    /// Fetch the guest kernel's debug info (Debian's -dbg package, ~860 MB
+    /// download, ~680 MB kept) and print where it is; `lockscope resolve`
+    /// then maps the guest's traces to source lines by itself.
+    #[arg(long)]
+    debug_info: bool,
     /// The command, run by the guest's sh.
-    #[arg(last = true, required = true)]
+    #[arg(last = true, required_unless_present = "debug_info")]
     command: Vec<String>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.debug_info {
+        let cache = guest::default_cache_dir();
+        let kernel = guest::GuestKernel::fetch(&cache)?;
+        eprintln!("fetching linux-image-{}-dbg (once)", kernel.release);
+        let debug = guest::GuestDebugInfo::fetch(&cache, &kernel.release)?;
+        println!("vmlinux: {}\nmodules: {}", debug.vmlinux.display(), debug.modules.display());
+        if args.command.is_empty() {
+            return Ok(());
+        }
+    }
     let mut cfg = GuestConfig::new(args.command.join(" "), &args.out);
     cfg.timeout = args.timeout;
     cfg.memory_mb = args.memory;

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use lockscope_source::lines::DebugInfo;
 use lockscope_trace::{read_trace, write_trace, Trace};
 
 use crate::progress::spinner;
@@ -20,6 +21,11 @@ use crate::source::{open_tree, TreeArgs};
 /// `compare` use to name locks. Run `lockscope source prepare` first; the
 /// source should be the traced kernel's (Debian's linux-source-6.1 for the
 /// guest's 6.1 kernel).
+///
+/// With the kernel's debug info each call site's return address gives its
+/// exact line, through inlined functions and lock wrappers ("line"). It is
+/// found by itself for the trace's kernel release in /usr/lib/debug (Debian's
+/// linux-image-*-dbg) and in the guest cache (`lockscope guest --debug-info`).
 #[derive(clap::Args)]
 pub struct Args {
     /// The trace to resolve.
@@ -32,6 +38,43 @@ pub struct Args {
     force: bool,
     #[command(flatten)]
     tree: TreeArgs,
+    #[command(flatten)]
+    debug: DebugArgs,
+}
+
+/// Where the traced kernel's debug info is.
+#[derive(clap::Args, Default)]
+pub struct DebugArgs {
+    /// The traced kernel's vmlinux with DWARF (e.g.
+    /// /usr/lib/debug/boot/vmlinux-<release>) [default: found by release].
+    #[arg(long, value_name = "FILE")]
+    vmlinux: Option<PathBuf>,
+    /// A directory with the modules' debug objects (<name>.ko), searched
+    /// below [default: the vmlinux's lib/modules/<release>].
+    #[arg(long, value_name = "DIR", requires = "vmlinux")]
+    modules: Option<PathBuf>,
+    /// Resolve by function even where debug info is found.
+    #[arg(long, conflicts_with = "vmlinux")]
+    no_debug_info: bool,
+}
+
+impl DebugArgs {
+    /// The vmlinux and modules directory to use for `release`, if any.
+    fn find(&self, release: &str) -> Option<(PathBuf, Option<PathBuf>)> {
+        if self.no_debug_info {
+            return None;
+        }
+        if let Some(vmlinux) = &self.vmlinux {
+            return Some((vmlinux.clone(), self.modules.clone()));
+        }
+        let installed = (
+            PathBuf::from(format!("/usr/lib/debug/boot/vmlinux-{release}")),
+            PathBuf::from(format!("/usr/lib/debug/lib/modules/{release}")),
+        );
+        let guest = lockscope_workloads::guest::GuestDebugInfo::cached(&lockscope_workloads::guest::default_cache_dir(), release)
+            .map(|d| (d.vmlinux, d.modules));
+        [Some(installed), guest].into_iter().flatten().find(|(v, _)| v.is_file()).map(|(v, m)| (v, m.is_dir().then_some(m)))
+    }
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -42,17 +85,27 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(warning) = version_mismatch(&trace, &args.tree.root()) {
         eprintln!("lockscope: warning: {warning}");
     }
-    resolve_in_place(&mut trace, &args.tree)?;
+    resolve_in_place(&mut trace, &args.tree, &args.debug)?;
     summarize(&trace);
     write_trace(&args.output, &trace, args.force)?;
     Ok(())
 }
 
 /// Resolves the trace's stacks against the tree, adding its sites table.
-pub fn resolve_in_place(trace: &mut Trace, tree: &TreeArgs) -> Result<()> {
+pub fn resolve_in_place(trace: &mut Trace, tree: &TreeArgs, debug: &DebugArgs) -> Result<()> {
+    let located = match debug.find(&trace.meta.kernel_release) {
+        Some((vmlinux, modules)) => {
+            eprintln!("call sites located with the debug info in {}", vmlinux.display());
+            let mut info = DebugInfo::open(&vmlinux, modules.as_deref())?;
+            let located = lockscope_source::stacks::locate_call_sites(&mut info, trace)?;
+            trace.meta.notes.push(format!("call sites located with the debug info in {}", vmlinux.display()));
+            located
+        }
+        None => Default::default(),
+    };
     let mut clangd = open_tree(tree)?;
     let bar = spinner("{spinner} resolving stack {pos}/{len} {msg}");
-    let sites = lockscope_source::stacks::resolve_stacks(&mut clangd, trace, |done, total, function| {
+    let sites = lockscope_source::stacks::resolve_stacks(&mut clangd, trace, &located, |done, total, function| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
         bar.set_message(function.to_owned());

@@ -282,7 +282,7 @@ fn resolve_traces(args: &Args, traces: &mut [(PathBuf, Trace)], notes: &mut Vec<
     };
     let Some(why_not) = why_not else {
         for (path, trace) in traces.iter_mut().filter(|(_, t)| t.sites.is_empty()) {
-            crate::resolve::resolve_in_place(trace, &tree).context("resolving the traces")?;
+            crate::resolve::resolve_in_place(trace, &tree, &Default::default()).context("resolving the traces")?;
             write_trace(path, trace, true)?;
         }
         notes.push(format!("locks resolved against the kernel source at {}", root.display()));

@@ -9,7 +9,7 @@ use super::{io, run_tool, GuestError};
 
 /// Modules (relative to lib/modules/<release>/kernel) for a virtio ext4 disk;
 /// depmod works out the order.
-const MODULES: &[&str] = &[
+pub(crate) const MODULES: &[&str] = &[
     "drivers/virtio/virtio.ko",
     "drivers/virtio/virtio_ring.ko",
     "drivers/virtio/virtio_pci_modern_dev.ko",

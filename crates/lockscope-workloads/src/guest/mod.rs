@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use kernel::GuestKernel;
+pub use kernel::{GuestDebugInfo, GuestKernel};
 
 #[derive(Clone, Debug)]
 pub struct GuestConfig {
