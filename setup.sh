@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what lockscope needs to build and run on a Debian 12 machine:
-# clang (BPF programs), libelf/zlib (libbpf), bpftool (tests check no program
+# clang (BPF programs), binutils (addr2line maps stacks to lines), libelf/zlib (libbpf), bpftool (tests check no program
 # stays attached), perf (benchmarks compare against `perf lock`), qemu and
 # busybox (the Debian 6.1 guest for acquire mode and the microVM platform),
 # runc and runsc (the container platforms), a font for figures, chromium
@@ -10,7 +10,7 @@
 # Idempotent: installs only what is missing. Run as root (or via sudo).
 set -euo pipefail
 
-packages=(clang llvm libelf-dev zlib1g-dev pkg-config bpftool linux-perf qemu-system-x86 busybox-static kmod e2fsprogs cpio
+packages=(clang llvm binutils libelf-dev zlib1g-dev pkg-config bpftool linux-perf qemu-system-x86 busybox-static kmod e2fsprogs cpio
           linux-source-6.1 flex bison libssl-dev bc runc runsc fonts-dejavu-core chromium)
 missing=()
 for p in "${packages[@]}"; do

@@ -123,18 +123,8 @@ fn file_churn_shares_file_system_wide_locks_named_when_global() {
 /// linux-source-6.1: the file-churn trace resolves against it to objects.
 #[test]
 fn file_churn_stacks_resolve_to_kernel_objects() {
-    let trace = guest_out().join("files");
-    let resolved = Path::new(env!("CARGO_TARGET_TMPDIR")).join("files.resolved");
-    for args in [
-        vec!["source".into(), "prepare".into()],
-        vec!["resolve".into(), trace.display().to_string(), "--force".into(), "-o".into(), resolved.display().to_string()],
-    ] {
-        let out = Command::new(LOCKSCOPE).args(&args).env("TERM", "dumb").output().unwrap();
-        assert!(out.status.success(), "lockscope {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    let out = Command::new(LOCKSCOPE).arg("report").arg(&resolved).args(["--format", "json", "--top", "5"]).output().unwrap();
-    assert!(out.status.success());
-    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // By function and lock kind: what resolution does without debug info.
+    let r = resolved_report("files", &["--no-debug-info"], 5);
     let all = locks(&r);
     let object = |l: &Value| l["object"].as_str().unwrap_or("").to_owned();
     let total: u64 = all.iter().map(|l| l["acquisitions"].as_u64().unwrap()).sum();
@@ -147,6 +137,65 @@ fn file_churn_stacks_resolve_to_kernel_objects() {
     }
     let subsystems: Vec<&str> = all.iter().filter_map(|l| l["subsystem"].as_str()).collect();
     assert!(subsystems.iter().any(|s| s.starts_with("fs/ext4")) && subsystems.contains(&"fs/jbd2"), "{subsystems:?}");
+}
+
+/// `lockscope resolve` of the guest trace `name` with `flags` (after
+/// preparing the source), reported with `top` call sites per lock.
+fn resolved_report(name: &str, flags: &[&str], top: u32) -> Value {
+    let trace = guest_out().join(name);
+    let resolved = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}{}.resolved", flags.join("")));
+    let mut resolve: Vec<String> = vec!["resolve".into(), trace.display().to_string(), "--force".into(), "-o".into()];
+    resolve.push(resolved.display().to_string());
+    resolve.extend(flags.iter().map(|f| f.to_string()));
+    for args in [vec!["source".into(), "prepare".into()], resolve] {
+        let out = Command::new(LOCKSCOPE).args(&args).env("TERM", "dumb").output().unwrap();
+        assert!(out.status.success(), "lockscope {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = Command::new(LOCKSCOPE).arg("report").arg(&resolved).args(["--format", "json", "--top"]).arg(top.to_string()).output().unwrap();
+    assert!(out.status.success());
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// With Debian's debug info for the guest kernel, each call site's return
+/// address gives its line: through inlined functions, into modules (ext4,
+/// jbd2), and past lock wrappers to the caller that names the lock.
+#[test]
+fn with_debug_info_file_churn_stacks_resolve_at_their_lines() {
+    let fetched = Command::new(LOCKSCOPE).args(["guest", "--debug-info"]).output().unwrap();
+    assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
+    assert!(String::from_utf8_lossy(&fetched.stdout).contains("vmlinux: "));
+    let r = resolved_report("files", &[], 100_000);
+    assert!(r["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().starts_with("call sites located with the debug info")));
+    let all = locks(&r);
+    let total: u64 = all.iter().map(|l| l["acquisitions"].as_u64().unwrap()).sum();
+    let named: u64 = all.iter().filter(|l| l["object"].is_string()).map(|l| l["acquisitions"].as_u64().unwrap()).sum();
+    assert!(named as f64 >= 0.95 * total as f64, "only {named} of {total} acquisitions name their lock");
+    // (lock, source line) of every call site in `function`.
+    let sites_in = |function: &str| -> Vec<(String, String)> {
+        let mut found: Vec<(String, String)> = all
+            .iter()
+            .flat_map(|l| l["call_sites"].as_array().unwrap().iter().map(move |c| (l, c)))
+            .filter(|(_, c)| c["site"].as_str().is_some_and(|s| s.starts_with(&format!("{function}+"))))
+            .map(|(l, c)| (l["object"].as_str().unwrap_or("").to_owned(), c["source"].as_str().unwrap_or("").to_owned()))
+            .collect();
+        found.sort();
+        found.dedup();
+        found
+    };
+    let source = std::fs::read_to_string(lockscope_trace::cache_dir().join("linux-source-6.1/fs/jbd2/transaction.c")).unwrap();
+    // The first line after `after` that is `text`, one tab in: the function's own level.
+    let line_of = |text: &str, after: usize| source.lines().enumerate().skip(after).find(|(_, l)| *l == format!("\t{text}")).unwrap().0 + 1;
+    // jbd2 (a module) takes two spinlocks in one function: each return address says which.
+    let dirty = source.lines().position(|l| l.starts_with("int jbd2_journal_dirty_metadata(")).unwrap();
+    let expected_jbd2 = [
+        ("journal_head.b_state_lock".to_owned(), format!("fs/jbd2/transaction.c:{}", line_of("spin_lock(&jh->b_state_lock);", dirty))),
+        ("journal_t.j_list_lock".to_owned(), format!("fs/jbd2/transaction.c:{}", line_of("spin_lock(&journal->j_list_lock);", dirty))),
+    ];
+    let jbd2 = sites_in("jbd2_journal_dirty_metadata");
+    assert!(expected_jbd2.iter().all(|e| jbd2.contains(e)), "{jbd2:?}");
+    // _atomic_dec_and_lock is handed its lock: iput's line names it.
+    let wrapper = sites_in("_atomic_dec_and_lock");
+    assert!(wrapper.iter().any(|(lock, line)| lock == "inode.i_lock" && line.starts_with("fs/inode.c:")), "{wrapper:?}");
 }
 
 #[test]
