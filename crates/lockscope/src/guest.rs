@@ -36,6 +36,10 @@ pub struct Args {
     /// qemu accelerator: tcg (software, works everywhere) or kvm.
     #[arg(long, default_value = "tcg")]
     accel: String,
+    /// Another kernel command-line argument (e.g. `softlockup_panic=1` to get
+    /// the stuck CPU's backtrace on the console); repeatable.
+    #[arg(long = "kernel-arg", value_name = "ARG")]
+    kernel_args: Vec<String>,
     /// Another host program to put in the guest's /usr/bin (e.g. /usr/sbin/bpftool); repeatable.
     #[arg(long = "bin", value_name = "PATH")]
     binaries: Vec<PathBuf>,
@@ -67,6 +71,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     cfg.disk_mb = args.disk;
     cfg.accel = args.accel;
     cfg.extra_binaries = args.binaries;
+    cfg.kernel_args = args.kernel_args;
     let me = std::env::current_exe().context("locating the lockscope binary")?;
     // The guest calls it `lockscope`, whatever the host's file is named.
     anyhow::ensure!(me.file_name().is_some_and(|n| n == "lockscope"), "{} must be named lockscope", me.display());

@@ -35,6 +35,8 @@ pub struct GuestConfig {
     pub extra_binaries: Vec<PathBuf>,
     /// Where the machine's work directory (initramfs, disks) is made.
     pub scratch: PathBuf,
+    /// More kernel command-line arguments (e.g. lockup detectors when debugging a hang).
+    pub kernel_args: Vec<String>,
 }
 
 impl GuestConfig {
@@ -50,6 +52,7 @@ impl GuestConfig {
             cache_dir: default_cache_dir(),
             extra_binaries: vec![],
             scratch: std::env::temp_dir(),
+            kernel_args: vec![],
         }
     }
 }
@@ -136,7 +139,8 @@ impl Machine {
             .arg(&self.kernel.vmlinuz)
             .arg("-initrd")
             .arg(&self.initrd)
-            .args(["-append", "console=ttyS0 quiet panic=-1 oops=panic"])
+            .arg("-append")
+            .arg(["console=ttyS0 quiet panic=-1 oops=panic"].into_iter().chain(cfg.kernel_args.iter().map(String::as_str)).collect::<Vec<_>>().join(" "))
             .args(["-display", "none", "-no-reboot"])
             .args(["-drive", &drive(&self.disk), "-drive", &drive(&self.out_disk)]);
         qemu
