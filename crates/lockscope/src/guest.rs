@@ -40,6 +40,10 @@ pub struct Args {
     /// the stuck CPU's backtrace on the console); repeatable.
     #[arg(long = "kernel-arg", value_name = "ARG")]
     kernel_args: Vec<String>,
+    /// Another qemu argument (e.g. `-monitor unix:/tmp/m,server,nowait` to
+    /// read the CPUs' registers when the guest hangs); repeatable.
+    #[arg(long = "qemu-arg", value_name = "ARG", allow_hyphen_values = true)]
+    qemu_args: Vec<String>,
     /// Another host program to put in the guest's /usr/bin (e.g. /usr/sbin/bpftool); repeatable.
     #[arg(long = "bin", value_name = "PATH")]
     binaries: Vec<PathBuf>,
@@ -72,6 +76,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     cfg.accel = args.accel;
     cfg.extra_binaries = args.binaries;
     cfg.kernel_args = args.kernel_args;
+    cfg.qemu_args = args.qemu_args;
     let me = std::env::current_exe().context("locating the lockscope binary")?;
     // The guest calls it `lockscope`, whatever the host's file is named.
     anyhow::ensure!(me.file_name().is_some_and(|n| n == "lockscope"), "{} must be named lockscope", me.display());

@@ -37,6 +37,8 @@ pub struct GuestConfig {
     pub scratch: PathBuf,
     /// More kernel command-line arguments (e.g. lockup detectors when debugging a hang).
     pub kernel_args: Vec<String>,
+    /// More qemu arguments (e.g. a monitor socket to read the CPUs' registers in a hang).
+    pub qemu_args: Vec<String>,
 }
 
 impl GuestConfig {
@@ -53,6 +55,7 @@ impl GuestConfig {
             extra_binaries: vec![],
             scratch: std::env::temp_dir(),
             kernel_args: vec![],
+            qemu_args: vec![],
         }
     }
 }
@@ -142,7 +145,8 @@ impl Machine {
             .arg("-append")
             .arg(["console=ttyS0 quiet panic=-1 oops=panic"].into_iter().chain(cfg.kernel_args.iter().map(String::as_str)).collect::<Vec<_>>().join(" "))
             .args(["-display", "none", "-no-reboot"])
-            .args(["-drive", &drive(&self.disk), "-drive", &drive(&self.out_disk)]);
+            .args(["-drive", &drive(&self.disk), "-drive", &drive(&self.out_disk)])
+            .args(&cfg.qemu_args);
         qemu
     }
 }
