@@ -258,6 +258,25 @@ impl<'c> Resolver<'c> {
         self.clangd.root()
     }
 
+    /// The locks `caller` hands to the lock wrapper `wrapper` at each call of
+    /// it (`iput` → `_atomic_dec_and_lock(&inode->i_count, &inode->i_lock)`):
+    /// what a stack whose call site is the wrapper took. None when the tree
+    /// does not define `caller`.
+    pub fn locks_handed_to(&mut self, caller: &str, wrapper: &str) -> Result<Option<FunctionLocks>, ClangdError> {
+        let Some(function) = self.function_named(caller)? else { return Ok(None) };
+        let file = self.relative(&function.file);
+        let text = std::fs::read_to_string(&function.file).map_err(|source| ClangdError::Read { path: function.file.clone(), source })?;
+        let lines: Vec<&str> = text.lines().collect();
+        let mut sites = vec![];
+        for (call, at) in calls_with_positions(&function.node).into_iter().filter(|(c, _)| c.callee() == Some(wrapper)) {
+            let source_line = lines.get(at.line as usize).copied().unwrap_or("");
+            for (via, lock) in self.through_callee(&function, &call, 1, None)? {
+                sites.push(self.site(&file, at.line + 1, &function, &call, at.character, source_line, via, lock)?);
+            }
+        }
+        Ok(Some((file, sites)))
+    }
+
     fn relative(&self, path: &Path) -> String {
         path.strip_prefix(self.clangd.root()).unwrap_or(path).display().to_string()
     }

@@ -143,12 +143,21 @@ pub fn resolve_stacks(
         })
     };
     // Each stack's call site, named once for the prefetch and the resolution.
+    // Each stack's call site and its caller, named once for the prefetch and the resolution.
     let call_sites: HashMap<i32, String> = trace
         .stacks
         .iter()
         .filter_map(|s| {
             let frames = formatted(&symbols, s);
             Some((s.id, function_name(&frames[call_site_index(&frames)?])))
+        })
+        .collect();
+    let callers: HashMap<i32, String> = trace
+        .stacks
+        .iter()
+        .filter_map(|s| {
+            let frames = formatted(&symbols, s);
+            Some((s.id, function_name(frames.get(call_site_index(&frames)? + 1)?)))
         })
         .collect();
     prefetch_call_sites(clangd, &call_sites.values().cloned().collect(), &mut progress)?;
@@ -195,6 +204,16 @@ pub fn resolve_stacks(
                     chosen = Some((file.clone(), Choice { method: choice.method, sites: choice.sites.clone() }))
                 }
                 None => {}
+            }
+        }
+        // A lock wrapper was handed its lock: the caller's call of it names it.
+        let handed_in = chosen.as_ref().is_some_and(|(_, c)| !c.sites.is_empty() && c.sites.iter().all(|s| s.argument.is_some()));
+        if let (true, Some(caller)) = (handed_in, callers.get(&stack.id)) {
+            if let Some((file, sites)) = resolver.locks_handed_to(caller, &function)? {
+                let sites = sites.into_iter().filter(|s| s.lock_type.is_some_and(|t| takes(t, kind))).collect();
+                if let Some(narrowed) = narrow(&Choice { method: "caller", sites }, globals_of(stack.id)) {
+                    chosen = Some((Some(file), narrowed));
+                }
             }
         }
         let defined_in = by_function[&(function.clone(), kind, false)].0.clone();

@@ -170,6 +170,14 @@ fn wrappers_are_followed_to_the_lock_of_their_argument() {
     // Inside the wrapper the lock is its argument's: the member is still known by type.
     let inside = one("fs/inode.c", "spin_lock(&inode->i_stats.seq.lock)");
     assert_member(&inside, "inode", "i_stats.seq");
+
+    // A stack that stops in a wrapper: its caller's calls of it say which lock.
+    let mut f = fixture();
+    let (file, handed) = Resolver::new(&mut f.clangd).locks_handed_to("do_mmap", "mmap_write_lock").unwrap().unwrap();
+    assert_eq!(file, "mm/mmap.c");
+    assert_eq!(handed.len(), 1, "{handed:#?}");
+    assert_member(&handed[0], "mm_struct", "mmap_lock");
+    assert_eq!(handed[0].line, line_of(&f.root, "mm/mmap.c", "mmap_write_lock(mm);"));
 }
 
 #[test]

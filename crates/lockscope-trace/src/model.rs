@@ -283,7 +283,8 @@ pub struct StackSite {
     /// How the site was found: `line` (the call site's line, from the kernel's
     /// debug info), `function` (the call site's own acquisitions of the
     /// recorded kind), `completed` (in a function it calls, for stacks cut
-    /// short by inlining), `function name` (subsystem only) or `unresolved`.
+    /// short by inlining), `caller` (a lock wrapper's lock, named where its
+    /// caller calls it), `function name` (subsystem only) or `unresolved`.
     pub method: String,
     /// Distinct locks of the recorded kind the function could have taken.
     pub candidates: u32,

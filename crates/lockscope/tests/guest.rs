@@ -124,7 +124,7 @@ fn file_churn_shares_file_system_wide_locks_named_when_global() {
 #[test]
 fn file_churn_stacks_resolve_to_kernel_objects() {
     // By function and lock kind: what resolution does without debug info.
-    let r = resolved_report("files", &["--no-debug-info"], 5);
+    let r = resolved_report("files", &["--no-debug-info"], 100_000);
     let all = locks(&r);
     let object = |l: &Value| l["object"].as_str().unwrap_or("").to_owned();
     let total: u64 = all.iter().map(|l| l["acquisitions"].as_u64().unwrap()).sum();
@@ -137,6 +137,14 @@ fn file_churn_stacks_resolve_to_kernel_objects() {
     }
     let subsystems: Vec<&str> = all.iter().filter_map(|l| l["subsystem"].as_str()).collect();
     assert!(subsystems.iter().any(|s| s.starts_with("fs/ext4")) && subsystems.contains(&"fs/jbd2"), "{subsystems:?}");
+    // The wrapper _atomic_dec_and_lock is handed its lock: iput's call of it names it.
+    let handed: Vec<(String, &str)> = all
+        .iter()
+        .flat_map(|l| l["call_sites"].as_array().unwrap().iter().map(move |c| (l, c)))
+        .filter(|(_, c)| c["site"].as_str().is_some_and(|s| s.starts_with("_atomic_dec_and_lock+")))
+        .map(|(l, c)| (object(l), c["source"].as_str().unwrap_or("")))
+        .collect();
+    assert!(!handed.is_empty() && handed.iter().all(|(o, s)| o == "inode.i_lock" && s.starts_with("fs/inode.c:")), "{handed:?}");
 }
 
 /// `lockscope resolve` of the guest trace `name` with `flags` (after
