@@ -14,7 +14,6 @@
 //! one names the lock.
 
 use std::collections::{BTreeSet, HashMap};
-
 use std::path::Path;
 
 use lockscope_trace::frames::{call_site_index, is_lock_frame};
@@ -109,10 +108,9 @@ struct Choice {
     sites: Vec<Site>,
 }
 
-/// Resolves every stack of `trace` that its records use; `progress` sees
-/// (done, total, function).
-/// `located` (from [`locate_call_sites`], may be empty) places stacks at
-/// their lines.
+/// Resolves every stack of `trace` that its records use, at its line where
+/// `located` (from [`locate_call_sites`]; may be empty) places it; `progress`
+/// sees (done, total, function).
 pub fn resolve_stacks(
     clangd: &mut Clangd,
     trace: &Trace,
@@ -142,32 +140,24 @@ pub fn resolve_stacks(
             Globals::Mixed
         })
     };
-    // Each stack's call site, named once for the prefetch and the resolution.
-    // Each stack's call site and its caller, named once for the prefetch and the resolution.
-    let call_sites: HashMap<i32, String> = trace
+    // Each stack's call site and the function that called it, named once.
+    let call_sites: HashMap<i32, (String, Option<String>)> = trace
         .stacks
         .iter()
         .filter_map(|s| {
             let frames = formatted(&symbols, s);
-            Some((s.id, function_name(&frames[call_site_index(&frames)?])))
+            let at = call_site_index(&frames)?;
+            Some((s.id, (function_name(&frames[at]), frames.get(at + 1).map(|f| function_name(f)))))
         })
         .collect();
-    let callers: HashMap<i32, String> = trace
-        .stacks
-        .iter()
-        .filter_map(|s| {
-            let frames = formatted(&symbols, s);
-            Some((s.id, function_name(frames.get(call_site_index(&frames)? + 1)?)))
-        })
-        .collect();
-    prefetch_call_sites(clangd, &call_sites.values().cloned().collect(), &mut progress)?;
+    prefetch_call_sites(clangd, &call_sites.values().map(|(f, _)| f.clone()).collect(), &mut progress)?;
     let mut resolver = Resolver::new(clangd);
     let mut by_function: HashMap<(String, LockKind, bool), (Option<String>, Choice)> = HashMap::new();
     let mut out = vec![];
     let stacks: Vec<_> = trace.stacks.iter().filter(|s| kinds.contains_key(&s.id)).collect();
     for (done, stack) in stacks.iter().enumerate() {
         let kind = kinds[&stack.id];
-        let Some(function) = call_sites.get(&stack.id).cloned() else {
+        let Some((function, caller)) = call_sites.get(&stack.id).cloned() else {
             out.push(unresolved(stack.id, "", None, "no call site on the stack"));
             continue;
         };
@@ -180,7 +170,8 @@ pub fn resolve_stacks(
             if let Some(site) = by_line(&mut resolver, &root, chains, kind)? {
                 let choice = Choice { method: "line", sites: vec![site] };
                 if let Some(choice) = narrow(&choice, globals_of(stack.id)) {
-                    out.push(stack_site(stack.id, &function, Some(&choice.sites[0].file.clone()), kind, &choice));
+                    let file = choice.sites[0].file.clone();
+                    out.push(stack_site(stack.id, &function, Some(&file), kind, &choice));
                     continue;
                 }
             }
@@ -208,8 +199,8 @@ pub fn resolve_stacks(
         }
         // A lock wrapper was handed its lock: the caller's call of it names it.
         let handed_in = chosen.as_ref().is_some_and(|(_, c)| !c.sites.is_empty() && c.sites.iter().all(|s| s.argument.is_some()));
-        if let (true, Some(caller)) = (handed_in, callers.get(&stack.id)) {
-            if let Some((file, sites)) = resolver.locks_handed_to(caller, &function)? {
+        if let (true, Some(caller)) = (handed_in, caller) {
+            if let Some((file, sites)) = resolver.locks_handed_to(&caller, &function)? {
                 let sites = sites.into_iter().filter(|s| s.lock_type.is_some_and(|t| takes(t, kind))).collect();
                 if let Some(narrowed) = narrow(&Choice { method: "caller", sites }, globals_of(stack.id)) {
                     chosen = Some((Some(file), narrowed));

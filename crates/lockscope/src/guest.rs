@@ -48,7 +48,7 @@ pub struct Args {
     #[arg(long = "bin", value_name = "PATH")]
     binaries: Vec<PathBuf>,
     /// Fetch the guest kernel's debug info (Debian's -dbg package, ~860 MB
-    /// download, ~680 MB kept) and print where it is; `lockscope resolve`
+    /// download, ~650 MB kept) and print where it is; `lockscope resolve`
     /// then maps the guest's traces to source lines by itself.
     #[arg(long)]
     debug_info: bool,

@@ -50,7 +50,7 @@ pub struct DebugArgs {
     #[arg(long, value_name = "FILE")]
     vmlinux: Option<PathBuf>,
     /// A directory with the modules' debug objects (<name>.ko), searched
-    /// below [default: the vmlinux's lib/modules/<release>].
+    /// below; without it frames in modules are resolved by function.
     #[arg(long, value_name = "DIR", requires = "vmlinux")]
     modules: Option<PathBuf>,
     /// Resolve by function even where debug info is found.

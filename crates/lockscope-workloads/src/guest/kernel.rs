@@ -77,7 +77,7 @@ pub struct GuestDebugInfo {
 
 impl GuestDebugInfo {
     /// Downloaded (~860 MB) and unpacked once: only the vmlinux and the
-    /// guest's modules are kept (~680 MB).
+    /// guest's modules are kept (~650 MB).
     pub fn fetch(cache: &Path, release: &str) -> Result<GuestDebugInfo, GuestError> {
         if let Some(found) = Self::cached(cache, release) {
             return Ok(found);
