@@ -34,6 +34,9 @@ pub fn u64_at(b: &[u8], off: usize) -> u64 {
     u64::from_ne_bytes(b[off..off + 8].try_into().unwrap())
 }
 
+/// `LKS_F_INTERRUPT`: the BPF side saw the acquisition in interrupt context.
+pub const FLAG_INTERRUPT: u32 = 1 << 16;
+
 /// A record from an aggregation map entry: `struct agg_key` and `struct agg_val`.
 pub fn record(key: &[u8], value: &[u8]) -> LockRecord {
     assert_eq!((key.len(), value.len()), (32, 56), "agg_key/agg_val layout changed");
@@ -41,7 +44,7 @@ pub fn record(key: &[u8], value: &[u8]) -> LockRecord {
         workload: u32_at(key, 0),
         tgid: u32_at(key, 4),
         lock_addr: u64_at(key, 8),
-        flags: u32_at(key, 16),
+        flags: u32_at(key, 16) & !FLAG_INTERRUPT,
         stack_id: u32_at(key, 20) as i32,
         generation: u32_at(key, 24),
         count: u64_at(value, 0),
@@ -51,7 +54,7 @@ pub fn record(key: &[u8], value: &[u8]) -> LockRecord {
         hold_max_ns: u64_at(value, 32),
         failed_trylocks: u64_at(value, 40),
         first_ns: u64_at(value, 48),
-        in_interrupt: false,
+        in_interrupt: u32_at(key, 16) & FLAG_INTERRUPT != 0,
     }
 }
 

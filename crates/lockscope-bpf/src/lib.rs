@@ -12,7 +12,7 @@ pub mod recorder;
 pub use lockscope_workloads::{launch, procfs};
 pub use privileges::Privileges;
 pub use probe::{probe_hooks, Hook, HookStatus};
-pub use recorder::{record, HookRequest, DEFAULT_MAX_RECORDS, JoiningWorkload, Placement, LockClass, ModeRequest, Progress, RecordConfig, RecordError, WorkloadSpec};
+pub use recorder::{record, HookRequest, DEFAULT_MAX_RECORDS, DEFAULT_STACK_DEPTH, MAX_STACK_DEPTH, JoiningWorkload, Placement, LockClass, ModeRequest, Progress, RecordConfig, RecordError, WorkloadSpec};
 
 mod contention_skel {
     include!(concat!(env!("OUT_DIR"), "/contention.skel.rs"));

@@ -14,7 +14,7 @@ use crate::acquire_skel::{AcquireSkel, AcquireSkelBuilder};
 use crate::contention_skel::{ContentionSkel, ContentionSkelBuilder};
 use crate::libbpf_log;
 use crate::procfs;
-use crate::recorder::{HookRequest, LockClass, RecordError};
+use crate::recorder::{HookRequest, LockClass, RecordError, DEFAULT_STACK_DEPTH};
 
 /// What the user asked of the programs.
 pub struct Settings<'a> {
@@ -22,8 +22,10 @@ pub struct Settings<'a> {
     pub max_records: u32,
     pub n_cgroups: usize,
     pub lock_classes: &'a [LockClass],
-    pub stacks: bool,
+    /// 0: no stacks (acquire mode).
+    pub stack_depth: u32,
 }
+
 
 /// The maps every recorder has (see src/bpf/workloads.bpf.h).
 pub struct Maps<'a> {
@@ -145,6 +147,9 @@ fn load_contention_with<'obj>(
     open.progs.lks_tp_begin.set_autoload(!btf);
     open.progs.lks_tp_end.set_autoload(!btf);
     open.maps.aggregates.set_max_entries(s.max_records).map_err(|e| e.to_string())?;
+    // Contention mode always records stacks.
+    let depth = if s.stack_depth == 0 { DEFAULT_STACK_DEPTH } else { s.stack_depth };
+    open.maps.stacks.set_value_size(depth * 8).map_err(|e| e.to_string())?;
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         rodata.n_cgroup_targets = s.n_cgroups as u32;
     }
@@ -281,9 +286,14 @@ fn load_acquire_with<'obj>(
         return Err("none of the requested lock primitives is a traceable function in this kernel's BTF".into());
     }
     open.maps.aggregates.set_max_entries(s.max_records).map_err(|e| e.to_string())?;
+    open.maps.stacks.set_value_size(s.stack_depth.max(1) * 8).map_err(|e| e.to_string())?;
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         rodata.n_cgroup_targets = s.n_cgroups as u32;
-        rodata.capture_stacks = s.stacks;
+        rodata.capture_stacks = s.stack_depth > 0;
+        if let Some((preempt_count, per_cpu_offset)) = preempt_count_symbols() {
+            rodata.preempt_count_addr = preempt_count;
+            rodata.per_cpu_offset_addr = per_cpu_offset;
+        }
     }
     let what = match family {
         Family::Trampoline => "fentry/fexit programs refused",
@@ -312,8 +322,15 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
                 .to_owned(),
         );
     }
-    if !s.stacks {
-        notes.push("recorded without stacks: no call sites, and interrupt context cannot be recognised".into());
+    let preempt_count_known = skel.maps.rodata_data.as_deref().is_some_and(|r| r.preempt_count_addr != 0);
+    if preempt_count_known {
+        notes.push("interrupt context read from the preempt count".into());
+    }
+    if s.stack_depth == 0 {
+        notes.push(match preempt_count_known {
+            true => "recorded without stacks: no call sites".into(),
+            false => "recorded without stacks: no call sites, and interrupt context cannot be recognised".into(),
+        });
     }
     Ok(Kernel {
         maps: common_maps!(skel.maps),
@@ -324,6 +341,21 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
         progs: fds,
         links,
     })
+}
+
+/// Where the preempt count is: `__preempt_count` (a per-CPU offset) and the
+/// `__per_cpu_offset` array, when kallsyms lists data symbols (KALLSYMS_ALL)
+/// and shows their addresses (root).
+fn preempt_count_symbols() -> Option<(u64, u64)> {
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").ok()?;
+    let address_of = |name: &str| {
+        kallsyms.lines().find_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (address, _kind, symbol) = (fields.next()?, fields.next()?, fields.next()?);
+            (symbol == name).then(|| u64::from_str_radix(address, 16).ok()).flatten()
+        })
+    };
+    Some((address_of("__preempt_count")?, address_of("__per_cpu_offset").filter(|&a| a != 0)?))
 }
 
 #[cfg(test)]

@@ -26,6 +26,10 @@ const MAX_CGROUP_TARGETS: usize = 16;
 const TICK: Duration = Duration::from_millis(100);
 /// Capacity of the in-kernel aggregation map unless asked otherwise.
 pub const DEFAULT_MAX_RECORDS: u32 = 65536;
+/// Frames kept per kernel stack unless asked otherwise.
+pub const DEFAULT_STACK_DEPTH: u32 = 64;
+/// The most a kernel stack can hold (the kernel's default perf_event_max_stack).
+pub const MAX_STACK_DEPTH: u32 = 127;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModeRequest {
@@ -87,8 +91,10 @@ pub struct RecordConfig {
     pub hook: HookRequest,
     /// Acquire mode: which lock classes to probe.
     pub lock_classes: Vec<LockClass>,
-    /// Acquire mode: record a kernel stack per acquisition (costly, needed for call sites).
-    pub stacks: bool,
+    /// Frames of kernel stack recorded per acquisition (contention mode: per
+    /// wait); 0 records none (acquire mode only: cheaper, no call sites).
+    /// The stack walk stops there, so fewer frames cost less.
+    pub stack_depth: u32,
     pub workloads: Vec<WorkloadSpec>,
     pub duration: Option<Duration>,
     /// Capacity of the in-kernel aggregation map.
@@ -178,7 +184,7 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut(&Progress)) -> Result
         max_records: cfg.max_records,
         n_cgroups: cgroups_v2.len(),
         lock_classes: &cfg.lock_classes,
-        stacks: cfg.stacks,
+        stack_depth: cfg.stack_depth,
     };
     // The skeletons must outlive the Kernel view borrowed from them.
     let mut acquire_objects = [MaybeUninit::uninit(), MaybeUninit::uninit()];
@@ -534,7 +540,7 @@ fn collect(
         let Some(value) = maps.aggregates.lookup(&key, MapFlags::ANY)? else { continue };
         records.push(abi::record(&key, &value));
     }
-    records.sort_by_key(|r| (r.workload, r.tgid, r.lock_addr, r.generation, r.flags, r.stack_id));
+    records.sort_by_key(|r| (r.workload, r.tgid, r.lock_addr, r.generation, r.flags, r.stack_id, r.in_interrupt));
 
     let stack_ids: BTreeSet<i32> = records.iter().map(|r| r.stack_id).filter(|&id| id >= 0).collect();
     let mut stacks = Vec::new();
@@ -620,7 +626,8 @@ fn mark_interrupt_context(records: &mut [LockRecord], stacks: &[Stack], symbols:
         .map(|s| s.id)
         .collect();
     for r in records {
-        r.in_interrupt = interrupt.contains(&r.stack_id);
+        // The BPF side may have read it from the preempt count already.
+        r.in_interrupt |= interrupt.contains(&r.stack_id);
     }
 }
 

@@ -1,6 +1,6 @@
 //! What acquire mode costs, measured inside Debian's 6.1 kernel under qemu
 //! (`lockscope guest`): the file-create and mmap workloads untraced, under
-//! `record --mode acquire --no-stacks`, and with stacks; and the cost of one
+//! `record --mode acquire --no-stacks`, with 8-frame and with full stacks; and the cost of one
 //! traced acquisition. Under TCG all code is emulated, so the ratios are what
 //! carries over to hardware, not the absolute figures.
 //!
@@ -41,11 +41,11 @@ fn main() {
     assert!(status.success(), "guest run failed; see {}", out.path().join("console.log").display());
 
     println!("acquire mode inside Debian 6.1 under qemu; {secs} s per run; one workload instance");
-    println!("{:<12} {:<22} {:>12} {:>9} {:>14} {:>16}", "workload", "configuration", "ops/s", "slowdown", "acq. per op", "ns per acq.");
+    println!("{:<12} {:<24} {:>12} {:>9} {:>14} {:>16}", "workload", "configuration", "ops/s", "slowdown", "acq. per op", "ns per acq.");
     for name in ["file-create", "mmap"] {
         let base = throughput(&out.path().join(format!("{name}-untraced.json")))["ops_per_sec"].as_f64().unwrap();
-        println!("{:<12} {:<22} {:>12.0} {:>9} {:>14} {:>16}", name, "untraced", base, "-", "-", "-");
-        for (config, label) in [("acquire", "acquire, no stacks"), ("stacks", "acquire with stacks")] {
+        println!("{:<12} {:<24} {:>12.0} {:>9} {:>14} {:>16}", name, "untraced", base, "-", "-", "-");
+        for (config, label) in [("acquire", "acquire, no stacks"), ("shallow", "acquire, 8-frame stacks"), ("stacks", "acquire with stacks")] {
             let run = throughput(&out.path().join(format!("{name}-{config}.json")));
             let ops = run["ops"].as_f64().unwrap();
             let rate = run["ops_per_sec"].as_f64().unwrap();
@@ -56,7 +56,7 @@ fn main() {
             // Extra time per operation, spread over the acquisitions it made.
             let ns_per_acq = (1.0 / rate - 1.0 / base) * 1e9 / per_op;
             println!(
-                "{:<12} {:<22} {:>12.0} {:>8.1}% {:>14.1} {:>16.0}",
+                "{:<12} {:<24} {:>12.0} {:>8.1}% {:>14.1} {:>16.0}",
                 name,
                 label,
                 rate,

@@ -34,9 +34,16 @@ pub struct Args {
     #[arg(long = "locks", value_enum, value_delimiter = ',', default_value = "spinlock,rwlock,mutex,rwsem")]
     lock_classes: Vec<LockClassArg>,
     /// Acquire mode: do not record a kernel stack per acquisition (cheaper;
-    /// no call sites, and interrupt context is not recognised).
-    #[arg(long)]
+    /// no call sites; interrupt context is then read from the preempt count
+    /// where kallsyms lists it, else not recognised).
+    #[arg(long, conflicts_with = "stack_depth")]
     no_stacks: bool,
+    /// Frames recorded per kernel stack: the stack walk stops there, so fewer
+    /// cost less. Resolving a call site needs it and a few callers (~8 frames
+    /// past the tracer's and the lock's own); reports show what was kept.
+    #[arg(long, default_value_t = lockscope_bpf::DEFAULT_STACK_DEPTH,
+          value_parser = clap::value_parser!(u32).range(1..=lockscope_bpf::MAX_STACK_DEPTH as i64))]
+    stack_depth: u32,
     /// Kernel hook: auto prefers the cheapest the kernel allows. Contention
     /// mode: tp_btf (BTF-typed tracepoints), else tracepoint. Acquire mode:
     /// fentry (BPF trampolines), else kprobe. Name one to insist on it.
@@ -203,7 +210,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 LockClassArg::Rwsem => LockClass::Rwsem,
             })
             .collect(),
-        stacks: !args.no_stacks,
+        stack_depth: if args.no_stacks { 0 } else { args.stack_depth },
         workloads: specs,
         duration: args.duration,
         max_records: args.max_records,

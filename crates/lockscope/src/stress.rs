@@ -97,7 +97,7 @@ impl Recording {
             mode: lockscope_bpf::ModeRequest::Auto,
             hook: lockscope_bpf::HookRequest::Auto,
             lock_classes: lockscope_bpf::LockClass::ALL.to_vec(),
-            stacks: true,
+            stack_depth: lockscope_bpf::DEFAULT_STACK_DEPTH,
             workloads: vec![],
             duration: None,
             max_records: lockscope_bpf::DEFAULT_MAX_RECORDS,

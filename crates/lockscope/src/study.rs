@@ -250,7 +250,7 @@ fn record_step(args: &Args, env: &Env, workload: &str, platform: PlatformKind, p
         mode: args.mode.request(),
         hook: HookRequest::Auto,
         lock_classes: LockClass::ALL.to_vec(),
-        stacks: true,
+        stack_depth: lockscope_bpf::DEFAULT_STACK_DEPTH,
         workloads: vec![spec("a", 0), spec("b", 1)],
         // The instances end the recording; this only bounds a stuck one.
         duration: Some(args.duration * 3 + Duration::from_secs(120)),

@@ -77,6 +77,14 @@ fn the_kprobe_fallback_sees_the_same_private_pipe_mutexes() {
     assert_eq!(meta["hook"], "kprobe");
 }
 
+#[test]
+fn shallow_stacks_keep_the_call_sites() {
+    let r = report("pipes-shallow");
+    assert_private_pipe_mutexes(&r);
+    let frames = locks(&r).iter().flat_map(|l| l["call_sites"].as_array().unwrap()).map(|c| c["frames"].as_array().unwrap().len());
+    assert!(frames.clone().count() > 0 && frames.max() <= Some(8), "stacks of at most 8 frames");
+}
+
 fn assert_private_pipe_mutexes(r: &Value) {
     assert_eq!(r["mode"], "acquire");
     let pipe_mutexes: Vec<&Value> =
@@ -231,6 +239,16 @@ fn interrupt_context_acquisitions_are_counted_and_left_out() {
     let filtered = files["counters"]["irq_filtered"].as_u64().unwrap() + mem["counters"]["irq_filtered"].as_u64().unwrap();
     assert!(filtered > 0, "timer interrupts take locks while the workloads run");
     assert_eq!(files["includes_interrupt"], false);
+    assert!(files["notes"].as_array().unwrap().iter().any(|n| n == "interrupt context read from the preempt count"));
+}
+
+/// Without stacks there are no interrupt frames to see: the BPF side reads
+/// the CPU's preempt count (Debian's kernel lists it in kallsyms).
+#[test]
+fn without_stacks_interrupt_context_is_read_from_the_preempt_count() {
+    let r = report("mem-nostacks");
+    assert!(r["notes"].as_array().unwrap().iter().any(|n| n == "interrupt context read from the preempt count"), "{:#}", r["notes"]);
+    assert!(r["counters"]["irq_filtered"].as_u64().unwrap() > 0, "timer interrupts take locks while the workload runs");
 }
 
 fn lockscope_programs(out: &Path, listing: &str) -> usize {

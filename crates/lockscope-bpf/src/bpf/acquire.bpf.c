@@ -19,6 +19,32 @@
 
 /* Set by user space before load. */
 const volatile bool capture_stacks = true;
+/* Where the preempt count is: its per-CPU offset and the per-CPU offsets
+ * array, from kallsyms; 0 when unknown (user space then reads interrupt
+ * context from the stack). */
+const volatile u64 preempt_count_addr = 0;
+const volatile u64 per_cpu_offset_addr = 0;
+
+/* preempt_count bits: serving a softirq, hard IRQ, NMI (include/linux/preempt.h). */
+#define SOFTIRQ_OFFSET (1U << 8)
+#define HARDIRQ_MASK (0xfU << 16)
+#define NMI_MASK (0xfU << 20)
+
+/* LKS_F_INTERRUPT when this CPU is serving an interrupt (a bh-disabled
+ * section is not one), read from the preempt count; 0 when unknown. */
+static __always_inline u32 interrupt_flag(void)
+{
+	if (!preempt_count_addr || !per_cpu_offset_addr)
+		return 0;
+	u64 offset = 0;
+	u32 preempt_count = 0;
+	u64 cpu = bpf_get_smp_processor_id();
+	if (bpf_probe_read_kernel(&offset, sizeof(offset), (void *)(per_cpu_offset_addr + cpu * sizeof(u64))))
+		return 0;
+	if (bpf_probe_read_kernel(&preempt_count, sizeof(preempt_count), (void *)(preempt_count_addr + offset)))
+		return 0;
+	return preempt_count & (NMI_MASK | HARDIRQ_MASK | SOFTIRQ_OFFSET) ? LKS_F_INTERRUPT : 0;
+}
 
 struct held_lock {
 	u64 lock;
@@ -102,6 +128,7 @@ static __always_inline int record_acquire(void *ctx, u64 lock, u64 ret, u32 flag
 	bool acquired = outcome == ALWAYS || (outcome == NONZERO_OK ? (int)ret != 0 : (int)ret == 0);
 
 	u64 now = bpf_ktime_get_ns();
+	flags |= interrupt_flag();
 	struct agg_key key = {
 		.workload = workload,
 		.tgid = bpf_get_current_pid_tgid() >> 32,

@@ -50,6 +50,8 @@ struct task_struct {
 #define LCB_F_RT (1U << 3)
 #define LCB_F_PERCPU (1U << 4)
 #define LCB_F_MUTEX (1U << 5)
+/* lockscope's own: acquired in interrupt context (hard IRQ, NMI, softirq). */
+#define LKS_F_INTERRUPT (1U << 16)
 
 /* Counters in the per-CPU `counters` array; keep in step with abi.rs. */
 enum counter {

@@ -1,5 +1,6 @@
 # Acquire-mode cost, inside the Debian guest: each workload untraced, under
-# acquire mode without stacks, and with stacks. See benches/acquire_overhead.rs.
+# acquire mode without stacks, with 8-frame stacks and with full (64-frame)
+# stacks. See benches/acquire_overhead.rs.
 L=lockscope
 SECS=${SECS:-5}
 run() { # name config workload-args...
@@ -8,11 +9,12 @@ run() { # name config workload-args...
   case $config in
     untraced) $L workload "$@" --duration ${SECS}s > /out/$name-$config.json ;;
     acquire) $L record --mode acquire --no-stacks -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
+    shallow) $L record --mode acquire --stack-depth 8 -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
     stacks) $L record --mode acquire -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
   esac
   [ -d /out/$name-$config.trace ] && $L report /out/$name-$config.trace --format json > /out/$name-$config-report.json
 }
-for config in untraced acquire stacks; do
+for config in untraced acquire shallow stacks; do
   run file-create $config file-churn --dir /mnt/disk/w --files 500
   run mmap $config mem --size 8k --total 32m
 done

@@ -8,6 +8,11 @@ $L record --mode acquire --locks mutex -o /out/pipes \
   --run a="$W pipe --duration 2s" --run b="$W pipe --duration 2s"
 $L report /out/pipes --format json --top 5 > /out/pipes.json
 
+# The same with 8-frame stacks: a shorter stack walk, the same call sites.
+$L record --mode acquire --locks mutex --stack-depth 8 -o /out/pipes-shallow \
+  --run a="$W pipe --duration 2s" --run b="$W pipe --duration 2s"
+$L report /out/pipes-shallow --format json --top 5 > /out/pipes-shallow.json
+
 # One pipe (a FIFO) written by one workload and read by the other: shared.
 mkfifo /tmp/fifo
 $L record --mode acquire --locks mutex -o /out/fifo \
@@ -25,6 +30,11 @@ $L record --mode acquire --locks spinlock -o /out/mem \
   --run a="$W mem --size 1m --total 64m --duration 3s" \
   --run b="$W mem --size 1m --total 64m --duration 3s"
 $L report /out/mem --format json --top 10 > /out/mem.json
+
+# Without stacks interrupt context is read from the preempt count.
+$L record --mode acquire --no-stacks --locks spinlock -o /out/mem-nostacks \
+  --run a="$W mem --size 1m --total 64m --duration 2s"
+$L report /out/mem-nostacks --format json --top 1 > /out/mem-nostacks.json
 
 bpftool prog show > /out/progs-after-record.txt
 
