@@ -93,7 +93,6 @@ pub struct RecordConfig {
     pub lock_classes: Vec<LockClass>,
     /// Frames of kernel stack recorded per acquisition (contention mode: per
     /// wait); 0 records none (acquire mode only: cheaper, no call sites).
-    /// The stack walk stops there, so fewer frames cost less.
     pub stack_depth: u32,
     pub workloads: Vec<WorkloadSpec>,
     pub duration: Option<Duration>,

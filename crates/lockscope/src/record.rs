@@ -38,10 +38,11 @@ pub struct Args {
     /// where kallsyms lists it, else not recognised).
     #[arg(long, conflicts_with = "stack_depth")]
     no_stacks: bool,
-    /// Frames recorded per kernel stack: the stack walk stops there, so fewer
-    /// cost less. Resolving a call site needs it and a few callers (~8 frames
-    /// past the tracer's and the lock's own); reports show what was kept.
-    #[arg(long, default_value_t = lockscope_bpf::DEFAULT_STACK_DEPTH,
+    /// Frames kept per kernel stack (as `perf lock contention --max-stack`):
+    /// 8 still name the call site and a caller; fewer frames make a smaller
+    /// stack map and trace (the cost per acquisition was the same under TCG,
+    /// see BENCHMARKS.md).
+    #[arg(long = "max-stack", default_value_t = lockscope_bpf::DEFAULT_STACK_DEPTH,
           value_parser = clap::value_parser!(u32).range(1..=lockscope_bpf::MAX_STACK_DEPTH as i64))]
     stack_depth: u32,
     /// Kernel hook: auto prefers the cheapest the kernel allows. Contention

@@ -9,7 +9,7 @@ run() { # name config workload-args...
   case $config in
     untraced) $L workload "$@" --duration ${SECS}s > /out/$name-$config.json ;;
     acquire) $L record --mode acquire --no-stacks -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
-    shallow) $L record --mode acquire --stack-depth 8 -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
+    shallow) $L record --mode acquire --max-stack 8 -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
     stacks) $L record --mode acquire -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
   esac
   [ -d /out/$name-$config.trace ] && $L report /out/$name-$config.trace --format json > /out/$name-$config-report.json

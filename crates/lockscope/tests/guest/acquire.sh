@@ -8,8 +8,8 @@ $L record --mode acquire --locks mutex -o /out/pipes \
   --run a="$W pipe --duration 2s" --run b="$W pipe --duration 2s"
 $L report /out/pipes --format json --top 5 > /out/pipes.json
 
-# The same with 8-frame stacks: a shorter stack walk, the same call sites.
-$L record --mode acquire --locks mutex --stack-depth 8 -o /out/pipes-shallow \
+# The same with 8-frame stacks: the same call sites.
+$L record --mode acquire --locks mutex --max-stack 8 -o /out/pipes-shallow \
   --run a="$W pipe --duration 2s" --run b="$W pipe --duration 2s"
 $L report /out/pipes-shallow --format json --top 5 > /out/pipes-shallow.json
 
