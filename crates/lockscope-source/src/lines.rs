@@ -129,17 +129,13 @@ impl DebugInfo {
         let mut queries: Vec<(usize, PathBuf, u64, bool)> = vec![];
         for (i, frame) in frames.iter().enumerate() {
             let offset = frame.address - frame.function_start;
-            let linked = match frame.module {
-                None => slide.map(|s| frame.address.wrapping_sub(s)),
-                Some(module) => self.module(module)?.and_then(|m| Some(m.unique(frame.function)? + offset)),
+            let target = match frame.module {
+                None => slide.map(|s| (&self.vmlinux, frame.address.wrapping_sub(s))),
+                Some(module) => self.module(module)?.and_then(|m| Some((m, m.unique(frame.function)? + offset))),
             };
-            let object = match frame.module {
-                None => Some((self.vmlinux.path.clone(), self.vmlinux.relocatable)),
-                Some(module) => self.module(module)?.map(|m| (m.path.clone(), m.relocatable)),
-            };
-            if let (Some(linked), Some((object, relocatable))) = (linked, object) {
+            if let Some((object, linked)) = target {
                 // A return address is the instruction after the call.
-                queries.push((i, object, linked.saturating_sub(1), relocatable));
+                queries.push((i, object.path.clone(), linked.saturating_sub(1), object.relocatable));
             }
         }
         let answers = symbolize(&queries.iter().map(|(_, o, a, r)| (o.as_path(), *a, *r)).collect::<Vec<_>>())?;

@@ -40,6 +40,12 @@ fn traces(dir: &Path) -> Vec<std::path::PathBuf> {
     t
 }
 
+/// Traces written in full (a trace is staged under a hidden name, then renamed).
+fn finished_traces(dir: &Path) -> usize {
+    let names = std::fs::read_dir(dir.join("traces")).into_iter().flatten().flatten().map(|e| e.file_name());
+    names.filter(|n| n.to_str().is_some_and(|n| !n.starts_with('.') && n.ends_with(".trace"))).count()
+}
+
 #[test]
 fn the_study_agrees_with_compare_and_report() {
     let _guard = serial();
@@ -82,8 +88,12 @@ fn an_interrupted_study_keeps_what_finished_and_resumes() {
     let out = tmp.path().join("study");
     let args = ["--platforms", "host", "--workloads", "file-create,file-delete", "--no-stress"];
     let child = study(&out, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    // The first recording (2 s) is done, the second under way.
-    std::thread::sleep(Duration::from_millis(3500));
+    // Interrupted once the first recording is written, the second (2 s) under way.
+    let started = std::time::Instant::now();
+    while finished_traces(&out) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(120), "the first recording never finished");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
     let first = ok(child.wait_with_output().unwrap());
     assert!(String::from_utf8_lossy(&first.stderr).contains("interrupted"));
