@@ -50,7 +50,7 @@ impl GuestConfig {
             memory_mb: 2048,
             cpus: 2,
             disk_mb: 512,
-            accel: "tcg".into(),
+            accel: SAFE_TCG.into(),
             cache_dir: default_cache_dir(),
             extra_binaries: vec![],
             scratch: std::env::temp_dir(),
@@ -59,6 +59,12 @@ impl GuestConfig {
         }
     }
 }
+
+/// TCG with one host thread for all vCPUs. Multi-threaded TCG left a vCPU
+/// running a stale copy of code the kernel had just live-patched (attaching
+/// a BPF trampoline): both vCPUs looped on the int3 of the patch, interrupts
+/// off, at `_raw_spin_unlock_irqrestore+0`, and the guest hung.
+pub const SAFE_TCG: &str = "tcg,thread=single";
 
 pub fn default_cache_dir() -> PathBuf {
     lockscope_trace::cache_dir().join("guest")

@@ -12,7 +12,6 @@ run() { # name config workload-args...
     shallow) $L record --mode acquire --max-stack 8 -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
     stacks) $L record --mode acquire -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
   esac
-  [ -d /out/$name-$config.trace ] && $L report /out/$name-$config.trace --format json > /out/$name-$config-report.json
 }
 for config in untraced acquire shallow stacks; do
   run file-create $config file-churn --dir /mnt/disk/w --files 500
