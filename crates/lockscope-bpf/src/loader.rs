@@ -26,6 +26,7 @@ pub struct Settings<'a> {
     pub stack_depth: u32,
 }
 
+
 /// The maps every recorder has (see src/bpf/workloads.bpf.h).
 pub struct Maps<'a> {
     pub tracked: &'a dyn MapCore,
