@@ -1,6 +1,8 @@
 //! Pipe contention: several threads write one pipe while one thread drains it.
 //! Every write takes the pipe's own mutex, so a workload contends only with
-//! itself: its pipe locks are private to it.
+//! itself: its pipe locks are private to it. Writers are spread over the
+//! CPUs the process may use: on a kernel without preemption, writers sharing
+//! one CPU never meet inside the mutex, and the pipe would show no contention.
 
 use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
@@ -33,13 +35,19 @@ impl PipeContention {
         let writer = Arc::new(writer);
         let stop = Arc::new(AtomicBool::new(false));
         let ops = Arc::new(AtomicU64::new(0));
+        let cpus = allowed_cpus();
         let start = Instant::now();
 
-        let handles: Vec<_> = (0..self.writers)
-            .map(|_| {
+        let handles: Vec<_> = (0..self.writers as usize)
+            .map(|i| {
                 let (writer, stop, ops) = (Arc::clone(&writer), Arc::clone(&stop), Arc::clone(&ops));
                 let data = vec![0x42u8; self.chunk];
+                let cpu = cpus.get(i % cpus.len().max(1)).copied();
                 std::thread::spawn(move || {
+                    // Best effort: unpinned writers still write, only less in parallel.
+                    if let Some(cpu) = cpu {
+                        let _ = crate::launch::pin(0, &[cpu]);
+                    }
                     let mut done = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         if let Budget::Rounds(n) = budget {
@@ -76,6 +84,16 @@ impl PipeContention {
     }
 }
 
+/// The CPUs this process may run on (empty if they cannot be read).
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set, filled by the kernel.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) } != 0 {
+        return Vec::new();
+    }
+    (0..libc::CPU_SETSIZE as usize).filter(|&c| unsafe { libc::CPU_ISSET(c, &set) }).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +102,11 @@ mod tests {
     fn every_writer_writes_its_share() {
         let t = PipeContention { writers: 2, chunk: 64 }.run(Budget::Rounds(1000)).unwrap();
         assert_eq!(t.ops, 2000);
+    }
+
+    #[test]
+    fn the_cpu_running_the_test_is_an_allowed_one() {
+        let cpu = unsafe { libc::sched_getcpu() };
+        assert!(allowed_cpus().contains(&(cpu as usize)));
     }
 }

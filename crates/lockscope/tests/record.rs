@@ -149,7 +149,8 @@ fn pipe_pair(extra: &[String]) -> Value {
     let locks = report["locks"].as_array().unwrap();
     let is_pipe = |l: &&Value| site_of(l).contains("pipe_");
     for name in ["a", "b"] {
-        assert!(workload_summary(&report, name)["private_locks"].as_u64().unwrap() >= 1);
+        let private = workload_summary(&report, name)["private_locks"].as_u64().unwrap();
+        assert!(private >= 1, "workload {name} has no private lock: {report:#}");
         let own_pipe = locks
             .iter()
             .filter(is_pipe)
