@@ -26,7 +26,6 @@ pub struct Settings<'a> {
     pub stack_depth: u32,
 }
 
-
 /// The maps every recorder has (see src/bpf/workloads.bpf.h).
 pub struct Maps<'a> {
     pub tracked: &'a dyn MapCore,
@@ -174,10 +173,11 @@ pub fn attach_contention<'a>(skel: &'a ContentionSkel<'a>) -> Result<Kernel<'a>,
 
 // ------------------------------------------------------------------- acquire
 
-/// The lock class a primitive or unlock function belongs to; None for lock
-/// initialisation, which is always traced.
+/// The lock class a primitive or unlock function belongs to; None for the
+/// functions that begin or end a lock's life (initialisation, slab frees),
+/// which are always traced.
 fn class_of(function: &str) -> Option<LockClass> {
-    if function.starts_with("__") && function.ends_with("_init") {
+    if (function.starts_with("__") && function.ends_with("_init")) || function.ends_with("kmem_cache_free") {
         None
     } else if function.starts_with("_raw_spin_") {
         Some(LockClass::Spinlock)
@@ -316,11 +316,19 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
     let (links, fds) = attach_all(&progs)?;
     let mut notes = vec![];
     if !attached.iter().any(|f| f == "__raw_spin_lock_init") {
-        notes.push(
+        let frees: Vec<&str> = attached.iter().map(String::as_str).filter(|f| f.ends_with("kmem_cache_free")).collect();
+        notes.push(if frees.is_empty() {
             "spinlock and rwlock initialisation are not functions on this kernel (no CONFIG_DEBUG_SPINLOCK): \
              a reused spinlock address is not told apart from the lock it replaced"
-                .to_owned(),
-        );
+                .to_owned()
+        } else {
+            format!(
+                "spinlock and rwlock initialisation are not functions on this kernel (no CONFIG_DEBUG_SPINLOCK): \
+                 a lock address starts a new generation when the slab object holding it is freed ({}); \
+                 reuse after bulk or page frees is not told apart",
+                frees.join(", ")
+            )
+        });
     }
     let preempt_count_known = skel.maps.rodata_data.as_deref().is_some_and(|r| r.preempt_count_addr != 0);
     if preempt_count_known {
@@ -373,6 +381,8 @@ mod tests {
         assert_eq!(class_of("up_write"), Some(LockClass::Rwsem));
         assert_eq!(class_of("__mutex_init"), None);
         assert_eq!(class_of("__raw_spin_lock_init"), None);
+        assert_eq!(class_of("kmem_cache_free"), None);
+        assert_eq!(class_of("__kmem_cache_free"), None);
         assert_eq!(target_of("fexit/_raw_spin_lock"), Some("_raw_spin_lock"));
     }
 }

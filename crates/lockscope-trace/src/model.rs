@@ -109,6 +109,10 @@ pub struct Counters {
     /// running on the CPU (its map helpers take locks of their own).
     #[serde(default)]
     pub reentered: u64,
+    /// Lock addresses that started a new generation because the slab object
+    /// holding them was freed (acquire mode).
+    #[serde(default)]
+    pub freed_locks: u64,
     /// Program runs the kernel skipped because a BPF program was already running on the CPU.
     pub recursion_misses: u64,
 }
@@ -127,7 +131,7 @@ impl Counters {
     }
 
     /// Every counter with its name, in a stable order, for display.
-    pub fn named(&self) -> [(&'static str, u64); 12] {
+    pub fn named(&self) -> [(&'static str, u64); 13] {
         [
             ("events", self.events),
             ("irq_filtered", self.irq_filtered),
@@ -140,6 +144,7 @@ impl Counters {
             ("unmatched_end", self.unmatched_end),
             ("track_full", self.track_full),
             ("reentered", self.reentered),
+            ("freed_locks", self.freed_locks),
             ("recursion_misses", self.recursion_misses),
         ]
     }

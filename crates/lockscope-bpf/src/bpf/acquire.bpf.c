@@ -2,11 +2,13 @@
 /*
  * lockscope acquire recorder: every acquisition of a kernel lock.
  *
- * fexit (or, where trampolines are refused, kprobe + kretprobe) on each lock primitive of the paper's Table 3 sees the acquisition
- * (and, for trylocks, its failure); fentry on the unlock functions closes the
- * hold; fentry on the lock-initialisation functions starts a new generation
- * of an address. User space turns off (autoload) every program whose target
- * this kernel lacks and the lock kinds not asked for.
+ * fexit (or, where trampolines are refused, kprobe + kretprobe) on each lock
+ * primitive of the paper's Table 3 sees the acquisition (and, for trylocks,
+ * its failure); fentry on the unlock functions closes the hold; fentry on the
+ * lock-initialisation functions starts a new generation of an address, and so
+ * does freeing the slab object that held a lock (spinlock initialisation is a
+ * plain store on production kernels). User space turns off (autoload) every
+ * program whose target this kernel lacks and the lock kinds not asked for.
  *
  * Held locks are remembered in task storage, never in a hash map updated on
  * the lock path. The map helpers themselves take spinlocks (the stack map's
@@ -111,6 +113,44 @@ static __always_inline u32 generation_of(u64 lock)
 	return g ? *g : 0;
 }
 
+/* The addresses of the locks acquired, by page: bit i of a page's slots is
+ * the 4-byte slot at offset 4 * i (a spinlock_t may sit at any 4-byte
+ * boundary). Freeing an object walks the slots it covers. LRU: an evicted
+ * page only means a later free of it is not seen. */
+#define PAGE_SHIFT 12
+#define SLOT_SHIFT 2
+#define SLOTS_PER_PAGE (1 << (PAGE_SHIFT - SLOT_SHIFT))
+#define SLOT_WORDS (SLOTS_PER_PAGE / 64)
+
+struct lock_slots {
+	u64 word[SLOT_WORDS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, u64);
+	__type(value, struct lock_slots);
+} lock_pages SEC(".maps");
+
+static __always_inline void remember_address(u64 lock)
+{
+	u64 page = lock >> PAGE_SHIFT;
+	struct lock_slots *slots = bpf_map_lookup_elem(&lock_pages, &page);
+	if (!slots) {
+		struct lock_slots none = {};
+		bpf_map_update_elem(&lock_pages, &page, &none, BPF_NOEXIST);
+		slots = bpf_map_lookup_elem(&lock_pages, &page);
+		if (!slots)
+			return;
+	}
+	u32 slot = (lock & ((1 << PAGE_SHIFT) - 1)) >> SLOT_SHIFT;
+	u64 bit = 1ULL << (slot & 63);
+	u64 *word = &slots->word[(slot >> 6) & (SLOT_WORDS - 1)];
+	if (!(*word & bit))
+		__sync_fetch_and_or(word, bit);
+}
+
 /* How a primitive reports success. */
 enum outcome {
 	ALWAYS,     /* returns once the lock is held */
@@ -144,6 +184,9 @@ static __always_inline int record_acquire(void *ctx, u64 lock, u64 ret, u32 flag
 		__sync_fetch_and_add(&v->failed, 1);
 		return 0;
 	}
+	/* A new aggregate: maybe the first acquisition of this address. */
+	if (!v->count)
+		remember_address(lock);
 	__sync_fetch_and_add(&v->count, 1);
 
 	struct held_state *hs = bpf_task_storage_get(&held, bpf_get_current_task_btf(), 0,
@@ -223,6 +266,95 @@ static __always_inline int record_init(u64 lock)
 	return 0;
 }
 
+struct kmem_cache {
+	unsigned int object_size;
+} __attribute__((preserve_access_index));
+
+/* Objects larger than this are walked only this far. */
+#define MAX_FREED_PAGES 4
+
+/* One word of a freed range's slots, for retire_slot. */
+struct freed_word {
+	u64 page;
+	u64 bits;
+	u32 word;
+};
+
+static long retire_slot(u32 bit, struct freed_word *w)
+{
+	if (!(w->bits & (1ULL << (bit & 63))))
+		return 0;
+	u64 slot = w->word * 64 + (bit & 63);
+	record_init((w->page << PAGE_SHIFT) | (slot << SLOT_SHIFT));
+	count(C_FREED_LOCKS);
+	return 0;
+}
+
+/* A freed object's range, for retire_page. */
+struct freed_range {
+	u64 first_page;
+	u64 object;
+	u64 end;
+};
+
+/* One page of it, for retire_word: the page's slots [lo, hi) are inside. */
+struct freed_page {
+	u64 page;
+	u32 lo;
+	u32 hi;
+	struct lock_slots slots;
+};
+
+static long retire_word(u32 word, struct freed_page *p)
+{
+	u32 from = (word & (SLOT_WORDS - 1)) * 64, to = from + 64;
+	if (to <= p->lo || from >= p->hi)
+		return 0;
+	u64 bits = p->slots.word[word & (SLOT_WORDS - 1)];
+	if (p->lo > from)
+		bits &= ~0ULL << ((p->lo - from) & 63);
+	if (p->hi < to)
+		bits &= ~0ULL >> ((to - p->hi) & 63);
+	if (bits) {
+		struct freed_word w = { .page = p->page, .bits = bits, .word = word & (SLOT_WORDS - 1) };
+		bpf_loop(64, retire_slot, &w, 0);
+	}
+	return 0;
+}
+
+/* The locks of page first_page + i inside the freed range end; 1 (stop)
+ * past its end. */
+static long retire_page(u32 i, struct freed_range *r)
+{
+	struct freed_page p = { .page = r->first_page + i };
+	if (p.page << PAGE_SHIFT >= r->end)
+		return 1;
+	struct lock_slots *slots = bpf_map_lookup_elem(&lock_pages, &p.page);
+	if (!slots)
+		return 0;
+	p.slots = *slots;
+	p.lo = p.page == r->first_page ? (r->object & ((1 << PAGE_SHIFT) - 1)) >> SLOT_SHIFT : 0;
+	p.hi = (r->end >> PAGE_SHIFT) == p.page ? (r->end & ((1 << PAGE_SHIFT) - 1)) >> SLOT_SHIFT : SLOTS_PER_PAGE;
+	bpf_loop(SLOT_WORDS, retire_word, &p, 0);
+	return 0;
+}
+
+/* The slab object [object, object + size) is freed: every lock acquired
+ * inside it ends, and its address starts a new generation. */
+static __always_inline int record_free(u64 object, u32 size)
+{
+	if (!object || !size)
+		return 0;
+	struct freed_range r = { .first_page = object >> PAGE_SHIFT, .object = object, .end = object + size };
+	bpf_loop(MAX_FREED_PAGES + 1, retire_page, &r, 0);
+	return 0;
+}
+
+static __always_inline u32 object_size_of(struct kmem_cache *cache)
+{
+	return cache ? BPF_CORE_READ(cache, object_size) : 0;
+}
+
 #define GUARDED(call)          \
 	({                     \
 		int _ret = 0;  \
@@ -246,6 +378,25 @@ static __always_inline int on_release(u64 lock)
 static __always_inline int on_init(u64 lock)
 {
 	return GUARDED(record_init(lock));
+}
+
+/* Not skipped when another lockscope program is running on this CPU: RCU
+ * callbacks free objects in the softirq of an interrupt that may land in one,
+ * and a skipped free would let the next object at that address pass for the
+ * same lock. The map updates it makes are safe there (hash maps detect
+ * re-entry, their locks are taken with interrupts off); the guard is still
+ * held meanwhile, so lock programs run by those updates are skipped. */
+static __always_inline int on_free(struct kmem_cache *cache, u64 object)
+{
+	u32 zero = 0;
+	u32 *busy = bpf_map_lookup_elem(&cpu_busy, &zero);
+	if (!busy)
+		return 0;
+	u32 was_busy = *busy;
+	*busy = 1;
+	record_free(object, object_size_of(cache));
+	*busy = was_busy;
+	return 0;
 }
 
 static __always_inline u64 arg0(u64 *ctx)
@@ -386,6 +537,18 @@ static __always_inline u64 on_return(u64 sp)
 	{                                     \
 		return on_init(regs->di);     \
 	}
+/* A slab free, fn(struct kmem_cache *, void *object, ...). */
+#define FREE(fn)                                                          \
+	SEC("fentry/" #fn)                                                \
+	int lks_f_##fn(u64 *ctx)                                          \
+	{                                                                 \
+		return on_free((struct kmem_cache *)ctx[0], ctx[1]);      \
+	}                                                                 \
+	SEC("kprobe/" #fn)                                                \
+	int lks_kf_##fn(struct pt_regs *regs)                             \
+	{                                                                 \
+		return on_free((struct kmem_cache *)regs->di, regs->si); \
+	}
 
 /* Table 3: spinlocks */
 ACQUIRE(_raw_spin_lock, SPIN, ALWAYS)
@@ -458,3 +621,9 @@ INIT(__init_rwsem)
 INIT(__rt_mutex_init)
 INIT(__raw_spin_lock_init)
 INIT(__rwlock_init)
+
+/* Slab frees: kmem_cache_free, and kfree's __kmem_cache_free (6.1; a kernel
+ * without it frees kmalloc objects unseen). Bulk frees and page frees are not
+ * walked. */
+FREE(kmem_cache_free)
+FREE(__kmem_cache_free)

@@ -27,6 +27,7 @@ struct signal_struct {
 struct pt_regs {
 	unsigned long ax;
 	unsigned long di;
+	unsigned long si;
 	unsigned long sp;
 } __attribute__((preserve_access_index));
 
@@ -65,6 +66,7 @@ enum counter {
 	C_UNMATCHED_END,   /* end of a wait or hold whose beginning was not seen */
 	C_TRACK_FULL,      /* forked child not tracked: tracked_tgids full */
 	C_REENTERED,       /* skipped: a lockscope program was already running on this CPU */
+	C_FREED_LOCKS,     /* lock addresses given a new generation by a slab free */
 	NR_COUNTERS,
 };
 
