@@ -233,24 +233,37 @@ impl<'c> Resolver<'c> {
 
     fn find_locks_in_function(&mut self, name: &str, follow_calls: bool) -> Result<Option<FunctionLocks>, ClangdError> {
         let Some(function) = self.function_named(name)? else { return Ok(None) };
+        let found = self.sites_of_calls(&function, |resolver, call| {
+            if call.callee().and_then(acquisition).is_some() {
+                Ok(vec![(vec![], resolver.lock_argument(&function, call, 0)?)])
+            } else if follow_calls {
+                // A stack that stops here lost an inlined callee's frame.
+                resolver.through_callee(&function, call, 1, Some(&function.file))
+            } else {
+                Ok(vec![])
+            }
+        })?;
+        Ok(Some(found))
+    }
+
+    /// A site for each lock `locks_of` finds at a call in `function` (with
+    /// the functions it followed to it), at the line the call is written.
+    fn sites_of_calls(
+        &mut self,
+        function: &Function,
+        mut locks_of: impl FnMut(&mut Self, &AstNode) -> Result<Vec<(Vec<String>, LockRef)>, ClangdError>,
+    ) -> Result<FunctionLocks, ClangdError> {
         let file = self.relative(&function.file);
         let text = std::fs::read_to_string(&function.file).map_err(|source| ClangdError::Read { path: function.file.clone(), source })?;
         let lines: Vec<&str> = text.lines().collect();
         let mut sites = vec![];
         for (call, at) in calls_with_positions(&function.node) {
             let source_line = lines.get(at.line as usize).copied().unwrap_or("");
-            let line = at.line + 1;
-            if call.callee().and_then(acquisition).is_some() {
-                let lock = self.lock_argument(&function, &call, 0)?;
-                sites.push(self.site(&file, line, &function, &call, at.character, source_line, vec![], lock)?);
-            } else if follow_calls {
-                // A stack that stops here lost an inlined callee's frame.
-                for (via, lock) in self.through_callee(&function, &call, 1, Some(&function.file))? {
-                    sites.push(self.site(&file, line, &function, &call, at.character, source_line, via, lock)?);
-                }
+            for (via, lock) in locks_of(self, &call)? {
+                sites.push(self.site(&file, at.line + 1, function, &call, at.character, source_line, via, lock)?);
             }
         }
-        Ok(Some((file, sites)))
+        Ok((file, sites))
     }
 
     /// The source tree's root.
@@ -264,17 +277,11 @@ impl<'c> Resolver<'c> {
     /// does not define `caller`.
     pub fn locks_handed_to(&mut self, caller: &str, wrapper: &str) -> Result<Option<FunctionLocks>, ClangdError> {
         let Some(function) = self.function_named(caller)? else { return Ok(None) };
-        let file = self.relative(&function.file);
-        let text = std::fs::read_to_string(&function.file).map_err(|source| ClangdError::Read { path: function.file.clone(), source })?;
-        let lines: Vec<&str> = text.lines().collect();
-        let mut sites = vec![];
-        for (call, at) in calls_with_positions(&function.node).into_iter().filter(|(c, _)| c.callee() == Some(wrapper)) {
-            let source_line = lines.get(at.line as usize).copied().unwrap_or("");
-            for (via, lock) in self.through_callee(&function, &call, 1, None)? {
-                sites.push(self.site(&file, at.line + 1, &function, &call, at.character, source_line, via, lock)?);
-            }
-        }
-        Ok(Some((file, sites)))
+        let found = self.sites_of_calls(&function, |resolver, call| match call.callee() == Some(wrapper) {
+            true => resolver.through_callee(&function, call, 1, None),
+            false => Ok(vec![]),
+        })?;
+        Ok(Some(found))
     }
 
     fn relative(&self, path: &Path) -> String {

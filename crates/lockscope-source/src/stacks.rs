@@ -166,8 +166,7 @@ pub fn resolve_stacks(
             tracing::debug!("{function}: the debug info does not place its call site");
         }
         if let Some(chains) = located.get(&stack.id) {
-            let root = resolver.root().to_owned();
-            if let Some(site) = by_line(&mut resolver, &root, chains, kind)? {
+            if let Some(site) = by_line(&mut resolver, chains, kind)? {
                 let choice = Choice { method: "line", sites: vec![site] };
                 if let Some(choice) = narrow(&choice, globals_of(stack.id)) {
                     let file = choice.sites[0].file.clone();
@@ -218,10 +217,10 @@ pub fn resolve_stacks(
 /// the lock implementation outward, until a line names one lock of `kind`.
 /// A line inside a wrapper that was handed its lock defers to the line that
 /// called it; anything else ends the search (None: no single lock there).
-fn by_line(resolver: &mut Resolver, root: &Path, chains: &[Vec<InlinedAt>], kind: LockKind) -> Result<Option<Site>, ClangdError> {
+fn by_line(resolver: &mut Resolver, chains: &[Vec<InlinedAt>], kind: LockKind) -> Result<Option<Site>, ClangdError> {
     let outward = chains.iter().flatten().skip_while(|at| acquisition(&at.function).is_some() || is_lock_frame(&at.function));
     for at in outward {
-        let Some(file) = in_tree(root, &at.file) else {
+        let Some(file) = in_tree(resolver.root(), &at.file) else {
             tracing::debug!("{} ({}): not in the source tree", at.function, at.file);
             return Ok(None);
         };
