@@ -33,10 +33,11 @@ pub struct Args {
     /// Size of the guest's ext4 disk in MiB.
     #[arg(long, default_value_t = 512)]
     disk: u32,
-    /// qemu accelerator: tcg,thread=single (software, works everywhere; one
-    /// host thread, as multi-threaded TCG can run stale code after the
-    /// kernel patches itself for BPF trampolines), tcg or kvm.
-    #[arg(long, default_value = lockscope_workloads::guest::SAFE_TCG)]
+    /// qemu accelerator: kvm where the CPU has hardware virtualization and
+    /// /dev/kvm opens, else tcg,thread=single (software, works everywhere;
+    /// one host thread, as multi-threaded TCG can run stale code after the
+    /// kernel patches itself for BPF trampolines). LOCKSCOPE_KVM=0|1 decides.
+    #[arg(long, default_value_t = lockscope_workloads::guest::default_accel().to_owned())]
     accel: String,
     /// Another kernel command-line argument (e.g. `softlockup_panic=1` to get
     /// the stuck CPU's backtrace on the console); repeatable.

@@ -27,7 +27,7 @@ pub struct GuestConfig {
     pub cpus: u32,
     /// Size of the ext4 image mounted at /mnt/disk.
     pub disk_mb: u32,
-    /// `tcg` (software; works everywhere) or `kvm`.
+    /// qemu's `-accel`: `kvm`, `tcg` or `tcg,thread=single` (see [`default_accel`]).
     pub accel: String,
     /// Cache for the Debian kernel package.
     pub cache_dir: PathBuf,
@@ -50,7 +50,7 @@ impl GuestConfig {
             memory_mb: 2048,
             cpus: 2,
             disk_mb: 512,
-            accel: SAFE_TCG.into(),
+            accel: default_accel().into(),
             cache_dir: default_cache_dir(),
             extra_binaries: vec![],
             scratch: std::env::temp_dir(),
@@ -65,6 +65,34 @@ impl GuestConfig {
 /// a BPF trampoline): both vCPUs looped on the int3 of the patch, interrupts
 /// off, at `_raw_spin_unlock_irqrestore+0`, and the guest hung.
 pub const SAFE_TCG: &str = "tcg,thread=single";
+
+/// Whether qemu can run a guest under KVM here: /dev/kvm opens and the CPU
+/// advertises hardware virtualization (vmx or svm). Some machines have a
+/// /dev/kvm without it, under which a kernel never boots. LOCKSCOPE_KVM=1
+/// forces KVM, LOCKSCOPE_KVM=0 forbids it.
+pub fn kvm_usable() -> bool {
+    match std::env::var("LOCKSCOPE_KVM").as_deref() {
+        Ok("1") => return true,
+        Ok("0") => return false,
+        _ => {}
+    }
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    has_hardware_virtualization(&cpuinfo) && std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok()
+}
+
+/// The `flags` of /proc/cpuinfo name vmx (Intel VT-x) or svm (AMD-V).
+fn has_hardware_virtualization(cpuinfo: &str) -> bool {
+    cpuinfo
+        .lines()
+        .filter_map(|line| line.strip_prefix("flags").and_then(|rest| rest.trim_start().strip_prefix(':')))
+        .any(|flags| flags.split_whitespace().any(|f| f == "vmx" || f == "svm"))
+}
+
+/// The accelerator for a guest that attaches BPF trampolines: KVM where it
+/// works, else single-threaded TCG.
+pub fn default_accel() -> &'static str {
+    if kvm_usable() { "kvm" } else { SAFE_TCG }
+}
 
 pub fn default_cache_dir() -> PathBuf {
     lockscope_trace::cache_dir().join("guest")
@@ -198,4 +226,20 @@ pub(crate) fn tail(console: &Path) -> String {
     let text = std::fs::read_to_string(console).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hardware_virtualization_is_read_from_the_cpu_flags() {
+        let intel = "processor\t: 0\nflags\t\t: fpu vme de pse vmx ssse3\nbugs\t\t: spectre_v1\n";
+        let amd = "flags\t\t: fpu svm lm\n";
+        let none = "flags\t\t: fpu vme hypervisor lm\nvmx flags\t: vnmi\n";
+        assert!(has_hardware_virtualization(intel));
+        assert!(has_hardware_virtualization(amd));
+        assert!(!has_hardware_virtualization(none));
+        assert!(!has_hardware_virtualization(""));
+    }
 }

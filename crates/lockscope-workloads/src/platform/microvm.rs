@@ -10,7 +10,7 @@
 //! part of what is recorded.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,10 +41,10 @@ pub fn availability(env: &Env) -> Availability {
     Availability { usable: true, detail: format!("{qemu} ({}; {kernel}{firecracker})", accel().1) }
 }
 
-/// KVM only where a guest really runs under it; here /dev/kvm may exist
-/// without hardware virtualization, so TCG unless asked (LOCKSCOPE_KVM=1).
+/// KVM where a guest really runs under it, else TCG (multi-threaded: no BPF
+/// trampolines are attached inside a microVM).
 fn accel() -> (&'static str, &'static str) {
-    if std::env::var_os("LOCKSCOPE_KVM").is_some_and(|v| v == "1") && Path::new("/dev/kvm").exists() {
+    if crate::guest::kvm_usable() {
         ("kvm", "KVM")
     } else {
         ("tcg", "software emulation (TCG)")
