@@ -24,6 +24,8 @@ pub struct Settings<'a> {
     pub lock_classes: &'a [LockClass],
     /// 0: no stacks (acquire mode).
     pub stack_depth: u32,
+    /// Acquire mode: probe the unlock functions (hold times).
+    pub hold_times: bool,
 }
 
 /// The maps every recorder has (see src/bpf/workloads.bpf.h).
@@ -275,7 +277,9 @@ fn load_acquire_with<'obj>(
         let (Some(function), Some(f)) = (target_of(&section), Family::of(&section)) else {
             continue; // fork/exit tracking
         };
-        let wanted = f == family && class_of(function).is_none_or(|c| s.lock_classes.contains(&c));
+        let name = prog.name().to_string_lossy();
+        let unlock = name.starts_with("lks_r_") || name.starts_with("lks_kr_");
+        let wanted = f == family && class_of(function).is_none_or(|c| s.lock_classes.contains(&c)) && (s.hold_times || !unlock);
         let present = btf.type_by_name::<Func>(function).is_some();
         prog.set_autoload(wanted && present);
         if wanted && present && (section.starts_with("fexit") || section.starts_with("kretprobe")) {
@@ -290,6 +294,7 @@ fn load_acquire_with<'obj>(
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         rodata.n_cgroup_targets = s.n_cgroups as u32;
         rodata.capture_stacks = s.stack_depth > 0;
+        rodata.track_holds = s.hold_times;
         if let Some((preempt_count, per_cpu_offset)) = preempt_count_symbols() {
             rodata.preempt_count_addr = preempt_count;
             rodata.per_cpu_offset_addr = per_cpu_offset;
@@ -333,6 +338,9 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
     let preempt_count_known = skel.maps.rodata_data.as_deref().is_some_and(|r| r.preempt_count_addr != 0);
     if preempt_count_known {
         notes.push("interrupt context read from the preempt count".into());
+    }
+    if !s.hold_times {
+        notes.push("recorded without hold times: the unlock functions were not probed".into());
     }
     if s.stack_depth == 0 {
         notes.push(match preempt_count_known {

@@ -94,6 +94,9 @@ pub struct RecordConfig {
     /// Frames of kernel stack recorded per acquisition (contention mode: per
     /// wait); 0 records none (acquire mode only: cheaper, no call sites).
     pub stack_depth: u32,
+    /// Acquire mode: probe the unlock functions too, for hold times (each
+    /// release then costs a probe run as well).
+    pub hold_times: bool,
     pub workloads: Vec<WorkloadSpec>,
     pub duration: Option<Duration>,
     /// Capacity of the in-kernel aggregation map.
@@ -184,6 +187,7 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut(&Progress)) -> Result
         n_cgroups: cgroups_v2.len(),
         lock_classes: &cfg.lock_classes,
         stack_depth: cfg.stack_depth,
+        hold_times: cfg.hold_times,
     };
     // The skeletons must outlive the Kernel view borrowed from them.
     let mut acquire_objects = [MaybeUninit::uninit(), MaybeUninit::uninit()];

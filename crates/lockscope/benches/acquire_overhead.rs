@@ -1,6 +1,8 @@
 //! What acquire mode costs, measured inside Debian's 6.1 kernel under qemu
 //! (`lockscope guest`): the file-create and mmap workloads untraced, under
-//! `record --mode acquire --no-stacks`, with 8-frame and with full stacks; and the cost of one
+//! `record --mode acquire --no-stacks --no-hold` (one probe run per
+//! acquisition, none per release), `--no-stacks`, with 8-frame and with full
+//! stacks, and with full stacks but no unlock probes; and the cost of one
 //! traced acquisition. Under TCG all code is emulated, so the ratios are what
 //! carries over to hardware, not the absolute figures.
 //!
@@ -49,7 +51,13 @@ fn main() {
     for name in ["file-create", "mmap"] {
         let base = throughput(&out.path().join(format!("{name}-untraced.json")))["ops_per_sec"].as_f64().unwrap();
         println!("{:<12} {:<24} {:>12.0} {:>9} {:>14} {:>16}", name, "untraced", base, "-", "-", "-");
-        for (config, label) in [("acquire", "acquire, no stacks"), ("shallow", "acquire, 8-frame stacks"), ("stacks", "acquire with stacks")] {
+        for (config, label) in [
+            ("nohold", "acquire, no stacks/hold"),
+            ("acquire", "acquire, no stacks"),
+            ("shallow", "acquire, 8-frame stacks"),
+            ("stacks", "acquire with stacks"),
+            ("stacks-nohold", "stacks, no hold"),
+        ] {
             let run = throughput(&out.path().join(format!("{name}-{config}.json")));
             let ops = run["ops"].as_f64().unwrap();
             let rate = run["ops_per_sec"].as_f64().unwrap();

@@ -45,6 +45,10 @@ pub struct Args {
     #[arg(long = "max-stack", value_name = "FRAMES", default_value_t = lockscope_bpf::DEFAULT_STACK_DEPTH,
           value_parser = clap::value_parser!(u32).range(1..=lockscope_bpf::MAX_STACK_DEPTH as i64))]
     stack_depth: u32,
+    /// Acquire mode: do not probe the unlock functions (no hold times; each
+    /// release no longer costs a probe run).
+    #[arg(long)]
+    no_hold: bool,
     /// Kernel hook: auto prefers the cheapest the kernel allows. Contention
     /// mode: tp_btf (BTF-typed tracepoints), else tracepoint. Acquire mode:
     /// fentry (BPF trampolines), else kprobe. Name one to insist on it.
@@ -212,6 +216,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             })
             .collect(),
         stack_depth: if args.no_stacks { 0 } else { args.stack_depth },
+        hold_times: !args.no_hold,
         workloads: specs,
         duration: args.duration,
         max_records: args.max_records,

@@ -98,6 +98,7 @@ impl Recording {
             hook: lockscope_bpf::HookRequest::Auto,
             lock_classes: lockscope_bpf::LockClass::ALL.to_vec(),
             stack_depth: lockscope_bpf::DEFAULT_STACK_DEPTH,
+            hold_times: true,
             workloads: vec![],
             duration: None,
             max_records: lockscope_bpf::DEFAULT_MAX_RECORDS,

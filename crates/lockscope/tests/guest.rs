@@ -78,6 +78,20 @@ fn the_kprobe_fallback_sees_the_same_private_pipe_mutexes() {
 }
 
 #[test]
+fn without_unlock_probes_the_same_mutexes_have_no_hold_time() {
+    let r = report("nohold-pipes");
+    assert_private_pipe_mutexes(&r);
+    let meta: Value =
+        serde_json::from_slice(&std::fs::read(guest_out().join("nohold-pipes/trace.json")).unwrap()).unwrap();
+    let attached: Vec<&str> = meta["attached"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
+    assert!(attached.contains(&"mutex_lock") && !attached.contains(&"mutex_unlock"), "{attached:?}");
+    let holds: u64 = locks(&r).iter().flat_map(|l| l["uses"].as_array().unwrap()).map(|u| u["hold_total_ns"].as_u64().unwrap()).sum();
+    assert_eq!(holds, 0);
+    // Nothing waits for a release that is not probed.
+    assert_eq!(r["counters"]["nesting_overflow"], 0, "{}", r["counters"]);
+}
+
+#[test]
 fn shallow_stacks_keep_the_call_sites() {
     let r = report("pipes-shallow");
     assert_private_pipe_mutexes(&r);

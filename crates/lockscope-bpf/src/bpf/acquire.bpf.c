@@ -21,6 +21,8 @@
 
 /* Set by user space before load. */
 const volatile bool capture_stacks = true;
+/* Off when the unlock functions are not probed: nothing would release a slot. */
+const volatile bool track_holds = true;
 /* Where the preempt count is: its per-CPU offset and the per-CPU offsets
  * array, from kallsyms; 0 when unknown (user space then reads interrupt
  * context from the stack). */
@@ -188,6 +190,8 @@ static __always_inline int record_acquire(void *ctx, u64 lock, u64 ret, u32 flag
 	if (!v->count)
 		remember_address(lock);
 	__sync_fetch_and_add(&v->count, 1);
+	if (!track_holds)
+		return 0;
 
 	struct held_state *hs = bpf_task_storage_get(&held, bpf_get_current_task_btf(), 0,
 						     BPF_LOCAL_STORAGE_GET_F_CREATE);

@@ -42,3 +42,8 @@ bpftool prog show > /out/progs-after-record.txt
 $L record --mode acquire --hook kprobe --locks mutex -o /out/kprobe-pipes \
   --run a="$W pipe --duration 2s" --run b="$W pipe --duration 2s"
 $L report /out/kprobe-pipes --format json --top 5 > /out/kprobe-pipes.json
+
+# Without the unlock probes: the same private pipe mutexes, no hold times.
+$L record --mode acquire --no-hold --locks mutex -o /out/nohold-pipes \
+  --run a="$W pipe --duration 2s" --run b="$W pipe --duration 2s"
+$L report /out/nohold-pipes --format json --top 5 > /out/nohold-pipes.json
