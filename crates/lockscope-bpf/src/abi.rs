@@ -37,6 +37,13 @@ pub fn u64_at(b: &[u8], off: usize) -> u64 {
 
 /// `LKS_F_INTERRUPT`: the BPF side saw the acquisition in interrupt context.
 pub const FLAG_INTERRUPT: u32 = 1 << 16;
+/// `LKS_F_SAMPLE`: the entry counts a sampled stack (see sampling.rs).
+pub const FLAG_SAMPLE: u32 = 1 << 17;
+
+/// Whether an aggregation map key is a sampled stack's.
+pub fn is_sample(key: &[u8]) -> bool {
+    u32_at(key, 16) & FLAG_SAMPLE != 0
+}
 
 /// A record from an aggregation map entry: `struct agg_key` and `struct agg_val`.
 pub fn record(key: &[u8], value: &[u8]) -> LockRecord {
@@ -45,7 +52,7 @@ pub fn record(key: &[u8], value: &[u8]) -> LockRecord {
         workload: u32_at(key, 0),
         tgid: u32_at(key, 4),
         lock_addr: u64_at(key, 8),
-        flags: u32_at(key, 16) & !FLAG_INTERRUPT,
+        flags: u32_at(key, 16) & !(FLAG_INTERRUPT | FLAG_SAMPLE),
         stack_id: u32_at(key, 20) as i32,
         generation: u32_at(key, 24),
         count: u64_at(value, 0),

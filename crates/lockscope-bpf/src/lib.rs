@@ -7,6 +7,7 @@ mod loader;
 pub mod privileges;
 pub mod probe;
 pub mod recorder;
+mod sampling;
 
 // Process launching and /proc reading live with the workloads; the recorder uses them.
 pub use lockscope_workloads::{launch, procfs};

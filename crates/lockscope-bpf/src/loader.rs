@@ -26,6 +26,8 @@ pub struct Settings<'a> {
     pub stack_depth: u32,
     /// Acquire mode: probe the unlock functions (hold times).
     pub hold_times: bool,
+    /// Acquire mode: one stack in N after a lock's first few (1: every one).
+    pub stack_sample: u32,
 }
 
 /// The maps every recorder has (see src/bpf/workloads.bpf.h).
@@ -295,6 +297,7 @@ fn load_acquire_with<'obj>(
         rodata.n_cgroup_targets = s.n_cgroups as u32;
         rodata.capture_stacks = s.stack_depth > 0;
         rodata.track_holds = s.hold_times;
+        rodata.stack_sample_every = if s.stack_sample > 1 { s.stack_sample } else { 0 };
         if let Some((preempt_count, per_cpu_offset)) = preempt_count_symbols() {
             rodata.preempt_count_addr = preempt_count;
             rodata.per_cpu_offset_addr = per_cpu_offset;
@@ -338,6 +341,13 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
     let preempt_count_known = skel.maps.rodata_data.as_deref().is_some_and(|r| r.preempt_count_addr != 0);
     if preempt_count_known {
         notes.push("interrupt context read from the preempt count".into());
+    }
+    if s.stack_depth > 0 && s.stack_sample > 1 {
+        notes.push(format!(
+            "stacks sampled: each of a lock's first 16 acquisitions by a process, then one in {}; \
+             counts per lock are exact, counts per call site are shared out in proportion to the samples",
+            s.stack_sample
+        ));
     }
     if !s.hold_times {
         notes.push("recorded without hold times: the unlock functions were not probed".into());

@@ -16,6 +16,7 @@ use lockscope_trace::{
 };
 
 use crate::abi::{self, NR_COUNTERS};
+use crate::sampling;
 use crate::loader::{self, Kernel};
 use lockscope_workloads::platform::{Env, HostInstance, Instance, InstanceSpec, PlatformError, PlatformKind};
 use crate::privileges::Privileges;
@@ -25,7 +26,9 @@ const MAX_WORKLOADS: usize = 63; // ids 1..=63 index the 64-entry irq_counts arr
 const MAX_CGROUP_TARGETS: usize = 16;
 const TICK: Duration = Duration::from_millis(100);
 /// Capacity of the in-kernel aggregation map unless asked otherwise.
-pub const DEFAULT_MAX_RECORDS: u32 = 65536;
+/// Acquire mode makes many: every freed object's locks start new records, and
+/// two 3 s file-churn workloads made 57,000 (~36 MB preallocated).
+pub const DEFAULT_MAX_RECORDS: u32 = 262_144;
 /// Frames kept per kernel stack unless asked otherwise.
 pub const DEFAULT_STACK_DEPTH: u32 = 64;
 /// The most a kernel stack can hold (the kernel's default perf_event_max_stack).
@@ -97,6 +100,10 @@ pub struct RecordConfig {
     /// Acquire mode: probe the unlock functions too, for hold times (each
     /// release then costs a probe run as well).
     pub hold_times: bool,
+    /// Acquire mode: 1 records a stack per acquisition; N > 1, a stack for
+    /// each of a lock's first 16 acquisitions by a process and then one in
+    /// N, with the exact counts shared out over them (cheaper on hot locks).
+    pub stack_sample: u32,
     pub workloads: Vec<WorkloadSpec>,
     pub duration: Option<Duration>,
     /// Capacity of the in-kernel aggregation map.
@@ -188,6 +195,7 @@ pub fn record(cfg: &RecordConfig, mut progress: impl FnMut(&Progress)) -> Result
         lock_classes: &cfg.lock_classes,
         stack_depth: cfg.stack_depth,
         hold_times: cfg.hold_times,
+        stack_sample: cfg.stack_sample,
     };
     // The skeletons must outlive the Kernel view borrowed from them.
     let mut acquire_objects = [MaybeUninit::uninit(), MaybeUninit::uninit()];
@@ -538,10 +546,16 @@ fn collect(
     end_reason: EndReason,
 ) -> Result<Trace, RecordError> {
     let maps = &k.maps;
-    let mut records = Vec::new();
+    let (mut records, mut samples) = (Vec::new(), Vec::new());
     for key in maps.aggregates.keys() {
         let Some(value) = maps.aggregates.lookup(&key, MapFlags::ANY)? else { continue };
-        records.push(abi::record(&key, &value));
+        match abi::is_sample(&key) {
+            true => samples.push(abi::record(&key, &value)),
+            false => records.push(abi::record(&key, &value)),
+        }
+    }
+    if !samples.is_empty() {
+        records = sampling::apportion(records, samples);
     }
     records.sort_by_key(|r| (r.workload, r.tgid, r.lock_addr, r.generation, r.flags, r.stack_id, r.in_interrupt));
 

@@ -2,7 +2,8 @@
 //! (`lockscope guest`): the file-create and mmap workloads untraced, under
 //! `record --mode acquire --no-stacks --no-hold` (one probe run per
 //! acquisition, none per release), `--no-stacks`, with 8-frame and with full
-//! stacks, and with full stacks but no unlock probes; and the cost of one
+//! stacks, with one stack in 64 sampled (`--stack-sample 64`), and with full
+//! stacks but no unlock probes; and the cost of one
 //! traced acquisition. Under TCG all code is emulated, so the ratios are what
 //! carries over to hardware, not the absolute figures.
 //!
@@ -56,6 +57,7 @@ fn main() {
             ("acquire", "acquire, no stacks"),
             ("shallow", "acquire, 8-frame stacks"),
             ("stacks", "acquire with stacks"),
+            ("sampled", "stacks, 1 in 64 sampled"),
             ("stacks-nohold", "stacks, no hold"),
         ] {
             let run = throughput(&out.path().join(format!("{name}-{config}.json")));

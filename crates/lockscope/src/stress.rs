@@ -99,6 +99,7 @@ impl Recording {
             lock_classes: lockscope_bpf::LockClass::ALL.to_vec(),
             stack_depth: lockscope_bpf::DEFAULT_STACK_DEPTH,
             hold_times: true,
+            stack_sample: 1,
             workloads: vec![],
             duration: None,
             max_records: lockscope_bpf::DEFAULT_MAX_RECORDS,

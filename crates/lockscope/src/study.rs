@@ -252,6 +252,7 @@ fn record_step(args: &Args, env: &Env, workload: &str, platform: PlatformKind, p
         lock_classes: LockClass::ALL.to_vec(),
         stack_depth: lockscope_bpf::DEFAULT_STACK_DEPTH,
         hold_times: true,
+        stack_sample: 1,
         workloads: vec![spec("a", 0), spec("b", 1)],
         // The instances end the recording; this only bounds a stuck one.
         duration: Some(args.duration * 3 + Duration::from_secs(120)),

@@ -162,6 +162,33 @@ fn a_freed_inode_reused_by_the_other_workload_is_a_new_lock() {
     assert!(generations.len() > 1, "inode addresses were reused: several generations");
 }
 
+/// With one stack in 64 after a lock's first 16 acquisitions, every lock
+/// still has its call sites, their counts add up to the lock's exact count,
+/// and the file-system-wide locks are still found shared.
+#[test]
+fn sampled_stacks_keep_every_lock_and_its_exact_count() {
+    let r = full_report("files-sampled");
+    let notes = r["notes"].as_array().unwrap();
+    assert!(notes.iter().any(|n| n.as_str().unwrap().starts_with("stacks sampled")), "{notes:#?}");
+    assert_eq!(r["counters"]["map_full"], 0, "the stackless and the sampled records fit");
+    let all = locks(&r);
+    let mut without_site = 0;
+    for l in all {
+        let sites = l["call_sites"].as_array().unwrap();
+        let by_site: u64 = sites.iter().map(|c| c["acquisitions"].as_u64().unwrap()).sum();
+        assert_eq!(by_site, l["acquisitions"].as_u64().unwrap(), "call sites do not add up: {l:#}");
+        if sites.iter().all(|c| c["frames"].as_array().unwrap().is_empty()) {
+            without_site += l["acquisitions"].as_u64().unwrap();
+        }
+    }
+    let total: u64 = all.iter().map(|l| l["acquisitions"].as_u64().unwrap()).sum();
+    assert!(without_site * 100 <= total, "{without_site} of {total} acquisitions have no stack");
+    let hot = all.iter().map(|l| l["acquisitions"].as_u64().unwrap()).max().unwrap();
+    assert!(hot > 1000, "a hot lock was sampled: {hot} acquisitions");
+    let shared: Vec<&Value> = all.iter().filter(|l| l["shared"] == true).collect();
+    assert!(shared.iter().any(|l| global(l) == "inode_hash_lock"), "inode_hash_lock not shared");
+}
+
 /// Every lock of a guest trace, reported on the host.
 fn full_report(name: &str) -> Value {
     let trace = guest_out().join(name);

@@ -23,6 +23,12 @@
 const volatile bool capture_stacks = true;
 /* Off when the unlock functions are not probed: nothing would release a slot. */
 const volatile bool track_holds = true;
+/* 0: a stack per acquisition. N: exact counts go to the lock's stackless
+ * aggregate, and a stack is recorded (in an LKS_F_SAMPLE aggregate) for the
+ * first STACK_SAMPLE_FIRST acquisitions of a lock by a process, then for one
+ * in N; user space apportions the exact counts over the sampled stacks. */
+const volatile u32 stack_sample_every = 0;
+#define STACK_SAMPLE_FIRST 16
 /* Where the preempt count is: its per-CPU offset and the per-CPU offsets
  * array, from kallsyms; 0 when unknown (user space then reads interrupt
  * context from the stack). */
@@ -160,6 +166,17 @@ enum outcome {
 	ZERO_OK,    /* interruptible/killable: 0 when acquired */
 };
 
+/* One sampled stack of the acquisition `key` counts. */
+static __always_inline void record_sample(void *ctx, const struct agg_key *key, u64 now)
+{
+	struct agg_key sample = *key;
+	sample.flags |= LKS_F_SAMPLE;
+	sample.stack_id = capture_stack(ctx);
+	struct agg_val *v = agg_entry(&sample, now);
+	if (v)
+		__sync_fetch_and_add(&v->count, 1);
+}
+
 static __always_inline int record_acquire(void *ctx, u64 lock, u64 ret, u32 flags, enum outcome outcome)
 {
 	u32 workload = current_workload();
@@ -176,7 +193,7 @@ static __always_inline int record_acquire(void *ctx, u64 lock, u64 ret, u32 flag
 		.tgid = bpf_get_current_pid_tgid() >> 32,
 		.lock = lock,
 		.flags = flags,
-		.stack_id = capture_stacks ? capture_stack(ctx) : -1,
+		.stack_id = capture_stacks && !stack_sample_every ? capture_stack(ctx) : -1,
 		.generation = generation_of(lock),
 	};
 	struct agg_val *v = agg_entry(&key, now);
@@ -186,10 +203,14 @@ static __always_inline int record_acquire(void *ctx, u64 lock, u64 ret, u32 flag
 		__sync_fetch_and_add(&v->failed, 1);
 		return 0;
 	}
+	u64 before = v->count;
 	/* A new aggregate: maybe the first acquisition of this address. */
-	if (!v->count)
+	if (!before)
 		remember_address(lock);
 	__sync_fetch_and_add(&v->count, 1);
+	if (capture_stacks && stack_sample_every &&
+	    (before < STACK_SAMPLE_FIRST || (before - STACK_SAMPLE_FIRST) % stack_sample_every == 0))
+		record_sample(ctx, &key, now);
 	if (!track_holds)
 		return 0;
 

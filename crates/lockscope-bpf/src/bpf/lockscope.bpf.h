@@ -53,6 +53,8 @@ struct task_struct {
 #define LCB_F_MUTEX (1U << 5)
 /* lockscope's own: acquired in interrupt context (hard IRQ, NMI, softirq). */
 #define LKS_F_INTERRUPT (1U << 16)
+/* lockscope's own: a sampled stack's count, apportioned by user space. */
+#define LKS_F_SAMPLE (1U << 17)
 
 /* Counters in the per-CPU `counters` array; keep in step with abi.rs. */
 enum counter {

@@ -25,6 +25,11 @@ $L record --mode acquire -o /out/files \
   --run b="$W file-churn --dir /mnt/disk/b --files 200 --duration 3s"
 $L report /out/files --format json --top 10 > /out/files.json
 
+# The same with sampled stacks: exact counts per lock, shared out over the sampled call sites.
+$L record --mode acquire --stack-sample 64 -o /out/files-sampled \
+  --run a="$W file-churn --dir /mnt/disk/a2 --files 200 --duration 3s" \
+  --run b="$W file-churn --dir /mnt/disk/b2 --files 200 --duration 3s"
+
 # Page allocation churn.
 $L record --mode acquire --locks spinlock -o /out/mem \
   --run a="$W mem --size 1m --total 64m --duration 3s" \
