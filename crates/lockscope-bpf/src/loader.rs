@@ -13,6 +13,7 @@ use lockscope_trace::Mode;
 use crate::acquire_skel::{AcquireSkel, AcquireSkelBuilder};
 use crate::contention_skel::{ContentionSkel, ContentionSkelBuilder};
 use crate::libbpf_log;
+use crate::sampling;
 use crate::procfs;
 use crate::recorder::{HookRequest, LockClass, RecordError, DEFAULT_STACK_DEPTH};
 
@@ -298,6 +299,7 @@ fn load_acquire_with<'obj>(
         rodata.capture_stacks = s.stack_depth > 0;
         rodata.track_holds = s.hold_times;
         rodata.stack_sample_every = if s.stack_sample > 1 { s.stack_sample } else { 0 };
+        rodata.stack_sample_first = sampling::FIRST_STACKS;
         if let Some((preempt_count, per_cpu_offset)) = preempt_count_symbols() {
             rodata.preempt_count_addr = preempt_count;
             rodata.per_cpu_offset_addr = per_cpu_offset;
@@ -344,9 +346,9 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
     }
     if s.stack_depth > 0 && s.stack_sample > 1 {
         notes.push(format!(
-            "stacks sampled: each of a lock's first 16 acquisitions by a process, then one in {}; \
+            "stacks sampled: each of a lock's first {} acquisitions by a process, then one in {}; \
              counts per lock are exact, counts per call site are shared out in proportion to the samples",
-            s.stack_sample
+            sampling::FIRST_STACKS, s.stack_sample
         ));
     }
     if !s.hold_times {

@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 
 use lockscope_trace::LockRecord;
 
+/// Acquisitions of a lock by a process whose stacks are all recorded before
+/// sampling begins: locks taken a few times keep every call site.
+pub const FIRST_STACKS: u32 = 16;
+
 /// What identifies a lock use apart from its stack.
 type UseKey = (u32, u32, u64, u32, u32, bool);
 

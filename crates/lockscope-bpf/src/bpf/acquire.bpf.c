@@ -25,10 +25,10 @@ const volatile bool capture_stacks = true;
 const volatile bool track_holds = true;
 /* 0: a stack per acquisition. N: exact counts go to the lock's stackless
  * aggregate, and a stack is recorded (in an LKS_F_SAMPLE aggregate) for the
- * first STACK_SAMPLE_FIRST acquisitions of a lock by a process, then for one
+ * first stack_sample_first acquisitions of a lock by a process, then for one
  * in N; user space apportions the exact counts over the sampled stacks. */
 const volatile u32 stack_sample_every = 0;
-#define STACK_SAMPLE_FIRST 16
+const volatile u32 stack_sample_first = 0;
 /* Where the preempt count is: its per-CPU offset and the per-CPU offsets
  * array, from kallsyms; 0 when unknown (user space then reads interrupt
  * context from the stack). */
@@ -209,7 +209,7 @@ static __always_inline int record_acquire(void *ctx, u64 lock, u64 ret, u32 flag
 		remember_address(lock);
 	__sync_fetch_and_add(&v->count, 1);
 	if (capture_stacks && stack_sample_every &&
-	    (before < STACK_SAMPLE_FIRST || (before - STACK_SAMPLE_FIRST) % stack_sample_every == 0))
+	    (before < stack_sample_first || (before - stack_sample_first) % stack_sample_every == 0))
 		record_sample(ctx, &key, now);
 	if (!track_holds)
 		return 0;
