@@ -1,0 +1,164 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* The lives of the locks acquire mode sees: a lock address gets a new
+ * generation when it is initialised again or when the slab object holding it
+ * is freed, so a reused address is not taken for the lock it replaced. */
+#ifndef LOCKSCOPE_LIFETIMES_BPF_H
+#define LOCKSCOPE_LIFETIMES_BPF_H
+
+#include "workloads.bpf.h"
+
+/* Re-initialisations seen per lock address; LRU so it never fills. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, u64);
+	__type(value, u32);
+} generations SEC(".maps");
+
+static __always_inline u32 generation_of(u64 lock)
+{
+	u32 *g = bpf_map_lookup_elem(&generations, &lock);
+	return g ? *g : 0;
+}
+
+/* The addresses of the locks acquired, by page: bit i of a page's slots is
+ * the 4-byte slot at offset 4 * i (a spinlock_t may sit at any 4-byte
+ * boundary). Freeing an object walks the slots it covers. LRU: an evicted
+ * page only means a later free of it is not seen. */
+#define PAGE_SHIFT 12
+#define SLOT_SHIFT 2
+#define SLOTS_PER_PAGE (1 << (PAGE_SHIFT - SLOT_SHIFT))
+#define SLOT_WORDS (SLOTS_PER_PAGE / 64)
+
+struct lock_slots {
+	u64 word[SLOT_WORDS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, u64);
+	__type(value, struct lock_slots);
+} lock_pages SEC(".maps");
+
+static __always_inline void remember_address(u64 lock)
+{
+	u64 page = lock >> PAGE_SHIFT;
+	struct lock_slots *slots = bpf_map_lookup_elem(&lock_pages, &page);
+	if (!slots) {
+		struct lock_slots none = {};
+		bpf_map_update_elem(&lock_pages, &page, &none, BPF_NOEXIST);
+		slots = bpf_map_lookup_elem(&lock_pages, &page);
+		if (!slots)
+			return;
+	}
+	u32 slot = (lock & ((1 << PAGE_SHIFT) - 1)) >> SLOT_SHIFT;
+	u64 bit = 1ULL << (slot & 63);
+	u64 *word = &slots->word[(slot >> 6) & (SLOT_WORDS - 1)];
+	if (!(*word & bit))
+		__sync_fetch_and_or(word, bit);
+}
+
+/* A new lock at an address: later acquisitions belong to a new generation. */
+static __always_inline int record_init(u64 lock)
+{
+	u32 *g = bpf_map_lookup_elem(&generations, &lock);
+	if (g) {
+		__sync_fetch_and_add(g, 1);
+	} else {
+		u32 first = 1;
+		bpf_map_update_elem(&generations, &lock, &first, BPF_NOEXIST);
+	}
+	return 0;
+}
+
+struct kmem_cache {
+	unsigned int object_size;
+} __attribute__((preserve_access_index));
+
+/* Objects larger than this are walked only this far. */
+#define MAX_FREED_PAGES 4
+
+/* One word of a freed range's slots, for retire_slot. */
+struct freed_word {
+	u64 page;
+	u64 bits;
+	u32 word;
+};
+
+static long retire_slot(u32 bit, struct freed_word *w)
+{
+	if (!(w->bits & (1ULL << (bit & 63))))
+		return 0;
+	u64 slot = w->word * 64 + (bit & 63);
+	record_init((w->page << PAGE_SHIFT) | (slot << SLOT_SHIFT));
+	count(C_FREED_LOCKS);
+	return 0;
+}
+
+/* A freed object's range, for retire_page. */
+struct freed_range {
+	u64 first_page;
+	u64 object;
+	u64 end;
+};
+
+/* One page of it, for retire_word: the page's slots [lo, hi) are inside. */
+struct freed_page {
+	u64 page;
+	u32 lo;
+	u32 hi;
+	struct lock_slots slots;
+};
+
+static long retire_word(u32 word, struct freed_page *p)
+{
+	u32 from = (word & (SLOT_WORDS - 1)) * 64, to = from + 64;
+	if (to <= p->lo || from >= p->hi)
+		return 0;
+	u64 bits = p->slots.word[word & (SLOT_WORDS - 1)];
+	if (p->lo > from)
+		bits &= ~0ULL << ((p->lo - from) & 63);
+	if (p->hi < to)
+		bits &= ~0ULL >> ((to - p->hi) & 63);
+	if (bits) {
+		struct freed_word w = { .page = p->page, .bits = bits, .word = word & (SLOT_WORDS - 1) };
+		bpf_loop(64, retire_slot, &w, 0);
+	}
+	return 0;
+}
+
+/* The locks of page first_page + i inside the freed range end; 1 (stop)
+ * past its end. */
+static long retire_page(u32 i, struct freed_range *r)
+{
+	struct freed_page p = { .page = r->first_page + i };
+	if (p.page << PAGE_SHIFT >= r->end)
+		return 1;
+	struct lock_slots *slots = bpf_map_lookup_elem(&lock_pages, &p.page);
+	if (!slots)
+		return 0;
+	p.slots = *slots;
+	p.lo = p.page == r->first_page ? (r->object & ((1 << PAGE_SHIFT) - 1)) >> SLOT_SHIFT : 0;
+	p.hi = (r->end >> PAGE_SHIFT) == p.page ? (r->end & ((1 << PAGE_SHIFT) - 1)) >> SLOT_SHIFT : SLOTS_PER_PAGE;
+	bpf_loop(SLOT_WORDS, retire_word, &p, 0);
+	return 0;
+}
+
+/* The slab object [object, object + size) is freed: every lock acquired
+ * inside it ends, and its address starts a new generation. */
+static __always_inline int record_free(u64 object, u32 size)
+{
+	if (!object || !size)
+		return 0;
+	struct freed_range r = { .first_page = object >> PAGE_SHIFT, .object = object, .end = object + size };
+	bpf_loop(MAX_FREED_PAGES + 1, retire_page, &r, 0);
+	return 0;
+}
+
+static __always_inline u32 object_size_of(struct kmem_cache *cache)
+{
+	return cache ? BPF_CORE_READ(cache, object_size) : 0;
+}
+
+#endif
