@@ -3,12 +3,12 @@
 use lockscope_trace::{Counters, LockRecord};
 
 /// Indices of the per-CPU `counters` array, in the order of `enum counter`.
-pub const NR_COUNTERS: u32 = 11;
+pub const NR_COUNTERS: u32 = 12;
 
 /// The kernel's counters, summed over CPUs, indexed as in the C enum. The
 /// counters user space computes (interrupt context, recursion) start at zero.
 pub fn counters_from(values: &[u64; NR_COUNTERS as usize]) -> Counters {
-    let [events, map_full, map_busy, stack_collisions, stack_errors, state_busy, nesting_overflow, unmatched_end, track_full, reentered, freed_locks] =
+    let [events, map_full, map_busy, stack_collisions, stack_errors, state_busy, nesting_overflow, unmatched_end, track_full, reentered, freed_locks, unsized_frees] =
         *values;
     Counters {
         events,
@@ -23,6 +23,7 @@ pub fn counters_from(values: &[u64; NR_COUNTERS as usize]) -> Counters {
         track_full,
         reentered,
         freed_locks,
+        unsized_frees,
         recursion_misses: 0,
     }
 }

@@ -182,7 +182,7 @@ pub fn attach_contention<'a>(skel: &'a ContentionSkel<'a>) -> Result<Kernel<'a>,
 /// functions that begin or end a lock's life (initialisation, slab frees),
 /// which are always traced.
 fn class_of(function: &str) -> Option<LockClass> {
-    if (function.starts_with("__") && function.ends_with("_init")) || function.ends_with("kmem_cache_free") {
+    if (function.starts_with("__") && function.ends_with("_init")) || function.contains("kmem_cache_free") {
         None
     } else if function.starts_with("_raw_spin_") {
         Some(LockClass::Spinlock)
@@ -300,10 +300,16 @@ fn load_acquire_with<'obj>(
         rodata.track_holds = s.hold_times;
         rodata.stack_sample_every = if s.stack_sample > 1 { s.stack_sample } else { 0 };
         rodata.stack_sample_first = sampling::FIRST_STACKS;
-        if let Some((preempt_count, per_cpu_offset)) = preempt_count_symbols() {
+        // The preempt count (interrupt context without stacks), and the
+        // direct map and page array (the slab of a kfree_bulk'ed object).
+        let [preempt_count, per_cpu_offset, page_offset_base, vmemmap_base] =
+            data_symbols(["__preempt_count", "__per_cpu_offset", "page_offset_base", "vmemmap_base"]);
+        if per_cpu_offset != 0 {
             rodata.preempt_count_addr = preempt_count;
             rodata.per_cpu_offset_addr = per_cpu_offset;
         }
+        rodata.page_offset_base_addr = page_offset_base;
+        rodata.vmemmap_base_addr = vmemmap_base;
     }
     let what = match family {
         Family::Trampoline => "fentry/fexit programs refused",
@@ -326,7 +332,7 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
     let (links, fds) = attach_all(&progs)?;
     let mut notes = vec![];
     if !attached.iter().any(|f| f == "__raw_spin_lock_init") {
-        let frees: Vec<&str> = attached.iter().map(String::as_str).filter(|f| f.ends_with("kmem_cache_free")).collect();
+        let frees: Vec<&str> = attached.iter().map(String::as_str).filter(|f| f.contains("kmem_cache_free")).collect();
         notes.push(if frees.is_empty() {
             "spinlock and rwlock initialisation are not functions on this kernel (no CONFIG_DEBUG_SPINLOCK): \
              a reused spinlock address is not told apart from the lock it replaced"
@@ -335,8 +341,14 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
             format!(
                 "spinlock and rwlock initialisation are not functions on this kernel (no CONFIG_DEBUG_SPINLOCK): \
                  a lock address starts a new generation when the slab object holding it is freed ({}); \
-                 reuse after bulk or page frees is not told apart",
-                frees.join(", ")
+                 reuse after page frees is not told apart{}",
+                frees.join(", "),
+                match family {
+                    // The kernel runs one kprobe program at a time per CPU.
+                    Family::Kprobe => "; with kprobes, frees in an interrupt that lands inside another probe are \
+                                       skipped by the kernel, so many reuses are missed",
+                    Family::Trampoline => "",
+                }
             )
         });
     }
@@ -371,19 +383,19 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
     })
 }
 
-/// Where the preempt count is: `__preempt_count` (a per-CPU offset) and the
-/// `__per_cpu_offset` array, when kallsyms lists data symbols (KALLSYMS_ALL)
-/// and shows their addresses (root).
-fn preempt_count_symbols() -> Option<(u64, u64)> {
-    let kallsyms = std::fs::read_to_string("/proc/kallsyms").ok()?;
-    let address_of = |name: &str| {
-        kallsyms.lines().find_map(|line| {
-            let mut fields = line.split_whitespace();
-            let (address, _kind, symbol) = (fields.next()?, fields.next()?, fields.next()?);
-            (symbol == name).then(|| u64::from_str_radix(address, 16).ok()).flatten()
-        })
-    };
-    Some((address_of("__preempt_count")?, address_of("__per_cpu_offset").filter(|&a| a != 0)?))
+/// Addresses of kernel data symbols, where kallsyms lists them
+/// (KALLSYMS_ALL) and shows their addresses (root); 0 for the others.
+fn data_symbols<const N: usize>(names: [&str; N]) -> [u64; N] {
+    let mut found = [0u64; N];
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
+    for line in kallsyms.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(address), Some(_kind), Some(symbol)) = (fields.next(), fields.next(), fields.next()) else { continue };
+        if let Some(i) = names.iter().position(|&n| n == symbol) {
+            found[i] = u64::from_str_radix(address, 16).unwrap_or(0);
+        }
+    }
+    found
 }
 
 #[cfg(test)]
@@ -403,6 +415,7 @@ mod tests {
         assert_eq!(class_of("__raw_spin_lock_init"), None);
         assert_eq!(class_of("kmem_cache_free"), None);
         assert_eq!(class_of("__kmem_cache_free"), None);
+        assert_eq!(class_of("kmem_cache_free_bulk"), None);
         assert_eq!(target_of("fexit/_raw_spin_lock"), Some("_raw_spin_lock"));
     }
 }

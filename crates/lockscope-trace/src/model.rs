@@ -113,6 +113,10 @@ pub struct Counters {
     /// holding them was freed (acquire mode).
     #[serde(default)]
     pub freed_locks: u64,
+    /// Bulk-freed objects whose slab cache could not be found, so the locks
+    /// inside them kept their generation (acquire mode).
+    #[serde(default)]
+    pub unsized_frees: u64,
     /// Program runs the kernel skipped because a BPF program was already running on the CPU.
     pub recursion_misses: u64,
 }
@@ -131,7 +135,7 @@ impl Counters {
     }
 
     /// Every counter with its name, in a stable order, for display.
-    pub fn named(&self) -> [(&'static str, u64); 13] {
+    pub fn named(&self) -> [(&'static str, u64); 14] {
         [
             ("events", self.events),
             ("irq_filtered", self.irq_filtered),
@@ -145,6 +149,7 @@ impl Counters {
             ("track_full", self.track_full),
             ("reentered", self.reentered),
             ("freed_locks", self.freed_locks),
+            ("unsized_frees", self.unsized_frees),
             ("recursion_misses", self.recursion_misses),
         ]
     }

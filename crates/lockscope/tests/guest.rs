@@ -160,6 +160,10 @@ fn a_freed_inode_reused_by_the_other_workload_is_a_new_lock() {
     assert!(shared * 100 <= new_inode_locks.len(), "{shared} of {} new inodes' locks shared", new_inode_locks.len());
     let generations: std::collections::BTreeSet<u64> = new_inode_locks.iter().map(|l| l["generation"].as_u64().unwrap()).collect();
     assert!(generations.len() > 1, "inode addresses were reused: several generations");
+    // kfree_bulk gives no cache: each object's is read from its page.
+    let meta: Value = serde_json::from_slice(&std::fs::read(guest_out().join("files/trace.json")).unwrap()).unwrap();
+    assert!(meta["attached"].as_array().unwrap().iter().any(|f| f == "kmem_cache_free_bulk"));
+    assert_eq!(r["counters"]["unsized_frees"], 0, "every bulk-freed object's slab cache was found");
 }
 
 /// With one stack in 64 after a lock's first 16 acquisitions, every lock

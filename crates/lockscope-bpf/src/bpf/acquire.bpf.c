@@ -253,23 +253,33 @@ static __always_inline int on_init(u64 lock)
 	return GUARDED(record_init(lock));
 }
 
-/* Not skipped when another lockscope program is running on this CPU: RCU
- * callbacks free objects in the softirq of an interrupt that may land in one,
- * and a skipped free would let the next object at that address pass for the
- * same lock. The map updates it makes are safe there (hash maps detect
- * re-entry, their locks are taken with interrupts off); the guard is still
- * held meanwhile, so lock programs run by those updates are skipped. */
+/* Frees are not skipped when another lockscope program is running on this
+ * CPU: RCU callbacks free objects in the softirq of an interrupt that may
+ * land in one, and a skipped free would let the next object at that address
+ * pass for the same lock. The map updates they make are safe there (hash maps
+ * detect re-entry, their locks are taken with interrupts off); the guard is
+ * still held meanwhile, so lock programs run by those updates are skipped. */
+#define EVEN_IF_GUARDED(call)                                          \
+	({                                                             \
+		u32 _zero = 0;                                         \
+		u32 *_busy = bpf_map_lookup_elem(&cpu_busy, &_zero);   \
+		if (_busy) {                                           \
+			u32 _was_busy = *_busy;                        \
+			*_busy = 1;                                    \
+			call;                                          \
+			*_busy = _was_busy;                            \
+		}                                                      \
+		0;                                                     \
+	})
+
 static __always_inline int on_free(struct kmem_cache *cache, u64 object)
 {
-	u32 zero = 0;
-	u32 *busy = bpf_map_lookup_elem(&cpu_busy, &zero);
-	if (!busy)
-		return 0;
-	u32 was_busy = *busy;
-	*busy = 1;
-	record_free(object, object_size_of(cache));
-	*busy = was_busy;
-	return 0;
+	return EVEN_IF_GUARDED(record_free(object, object_size_of(cache)));
+}
+
+static __always_inline int on_bulk_free(struct kmem_cache *cache, u64 n, u64 objects)
+{
+	return EVEN_IF_GUARDED(record_bulk_free(cache, n, objects));
 }
 
 static __always_inline u64 arg0(u64 *ctx)
@@ -496,7 +506,23 @@ INIT(__raw_spin_lock_init)
 INIT(__rwlock_init)
 
 /* Slab frees: kmem_cache_free, and kfree's __kmem_cache_free (6.1; a kernel
- * without it frees kmalloc objects unseen). Bulk frees and page frees are not
- * walked. */
+ * without it frees kmalloc objects unseen), and bulk frees (kfree_rcu's
+ * batches, through kfree_bulk). Page frees are not walked. */
 FREE(kmem_cache_free)
 FREE(__kmem_cache_free)
+
+SEC("fentry/kmem_cache_free_bulk")
+int lks_f_kmem_cache_free_bulk(u64 *ctx)
+{
+	/* Read as numbers: the verifier refuses a direct load of a void ** argument. */
+	u64 cache = 0, n = 0, objects = 0;
+	bpf_get_func_arg(ctx, 0, &cache);
+	bpf_get_func_arg(ctx, 1, &n);
+	bpf_get_func_arg(ctx, 2, &objects);
+	return on_bulk_free((struct kmem_cache *)cache, n, objects);
+}
+SEC("kprobe/kmem_cache_free_bulk")
+int lks_kf_kmem_cache_free_bulk(struct pt_regs *regs)
+{
+	return on_bulk_free((struct kmem_cache *)regs->di, regs->si, regs->dx);
+}

@@ -161,4 +161,73 @@ static __always_inline u32 object_size_of(struct kmem_cache *cache)
 	return cache ? BPF_CORE_READ(cache, object_size) : 0;
 }
 
+/* Where the direct map and the struct page array begin (page_offset_base,
+ * vmemmap_base, randomised by KASLR): their addresses, from kallsyms; 0 when
+ * kallsyms does not list them. */
+const volatile u64 page_offset_base_addr = 0;
+const volatile u64 vmemmap_base_addr = 0;
+
+struct page {
+	unsigned long flags;
+	unsigned long compound_head;
+} __attribute__((preserve_access_index));
+
+struct slab {
+	struct kmem_cache *slab_cache;
+} __attribute__((preserve_access_index));
+
+enum pageflags { PG_slab = 0 };
+
+/* The slab cache an object was allocated from, read from its page (as the
+ * kernel's virt_to_slab does), or NULL when it is not a slab object. */
+static __always_inline struct kmem_cache *cache_of(u64 object)
+{
+	u64 direct_map = 0, pages = 0;
+	if (!page_offset_base_addr || !vmemmap_base_addr ||
+	    bpf_probe_read_kernel(&direct_map, sizeof(direct_map), (void *)page_offset_base_addr) ||
+	    bpf_probe_read_kernel(&pages, sizeof(pages), (void *)vmemmap_base_addr) || object < direct_map)
+		return NULL;
+	u64 page = pages + ((object - direct_map) >> PAGE_SHIFT) * bpf_core_type_size(struct page);
+	u64 head = BPF_CORE_READ((struct page *)page, compound_head);
+	if (head & 1)
+		page = head - 1;
+	u64 flags = BPF_CORE_READ((struct page *)page, flags);
+	if (!(flags & (1ULL << (bpf_core_enum_value(enum pageflags, PG_slab) & 63))))
+		return NULL;
+	return BPF_CORE_READ((struct slab *)page, slab_cache);
+}
+
+/* kmem_cache_free_bulk's objects, for free_one. */
+struct bulk_free {
+	struct kmem_cache *cache; /* NULL: each object's own (kfree_bulk) */
+	u64 objects;              /* void ** */
+	u64 n;
+};
+
+/* Bulk frees walked at most this far (kfree_rcu's batches are ~500). */
+#define MAX_BULK_FREE 1024
+
+static long free_one(u32 i, struct bulk_free *b)
+{
+	if (i >= b->n)
+		return 1;
+	u64 object = 0;
+	if (bpf_probe_read_kernel(&object, sizeof(object), (void *)(b->objects + i * sizeof(u64))))
+		return 0;
+	struct kmem_cache *cache = b->cache ? b->cache : cache_of(object);
+	if (!cache) {
+		count(C_UNSIZED_FREES);
+		return 0;
+	}
+	record_free(object, object_size_of(cache));
+	return 0;
+}
+
+static __always_inline int record_bulk_free(struct kmem_cache *cache, u64 n, u64 objects)
+{
+	struct bulk_free b = { .cache = cache, .objects = objects, .n = n };
+	bpf_loop(MAX_BULK_FREE, free_one, &b, 0);
+	return 0;
+}
+
 #endif

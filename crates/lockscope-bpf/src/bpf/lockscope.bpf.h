@@ -28,6 +28,7 @@ struct pt_regs {
 	unsigned long ax;
 	unsigned long di;
 	unsigned long si;
+	unsigned long dx;
 	unsigned long sp;
 } __attribute__((preserve_access_index));
 
@@ -69,6 +70,7 @@ enum counter {
 	C_TRACK_FULL,      /* forked child not tracked: tracked_tgids full */
 	C_REENTERED,       /* skipped: a lockscope program was already running on this CPU */
 	C_FREED_LOCKS,     /* lock addresses given a new generation by a slab free */
+	C_UNSIZED_FREES,   /* bulk-freed objects not walked: their slab cache was not found */
 	NR_COUNTERS,
 };
 
