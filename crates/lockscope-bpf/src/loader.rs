@@ -386,16 +386,7 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
 /// Addresses of kernel data symbols, where kallsyms lists them
 /// (KALLSYMS_ALL) and shows their addresses (root); 0 for the others.
 fn data_symbols<const N: usize>(names: [&str; N]) -> [u64; N] {
-    let mut found = [0u64; N];
-    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap_or_default();
-    for line in kallsyms.lines() {
-        let mut fields = line.split_whitespace();
-        let (Some(address), Some(_kind), Some(symbol)) = (fields.next(), fields.next(), fields.next()) else { continue };
-        if let Some(i) = names.iter().position(|&n| n == symbol) {
-            found[i] = u64::from_str_radix(address, 16).unwrap_or(0);
-        }
-    }
-    found
+    lockscope_trace::kallsyms::addresses_of(&std::fs::read_to_string("/proc/kallsyms").unwrap_or_default(), names)
 }
 
 #[cfg(test)]

@@ -37,18 +37,14 @@ impl SymbolTable {
         let mut symbols = Vec::new();
         let mut any_address = false;
         for line in text.lines() {
-            let mut fields = line.split_whitespace();
-            let (Some(addr), Some(ty), Some(name)) = (fields.next(), fields.next(), fields.next()) else {
-                continue;
-            };
-            let Ok(addr) = u64::from_str_radix(addr, 16) else { continue };
+            let Some((addr, ty, name, module)) = fields(line) else { continue };
             any_address |= addr != 0;
             let kind = match ty {
                 "t" | "T" | "w" | "W" => SymbolKind::Text,
                 "d" | "D" | "b" | "B" | "r" | "R" => SymbolKind::Data,
                 _ => continue, // absolute, undefined, ...
             };
-            let module = fields.next().map(|m| m.trim_matches(|c| c == '[' || c == ']').to_owned());
+            let module = module.map(|m| m.trim_matches(|c| c == '[' || c == ']').to_owned());
             symbols.push(Symbol { addr, size: 0, name: name.to_owned(), module, kind });
         }
         if !symbols.is_empty() && !any_address {
@@ -127,6 +123,25 @@ impl SymbolTable {
     }
 }
 
+/// One kallsyms line: `ADDR TYPE NAME [MODULE]`.
+fn fields(line: &str) -> Option<(u64, &str, &str, Option<&str>)> {
+    let mut fields = line.split_whitespace();
+    let (addr, ty, name) = (fields.next()?, fields.next()?, fields.next()?);
+    Some((u64::from_str_radix(addr, 16).ok()?, ty, name, fields.next()))
+}
+
+/// The addresses of `names` in kallsyms text (0 where absent), without
+/// building a table: for the few symbols a BPF program is told before load.
+pub fn addresses_of<const N: usize>(text: &str, names: [&str; N]) -> [u64; N] {
+    let mut found = [0u64; N];
+    for (addr, _, name, _) in text.lines().filter_map(fields) {
+        if let Some(i) = names.iter().position(|&n| n == name) {
+            found[i] = addr;
+        }
+    }
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,6 +155,11 @@ ffffffff82000040 b inode_hash_lock
 ffffffffc0000000 t ext4_create\t[ext4]
 ffffffffc0000100 t ext4_unlink\t[ext4]
 ";
+
+    #[test]
+    fn addresses_are_found_by_name() {
+        assert_eq!(addresses_of(TEXT, ["inode_hash_lock", "missing", "ext4_unlink"]), [0xffffffff82000040, 0, 0xffffffffc0000100]);
+    }
 
     #[test]
     fn resolves_frames_and_globals() {
