@@ -12,7 +12,8 @@ fn main() {
         let src = format!("src/bpf/{name}.bpf.c");
         SkeletonBuilder::new()
             .source(&src)
-            .clang_args(["-Wall", "-Wno-unused-function", multiarch.as_str()])
+            // -mcpu=v3: atomics that return the old value (the stack store's slot counter).
+            .clang_args(["-Wall", "-Wno-unused-function", "-mcpu=v3", multiarch.as_str()])
             .build_and_generate(out.join(format!("{name}.skel.rs")))
             .unwrap_or_else(|e| panic!("building {src}: {e:#}"));
         println!("cargo:rerun-if-changed={src}");

@@ -8,14 +8,14 @@ pub const NR_COUNTERS: u32 = 12;
 /// The kernel's counters, summed over CPUs, indexed as in the C enum. The
 /// counters user space computes (interrupt context, recursion) start at zero.
 pub fn counters_from(values: &[u64; NR_COUNTERS as usize]) -> Counters {
-    let [events, map_full, map_busy, stack_collisions, stack_errors, state_busy, nesting_overflow, unmatched_end, track_full, reentered, freed_locks, unsized_frees] =
+    let [events, map_full, map_busy, stacks_full, stack_errors, state_busy, nesting_overflow, unmatched_end, track_full, reentered, freed_locks, unsized_frees] =
         *values;
     Counters {
         events,
         irq_filtered: 0,
         map_full,
         map_busy,
-        stack_collisions,
+        stacks_full,
         stack_errors,
         state_busy,
         nesting_overflow,

@@ -156,6 +156,7 @@ fn load_contention_with<'obj>(
     open.maps.stacks.set_value_size(depth * 8).map_err(|e| e.to_string())?;
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         rodata.n_cgroup_targets = s.n_cgroups as u32;
+        rodata.stack_depth = depth;
     }
     open.load().map_err(libbpf_log::explain)
 }
@@ -296,6 +297,7 @@ fn load_acquire_with<'obj>(
     open.maps.stacks.set_value_size(s.stack_depth.max(1) * 8).map_err(|e| e.to_string())?;
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         rodata.n_cgroup_targets = s.n_cgroups as u32;
+        rodata.stack_depth = s.stack_depth.max(1);
         rodata.capture_stacks = s.stack_depth > 0;
         rodata.track_holds = s.hold_times;
         rodata.stack_sample_every = if s.stack_sample > 1 { s.stack_sample } else { 0 };

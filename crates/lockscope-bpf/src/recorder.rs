@@ -101,8 +101,9 @@ pub struct RecordConfig {
     /// release then costs a probe run as well).
     pub hold_times: bool,
     /// Acquire mode: 1 records a stack per acquisition; N > 1, a stack for
-    /// each of a lock's first 16 acquisitions by a process and then one in
-    /// N, with the exact counts shared out over them (cheaper on hot locks).
+    /// each of a lock's first `sampling::FIRST_STACKS` acquisitions by a
+    /// process and then one in N, with the exact counts shared out over them
+    /// (cheaper on hot locks).
     pub stack_sample: u32,
     pub workloads: Vec<WorkloadSpec>,
     pub duration: Option<Duration>,
@@ -116,6 +117,28 @@ pub struct RecordConfig {
     /// with it, recording may start with none and ends only at `stop` or
     /// `duration`.
     pub joining: Option<std::sync::mpsc::Receiver<JoiningWorkload>>,
+}
+
+impl RecordConfig {
+    /// A recording of `workloads` as `lockscope record` makes it without
+    /// options: any mode, every lock class, full stacks and hold times, until
+    /// the workloads end or `stop` is set.
+    pub fn new(workloads: Vec<WorkloadSpec>, stop: Arc<AtomicBool>, platform_env: Env) -> RecordConfig {
+        RecordConfig {
+            mode: ModeRequest::Auto,
+            hook: HookRequest::Auto,
+            lock_classes: LockClass::ALL.to_vec(),
+            stack_depth: DEFAULT_STACK_DEPTH,
+            hold_times: true,
+            stack_sample: 1,
+            workloads,
+            duration: None,
+            max_records: DEFAULT_MAX_RECORDS,
+            stop,
+            platform_env,
+            joining: None,
+        }
+    }
 }
 
 /// A workload that joins a recording under way: its processes are followed

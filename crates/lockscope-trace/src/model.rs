@@ -93,9 +93,12 @@ pub struct Counters {
     pub map_full: u64,
     /// Records lost because the aggregation map was busy on that CPU.
     pub map_busy: u64,
-    /// Stacks lost to a stack-map hash collision (the record is kept, stack id -1).
-    pub stack_collisions: u64,
-    /// Stacks lost for another reason (stack map full, fault).
+    /// Stacks not stored because the stack store was full (the record is
+    /// kept, stack id -1). Traces of earlier versions counted stack-map
+    /// bucket collisions here.
+    #[serde(alias = "stack_collisions")]
+    pub stacks_full: u64,
+    /// Stacks not stored for another reason (fault, map busy).
     pub stack_errors: u64,
     /// Waits not timed because per-task state could not be had.
     pub state_busy: u64,
@@ -141,7 +144,7 @@ impl Counters {
             ("irq_filtered", self.irq_filtered),
             ("map_full", self.map_full),
             ("map_busy", self.map_busy),
-            ("stack_collisions", self.stack_collisions),
+            ("stacks_full", self.stacks_full),
             ("stack_errors", self.stack_errors),
             ("state_busy", self.state_busy),
             ("nesting_overflow", self.nesting_overflow),

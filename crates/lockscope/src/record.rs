@@ -41,7 +41,7 @@ pub struct Args {
     /// Frames kept per kernel stack (as `perf lock contention --max-stack`):
     /// 8 still name the call site and a caller; the stack walk stops there,
     /// which pays off on deep stacks (page faults: 40% less per acquisition,
-    /// see BENCHMARKS.md), and the stack map and trace shrink.
+    /// see BENCHMARKS.md), and the stack store and trace shrink.
     #[arg(long = "max-stack", value_name = "FRAMES", default_value_t = lockscope_bpf::DEFAULT_STACK_DEPTH,
           value_parser = clap::value_parser!(u32).range(1..=lockscope_bpf::MAX_STACK_DEPTH as i64))]
     stack_depth: u32,

@@ -93,20 +93,7 @@ impl Recording {
     fn start(env: &Env) -> Recording {
         let (joining, receiver) = std::sync::mpsc::channel();
         let stop = Arc::new(AtomicBool::new(false));
-        let config = RecordConfig {
-            mode: lockscope_bpf::ModeRequest::Auto,
-            hook: lockscope_bpf::HookRequest::Auto,
-            lock_classes: lockscope_bpf::LockClass::ALL.to_vec(),
-            stack_depth: lockscope_bpf::DEFAULT_STACK_DEPTH,
-            hold_times: true,
-            stack_sample: 1,
-            workloads: vec![],
-            duration: None,
-            max_records: lockscope_bpf::DEFAULT_MAX_RECORDS,
-            stop: Arc::clone(&stop),
-            platform_env: env.clone(),
-            joining: Some(receiver),
-        };
+        let config = RecordConfig { joining: Some(receiver), ..RecordConfig::new(vec![], Arc::clone(&stop), env.clone()) };
         let thread = std::thread::spawn(move || lockscope_bpf::record(&config, |_| {}));
         Recording { joining, stop, thread }
     }

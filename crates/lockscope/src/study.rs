@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use lockscope_analysis::compare::{self, spearman, Comparison};
 use lockscope_analysis::html::{self, Correlation, StressFigure};
-use lockscope_bpf::{HookRequest, LockClass, Placement, RecordConfig, WorkloadSpec};
+use lockscope_bpf::{Placement, RecordConfig, WorkloadSpec};
 use lockscope_trace::{read_trace, write_trace, EndReason, Selector, Trace};
 use lockscope_workloads::platform::{Env, Instance, InstanceSpec, Output, PlatformKind};
 use lockscope_workloads::stress::{self, StressConfig, StressResult};
@@ -248,18 +248,9 @@ fn record_step(args: &Args, env: &Env, workload: &str, platform: PlatformKind, p
     };
     let config = RecordConfig {
         mode: args.mode.request(),
-        hook: HookRequest::Auto,
-        lock_classes: LockClass::ALL.to_vec(),
-        stack_depth: lockscope_bpf::DEFAULT_STACK_DEPTH,
-        hold_times: true,
-        stack_sample: 1,
-        workloads: vec![spec("a", 0), spec("b", 1)],
         // The instances end the recording; this only bounds a stuck one.
         duration: Some(args.duration * 3 + Duration::from_secs(120)),
-        max_records: lockscope_bpf::DEFAULT_MAX_RECORDS,
-        stop: Arc::clone(stop),
-        platform_env: env.clone(),
-        joining: None,
+        ..RecordConfig::new(vec![spec("a", 0), spec("b", 1)], Arc::clone(stop), env.clone())
     };
     let mut trace = lockscope_bpf::record(&config, |_| {}).with_context(|| format!("recording {workload} on {platform}"))?;
     if trace.meta.end_reason == EndReason::Interrupted {

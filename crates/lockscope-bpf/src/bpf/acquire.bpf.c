@@ -12,7 +12,7 @@
  * kinds not asked for.
  *
  * Held locks are remembered in task storage, never in a hash map updated on
- * the lock path. The map helpers themselves take spinlocks (the stack map's
+ * the lock path. The map helpers themselves take spinlocks (the stack store's
  * and the aggregation map's free lists): a program entered from a lock taken
  * inside another lockscope program on the same CPU would take the same lock
  * again and deadlock, so every program runs under a per-CPU guard and a

@@ -41,7 +41,7 @@ struct task_struct {
 /* Limits; user space may raise map sizes before load. */
 #define MAX_WORKLOADS 64
 #define MAX_CGROUP_TARGETS 16
-#define MAX_STACK_DEPTH 64
+#define MAX_STACK_DEPTH 127 /* the kernel's default perf_event_max_stack */
 #define MAX_NESTING 4
 #define MAX_HELD 16
 
@@ -62,8 +62,8 @@ enum counter {
 	C_EVENTS,          /* contention_begin seen for a tracked workload */
 	C_MAP_FULL,        /* aggregate not stored: map full */
 	C_MAP_BUSY,        /* aggregate not stored: map busy (re-entered on this CPU) */
-	C_STACK_COLLISION, /* stack id lost to a hash collision in the stack map */
-	C_STACK_ERROR,     /* stack id lost for another reason */
+	C_STACKS_FULL,     /* stack not stored: every slot of the stack store taken */
+	C_STACK_ERROR,     /* stack not stored for another reason (fault, map busy) */
 	C_STATE_BUSY,      /* per-task wait state unavailable */
 	C_NESTING_OVERFLOW,/* more than MAX_NESTING waits in flight on one task */
 	C_UNMATCHED_END,   /* end of a wait or hold whose beginning was not seen */

@@ -2,7 +2,7 @@
 /*
  * What every lockscope recorder shares: the selection of workload processes
  * (by tgid, followed across fork, or by cgroup), the in-kernel aggregation
- * map, the stack map and the drop counters. Included once per BPF object.
+ * map, the stack store and the drop counters. Included once per BPF object.
  */
 #ifndef LOCKSCOPE_WORKLOADS_BPF_H
 #define LOCKSCOPE_WORKLOADS_BPF_H
@@ -36,13 +36,48 @@ struct {
 	__type(value, struct cgroup_target);
 } cgroup_targets SEC(".maps");
 
+/*
+ * Kernel stacks, each stored once: `stack_slots` maps a stack's 64-bit hash
+ * to its slot in `stacks`. A BPF stack-trace map would be simpler, but it
+ * drops a stack whose bucket another stack took first: about 2% of
+ * acquisitions on file churn, and on an unlucky boot every acquisition of one
+ * call site. Here a stack is lost only once every slot is taken.
+ */
+#define STACK_SLOTS 32768
+
+/* Frames kept per stack (at most MAX_STACK_DEPTH), set by user space. */
+const volatile u32 stack_depth = MAX_STACK_DEPTH;
+
+struct frames {
+	u64 ip[MAX_STACK_DEPTH];
+};
+
+/* Where a stack is taken before it is known to be new. One per CPU is
+ * enough: a program capturing a stack is never re-entered on its CPU (the
+ * acquire-mode guard, the kernel's per-program recursion check). */
 struct {
-	__uint(type, BPF_MAP_TYPE_STACK_TRACE);
-	/* Roomy: a bucket collision loses the stack of every later event with it. */
-	__uint(max_entries, 32768);
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, u32);
+	__type(value, struct frames);
+} stack_scratch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, STACK_SLOTS);
+	__type(key, u64);   /* hash of the frames */
+	__type(value, u32); /* slot in `stacks`: the stack id of the records */
+} stack_slots SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, STACK_SLOTS);
 	__uint(key_size, sizeof(u32));
-	__uint(value_size, MAX_STACK_DEPTH * sizeof(u64));
+	__uint(value_size, MAX_STACK_DEPTH * sizeof(u64)); /* user space: stack_depth frames */
 } stacks SEC(".maps");
+
+/* Slots handed out so far. */
+u32 stacks_used = 0;
 
 /* Preallocated, so updates never allocate on a lock path. */
 struct {
@@ -99,15 +134,65 @@ static __always_inline struct agg_val *agg_entry(struct agg_key *key, u64 now)
 	return bpf_map_lookup_elem(&aggregates, key);
 }
 
-/* The current kernel stack's id, or -1 (counted) when it could not be stored. */
+/* 64-bit hash of the first `n` frames; zeroes the rest of the `stack_depth`
+ * that are stored, so a stack's end reads as a zero frame. */
+static __always_inline u64 hash_frames(struct frames *f, u32 n)
+{
+	u64 h = 0x9e3779b97f4a7c15ULL ^ n;
+	for (u32 i = 0; i < MAX_STACK_DEPTH && i < stack_depth; i++) {
+		if (i < n) {
+			h = (h ^ f->ip[i]) * 0xff51afd7ed558ccdULL;
+			h ^= h >> 33;
+		} else {
+			f->ip[i] = 0;
+		}
+	}
+	return h;
+}
+
+/* The current kernel stack's id (its slot in `stacks`), or -1 (counted) when
+ * it could not be stored. */
 static __always_inline s32 capture_stack(void *ctx)
 {
-	long id = bpf_get_stackid(ctx, &stacks, 0);
-	if (id == -17 /* EEXIST */)
-		count(C_STACK_COLLISION);
-	else if (id < 0)
+	u32 zero = 0;
+	struct frames *f = bpf_map_lookup_elem(&stack_scratch, &zero);
+	if (!f)
+		return -1;
+	long len = bpf_get_stack(ctx, f->ip, stack_depth * sizeof(u64), 0);
+	if (len <= 0) {
 		count(C_STACK_ERROR);
-	return id < 0 ? -1 : id;
+		return -1;
+	}
+	u64 hash = hash_frames(f, len / sizeof(u64));
+	u32 *known = bpf_map_lookup_elem(&stack_slots, &hash);
+	if (known)
+		return *known;
+
+	/* Checked first so that failed captures cannot wrap the counter around. */
+	if (stacks_used >= STACK_SLOTS) {
+		count(C_STACKS_FULL);
+		return -1;
+	}
+	u32 slot = __sync_fetch_and_add(&stacks_used, 1);
+	if (slot >= STACK_SLOTS) {
+		count(C_STACKS_FULL);
+		return -1;
+	}
+	/* Frames first, then the hash that makes them findable. */
+	if (bpf_map_update_elem(&stacks, &slot, f, BPF_ANY)) {
+		count(C_STACK_ERROR);
+		return -1;
+	}
+	long err = bpf_map_update_elem(&stack_slots, &hash, &slot, BPF_NOEXIST);
+	if (err == -17 /* EEXIST: another CPU stored the same stack; this slot stays unused */) {
+		known = bpf_map_lookup_elem(&stack_slots, &hash);
+		return known ? *known : -1;
+	}
+	if (err) {
+		count(C_STACK_ERROR);
+		return -1;
+	}
+	return slot;
 }
 
 /* Follow workloads across fork: a child of a tracked process is tracked. */
