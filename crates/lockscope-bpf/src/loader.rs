@@ -4,7 +4,7 @@
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, AsRawFd, RawFd};
 
-use libbpf_rs::btf::types::Func;
+use libbpf_rs::btf::types::{Func, Typedef};
 use libbpf_rs::btf::Btf;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, ProgramMut};
@@ -183,7 +183,7 @@ pub fn attach_contention<'a>(skel: &'a ContentionSkel<'a>) -> Result<Kernel<'a>,
 /// functions that begin or end a lock's life (initialisation, slab frees),
 /// which are always traced.
 fn class_of(function: &str) -> Option<LockClass> {
-    if (function.starts_with("__") && function.ends_with("_init")) || function.contains("kmem_cache_free") {
+    if (function.starts_with("__") && function.ends_with("_init")) || is_free(function) {
         None
     } else if function.starts_with("_raw_spin_") {
         Some(LockClass::Spinlock)
@@ -196,7 +196,12 @@ fn class_of(function: &str) -> Option<LockClass> {
     }
 }
 
-/// The kernel function a program is attached to, from its section `fexit/<fn>`.
+/// Whether a program's target frees slab objects (and so ends the locks in them).
+fn is_free(target: &str) -> bool {
+    target.contains("kmem_cache_free") || target == "kfree"
+}
+
+/// The kernel function (or tracepoint) a program is attached to, from its section `fexit/<fn>`.
 fn target_of(section: &str) -> Option<&str> {
     section.split_once('/').map(|(_, f)| f)
 }
@@ -206,15 +211,19 @@ fn target_of(section: &str) -> Option<&str> {
 enum Family {
     /// fexit/fentry (BPF trampolines): cheapest, needs the kernel's permission.
     Trampoline,
-    /// kprobe/kretprobe: where trampolines are refused.
+    /// kprobe/kretprobe where trampolines are refused, with the slab-free
+    /// raw tracepoints, which kprobe recursion does not silence.
     Kprobe,
 }
 
 impl Family {
     fn of(section: &str) -> Option<Family> {
-        match section.split_once('/')?.0 {
+        let (kind, target) = section.split_once('/')?;
+        match kind {
             "fentry" | "fexit" => Some(Family::Trampoline),
             "kprobe" | "kretprobe" => Some(Family::Kprobe),
+            // The other raw tracepoints (fork and exit) serve both families.
+            "raw_tp" if is_free(target) => Some(Family::Kprobe),
             _ => None,
         }
     }
@@ -284,7 +293,10 @@ fn load_acquire_with<'obj>(
         let name = prog.name().to_string_lossy();
         let unlock = name.starts_with("lks_r_") || name.starts_with("lks_kr_");
         let wanted = f == family && class_of(function).is_none_or(|c| s.lock_classes.contains(&c)) && (s.hold_times || !unlock);
-        let present = btf.type_by_name::<Func>(function).is_some();
+        let present = match section.starts_with("raw_tp/") {
+            true => btf.type_by_name::<Typedef>(&format!("btf_trace_{function}")).is_some(),
+            false => btf.type_by_name::<Func>(function).is_some(),
+        };
         prog.set_autoload(wanted && present);
         if wanted && present && (section.starts_with("fexit") || section.starts_with("kretprobe")) {
             primitives += 1;
@@ -334,7 +346,7 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
     let (links, fds) = attach_all(&progs)?;
     let mut notes = vec![];
     if !attached.iter().any(|f| f == "__raw_spin_lock_init") {
-        let frees: Vec<&str> = attached.iter().map(String::as_str).filter(|f| f.contains("kmem_cache_free")).collect();
+        let frees: Vec<&str> = attached.iter().map(String::as_str).filter(|f| is_free(f)).collect();
         notes.push(if frees.is_empty() {
             "spinlock and rwlock initialisation are not functions on this kernel (no CONFIG_DEBUG_SPINLOCK): \
              a reused spinlock address is not told apart from the lock it replaced"
@@ -347,8 +359,8 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
                 frees.join(", "),
                 match family {
                     // The kernel runs one kprobe program at a time per CPU.
-                    Family::Kprobe => "; with kprobes, frees in an interrupt that lands inside another probe are \
-                                       skipped by the kernel, so many reuses are missed",
+                    Family::Kprobe => "; with kprobes, bulk frees in an interrupt that lands inside another probe are \
+                                       skipped by the kernel (single frees come from tracepoints, which still run)",
                     Family::Trampoline => "",
                 }
             )
@@ -409,6 +421,16 @@ mod tests {
         assert_eq!(class_of("kmem_cache_free"), None);
         assert_eq!(class_of("__kmem_cache_free"), None);
         assert_eq!(class_of("kmem_cache_free_bulk"), None);
+        assert_eq!(class_of("kfree"), None);
         assert_eq!(target_of("fexit/_raw_spin_lock"), Some("_raw_spin_lock"));
+    }
+
+    #[test]
+    fn slab_free_tracepoints_belong_to_the_kprobe_family_and_fork_tracking_to_both() {
+        assert!(Family::of("fentry/kmem_cache_free") == Some(Family::Trampoline));
+        assert!(Family::of("kretprobe/mutex_lock") == Some(Family::Kprobe));
+        assert!(Family::of("raw_tp/kfree") == Some(Family::Kprobe));
+        assert!(Family::of("raw_tp/kmem_cache_free") == Some(Family::Kprobe));
+        assert!(Family::of("raw_tp/sched_process_fork").is_none());
     }
 }

@@ -276,5 +276,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if m.counters.map_full > 0 {
         eprintln!("warning: the aggregation map filled up ({} records); record again with a larger --max-records", trace.records.len());
     }
+    if m.counters.stacks_full > 0 {
+        eprintln!(
+            "warning: the stack store filled up ({} stacks not stored); record again with a smaller --max-stack, whose shallower stacks merge",
+            m.counters.stacks_full
+        );
+    }
     Ok(())
 }

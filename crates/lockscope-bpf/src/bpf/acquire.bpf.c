@@ -420,17 +420,13 @@ static __always_inline u64 on_return(u64 sp)
 	{                                     \
 		return on_init(regs->di);     \
 	}
-/* A slab free, fn(struct kmem_cache *, void *object, ...). */
-#define FREE(fn)                                                          \
-	SEC("fentry/" #fn)                                                \
-	int lks_f_##fn(u64 *ctx)                                          \
-	{                                                                 \
-		return on_free((struct kmem_cache *)ctx[0], ctx[1]);      \
-	}                                                                 \
-	SEC("kprobe/" #fn)                                                \
-	int lks_kf_##fn(struct pt_regs *regs)                             \
-	{                                                                 \
-		return on_free((struct kmem_cache *)regs->di, regs->si); \
+/* A slab free, fn(struct kmem_cache *, void *object, ...). The kprobe family
+ * sees these frees through tracepoints instead (below). */
+#define FREE(fn)                                                     \
+	SEC("fentry/" #fn)                                           \
+	int lks_f_##fn(u64 *ctx)                                     \
+	{                                                            \
+		return on_free((struct kmem_cache *)ctx[0], ctx[1]); \
 	}
 
 /* Table 3: spinlocks */
@@ -525,4 +521,21 @@ SEC("kprobe/kmem_cache_free_bulk")
 int lks_kf_kmem_cache_free_bulk(struct pt_regs *regs)
 {
 	return on_bulk_free((struct kmem_cache *)regs->di, regs->si, regs->dx);
+}
+
+/* The kprobe family's single frees come from the slab tracepoints: the kernel
+ * runs one kprobe program at a time per CPU, so a kprobe on the free would
+ * miss every free made in an interrupt landing inside a lock probe (RCU's,
+ * mostly), while tracepoint programs still run there. Raw tracepoints, as
+ * 6.1's tp_btf refuses to read the `const void *` object argument. */
+SEC("raw_tp/kmem_cache_free")
+int lks_tf_kmem_cache_free(struct bpf_raw_tracepoint_args *ctx) /* (call_site, object, cache) */
+{
+	return on_free((struct kmem_cache *)ctx->args[2], ctx->args[1]);
+}
+SEC("raw_tp/kfree")
+int lks_tf_kfree(struct bpf_raw_tracepoint_args *ctx) /* (call_site, object): the cache is read from the object's page */
+{
+	struct kmem_cache *cache = cache_of(ctx->args[1]);
+	return cache ? on_free(cache, ctx->args[1]) : 0; /* not a slab object: a large kmalloc's pages */
 }

@@ -48,6 +48,11 @@ $L record --mode acquire --hook kprobe --locks mutex -o /out/kprobe-pipes \
   --run a="$W pipe --duration 2s" --run b="$W pipe --duration 2s"
 $L report /out/kprobe-pipes --format json --top 5 > /out/kprobe-pipes.json
 
+# The kprobe fallback on file churn: freed inodes' locks still end.
+$L record --mode acquire --hook kprobe --locks spinlock -o /out/kprobe-files \
+  --run a="$W file-churn --dir /mnt/disk/a3 --files 200 --duration 3s" \
+  --run b="$W file-churn --dir /mnt/disk/b3 --files 200 --duration 3s"
+
 # Without the unlock probes: the same private pipe mutexes, no hold times.
 $L record --mode acquire --no-hold --locks mutex -o /out/nohold-pipes \
   --run a="$W pipe --duration 2s" --run b="$W pipe --duration 2s"
