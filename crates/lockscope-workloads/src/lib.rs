@@ -1,6 +1,7 @@
 //! Built-in workloads: small programs that stress one kernel subsystem and
 //! report their throughput, so lock sharing can be measured on known loads.
 
+pub mod exit_note;
 pub mod figure;
 pub mod file_churn;
 pub mod file_ops;

@@ -75,7 +75,12 @@ fn main() {
     // Output piped into `head` ends quietly, as other command-line tools do.
     // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        if e.use_stderr() {
+            lockscope_workloads::exit_note::write(e.exit_code(), &e.to_string());
+        }
+        e.exit()
+    });
     let level = match cli.verbose {
         0 => "warn",
         1 => "info",
@@ -99,6 +104,8 @@ fn main() {
     };
     if let Err(e) = result {
         eprintln!("lockscope: error: {e:#}");
+        lockscope_workloads::exit_note::write(1, &format!("{e:#}"));
         std::process::exit(1);
     }
+    lockscope_workloads::exit_note::write(0, "");
 }

@@ -71,8 +71,8 @@ fn assert_clean(root: &Path) {
     }
 }
 
-/// Runs a workload on a platform to its end; returns its output.
-fn run_to_end(kind: PlatformKind, args: &str, env: &Env, timeout: Duration) -> String {
+/// Runs a workload on a platform to its end; returns its output and how it ended.
+fn run_to_end(kind: PlatformKind, args: &str, env: &Env, timeout: Duration) -> (String, String) {
     let spec = InstanceSpec {
         name: args.split_whitespace().next().unwrap().to_owned(),
         workload: shlex::split(args).unwrap(),
@@ -88,16 +88,19 @@ fn run_to_end(kind: PlatformKind, args: &str, env: &Env, timeout: Duration) -> S
         text
     });
     let deadline = Instant::now() + timeout;
-    while instance.try_wait().is_none() {
+    let exit = loop {
+        if let Some(exit) = instance.try_wait() {
+            break exit;
+        }
         if Instant::now() > deadline {
             instance.stop();
             let seen = reader.join().unwrap();
             panic!("{kind} {args}: still running after {timeout:?}; its output so far:\n{seen}");
         }
         std::thread::sleep(Duration::from_millis(50));
-    }
+    };
     instance.stop();
-    reader.join().unwrap()
+    (reader.join().unwrap(), exit)
 }
 
 fn total(output: &str) -> Option<lockscope_workloads::meter::Sample> {
@@ -120,10 +123,11 @@ fn every_workload_on(kind: PlatformKind) {
     let root = work_root();
     let env = env(root.path());
     for args in WORKLOADS {
-        let out = run_to_end(kind, args, &env, Duration::from_secs(120));
+        let (out, exit) = run_to_end(kind, args, &env, Duration::from_secs(120));
         let t = total(&out).unwrap_or_else(|| panic!("{kind} {args}: no throughput reported; output:\n{out}"));
         assert!(t.ops > 0 && t.ops_per_sec > 0.0 && !t.unit.is_empty(), "{kind} {args}: {t:?}");
         assert_eq!(t.workload, args.split_whitespace().next().unwrap());
+        assert_eq!(exit, "exit status 0", "{kind} {args}");
     }
     assert_clean(root.path());
 }
@@ -148,7 +152,8 @@ fn a_workload_runs_in_a_microvm() {
     let _guard = serial();
     let root = work_root();
     let env = env(root.path());
-    let out = run_to_end(PlatformKind::Microvm, "file-create --files 200 --rounds 2 --report-every 100ms", &env, Duration::from_secs(300));
+    let (out, exit) = run_to_end(PlatformKind::Microvm, "file-create --files 200 --rounds 2 --report-every 100ms", &env, Duration::from_secs(300));
+    assert_eq!(exit, "exit status 0");
     let t = total(&out).unwrap_or_else(|| panic!("no throughput from the microVM; console:\n{out}"));
     assert_eq!(t.ops, 400);
     assert!(out.lines().any(|l| matches!(Line::parse(l), Some(Line::Interval(_)))) || t.seconds < 0.1, "{out}");
@@ -162,8 +167,11 @@ fn failing_and_never_started_workloads_leave_nothing() {
     let env = env(root.path());
     for kind in [PlatformKind::Host, PlatformKind::Runc, PlatformKind::Gvisor, PlatformKind::Microvm] {
         // Fails at once: an impossible size.
-        let out = run_to_end(kind, "mem --size 0", &env, Duration::from_secs(300));
+        let (out, exit) = run_to_end(kind, "mem --size 0", &env, Duration::from_secs(300));
         assert!(total(&out).is_none(), "{kind}: {out}");
+        // How the workload ended; where its standard error is not the terminal, also why.
+        assert!(exit.starts_with("exit status 1"), "{kind}: {exit}");
+        assert!(kind == PlatformKind::Host || exit.contains("--size"), "{kind}: {exit}");
         // Created (held), never started, dropped.
         let spec = InstanceSpec { name: "held".into(), workload: vec!["mem".into()], ..InstanceSpec::default() };
         let held = kind.create(&spec, &env).unwrap();

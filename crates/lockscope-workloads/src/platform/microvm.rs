@@ -23,6 +23,8 @@ const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 /// Printed by the guest once it holds the gate open: a line sent before then
 /// could be lost (opening a serial port clears what it had received).
 const READY: &str = "lockscope-microvm: waiting";
+/// Printed by the guest after the workload, with its exit status.
+const EXITED: &str = "lockscope-microvm: exit status ";
 
 pub fn availability(env: &Env) -> Availability {
     let Some(qemu) = version_of("qemu-system-x86_64", "--version") else {
@@ -65,7 +67,10 @@ pub struct MicroVm {
 impl MicroVm {
     pub fn create(spec: &InstanceSpec, env: &Env) -> Result<Self, PlatformError> {
         let workload = shlex::try_join(spec.workload.iter().map(String::as_str)).map_err(|e| PlatformError::Runtime(e.to_string()))?;
-        let command = format!("exec 3< /dev/ttyS1; echo {READY} > /dev/ttyS0; read go <&3 && lockscope workload {workload} > /dev/ttyS0");
+        let command = format!(
+            "exec 3< /dev/ttyS1; echo {READY} > /dev/ttyS0; read go <&3 && lockscope workload {workload} > /dev/ttyS0 2>&1; \
+             echo \"{EXITED}$?\" > /dev/ttyS0"
+        );
         let mut cfg = GuestConfig::new(command, env.work_root.clone());
         // (out_dir is unused: only `guest::run` copies /out back; here the console is the output.)
         cfg.cache_dir = env.guest_cache.clone();
@@ -175,11 +180,10 @@ impl Instance for MicroVm {
     }
 
     fn try_wait(&mut self) -> Option<String> {
-        let exit = self.vmm.try_wait().map(str::to_owned);
-        if exit.is_some() {
-            self.vmm_done.store(true, Ordering::Relaxed);
-        }
-        exit
+        let vmm_exit = self.vmm.try_wait()?.to_owned();
+        self.vmm_done.store(true, Ordering::Relaxed);
+        let console = std::fs::read_to_string(&self.console).unwrap_or_default();
+        Some(workload_exit(&console).unwrap_or_else(|| format!("the guest reported no workload status; its VMM ended with {vmm_exit}")))
     }
 
     fn stop(&mut self) {
@@ -192,8 +196,33 @@ impl Instance for MicroVm {
     }
 }
 
+/// The workload's exit status as the guest printed it on its console, with
+/// the line before it (the workload's error) when it failed.
+fn workload_exit(console: &str) -> Option<String> {
+    let lines: Vec<&str> = console.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let at = lines.iter().rposition(|l| l.starts_with(EXITED))?;
+    let status = &lines[at][EXITED.len()..];
+    Some(match (status, at.checked_sub(1).map(|i| lines[i])) {
+        ("0", _) | (_, None) => format!("exit status {status}"),
+        (_, Some(why)) => format!("exit status {status}: {}", why.chars().take(200).collect::<String>()),
+    })
+}
+
 impl Drop for MicroVm {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_workload_status_is_read_from_the_console() {
+        let failed = "lockscope-microvm: waiting\r\nlockscope: error: --size must be at least 1 byte\r\nlockscope-microvm: exit status 1\r\n[ 9.1] reboot: Power down\r\n";
+        assert_eq!(workload_exit(failed).as_deref(), Some("exit status 1: lockscope: error: --size must be at least 1 byte"));
+        assert_eq!(workload_exit("{\"kind\":\"total\"}\nlockscope-microvm: exit status 0\n").as_deref(), Some("exit status 0"));
+        assert_eq!(workload_exit("[ 1.0] Kernel panic - not syncing\n"), None);
     }
 }

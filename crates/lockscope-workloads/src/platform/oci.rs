@@ -18,6 +18,8 @@ use super::{io, remove_tree, version_of, Availability, Env, Instance, InstanceSp
 use crate::procfs;
 
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Where, in the instance's /work, the workload notes how it ended (see exit_note).
+const EXIT_NOTE: &str = ".lockscope-exit";
 
 pub struct Runtime {
     kind: PlatformKind,
@@ -130,7 +132,7 @@ impl Container {
                 "terminal": false,
                 "user": { "uid": 0, "gid": 0 },
                 "args": args,
-                "env": ["PATH=/usr/bin:/bin", "HOME=/work"],
+                "env": ["PATH=/usr/bin:/bin", "HOME=/work", format!("{}=/work/{EXIT_NOTE}", crate::exit_note::VAR)],
                 "cwd": "/work",
                 "capabilities": {
                     "bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE"],
@@ -253,7 +255,11 @@ impl Instance for Container {
     }
 
     fn try_wait(&mut self) -> Option<String> {
-        (self.main_pid != 0 && !procfs::process_alive(self.main_pid)).then(|| "exited".to_owned())
+        if self.main_pid == 0 || procfs::process_alive(self.main_pid) {
+            return None;
+        }
+        let note = crate::exit_note::read(&self.dir.join("work").join(EXIT_NOTE));
+        Some(note.unwrap_or_else(|| "exited without noting a status (killed by a signal, or crashed)".to_owned()))
     }
 
     fn stop(&mut self) {
