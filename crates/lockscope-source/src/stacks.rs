@@ -39,6 +39,14 @@ fn formatted(symbols: &SymbolTable, stack: &Stack) -> Vec<String> {
     stack.frames.iter().map(|&a| symbols.format_frame(a)).collect()
 }
 
+/// The functions of a stack from its call site (the first frame outside the
+/// lock implementation) outwards; None when every frame is lock code.
+fn functions_from_call_site(symbols: &SymbolTable, stack: &Stack) -> Option<Vec<String>> {
+    let frames = formatted(symbols, stack);
+    let at = call_site_index(&frames)?;
+    Some(frames[at..].iter().map(|f| function_name(f)).collect())
+}
+
 /// Ids of the stacks the trace's records use.
 fn used_stacks(trace: &Trace) -> BTreeSet<i32> {
     trace.records.iter().map(|r| r.stack_id).filter(|&id| id >= 0).collect()
@@ -145,9 +153,8 @@ pub fn resolve_stacks(
         .stacks
         .iter()
         .filter_map(|s| {
-            let frames = formatted(&symbols, s);
-            let at = call_site_index(&frames)?;
-            Some((s.id, (function_name(&frames[at]), frames.get(at + 1).map(|f| function_name(f)))))
+            let mut functions = functions_from_call_site(&symbols, s)?.into_iter();
+            Some((s.id, (functions.next()?, functions.next())))
         })
         .collect();
     prefetch_call_sites(clangd, &call_sites.values().map(|(f, _)| f.clone()).collect(), &mut progress)?;
@@ -252,17 +259,14 @@ pub fn place_by_function_name(trace: &Trace, index: &crate::functions::FunctionI
         .iter()
         .filter(|s| used.contains(&s.id))
         .map(|s| {
-            let frames = formatted(&symbols, s);
-            let Some(site) = call_site_index(&frames) else {
+            let Some(functions) = functions_from_call_site(&symbols, s) else {
                 return unresolved(s.id, "", None, "no call site on the stack");
             };
-            let function = function_name(&frames[site]);
-            let callers = frames[site..].iter().map(|f| function_name(f));
-            let placed = callers.take(4).find_map(|f| index.subsystem(&f).map(|sub| (f, sub)));
+            let placed = functions.iter().take(4).find_map(|f| index.subsystem(f).map(|sub| (f, sub)));
             let why = "the source is another kernel version: placed by function name only";
-            let mut out = unresolved(s.id, &function, None, why);
+            let mut out = unresolved(s.id, &functions[0], None, why);
             if let Some((by, subsystem)) = placed {
-                out.file = index.files(&by).first().cloned();
+                out.file = index.files(by).first().cloned();
                 out.subsystem = Some(subsystem);
                 out.method = "function name".into();
             }

@@ -1,11 +1,18 @@
 //! Progress display shared by the long-running commands.
 
-use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
 
-/// A spinner with `template`; hidden on a console without cursor control
-/// (TERM=dumb, e.g. a guest's serial line), where it would only print noise.
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Whether progress can be drawn in place: stderr is a terminal with cursor control.
+fn drawable() -> bool {
+    std::io::stderr().is_terminal() && !std::env::var("TERM").is_ok_and(|t| t == "dumb")
+}
+
+/// A spinner with `template`; hidden where it cannot be drawn in place
+/// (TERM=dumb, e.g. a guest's serial line, or not a terminal).
 pub fn spinner(template: &str) -> ProgressBar {
-    let bar = if std::env::var("TERM").is_ok_and(|t| t == "dumb") { ProgressBar::hidden() } else { ProgressBar::new_spinner() };
+    let bar = if drawable() { ProgressBar::new_spinner() } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template(template).expect("valid progress template"));
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar
@@ -13,8 +20,45 @@ pub fn spinner(template: &str) -> ProgressBar {
 
 /// A bar of `len` steps with `template`; hidden where a spinner would be.
 pub fn bar(len: u64, template: &str) -> ProgressBar {
-    let bar = if std::env::var("TERM").is_ok_and(|t| t == "dumb") { ProgressBar::hidden() } else { ProgressBar::new(len) };
+    let bar = if drawable() { ProgressBar::new(len) } else { ProgressBar::hidden() };
     bar.set_style(ProgressStyle::with_template(template).expect("valid progress template"));
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
     bar
+}
+
+/// Progress through a known number of steps: a bar where it can be drawn;
+/// elsewhere (a log, CI, a serial console) a line each time the step's
+/// message changes, so that a long run is never silent.
+pub struct Steps {
+    bar: ProgressBar,
+    plain: bool,
+}
+
+impl Steps {
+    pub fn new(len: u64, template: &str) -> Steps {
+        let plain = !drawable();
+        let bar = ProgressBar::with_draw_target(Some(len), if plain { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() });
+        bar.set_style(ProgressStyle::with_template(template).expect("valid progress template"));
+        if !plain {
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+        }
+        Steps { bar, plain }
+    }
+
+    pub fn set_message(&self, message: impl Into<String>) {
+        let message = message.into();
+        if self.plain && message != self.bar.message() {
+            let len = self.bar.length().unwrap_or(0);
+            eprintln!("[{}/{len}] {message}", (self.bar.position() + 1).min(len));
+        }
+        self.bar.set_message(message);
+    }
+
+    pub fn inc(&self, steps: u64) {
+        self.bar.inc(steps);
+    }
+
+    pub fn finish_and_clear(&self) {
+        self.bar.finish_and_clear();
+    }
 }

@@ -141,7 +141,7 @@ pub fn run(args: Args) -> Result<()> {
 
     let stop = crate::stop_on_signals()?;
     let steps = (plan.workloads.len() * platforms.len()) as u64 * (args.runs as u64 + u64::from(!args.no_stress));
-    let bar = crate::progress::bar(steps, "{bar:30} {pos}/{len} steps  {msg}");
+    let bar = crate::progress::Steps::new(steps, "{bar:30} {pos}/{len} steps  {msg}");
 
     let mut traces = Vec::new();
     'record: for w in &plan.workloads {

@@ -51,7 +51,12 @@ fn the_study_agrees_with_compare_and_report() {
     let _guard = serial();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("study");
-    ok(study(&out, &["--platforms", "host,runc", "--workloads", "file-create,mem-8k", "--no-stress"]).output().unwrap());
+    let run = ok(study(&out, &["--platforms", "host,runc", "--workloads", "file-create,mem-8k", "--no-stress"]).output().unwrap());
+    // Not a terminal: progress comes as a line per step.
+    let progress = String::from_utf8_lossy(&run.stderr);
+    for step in ["[1/4] recording file-create on host, run 1", "[4/4] recording mem-8k on runc, run 1"] {
+        assert!(progress.contains(step), "{step:?} not in:\n{progress}");
+    }
     let report = json(&out.join("report.json"));
     assert_eq!(report["complete"], true);
     let paths = traces(&out);
