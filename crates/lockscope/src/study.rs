@@ -153,6 +153,7 @@ pub fn run(args: Args) -> Result<()> {
                 let path = args.output.join("traces").join(format!("{w}@{p}.run{run}.trace"));
                 bar.set_message(format!("recording {w} on {p}, run {run}"));
                 if let Some(trace) = record_step(&args, &env, w, p, &path, &stop)? {
+                    notes.extend(failed_instances(&trace.meta.workloads, w, p));
                     traces.push((path, trace));
                 }
                 bar.inc(1);
@@ -259,6 +260,17 @@ fn record_step(args: &Args, env: &Env, workload: &str, platform: PlatformKind, p
     trace.meta.label = Some(workload.to_owned());
     write_trace(path, &trace, true)?;
     Ok(Some(trace))
+}
+
+/// A note for each instance that did not end well: its locks cover only the
+/// time it ran, which skews the comparison.
+fn failed_instances(instances: &[lockscope_trace::Workload], workload: &str, platform: PlatformKind) -> Vec<String> {
+    instances
+        .iter()
+        .filter_map(|i| Some((i, i.exit.as_deref()?)))
+        .filter(|(_, exit)| *exit != "exit status 0")
+        .map(|(i, exit)| format!("{workload} on {platform}: instance {} ended after {:.1} s: {exit}", i.name, i.run_time_secs()))
+        .collect()
 }
 
 /// Resolves the traces where the kernel source matches the traced kernel;
@@ -400,4 +412,31 @@ fn correlate(c: &Comparison, figures: &[StressFigure]) -> Vec<Correlation> {
             Correlation { measure: (*name).into(), rho: spearman(&pairs), experiments: pairs.len() }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instances_that_failed_or_were_killed_are_noted() {
+        let instance = |name: &str, exit: Option<&str>| lockscope_trace::Workload {
+            id: 1,
+            name: name.into(),
+            selector: Selector::Platform { platform: "runc".into(), workload: "mem".into() },
+            pids: vec![],
+            run_time_ns: 1_500_000_000,
+            exit: exit.map(String::from),
+            irq_filtered: 0,
+        };
+        let instances = [
+            instance("a", Some("exit status 0")),
+            instance("b", Some("exit status 1: --size must be at least 1 byte")),
+            instance("c", None), // still running at the end: stopped by the recorder
+        ];
+        assert_eq!(
+            failed_instances(&instances, "mem-1m", PlatformKind::Runc),
+            ["mem-1m on runc: instance b ended after 1.5 s: exit status 1: --size must be at least 1 byte"]
+        );
+    }
 }
