@@ -222,21 +222,13 @@ pub fn csv(a: &Analysis) -> String {
     out
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn columns_align() {
-        let t = columns(&["A", "BB"], &[vec!["long".into(), "x".into()]]);
-        assert_eq!(t, "A     BB\nlong  x\n");
-    }
-
-    #[test]
-    fn csv_quotes_what_needs_it() {
-        assert_eq!(csv_field("a,b"), "\"a,b\"");
-        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
-        assert_eq!(csv_field("plain"), "plain");
+/// A number as the paper prints them: few digits, more for small values.
+pub fn trim_number(v: f64) -> String {
+    match v.abs() {
+        0.0 => "0".into(),
+        a if a >= 100.0 => format!("{v:.0}"),
+        a if a >= 1.0 => format!("{v:.2}").trim_end_matches('0').trim_end_matches('.').to_owned(),
+        _ => format!("{v:.2e}"),
     }
 }
 
@@ -328,12 +320,20 @@ pub fn subsystems_csv(c: &crate::compare::Comparison) -> String {
     out
 }
 
-/// A number as the paper prints them: few digits, more for small values.
-pub fn trim_number(v: f64) -> String {
-    match v.abs() {
-        a if a == 0.0 => "0".into(),
-        a if a >= 100.0 => format!("{v:.0}"),
-        a if a >= 1.0 => format!("{v:.2}").trim_end_matches('0').trim_end_matches('.').to_owned(),
-        _ => format!("{v:.2e}"),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align() {
+        let t = columns(&["A", "BB"], &[vec!["long".into(), "x".into()]]);
+        assert_eq!(t, "A     BB\nlong  x\n");
+    }
+
+    #[test]
+    fn csv_quotes_what_needs_it() {
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        assert_eq!(csv_field("plain"), "plain");
     }
 }

@@ -366,7 +366,7 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
             )
         });
     }
-    let preempt_count_known = skel.maps.rodata_data.as_deref().is_some_and(|r| r.preempt_count_addr != 0);
+    let preempt_count_known = skel.maps.rodata_data.is_some_and(|r| r.preempt_count_addr != 0);
     if preempt_count_known {
         notes.push("interrupt context read from the preempt count".into());
     }

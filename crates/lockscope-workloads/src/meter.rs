@@ -143,7 +143,7 @@ mod tests {
         // The first add opens the first interval; each later add closes one.
         assert!(lines.len() >= 4, "{text}");
         let interval_ops: u64 = lines.iter().map(|l| match l { Line::Interval(s) => s.ops, Line::Total(_) => 0 }).sum();
-        assert!(interval_ops <= 50 && interval_ops >= 40, "{text}");
+        assert!((40..=50).contains(&interval_ops), "{text}");
         assert!(Line::parse("not json").is_none());
     }
 }

@@ -39,7 +39,7 @@ impl Trasher<'_> {
             let fs_turn = match self.target {
                 Target::Fs => true,
                 Target::Mm => false,
-                Target::Mixed => rounds % 2 == 0,
+                Target::Mixed => rounds.is_multiple_of(2),
             };
             if fs_turn {
                 fs_round.run(Budget::Rounds(1), None)?;

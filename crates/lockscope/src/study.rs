@@ -134,7 +134,7 @@ pub fn run(args: Args) -> Result<()> {
         platforms: platforms.iter().map(|p| p.name().to_owned()).collect(),
         duration_secs: args.duration.as_secs_f64(),
         runs: args.runs,
-        stress: (!args.no_stress).then(|| (args.stress_interval.as_secs_f64(), args.stress_trashers)),
+        stress: (!args.no_stress).then_some((args.stress_interval.as_secs_f64(), args.stress_trashers)),
         memory_limit: args.memory_limit,
     };
     start_or_resume(&args.output, &plan, args.fresh)?;
@@ -392,12 +392,15 @@ fn write_report(
     Ok(())
 }
 
+/// A sharing measure of a comparison cell, by name.
+type Measure = (&'static str, fn(&compare::Cell) -> f64);
+
 /// Spearman's rho of each sharing measure against the measured slowdown.
 fn correlate(c: &Comparison, figures: &[StressFigure]) -> Vec<Correlation> {
     if figures.is_empty() {
         return vec![];
     }
-    let measures: [(&str, fn(&compare::Cell) -> f64); 3] = [
+    let measures: [Measure; 3] = [
         ("exposure (100 - isolation score)", |c| c.exposure),
         ("cumulative shared-lock rate", |c| c.cumulative_rate),
         ("shared-lock count", |c| c.shared_mean),
