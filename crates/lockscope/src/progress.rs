@@ -18,20 +18,14 @@ pub fn spinner(template: &str) -> ProgressBar {
     bar
 }
 
-/// A bar of `len` steps with `template`; hidden where a spinner would be.
-pub fn bar(len: u64, template: &str) -> ProgressBar {
-    let bar = if drawable() { ProgressBar::new(len) } else { ProgressBar::hidden() };
-    bar.set_style(ProgressStyle::with_template(template).expect("valid progress template"));
-    bar.enable_steady_tick(std::time::Duration::from_millis(200));
-    bar
-}
-
 /// Progress through a known number of steps: a bar where it can be drawn;
 /// elsewhere (a log, CI, a serial console) a line each time the step's
 /// message changes, so that a long run is never silent.
 pub struct Steps {
     bar: ProgressBar,
     plain: bool,
+    /// The last headline printed (plain mode, [`Steps::set_status`]).
+    printed: std::cell::RefCell<String>,
 }
 
 impl Steps {
@@ -42,7 +36,7 @@ impl Steps {
         if !plain {
             bar.enable_steady_tick(std::time::Duration::from_millis(200));
         }
-        Steps { bar, plain }
+        Steps { bar, plain, printed: Default::default() }
     }
 
     pub fn set_message(&self, message: impl Into<String>) {
@@ -52,6 +46,20 @@ impl Steps {
             eprintln!("[{}/{len}] {message}", (self.bar.position() + 1).min(len));
         }
         self.bar.set_message(message);
+    }
+
+    /// A status whose `detail` changes often (a rate): where no bar can be
+    /// drawn, only a new `headline` prints a line.
+    pub fn set_status(&self, headline: &str, detail: &str) {
+        if self.plain && *self.printed.borrow() != headline {
+            eprintln!("{headline}");
+            *self.printed.borrow_mut() = headline.to_owned();
+        }
+        self.bar.set_message(format!("{headline}{detail}"));
+    }
+
+    pub fn set_position(&self, position: u64) {
+        self.bar.set_position(position);
     }
 
     pub fn inc(&self, steps: u64) {

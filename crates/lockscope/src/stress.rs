@@ -149,7 +149,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
     let stop = crate::stop_on_signals()?;
     let total = cfg.run_length() * cfg.runs * cfg.platforms.len() as u32;
-    let bar = crate::progress::bar(total.as_secs(), "{bar:30} {pos}/{len} s  {msg}");
+    let bar = crate::progress::Steps::new(total.as_secs(), "{bar:30} {pos}/{len} s  {msg}");
     let run_length = cfg.run_length();
     let recording = args.record.then(|| Recording::start(&env));
     let mut on_instance = |spec: &InstanceSpec, instance: &dyn Instance| match &recording {
@@ -160,7 +160,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let done = cfg.platforms.iter().position(|&k| k == p.platform).unwrap_or(0) as u32 * cfg.runs + (p.run - 1);
         bar.set_position((run_length * done + p.elapsed_in_run).as_secs());
         let last = p.last.map_or(String::new(), |s| format!(", {:.0} ops/s", s.ops_per_sec));
-        bar.set_message(format!("{} run {}/{}: {} trasher(s){last} (Ctrl-C stops and writes what was measured)", p.platform, p.run, cfg.runs, p.trashers));
+        let headline = format!("{} run {}/{}: {} trasher(s)", p.platform, p.run, cfg.runs, p.trashers);
+        bar.set_status(&headline, &format!("{last} (Ctrl-C stops and writes what was measured)"));
     });
     bar.finish_and_clear();
     let result = match result {

@@ -245,7 +245,11 @@ fn stress_adds_trashers_and_draws_the_series() {
         .arg(&out_dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Not a terminal: a line each time a trasher joins, not one per sample.
+    let progress: Vec<&str> = stderr.lines().filter(|l| l.starts_with("host run 1/1: ")).collect();
+    assert_eq!(progress, ["host run 1/1: 0 trasher(s)", "host run 1/1: 1 trasher(s)", "host run 1/1: 2 trasher(s)"], "{stderr}");
     let csv = std::fs::read_to_string(out_dir.join("stress.csv")).unwrap();
     let counts: Vec<u32> = csv.lines().skip(1).map(|l| l.split(',').nth(3).unwrap().parse().unwrap()).collect();
     assert!(counts.windows(2).all(|w| w[0] <= w[1]), "trasher count only steps up: {counts:?}");
