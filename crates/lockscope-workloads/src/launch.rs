@@ -25,6 +25,8 @@ pub struct LaunchOptions {
     pub cgroup_procs: Option<PathBuf>,
     /// A file for standard error (created or truncated) instead of lockscope's own.
     pub stderr: Option<PathBuf>,
+    /// Environment variables set (or replaced) for the workload; the rest is lockscope's.
+    pub env: Vec<(String, String)>,
 }
 
 /// A launched workload, in its own process group. Dropping it kills the group
@@ -57,6 +59,16 @@ pub fn spawn_held_with(argv: &[String], opts: &LaunchOptions) -> io::Result<Laun
     ptrs.push(std::ptr::null());
 
     let cwd = opts.cwd.as_ref().map(|d| CString::new(d.as_os_str().as_bytes())).transpose().map_err(|_| invalid("NUL byte in directory"))?;
+    // The environment, made before fork (the child may not allocate).
+    let envs: Vec<CString> = std::env::vars_os()
+        .filter(|(k, _)| !opts.env.iter().any(|(set, _)| k.as_bytes() == set.as_bytes()))
+        .map(|(k, v)| [k.as_bytes(), b"=", v.as_bytes()].concat())
+        .chain(opts.env.iter().map(|(k, v)| format!("{k}={v}").into_bytes()))
+        .map(CString::new)
+        .collect::<Result<_, _>>()
+        .map_err(|_| invalid("NUL byte in the environment"))?;
+    let mut env_ptrs: Vec<*const libc::c_char> = envs.iter().map(|c| c.as_ptr()).collect();
+    env_ptrs.push(std::ptr::null());
     // What the child's standard output and error become (dup2'd over 1 and 2;
     // std opens files close-on-exec, so only the copies outlive exec), and the
     // read end of a captured output.
@@ -72,7 +84,7 @@ pub fn spawn_held_with(argv: &[String], opts: &LaunchOptions) -> io::Result<Laun
     let hold = pipe()?; // the parent writes one byte to release the child
     let status = pipe()?; // close-on-exec: EOF means exec succeeded, else errno
     // SAFETY: between fork and exec the child only calls async-signal-safe
-    // functions (close, setpgid, dup2, chdir, read, execvp, write, _exit).
+    // functions (close, setpgid, dup2, chdir, read, execvpe, write, _exit).
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         let e = io::Error::last_os_error();
@@ -101,7 +113,7 @@ pub fn spawn_held_with(argv: &[String], opts: &LaunchOptions) -> io::Result<Laun
             if libc::read(hold.0, (&mut byte as *mut u8).cast(), 1) != 1 {
                 libc::_exit(127); // the recorder gave up before releasing us
             }
-            libc::execvp(ptrs[0], ptrs.as_ptr());
+            libc::execvpe(ptrs[0], ptrs.as_ptr(), env_ptrs.as_ptr());
             let errno = *libc::__errno_location();
             libc::write(status.1, (&errno as *const i32).cast(), 4);
             libc::_exit(127);
@@ -254,6 +266,18 @@ mod tests {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert_eq!(w.try_wait(), Some("exit status 3"));
+    }
+
+    #[test]
+    fn the_workload_gets_the_variables_set_and_lockscopes_own() {
+        let check = r#"test "$LOCKSCOPE_TEST_SET" = "a b" && test "$HOME" = "$1""#;
+        let home = std::env::var("HOME").unwrap_or_default();
+        let argv = ["sh".into(), "-c".into(), check.into(), "sh".into(), home];
+        let opts = LaunchOptions { env: vec![("LOCKSCOPE_TEST_SET".into(), "a b".into())], ..LaunchOptions::default() };
+        let mut w = spawn_held_with(&argv, &opts).unwrap();
+        w.release().unwrap();
+        w.reap_blocking();
+        assert_eq!(w.try_wait(), Some("exit status 0"));
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub struct HostInstance {
     dir: Option<PathBuf>,
     cgroup: Option<PathBuf>,
     stopped: bool,
+    /// Where a built-in workload notes how it ended (see exit_note).
+    exit_note: Option<PathBuf>,
 }
 
 impl HostInstance {
@@ -21,7 +23,7 @@ impl HostInstance {
         let dir = env.instance_dir(&spec.name)?;
         let argv: Vec<String> =
             std::iter::once(env.lockscope.display().to_string()).chain(["workload".to_owned()]).chain(spec.workload.iter().cloned()).collect();
-        let result = Self::command(&argv, spec, Some(dir.clone()));
+        let result = Self::launch(&argv, spec, Some(dir.clone()), Some(dir.join(super::EXIT_NOTE)));
         if result.is_err() {
             remove_tree(&dir);
         }
@@ -30,6 +32,11 @@ impl HostInstance {
 
     /// Any command, held; `dir` (if given) is its working directory and is removed when it stops.
     pub fn command(argv: &[String], spec: &InstanceSpec, dir: Option<PathBuf>) -> Result<Self, PlatformError> {
+        Self::launch(argv, spec, dir, None)
+    }
+
+    /// `exit_note`: where a lockscope workload is asked to note how it ended.
+    fn launch(argv: &[String], spec: &InstanceSpec, dir: Option<PathBuf>, exit_note: Option<PathBuf>) -> Result<Self, PlatformError> {
         let cgroup = spec.memory_limit.map(|limit| memory_cgroup(&spec.name, limit)).transpose()?;
         let opts = LaunchOptions {
             cwd: dir.clone(),
@@ -37,6 +44,7 @@ impl HostInstance {
             cpus: spec.cpus.clone(),
             cgroup_procs: cgroup.as_ref().map(|c| c.join("cgroup.procs")),
             stderr: None,
+            env: exit_note.iter().map(|note| (crate::exit_note::VAR.to_owned(), note.display().to_string())).collect(),
         };
         let child = match spawn_held_with(argv, &opts) {
             Ok(child) => child,
@@ -47,7 +55,7 @@ impl HostInstance {
                 return Err(PlatformError::Io { what: format!("starting {}", argv[0]), source: e });
             }
         };
-        Ok(HostInstance { child, dir, cgroup, stopped: false })
+        Ok(HostInstance { child, dir, cgroup, stopped: false, exit_note })
     }
 }
 
@@ -93,7 +101,13 @@ impl Instance for HostInstance {
     }
 
     fn try_wait(&mut self) -> Option<String> {
-        self.child.try_wait().map(str::to_owned)
+        let exit = self.child.try_wait()?;
+        // A failed built-in workload's note also says why.
+        let note = match exit {
+            "exit status 0" => None,
+            _ => self.exit_note.as_deref().and_then(crate::exit_note::read),
+        };
+        Some(note.unwrap_or_else(|| exit.to_owned()))
     }
 
     fn stop(&mut self) {

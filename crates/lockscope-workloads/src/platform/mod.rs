@@ -13,6 +13,10 @@ use std::path::{Path, PathBuf};
 
 pub use host::HostInstance;
 
+/// Where, in an instance's working directory, a built-in workload notes how
+/// it ended (see exit_note).
+const EXIT_NOTE: &str = ".lockscope-exit";
+
 /// The platforms lockscope can run workloads on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -18,8 +18,6 @@ use super::{io, remove_tree, version_of, Availability, Env, Instance, InstanceSp
 use crate::procfs;
 
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Where, in the instance's /work, the workload notes how it ended (see exit_note).
-const EXIT_NOTE: &str = ".lockscope-exit";
 
 pub struct Runtime {
     kind: PlatformKind,
@@ -132,7 +130,7 @@ impl Container {
                 "terminal": false,
                 "user": { "uid": 0, "gid": 0 },
                 "args": args,
-                "env": ["PATH=/usr/bin:/bin", "HOME=/work", format!("{}=/work/{EXIT_NOTE}", crate::exit_note::VAR)],
+                "env": ["PATH=/usr/bin:/bin", "HOME=/work", format!("{}=/work/{}", crate::exit_note::VAR, super::EXIT_NOTE)],
                 "cwd": "/work",
                 "capabilities": {
                     "bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE"],
@@ -258,7 +256,7 @@ impl Instance for Container {
         if self.main_pid == 0 || procfs::process_alive(self.main_pid) {
             return None;
         }
-        let note = crate::exit_note::read(&self.dir.join("work").join(EXIT_NOTE));
+        let note = crate::exit_note::read(&self.dir.join("work").join(super::EXIT_NOTE));
         Some(note.unwrap_or_else(|| "exited without noting a status (killed by a signal, or crashed)".to_owned()))
     }
 
