@@ -37,8 +37,8 @@ pub struct Args {
     /// /dev/kvm opens, else tcg,thread=single (software, works everywhere;
     /// one host thread, as multi-threaded TCG can run stale code after the
     /// kernel patches itself for BPF trampolines). LOCKSCOPE_KVM=0|1 decides.
-    #[arg(long, default_value_t = lockscope_workloads::guest::default_accel().to_owned())]
-    accel: String,
+    #[arg(long)]
+    accel: Option<String>,
     /// Another kernel command-line argument (e.g. `softlockup_panic=1` to get
     /// the stuck CPU's backtrace on the console); repeatable.
     #[arg(long = "kernel-arg", value_name = "ARG")]
@@ -76,7 +76,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     cfg.memory_mb = args.memory;
     cfg.cpus = args.cpus;
     cfg.disk_mb = args.disk;
-    cfg.accel = args.accel;
+    if let Some(accel) = args.accel {
+        cfg.accel = accel;
+    }
     cfg.extra_binaries = args.binaries;
     cfg.kernel_args = args.kernel_args;
     cfg.qemu_args = args.qemu_args;

@@ -22,8 +22,8 @@ pub fn spinner(template: &str) -> ProgressBar {
 /// elsewhere (a log, CI, a serial console) a line each time the step's
 /// message changes, so that a long run is never silent.
 pub struct Steps {
+    /// Hidden where it cannot be drawn: then plain lines are printed.
     bar: ProgressBar,
-    plain: bool,
     /// The last headline printed (plain mode, [`Steps::set_status`]).
     printed: std::cell::RefCell<String>,
 }
@@ -36,12 +36,12 @@ impl Steps {
         if !plain {
             bar.enable_steady_tick(std::time::Duration::from_millis(200));
         }
-        Steps { bar, plain, printed: Default::default() }
+        Steps { bar, printed: Default::default() }
     }
 
     pub fn set_message(&self, message: impl Into<String>) {
         let message = message.into();
-        if self.plain && message != self.bar.message() {
+        if self.bar.is_hidden() && message != self.bar.message() {
             let len = self.bar.length().unwrap_or(0);
             eprintln!("[{}/{len}] {message}", (self.bar.position() + 1).min(len));
         }
@@ -51,7 +51,7 @@ impl Steps {
     /// A status whose `detail` changes often (a rate): where no bar can be
     /// drawn, only a new `headline` prints a line.
     pub fn set_status(&self, headline: &str, detail: &str) {
-        if self.plain && *self.printed.borrow() != headline {
+        if self.bar.is_hidden() && *self.printed.borrow() != headline {
             eprintln!("{headline}");
             *self.printed.borrow_mut() = headline.to_owned();
         }

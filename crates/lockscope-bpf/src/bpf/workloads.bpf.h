@@ -134,20 +134,25 @@ static __always_inline struct agg_val *agg_entry(struct agg_key *key, u64 now)
 	return bpf_map_lookup_elem(&aggregates, key);
 }
 
-/* 64-bit hash of the first `n` frames; zeroes the rest of the `stack_depth`
- * that are stored, so a stack's end reads as a zero frame. */
+/* 64-bit hash of the first `n` frames. */
 static __always_inline u64 hash_frames(struct frames *f, u32 n)
 {
 	u64 h = 0x9e3779b97f4a7c15ULL ^ n;
-	for (u32 i = 0; i < MAX_STACK_DEPTH && i < stack_depth; i++) {
-		if (i < n) {
-			h = (h ^ f->ip[i]) * 0xff51afd7ed558ccdULL;
-			h ^= h >> 33;
-		} else {
-			f->ip[i] = 0;
-		}
+	for (u32 i = 0; i < MAX_STACK_DEPTH && i < n; i++) {
+		h = (h ^ f->ip[i]) * 0xff51afd7ed558ccdULL;
+		h ^= h >> 33;
 	}
 	return h;
+}
+
+/* Zeroes the frames after the first `n` of the `stack_depth` stored, so a
+ * stored stack's end reads as a zero frame. Only new stacks need it. */
+static __always_inline void end_frames(struct frames *f, u32 n)
+{
+	for (u32 i = 0; i < MAX_STACK_DEPTH && i < stack_depth; i++) {
+		if (i >= n)
+			f->ip[i] = 0;
+	}
 }
 
 /* The current kernel stack's id (its slot in `stacks`), or -1 (counted) when
@@ -163,7 +168,8 @@ static __always_inline s32 capture_stack(void *ctx)
 		count(C_STACK_ERROR);
 		return -1;
 	}
-	u64 hash = hash_frames(f, len / sizeof(u64));
+	u32 n = len / sizeof(u64);
+	u64 hash = hash_frames(f, n);
 	u32 *known = bpf_map_lookup_elem(&stack_slots, &hash);
 	if (known)
 		return *known;
@@ -179,6 +185,7 @@ static __always_inline s32 capture_stack(void *ctx)
 		return -1;
 	}
 	/* Frames first, then the hash that makes them findable. */
+	end_frames(f, n);
 	if (bpf_map_update_elem(&stacks, &slot, f, BPF_ANY)) {
 		count(C_STACK_ERROR);
 		return -1;
