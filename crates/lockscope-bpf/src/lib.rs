@@ -1,5 +1,7 @@
 //! lockscope's kernel side: the BPF programs (C, in `src/bpf`), what this
-//! kernel allows them to do, and the recorder that runs them over workloads.
+//! kernel allows them to do, and the recorder that runs them: a session that
+//! follows the processes and cgroups it is handed (it knows nothing of how
+//! they were started) and aggregates their lock acquisitions in the kernel.
 
 mod abi;
 mod libbpf_log;
@@ -9,11 +11,12 @@ pub mod probe;
 pub mod recorder;
 mod sampling;
 
-// Process launching and /proc reading live with the workloads; the recorder uses them.
-pub use lockscope_workloads::{launch, procfs};
 pub use privileges::Privileges;
 pub use probe::{probe_hooks, Hook, HookStatus};
-pub use recorder::{record, HookRequest, DEFAULT_MAX_RECORDS, DEFAULT_STACK_DEPTH, MAX_STACK_DEPTH, JoiningWorkload, Placement, LockClass, ModeRequest, Progress, RecordConfig, RecordError, WorkloadSpec};
+pub use recorder::{
+    check_privileges, record, HookRequest, LockClass, ModeRequest, Progress, RecordError, RecordOptions, Session,
+    WorkloadId, DEFAULT_MAX_RECORDS, DEFAULT_STACK_DEPTH, MAX_STACK_DEPTH, MAX_WORKLOADS,
+};
 
 mod contention_skel {
     include!(concat!(env!("OUT_DIR"), "/contention.skel.rs"));

@@ -14,14 +14,13 @@ use crate::acquire_skel::{AcquireSkel, AcquireSkelBuilder};
 use crate::contention_skel::{ContentionSkel, ContentionSkelBuilder};
 use crate::libbpf_log;
 use crate::sampling;
-use crate::procfs;
+use lockscope_proc::procfs;
 use crate::recorder::{HookRequest, LockClass, RecordError, DEFAULT_STACK_DEPTH};
 
 /// What the user asked of the programs.
 pub struct Settings<'a> {
     pub hook: HookRequest,
     pub max_records: u32,
-    pub n_cgroups: usize,
     pub lock_classes: &'a [LockClass],
     /// 0: no stacks (acquire mode).
     pub stack_depth: u32,
@@ -155,7 +154,6 @@ fn load_contention_with<'obj>(
     let depth = if s.stack_depth == 0 { DEFAULT_STACK_DEPTH } else { s.stack_depth };
     open.maps.stacks.set_value_size(depth * 8).map_err(|e| e.to_string())?;
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-        rodata.n_cgroup_targets = s.n_cgroups as u32;
         rodata.stack_depth = depth;
     }
     open.load().map_err(libbpf_log::explain)
@@ -308,7 +306,6 @@ fn load_acquire_with<'obj>(
     open.maps.aggregates.set_max_entries(s.max_records).map_err(|e| e.to_string())?;
     open.maps.stacks.set_value_size(s.stack_depth.max(1) * 8).map_err(|e| e.to_string())?;
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
-        rodata.n_cgroup_targets = s.n_cgroups as u32;
         rodata.stack_depth = s.stack_depth.max(1);
         rodata.capture_stacks = s.stack_depth > 0;
         rodata.track_holds = s.hold_times;

@@ -6,7 +6,8 @@ use std::mem::MaybeUninit;
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
 use crate::probe_skel::ProbeSkelBuilder;
-use crate::{libbpf_log, procfs};
+use crate::libbpf_log;
+use lockscope_proc::procfs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]

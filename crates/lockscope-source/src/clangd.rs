@@ -41,6 +41,39 @@ pub enum ClangdError {
     GaveUp { restarts: u32, last: LspError },
     #[error("cannot read {}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
+    #[error("{}: no compile_commands.json; run `lockscope source prepare{}` first", root.display(), match given {
+        true => format!(" --kernel-src {}", root.display()),
+        false => String::new(),
+    })]
+    NotPrepared { root: PathBuf, given: bool },
+}
+
+/// A kernel source tree to analyze and the clangd to analyze it with, each
+/// as chosen by the user or by default.
+#[derive(Clone, Debug, Default)]
+pub struct SourceTree {
+    /// Default: Debian's linux-source-6.1 extracted into lockscope's cache.
+    pub kernel_src: Option<PathBuf>,
+    /// Default: `$LOCKSCOPE_CLANGD`, else the pinned clangd ./setup.sh installs.
+    pub clangd: Option<PathBuf>,
+}
+
+impl SourceTree {
+    pub fn root(&self) -> PathBuf {
+        self.kernel_src.clone().unwrap_or_else(crate::tree::default_kernel_src)
+    }
+
+    /// A clangd session over the prepared tree, once its index is loaded
+    /// (`tick` sees what clangd reports it is doing meanwhile).
+    pub fn open(&self, tick: impl FnMut(&[String])) -> Result<Clangd, ClangdError> {
+        let root = self.root();
+        if !root.join(crate::tree::COMPILE_COMMANDS).is_file() {
+            return Err(ClangdError::NotPrepared { root, given: self.kernel_src.is_some() });
+        }
+        let root = root.canonicalize().map_err(|source| ClangdError::Read { path: root.clone(), source })?;
+        let options = ClangdOptions::new(locate(self.clangd.as_deref())?, root.clone());
+        Clangd::start_indexed(&root, options, tick)
+    }
 }
 
 /// Where ./setup.sh installs the pinned clangd.

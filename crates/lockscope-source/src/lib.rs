@@ -26,6 +26,6 @@ pub mod stacks;
 pub mod tree;
 pub mod wrappers;
 
-pub use clangd::{Clangd, ClangdError, ClangdOptions};
+pub use clangd::{Clangd, ClangdError, ClangdOptions, SourceTree};
 pub use primitives::LockType;
 pub use resolve::{Resolver, Scope, Site};

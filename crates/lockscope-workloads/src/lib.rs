@@ -1,18 +1,11 @@
 //! Built-in workloads: small programs that stress one kernel subsystem and
 //! report their throughput, so lock sharing can be measured on known loads.
 
-pub mod exit_note;
-pub mod figure;
 pub mod file_churn;
 pub mod file_ops;
-pub mod guest;
-pub mod launch;
 pub mod mem;
 pub mod meter;
-pub mod platform;
 pub mod pipe;
-pub mod procfs;
-pub mod stress;
 pub mod trasher;
 
 use std::time::Duration;

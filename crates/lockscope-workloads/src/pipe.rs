@@ -46,7 +46,7 @@ impl PipeContention {
                 std::thread::spawn(move || {
                     // Best effort: unpinned writers still write, only less in parallel.
                     if let Some(cpu) = cpu {
-                        let _ = crate::launch::pin(0, &[cpu]);
+                        let _ = lockscope_proc::launch::pin(0, &[cpu]);
                     }
                     let mut done = 0u64;
                     while !stop.load(Ordering::Relaxed) {

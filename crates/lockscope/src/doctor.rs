@@ -5,7 +5,7 @@ use std::path::Path;
 
 use lockscope_bpf::{probe_hooks, Hook, HookStatus, Privileges};
 use lockscope_trace::SymbolTable;
-use lockscope_workloads::platform::{Availability, Env, PlatformKind};
+use lockscope_platform::{Availability, Env, PlatformKind};
 use serde::Serialize;
 
 use crate::Format;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use lockscope_workloads::guest::{self, GuestConfig};
+use lockscope_platform::guest::{self, GuestConfig};
 
 /// Run a command in a Debian 6.1 guest (qemu) and bring back what it writes to
 /// /out. Debian's kernel allows fentry, kprobes and KALLSYMS_ALL, so acquire

@@ -77,7 +77,7 @@ fn main() {
     unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let cli = Cli::try_parse().unwrap_or_else(|e| {
         if e.use_stderr() {
-            lockscope_workloads::exit_note::write(e.exit_code(), &e.to_string());
+            lockscope_proc::exit_note::write(e.exit_code(), &e.to_string());
         }
         e.exit()
     });
@@ -104,8 +104,8 @@ fn main() {
     };
     if let Err(e) = result {
         eprintln!("lockscope: error: {e:#}");
-        lockscope_workloads::exit_note::write(1, &format!("{e:#}"));
+        lockscope_proc::exit_note::write(1, &format!("{e:#}"));
         std::process::exit(1);
     }
-    lockscope_workloads::exit_note::write(0, "");
+    lockscope_proc::exit_note::write(0, "");
 }

@@ -62,10 +62,6 @@ impl Steps {
         self.bar.set_position(position);
     }
 
-    pub fn inc(&self, steps: u64) {
-        self.bar.inc(steps);
-    }
-
     pub fn finish_and_clear(&self) {
         self.bar.finish_and_clear();
     }

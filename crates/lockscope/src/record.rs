@@ -4,9 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use lockscope_bpf::{HookRequest, LockClass, ModeRequest, Placement, RecordConfig, WorkloadSpec};
-use lockscope_trace::Selector;
-use lockscope_workloads::platform::Env;
+use lockscope_bpf::{HookRequest, LockClass, ModeRequest, RecordOptions};
+use lockscope_experiments::record::{Placement, RecordPlan, Target, WorkloadSpec};
+use lockscope_platform::Env;
 
 /// Record the kernel locks that workloads acquire, aggregated in the kernel,
 /// into a trace directory (trace.json + Parquet tables).
@@ -77,7 +77,7 @@ pub struct Args {
     placed: Vec<String>,
     /// Where platform workloads keep their bundles and working directories (a
     /// disk file system: the file workloads measure it).
-    #[arg(long, default_value_os_t = lockscope_workloads::platform::Env::default_work_root())]
+    #[arg(long, default_value_os_t = lockscope_platform::Env::default_work_root())]
     work_dir: PathBuf,
     /// Pin each workload lockscope starts (--run, --workload) to a CPU of its
     /// own, in order (round robin when there are more workloads than CPUs),
@@ -168,22 +168,24 @@ fn workloads(args: &Args) -> anyhow::Result<Vec<WorkloadSpec>> {
     let mut specs = Vec::new();
     for arg in &args.runs {
         let (name, command) = split_named(arg, "--run")?;
-        specs.push(WorkloadSpec { name, selector: Selector::Run { command }, placement: placement(args, specs.len()) });
+        let argv = shlex::split(&command)
+            .filter(|a| !a.is_empty())
+            .with_context(|| format!("workload {name}: cannot parse command {command:?}"))?;
+        specs.push(WorkloadSpec { name, target: Target::Command(argv), placement: placement(args, specs.len()) });
     }
     for arg in &args.placed {
         let (name, placed) = split_named(arg, "--workload")?;
-        let (platform, workload) = lockscope_workloads::platform::parse_placed_workload(&placed)?;
-        let workload = shlex::try_join(workload.iter().map(String::as_str))?;
-        specs.push(WorkloadSpec { name, selector: Selector::Platform { platform: platform.name().into(), workload }, placement: placement(args, specs.len()) });
+        let (platform, workload) = lockscope_platform::parse_placed_workload(&placed)?;
+        specs.push(WorkloadSpec { name, target: Target::Builtin { platform, workload }, placement: placement(args, specs.len()) });
     }
     for arg in &args.pids {
         let (name, pid) = split_named(arg, "--pid")?;
         let pid = pid.parse().with_context(|| format!("--pid {arg:?}: {pid:?} is not a process id"))?;
-        specs.push(WorkloadSpec { name, selector: Selector::Pid { pid }, placement: Placement::default() });
+        specs.push(WorkloadSpec { name, target: Target::Pid(pid), placement: Placement::default() });
     }
     for arg in &args.cgroups {
         let (name, path) = split_named(arg, "--cgroup")?;
-        specs.push(WorkloadSpec { name, selector: Selector::Cgroup { path }, placement: Placement::default() });
+        specs.push(WorkloadSpec { name, target: Target::Cgroup(path.into()), placement: Placement::default() });
     }
     Ok(specs)
 }
@@ -204,7 +206,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         bail!("{} already exists; choose another --output or pass --force to replace it", args.output.display());
     }
     let stop = crate::stop_on_signals()?;
-    let config = RecordConfig {
+    let options = RecordOptions {
         mode: args.mode.request(),
         hook: match args.hook {
             HookArg::Auto => HookRequest::Auto,
@@ -226,17 +228,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stack_depth: if args.no_stacks { 0 } else { args.stack_depth },
         hold_times: !args.no_hold,
         stack_sample: args.stack_sample,
+        max_records: args.max_records,
+    };
+    let plan = RecordPlan {
+        options,
         workloads: specs,
         duration: args.duration,
-        max_records: args.max_records,
         stop,
-        platform_env: Env { runsc_platform: args.runsc_platform.clone(), ..Env::new(&args.work_dir)? },
-        joining: None,
+        env: Env { runsc_platform: args.runsc_platform.clone(), ..Env::new(&args.work_dir)? },
     };
 
     let bar = crate::progress::spinner("{spinner} recording {msg}");
-    let mut trace = lockscope_bpf::record(&config, |p| {
-        let until = match config.duration {
+    let mut trace = lockscope_experiments::record::record(&plan, |p| {
+        let until = match plan.duration {
             Some(d) => format!(" of {}", humantime::format_duration(d)),
             None => String::new(),
         };

@@ -1,13 +1,13 @@
 //! `lockscope resolve`: a trace's stacks resolved against the kernel source.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use lockscope_source::lines::DebugInfo;
+use lockscope_experiments::resolve::{resolve_in_place, version_mismatch, DebugInfoChoice, ResolveProgress};
 use lockscope_trace::{read_trace, write_trace, Trace};
 
 use crate::progress::spinner;
-use crate::source::{open_tree, TreeArgs};
+use crate::source::TreeArgs;
 
 /// Resolve a trace's stacks against the kernel source: which code took each
 /// lock, and which global or kernel object the lock is.
@@ -43,7 +43,7 @@ pub struct Args {
 }
 
 /// Where the traced kernel's debug info is.
-#[derive(clap::Args, Default)]
+#[derive(clap::Args)]
 pub struct DebugArgs {
     /// The traced kernel's vmlinux with DWARF (e.g.
     /// /usr/lib/debug/boot/vmlinux-<release>) [default: found by release].
@@ -59,21 +59,8 @@ pub struct DebugArgs {
 }
 
 impl DebugArgs {
-    /// The vmlinux and modules directory to use for `release`, if any.
-    fn find(&self, release: &str) -> Option<(PathBuf, Option<PathBuf>)> {
-        if self.no_debug_info {
-            return None;
-        }
-        if let Some(vmlinux) = &self.vmlinux {
-            return Some((vmlinux.clone(), self.modules.clone()));
-        }
-        let installed = (
-            PathBuf::from(format!("/usr/lib/debug/boot/vmlinux-{release}")),
-            PathBuf::from(format!("/usr/lib/debug/lib/modules/{release}")),
-        );
-        let guest = lockscope_workloads::guest::GuestDebugInfo::cached(&lockscope_workloads::guest::default_cache_dir(), release)
-            .map(|d| (d.vmlinux, d.modules));
-        [Some(installed), guest].into_iter().flatten().find(|(v, _)| v.is_file()).map(|(v, m)| (v, m.is_dir().then_some(m)))
+    fn choice(&self) -> DebugInfoChoice {
+        DebugInfoChoice { vmlinux: self.vmlinux.clone(), modules: self.modules.clone(), disabled: self.no_debug_info }
     }
 }
 
@@ -85,35 +72,15 @@ pub fn run(args: Args) -> Result<()> {
     if let Some(warning) = version_mismatch(&trace, &args.tree.root()) {
         eprintln!("lockscope: warning: {warning}");
     }
-    resolve_in_place(&mut trace, &args.tree, &args.debug)?;
+    let bar = spinner("{spinner} {msg}");
+    resolve_in_place(&mut trace, &args.tree.tree(), &args.debug.choice(), |p| match p {
+        ResolveProgress::DebugInfo(vmlinux) => eprintln!("call sites located with the debug info in {}", vmlinux.display()),
+        ResolveProgress::LoadingIndex(active) => bar.set_message(format!("loading clangd's index {}", active.join(", "))),
+        ResolveProgress::Stack { done, total, function } => bar.set_message(format!("resolving stack {done}/{total} {function}")),
+    })?;
+    bar.finish_and_clear();
     summarize(&trace);
     write_trace(&args.output, &trace, args.force)?;
-    Ok(())
-}
-
-/// Resolves the trace's stacks against the tree, adding its sites table.
-pub fn resolve_in_place(trace: &mut Trace, tree: &TreeArgs, debug: &DebugArgs) -> Result<()> {
-    let located = match debug.find(&trace.meta.kernel_release) {
-        Some((vmlinux, modules)) => {
-            eprintln!("call sites located with the debug info in {}", vmlinux.display());
-            let mut info = DebugInfo::open(&vmlinux, modules.as_deref())?;
-            let located = lockscope_source::stacks::locate_call_sites(&mut info, trace)?;
-            trace.meta.notes.push(format!("call sites located with the debug info in {}", vmlinux.display()));
-            located
-        }
-        None => Default::default(),
-    };
-    let mut clangd = open_tree(tree)?;
-    let bar = spinner("{spinner} resolving stack {pos}/{len} {msg}");
-    let sites = lockscope_source::stacks::resolve_stacks(&mut clangd, trace, &located, |done, total, function| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        bar.set_message(function.to_owned());
-    });
-    bar.finish_and_clear();
-    clangd.shutdown();
-    trace.sites = sites?;
-    trace.meta.notes.push(format!("stacks resolved against the source at {}", tree.root().display()));
     Ok(())
 }
 
@@ -145,14 +112,3 @@ fn summarize(trace: &Trace) {
     }
 }
 
-/// A warning when the trace's kernel is not the source's version.
-pub fn version_mismatch(trace: &Trace, root: &Path) -> Option<String> {
-    let makefile = std::fs::read_to_string(root.join("Makefile")).ok()?;
-    let field = |name: &str| {
-        makefile.lines().find_map(|l| l.strip_prefix(name)?.trim_start().strip_prefix('=').map(|v| v.trim().to_owned()))
-    };
-    let source = format!("{}.{}", field("VERSION")?, field("PATCHLEVEL")?);
-    let traced = &trace.meta.kernel_release;
-    let same = traced.starts_with(&format!("{source}.")) || traced.starts_with(&format!("{source}-"));
-    (!same).then(|| format!("the trace is from kernel {traced} but the source is {source}: functions may have moved or been renamed"))
-}

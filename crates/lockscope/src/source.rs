@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use lockscope_source::clangd::{build_index, locate, Clangd, ClangdOptions};
+use lockscope_source::clangd::{build_index, locate, Clangd, SourceTree};
 use lockscope_source::tree::{self, PrepareOptions};
 use lockscope_source::{Resolver, Site};
 
@@ -87,12 +87,12 @@ pub struct TreeArgs {
 }
 
 impl TreeArgs {
-    pub(crate) fn new(kernel_src: Option<PathBuf>) -> Self {
-        TreeArgs { kernel_src, clangd: None }
+    pub(crate) fn tree(&self) -> SourceTree {
+        SourceTree { kernel_src: self.kernel_src.clone(), clangd: self.clangd.clone() }
     }
 
     pub(crate) fn root(&self) -> PathBuf {
-        self.kernel_src.clone().unwrap_or_else(tree::default_kernel_src)
+        self.tree().root()
     }
 }
 
@@ -235,19 +235,10 @@ fn parse_site(text: &str) -> Result<(PathBuf, u32)> {
     Ok((PathBuf::from(file), line))
 }
 
-/// A clangd session over a prepared tree.
+/// A clangd session over a prepared tree, with a spinner while its index loads.
 pub(crate) fn open_tree(args: &TreeArgs) -> Result<Clangd> {
-    let root = args.root();
-    if !root.join(tree::COMPILE_COMMANDS).is_file() {
-        bail!("{}: no compile_commands.json; run `lockscope source prepare{}` first", root.display(), match &args.kernel_src {
-            Some(dir) => format!(" --kernel-src {}", dir.display()),
-            None => String::new(),
-        });
-    }
-    let root = root.canonicalize()?;
-    let options = ClangdOptions::new(locate(args.clangd.as_deref())?, root.clone());
     let bar = spinner("{spinner} loading clangd's index {msg}");
-    let clangd = Clangd::start_indexed(&root, options, |active| bar.set_message(active.join(", ")))?;
+    let clangd = args.tree().open(|active| bar.set_message(active.join(", ")))?;
     bar.finish_and_clear();
     Ok(clangd)
 }

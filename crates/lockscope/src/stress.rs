@@ -1,15 +1,11 @@
 //! `lockscope stress`: the interference experiment, on each platform asked for.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use lockscope_bpf::{JoiningWorkload, RecordConfig};
-use lockscope_trace::Selector;
-use lockscope_workloads::platform::{Env, Instance, InstanceSpec, PlatformError, PlatformKind};
-use lockscope_workloads::stress::{self, StressConfig};
+use lockscope_experiments::stress::{self, StressConfig, Unobserved};
+use lockscope_platform::{Env, PlatformKind};
 
 /// Measure interference: a worker runs alone for one interval (its
 /// baseline), then a trasher joins every interval, each on its own core
@@ -66,62 +62,6 @@ pub struct Args {
     record: bool,
 }
 
-/// stress.csv, stress.json, stress.svg and stress.png in `dir`. The JSON is
-/// written last: its presence marks a finished experiment.
-pub fn write_outputs(result: &stress::StressResult, dir: &std::path::Path) -> anyhow::Result<()> {
-    let csv = dir.join("stress.csv");
-    std::fs::write(&csv, stress::samples_csv(&result.samples)).with_context(|| format!("writing {}", csv.display()))?;
-    match lockscope_workloads::figure::write(result, &dir.join("stress")) {
-        // Said, not fatal: the CSV and JSON show what there was.
-        Err(e @ lockscope_workloads::figure::FigureError::Empty) => eprintln!("warning: {}: {e}", dir.display()),
-        other => other?,
-    }
-    let json = dir.join("stress.json");
-    std::fs::write(&json, serde_json::to_string_pretty(result)?).with_context(|| format!("writing {}", json.display()))?;
-    Ok(())
-}
-
-/// A recording running beside the experiment, which each instance joins
-/// before it starts.
-struct Recording {
-    joining: std::sync::mpsc::Sender<JoiningWorkload>,
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Result<lockscope_trace::Trace, lockscope_bpf::RecordError>>,
-}
-
-impl Recording {
-    fn start(env: &Env) -> Recording {
-        let (joining, receiver) = std::sync::mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let config = RecordConfig { joining: Some(receiver), ..RecordConfig::new(vec![], Arc::clone(&stop), env.clone()) };
-        let thread = std::thread::spawn(move || lockscope_bpf::record(&config, |_| {}));
-        Recording { joining, stop, thread }
-    }
-
-    /// Has the recorder follow the instance; returns once it does.
-    fn follow(&self, spec: &InstanceSpec, instance: &dyn Instance) -> Result<(), PlatformError> {
-        let name = &spec.name;
-        let (tracked, answer) = std::sync::mpsc::channel();
-        let workload = shlex::try_join(spec.workload.iter().map(String::as_str)).unwrap_or_else(|_| spec.workload.join(" "));
-        let selector = Selector::Platform { platform: instance.platform().name().into(), workload };
-        let joining = JoiningWorkload { name: name.into(), selector, pids: instance.pids(), tracked };
-        let failed = |why: String| PlatformError::Runtime(format!("recording {name}: {why}"));
-        self.joining.send(joining).map_err(|_| failed("the recorder stopped".into()))?;
-        // Waits while the programs load, then for the next tick of the recorder.
-        match answer.recv_timeout(std::time::Duration::from_secs(60)) {
-            Ok(result) => result.map_err(failed),
-            Err(_) => Err(failed("the recorder did not answer".into())),
-        }
-    }
-
-    fn finish(self, path: &std::path::Path) -> anyhow::Result<()> {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let trace = self.thread.join().map_err(|_| anyhow::anyhow!("the recorder panicked"))??;
-        lockscope_trace::write_trace(path, &trace, true)?;
-        Ok(())
-    }
-}
-
 fn split(what: &str, text: &str) -> anyhow::Result<Vec<String>> {
     match shlex::split(text) {
         Some(args) if !args.is_empty() => Ok(args),
@@ -151,36 +91,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let total = cfg.run_length() * cfg.runs * cfg.platforms.len() as u32;
     let bar = crate::progress::Steps::new(total.as_secs(), "{bar:30} {pos}/{len} s  {msg}");
     let run_length = cfg.run_length();
-    let recording = args.record.then(|| Recording::start(&env));
-    let mut on_instance = |spec: &InstanceSpec, instance: &dyn Instance| match &recording {
-        Some(r) => r.follow(spec, instance),
-        None => Ok(()),
-    };
-    let result = stress::run(&cfg, &env, &stop, &mut on_instance, |p: &stress::StressProgress| {
+    let show = |p: &stress::StressProgress| {
         let done = cfg.platforms.iter().position(|&k| k == p.platform).unwrap_or(0) as u32 * cfg.runs + (p.run - 1);
         bar.set_position((run_length * done + p.elapsed_in_run).as_secs());
         let last = p.last.map_or(String::new(), |s| format!(", {:.0} ops/s", s.ops_per_sec));
         let headline = format!("{} run {}/{}: {} trasher(s)", p.platform, p.run, cfg.runs, p.trashers);
         bar.set_status(&headline, &format!("{last} (Ctrl-C stops and writes what was measured)"));
-    });
-    bar.finish_and_clear();
-    let result = match result {
-        Ok(result) => result,
-        // A recorder that could not start is why instances could not join it: say why.
-        Err(e) => {
-            let recorder_error = recording.and_then(|r| r.finish(&args.output.join("stress.trace")).err());
-            return Err(match recorder_error {
-                Some(why) => why.context(e.to_string()),
-                None => e.into(),
-            });
-        }
     };
+    let (result, trace) = match args.record {
+        true => stress::run_recorded(&cfg, &env, &stop, show).map(|(result, trace)| (result, Some(trace)))?,
+        false => (stress::run(&cfg, &env, &stop, &mut Unobserved, show)?, None),
+    };
+    bar.finish_and_clear();
 
-    write_outputs(&result, &args.output)?;
-    if let Some(r) = recording {
-        let trace = args.output.join("stress.trace");
-        r.finish(&trace)?;
-        eprintln!("recorded the worker and trashers: {} (lockscope report {})", trace.display(), trace.display());
+    if let Some(warning) = stress::write_outputs(&result, &args.output)? {
+        eprintln!("warning: {warning}");
+    }
+    if let Some(trace) = trace {
+        let path = args.output.join("stress.trace");
+        lockscope_trace::write_trace(&path, &trace, true)?;
+        eprintln!("recorded the worker and trashers: {} (lockscope report {})", path.display(), path.display());
     }
 
     if !result.complete {

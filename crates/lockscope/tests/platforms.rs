@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lockscope_workloads::meter::Line;
-use lockscope_workloads::platform::{Env, InstanceSpec, Output, PlatformKind};
+use lockscope_platform::{Env, InstanceSpec, Output, PlatformKind};
 use serde_json::Value;
 
 const LOCKSCOPE: &str = env!("CARGO_BIN_EXE_lockscope");
@@ -39,7 +39,7 @@ fn leftovers(root: &Path) -> Vec<String> {
     let files = std::fs::read_dir(root).into_iter().flatten().flatten();
     let mut found: Vec<String> = files.map(|e| format!("file {}", e.path().display())).collect();
     let needle = root.display().to_string();
-    for pid in lockscope_workloads::procfs::processes_with_arg_containing(&needle) {
+    for pid in lockscope_proc::procfs::processes_with_arg_containing(&needle) {
         found.push(format!("process {pid}: {}", std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().replace('\0', " ")));
     }
     for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
@@ -175,7 +175,7 @@ fn failing_and_never_started_workloads_leave_nothing() {
         let spec = InstanceSpec { name: "held".into(), workload: vec!["mem".into()], ..InstanceSpec::default() };
         let held = kind.create(&spec, &env).unwrap();
         assert!(!held.pids().is_empty(), "{kind}: {}", held.describe());
-        assert!(held.pids().iter().all(|&p| lockscope_workloads::procfs::process_alive(p)), "{kind}: held processes exist");
+        assert!(held.pids().iter().all(|&p| lockscope_proc::procfs::process_alive(p)), "{kind}: held processes exist");
         drop(held);
         assert_clean(root.path());
     }

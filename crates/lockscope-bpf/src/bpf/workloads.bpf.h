@@ -11,9 +11,6 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Set by user space before load. */
-const volatile u32 n_cgroup_targets = 0;
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 16384);
@@ -108,9 +105,13 @@ static __always_inline u32 current_workload(void)
 	if (w)
 		return *w;
 
-	for (u32 i = 0; i < MAX_CGROUP_TARGETS && i < n_cgroup_targets; i++) {
-		struct cgroup_target *t = bpf_map_lookup_elem(&cgroup_targets, &i);
-		if (!t)
+	/* Filled in order while recording; the first empty entry ends them.
+	 * The key is a copy: the counter stays in a register, where the
+	 * verifier sees it grow and so the loop end. */
+	for (u32 i = 0; i < MAX_CGROUP_TARGETS; i++) {
+		u32 key = i;
+		struct cgroup_target *t = bpf_map_lookup_elem(&cgroup_targets, &key);
+		if (!t || !t->id)
 			break;
 		if (bpf_get_current_ancestor_cgroup_id(t->level) == t->id)
 			return t->workload;

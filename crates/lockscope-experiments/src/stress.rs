@@ -10,8 +10,29 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::meter::Line;
-use crate::platform::{Env, Instance, InstanceSpec, Output, PlatformError, PlatformKind};
+use lockscope_bpf::{RecordError, RecordOptions, Session, WorkloadId};
+use lockscope_platform::{Env, Instance, InstanceSpec, Output, PlatformError, PlatformKind};
+use lockscope_trace::{EndReason, Selector, Trace};
+use lockscope_workloads::meter::Line;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StressError {
+    /// Settings the experiment cannot honour.
+    #[error("{0}")]
+    Settings(String),
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    #[error("the worker's output was not captured")]
+    NoOutput,
+    #[error("the worker ended early ({exit}) on {platform}, run {run}")]
+    WorkerEnded { exit: String, platform: PlatformKind, run: u32 },
+    #[error("writing {path}: {source}")]
+    Write { path: std::path::PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Figure(#[from] crate::figure::FigureError),
+}
 
 #[derive(Clone, Debug)]
 pub struct StressConfig {
@@ -31,8 +52,8 @@ pub struct StressConfig {
 }
 
 impl StressConfig {
-    pub fn validate(&self) -> Result<(), PlatformError> {
-        let bad = |m: String| Err(PlatformError::Runtime(m));
+    pub fn validate(&self) -> Result<(), StressError> {
+        let bad = |m: String| Err(StressError::Settings(m));
         if self.platforms.is_empty() {
             return bad("no platform given".into());
         }
@@ -130,9 +151,74 @@ pub struct StressProgress<'a> {
     pub last: Option<&'a Sample>,
 }
 
-/// Sees each instance (worker or trasher) after it is created and before it
-/// runs, with what it runs: e.g. to record it.
-pub type OnInstance<'a> = &'a mut dyn FnMut(&InstanceSpec, &dyn Instance) -> Result<(), PlatformError>;
+/// Sees each instance of the experiment (worker or trasher) through its
+/// life: e.g. to record it.
+pub trait Observer {
+    /// Created and held, not yet running.
+    fn created(&mut self, spec: &InstanceSpec, instance: &dyn Instance) -> Result<(), StressError>;
+    /// Let run.
+    fn started(&mut self, name: &str);
+    /// Stopped at the end of its run; `exit`: how it ended, when known.
+    fn stopped(&mut self, name: &str, exit: Option<String>);
+}
+
+/// Observes nothing.
+pub struct Unobserved;
+
+impl Observer for Unobserved {
+    fn created(&mut self, _: &InstanceSpec, _: &dyn Instance) -> Result<(), StressError> {
+        Ok(())
+    }
+    fn started(&mut self, _: &str) {}
+    fn stopped(&mut self, _: &str, _: Option<String>) {}
+}
+
+/// Follows every instance in a recording session: each from its creation,
+/// its run time from its start to its stop.
+struct Recorded<'s, 'k> {
+    session: &'s mut Session<'k>,
+    ids: std::collections::HashMap<String, WorkloadId>,
+}
+
+impl Observer for Recorded<'_, '_> {
+    fn created(&mut self, spec: &InstanceSpec, instance: &dyn Instance) -> Result<(), StressError> {
+        let selector = Selector::Platform { platform: instance.platform().name().into(), workload: crate::record::join(&spec.workload) };
+        let id = self.session.follow_processes(&spec.name, selector, &instance.pids())?;
+        self.ids.insert(spec.name.clone(), id);
+        Ok(())
+    }
+
+    fn started(&mut self, name: &str) {
+        if let Some(&id) = self.ids.get(name) {
+            self.session.restart_clock(id);
+        }
+    }
+
+    fn stopped(&mut self, name: &str, exit: Option<String>) {
+        if let Some(&id) = self.ids.get(name) {
+            self.session.end(id, exit);
+        }
+    }
+}
+
+/// Runs the experiment while recording the worker and every trasher (best
+/// mode available): the locks they share and the slowdown come from the same run.
+pub fn run_recorded(
+    cfg: &StressConfig,
+    env: &Env,
+    stop: &AtomicBool,
+    progress: impl FnMut(&StressProgress),
+) -> Result<(StressResult, Trace), StressError> {
+    let mut result = None;
+    let trace = lockscope_bpf::record(&RecordOptions::default(), |session| {
+        let mut observer = Recorded { session, ids: Default::default() };
+        let measured = run(cfg, env, stop, &mut observer, progress)?;
+        let reason = if measured.complete { EndReason::WorkloadsExited } else { EndReason::Interrupted };
+        result = Some(measured);
+        Ok::<_, StressError>(reason)
+    })?;
+    Ok((result.expect("a recording that succeeded ran the experiment"), trace))
+}
 
 /// Runs the experiment. `stop` ends it early (everything started is stopped
 /// and removed); what was measured until then is returned.
@@ -140,9 +226,9 @@ pub fn run(
     cfg: &StressConfig,
     env: &Env,
     stop: &AtomicBool,
-    on_instance: OnInstance,
+    observer: &mut dyn Observer,
     mut progress: impl FnMut(&StressProgress),
-) -> Result<StressResult, PlatformError> {
+) -> Result<StressResult, StressError> {
     cfg.validate()?;
     let mut samples = Vec::new();
     let mut units = Vec::new();
@@ -154,7 +240,7 @@ pub fn run(
                 complete = false;
                 break 'platforms;
             }
-            let outcome = run_once(cfg, env, platform, run, stop, on_instance, &mut progress)?;
+            let outcome = run_once(cfg, env, platform, run, stop, observer, &mut progress)?;
             samples.extend(outcome.samples);
             if run == 1 {
                 units.push((platform, outcome.unit));
@@ -209,9 +295,9 @@ fn run_once(
     platform: PlatformKind,
     run: u32,
     stop: &AtomicBool,
-    on_instance: OnInstance,
+    observer: &mut dyn Observer,
     progress: &mut impl FnMut(&StressProgress),
-) -> Result<RunOutcome, PlatformError> {
+) -> Result<RunOutcome, StressError> {
     let length = cfg.run_length();
     let sample_arg = format!("{}ms", cfg.sample_every.as_millis());
     // The worker outlives the run; it is stopped when the last interval ends.
@@ -226,8 +312,8 @@ fn run_once(
         memory_limit: None,
     };
     let mut worker = platform.create(&worker_spec, env)?;
-    on_instance(&worker_spec, worker.as_ref())?;
-    let output = worker.take_output().ok_or_else(|| PlatformError::Runtime("the worker's output was not captured".into()))?;
+    observer.created(&worker_spec, worker.as_ref())?;
+    let output = worker.take_output().ok_or(StressError::NoOutput)?;
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(output).lines() {
@@ -242,7 +328,7 @@ fn run_once(
 
     // Every trasher is set up (held) before the worker starts, so setting one
     // up (a microVM's boot) neither delays its start nor disturbs the worker.
-    let mut trashers: Vec<Box<dyn Instance>> = Vec::new();
+    let mut trashers: Vec<(String, Box<dyn Instance>)> = Vec::new();
     for k in 1..=cfg.trashers {
         let mut args = cfg.trasher.clone();
         args.extend(["--duration".into(), duration_arg.clone()]);
@@ -254,13 +340,14 @@ fn run_once(
             memory_limit: None,
         };
         let t = platform.create(&spec, env)?;
-        on_instance(&spec, t.as_ref())?;
-        trashers.push(t);
+        observer.created(&spec, t.as_ref())?;
+        trashers.push((spec.name, t));
     }
     let mut trasher_starts: Vec<Duration> = Vec::new();
     let mut samples = Vec::new();
     let mut unit = String::new();
     worker.start()?;
+    observer.started(&worker_spec.name);
     let t0 = Instant::now();
     let mut interrupted = false;
     let take = |received: Instant, line: Line, trasher_starts: &[Duration], samples: &mut Vec<Sample>, unit: &mut String| {
@@ -287,11 +374,13 @@ fn run_once(
             break;
         }
         if let Some(exit) = worker.try_wait() {
-            return Err(PlatformError::Runtime(format!("the worker ended early ({exit}) on {platform}, run {run}")));
+            return Err(StressError::WorkerEnded { exit, platform, run });
         }
         let started = trasher_starts.len();
         if started < trashers.len() && elapsed >= cfg.interval * (started as u32 + 1) {
-            trashers[started].start()?;
+            let (name, trasher) = &mut trashers[started];
+            trasher.start()?;
+            observer.started(name);
             trasher_starts.push(t0.elapsed());
         }
         while let Ok((received, line)) = rx.recv_timeout(Duration::from_millis(50)) {
@@ -305,10 +394,12 @@ fn run_once(
             last: samples.last(),
         });
     }
-    for mut t in trashers {
+    for (name, mut t) in trashers {
         t.stop();
+        observer.stopped(&name, t.try_wait());
     }
     worker.stop();
+    observer.stopped(&worker_spec.name, worker.try_wait());
     while let Ok((received, line)) = rx.recv_timeout(Duration::from_millis(200)) {
         take(received, line, &trasher_starts, &mut samples, &mut unit);
     }
@@ -353,6 +444,23 @@ fn summarize(platform: PlatformKind, unit: String, trasher_starts: Vec<f64>, sam
         })
         .collect();
     Series { platform, unit, baseline, points, levels, trasher_starts }
+}
+
+/// Writes stress.csv, stress.json, stress.svg and stress.png in `dir`; the
+/// JSON last, as its presence marks a finished experiment. Returns a warning
+/// where no figure could be drawn (the CSV and JSON show what there was).
+pub fn write_outputs(result: &StressResult, dir: &std::path::Path) -> Result<Option<String>, StressError> {
+    let write = |name: &str, text: String| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|source| StressError::Write { path, source })
+    };
+    write("stress.csv", samples_csv(&result.samples))?;
+    let warning = match crate::figure::write(result, &dir.join("stress")) {
+        Err(e @ crate::figure::FigureError::Empty) => Some(format!("{}: {e}", dir.display())),
+        other => other.map(|()| None)?,
+    };
+    write("stress.json", serde_json::to_string_pretty(result).expect("a stress result serializes"))?;
+    Ok(warning)
 }
 
 /// The samples as CSV: platform, run, t, trashers, transition, ops_per_sec.

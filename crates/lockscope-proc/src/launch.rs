@@ -10,7 +10,14 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::platform::Output;
+/// A process's standard output: lockscope's own, captured in a pipe, or discarded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Output {
+    #[default]
+    Inherit,
+    Capture,
+    Discard,
+}
 
 /// How to start a held process, besides its command line.
 #[derive(Clone, Debug, Default)]
@@ -229,7 +236,7 @@ fn describe_status(status: i32) -> String {
 }
 
 /// A close-on-exec pipe as (read end, write end) files.
-pub(crate) fn pipe_files() -> io::Result<(File, File)> {
+pub fn pipe_files() -> io::Result<(File, File)> {
     let (r, w) = pipe()?;
     // SAFETY: both ends were just created and are owned from here on.
     Ok(unsafe { (File::from_raw_fd(r), File::from_raw_fd(w)) })

@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::{io, remove_tree, Env, Instance, InstanceSpec, PlatformError, PlatformKind};
-use crate::launch::{spawn_held_with, LaunchOptions, Launched};
+use crate::{io, remove_tree, Env, Instance, InstanceSpec, PlatformError, PlatformKind};
+use lockscope_proc::launch::{spawn_held_with, LaunchOptions, Launched};
 
 pub struct HostInstance {
     child: Launched,
@@ -23,7 +23,7 @@ impl HostInstance {
         let dir = env.instance_dir(&spec.name)?;
         let argv: Vec<String> =
             std::iter::once(env.lockscope.display().to_string()).chain(["workload".to_owned()]).chain(spec.workload.iter().cloned()).collect();
-        let result = Self::launch(&argv, spec, Some(dir.clone()), Some(dir.join(super::EXIT_NOTE)));
+        let result = Self::launch(&argv, spec, Some(dir.clone()), Some(dir.join(crate::EXIT_NOTE)));
         if result.is_err() {
             remove_tree(&dir);
         }
@@ -44,7 +44,7 @@ impl HostInstance {
             cpus: spec.cpus.clone(),
             cgroup_procs: cgroup.as_ref().map(|c| c.join("cgroup.procs")),
             stderr: None,
-            env: exit_note.iter().map(|note| (crate::exit_note::VAR.to_owned(), note.display().to_string())).collect(),
+            env: exit_note.iter().map(|note| (lockscope_proc::exit_note::VAR.to_owned(), note.display().to_string())).collect(),
         };
         let child = match spawn_held_with(argv, &opts) {
             Ok(child) => child,
@@ -61,7 +61,7 @@ impl HostInstance {
 
 /// A memory cgroup (v2 unified, else v1's memory controller) limited to `limit` bytes.
 fn memory_cgroup(name: &str, limit: u64) -> Result<PathBuf, PlatformError> {
-    let leaf = format!("lockscope-{}-{}", super::sanitize(name), std::process::id());
+    let leaf = format!("lockscope-{}-{}", crate::sanitize(name), std::process::id());
     let (base, file) = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
         ("/sys/fs/cgroup", "memory.max")
     } else {
@@ -105,7 +105,7 @@ impl Instance for HostInstance {
         // A failed built-in workload's note also says why.
         let note = match exit {
             "exit status 0" => None,
-            _ => self.exit_note.as_deref().and_then(crate::exit_note::read),
+            _ => self.exit_note.as_deref().and_then(lockscope_proc::exit_note::read),
         };
         Some(note.unwrap_or_else(|| exit.to_owned()))
     }

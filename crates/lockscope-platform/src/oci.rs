@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use super::{io, remove_tree, version_of, Availability, Env, Instance, InstanceSpec, PlatformError, PlatformKind};
-use crate::procfs;
+use crate::{io, remove_tree, version_of, Availability, Env, Instance, InstanceSpec, PlatformError, PlatformKind};
+use lockscope_proc::procfs;
 
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -130,7 +130,7 @@ impl Container {
                 "terminal": false,
                 "user": { "uid": 0, "gid": 0 },
                 "args": args,
-                "env": ["PATH=/usr/bin:/bin", "HOME=/work", format!("{}=/work/{}", crate::exit_note::VAR, super::EXIT_NOTE)],
+                "env": ["PATH=/usr/bin:/bin", "HOME=/work", format!("{}=/work/{}", lockscope_proc::exit_note::VAR, crate::EXIT_NOTE)],
                 "cwd": "/work",
                 "capabilities": {
                     "bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE"],
@@ -161,7 +161,7 @@ impl Container {
 
     /// `create`: the runtime sets the container up and leaves the workload
     /// held before exec until `start`.
-    fn run_create(&mut self, output: super::Output) -> Result<(), PlatformError> {
+    fn run_create(&mut self, output: crate::Output) -> Result<(), PlatformError> {
         let log = self.dir.join("runtime.log");
         let stderr = std::fs::File::create(&log).map_err(io("creating the runtime log"))?;
         let bundle = self.dir.display().to_string();
@@ -170,9 +170,9 @@ impl Container {
             .command(&["create", "--bundle", &bundle, &self.id])
             .stdin(Stdio::null())
             .stdout(match output {
-                super::Output::Inherit => Stdio::inherit(),
-                super::Output::Capture => Stdio::piped(),
-                super::Output::Discard => Stdio::null(),
+                crate::Output::Inherit => Stdio::inherit(),
+                crate::Output::Capture => Stdio::piped(),
+                crate::Output::Discard => Stdio::null(),
             })
             .stderr(stderr)
             .spawn()
@@ -256,7 +256,7 @@ impl Instance for Container {
         if self.main_pid == 0 || procfs::process_alive(self.main_pid) {
             return None;
         }
-        let note = crate::exit_note::read(&self.dir.join("work").join(super::EXIT_NOTE));
+        let note = lockscope_proc::exit_note::read(&self.dir.join("work").join(crate::EXIT_NOTE));
         Some(note.unwrap_or_else(|| "exited without noting a status (killed by a signal, or crashed)".to_owned()))
     }
 

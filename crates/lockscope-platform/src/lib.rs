@@ -5,6 +5,7 @@
 //! whatever happens: an [`Instance`] stops and removes everything it made
 //! when stopped or dropped.
 
+pub mod guest;
 mod host;
 mod microvm;
 mod oci;
@@ -12,6 +13,9 @@ mod oci;
 use std::path::{Path, PathBuf};
 
 pub use host::HostInstance;
+/// A workload's standard output: lockscope's own, captured
+/// ([`Instance::take_output`]), or discarded.
+pub use lockscope_proc::launch::Output;
 
 /// Where, in an instance's working directory, a built-in workload notes how
 /// it ended (see exit_note).
@@ -105,15 +109,6 @@ pub struct InstanceSpec {
     pub memory_limit: Option<u64>,
 }
 
-/// A workload's standard output: lockscope's own, captured
-/// ([`Instance::take_output`]), or discarded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Output {
-    #[default]
-    Inherit,
-    Capture,
-    Discard,
-}
 
 /// What every platform needs from its surroundings.
 #[derive(Clone, Debug)]

@@ -15,9 +15,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{io, version_of, Availability, Env, Instance, InstanceSpec, PlatformError, PlatformKind};
+use crate::{io, version_of, Availability, Env, Instance, InstanceSpec, PlatformError, PlatformKind};
 use crate::guest::{GuestConfig, Machine};
-use crate::launch::{spawn_held_with, LaunchOptions, Launched};
+use lockscope_proc::launch::{spawn_held_with, LaunchOptions, Launched};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 /// Printed by the guest once it holds the gate open: a line sent before then
@@ -103,7 +103,7 @@ impl MicroVm {
         let mut vm = MicroVm { machine, vmm, console, gate, vmm_done: Arc::new(AtomicBool::new(false)), output: None, stopped: false };
         vm.wait_until_booted()?;
         // The workload writes to the guest's console, a file here: nothing to inherit.
-        if spec.output == super::Output::Capture {
+        if spec.output == crate::Output::Capture {
             vm.output = Some(vm.follow_console()?);
         }
         Ok(vm)
@@ -135,7 +135,7 @@ impl MicroVm {
 
     /// A pipe carrying the console from the workload's start on, until the VM stops.
     fn follow_console(&self) -> Result<std::fs::File, PlatformError> {
-        let (reader, mut writer) = crate::launch::pipe_files().map_err(io("creating a pipe"))?;
+        let (reader, mut writer) = lockscope_proc::launch::pipe_files().map_err(io("creating a pipe"))?;
         let mut console = std::fs::File::open(&self.console).map_err(io("opening the microVM's console"))?;
         let done = Arc::clone(&self.vmm_done);
         std::thread::spawn(move || {

@@ -1,0 +1,505 @@
+//! The study: the paper's experiment end to end. The built-in
+//! microbenchmarks, two identical instances at a time, on each platform;
+//! recorded, resolved where the source matches, compared, stressed, and
+//! written up as a report. Every finished step is kept on disk, so an
+//! interrupted study resumes where it stopped.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lockscope_analysis::compare::{self, spearman, Comparison};
+use lockscope_analysis::html::{self, Correlation, StressFigure};
+use lockscope_bpf::{ModeRequest, RecordOptions};
+use lockscope_platform::{Env, Output, PlatformError, PlatformKind};
+use lockscope_source::SourceTree;
+use lockscope_trace::{read_trace, write_trace, EndReason, Trace, TraceError};
+use serde::Serialize;
+
+use crate::record::{Placement, RecordPlan, RecordingError, Target, WorkloadSpec};
+use crate::resolve::{resolve_in_place, version_mismatch, DebugInfoChoice, ResolveError, ResolveProgress};
+use crate::stress::{self, StressConfig, StressError, StressResult, Unobserved};
+
+/// A workload of the study: its name, what each instance runs, and the
+/// trasher that stresses what it uses.
+#[derive(Debug)]
+pub struct StudyWorkload {
+    pub name: &'static str,
+    pub command: &'static str,
+    pub trasher: &'static str,
+}
+
+/// The paper's microbenchmarks (6.1), scaled to a small machine.
+pub const WORKLOADS: [StudyWorkload; 5] = [
+    StudyWorkload { name: "mem-8k", command: "mem --size 8k --total 128m", trasher: "trasher --target mm" },
+    StudyWorkload { name: "mem-1m", command: "mem --size 1m --total 128m", trasher: "trasher --target mm" },
+    StudyWorkload { name: "file-list", command: "file-list --files 5000", trasher: "trasher --target fs" },
+    StudyWorkload { name: "file-create", command: "file-create --files 2000", trasher: "trasher --target fs" },
+    StudyWorkload { name: "file-delete", command: "file-delete --files 2000", trasher: "trasher --target fs" },
+];
+
+/// The study's workload named `name`.
+pub fn workload(name: &str) -> Result<&'static StudyWorkload, StudyError> {
+    WORKLOADS.iter().find(|w| w.name == name).ok_or_else(|| StudyError::UnknownWorkload(name.to_owned()))
+}
+
+/// The stress experiment's settings in a study.
+#[derive(Clone, Copy, Debug)]
+pub struct StressSettings {
+    pub interval: Duration,
+    pub trashers: u32,
+}
+
+/// What to study and where to write it.
+pub struct StudyConfig {
+    /// Directory for the report, tables, traces and stress results.
+    pub output: PathBuf,
+    /// Platforms to study; empty: every usable one.
+    pub platforms: Vec<PlatformKind>,
+    /// Names from [`WORKLOADS`].
+    pub workloads: Vec<String>,
+    /// How long each pair of instances runs while recorded.
+    pub duration: Duration,
+    /// Recordings per workload and platform.
+    pub runs: u32,
+    pub mode: ModeRequest,
+    /// None: no stress experiment (and so no check of the isolation score).
+    pub stress: Option<StressSettings>,
+    /// The kernel source to resolve against (default: Debian's 6.1, if prepared).
+    pub kernel_src: Option<PathBuf>,
+    /// Memory limit of each instance, bytes.
+    pub memory_limit: Option<u64>,
+    /// Discard the traces and stress results of an earlier study in `output`.
+    pub fresh: bool,
+    pub env: Env,
+}
+
+/// What makes two studies the same study (so one can resume the other).
+#[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
+struct Plan {
+    workloads: Vec<String>,
+    platforms: Vec<String>,
+    duration_secs: f64,
+    runs: u32,
+    stress: Option<(f64, u32)>,
+    memory_limit: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    notes: &'a [String],
+    plan: &'a Plan,
+    comparison: &'a Comparison,
+    stress: &'a [StressFigure],
+    correlations: &'a [Correlation],
+    complete: bool,
+}
+
+/// What a study tells as it goes.
+pub enum StudyEvent<'a> {
+    /// An earlier study in the output directory is resumed: its finished steps are kept.
+    Resuming(&'a Path),
+    /// Steps `done` of `total` are finished; `doing` is under way.
+    Step { done: u64, total: u64, doing: &'a str },
+    /// Something the user should know that does not stop the study.
+    Warning(&'a str),
+}
+
+/// What a study found, besides what it wrote.
+pub struct StudyOutcome {
+    pub comparison: Comparison,
+    pub correlations: Vec<Correlation>,
+    pub notes: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StudyError {
+    #[error("unknown workload {0:?}; the study's workloads are {names}", names = WORKLOADS.map(|w| w.name).join(", "))]
+    UnknownWorkload(String),
+    #[error("{} holds a different study ({earlier}); choose another --output, or pass --fresh to start over", dir.display())]
+    DifferentStudy { dir: PathBuf, earlier: String },
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
+    #[error("reading {}: {source}", path.display())]
+    Manifest { path: PathBuf, source: serde_json::Error },
+    #[error(transparent)]
+    Platform(#[from] PlatformError),
+    #[error("recording {workload} on {platform}: {source}")]
+    Record { workload: String, platform: PlatformKind, source: RecordingError },
+    #[error("resolving the traces: {0}")]
+    Resolve(#[from] ResolveError),
+    #[error("stress: {workload} on {platform}: {source}")]
+    Stress { workload: String, platform: PlatformKind, source: StressError },
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StudyError {
+    let what = what.into();
+    move |source| StudyError::Io { what, source }
+}
+
+/// Runs the study (or resumes it); `stop` ends it early, keeping what finished.
+pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(StudyEvent)) -> Result<StudyOutcome, StudyError> {
+    for w in &cfg.workloads {
+        workload(w)?;
+    }
+    let mut notes = Vec::new();
+    let platforms = choose_platforms(&cfg.platforms, &cfg.env, &mut notes)?;
+    let plan = Plan {
+        workloads: cfg.workloads.clone(),
+        platforms: platforms.iter().map(|p| p.name().to_owned()).collect(),
+        duration_secs: cfg.duration.as_secs_f64(),
+        runs: cfg.runs,
+        stress: cfg.stress.map(|s| (s.interval.as_secs_f64(), s.trashers)),
+        memory_limit: cfg.memory_limit,
+    };
+    if start_or_resume(&cfg.output, &plan, cfg.fresh)? {
+        events(StudyEvent::Resuming(&cfg.output));
+    }
+
+    let total = (plan.workloads.len() * platforms.len()) as u64 * (cfg.runs as u64 + u64::from(cfg.stress.is_some()));
+    let mut done = 0;
+
+    let mut traces = Vec::new();
+    'record: for w in &plan.workloads {
+        for &p in &platforms {
+            for run in 1..=cfg.runs {
+                if stop.load(Ordering::Relaxed) {
+                    break 'record;
+                }
+                let path = cfg.output.join("traces").join(format!("{w}@{p}.run{run}.trace"));
+                events(StudyEvent::Step { done, total, doing: &format!("recording {w} on {p}, run {run}") });
+                if let Some(trace) = record_step(cfg, w, p, &path, stop)? {
+                    notes.extend(failed_instances(&trace.meta.workloads, w, p));
+                    traces.push((path, trace));
+                }
+                done += 1;
+            }
+        }
+    }
+
+    events(StudyEvent::Step { done, total, doing: "resolving call sites against the kernel source" });
+    resolve_traces(cfg, &mut traces, &mut notes, |doing| events(StudyEvent::Step { done, total, doing }))?;
+    let traces: Vec<Trace> = traces.into_iter().map(|(_, t)| t).collect();
+
+    let mut stress_results = Vec::new();
+    if let Some(settings) = cfg.stress {
+        'stress: for w in &plan.workloads {
+            for &p in &platforms {
+                if stop.load(Ordering::Relaxed) {
+                    break 'stress;
+                }
+                let every = humantime::format_duration(settings.interval);
+                events(StudyEvent::Step { done, total, doing: &format!("stress: {w} on {p}, a trasher every {every}") });
+                if let Some(result) = stress_step(cfg, settings, w, p, stop, |warning| events(StudyEvent::Warning(warning)))? {
+                    stress_results.push((w.clone(), p, result));
+                }
+                done += 1;
+            }
+        }
+    }
+
+    let complete = !stop.load(Ordering::Relaxed);
+    if !complete {
+        notes.push("interrupted: the report covers the steps that finished; run the same command to resume".into());
+    }
+    write_report(&cfg.output, &plan, notes, &traces, &stress_results, complete)
+}
+
+/// The platforms asked for (which must be usable), or every usable one.
+fn choose_platforms(asked: &[PlatformKind], env: &Env, notes: &mut Vec<String>) -> Result<Vec<PlatformKind>, StudyError> {
+    if !asked.is_empty() {
+        for &k in asked {
+            k.ensure_usable(env)?;
+        }
+        return Ok(asked.to_vec());
+    }
+    let mut usable = Vec::new();
+    for k in PlatformKind::ALL {
+        let a = k.availability(env);
+        if a.usable {
+            usable.push(k);
+        } else {
+            notes.push(format!("platform {k} skipped: {}", a.detail));
+        }
+    }
+    Ok(usable)
+}
+
+/// Refuses to mix two different studies in one directory; true when it
+/// resumes one.
+fn start_or_resume(out: &Path, plan: &Plan, fresh: bool) -> Result<bool, StudyError> {
+    let manifest = out.join("study.json");
+    let mut resumed = false;
+    if fresh {
+        for dir in ["traces", "stress"] {
+            let _ = std::fs::remove_dir_all(out.join(dir));
+        }
+    } else if let Ok(text) = std::fs::read_to_string(&manifest) {
+        let earlier: Plan = serde_json::from_str(&text).map_err(|source| StudyError::Manifest { path: manifest.clone(), source })?;
+        if &earlier != plan {
+            let earlier = serde_json::to_string(&earlier).expect("a plan serializes");
+            return Err(StudyError::DifferentStudy { dir: out.to_owned(), earlier });
+        }
+        resumed = true;
+    }
+    std::fs::create_dir_all(out.join("traces")).map_err(io(format!("creating {}", out.display())))?;
+    let text = serde_json::to_string_pretty(plan).expect("a plan serializes");
+    std::fs::write(&manifest, text).map_err(io(format!("writing {}", manifest.display())))?;
+    Ok(resumed)
+}
+
+/// Records one run (or reads it back from an earlier study); None when interrupted.
+fn record_step(cfg: &StudyConfig, name: &str, platform: PlatformKind, path: &Path, stop: &Arc<AtomicBool>) -> Result<Option<Trace>, StudyError> {
+    if let Ok(trace) = read_trace(path) {
+        return Ok(Some(trace));
+    }
+    let mut command = shlex::split(workload(name)?.command).expect("the study's commands are well-formed");
+    command.extend(["--duration".into(), format!("{}ms", cfg.duration.as_millis())]);
+    // As the paper: each instance pinned to a core of its own.
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let spec = |instance: &str, cpu: usize| WorkloadSpec {
+        name: instance.to_owned(),
+        target: Target::Builtin { platform, workload: command.clone() },
+        placement: Placement { cpus: Some(vec![cpu % cpus]), memory_limit: cfg.memory_limit, output: Output::Discard },
+    };
+    let plan = RecordPlan {
+        options: RecordOptions { mode: cfg.mode, ..RecordOptions::default() },
+        workloads: vec![spec("a", 0), spec("b", 1)],
+        // The instances end the recording; this only bounds a stuck one.
+        duration: Some(cfg.duration * 3 + Duration::from_secs(120)),
+        stop: Arc::clone(stop),
+        env: cfg.env.clone(),
+    };
+    let mut trace = crate::record::record(&plan, |_| {})
+        .map_err(|source| StudyError::Record { workload: name.to_owned(), platform, source })?;
+    if trace.meta.end_reason == EndReason::Interrupted {
+        return Ok(None); // redone on resume
+    }
+    trace.meta.label = Some(name.to_owned());
+    write_trace(path, &trace, true)?;
+    Ok(Some(trace))
+}
+
+/// A note for each instance that did not end well: its locks cover only the
+/// time it ran, which skews the comparison.
+fn failed_instances(instances: &[lockscope_trace::Workload], workload: &str, platform: PlatformKind) -> Vec<String> {
+    instances
+        .iter()
+        .filter_map(|i| Some((i, i.exit.as_deref()?)))
+        .filter(|(_, exit)| *exit != "exit status 0")
+        .map(|(i, exit)| format!("{workload} on {platform}: instance {} ended after {:.1} s: {exit}", i.name, i.run_time_secs()))
+        .collect()
+}
+
+/// Resolves the traces where the kernel source matches the traced kernel;
+/// else places their call sites in subsystems by function name, from
+/// whatever kernel source is at hand. Traces are rewritten with what was found.
+fn resolve_traces(
+    cfg: &StudyConfig,
+    traces: &mut [(PathBuf, Trace)],
+    notes: &mut Vec<String>,
+    mut progress: impl FnMut(&str),
+) -> Result<(), StudyError> {
+    let tree = SourceTree { kernel_src: cfg.kernel_src.clone(), clangd: None };
+    let root = tree.root();
+    let Some((_, first)) = traces.first() else { return Ok(()) };
+    let why_not = if !root.join(lockscope_source::tree::COMPILE_COMMANDS).is_file() {
+        Some(format!("no prepared kernel source at {} (lockscope source prepare)", root.display()))
+    } else {
+        version_mismatch(first, &root)
+    };
+    let Some(why_not) = why_not else {
+        for (path, trace) in traces.iter_mut().filter(|(_, t)| t.sites.is_empty()) {
+            resolve_in_place(trace, &tree, &DebugInfoChoice::default(), |p| match p {
+                ResolveProgress::Stack { done, total, function } => progress(&format!("resolving stack {done}/{total} {function}")),
+                ResolveProgress::LoadingIndex(_) => progress("loading clangd's index"),
+                ResolveProgress::DebugInfo(_) => {}
+            })?;
+            write_trace(path, trace, true)?;
+        }
+        notes.push(format!("locks resolved against the kernel source at {}", root.display()));
+        return Ok(());
+    };
+    notes.push(format!("locks not resolved to kernel objects: {why_not}"));
+    if cfg.kernel_src.is_none() && !lockscope_source::tree::is_kernel_tree(&root) {
+        // Debian's source package is installed by setup; extracting it takes seconds.
+        if lockscope_source::tree::extract_debian_source(&root).is_err() {
+            notes.push("subsystems unknown: no kernel source (apt-get install linux-source-6.1)".into());
+            return Ok(());
+        }
+    }
+    let index = lockscope_source::functions::FunctionIndex::load(&root)
+        .map_err(io(format!("indexing functions in {}", root.display())))?;
+    for (path, trace) in traces.iter_mut().filter(|(_, t)| t.sites.is_empty()) {
+        trace.sites = lockscope_source::stacks::place_by_function_name(trace, &index);
+        trace.meta.notes.push(format!("call sites placed in subsystems by function name, from the source at {}", root.display()));
+        write_trace(path, trace, true)?;
+    }
+    notes.push(format!("subsystems from the call sites' function names in the source at {} ({} functions)", root.display(), index.len()));
+    Ok(())
+}
+
+/// Where one workload's stress experiment on one platform is written.
+fn stress_dir(out: &Path, workload: &str, platform: PlatformKind) -> PathBuf {
+    out.join("stress").join(format!("{workload}@{platform}"))
+}
+
+/// Runs one stress experiment (or reads it back); None when interrupted.
+fn stress_step(
+    cfg: &StudyConfig,
+    settings: StressSettings,
+    name: &str,
+    platform: PlatformKind,
+    stop: &AtomicBool,
+    warn: impl FnOnce(&str),
+) -> Result<Option<StressResult>, StudyError> {
+    let dir = stress_dir(&cfg.output, name, platform);
+    if let Ok(text) = std::fs::read_to_string(dir.join("stress.json")) {
+        if let Ok(result) = serde_json::from_str::<StressResult>(&text) {
+            return Ok(Some(result));
+        }
+    }
+    let w = workload(name)?;
+    let stress_cfg = StressConfig {
+        platforms: vec![platform],
+        worker: shlex::split(w.command).expect("the study's commands are well-formed"),
+        trasher: shlex::split(w.trasher).expect("the study's trashers are well-formed"),
+        trashers: settings.trashers,
+        interval: settings.interval,
+        sample_every: (settings.interval / 5).max(Duration::from_millis(200)),
+        runs: 1,
+    };
+    let failed = |source| StudyError::Stress { workload: name.to_owned(), platform, source };
+    let result = stress::run(&stress_cfg, &cfg.env, stop, &mut Unobserved, |_| {}).map_err(failed)?;
+    if !result.complete {
+        return Ok(None);
+    }
+    std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    if let Some(warning) = stress::write_outputs(&result, &dir).map_err(failed)? {
+        warn(&warning);
+    }
+    Ok(Some(result))
+}
+
+fn write_report(
+    out: &Path,
+    plan: &Plan,
+    mut notes: Vec<String>,
+    traces: &[Trace],
+    stress_results: &[(String, PlatformKind, StressResult)],
+    complete: bool,
+) -> Result<StudyOutcome, StudyError> {
+    let options = lockscope_analysis::Options { top_sites: 3, include_interrupt: false };
+    let comparison = compare::compare_traces(traces, &options);
+
+    if let Some(t) = traces.first() {
+        notes.insert(0, format!("kernel {} · mode {} via {} · {} recordings", t.meta.kernel_release, t.meta.mode, t.meta.hook, traces.len()));
+    }
+    let figures: Vec<StressFigure> = stress_results
+        .iter()
+        .filter_map(|(w, p, r)| {
+            let s = r.series.first()?;
+            let last = s.levels.last()?;
+            let svg = std::fs::read_to_string(stress_dir(out, w, *p).join("stress.svg")).unwrap_or_default();
+            Some(StressFigure {
+                workload: w.clone(),
+                platform: p.name().into(),
+                baseline: s.baseline,
+                unit: s.unit.clone(),
+                slowdown: last.slowdown,
+                trashers: last.trashers,
+                svg,
+            })
+        })
+        .collect();
+    let correlations = correlate(&comparison, &figures);
+
+    let report = Report { notes: &notes, plan, comparison: &comparison, stress: &figures, correlations: &correlations, complete };
+    let write = |name: &str, text: String| {
+        let path = out.join(name);
+        std::fs::write(&path, text).map_err(io(format!("writing {}", path.display())))
+    };
+    write("report.json", serde_json::to_string_pretty(&report).expect("a report serializes"))?;
+    write("table5.csv", lockscope_analysis::render::comparison_csv(&comparison))?;
+    write("shared_locks.csv", lockscope_analysis::render::shared_locks_csv(&comparison))?;
+    write("subsystems.csv", lockscope_analysis::render::subsystems_csv(&comparison))?;
+    for table in ["table5.parquet", "shared_locks.parquet", "subsystems.parquet"] {
+        let _ = std::fs::remove_file(out.join(table));
+    }
+    lockscope_analysis::export::write_parquet(&comparison, out)?;
+    let page = html::Page {
+        title: "lockscope study: kernel locks shared by co-located workloads",
+        notes: &notes,
+        comparison: &comparison,
+        stress: &figures,
+        correlations: &correlations,
+    };
+    write("report.html", html::render(&page))?;
+    Ok(StudyOutcome { comparison, correlations, notes })
+}
+
+/// A sharing measure of a comparison cell, by name.
+type Measure = (&'static str, fn(&compare::Cell) -> f64);
+
+/// Spearman's rho of each sharing measure against the measured slowdown.
+fn correlate(c: &Comparison, figures: &[StressFigure]) -> Vec<Correlation> {
+    if figures.is_empty() {
+        return vec![];
+    }
+    let measures: [Measure; 3] = [
+        ("exposure (100 - isolation score)", |c| c.exposure),
+        ("cumulative shared-lock rate", |c| c.cumulative_rate),
+        ("shared-lock count", |c| c.shared_mean),
+    ];
+    measures
+        .iter()
+        .map(|(name, measure)| {
+            let pairs: Vec<(f64, f64)> = figures
+                .iter()
+                .filter_map(|f| c.cell(&f.workload, &f.platform).map(|cell| (measure(cell), f.slowdown)))
+                .collect();
+            Correlation { measure: (*name).into(), rho: spearman(&pairs), experiments: pairs.len() }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lockscope_trace::Selector;
+
+    #[test]
+    fn instances_that_failed_or_were_killed_are_noted() {
+        let instance = |name: &str, exit: Option<&str>| lockscope_trace::Workload {
+            id: 1,
+            name: name.into(),
+            selector: Selector::Platform { platform: "runc".into(), workload: "mem".into() },
+            pids: vec![],
+            run_time_ns: 1_500_000_000,
+            exit: exit.map(String::from),
+            irq_filtered: 0,
+        };
+        let instances = [
+            instance("a", Some("exit status 0")),
+            instance("b", Some("exit status 1: --size must be at least 1 byte")),
+            instance("c", None), // still running at the end: stopped by the recorder
+        ];
+        assert_eq!(
+            failed_instances(&instances, "mem-1m", PlatformKind::Runc),
+            ["mem-1m on runc: instance b ended after 1.5 s: exit status 1: --size must be at least 1 byte"]
+        );
+    }
+
+    #[test]
+    fn every_study_workload_parses_and_unknown_ones_list_the_known() {
+        for w in &WORKLOADS {
+            assert!(shlex::split(w.command).is_some_and(|a| !a.is_empty()), "{}", w.name);
+            assert!(shlex::split(w.trasher).is_some_and(|a| !a.is_empty()), "{}", w.name);
+        }
+        let err = workload("bogus").unwrap_err().to_string();
+        assert!(err.contains("mem-8k, mem-1m, file-list, file-create, file-delete"), "{err}");
+    }
+}
