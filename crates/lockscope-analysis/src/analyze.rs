@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use lockscope_trace::{Counters, LockKind, Mode, StackSite, SymbolTable, Trace};
+use lockscope_trace::{Counters, Frame, LockKind, Mode, Scope, SourceLine, StackSite, SymbolTable, Trace};
 use serde::Serialize;
 
 use lockscope_trace::frames;
@@ -55,8 +55,8 @@ pub struct LockSummary {
     /// The lock in the source (`fs_struct.lock`, `tasklist_lock`), from a
     /// resolved trace: the name most of its acquisitions' stacks resolve to.
     pub object: Option<String>,
-    /// `global`, `member` or `local`, with `object`.
-    pub scope: Option<String>,
+    /// Where the lock lives, with `object`.
+    pub scope: Option<Scope>,
     /// The kernel subsystem of the code that takes it (fs, mm, kernel, …).
     pub subsystem: Option<String>,
     pub shared: bool,
@@ -76,7 +76,7 @@ impl LockSummary {
         };
         match (&self.global, &self.object) {
             (Some(g), _) => g.clone(),
-            (None, Some(o)) if self.scope.as_deref() == Some("global") => o.clone(),
+            (None, Some(o)) if self.scope == Some(Scope::Global) => o.clone(),
             (None, Some(o)) => format!("{o} @{addr}"),
             (None, None) => addr,
         }
@@ -100,11 +100,11 @@ pub struct LockUse {
 pub struct CallSite {
     pub acquisitions: u64,
     /// First frame outside the tracer and the lock implementation.
-    pub site: Option<String>,
-    /// file:line of the acquisition, from a resolved trace.
-    pub source: Option<String>,
+    pub site: Option<Frame>,
+    /// The acquisition's line, from a resolved trace.
+    pub source: Option<SourceLine>,
     /// Symbolized frames, innermost first, tracer frames removed.
-    pub frames: Vec<String>,
+    pub frames: Vec<Frame>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -137,10 +137,10 @@ fn most_named<'a>(stacks: &[(i32, u64)], sites: &HashMap<i32, &'a StackSite>) ->
 pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
     let top_sites = options.top_sites;
     let symbols = SymbolTable::from_snapshot(trace.symbols.clone());
-    let stacks: HashMap<i32, Vec<String>> = trace
+    let stacks: HashMap<i32, Vec<Frame>> = trace
         .stacks
         .iter()
-        .map(|s| (s.id, frames::without_tracer(&s.frames.iter().map(|&a| symbols.format_frame(a)).collect::<Vec<_>>())))
+        .map(|s| (s.id, frames::without_tracer(symbols.frames(&s.frames))))
         .collect();
     // Without KALLSYMS_ALL the few data symbols left are section markers that
     // would swallow unrelated addresses.
@@ -195,8 +195,8 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
                 .take(top_sites)
                 .map(|(id, n)| {
                     let frames = stacks.get(&id).cloned().unwrap_or_default();
-                    let source = sites_by_stack.get(&id).and_then(|s| Some(format!("{}:{}", s.file.as_deref()?, s.line?)));
-                    CallSite { acquisitions: n, site: frames::call_site(&frames).map(str::to_owned), source, frames }
+                    let source = sites_by_stack.get(&id).and_then(|s| s.source());
+                    CallSite { acquisitions: n, site: frames::call_site(&frames).cloned(), source, frames }
                 })
                 .collect();
             let kind = acc.kinds.into_iter().max_by_key(|&(k, n)| (n, std::cmp::Reverse(k))).map(|(k, _)| k).unwrap_or(LockKind::Spinlock);
@@ -206,7 +206,7 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
                 global: named_globals.then(|| symbols.data_symbol(addr)).flatten().map(|(s, off)| if off == 0 { s.name.clone() } else { format!("{}+{off:#x}", s.name) }),
                 kind,
                 object: resolved.and_then(StackSite::lock_name),
-                scope: resolved.map(|s| s.scope.clone()),
+                scope: resolved.map(|s| s.scope),
                 subsystem: resolved.and_then(|s| s.subsystem.clone()).or(placed),
                 shared: uses.len() >= 2,
                 acquisitions: uses.iter().map(|u| u.acquisitions).sum(),
@@ -270,12 +270,12 @@ mod tests {
     #[test]
     fn a_resolved_trace_names_locks_by_their_object() {
         // Lock B's acquisitions come from stack 2 only; A's mostly from stack 1.
-        let resolved = Trace { sites: vec![site(1, "global", None, "inode_hash_lock"), site(2, "member", Some("inode"), "i_lock")], ..trace() };
+        let resolved = Trace { sites: vec![site(1, Scope::Global, None, "inode_hash_lock"), site(2, Scope::Member, Some("inode"), "i_lock")], ..trace() };
         let a = analyze(&resolved, &OPTIONS);
         let b = a.locks.iter().find(|l| l.addr == 0xffff888000001000).unwrap();
-        assert_eq!((b.object.as_deref(), b.scope.as_deref(), b.subsystem.as_deref()), (Some("inode.i_lock"), Some("member"), Some("fs")));
+        assert_eq!((b.object.as_deref(), b.scope, b.subsystem.as_deref()), (Some("inode.i_lock"), Some(Scope::Member), Some("fs")));
         assert_eq!(b.label(), "inode.i_lock @0xffff888000001000");
-        assert_eq!(b.call_sites[0].source.as_deref(), Some("fs/inode.c:1702"));
+        assert_eq!(b.call_sites[0].source.as_ref().map(SourceLine::to_string).as_deref(), Some("fs/inode.c:1702"));
         let shared = a.locks.iter().find(|l| l.shared).unwrap();
         assert_eq!(shared.object.as_deref(), Some("inode_hash_lock"), "the name most acquisitions point to");
         // Unresolved, a lock keeps its address.
@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn a_call_site_placed_by_function_name_gives_a_subsystem_but_no_name() {
-        let placed = StackSite { scope: "unknown".into(), method: "function name".into(), line: None, ..site(2, "unknown", None, "") };
+        let placed = StackSite { scope: Scope::Unknown, method: SiteMethod::FunctionName, line: None, ..site(2, Scope::Unknown, None, "") };
         let a = analyze(&Trace { sites: vec![StackSite { variable: None, ..placed }], ..trace() }, &OPTIONS);
         let b = a.locks.iter().find(|l| l.addr == 0xffff888000001000).unwrap();
         assert_eq!((b.object.as_deref(), b.subsystem.as_deref()), (None, Some("fs")));
@@ -326,7 +326,7 @@ mod tests {
         let a = analyze(&trace(), &OPTIONS);
         let lock = a.locks.iter().find(|l| l.shared).unwrap();
         assert_eq!(lock.call_sites[0].acquisitions, 150);
-        assert_eq!(lock.call_sites[0].frames, ["_raw_spin_lock+0x4", "iput+0x4"]);
-        assert_eq!(lock.call_sites[0].site.as_deref(), Some("iput+0x4"));
+        assert_eq!(lock.call_sites[0].frames.iter().map(Frame::to_string).collect::<Vec<_>>(), ["_raw_spin_lock+0x4", "iput+0x4"]);
+        assert_eq!(lock.call_sites[0].site.as_ref().map(Frame::to_string).as_deref(), Some("iput+0x4"));
     }
 }

@@ -17,6 +17,7 @@
 
 use std::collections::BTreeMap;
 
+use lockscope_trace::{Frame, LockKind, Scope};
 use serde::Serialize;
 
 use crate::analyze::{Analysis, LockSummary};
@@ -66,19 +67,19 @@ pub struct LockIdentity {
     pub function: String,
     /// The source file of the acquisition, when resolved.
     pub file: String,
-    pub kind: String,
+    pub kind: LockKind,
 }
 
 impl LockIdentity {
     pub fn of(lock: &LockSummary) -> Self {
         let top = lock.call_sites.first();
-        let function = top.and_then(|c| c.site.as_deref()).map(|s| s.split('+').next().unwrap_or(s)).unwrap_or("?");
-        let file = top.and_then(|c| c.source.as_deref()).map(|s| s.rsplit_once(':').map_or(s, |(f, _)| f)).unwrap_or("");
+        let function = top.and_then(|c| c.site.as_ref()).map_or_else(|| "?".into(), Frame::function_name);
+        let file = top.and_then(|c| c.source.as_ref()).map(|s| s.file.clone()).unwrap_or_default();
         LockIdentity {
             name: lock.object.clone().or_else(|| lock.global.clone()).unwrap_or_else(|| "?".into()),
-            function: function.to_owned(),
-            file: file.to_owned(),
-            kind: format!("{:?}", lock.kind).to_lowercase(),
+            function,
+            file,
+            kind: lock.kind,
         }
     }
 
@@ -114,7 +115,7 @@ pub struct SharedLock {
     pub workload: String,
     pub platform: String,
     pub lock: LockIdentity,
-    pub scope: Option<String>,
+    pub scope: Option<Scope>,
     pub subsystem: Option<String>,
     /// Runs in which it was shared.
     pub runs: usize,
@@ -309,7 +310,7 @@ mod tests {
         // A: w1 120 in 10 s + w2 50 in 5 s = 22/s per run, twice; B in run 2: 7/10 + 10/5.
         assert!((host.cumulative_rate - (22.0 + 22.0 + 2.7)).abs() < 1e-9, "{host:?}");
         let a = c.shared_locks.iter().find(|l| l.platform == "host" && l.lock.name == "inode_hash_lock+0x10").unwrap();
-        assert_eq!((a.runs, a.lock.function.as_str(), a.lock.kind.as_str()), (2, "iput", "spinlock"));
+        assert_eq!((a.runs, a.lock.function.as_str(), a.lock.kind), (2, "iput", LockKind::Spinlock));
         assert!((a.cumulative_rate - 44.0).abs() < 1e-9);
         let runc = c.cell("file-create", "runc").unwrap();
         assert_eq!((runc.runs, runc.shared_mean), (1, 1.0));
@@ -335,12 +336,12 @@ mod tests {
 
     #[test]
     fn resolved_locks_are_named_by_their_object_with_scope_and_subsystem() {
-        let resolved = Trace { sites: vec![crate::fixtures::site(1, "global", None, "inode_hash_lock")], ..trace() };
+        let resolved = Trace { sites: vec![crate::fixtures::site(1, Scope::Global, None, "inode_hash_lock")], ..trace() };
         let a = analyze(&resolved, &OPTIONS);
         let c = compare(&[Run { workload: "file-create".into(), platform: "host".into(), analysis: &a }]);
         let lock = &c.shared_locks[0];
         assert_eq!((lock.lock.name.as_str(), lock.lock.file.as_str()), ("inode_hash_lock", "fs/inode.c"));
-        assert_eq!((lock.scope.as_deref(), lock.subsystem.as_deref()), (Some("global"), Some("fs")));
+        assert_eq!((lock.scope, lock.subsystem.as_deref()), (Some(Scope::Global), Some("fs")));
         assert_eq!(c.subsystems[0].subsystem, "fs");
         let page = crate::html::render(&crate::html::Page { title: "t", notes: &[], comparison: &c, stress: &[], correlations: &[] });
         assert!(page.contains("<td class=\"text\">inode_hash_lock</td><td class=\"text\">global</td><td class=\"text\">fs</td>"), "{page}");

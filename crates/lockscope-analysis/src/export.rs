@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Float64Array, StringArray, UInt64Array};
-use lockscope_trace::{write_table, TraceError};
+use lockscope_trace::{write_table, Scope, TraceError};
 
 use crate::compare::Comparison;
 
@@ -48,8 +48,8 @@ pub fn write_parquet(c: &Comparison, dir: &Path) -> Result<(), TraceError> {
             ("lock_name", strings(locks.iter().map(|l| l.lock.name.as_str()))),
             ("function", strings(locks.iter().map(|l| l.lock.function.as_str()))),
             ("file", strings(locks.iter().map(|l| l.lock.file.as_str()))),
-            ("kind", strings(locks.iter().map(|l| l.lock.kind.as_str()))),
-            ("scope", strings(locks.iter().map(|l| l.scope.as_deref().unwrap_or("")))),
+            ("kind", strings(locks.iter().map(|l| l.lock.kind.name()))),
+            ("scope", strings(locks.iter().map(|l| l.scope.map_or("", Scope::name)))),
             ("subsystem", strings(locks.iter().map(|l| l.subsystem.as_deref().unwrap_or("")))),
             ("runs", Arc::new(UInt64Array::from_iter_values(locks.iter().map(|l| l.runs as u64)))),
             ("cumulative_rate", floats(locks.iter().map(|l| l.cumulative_rate))),

@@ -63,6 +63,7 @@ pub fn trace() -> Trace {
             counters: Counters::default(),
             files: vec![],
             label: None,
+            document_sha256: None,
         },
         records: vec![
             record(1, A, 0, 100, 1),
@@ -88,19 +89,19 @@ pub fn trace() -> Trace {
 
 
 /// A resolved call site in fs/inode.c's iput: a member lock of `object`, else the global `name`.
-pub fn site(stack_id: i32, scope: &str, object: Option<&str>, name: &str) -> StackSite {
+pub fn site(stack_id: i32, scope: Scope, object: Option<&str>, name: &str) -> StackSite {
     StackSite {
         stack_id,
         function: "iput".into(),
         file: Some("fs/inode.c".into()),
         line: Some(1700 + stack_id as u32),
-        scope: scope.into(),
+        scope,
         object: object.map(str::to_owned),
         member: object.map(|_| name.to_owned()),
         variable: object.is_none().then(|| name.to_owned()),
         lock_type: Some("spinlock_t".into()),
         subsystem: Some("fs".into()),
-        method: "function".into(),
+        method: SiteMethod::Function,
         candidates: 1,
         reason: None,
     }

@@ -92,11 +92,11 @@ pub fn render(page: &Page) -> String {
             escape(&l.workload),
             escape(&l.platform),
             escape(if l.lock.name == "?" { "–" } else { &l.lock.name }),
-            escape(l.scope.as_deref().unwrap_or("–")),
+            l.scope.map_or("–", |s| s.name()),
             escape(l.subsystem.as_deref().unwrap_or("unresolved")),
             escape(&l.lock.function),
             escape(&l.lock.file),
-            escape(&l.lock.kind),
+            l.lock.kind,
             l.runs,
             trim_number(l.cumulative_rate)
         );

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use lockscope_trace::Mode;
+use lockscope_trace::{Frame, Mode, Scope, SourceLine};
 
 use crate::analyze::{Analysis, LockSummary};
 
@@ -80,7 +80,7 @@ fn call_site_label(l: &LockSummary) -> String {
     let Some(c) = l.call_sites.first() else { return String::new() };
     match (&c.site, &c.source) {
         (Some(site), Some(source)) => format!("{site} ({source})"),
-        (Some(site), None) => site.clone(),
+        (Some(site), None) => site.to_string(),
         (None, _) => String::new(),
     }
 }
@@ -194,8 +194,8 @@ pub fn csv(a: &Analysis) -> String {
     );
     for l in &a.locks {
         for u in &l.uses {
-            let site = l.call_sites.first().and_then(|c| c.site.as_deref()).unwrap_or("");
-            let source = l.call_sites.first().and_then(|c| c.source.as_deref()).unwrap_or("");
+            let site = l.call_sites.first().and_then(|c| c.site.as_ref()).map(Frame::to_string).unwrap_or_default();
+            let source = l.call_sites.first().and_then(|c| c.source.as_ref()).map(SourceLine::to_string).unwrap_or_default();
             let _ = writeln!(
                 out,
                 "{:#x},{},{},{},{},{},{},{},{},{},{:.6},{},{},{},{},{},{}",
@@ -203,7 +203,7 @@ pub fn csv(a: &Analysis) -> String {
                 l.generation,
                 csv_field(l.global.as_deref().unwrap_or("")),
                 csv_field(l.object.as_deref().unwrap_or("")),
-                l.scope.as_deref().unwrap_or(""),
+                l.scope.map_or("", Scope::name),
                 csv_field(l.subsystem.as_deref().unwrap_or("")),
                 l.kind,
                 l.shared,
@@ -214,8 +214,8 @@ pub fn csv(a: &Analysis) -> String {
                 u.wait_max_ns,
                 u.hold_total_ns,
                 u.hold_max_ns,
-                csv_field(site),
-                csv_field(source),
+                csv_field(&site),
+                csv_field(&source),
             );
         }
     }
@@ -296,13 +296,13 @@ pub fn comparison_csv(c: &crate::compare::Comparison) -> String {
 pub fn shared_locks_csv(c: &crate::compare::Comparison) -> String {
     let mut out = String::from("workload,platform,lock_name,function,file,kind,scope,subsystem,runs,cumulative_rate\n");
     for l in &c.shared_locks {
-        let fields = [&l.workload, &l.platform, &l.lock.name, &l.lock.function, &l.lock.file, &l.lock.kind];
+        let fields = [&l.workload, &l.platform, &l.lock.name, &l.lock.function, &l.lock.file, l.lock.kind.name()];
         let text: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
         let _ = writeln!(
             out,
             "{},{},{},{},{}",
             text.join(","),
-            csv_field(l.scope.as_deref().unwrap_or("")),
+            csv_field(l.scope.map_or("", Scope::name)),
             csv_field(l.subsystem.as_deref().unwrap_or("")),
             l.runs,
             l.cumulative_rate

@@ -462,6 +462,7 @@ impl<'k> Session<'k> {
                 counters,
                 files: vec![],
                 label: None,
+                document_sha256: None,
             },
             records,
             stacks,

@@ -17,30 +17,10 @@ use serde::Serialize;
 use crate::ast::{base_type_name, AstNode};
 use crate::clangd::{uri_path, Clangd, ClangdError};
 use crate::primitives::{acquisition, is_lock_internal_type, LockType};
+pub use lockscope_trace::Scope;
 
 /// How far calls are followed (helpers returning a lock, wrappers).
 const MAX_CALL_DEPTH: u8 = 3;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    Global,
-    Member,
-    Local,
-    Unknown,
-}
-
-impl Scope {
-    /// The name reports and tables use (as serialized).
-    pub fn name(self) -> &'static str {
-        match self {
-            Scope::Global => "global",
-            Scope::Member => "member",
-            Scope::Local => "local",
-            Scope::Unknown => "unknown",
-        }
-    }
-}
 
 /// One lock acquisition at a source line, resolved as far as it goes.
 #[derive(Debug, Clone, Serialize)]

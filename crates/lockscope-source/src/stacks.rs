@@ -16,8 +16,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
-use lockscope_trace::frames::{call_site_index, is_lock_frame};
-use lockscope_trace::{LockKind, Stack, StackSite, SymbolTable, Trace};
+use lockscope_trace::frames::{call_site_index, is_lock_function};
+use lockscope_trace::{LockKind, SiteMethod, Stack, StackSite, SymbolTable, Trace};
 
 use crate::clangd::{Clangd, ClangdError};
 use crate::lines::{in_tree, DebugInfo, Frame, InlinedAt, LinesError};
@@ -34,17 +34,12 @@ const CALLERS_LOCATED: usize = 4;
 /// stopping at the first frame the debug info does not cover.
 pub type Located = HashMap<i32, Vec<Vec<InlinedAt>>>;
 
-/// The frames of a stack, formatted (`func+0x1f [module]`), innermost first.
-fn formatted(symbols: &SymbolTable, stack: &Stack) -> Vec<String> {
-    stack.frames.iter().map(|&a| symbols.format_frame(a)).collect()
-}
-
 /// The functions of a stack from its call site (the first frame outside the
 /// lock implementation) outwards; None when every frame is lock code.
 fn functions_from_call_site(symbols: &SymbolTable, stack: &Stack) -> Option<Vec<String>> {
-    let frames = formatted(symbols, stack);
+    let frames = symbols.frames(&stack.frames);
     let at = call_site_index(&frames)?;
-    Some(frames[at..].iter().map(|f| function_name(f)).collect())
+    Some(frames[at..].iter().map(source_name).collect())
 }
 
 /// Ids of the stacks the trace's records use.
@@ -60,7 +55,7 @@ pub fn locate_call_sites(debug: &mut DebugInfo, trace: &Trace) -> Result<Located
     let mut owners: Vec<(i32, usize)> = vec![];
     let mut frames: Vec<Frame> = vec![];
     for stack in trace.stacks.iter().filter(|s| used.contains(&s.id)) {
-        let Some(site) = call_site_index(&formatted(&symbols, stack)) else { continue };
+        let Some(site) = call_site_index(&symbols.frames(&stack.frames)) else { continue };
         for (depth, &address) in stack.frames.iter().skip(site).take(CALLERS_LOCATED).enumerate() {
             let Some((symbol, _)) = symbols.lookup(address) else { break };
             owners.push((stack.id, depth));
@@ -112,7 +107,7 @@ fn narrow(choice: &Choice, globals: Option<Globals>) -> Option<Choice> {
 
 /// What a function's body says about the locks of one kind it takes.
 struct Choice {
-    method: &'static str,
+    method: SiteMethod,
     sites: Vec<Site>,
 }
 
@@ -174,7 +169,7 @@ pub fn resolve_stacks(
         }
         if let Some(chains) = located.get(&stack.id) {
             if let Some(site) = by_line(&mut resolver, chains, kind)? {
-                let choice = Choice { method: "line", sites: vec![site] };
+                let choice = Choice { method: SiteMethod::Line, sites: vec![site] };
                 if let Some(choice) = narrow(&choice, globals_of(stack.id)) {
                     let file = choice.sites[0].file.clone();
                     out.push(stack_site(stack.id, &function, Some(&file), kind, &choice));
@@ -208,13 +203,13 @@ pub fn resolve_stacks(
         if let (true, Some(caller)) = (handed_in, caller) {
             if let Some((file, sites)) = resolver.locks_handed_to(&caller, &function)? {
                 let sites = sites.into_iter().filter(|s| s.lock_type.is_some_and(|t| takes(t, kind))).collect();
-                if let Some(narrowed) = narrow(&Choice { method: "caller", sites }, globals_of(stack.id)) {
+                if let Some(narrowed) = narrow(&Choice { method: SiteMethod::Caller, sites }, globals_of(stack.id)) {
                     chosen = Some((Some(file), narrowed));
                 }
             }
         }
         let defined_in = by_function[&(function.clone(), kind, false)].0.clone();
-        let (file, choice) = chosen.unwrap_or((defined_in, Choice { method: "unresolved", sites: vec![] }));
+        let (file, choice) = chosen.unwrap_or((defined_in, Choice { method: SiteMethod::Unresolved, sites: vec![] }));
         out.push(stack_site(stack.id, &function, file.as_deref(), kind, &choice));
     }
     Ok(out)
@@ -225,7 +220,7 @@ pub fn resolve_stacks(
 /// A line inside a wrapper that was handed its lock defers to the line that
 /// called it; anything else ends the search (None: no single lock there).
 fn by_line(resolver: &mut Resolver, chains: &[Vec<InlinedAt>], kind: LockKind) -> Result<Option<Site>, ClangdError> {
-    let outward = chains.iter().flatten().skip_while(|at| acquisition(&at.function).is_some() || is_lock_frame(&at.function));
+    let outward = chains.iter().flatten().skip_while(|at| acquisition(&at.function).is_some() || is_lock_function(&at.function));
     for at in outward {
         let Some(file) = in_tree(resolver.root(), &at.file) else {
             tracing::debug!("{} ({}): not in the source tree", at.function, at.file);
@@ -268,7 +263,7 @@ pub fn place_by_function_name(trace: &Trace, index: &crate::functions::FunctionI
             if let Some((by, subsystem)) = placed {
                 out.file = index.files(by).first().cloned();
                 out.subsystem = Some(subsystem);
-                out.method = "function name".into();
+                out.method = SiteMethod::FunctionName;
             }
             out
         })
@@ -293,10 +288,10 @@ fn prefetch_call_sites(
 }
 
 /// `d_alloc_parallel.cold+0x12` → `d_alloc_parallel`: the source's name for
-/// a frame's function, without offset, module or compiler suffixes.
-fn function_name(frame: &str) -> String {
-    let name = frame.split(['+', ' ']).next().unwrap_or(frame);
-    name.split('.').next().unwrap_or(name).to_owned()
+/// a frame's function, without compiler suffixes.
+fn source_name(frame: &lockscope_trace::Frame) -> String {
+    let name = frame.function_name();
+    name.split('.').next().unwrap_or(&name).to_owned()
 }
 
 fn takes(lock_type: LockType, kind: LockKind) -> bool {
@@ -317,9 +312,9 @@ fn takes(lock_type: LockType, kind: LockKind) -> bool {
 /// in the callees that could have been inlined into it ("completed").
 fn choose(resolver: &mut Resolver, function: &str, kind: LockKind, follow: bool) -> Result<(Option<String>, Choice), ClangdError> {
     let Some((file, sites)) = resolver.locks_in_function(function, follow)? else {
-        return Ok((None, Choice { method: "unresolved", sites: vec![] }));
+        return Ok((None, Choice { method: SiteMethod::Unresolved, sites: vec![] }));
     };
-    let method = if follow { "completed" } else { "function" };
+    let method = if follow { SiteMethod::Completed } else { SiteMethod::Function };
     let sites = sites.into_iter().filter(|s| s.lock_type.is_some_and(|t| takes(t, kind))).collect();
     Ok((Some(file), Choice { method, sites }))
 }
@@ -335,11 +330,11 @@ fn stack_site(stack_id: i32, function: &str, file: Option<&str>, kind: LockKind,
     match (names.len(), choice.sites.first()) {
         (0, _) | (_, None) => site.reason = Some(format!("{function} ({file}) takes no {} here or in what it calls", kind.name())),
         (1, Some(s)) if s.lock_name().is_some() => {
-            site.method = choice.method.to_owned();
+            site.method = choice.method;
             site.reason = None;
             site.file = Some(s.file.clone());
             site.line = Some(s.line);
-            site.scope = s.scope.name().to_owned();
+            site.scope = s.scope;
             site.object = s.object.clone();
             site.member = s.member.clone();
             site.variable = s.variable.clone();
@@ -361,13 +356,13 @@ fn unresolved(stack_id: i32, function: &str, subsystem: Option<String>, reason: 
         function: function.to_owned(),
         file: None,
         line: None,
-        scope: "unknown".into(),
+        scope: Scope::Unknown,
         object: None,
         member: None,
         variable: None,
         lock_type: None,
         subsystem,
-        method: "unresolved".into(),
+        method: SiteMethod::Unresolved,
         candidates: 0,
         reason: Some(reason.to_owned()),
     }
@@ -391,9 +386,14 @@ mod tests {
 
     #[test]
     fn frames_name_source_functions() {
-        assert_eq!(function_name("d_alloc_parallel.cold+0x12/0x40"), "d_alloc_parallel");
-        assert_eq!(function_name("ext4_map_blocks+0x1a [ext4]"), "ext4_map_blocks");
-        assert_eq!(function_name("__mutex_lock.constprop.0+0x215"), "__mutex_lock");
+        let frame = |function: &str, module: Option<&str>| lockscope_trace::Frame {
+            addr: 0xffffffff81000000,
+            function: Some((function.into(), 0x12)),
+            module: module.map(str::to_owned),
+        };
+        assert_eq!(source_name(&frame("d_alloc_parallel.cold", None)), "d_alloc_parallel");
+        assert_eq!(source_name(&frame("ext4_map_blocks", Some("ext4"))), "ext4_map_blocks");
+        assert_eq!(source_name(&frame("__mutex_lock.constprop.0", None)), "__mutex_lock");
     }
 
     #[test]
@@ -424,7 +424,7 @@ mod tests {
         let sites = place_by_function_name(&trace, &index);
         assert_eq!(sites.len(), 1);
         let s = &sites[0];
-        assert_eq!((s.function.as_str(), s.method.as_str()), ("find_get_block_common", "function name"));
+        assert_eq!((s.function.as_str(), s.method), ("find_get_block_common", SiteMethod::FunctionName));
         assert_eq!((s.file.as_deref(), s.subsystem.as_deref(), s.lock_name()), (Some("fs/buffer.c"), Some("fs"), None));
     }
 

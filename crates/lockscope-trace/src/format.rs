@@ -9,7 +9,13 @@
 //!
 //! The directory is written under a temporary name and renamed into place, so
 //! a reader never sees half a trace; it is 0700 and its files 0600 because
-//! kernel addresses defeat KASLR.
+//! kernel addresses defeat KASLR. `trace.json` lists each table with its
+//! size and SHA-256, checked before the table is decoded: a damaged trace is
+//! named as such, never fed to the Parquet decoder.
+//!
+//! Versions: 2 spells lock kinds, scopes and site methods one way
+//! (`rwsem_read`, `function_name`) and adds the checksums; version 1 traces
+//! (`rwsem:read`, `function name`, no checksums) still read.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -29,7 +35,7 @@ use parquet::file::properties::WriterProperties;
 use crate::model::*;
 
 pub const FORMAT_NAME: &str = "lockscope-trace";
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 const META_FILE: &str = "trace.json";
 const LOCKS_FILE: &str = "locks.parquet";
 const STACKS_FILE: &str = "stacks.parquet";
@@ -42,7 +48,7 @@ pub enum TraceError {
     NotFound(PathBuf),
     #[error("{0}: not a lockscope trace (expected a directory holding {META_FILE})")]
     Foreign(PathBuf),
-    #[error("{path}: written by a newer lockscope (trace format {found}, this build reads up to {FORMAT_VERSION}); upgrade lockscope to read it")]
+    #[error("{path}: {META_FILE} says trace format {found}, written by a newer lockscope (this build reads up to {FORMAT_VERSION}); upgrade lockscope to read it")]
     Newer { path: PathBuf, found: u32 },
     #[error("{path}: {file} is truncated ({found} bytes, the trace says {expected}); the recording was cut short or the copy is incomplete")]
     Truncated { path: PathBuf, file: String, found: u64, expected: u64 },
@@ -110,12 +116,49 @@ fn write_contents(dir: &Path, trace: &Trace) -> Result<(), TraceError> {
     for (file, batch) in tables {
         let path = dir.join(file);
         let bytes = write_parquet(&path, &batch)?;
-        meta.files.push(TraceFile { name: file.to_owned(), bytes, rows: batch.num_rows() as u64 });
+        let sha256 = Some(sha256_of(&fs::read(&path).map_err(io(&path))?));
+        meta.files.push(TraceFile { name: file.to_owned(), bytes, rows: batch.num_rows() as u64, sha256 });
     }
-    let json = serde_json::to_vec_pretty(&meta).expect("trace metadata serializes");
+    let json = sealed_document(meta);
     let path = dir.join(META_FILE);
     let mut f = create_private(&path)?;
     f.write_all(&json).and_then(|()| f.sync_all()).map_err(io(&path))
+}
+
+/// Where a document's own checksum goes, as serde_json writes the field.
+const DOCUMENT_SUM: &[u8] = b"\"document_sha256\": \"";
+const SUM_LEN: usize = 64;
+
+/// `meta` as JSON, carrying the SHA-256 of its own bytes (taken with the
+/// checksum's place holding zeros).
+fn sealed_document(mut meta: TraceMeta) -> Vec<u8> {
+    meta.document_sha256 = Some("0".repeat(SUM_LEN));
+    let mut json = serde_json::to_vec_pretty(&meta).expect("trace metadata serializes");
+    let at = checksum_position(&json).expect("the checksum field is written");
+    let sum = sha256_of(&json);
+    json[at..at + SUM_LEN].copy_from_slice(sum.as_bytes());
+    json
+}
+
+/// Where a document's checksum value starts, if it has one.
+fn checksum_position(json: &[u8]) -> Option<usize> {
+    let at = json.windows(DOCUMENT_SUM.len()).position(|w| w == DOCUMENT_SUM)? + DOCUMENT_SUM.len();
+    (json.len() >= at + SUM_LEN).then_some(at)
+}
+
+/// Whether the document's bytes are the ones its checksum was taken over;
+/// None when it carries no checksum.
+fn document_intact(json: &[u8]) -> Option<bool> {
+    let at = checksum_position(json)?;
+    let mut zeroed = json.to_vec();
+    let listed = String::from_utf8_lossy(&json[at..at + SUM_LEN]).into_owned();
+    zeroed[at..at + SUM_LEN].fill(b'0');
+    Some(sha256_of(&zeroed) == listed)
+}
+
+fn sha256_of(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn create_private(path: &Path) -> Result<File, TraceError> {
@@ -207,13 +250,13 @@ fn sites_batch(sites: &[StackSite]) -> RecordBatch {
         ("function", strings(|s| Some(&s.function))),
         ("file", strings(|s| s.file.as_deref())),
         ("line", Arc::new(sites.iter().map(|s| s.line).collect::<UInt32Array>())),
-        ("scope", strings(|s| Some(&s.scope))),
+        ("scope", strings(|s| Some(s.scope.name()))),
         ("object", strings(|s| s.object.as_deref())),
         ("member", strings(|s| s.member.as_deref())),
         ("variable", strings(|s| s.variable.as_deref())),
         ("lock_type", strings(|s| s.lock_type.as_deref())),
         ("subsystem", strings(|s| s.subsystem.as_deref())),
-        ("method", strings(|s| Some(&s.method))),
+        ("method", strings(|s| Some(s.method.name()))),
         ("candidates", Arc::new(sites.iter().map(|s| s.candidates).collect::<UInt32Array>())),
         ("reason", strings(|s| s.reason.as_deref())),
     ])
@@ -228,23 +271,25 @@ fn sites_from(batch: &RecordBatch) -> Result<Vec<StackSite>, String> {
     let (member, variable, lock_type, subsystem) = (text("member")?, text("variable")?, text("lock_type")?, text("subsystem")?);
     let (method, reason) = (text("method")?, text("reason")?);
     let opt = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_owned());
-    Ok((0..batch.num_rows())
-        .map(|i| StackSite {
-            stack_id: ids.value(i),
-            function: function.value(i).to_owned(),
-            file: opt(file, i),
-            line: (!line.is_null(i)).then(|| line.value(i)),
-            scope: scope.value(i).to_owned(),
-            object: opt(object, i),
-            member: opt(member, i),
-            variable: opt(variable, i),
-            lock_type: opt(lock_type, i),
-            subsystem: opt(subsystem, i),
-            method: method.value(i).to_owned(),
-            candidates: candidates.value(i),
-            reason: opt(reason, i),
+    (0..batch.num_rows())
+        .map(|i| {
+            Ok(StackSite {
+                stack_id: ids.value(i),
+                function: function.value(i).to_owned(),
+                file: opt(file, i),
+                line: (!line.is_null(i)).then(|| line.value(i)),
+                scope: Scope::parse(scope.value(i)).ok_or_else(|| format!("unknown scope {:?}", scope.value(i)))?,
+                object: opt(object, i),
+                member: opt(member, i),
+                variable: opt(variable, i),
+                lock_type: opt(lock_type, i),
+                subsystem: opt(subsystem, i),
+                method: SiteMethod::parse(method.value(i)).ok_or_else(|| format!("unknown site method {:?}", method.value(i)))?,
+                candidates: candidates.value(i),
+                reason: opt(reason, i),
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Reads a trace written by [`write_trace`], checking that it is complete.
@@ -257,22 +302,24 @@ pub fn read_trace(path: &Path) -> Result<Trace, TraceError> {
         return Err(TraceError::Foreign(path.to_owned()));
     }
     let text = fs::read(&meta_path).map_err(io(&meta_path))?;
+    let damaged = |reason: String| TraceError::Corrupt { path: path.to_owned(), file: META_FILE.to_owned(), reason };
     // Check identity and version before the full schema, so a newer trace
     // gets "upgrade" rather than a parse error.
-    let header: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|_| TraceError::Foreign(path.to_owned()))?;
+    let header: serde_json::Value = serde_json::from_slice(&text).map_err(|e| damaged(format!("not JSON: {e}")))?;
     if header.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
         return Err(TraceError::Foreign(path.to_owned()));
     }
-    let version = header.get("version").and_then(|v| v.as_u64()).unwrap_or(0) as u32;
-    if version > FORMAT_VERSION {
-        return Err(TraceError::Newer { path: path.to_owned(), found: version });
+    let version = header.get("version").and_then(|v| v.as_u64()).unwrap_or(0);
+    if version > FORMAT_VERSION as u64 {
+        return Err(TraceError::Newer { path: path.to_owned(), found: version.min(u32::MAX as u64) as u32 });
     }
-    let meta: TraceMeta = serde_json::from_value(header).map_err(|e| TraceError::Corrupt {
-        path: path.to_owned(),
-        file: META_FILE.to_owned(),
-        reason: e.to_string(),
-    })?;
+    match document_intact(&text) {
+        Some(true) => {}
+        Some(false) => return Err(damaged("its SHA-256 is not the one it lists: the file was changed or damaged".into())),
+        None if version >= 2 => return Err(damaged("it lists no checksum of itself".into())),
+        None => {} // version 1 had no checksums
+    }
+    let meta: TraceMeta = serde_json::from_value(header).map_err(|e| damaged(e.to_string()))?;
 
     let table = |file: &str| -> Result<Vec<RecordBatch>, TraceError> {
         let expected = meta.files.iter().find(|f| f.name == file).ok_or_else(|| TraceError::Corrupt {
@@ -281,7 +328,8 @@ pub fn read_trace(path: &Path) -> Result<Trace, TraceError> {
             reason: format!("does not list {file}"),
         })?;
         let file_path = path.join(file);
-        let found = fs::metadata(&file_path).map(|m| m.len()).unwrap_or(0);
+        let bytes = fs::read(&file_path).unwrap_or_default();
+        let found = bytes.len() as u64;
         if found != expected.bytes {
             return Err(TraceError::Truncated {
                 path: path.to_owned(),
@@ -290,11 +338,16 @@ pub fn read_trace(path: &Path) -> Result<Trace, TraceError> {
                 expected: expected.bytes,
             });
         }
-        read_parquet(&file_path).map_err(|reason| TraceError::Corrupt {
-            path: path.to_owned(),
-            file: file.to_owned(),
-            reason,
-        })
+        let corrupt = |reason: String| TraceError::Corrupt { path: path.to_owned(), file: file.to_owned(), reason };
+        match &expected.sha256 {
+            Some(sum) if *sum != sha256_of(&bytes) => {
+                return Err(corrupt(format!("its SHA-256 is not the one {META_FILE} lists: the file was changed or damaged")))
+            }
+            Some(_) => {}
+            None if meta.version >= 2 => return Err(corrupt(format!("{META_FILE} lists no checksum of it"))),
+            None => {} // version 1 had no checksums
+        }
+        read_parquet(bytes).map_err(corrupt)
     };
     let corrupt = |file: &str| {
         let path = path.to_owned();
@@ -327,12 +380,16 @@ pub fn read_trace(path: &Path) -> Result<Trace, TraceError> {
     Ok(Trace { meta, records, stacks, symbols, sites })
 }
 
-fn read_parquet(path: &Path) -> Result<Vec<RecordBatch>, String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
-        .map_err(|e| e.to_string())?;
-    reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+fn read_parquet(bytes: Vec<u8>) -> Result<Vec<RecordBatch>, String> {
+    let decode = move || {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
+            .and_then(|b| b.build())
+            .map_err(|e| e.to_string())?;
+        reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
+    };
+    // The decoder can panic on damaged input; checksums keep damage away from
+    // it, but version 1 traces have none.
+    std::panic::catch_unwind(decode).unwrap_or_else(|_| Err("the Parquet decoder could not read it".into()))
 }
 
 fn column<'a, T: Array + 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, String> {
@@ -446,6 +503,7 @@ mod tests {
                 counters: Counters { events: 10, irq_filtered: 3, ..Default::default() },
                 files: vec![],
                 label: None,
+                document_sha256: None,
             },
             records: vec![LockRecord {
                 workload: 1,
@@ -476,13 +534,13 @@ mod tests {
                 function: "do_thing".into(),
                 file: Some("fs/fs_struct.c".into()),
                 line: Some(40),
-                scope: "member".into(),
+                scope: Scope::Member,
                 object: Some("fs_struct".into()),
                 member: Some("lock".into()),
                 variable: None,
                 lock_type: Some("spinlock_t".into()),
                 subsystem: Some("fs".into()),
-                method: "function".into(),
+                method: SiteMethod::Function,
                 candidates: 1,
                 reason: None,
             }],
@@ -559,5 +617,60 @@ mod tests {
         assert!(matches!(read_trace(&path), Err(TraceError::Foreign(_))));
         assert!(matches!(read_trace(dir.path()), Err(TraceError::Foreign(_))));
         assert!(matches!(read_trace(&dir.path().join("nope")), Err(TraceError::NotFound(_))));
+    }
+
+    #[test]
+    fn damage_to_trace_json_itself_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        write_trace(&path, &sample(), false).unwrap();
+        let meta = path.join(META_FILE);
+        let text = fs::read_to_string(&meta).unwrap();
+        // A changed value that still parses: the document's own checksum tells.
+        fs::write(&meta, text.replace("\"hostname\": \"h\"", "\"hostname\": \"x\"")).unwrap();
+        let err = read_trace(&path).unwrap_err();
+        assert!(matches!(&err, TraceError::Corrupt { file, .. } if file == META_FILE), "{err}");
+        fs::write(&meta, &text[..text.len() / 2]).unwrap();
+        let err = read_trace(&path).unwrap_err();
+        assert!(matches!(&err, TraceError::Corrupt { file, .. } if file == META_FILE), "{err}");
+        fs::write(&meta, &text).unwrap();
+        assert!(read_trace(&path).is_ok(), "the document as written is intact");
+    }
+
+    #[test]
+    fn version_1_traces_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t");
+        let placed = StackSite { method: SiteMethod::FunctionName, scope: Scope::Unknown, ..sample().sites[0].clone() };
+        write_trace(&path, &Trace { sites: vec![placed], ..sample() }, false).unwrap();
+        // As version 1 wrote it: old spellings, no checksums.
+        let sites = path.join(SITES_FILE);
+        let batch = sites_batch(&read_trace(&path).unwrap().sites);
+        let schema = batch.schema();
+        let columns: Vec<(&str, ArrayRef)> = schema
+            .fields()
+            .iter()
+            .zip(batch.columns())
+            .map(|(f, c)| match f.name().as_str() {
+                "method" => ("method", Arc::new(StringArray::from(vec!["function name"])) as ArrayRef),
+                name => (name, c.clone()),
+            })
+            .collect();
+        fs::remove_file(&sites).unwrap();
+        let bytes = write_table(&sites, columns).unwrap();
+        let meta_path = path.join(META_FILE);
+        let mut meta: TraceMeta = serde_json::from_slice(&fs::read(&meta_path).unwrap()).unwrap();
+        meta.version = 1;
+        meta.document_sha256 = None;
+        for f in &mut meta.files {
+            f.sha256 = None;
+            if f.name == SITES_FILE {
+                f.bytes = bytes;
+            }
+        }
+        fs::write(&meta_path, serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+        let back = read_trace(&path).unwrap();
+        assert_eq!(back.sites[0].method, SiteMethod::FunctionName);
+        assert_eq!(back.meta.version, 1);
     }
 }

@@ -35,32 +35,38 @@ const LOCK_PREFIXES: &[&str] = &[
     "percpu_rwsem_wait",
 ];
 
-fn function_of(frame: &str) -> &str {
-    frame.split(['+', ' ']).next().unwrap_or(frame)
+use crate::model::Frame;
+
+fn function_of(frame: &Frame) -> &str {
+    frame.function.as_ref().map_or("", |(name, _)| name.as_str())
 }
 
-pub fn is_tracer_frame(frame: &str) -> bool {
+pub fn is_tracer_frame(frame: &Frame) -> bool {
     let f = function_of(frame);
     TRACER_PREFIXES.iter().any(|p| f.starts_with(p))
 }
 
-pub fn is_lock_frame(frame: &str) -> bool {
-    let f = function_of(frame);
+pub fn is_lock_frame(frame: &Frame) -> bool {
+    is_lock_function(function_of(frame))
+}
+
+/// Whether `f` is a lock primitive or one of its slow paths.
+pub fn is_lock_function(f: &str) -> bool {
     LOCK_PREFIXES.iter().any(|p| f == *p || (p.ends_with('_') && f.starts_with(p)) || f.starts_with(&format!("{p}_")) || f.starts_with(&format!("{p}.")))
 }
 
 /// The stack without the tracer's frames (innermost first).
-pub fn without_tracer(frames: &[String]) -> Vec<String> {
-    frames.iter().filter(|f| !is_tracer_frame(f)).cloned().collect()
+pub fn without_tracer(frames: Vec<Frame>) -> Vec<Frame> {
+    frames.into_iter().filter(|f| !is_tracer_frame(f)).collect()
 }
 
 /// The first frame outside the tracer and the lock implementation: the call site.
-pub fn call_site(frames: &[String]) -> Option<&str> {
-    call_site_index(frames).map(|i| frames[i].as_str())
+pub fn call_site(frames: &[Frame]) -> Option<&Frame> {
+    call_site_index(frames).map(|i| &frames[i])
 }
 
 /// Where the call site is in `frames`; the frames after it are its callers.
-pub fn call_site_index(frames: &[String]) -> Option<usize> {
+pub fn call_site_index(frames: &[Frame]) -> Option<usize> {
     frames.iter().position(|f| !is_tracer_frame(f) && !is_lock_frame(f))
 }
 
@@ -68,9 +74,15 @@ pub fn call_site_index(frames: &[String]) -> Option<usize> {
 mod tests {
     use super::*;
 
+    /// A frame as `function+0xoffset`.
+    fn frame(text: &str) -> Frame {
+        let (name, offset) = text.split_once("+0x").unwrap();
+        Frame { addr: 0, function: Some((name.to_owned(), u64::from_str_radix(offset, 16).unwrap())), module: None }
+    }
+
     #[test]
     fn finds_the_caller_of_the_lock() {
-        let stack: Vec<String> = [
+        let stack: Vec<Frame> = [
             "bpf_prog_6deef7357e7b4530_lks_btf_begin+0x1a",
             "bpf_trace_run2+0x5e",
             "__traceiter_contention_begin+0x25",
@@ -79,20 +91,20 @@ mod tests {
             "d_alloc+0x7a",
             "path_openat+0x5f1",
         ]
-        .iter()
-        .map(|s| s.to_string())
+        .into_iter()
+        .map(frame)
         .collect();
-        assert_eq!(call_site(&stack), Some("d_alloc+0x7a"));
-        assert_eq!(without_tracer(&stack)[0], "queued_spin_lock_slowpath+0x1f2");
+        assert_eq!(call_site(&stack).map(Frame::to_string).as_deref(), Some("d_alloc+0x7a"));
+        assert_eq!(without_tracer(stack)[0].to_string(), "queued_spin_lock_slowpath+0x1f2");
     }
 
     #[test]
     fn lock_names_do_not_swallow_unrelated_functions() {
-        assert!(is_lock_frame("down_write+0x10"));
-        assert!(is_lock_frame("down+0x4"));
-        assert!(is_lock_frame("__mutex_lock.constprop.0+0x80"));
-        assert!(!is_lock_frame("downgrade_write+0x4"));
-        assert!(!is_lock_frame("mutex_unlock+0x4"));
-        assert!(!is_lock_frame("ext4_create+0x4"));
+        assert!(is_lock_frame(&frame("down_write+0x10")));
+        assert!(is_lock_frame(&frame("down+0x4")));
+        assert!(is_lock_frame(&frame("__mutex_lock.constprop.0+0x80")));
+        assert!(!is_lock_frame(&frame("downgrade_write+0x4")));
+        assert!(!is_lock_frame(&frame("mutex_unlock+0x4")));
+        assert!(!is_lock_frame(&frame("ext4_create+0x4")));
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::model::{Symbol, SymbolKind};
+use crate::model::{Frame, Symbol, SymbolKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KallsymsError {
@@ -98,15 +98,17 @@ impl SymbolTable {
         self.lookup(addr).filter(|(s, _)| s.kind == SymbolKind::Data)
     }
 
-    /// `func+0x1f` (with ` [module]`), or the bare address when unknown.
-    pub fn format_frame(&self, addr: u64) -> String {
+    /// The frame at `addr`: its function and offset, or only the address when unknown.
+    pub fn frame(&self, addr: u64) -> Frame {
         match self.lookup(addr) {
-            Some((s, off)) => {
-                let module = s.module.as_ref().map(|m| format!(" [{m}]")).unwrap_or_default();
-                format!("{}+{:#x}{module}", s.name, off)
-            }
-            None => format!("{addr:#x}"),
+            Some((s, offset)) => Frame { addr, function: Some((s.name.clone(), offset)), module: s.module.clone() },
+            None => Frame { addr, function: None, module: None },
         }
+    }
+
+    /// A stack's frames, symbolized, innermost first.
+    pub fn frames(&self, addrs: &[u64]) -> Vec<Frame> {
+        addrs.iter().map(|&a| self.frame(a)).collect()
     }
 
     /// The symbols needed to resolve `addrs`: what a trace keeps.
@@ -164,8 +166,8 @@ ffffffffc0000100 t ext4_unlink\t[ext4]
     #[test]
     fn resolves_frames_and_globals() {
         let t = SymbolTable::parse(TEXT).unwrap();
-        assert_eq!(t.format_frame(0xffffffff81000210), "do_unlinkat+0x10");
-        assert_eq!(t.format_frame(0xffffffffc0000004), "ext4_create+0x4 [ext4]");
+        assert_eq!(t.frame(0xffffffff81000210).to_string(), "do_unlinkat+0x10");
+        assert_eq!(t.frame(0xffffffffc0000004).to_string(), "ext4_create+0x4 [ext4]");
         assert_eq!(t.data_symbol(0xffffffff82000044).unwrap().0.name, "inode_hash_lock");
         assert!(t.data_symbol(0xffffffff81000100).is_none(), "text is not a lock");
         assert!(t.lookup(0x1000).is_none());
@@ -179,7 +181,7 @@ ffffffffc0000100 t ext4_unlink\t[ext4]
         let names: Vec<_> = snap.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["do_unlinkat", "ext4_unlink"]);
         let again = SymbolTable::from_snapshot(snap);
-        assert_eq!(again.format_frame(0xffffffff81000204), "do_unlinkat+0x4");
+        assert_eq!(again.frame(0xffffffff81000204).to_string(), "do_unlinkat+0x4");
     }
 
     #[test]

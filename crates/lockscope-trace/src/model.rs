@@ -188,6 +188,10 @@ pub struct TraceMeta {
     /// `record --label`; `compare` and `study` use it as the row name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// SHA-256 of this document as written, with this value read as 64
+    /// zeros (format 2 on): damage to `trace.json` itself is found too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document_sha256: Option<String>,
 }
 
 impl TraceMeta {
@@ -201,6 +205,9 @@ pub struct TraceFile {
     pub name: String,
     pub bytes: u64,
     pub rows: u64,
+    /// SHA-256 of the file, hex (format 2 on; `sha256sum` checks it too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
 }
 
 /// One aggregate from the kernel: a lock as seen by one process of one workload
@@ -272,6 +279,84 @@ pub struct Trace {
     pub sites: Vec<StackSite>,
 }
 
+/// Where a lock lives, as the static analyzer (or a run-time naming source)
+/// found it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// A global variable.
+    Global,
+    /// A member of a kernel object (struct or union).
+    Member,
+    /// A variable local to a function (static or on the stack).
+    Local,
+    /// Not found.
+    Unknown,
+}
+
+/// How a stack's site was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SiteMethod {
+    /// The call site's line, from the kernel's debug info.
+    Line,
+    /// The call site's own acquisitions of the recorded kind.
+    Function,
+    /// In a function the call site calls (stacks cut short by inlining).
+    Completed,
+    /// A lock wrapper's lock, named where its caller calls it.
+    Caller,
+    /// The subsystem only, from the function's name in another kernel's source.
+    #[serde(alias = "function name")]
+    FunctionName,
+    Unresolved,
+}
+
+/// The one spelling of each value of a vocabulary enum, used in Parquet,
+/// JSON, CSV and reports alike; `parse` also accepts older spellings.
+macro_rules! spelled {
+    ($ty:ident { $($variant:ident => $name:literal $(| $old:literal)*,)* }) => {
+        impl $ty {
+            pub const ALL: &'static [$ty] = &[$($ty::$variant,)*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name,)*
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<$ty> {
+                match text {
+                    $($name $(| $old)* => Some($ty::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+spelled!(Scope {
+    Global => "global",
+    Member => "member",
+    Local => "local",
+    Unknown => "unknown",
+});
+
+spelled!(SiteMethod {
+    Line => "line",
+    Function => "function",
+    Completed => "completed",
+    Caller => "caller",
+    FunctionName => "function_name" | "function name",
+    Unresolved => "unresolved",
+});
+
 /// A stack resolved against the kernel source: the code that took the lock
 /// and the lock itself (a global, or a member of a kernel object).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,8 +367,7 @@ pub struct StackSite {
     /// Where the acquisition is written, when one was chosen.
     pub file: Option<String>,
     pub line: Option<u32>,
-    /// `global`, `member`, `local` or `unknown`.
-    pub scope: String,
+    pub scope: Scope,
     /// The struct or union holding the lock (member scope).
     pub object: Option<String>,
     /// The lock's field in `object`, dotted where nested.
@@ -293,25 +377,85 @@ pub struct StackSite {
     pub lock_type: Option<String>,
     /// Top-level source directory of `file`: fs, mm, kernel, net, …
     pub subsystem: Option<String>,
-    /// How the site was found: `line` (the call site's line, from the kernel's
-    /// debug info), `function` (the call site's own acquisitions of the
-    /// recorded kind), `completed` (in a function it calls, for stacks cut
-    /// short by inlining), `caller` (a lock wrapper's lock, named where its
-    /// caller calls it), `function name` (subsystem only) or `unresolved`.
-    pub method: String,
+    pub method: SiteMethod,
     /// Distinct locks of the recorded kind the function could have taken.
     pub candidates: u32,
     pub reason: Option<String>,
 }
 
 impl StackSite {
+    /// Where the acquisition is written, when known.
+    pub fn source(&self) -> Option<SourceLine> {
+        Some(SourceLine { file: self.file.clone()?, line: self.line? })
+    }
+
     /// `fs_struct.lock`, `tasklist_lock`: the lock's name for reports.
     pub fn lock_name(&self) -> Option<String> {
-        match self.scope.as_str() {
-            "member" => Some(format!("{}.{}", self.object.as_deref()?, self.member.as_deref()?)),
-            "global" | "local" => self.variable.clone(),
-            _ => None,
+        match self.scope {
+            Scope::Member => Some(format!("{}.{}", self.object.as_deref()?, self.member.as_deref()?)),
+            Scope::Global | Scope::Local => self.variable.clone(),
+            Scope::Unknown => None,
         }
+    }
+}
+
+/// A line of the kernel source, shown (and serialized) as `fs/inode.c:1702`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SourceLine {
+    /// Relative to the tree's root.
+    pub file: String,
+    pub line: u32,
+}
+
+impl std::fmt::Display for SourceLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+impl Serialize for SourceLine {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// A kernel stack frame, symbolized: shown as `function+0x1f [module]`,
+/// or as its address where no symbol covers it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub addr: u64,
+    /// The function and the offset of `addr` in it.
+    pub function: Option<(String, u64)>,
+    pub module: Option<String>,
+}
+
+impl Frame {
+    /// The function's name, or the address where none is known.
+    pub fn function_name(&self) -> String {
+        match &self.function {
+            Some((name, _)) => name.clone(),
+            None => format!("{:#x}", self.addr),
+        }
+    }
+}
+
+impl std::fmt::Display for Frame {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.function {
+            Some((name, offset)) => write!(f, "{name}+{offset:#x}")?,
+            None => write!(f, "{:#x}", self.addr)?,
+        }
+        match &self.module {
+            Some(m) => write!(f, " [{m}]"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Serialize for Frame {
+    /// As shown (`iput+0x4`): what reports and their readers use.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
     }
 }
 
@@ -365,28 +509,21 @@ impl LockKind {
             LockKind::Semaphore
         }
     }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            LockKind::Spinlock => "spinlock",
-            LockKind::RwlockRead => "rwlock:read",
-            LockKind::RwlockWrite => "rwlock:write",
-            LockKind::Mutex => "mutex",
-            LockKind::RtMutex => "rt_mutex",
-            LockKind::RwsemRead => "rwsem:read",
-            LockKind::RwsemWrite => "rwsem:write",
-            LockKind::PercpuRwsemRead => "percpu_rwsem:read",
-            LockKind::PercpuRwsemWrite => "percpu_rwsem:write",
-            LockKind::Semaphore => "semaphore",
-        }
-    }
 }
 
-impl std::fmt::Display for LockKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+
+spelled!(LockKind {
+    Spinlock => "spinlock",
+    RwlockRead => "rwlock_read" | "rwlock:read",
+    RwlockWrite => "rwlock_write" | "rwlock:write",
+    Mutex => "mutex",
+    RtMutex => "rt_mutex",
+    RwsemRead => "rwsem_read" | "rwsem:read",
+    RwsemWrite => "rwsem_write" | "rwsem:write",
+    PercpuRwsemRead => "percpu_rwsem_read" | "percpu_rwsem:read",
+    PercpuRwsemWrite => "percpu_rwsem_write" | "percpu_rwsem:write",
+    Semaphore => "semaphore",
+});
 
 #[cfg(test)]
 mod tests {
@@ -405,5 +542,41 @@ mod tests {
         assert_eq!(LockKind::from_flags(PERCPU | WRITE), LockKind::PercpuRwsemWrite);
         assert_eq!(LockKind::from_flags(RT), LockKind::RtMutex);
         assert_eq!(LockKind::from_flags(0), LockKind::Semaphore);
+    }
+
+    /// Each value has one spelling: its name is its JSON (and so its CSV and
+    /// Parquet) form, and parses back; older spellings still parse.
+    fn one_spelling<T>(all: &[T], name: fn(&T) -> &'static str, parse: fn(&str) -> Option<T>)
+    where
+        T: Serialize + PartialEq + std::fmt::Debug,
+    {
+        for v in all {
+            assert_eq!(serde_json::to_value(v).unwrap(), name(v), "{v:?}");
+            assert_eq!(parse(name(v)).as_ref(), Some(v));
+        }
+    }
+
+    #[test]
+    fn vocabulary_has_one_spelling() {
+        one_spelling(LockKind::ALL, |k| k.name(), LockKind::parse);
+        one_spelling(Scope::ALL, |k| k.name(), Scope::parse);
+        one_spelling(SiteMethod::ALL, |k| k.name(), SiteMethod::parse);
+        assert_eq!(LockKind::parse("rwsem:read"), Some(LockKind::RwsemRead), "version 1 traces' spelling");
+        assert_eq!(SiteMethod::parse("function name"), Some(SiteMethod::FunctionName), "version 1 traces' spelling");
+        assert_eq!(LockKind::parse("rwsemread"), None);
+    }
+
+    #[test]
+    fn frames_show_function_offset_and_module() {
+        let frame = |function: Option<(&str, u64)>, module: Option<&str>| Frame {
+            addr: 0xffffffffc0000004,
+            function: function.map(|(f, o)| (f.to_owned(), o)),
+            module: module.map(str::to_owned),
+        };
+        assert_eq!(frame(Some(("ext4_create", 4)), Some("ext4")).to_string(), "ext4_create+0x4 [ext4]");
+        assert_eq!(frame(Some(("iput", 0x1f)), None).to_string(), "iput+0x1f");
+        assert_eq!(frame(None, None).to_string(), "0xffffffffc0000004");
+        assert_eq!(frame(None, None).function_name(), "0xffffffffc0000004");
+        assert_eq!(serde_json::to_value(frame(Some(("iput", 4)), None)).unwrap(), "iput+0x4");
     }
 }

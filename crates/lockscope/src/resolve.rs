@@ -86,7 +86,7 @@ pub fn run(args: Args) -> Result<()> {
 
 /// Stacks and acquisitions resolved, by how.
 fn summarize(trace: &Trace) {
-    let method: std::collections::HashMap<i32, &str> = trace.sites.iter().map(|s| (s.stack_id, s.method.as_str())).collect();
+    let method: std::collections::HashMap<i32, &str> = trace.sites.iter().map(|s| (s.stack_id, s.method.name())).collect();
     let mut acquisitions: std::collections::BTreeMap<&str, u64> = Default::default();
     for r in &trace.records {
         *acquisitions.entry(method.get(&r.stack_id).copied().unwrap_or("no stack")).or_default() += r.count;
@@ -100,7 +100,7 @@ fn summarize(trace: &Trace) {
     let mut unresolved: std::collections::HashMap<&str, (u64, &str)> = Default::default();
     let site: std::collections::HashMap<i32, &lockscope_trace::StackSite> = trace.sites.iter().map(|s| (s.stack_id, s)).collect();
     for r in &trace.records {
-        if let Some(s) = site.get(&r.stack_id).filter(|s| s.method == "unresolved") {
+        if let Some(s) = site.get(&r.stack_id).filter(|s| s.method == lockscope_trace::SiteMethod::Unresolved) {
             let entry = unresolved.entry(s.function.as_str()).or_insert((0, s.reason.as_deref().unwrap_or("")));
             entry.0 += r.count;
         }
