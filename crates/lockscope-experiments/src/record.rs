@@ -90,7 +90,7 @@ pub enum RecordingError {
     NoWorkloads,
     #[error("workload {name}: process {pid} does not exist")]
     NoSuchPid { name: String, pid: u32 },
-    #[error("workload {name}: cannot run {program:?}: {source}")]
+    #[error("workload {name}: cannot run {program:?}")]
     Launch { name: String, program: String, source: std::io::Error },
     #[error("workload {name}: {source}")]
     Platform { name: String, source: PlatformError },

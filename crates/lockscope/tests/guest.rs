@@ -9,7 +9,8 @@ use std::sync::OnceLock;
 
 use serde_json::Value;
 
-const LOCKSCOPE: &str = env!("CARGO_BIN_EXE_lockscope");
+mod common;
+use common::LOCKSCOPE;
 const SCENARIOS: &str = include_str!("guest/acquire.sh");
 const KILL_SCENARIO: &str = include_str!("guest/kill.sh");
 

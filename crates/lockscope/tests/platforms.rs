@@ -7,21 +7,14 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lockscope_workloads::meter::Line;
 use lockscope_platform::{Env, InstanceSpec, Output, PlatformKind};
 use serde_json::Value;
 
-const LOCKSCOPE: &str = env!("CARGO_BIN_EXE_lockscope");
-
-/// Leftover checks look at the whole machine: one test at a time.
-static MACHINE: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    MACHINE.lock().unwrap_or_else(|p| p.into_inner())
-}
+mod common;
+use common::{serial, LOCKSCOPE};
 
 /// A work root on a disk file system (the file workloads measure it).
 fn work_root() -> tempfile::TempDir {

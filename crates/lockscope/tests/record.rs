@@ -4,32 +4,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value;
 
-const LOCKSCOPE: &str = env!("CARGO_BIN_EXE_lockscope");
-
-/// Recordings attach system-wide; one at a time keeps the "nothing left
-/// attached" checks meaningful.
-static KERNEL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    KERNEL.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn lockscope(args: &[&str]) -> Output {
-    Command::new(LOCKSCOPE).args(args).output().expect("lockscope runs")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn workload(args: &str) -> String {
-    format!("{LOCKSCOPE} workload {args}")
-}
+mod common;
+use common::{lockscope, serial, stderr, workload, LOCKSCOPE};
 
 /// The names of loaded BPF programs, from bpftool (the kernel's own listing).
 fn loaded_programs() -> Vec<String> {

@@ -4,34 +4,18 @@
 //! plots. Needs root, runc and chromium (.ci/run installs them).
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
 
-const LOCKSCOPE: &str = env!("CARGO_BIN_EXE_lockscope");
-
-/// Studies record system-wide: one at a time.
-static MACHINE: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    MACHINE.lock().unwrap_or_else(|p| p.into_inner())
-}
+mod common;
+use common::{json, ok, serial, LOCKSCOPE};
 
 fn study(out: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(LOCKSCOPE);
     c.args(["study", "--duration", "2s", "--work-dir", "/var/tmp/lockscope-study-test", "-o"]).arg(out).args(extra);
     c
-}
-
-fn ok(out: Output) -> Output {
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    out
-}
-
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn traces(dir: &Path) -> Vec<std::path::PathBuf> {
