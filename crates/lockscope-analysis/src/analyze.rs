@@ -137,11 +137,7 @@ fn most_named<'a>(stacks: &[(i32, u64)], sites: &HashMap<i32, &'a StackSite>) ->
 pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
     let top_sites = options.top_sites;
     let symbols = SymbolTable::from_snapshot(trace.symbols.clone());
-    let stacks: HashMap<i32, Vec<Frame>> = trace
-        .stacks
-        .iter()
-        .map(|s| (s.id, frames::without_tracer(symbols.frames(&s.frames))))
-        .collect();
+    let stacks: HashMap<i32, Vec<Frame>> = trace.stacks.iter().map(|s| (s.id, frames::without_tracer(symbols.frames(&s.frames)))).collect();
     // Without KALLSYMS_ALL the few data symbols left are section markers that
     // would swallow unrelated addresses.
     let named_globals = trace.meta.kallsyms_all;
@@ -203,7 +199,13 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
             LockSummary {
                 addr,
                 generation,
-                global: named_globals.then(|| symbols.data_symbol(addr)).flatten().map(|(s, off)| if off == 0 { s.name.clone() } else { format!("{}+{off:#x}", s.name) }),
+                global: named_globals.then(|| symbols.data_symbol(addr)).flatten().map(|(s, off)| {
+                    if off == 0 {
+                        s.name.clone()
+                    } else {
+                        format!("{}+{off:#x}", s.name)
+                    }
+                }),
                 kind,
                 object: resolved.and_then(StackSite::lock_name),
                 scope: resolved.map(|s| s.scope),
@@ -227,7 +229,11 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
             for (l, u) in mine {
                 acquisitions += u.acquisitions;
                 n += 1;
-                if l.shared { shared += 1 } else { private += 1 }
+                if l.shared {
+                    shared += 1
+                } else {
+                    private += 1
+                }
             }
             WorkloadSummary {
                 id: w.id,
@@ -270,7 +276,10 @@ mod tests {
     #[test]
     fn a_resolved_trace_names_locks_by_their_object() {
         // Lock B's acquisitions come from stack 2 only; A's mostly from stack 1.
-        let resolved = Trace { sites: vec![site(1, Scope::Global, None, "inode_hash_lock"), site(2, Scope::Member, Some("inode"), "i_lock")], ..trace() };
+        let resolved = Trace {
+            sites: vec![site(1, Scope::Global, None, "inode_hash_lock"), site(2, Scope::Member, Some("inode"), "i_lock")],
+            ..trace()
+        };
         let a = analyze(&resolved, &OPTIONS);
         let b = a.locks.iter().find(|l| l.addr == 0xffff888000001000).unwrap();
         assert_eq!((b.object.as_deref(), b.scope, b.subsystem.as_deref()), (Some("inode.i_lock"), Some(Scope::Member), Some("fs")));

@@ -178,7 +178,11 @@ fn exposure(a: &Analysis) -> f64 {
             ns as f64 / 1e9 / w.run_time_secs
         })
         .collect();
-    if shares.is_empty() { 0.0 } else { shares.iter().sum::<f64>() / shares.len() as f64 }
+    if shares.is_empty() {
+        0.0
+    } else {
+        shares.iter().sum::<f64>() / shares.len() as f64
+    }
 }
 
 pub fn compare(runs: &[Run]) -> Comparison {

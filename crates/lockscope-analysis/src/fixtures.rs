@@ -87,7 +87,6 @@ pub fn trace() -> Trace {
     }
 }
 
-
 /// A resolved call site in fs/inode.c's iput: a member lock of `object`, else the global `name`.
 pub fn site(stack_id: i32, scope: Scope, object: Option<&str>, name: &str) -> StackSite {
     StackSite {
@@ -106,4 +105,3 @@ pub fn site(stack_id: i32, scope: Scope, object: Option<&str>, name: &str) -> St
         reason: None,
     }
 }
-

@@ -59,7 +59,11 @@ const PALETTE: [&str; 10] = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14
 pub fn render(page: &Page) -> String {
     let c = page.comparison;
     let mut out = String::new();
-    let _ = write!(out, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n", escape(page.title));
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style></head><body>\n",
+        escape(page.title)
+    );
     let _ = writeln!(out, "<h1>{}</h1>", escape(page.title));
     out += "<ul class=\"note\">";
     for n in page.notes {
@@ -124,7 +128,13 @@ pub fn render(page: &Page) -> String {
         }
         out += "</table>\n";
         for s in page.stress {
-            let _ = write!(out, "<figure>{}<figcaption>{} on {}</figcaption></figure>", inline_svg(&s.svg), escape(&s.workload), escape(&s.platform));
+            let _ = write!(
+                out,
+                "<figure>{}<figcaption>{} on {}</figcaption></figure>",
+                inline_svg(&s.svg),
+                escape(&s.workload),
+                escape(&s.platform)
+            );
         }
     }
     out += "\n</body></html>\n";
@@ -173,9 +183,21 @@ pub fn subsystem_chart(c: &Comparison, workload: &str) -> String {
     for i in 0..=4 {
         let v = max * i as f64 / 4.0;
         let y = height - bottom - plot_h * i as f64 / 4.0;
-        let _ = write!(svg, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><line x1=\"{left}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#eee\"/>", left - 4.0, y + 4.0, trim_number(v), width - 130.0);
+        let _ = write!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><line x1=\"{left}\" y1=\"{y}\" x2=\"{}\" y2=\"{y}\" stroke=\"#eee\"/>",
+            left - 4.0,
+            y + 4.0,
+            trim_number(v),
+            width - 130.0
+        );
     }
-    let _ = write!(svg, "<text x=\"12\" y=\"{}\" transform=\"rotate(-90 12 {})\" text-anchor=\"middle\">acquisitions/s</text>", top + plot_h / 2.0, top + plot_h / 2.0);
+    let _ = write!(
+        svg,
+        "<text x=\"12\" y=\"{}\" transform=\"rotate(-90 12 {})\" text-anchor=\"middle\">acquisitions/s</text>",
+        top + plot_h / 2.0,
+        top + plot_h / 2.0
+    );
     for (i, p) in c.platforms.iter().enumerate() {
         let x = left + slot * i as f64 + slot * 0.2;
         let mut y = height - bottom;
@@ -196,7 +218,8 @@ pub fn subsystem_chart(c: &Comparison, workload: &str) -> String {
                 );
             }
         }
-        let _ = write!(svg, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>", x + slot * 0.3, height - bottom + 15.0, escape(p));
+        let _ =
+            write!(svg, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>", x + slot * 0.3, height - bottom + 15.0, escape(p));
     }
     for (k, sub) in subsystems.iter().enumerate() {
         let y = top + 16.0 * k as f64;

@@ -5,9 +5,9 @@
 pub mod analyze;
 pub mod compare;
 pub mod export;
-pub mod html;
 #[cfg(test)]
 mod fixtures;
+pub mod html;
 pub mod render;
 
-pub use analyze::{analyze, Analysis, Options, CallSite, LockSummary, LockUse, WorkloadSummary};
+pub use analyze::{analyze, Analysis, CallSite, LockSummary, LockUse, Options, WorkloadSummary};

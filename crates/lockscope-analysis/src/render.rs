@@ -129,10 +129,7 @@ pub fn table(a: &Analysis, top: usize) -> String {
             ]
         })
         .collect();
-    out += &columns(
-        &["WORKLOAD", "SELECTOR", "PROCS", "RUN TIME", "ACQUIRED", "LOCKS", "PRIVATE", "SHARED", "IRQ LEFT OUT", "END"],
-        &rows,
-    );
+    out += &columns(&["WORKLOAD", "SELECTOR", "PROCS", "RUN TIME", "ACQUIRED", "LOCKS", "PRIVATE", "SHARED", "IRQ LEFT OUT", "END"], &rows);
 
     let shared: Vec<&LockSummary> = a.locks.iter().filter(|l| l.shared).take(top).collect();
     let _ = writeln!(out, "\nSHARED LOCKS: {} (top {} by acquisitions)", a.shared_locks, shared.len());
@@ -143,8 +140,7 @@ pub fn table(a: &Analysis, top: usize) -> String {
     }
 
     for w in &a.workloads {
-        let private: Vec<&LockSummary> =
-            a.locks.iter().filter(|l| !l.shared && l.uses[0].workload == w.id).take(top).collect();
+        let private: Vec<&LockSummary> = a.locks.iter().filter(|l| !l.shared && l.uses[0].workload == w.id).take(top).collect();
         let _ = writeln!(out, "\nPRIVATE LOCKS of {}: {} (top {})", w.name, w.private_locks, private.len());
         if !private.is_empty() {
             let mut rows = Vec::new();
@@ -240,11 +236,7 @@ pub fn comparison_table(c: &crate::compare::Comparison) -> String {
     let rows = |cell: &dyn Fn(&crate::compare::Cell) -> String| -> Vec<Vec<String>> {
         c.workloads
             .iter()
-            .map(|w| {
-                std::iter::once(w.clone())
-                    .chain(c.platforms.iter().map(|p| c.cell(w, p).map_or("-".into(), cell)))
-                    .collect()
-            })
+            .map(|w| std::iter::once(w.clone()).chain(c.platforms.iter().map(|p| c.cell(w, p).map_or("-".into(), cell))).collect())
             .collect()
     };
     let mut out = String::from("SHARED LOCKS: mean count over runs (cumulative rate, acquisitions/s summed over locks and runs)\n");

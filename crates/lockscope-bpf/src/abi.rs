@@ -1,82 +1,145 @@
-//! Byte layouts shared with the BPF programs (see src/bpf/lockscope.bpf.h).
+//! What user space shares with the BPF programs, as libbpf-cargo generates
+//! it from the programs' BTF (src/bpf/lockscope.bpf.h): the aggregation key
+//! and value, the cgroup targets, the counters and lockscope's flags. Nothing
+//! here is a copy kept by hand; a change on the C side changes these types
+//! or fails the build.
 
 use lockscope_trace::{Counters, LockRecord};
 
-/// Indices of the per-CPU `counters` array, in the order of `enum counter`.
-pub const NR_COUNTERS: u32 = 12;
+use crate::contention_skel::types::{agg_key, agg_val, cgroup_target, counter, lks_flag};
 
-/// The kernel's counters, summed over CPUs, indexed as in the C enum. The
+// Both objects include the same header; their generated types must agree.
+const _: () = {
+    use crate::acquire_skel::types as acquire;
+    assert!(size_of::<agg_key>() == size_of::<acquire::agg_key>());
+    assert!(size_of::<agg_val>() == size_of::<acquire::agg_val>());
+    assert!(size_of::<cgroup_target>() == size_of::<acquire::cgroup_target>());
+    assert!(counter::NR_COUNTERS.0 == acquire::counter::NR_COUNTERS.0);
+};
+
+/// Entries of the per-CPU `counters` array.
+pub const NR_COUNTERS: usize = counter::NR_COUNTERS.0 as usize;
+
+/// The trace counter each kernel counter fills. Its length is the C enum's:
+/// a counter added on one side and not the other fails the build.
+const KERNEL_COUNTERS: [(counter, fn(&mut Counters) -> &mut u64); NR_COUNTERS] = [
+    (counter::C_EVENTS, |c| &mut c.events),
+    (counter::C_MAP_FULL, |c| &mut c.map_full),
+    (counter::C_MAP_BUSY, |c| &mut c.map_busy),
+    (counter::C_STACKS_FULL, |c| &mut c.stacks_full),
+    (counter::C_STACK_ERROR, |c| &mut c.stack_errors),
+    (counter::C_STATE_BUSY, |c| &mut c.state_busy),
+    (counter::C_NESTING_OVERFLOW, |c| &mut c.nesting_overflow),
+    (counter::C_UNMATCHED_END, |c| &mut c.unmatched_end),
+    (counter::C_TRACK_FULL, |c| &mut c.track_full),
+    (counter::C_REENTERED, |c| &mut c.reentered),
+    (counter::C_FREED_LOCKS, |c| &mut c.freed_locks),
+    (counter::C_UNSIZED_FREES, |c| &mut c.unsized_frees),
+];
+
+/// The index of the events counter (progress displays read it while recording).
+pub const EVENTS: u32 = counter::C_EVENTS.0;
+
+/// The kernel's counters, summed over CPUs and indexed as the C enum. The
 /// counters user space computes (interrupt context, recursion) start at zero.
-pub fn counters_from(values: &[u64; NR_COUNTERS as usize]) -> Counters {
-    let [events, map_full, map_busy, stacks_full, stack_errors, state_busy, nesting_overflow, unmatched_end, track_full, reentered, freed_locks, unsized_frees] =
-        *values;
-    Counters {
-        events,
-        irq_filtered: 0,
-        map_full,
-        map_busy,
-        stacks_full,
-        stack_errors,
-        state_busy,
-        nesting_overflow,
-        unmatched_end,
-        track_full,
-        reentered,
-        freed_locks,
-        unsized_frees,
-        recursion_misses: 0,
+pub fn counters_from(values: &[u64; NR_COUNTERS]) -> Counters {
+    let mut counters = Counters::default();
+    for (which, field) in KERNEL_COUNTERS {
+        *field(&mut counters) = values[which.0 as usize];
     }
+    counters
 }
 
-pub fn u32_at(b: &[u8], off: usize) -> u32 {
-    u32::from_ne_bytes(b[off..off + 4].try_into().unwrap())
+/// A value of a map whose BTF type is `T`, from the bytes libbpf hands over.
+fn read<T: Copy>(bytes: &[u8]) -> T {
+    assert_eq!(bytes.len(), size_of::<T>(), "map entry size is not that of its BTF type");
+    // SAFETY: T is one of the generated plain structs of integers (any bit
+    // pattern is valid) and `bytes` holds exactly one; read_unaligned copies
+    // it out whatever the buffer's alignment.
+    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) }
 }
 
-pub fn u64_at(b: &[u8], off: usize) -> u64 {
-    u64::from_ne_bytes(b[off..off + 8].try_into().unwrap())
+fn bytes_of<T: Copy>(value: &T) -> &[u8] {
+    // SAFETY: the generated structs are #[repr(C)] integers without padding
+    // bytes left uninitialised (their fields fill them), viewed as bytes.
+    unsafe { std::slice::from_raw_parts((value as *const T).cast::<u8>(), size_of::<T>()) }
 }
 
-/// `LKS_F_INTERRUPT`: the BPF side saw the acquisition in interrupt context.
-pub const FLAG_INTERRUPT: u32 = 1 << 16;
-/// `LKS_F_SAMPLE`: the entry counts a sampled stack (see sampling.rs).
-pub const FLAG_SAMPLE: u32 = 1 << 17;
+const INTERRUPT: u32 = lks_flag::LKS_F_INTERRUPT.0;
+const SAMPLE: u32 = lks_flag::LKS_F_SAMPLE.0;
 
 /// Whether an aggregation map key is a sampled stack's.
 pub fn is_sample(key: &[u8]) -> bool {
-    u32_at(key, 16) & FLAG_SAMPLE != 0
+    read::<agg_key>(key).flags & SAMPLE != 0
 }
 
-/// A record from an aggregation map entry: `struct agg_key` and `struct agg_val`.
+/// A record from an aggregation map entry.
 pub fn record(key: &[u8], value: &[u8]) -> LockRecord {
-    assert_eq!((key.len(), value.len()), (32, 56), "agg_key/agg_val layout changed");
+    let (k, v): (agg_key, agg_val) = (read(key), read(value));
     LockRecord {
-        workload: u32_at(key, 0),
-        tgid: u32_at(key, 4),
-        lock_addr: u64_at(key, 8),
-        flags: u32_at(key, 16) & !(FLAG_INTERRUPT | FLAG_SAMPLE),
-        stack_id: u32_at(key, 20) as i32,
-        generation: u32_at(key, 24),
-        count: u64_at(value, 0),
-        wait_total_ns: u64_at(value, 8),
-        wait_max_ns: u64_at(value, 16),
-        hold_total_ns: u64_at(value, 24),
-        hold_max_ns: u64_at(value, 32),
-        failed_trylocks: u64_at(value, 40),
-        first_ns: u64_at(value, 48),
-        in_interrupt: u32_at(key, 16) & FLAG_INTERRUPT != 0,
+        workload: k.workload,
+        tgid: k.tgid,
+        lock_addr: k.lock,
+        flags: k.flags & !(INTERRUPT | SAMPLE),
+        stack_id: k.stack_id,
+        generation: k.generation,
+        count: v.count,
+        wait_total_ns: v.wait_total_ns,
+        wait_max_ns: v.wait_max_ns,
+        hold_total_ns: v.hold_total_ns,
+        hold_max_ns: v.hold_max_ns,
+        failed_trylocks: v.failed,
+        first_ns: v.first_ns,
+        in_interrupt: k.flags & INTERRUPT != 0,
     }
 }
 
-/// `struct cgroup_target`.
-pub fn cgroup_target(id: u64, level: u32, workload: u32) -> [u8; 16] {
-    let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&id.to_ne_bytes());
-    b[8..12].copy_from_slice(&level.to_ne_bytes());
-    b[12..].copy_from_slice(&workload.to_ne_bytes());
-    b
+/// A `cgroup_targets` entry, as bytes for the map.
+pub fn cgroup_target(id: u64, level: u32, workload: u32) -> Vec<u8> {
+    bytes_of(&cgroup_target { id, level, workload }).to_vec()
+}
+
+/// A u32 map key or value.
+pub fn u32_from(bytes: &[u8]) -> u32 {
+    read(bytes)
 }
 
 /// Sums a per-CPU u64 value.
 pub fn sum_percpu(values: &[Vec<u8>]) -> u64 {
-    values.iter().map(|v| u64_at(v, 0)).sum()
+    values.iter().map(|v| read::<u64>(v)).sum()
+}
+
+/// The frames of a `stacks` entry, up to its first empty one.
+pub fn frames(bytes: &[u8]) -> Vec<u64> {
+    bytes.chunks_exact(8).map(read::<u64>).take_while(|&ip| ip != 0).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kernel_counter_fills_its_own_trace_counter() {
+        let values: [u64; NR_COUNTERS] = std::array::from_fn(|i| 100 + i as u64);
+        let counters = counters_from(&values);
+        let mut filled: Vec<u64> = counters.named().iter().map(|&(_, v)| v).filter(|&v| v >= 100).collect();
+        filled.sort();
+        assert_eq!(filled, values, "each kernel counter lands in one trace counter, none twice");
+        assert_eq!(counters.events, values[EVENTS as usize]);
+    }
+
+    #[test]
+    fn aggregation_entries_read_field_by_field() {
+        let key = agg_key { workload: 2, tgid: 77, lock: 0xffff_8880_0000_1000, flags: 1 | INTERRUPT, stack_id: -1, generation: 3, pad: 0 };
+        let value = agg_val { count: 5, wait_total_ns: 6, wait_max_ns: 7, hold_total_ns: 8, hold_max_ns: 9, failed: 10, first_ns: 11 };
+        let r = record(bytes_of(&key), bytes_of(&value));
+        assert_eq!((r.workload, r.tgid, r.lock_addr, r.flags, r.stack_id, r.generation), (2, 77, 0xffff_8880_0000_1000, 1, -1, 3));
+        assert_eq!(
+            (r.count, r.wait_total_ns, r.wait_max_ns, r.hold_total_ns, r.hold_max_ns, r.failed_trylocks, r.first_ns),
+            (5, 6, 7, 8, 9, 10, 11)
+        );
+        assert!(r.in_interrupt);
+        assert!(!is_sample(bytes_of(&key)));
+        assert_eq!(frames(&[1u64.to_ne_bytes(), 2u64.to_ne_bytes(), [0; 8], 4u64.to_ne_bytes()].concat()), [1, 2]);
+    }
 }

@@ -6,6 +6,7 @@
 mod abi;
 mod libbpf_log;
 mod loader;
+mod primitives;
 pub mod privileges;
 pub mod probe;
 pub mod recorder;
@@ -14,8 +15,8 @@ mod sampling;
 pub use privileges::Privileges;
 pub use probe::{probe_hooks, Hook, HookStatus};
 pub use recorder::{
-    check_privileges, record, HookRequest, LockClass, ModeRequest, Progress, RecordError, RecordOptions, Session,
-    WorkloadId, DEFAULT_MAX_RECORDS, DEFAULT_STACK_DEPTH, MAX_STACK_DEPTH, MAX_WORKLOADS,
+    check_privileges, record, HookRequest, LockClass, ModeRequest, Progress, RecordError, RecordOptions, Session, WorkloadId,
+    DEFAULT_MAX_RECORDS, DEFAULT_STACK_DEPTH, MAX_STACK_DEPTH, MAX_WORKLOADS,
 };
 
 mod contention_skel {

@@ -13,9 +13,10 @@ use lockscope_trace::Mode;
 use crate::acquire_skel::{AcquireSkel, AcquireSkelBuilder};
 use crate::contention_skel::{ContentionSkel, ContentionSkelBuilder};
 use crate::libbpf_log;
+use crate::primitives::{self, Role};
+use crate::recorder::{HookRequest, LockClass, RecordError, DEFAULT_STACK_DEPTH};
 use crate::sampling;
 use lockscope_proc::procfs;
-use crate::recorder::{HookRequest, LockClass, RecordError, DEFAULT_STACK_DEPTH};
 
 /// What the user asked of the programs.
 pub struct Settings<'a> {
@@ -84,27 +85,23 @@ impl<'a> Kernel<'a> {
                 let mut info = libbpf_sys::bpf_prog_info::default();
                 let mut len = std::mem::size_of_val(&info) as u32;
                 // SAFETY: info is a valid bpf_prog_info of `len` bytes.
-                let ret = unsafe {
-                    libbpf_sys::bpf_obj_get_info_by_fd(
-                        *fd,
-                        (&mut info as *mut libbpf_sys::bpf_prog_info).cast(),
-                        &mut len,
-                    )
-                };
-                if ret == 0 { info.recursion_misses } else { 0 }
+                let ret =
+                    unsafe { libbpf_sys::bpf_obj_get_info_by_fd(*fd, (&mut info as *mut libbpf_sys::bpf_prog_info).cast(), &mut len) };
+                if ret == 0 {
+                    info.recursion_misses
+                } else {
+                    0
+                }
             })
             .sum()
     }
 }
 
-fn attach_all<'p, 'obj: 'p>(
-    progs: impl IntoIterator<Item = &'p ProgramMut<'obj>>,
-) -> Result<(Vec<Link>, Vec<RawFd>), RecordError> {
+fn attach_all<'p, 'obj: 'p>(progs: impl IntoIterator<Item = &'p ProgramMut<'obj>>) -> Result<(Vec<Link>, Vec<RawFd>), RecordError> {
     let (mut links, mut fds) = (Vec::new(), Vec::new());
     for prog in progs {
-        let link = prog.attach().map_err(|e| {
-            RecordError::Attach(libbpf_log::explain(format!("{}: {e}", prog.name().to_string_lossy())))
-        })?;
+        let link =
+            prog.attach().map_err(|e| RecordError::Attach(libbpf_log::explain(format!("{}: {e}", prog.name().to_string_lossy()))))?;
         links.push(link);
         fds.push(prog.as_fd().as_raw_fd());
     }
@@ -177,26 +174,9 @@ pub fn attach_contention<'a>(skel: &'a ContentionSkel<'a>) -> Result<Kernel<'a>,
 
 // ------------------------------------------------------------------- acquire
 
-/// The lock class a primitive or unlock function belongs to; None for the
-/// functions that begin or end a lock's life (initialisation, slab frees),
-/// which are always traced.
-fn class_of(function: &str) -> Option<LockClass> {
-    if (function.starts_with("__") && function.ends_with("_init")) || is_free(function) {
-        None
-    } else if function.starts_with("_raw_spin_") {
-        Some(LockClass::Spinlock)
-    } else if function.starts_with("_raw_read_") || function.starts_with("_raw_write_") {
-        Some(LockClass::Rwlock)
-    } else if function.contains("mutex_") {
-        Some(LockClass::Mutex)
-    } else {
-        Some(LockClass::Rwsem)
-    }
-}
-
 /// Whether a program's target frees slab objects (and so ends the locks in them).
 fn is_free(target: &str) -> bool {
-    target.contains("kmem_cache_free") || target == "kfree"
+    primitives::role_of(target) == Some(Role::Free)
 }
 
 /// The kernel function (or tracepoint) a program is attached to, from its section `fexit/<fn>`.
@@ -257,11 +237,7 @@ pub fn load_acquire<'obj>(
 }
 
 /// Attaches what [`load_acquire`] loaded; Err says why acquire mode cannot run.
-pub fn start_acquire<'a>(
-    skel: &'a AcquireSkel<'a>,
-    why_not_trampolines: Option<String>,
-    s: &Settings<'_>,
-) -> Result<Kernel<'a>, String> {
+pub fn start_acquire<'a>(skel: &'a AcquireSkel<'a>, why_not_trampolines: Option<String>, s: &Settings<'_>) -> Result<Kernel<'a>, String> {
     let mut k = attach_acquire(skel, s).map_err(|e| match &why_not_trampolines {
         Some(why) => format!("{why}; kprobes: {e}"),
         None => e.to_string(),
@@ -288,9 +264,10 @@ fn load_acquire_with<'obj>(
         let (Some(function), Some(f)) = (target_of(&section), Family::of(&section)) else {
             continue; // fork/exit tracking
         };
-        let name = prog.name().to_string_lossy();
-        let unlock = name.starts_with("lks_r_") || name.starts_with("lks_kr_");
-        let wanted = f == family && class_of(function).is_none_or(|c| s.lock_classes.contains(&c)) && (s.hold_times || !unlock);
+        let role = primitives::role_of(function);
+        let class = role.and_then(Role::class);
+        let unlock = matches!(role, Some(Role::Release(_)));
+        let wanted = f == family && class.is_none_or(|c| s.lock_classes.contains(&c)) && (s.hold_times || !unlock);
         let present = match section.starts_with("raw_tp/") {
             true => btf.type_by_name::<Typedef>(&format!("btf_trace_{function}")).is_some(),
             false => btf.type_by_name::<Func>(function).is_some(),
@@ -333,11 +310,8 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
     let progs: Vec<ProgramMut<'_>> = skel.object().progs_mut().filter(|p| p.autoload()).collect();
     let sections: Vec<String> = progs.iter().map(|p| p.section().to_string_lossy().into_owned()).collect();
     let family = sections.iter().find_map(|s| Family::of(s)).unwrap_or(Family::Trampoline);
-    let mut attached: Vec<String> = sections
-        .iter()
-        .filter(|s| Family::of(s).is_some())
-        .filter_map(|s| target_of(s).map(str::to_owned))
-        .collect();
+    let mut attached: Vec<String> =
+        sections.iter().filter(|s| Family::of(s).is_some()).filter_map(|s| target_of(s).map(str::to_owned)).collect();
     attached.sort();
     attached.dedup();
     let (links, fds) = attach_all(&progs)?;
@@ -356,7 +330,8 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
                 frees.join(", "),
                 match family {
                     // The kernel runs one kprobe program at a time per CPU.
-                    Family::Kprobe => "; with kprobes, bulk frees in an interrupt that lands inside another probe are \
+                    Family::Kprobe =>
+                        "; with kprobes, bulk frees in an interrupt that lands inside another probe are \
                                        skipped by the kernel (single frees come from tracepoints, which still run)",
                     Family::Trampoline => "",
                 }
@@ -371,7 +346,8 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
         notes.push(format!(
             "stacks sampled: each of a lock's first {} acquisitions by a process, then one in {}; \
              counts per lock are exact, counts per call site are shared out in proportion to the samples",
-            sampling::FIRST_STACKS, s.stack_sample
+            sampling::FIRST_STACKS,
+            s.stack_sample
         ));
     }
     if !s.hold_times {
@@ -383,15 +359,7 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
             false => "recorded without stacks: no call sites, and interrupt context cannot be recognised".into(),
         });
     }
-    Ok(Kernel {
-        maps: common_maps!(skel.maps),
-        mode: Mode::Acquire,
-        hook: family.hook_name().into(),
-        attached,
-        notes,
-        progs: fds,
-        links,
-    })
+    Ok(Kernel { maps: common_maps!(skel.maps), mode: Mode::Acquire, hook: family.hook_name().into(), attached, notes, progs: fds, links })
 }
 
 /// Addresses of kernel data symbols, where kallsyms lists them
@@ -405,21 +373,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn primitives_fall_into_their_table_3_class() {
-        assert_eq!(class_of("_raw_spin_lock_irqsave"), Some(LockClass::Spinlock));
-        assert_eq!(class_of("_raw_spin_unlock_bh"), Some(LockClass::Spinlock));
-        assert_eq!(class_of("_raw_write_lock_nested"), Some(LockClass::Rwlock));
-        assert_eq!(class_of("mutex_lock_interruptible"), Some(LockClass::Mutex));
-        assert_eq!(class_of("rt_mutex_unlock"), Some(LockClass::Mutex));
-        assert_eq!(class_of("down_read_killable"), Some(LockClass::Rwsem));
-        assert_eq!(class_of("up_write"), Some(LockClass::Rwsem));
-        assert_eq!(class_of("__mutex_init"), None);
-        assert_eq!(class_of("__raw_spin_lock_init"), None);
-        assert_eq!(class_of("kmem_cache_free"), None);
-        assert_eq!(class_of("__kmem_cache_free"), None);
-        assert_eq!(class_of("kmem_cache_free_bulk"), None);
-        assert_eq!(class_of("kfree"), None);
+    fn sections_name_their_target() {
         assert_eq!(target_of("fexit/_raw_spin_lock"), Some("_raw_spin_lock"));
+        assert_eq!(target_of("raw_tp/kfree"), Some("kfree"));
     }
 
     #[test]

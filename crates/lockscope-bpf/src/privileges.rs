@@ -16,11 +16,7 @@ impl Privileges {
     pub fn current() -> Privileges {
         let effective = std::fs::read_to_string("/proc/self/status")
             .ok()
-            .and_then(|s| {
-                s.lines()
-                    .find_map(|l| l.strip_prefix("CapEff:"))
-                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-            })
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapEff:")).and_then(|v| u64::from_str_radix(v.trim(), 16).ok()))
             .unwrap_or(0);
         let has = |cap: u32| effective & (1u64 << cap) != 0;
         Privileges {
@@ -37,6 +33,5 @@ impl Privileges {
         self.cap_sys_admin || (self.cap_bpf && self.cap_perfmon)
     }
 
-    pub const ADVICE: &'static str =
-        "run as root or grant CAP_BPF+CAP_PERFMON (setcap cap_bpf,cap_perfmon+ep $(command -v lockscope))";
+    pub const ADVICE: &'static str = "run as root or grant CAP_BPF+CAP_PERFMON (setcap cap_bpf,cap_perfmon+ep $(command -v lockscope))";
 }

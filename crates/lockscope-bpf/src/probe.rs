@@ -5,8 +5,8 @@ use std::mem::MaybeUninit;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 
-use crate::probe_skel::ProbeSkelBuilder;
 use crate::libbpf_log;
+use crate::probe_skel::ProbeSkelBuilder;
 use lockscope_proc::procfs;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

@@ -205,8 +205,7 @@ pub fn record<E: From<RecordError>>(
             }
         }
     };
-    let mut session =
-        Session { kernel, started: Instant::now(), started_unix_ns: unix_now_ns(), workloads: Vec::new(), cgroups_v2: 0 };
+    let mut session = Session { kernel, started: Instant::now(), started_unix_ns: unix_now_ns(), workloads: Vec::new(), cgroups_v2: 0 };
     let end_reason = drive(&mut session)?;
     Ok(session.finish(end_reason)?)
 }
@@ -305,7 +304,7 @@ impl<'k> Session<'k> {
         }
         Ok(Progress {
             elapsed: self.started.elapsed(),
-            events: self.counter(0)?,
+            events: self.counter(abi::EVENTS)?,
             running: self.workloads.iter().filter(|w| w.ended.is_none()).count(),
             workloads: self.workloads.len(),
         })
@@ -353,13 +352,7 @@ impl<'k> Session<'k> {
     }
 
     fn counter(&self, index: u32) -> Result<u64, RecordError> {
-        Ok(self
-            .kernel
-            .maps
-            .counters
-            .lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY)?
-            .map(|v| abi::sum_percpu(&v))
-            .unwrap_or(0))
+        Ok(self.kernel.maps.counters.lookup_percpu(&index.to_ne_bytes(), MapFlags::ANY)?.map(|v| abi::sum_percpu(&v)).unwrap_or(0))
     }
 
     /// Ends what has not ended, detaches the programs and reads the trace.
@@ -394,22 +387,21 @@ impl<'k> Session<'k> {
         let mut stacks = Vec::new();
         for id in stack_ids {
             if let Some(bytes) = maps.stacks.lookup(&(id as u32).to_ne_bytes(), MapFlags::ANY)? {
-                let frames = bytes.chunks_exact(8).map(|c| abi::u64_at(c, 0)).take_while(|&ip| ip != 0).collect();
-                stacks.push(Stack { id, frames });
+                stacks.push(Stack { id, frames: abi::frames(&bytes) });
             }
         }
 
         let mut pids: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
         for key in maps.seen.keys() {
             if let Some(v) = maps.seen.lookup(&key, MapFlags::ANY)? {
-                pids.entry(abi::u32_at(&v, 0)).or_default().insert(abi::u32_at(&key, 0));
+                pids.entry(abi::u32_from(&v)).or_default().insert(abi::u32_from(&key));
             }
         }
         for r in &records {
             pids.entry(r.workload).or_default().insert(r.tgid);
         }
 
-        let mut values = [0u64; NR_COUNTERS as usize];
+        let mut values = [0u64; NR_COUNTERS];
         for (i, v) in values.iter_mut().enumerate() {
             *v = self.counter(i as u32)?;
         }

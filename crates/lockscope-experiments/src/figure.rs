@@ -85,12 +85,7 @@ where
             .draw_series(LineSeries::new(line, color.stroke_width(2)))?
             .label(format!("{} (baseline {:.0})", series.platform, series.baseline))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-        chart.draw_series(DashedLineSeries::new(
-            [(0.0, series.baseline), (t_max, series.baseline)],
-            6,
-            4,
-            color.stroke_width(1),
-        ))?;
+        chart.draw_series(DashedLineSeries::new([(0.0, series.baseline), (t_max, series.baseline)], 6, 4, color.stroke_width(1)))?;
         if i == 0 {
             for (k, &at) in series.trasher_starts.iter().enumerate() {
                 chart.draw_series(LineSeries::new([(at, y_range.0), (at, y_range.1)], BLACK.mix(0.25)))?;

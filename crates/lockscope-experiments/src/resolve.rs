@@ -88,9 +88,8 @@ pub fn resolve_in_place(
 /// Why the trace's kernel is not the source's version, if it is not.
 pub fn version_mismatch(trace: &Trace, root: &Path) -> Option<String> {
     let makefile = std::fs::read_to_string(root.join("Makefile")).ok()?;
-    let field = |name: &str| {
-        makefile.lines().find_map(|l| l.strip_prefix(name)?.trim_start().strip_prefix('=').map(|v| v.trim().to_owned()))
-    };
+    let field =
+        |name: &str| makefile.lines().find_map(|l| l.strip_prefix(name)?.trim_start().strip_prefix('=').map(|v| v.trim().to_owned()));
     let source = format!("{}.{}", field("VERSION")?, field("PATCHLEVEL")?);
     let traced = &trace.meta.kernel_release;
     let same = traced.starts_with(&format!("{source}.")) || traced.starts_with(&format!("{source}-"));

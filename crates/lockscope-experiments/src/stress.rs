@@ -64,10 +64,7 @@ impl StressConfig {
             return bad("--runs must be at least 1".into());
         }
         if self.sample_every.is_zero() || self.interval < self.sample_every * 2 {
-            return bad(format!(
-                "--interval ({:?}) must hold at least two samples of --sample ({:?})",
-                self.interval, self.sample_every
-            ));
+            return bad(format!("--interval ({:?}) must hold at least two samples of --sample ({:?})", self.interval, self.sample_every));
         }
         for args in [&self.worker, &self.trasher] {
             if let Some(a) = args.iter().find(|a| ["--duration", "--rounds", "--report-every"].contains(&a.as_str())) {
@@ -436,11 +433,7 @@ fn summarize(platform: PlatformKind, unit: String, trasher_starts: Vec<f64>, sam
     let baseline = at(0).unwrap_or(0.0);
     let levels = (0..=cfg.trashers)
         .filter_map(|k| {
-            at(k).map(|ops| Level {
-                trashers: k,
-                ops_per_sec: ops,
-                slowdown: if baseline > 0.0 { 1.0 - ops / baseline } else { 0.0 },
-            })
+            at(k).map(|ops| Level { trashers: k, ops_per_sec: ops, slowdown: if baseline > 0.0 { 1.0 - ops / baseline } else { 0.0 } })
         })
         .collect();
     Series { platform, unit, baseline, points, levels, trasher_starts }

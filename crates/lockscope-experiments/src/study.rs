@@ -252,7 +252,13 @@ fn start_or_resume(out: &Path, plan: &Plan, fresh: bool) -> Result<bool, StudyEr
 }
 
 /// Records one run (or reads it back from an earlier study); None when interrupted.
-fn record_step(cfg: &StudyConfig, name: &str, platform: PlatformKind, path: &Path, stop: &Arc<AtomicBool>) -> Result<Option<Trace>, StudyError> {
+fn record_step(
+    cfg: &StudyConfig,
+    name: &str,
+    platform: PlatformKind,
+    path: &Path,
+    stop: &Arc<AtomicBool>,
+) -> Result<Option<Trace>, StudyError> {
     if let Ok(trace) = read_trace(path) {
         return Ok(Some(trace));
     }
@@ -273,8 +279,8 @@ fn record_step(cfg: &StudyConfig, name: &str, platform: PlatformKind, path: &Pat
         stop: Arc::clone(stop),
         env: cfg.env.clone(),
     };
-    let mut trace = crate::record::record(&plan, |_| {})
-        .map_err(|source| StudyError::Record { workload: name.to_owned(), platform, source })?;
+    let mut trace =
+        crate::record::record(&plan, |_| {}).map_err(|source| StudyError::Record { workload: name.to_owned(), platform, source })?;
     if trace.meta.end_reason == EndReason::Interrupted {
         return Ok(None); // redone on resume
     }
@@ -331,8 +337,7 @@ fn resolve_traces(
             return Ok(());
         }
     }
-    let index = lockscope_source::functions::FunctionIndex::load(&root)
-        .map_err(io(format!("indexing functions in {}", root.display())))?;
+    let index = lockscope_source::functions::FunctionIndex::load(&root).map_err(io(format!("indexing functions in {}", root.display())))?;
     for (path, trace) in traces.iter_mut().filter(|(_, t)| t.sites.is_empty()) {
         trace.sites = lockscope_source::stacks::place_by_function_name(trace, &index);
         trace.meta.notes.push(format!("call sites placed in subsystems by function name, from the source at {}", root.display()));
@@ -396,7 +401,10 @@ fn write_report(
     let comparison = compare::compare_traces(traces, &options);
 
     if let Some(t) = traces.first() {
-        notes.insert(0, format!("kernel {} · mode {} via {} · {} recordings", t.meta.kernel_release, t.meta.mode, t.meta.hook, traces.len()));
+        notes.insert(
+            0,
+            format!("kernel {} · mode {} via {} · {} recordings", t.meta.kernel_release, t.meta.mode, t.meta.hook, traces.len()),
+        );
     }
     let figures: Vec<StressFigure> = stress_results
         .iter()
@@ -457,10 +465,8 @@ fn correlate(c: &Comparison, figures: &[StressFigure]) -> Vec<Correlation> {
     measures
         .iter()
         .map(|(name, measure)| {
-            let pairs: Vec<(f64, f64)> = figures
-                .iter()
-                .filter_map(|f| c.cell(&f.workload, &f.platform).map(|cell| (measure(cell), f.slowdown)))
-                .collect();
+            let pairs: Vec<(f64, f64)> =
+                figures.iter().filter_map(|f| c.cell(&f.workload, &f.platform).map(|cell| (measure(cell), f.slowdown))).collect();
             Correlation { measure: (*name).into(), rho: spearman(&pairs), experiments: pairs.len() }
         })
         .collect()

@@ -21,8 +21,10 @@ impl HostInstance {
     /// A built-in workload, in a fresh working directory of its own.
     pub fn builtin(spec: &InstanceSpec, env: &Env) -> Result<Self, PlatformError> {
         let dir = env.instance_dir(&spec.name)?;
-        let argv: Vec<String> =
-            std::iter::once(env.lockscope.display().to_string()).chain(["workload".to_owned()]).chain(spec.workload.iter().cloned()).collect();
+        let argv: Vec<String> = std::iter::once(env.lockscope.display().to_string())
+            .chain(["workload".to_owned()])
+            .chain(spec.workload.iter().cloned())
+            .collect();
         let result = Self::launch(&argv, spec, Some(dir.clone()), Some(dir.join(crate::EXIT_NOTE)));
         if result.is_err() {
             remove_tree(&dir);

@@ -44,10 +44,7 @@ impl PlatformKind {
     }
 
     pub fn parse(text: &str) -> Result<PlatformKind, PlatformError> {
-        PlatformKind::ALL
-            .into_iter()
-            .find(|k| k.name() == text)
-            .ok_or_else(|| PlatformError::Unknown(text.to_owned()))
+        PlatformKind::ALL.into_iter().find(|k| k.name() == text).ok_or_else(|| PlatformError::Unknown(text.to_owned()))
     }
 
     /// Whether this machine can run it, and why not.
@@ -109,7 +106,6 @@ pub struct InstanceSpec {
     pub memory_limit: Option<u64>,
 }
 
-
 /// What every platform needs from its surroundings.
 #[derive(Clone, Debug)]
 pub struct Env {
@@ -126,17 +122,11 @@ pub struct Env {
     pub guest_cache: PathBuf,
 }
 
-
 impl Env {
     /// This lockscope binary, working under `work_root`.
     pub fn new(work_root: impl Into<PathBuf>) -> Result<Self, PlatformError> {
         let lockscope = std::env::current_exe().map_err(io("finding the lockscope binary"))?;
-        Ok(Env {
-            lockscope,
-            work_root: work_root.into(),
-            runsc_platform: "ptrace".into(),
-            guest_cache: crate::guest::default_cache_dir(),
-        })
+        Ok(Env { lockscope, work_root: work_root.into(), runsc_platform: "ptrace".into(), guest_cache: crate::guest::default_cache_dir() })
     }
 
     /// The default working area: /var/tmp (a disk file system, as the paper's ext4).
@@ -214,13 +204,13 @@ fn version_of(program: &str, arg: &str) -> Option<String> {
 
 /// Parses `PLATFORM:WORKLOAD ARGS` (e.g. `runc:file-create --files 2000`).
 pub fn parse_placed_workload(text: &str) -> Result<(PlatformKind, Vec<String>), PlatformError> {
-    let (platform, rest) = text
-        .split_once(':')
-        .ok_or_else(|| PlatformError::Runtime(format!("{text:?}: expected PLATFORM:WORKLOAD [ARGS], e.g. runc:file-create --files 2000")))?;
-    let kind = PlatformKind::parse(platform.trim())?;
-    let args = shlex::split(rest).filter(|a| !a.is_empty()).ok_or_else(|| {
-        PlatformError::Runtime(format!("{text:?}: no workload after {platform}: (e.g. {platform}:mem --size 8k)"))
+    let (platform, rest) = text.split_once(':').ok_or_else(|| {
+        PlatformError::Runtime(format!("{text:?}: expected PLATFORM:WORKLOAD [ARGS], e.g. runc:file-create --files 2000"))
     })?;
+    let kind = PlatformKind::parse(platform.trim())?;
+    let args = shlex::split(rest)
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| PlatformError::Runtime(format!("{text:?}: no workload after {platform}: (e.g. {platform}:mem --size 8k)")))?;
     Ok((kind, args))
 }
 

@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::{io, version_of, Availability, Env, Instance, InstanceSpec, PlatformError, PlatformKind};
 use crate::guest::{GuestConfig, Machine};
+use crate::{io, version_of, Availability, Env, Instance, InstanceSpec, PlatformError, PlatformKind};
 use lockscope_proc::launch::{spawn_held_with, LaunchOptions, Launched};
 
 const BOOT_TIMEOUT: Duration = Duration::from_secs(180);
@@ -87,17 +87,17 @@ impl MicroVm {
             let fifo = std::ffi::CString::new(format!("{}.{end}", gate.display())).expect("path without NUL");
             // SAFETY: a valid C string; mkfifo has no other preconditions.
             if unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) } != 0 {
-                return Err(PlatformError::Io { what: "creating the microVM's start gate".into(), source: std::io::Error::last_os_error() });
+                return Err(PlatformError::Io {
+                    what: "creating the microVM's start gate".into(),
+                    source: std::io::Error::last_os_error(),
+                });
             }
         }
         let qemu = machine.qemu(&cfg);
-        let mut argv: Vec<String> = std::iter::once(qemu.get_program()).chain(qemu.get_args()).map(|a| a.to_string_lossy().into_owned()).collect();
+        let mut argv: Vec<String> =
+            std::iter::once(qemu.get_program()).chain(qemu.get_args()).map(|a| a.to_string_lossy().into_owned()).collect();
         argv.extend(["-serial".into(), format!("file:{}", console.display()), "-serial".into(), format!("pipe:{}", gate.display())]);
-        let opts = LaunchOptions {
-            cpus: spec.cpus.clone(),
-            stderr: Some(machine.work_dir().join("qemu.log")),
-            ..LaunchOptions::default()
-        };
+        let opts = LaunchOptions { cpus: spec.cpus.clone(), stderr: Some(machine.work_dir().join("qemu.log")), ..LaunchOptions::default() };
         let mut vmm = spawn_held_with(&argv, &opts).map_err(io("starting qemu-system-x86_64"))?;
         vmm.release().map_err(io("starting qemu-system-x86_64"))?;
         let mut vm = MicroVm { machine, vmm, console, gate, vmm_done: Arc::new(AtomicBool::new(false)), output: None, stopped: false };
@@ -171,7 +171,10 @@ impl Instance for MicroVm {
     }
 
     fn start(&mut self) -> Result<(), PlatformError> {
-        let mut gate = std::fs::OpenOptions::new().write(true).open(format!("{}.in", self.gate.display())).map_err(io("opening the microVM's start gate"))?;
+        let mut gate = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("{}.in", self.gate.display()))
+            .map_err(io("opening the microVM's start gate"))?;
         gate.write_all(b"go\n").map_err(io("releasing the microVM's workload"))
     }
 

@@ -34,12 +34,7 @@ impl Runtime {
         Runtime {
             kind: PlatformKind::Gvisor,
             program: "runsc",
-            global_args: vec![
-                "--root".into(),
-                "/run/lockscope/runsc".into(),
-                format!("--platform={platform}"),
-                "--network=none".into(),
-            ],
+            global_args: vec!["--root".into(), "/run/lockscope/runsc".into(), format!("--platform={platform}"), "--network=none".into()],
         }
     }
 
@@ -47,9 +42,7 @@ impl Runtime {
         let package = if self.kind == PlatformKind::Runc { "runc" } else { "runsc" };
         match version_of(self.program, "--version") {
             // SAFETY: geteuid has no preconditions.
-            Some(_) if unsafe { libc::geteuid() } != 0 => {
-                Availability { usable: false, detail: format!("{} needs root", self.program) }
-            }
+            Some(_) if unsafe { libc::geteuid() } != 0 => Availability { usable: false, detail: format!("{} needs root", self.program) },
             Some(v) => Availability { usable: true, detail: v },
             None => Availability { usable: false, detail: format!("{} not found: apt-get install {package}", self.program) },
         }

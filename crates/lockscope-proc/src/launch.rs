@@ -54,18 +54,16 @@ pub fn spawn_held(argv: &[String]) -> io::Result<Launched> {
 /// Forks `argv` as `opts` say, held before exec until [`Launched::release`].
 pub fn spawn_held_with(argv: &[String], opts: &LaunchOptions) -> io::Result<Launched> {
     let invalid = |m: &str| io::Error::new(io::ErrorKind::InvalidInput, m.to_owned());
-    let cargs: Vec<CString> = argv
-        .iter()
-        .map(|a| CString::new(a.as_str()))
-        .collect::<Result<_, _>>()
-        .map_err(|_| invalid("NUL byte in command"))?;
+    let cargs: Vec<CString> =
+        argv.iter().map(|a| CString::new(a.as_str())).collect::<Result<_, _>>().map_err(|_| invalid("NUL byte in command"))?;
     if cargs.is_empty() {
         return Err(invalid("empty command"));
     }
     let mut ptrs: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
     ptrs.push(std::ptr::null());
 
-    let cwd = opts.cwd.as_ref().map(|d| CString::new(d.as_os_str().as_bytes())).transpose().map_err(|_| invalid("NUL byte in directory"))?;
+    let cwd =
+        opts.cwd.as_ref().map(|d| CString::new(d.as_os_str().as_bytes())).transpose().map_err(|_| invalid("NUL byte in directory"))?;
     // The environment, made before fork (the child may not allocate).
     let envs: Vec<CString> = std::env::vars_os()
         .filter(|(k, _)| !opts.env.iter().any(|(set, _)| k.as_bytes() == set.as_bytes()))
@@ -90,8 +88,8 @@ pub fn spawn_held_with(argv: &[String], opts: &LaunchOptions) -> io::Result<Laun
     let stderr_to: Option<OwnedFd> = opts.stderr.as_ref().map(File::create).transpose()?.map(OwnedFd::from);
     let hold = pipe()?; // the parent writes one byte to release the child
     let status = pipe()?; // close-on-exec: EOF means exec succeeded, else errno
-    // SAFETY: between fork and exec the child only calls async-signal-safe
-    // functions (close, setpgid, dup2, chdir, read, execvpe, write, _exit).
+                          // SAFETY: between fork and exec the child only calls async-signal-safe
+                          // functions (close, setpgid, dup2, chdir, read, execvpe, write, _exit).
     let pid = unsafe { libc::fork() };
     if pid < 0 {
         let e = io::Error::last_os_error();

@@ -31,7 +31,13 @@ fn main() {
     let start = Instant::now();
     let index_bytes = build_index(&root, clangd_binary.clone(), |_| {}).expect("index");
     let index_time = start.elapsed();
-    println!("prepare: {:.1} s ({} compile commands); index: {:.1} s ({:.0} MB)", secs(prepare_time), prepared.files, secs(index_time), index_bytes as f64 / 1e6);
+    println!(
+        "prepare: {:.1} s ({} compile commands); index: {:.1} s ({:.0} MB)",
+        secs(prepare_time),
+        prepared.files,
+        secs(index_time),
+        index_bytes as f64 / 1e6
+    );
 
     let start = Instant::now();
     let inventory = scan_tree(&root, &["arch", "tools", "Documentation", "samples"], |_| {}).expect("scan");

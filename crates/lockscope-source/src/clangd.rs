@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use lsp_types::notification::{DidOpenTextDocument, Initialized};
 use lsp_types::request::{DocumentSymbolRequest, Initialize, Request, WorkspaceSymbolRequest};
 use lsp_types::{
-    ClientCapabilities, DidOpenTextDocumentParams, DocumentSymbol, DocumentSymbolClientCapabilities,
-    DocumentSymbolParams, DocumentSymbolResponse, InitializeParams, PartialResultParams, TextDocumentClientCapabilities,
-    TextDocumentIdentifier, TextDocumentItem, WindowClientCapabilities, WorkDoneProgressParams, WorkspaceSymbolParams,
+    ClientCapabilities, DidOpenTextDocumentParams, DocumentSymbol, DocumentSymbolClientCapabilities, DocumentSymbolParams,
+    DocumentSymbolResponse, InitializeParams, PartialResultParams, TextDocumentClientCapabilities, TextDocumentIdentifier,
+    TextDocumentItem, WindowClientCapabilities, WorkDoneProgressParams, WorkspaceSymbolParams,
 };
 use url::Url;
 
@@ -83,10 +83,8 @@ pub fn pinned_path() -> PathBuf {
 
 /// The clangd to use: `explicit`, else `$LOCKSCOPE_CLANGD`, else the pinned one.
 pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, ClangdError> {
-    let chosen = explicit
-        .map(Path::to_owned)
-        .or_else(|| std::env::var_os("LOCKSCOPE_CLANGD").map(PathBuf::from))
-        .unwrap_or_else(pinned_path);
+    let chosen =
+        explicit.map(Path::to_owned).or_else(|| std::env::var_os("LOCKSCOPE_CLANGD").map(PathBuf::from)).unwrap_or_else(pinned_path);
     if !chosen.exists() {
         return match explicit {
             Some(p) => Err(ClangdError::NotExecutable(p.to_owned())),
@@ -318,10 +316,7 @@ impl Clangd {
     }
 
     pub fn ast(&mut self, path: &Path, range: lsp_types::Range) -> Result<Option<AstNode>, ClangdError> {
-        self.ask::<AstRequest>(Some(path), |uri| AstParams {
-            text_document: TextDocumentIdentifier { uri: uri.unwrap().clone() },
-            range,
-        })
+        self.ask::<AstRequest>(Some(path), |uri| AstParams { text_document: TextDocumentIdentifier { uri: uri.unwrap().clone() }, range })
     }
 
     /// Symbols in the index whose name matches `query` (clangd's fuzzy match;
@@ -397,7 +392,5 @@ pub fn build_index(root: &Path, binary: PathBuf, tick: impl FnMut(&[String])) ->
 }
 
 fn directory_size(dir: &Path) -> u64 {
-    std::fs::read_dir(dir)
-        .map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
-        .unwrap_or(0)
+    std::fs::read_dir(dir).map(|entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum()).unwrap_or(0)
 }

@@ -169,10 +169,7 @@ SYSCALL_DEFINE3(openat, int, dfd, const char __user *, filename, int, flags)
 #define FOO(x) (x)
 {
 ";
-        assert_eq!(
-            definitions(source),
-            ["ext4_foo", "__insert_inode_hash", "__x64_sys_openat", "__se_sys_openat", "__do_sys_openat"]
-        );
+        assert_eq!(definitions(source), ["ext4_foo", "__insert_inode_hash", "__x64_sys_openat", "__se_sys_openat", "__do_sys_openat"]);
     }
 
     #[test]

@@ -207,10 +207,7 @@ fn declarators(tokens: &[Token]) -> Vec<(String, u32)> {
                 return names;
             }
             Token::Ident(name, line)
-                if depth == 0
-                    && current.is_none()
-                    && !QUALIFIERS.contains(&name.as_str())
-                    && !is_attribute(name, tokens.get(i + 1)) =>
+                if depth == 0 && current.is_none() && !QUALIFIERS.contains(&name.as_str()) && !is_attribute(name, tokens.get(i + 1)) =>
             {
                 current = Some((name.clone(), *line));
             }

@@ -208,8 +208,7 @@ fn addr2line(object: &Path, relocatable: bool, addresses: &[u64]) -> Result<Vec<
     if relocatable {
         command.args(["-j", ".text"]);
     }
-    let mut child =
-        command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().map_err(LinesError::Symbolizer)?;
+    let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().map_err(LinesError::Symbolizer)?;
     let input: String = addresses.iter().map(|a| format!("{a:#x}\n")).collect();
     let mut stdin = child.stdin.take().expect("piped stdin");
     // Written from a thread: the answers fill the other pipe meanwhile.

@@ -7,8 +7,8 @@
 //! helpers that return a lock pointer, local pointers assigned from an object,
 //! and wrappers that take the lock of an object they are given.
 
-use std::path::{Path, PathBuf};
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use lsp_types::{DocumentSymbol, Position, SymbolKind};
@@ -85,11 +85,25 @@ impl Site {
 /// Where an expression's lock lives.
 #[derive(Debug, Clone, PartialEq)]
 enum Place {
-    Global { variable: String, path: Vec<String> },
-    Member { object: String, path: Vec<String> },
-    Local { variable: String, path: Vec<String>, line: Option<u32> },
+    Global {
+        variable: String,
+        path: Vec<String>,
+    },
+    Member {
+        object: String,
+        path: Vec<String>,
+    },
+    Local {
+        variable: String,
+        path: Vec<String>,
+        line: Option<u32>,
+    },
     /// The function's argument `index` (by value), then `path`.
-    Param { index: usize, name: String, path: Vec<String> },
+    Param {
+        index: usize,
+        name: String,
+        path: Vec<String>,
+    },
     Unknown(String),
 }
 
@@ -590,8 +604,7 @@ impl<'c> Resolver<'c> {
             }
         }
         let Some(body) = self.function_named(&callee)? else { return Ok(vec![]) };
-        let inner_calls: Vec<AstNode> =
-            body.node.descendants().into_iter().filter(|n| n.callee().is_some()).cloned().collect();
+        let inner_calls: Vec<AstNode> = body.node.descendants().into_iter().filter(|n| n.callee().is_some()).cloned().collect();
         let mut out = vec![];
         for inner in &inner_calls {
             let found = if inner.callee().and_then(acquisition).is_some() {

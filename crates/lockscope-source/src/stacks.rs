@@ -133,8 +133,7 @@ pub fn resolve_stacks(
         if !trace.meta.kallsyms_all {
             return None;
         }
-        let names: Vec<Option<String>> =
-            addrs[&id].iter().map(|&a| symbols.data_symbol(a).map(|(s, _)| s.name.clone())).collect();
+        let names: Vec<Option<String>> = addrs[&id].iter().map(|&a| symbols.data_symbol(a).map(|(s, _)| s.name.clone())).collect();
         Some(if names.iter().all(Option::is_some) {
             Globals::Named(names.into_iter().flatten().collect())
         } else if names.iter().all(Option::is_none) {
@@ -401,8 +400,20 @@ mod tests {
         use lockscope_trace::*;
         let text = |addr: u64, name: &str| Symbol { addr, size: 0x100, name: name.into(), module: None, kind: SymbolKind::Text };
         let record = LockRecord {
-            workload: 1, tgid: 1, lock_addr: 0xffff888000001000, generation: 0, flags: lock_flags::SPIN, stack_id: 7, count: 1,
-            wait_total_ns: 0, wait_max_ns: 0, hold_total_ns: 0, hold_max_ns: 0, failed_trylocks: 0, first_ns: 0, in_interrupt: false,
+            workload: 1,
+            tgid: 1,
+            lock_addr: 0xffff888000001000,
+            generation: 0,
+            flags: lock_flags::SPIN,
+            stack_id: 7,
+            count: 1,
+            wait_total_ns: 0,
+            wait_max_ns: 0,
+            hold_total_ns: 0,
+            hold_max_ns: 0,
+            failed_trylocks: 0,
+            first_ns: 0,
+            in_interrupt: false,
         };
         let trace = Trace {
             meta: serde_json::from_value(serde_json::json!({

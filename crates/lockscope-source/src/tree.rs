@@ -195,11 +195,8 @@ pub fn prepare(root: &Path, options: &PrepareOptions, mut step: impl FnMut(&str)
 /// Runs make in `dir`; its stdout. `-k` dry runs exit non-zero on targets that
 /// would fail to build: their output is still the listing wanted.
 fn make(dir: &Path, args: &[&str]) -> Result<String, TreeError> {
-    let output = Command::new("make")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .map_err(|source| TreeError::Spawn { program: "make".into(), source })?;
+    let output =
+        Command::new("make").args(args).current_dir(dir).output().map_err(|source| TreeError::Spawn { program: "make".into(), source })?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() && !args.contains(&"-n") {
         let stderr = String::from_utf8_lossy(&output.stderr);
@@ -220,8 +217,7 @@ pub fn commands_from_dry_run(output: &str, root: &Path, cc: &str) -> Vec<Compile
     let mut commands = vec![];
     for segment in output.lines().flat_map(shell_segments) {
         let Some(words) = shlex::split(&segment) else { continue };
-        let Some(start) = words.iter().position(|w| Path::new(w).file_name().and_then(|n| n.to_str()) == Some(&cc_name))
-        else {
+        let Some(start) = words.iter().position(|w| Path::new(w).file_name().and_then(|n| n.to_str()) == Some(&cc_name)) else {
             continue;
         };
         let words = &words[start..];

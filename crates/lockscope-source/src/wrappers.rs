@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use lsp_types::request::{CallHierarchyIncomingCalls, CallHierarchyPrepare};
 use lsp_types::{
-    CallHierarchyIncomingCallsParams, CallHierarchyItem, CallHierarchyPrepareParams, PartialResultParams, Position,
-    SymbolKind, TextDocumentIdentifier, TextDocumentPositionParams, WorkDoneProgressParams,
+    CallHierarchyIncomingCallsParams, CallHierarchyItem, CallHierarchyPrepareParams, PartialResultParams, Position, SymbolKind,
+    TextDocumentIdentifier, TextDocumentPositionParams, WorkDoneProgressParams,
 };
 use serde::Serialize;
 
@@ -220,7 +220,8 @@ fn arguments(text: &str) -> Option<Vec<String>> {
 fn released_expressions(body: &str) -> HashSet<String> {
     let mut out = HashSet::new();
     for (at, _) in body.match_indices('(') {
-        let name: String = body[..at].chars().rev().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<Vec<_>>().into_iter().rev().collect();
+        let name: String =
+            body[..at].chars().rev().take_while(|c| c.is_alphanumeric() || *c == '_').collect::<Vec<_>>().into_iter().rev().collect();
         let is_release = name.contains("unlock") || name == "up" || name.starts_with("up_") || name.starts_with("percpu_up_");
         if is_release {
             if let Some(arg) = first_argument(&body[at - name.len()..]) {

@@ -184,8 +184,7 @@ fn wrappers_are_followed_to_the_lock_of_their_argument() {
 fn wrappers_are_found_from_incoming_calls_of_the_primitives() {
     let mut f = fixture();
     let wrappers = find_wrappers(&mut f.clangd, |_| {}).unwrap();
-    let found: Vec<(&str, &str, &str)> =
-        wrappers.iter().map(|w| (w.function.as_str(), w.calls.as_str(), w.parameter.as_str())).collect();
+    let found: Vec<(&str, &str, &str)> = wrappers.iter().map(|w| (w.function.as_str(), w.calls.as_str(), w.parameter.as_str())).collect();
     // set_fs_pwd, do_mmap, ext4_map_blocks and inode_count_user lock through an
     // argument too, but give the lock back before they return.
     assert_eq!(found, [("inode_lock_stats", "spin_lock", "inode"), ("mmap_write_lock", "down_write", "mm")]);
@@ -238,4 +237,3 @@ fn bad_trees_and_a_missing_clangd_are_clear_errors() {
     let err = Clangd::start(empty.path(), options).err().expect("no server to start");
     assert!(err.to_string().contains("cannot start /nonexistent/clangd"), "{err}");
 }
-

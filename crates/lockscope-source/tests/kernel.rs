@@ -35,10 +35,7 @@ fn line_in_function(root: &Path, file: &str, function: &str, text: &str) -> u32 
         let before = l[..at].chars().last();
         !l.starts_with([' ', '\t']) && !l.ends_with(';') && !before.is_some_and(|c| c.is_alphanumeric() || c == '_')
     };
-    let start = lines
-        .iter()
-        .position(|l| defines(l))
-        .unwrap_or_else(|| panic!("{function} not defined in {file}"));
+    let start = lines.iter().position(|l| defines(l)).unwrap_or_else(|| panic!("{function} not defined in {file}"));
     let offset = lines[start..].iter().position(|l| l.contains(text)).unwrap_or_else(|| panic!("{text} not in {function}"));
     (start + offset + 1) as u32
 }

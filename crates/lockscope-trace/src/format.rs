@@ -24,9 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arrow_array::builder::{ListBuilder, UInt64Builder};
-use arrow_array::{
-    Array, ArrayRef, BooleanArray, Int32Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array,
-};
+use arrow_array::{Array, ArrayRef, BooleanArray, Int32Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -50,7 +48,9 @@ pub enum TraceError {
     Foreign(PathBuf),
     #[error("{path}: {META_FILE} says trace format {found}, written by a newer lockscope (this build reads up to {FORMAT_VERSION}); upgrade lockscope to read it")]
     Newer { path: PathBuf, found: u32 },
-    #[error("{path}: {file} is truncated ({found} bytes, the trace says {expected}); the recording was cut short or the copy is incomplete")]
+    #[error(
+        "{path}: {file} is truncated ({found} bytes, the trace says {expected}); the recording was cut short or the copy is incomplete"
+    )]
     Truncated { path: PathBuf, file: String, found: u64, expected: u64 },
     #[error("{path}: {file} is corrupt: {reason}")]
     Corrupt { path: PathBuf, file: String, reason: String },
@@ -74,11 +74,7 @@ pub fn write_trace(path: &Path, trace: &Trace, force: bool) -> Result<(), TraceE
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
         _ => PathBuf::from("."),
     };
-    let name = path
-        .file_name()
-        .ok_or_else(|| TraceError::Foreign(path.to_owned()))?
-        .to_string_lossy()
-        .into_owned();
+    let name = path.file_name().ok_or_else(|| TraceError::Foreign(path.to_owned()))?.to_string_lossy().into_owned();
     let staging = parent.join(format!(".{name}.tmp-{}", std::process::id()));
     let _ = fs::remove_dir_all(&staging);
     fs::DirBuilder::new().mode(0o700).create(&staging).map_err(io(&staging))?;
@@ -167,13 +163,8 @@ fn create_private(path: &Path) -> Result<File, TraceError> {
 
 fn write_parquet(path: &Path, batch: &RecordBatch) -> Result<u64, TraceError> {
     let file = create_private(path)?;
-    let props = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::default()))
-        .build();
-    let corrupt = |e: parquet::errors::ParquetError| TraceError::Io {
-        path: path.to_owned(),
-        source: std::io::Error::other(e),
-    };
+    let props = WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build();
+    let corrupt = |e: parquet::errors::ParquetError| TraceError::Io { path: path.to_owned(), source: std::io::Error::other(e) };
     let mut writer = ArrowWriter::try_new(file, batch.schema(), Some(props)).map_err(corrupt)?;
     writer.write(batch).map_err(corrupt)?;
     let file = writer.into_inner().map_err(corrupt)?;
@@ -192,12 +183,8 @@ pub fn write_table(path: &Path, columns: Vec<(&str, ArrayRef)>) -> Result<u64, T
 }
 
 fn locks_batch(records: &[LockRecord]) -> RecordBatch {
-    let u32s = |f: fn(&LockRecord) -> u32| -> ArrayRef {
-        Arc::new(records.iter().map(f).collect::<UInt32Array>())
-    };
-    let u64s = |f: fn(&LockRecord) -> u64| -> ArrayRef {
-        Arc::new(records.iter().map(f).collect::<UInt64Array>())
-    };
+    let u32s = |f: fn(&LockRecord) -> u32| -> ArrayRef { Arc::new(records.iter().map(f).collect::<UInt32Array>()) };
+    let u64s = |f: fn(&LockRecord) -> u64| -> ArrayRef { Arc::new(records.iter().map(f).collect::<UInt64Array>()) };
     batch(vec![
         ("workload", u32s(|r| r.workload)),
         ("tgid", u32s(|r| r.tgid)),
@@ -223,10 +210,7 @@ fn stacks_batch(stacks: &[Stack]) -> RecordBatch {
         frames.values().append_slice(&s.frames);
         frames.append(true);
     }
-    batch(vec![
-        ("stack_id", Arc::new(stacks.iter().map(|s| s.id).collect::<Int32Array>())),
-        ("frames", Arc::new(frames.finish())),
-    ])
+    batch(vec![("stack_id", Arc::new(stacks.iter().map(|s| s.id).collect::<Int32Array>())), ("frames", Arc::new(frames.finish()))])
 }
 
 fn symbols_batch(symbols: &[Symbol]) -> RecordBatch {
@@ -331,12 +315,7 @@ pub fn read_trace(path: &Path) -> Result<Trace, TraceError> {
         let bytes = fs::read(&file_path).unwrap_or_default();
         let found = bytes.len() as u64;
         if found != expected.bytes {
-            return Err(TraceError::Truncated {
-                path: path.to_owned(),
-                file: file.to_owned(),
-                found,
-                expected: expected.bytes,
-            });
+            return Err(TraceError::Truncated { path: path.to_owned(), file: file.to_owned(), found, expected: expected.bytes });
         }
         let corrupt = |reason: String| TraceError::Corrupt { path: path.to_owned(), file: file.to_owned(), reason };
         match &expected.sha256 {
@@ -354,24 +333,9 @@ pub fn read_trace(path: &Path) -> Result<Trace, TraceError> {
         let file = file.to_owned();
         move |reason: String| TraceError::Corrupt { path, file, reason }
     };
-    let records = table(LOCKS_FILE)?
-        .iter()
-        .map(records_from)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(corrupt(LOCKS_FILE))?
-        .concat();
-    let stacks = table(STACKS_FILE)?
-        .iter()
-        .map(stacks_from)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(corrupt(STACKS_FILE))?
-        .concat();
-    let symbols = table(SYMBOLS_FILE)?
-        .iter()
-        .map(symbols_from)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(corrupt(SYMBOLS_FILE))?
-        .concat();
+    let records = table(LOCKS_FILE)?.iter().map(records_from).collect::<Result<Vec<_>, _>>().map_err(corrupt(LOCKS_FILE))?.concat();
+    let stacks = table(STACKS_FILE)?.iter().map(stacks_from).collect::<Result<Vec<_>, _>>().map_err(corrupt(STACKS_FILE))?.concat();
+    let symbols = table(SYMBOLS_FILE)?.iter().map(symbols_from).collect::<Result<Vec<_>, _>>().map_err(corrupt(SYMBOLS_FILE))?.concat();
     let sites = if meta.files.iter().any(|f| f.name == SITES_FILE) {
         table(SITES_FILE)?.iter().map(sites_from).collect::<Result<Vec<_>, _>>().map_err(corrupt(SITES_FILE))?.concat()
     } else {
@@ -382,9 +346,8 @@ pub fn read_trace(path: &Path) -> Result<Trace, TraceError> {
 
 fn read_parquet(bytes: Vec<u8>) -> Result<Vec<RecordBatch>, String> {
     let decode = move || {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes))
-            .and_then(|b| b.build())
-            .map_err(|e| e.to_string())?;
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(bytes)).and_then(|b| b.build()).map_err(|e| e.to_string())?;
         reader.collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())
     };
     // The decoder can panic on damaged input; checksums keep damage away from
@@ -437,10 +400,7 @@ fn stacks_from(batch: &RecordBatch) -> Result<Vec<Stack>, String> {
     (0..batch.num_rows())
         .map(|i| {
             let list = frames.value(i);
-            let values = list
-                .as_any()
-                .downcast_ref::<UInt64Array>()
-                .ok_or("frames are not u64")?;
+            let values = list.as_any().downcast_ref::<UInt64Array>().ok_or("frames are not u64")?;
             Ok(Stack { id: ids.value(i), frames: values.values().to_vec() })
         })
         .collect()

@@ -52,7 +52,9 @@ pub fn is_lock_frame(frame: &Frame) -> bool {
 
 /// Whether `f` is a lock primitive or one of its slow paths.
 pub fn is_lock_function(f: &str) -> bool {
-    LOCK_PREFIXES.iter().any(|p| f == *p || (p.ends_with('_') && f.starts_with(p)) || f.starts_with(&format!("{p}_")) || f.starts_with(&format!("{p}.")))
+    LOCK_PREFIXES
+        .iter()
+        .any(|p| f == *p || (p.ends_with('_') && f.starts_with(p)) || f.starts_with(&format!("{p}_")) || f.starts_with(&format!("{p}.")))
 }
 
 /// The stack without the tracer's frames (innermost first).

@@ -81,8 +81,7 @@ impl SymbolTable {
 
     /// Whether data symbols are listed, i.e. global locks can be named.
     pub fn has_data_symbols(&self) -> bool {
-        self.symbols.iter().filter(|s| s.kind == SymbolKind::Data && s.module.is_none()).count()
-            >= KALLSYMS_ALL_MIN_DATA
+        self.symbols.iter().filter(|s| s.kind == SymbolKind::Data && s.module.is_none()).count() >= KALLSYMS_ALL_MIN_DATA
     }
 
     /// The symbol containing `addr`, and the offset into it.

@@ -81,47 +81,61 @@ impl Workload {
     }
 }
 
-/// Everything the recorder saw but could not record, or chose to leave out.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
+/// Defines [`Counters`] and its list of names from one list of fields.
+macro_rules! counters {
+    ($($(#[$attr:meta])* $name:ident,)*) => {
+        /// Everything the recorder saw but could not record, or chose to leave out.
+        #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+        #[serde(default)] // a counter an older trace lacks was zero
+        pub struct Counters {
+            $($(#[$attr])* pub $name: u64,)*
+        }
+
+        impl Counters {
+            /// Every counter with its name, in a stable order, for display.
+            pub fn named(&self) -> Vec<(&'static str, u64)> {
+                vec![$((stringify!($name), self.$name),)*]
+            }
+        }
+    };
+}
+
+counters! {
     /// Lock events seen for the selected workloads.
-    pub events: u64,
+    events,
     /// Acquisitions recognised (by stack) as made in interrupt context; kept
     /// in the trace, left out of the analysis unless asked for.
-    pub irq_filtered: u64,
+    irq_filtered,
     /// Records lost because the aggregation map was full.
-    pub map_full: u64,
+    map_full,
     /// Records lost because the aggregation map was busy on that CPU.
-    pub map_busy: u64,
+    map_busy,
     /// Stacks not stored because the stack store was full (the record is
     /// kept, stack id -1). Traces of earlier versions counted stack-map
     /// bucket collisions here.
     #[serde(alias = "stack_collisions")]
-    pub stacks_full: u64,
+    stacks_full,
     /// Stacks not stored for another reason (fault, map busy).
-    pub stack_errors: u64,
+    stack_errors,
     /// Waits not timed because per-task state could not be had.
-    pub state_busy: u64,
+    state_busy,
     /// Waits not timed because too many were in flight on one task.
-    pub nesting_overflow: u64,
+    nesting_overflow,
     /// Ends of waits whose beginning was not seen (began before attach).
-    pub unmatched_end: u64,
+    unmatched_end,
     /// Child processes not followed because the tracking map was full.
-    pub track_full: u64,
+    track_full,
     /// Acquire-mode runs skipped because a lockscope program was already
     /// running on the CPU (its map helpers take locks of their own).
-    #[serde(default)]
-    pub reentered: u64,
+    reentered,
     /// Lock addresses that started a new generation because the slab object
     /// holding them was freed (acquire mode).
-    #[serde(default)]
-    pub freed_locks: u64,
+    freed_locks,
     /// Bulk-freed objects whose slab cache could not be found, so the locks
     /// inside them kept their generation (acquire mode).
-    #[serde(default)]
-    pub unsized_frees: u64,
+    unsized_frees,
     /// Program runs the kernel skipped because a BPF program was already running on the CPU.
-    pub recursion_misses: u64,
+    recursion_misses,
 }
 
 impl Counters {
@@ -135,26 +149,6 @@ impl Counters {
     /// interrupts arriving meanwhile. Not attributable, so shown apart.
     pub fn skipped(&self) -> u64 {
         self.reentered + self.recursion_misses
-    }
-
-    /// Every counter with its name, in a stable order, for display.
-    pub fn named(&self) -> [(&'static str, u64); 14] {
-        [
-            ("events", self.events),
-            ("irq_filtered", self.irq_filtered),
-            ("map_full", self.map_full),
-            ("map_busy", self.map_busy),
-            ("stacks_full", self.stacks_full),
-            ("stack_errors", self.stack_errors),
-            ("state_busy", self.state_busy),
-            ("nesting_overflow", self.nesting_overflow),
-            ("unmatched_end", self.unmatched_end),
-            ("track_full", self.track_full),
-            ("reentered", self.reentered),
-            ("freed_locks", self.freed_locks),
-            ("unsized_frees", self.unsized_frees),
-            ("recursion_misses", self.recursion_misses),
-        ]
     }
 }
 
@@ -494,7 +488,11 @@ impl LockKind {
         } else if flags & RT != 0 {
             LockKind::RtMutex
         } else if flags & PERCPU != 0 {
-            if write { LockKind::PercpuRwsemWrite } else { LockKind::PercpuRwsemRead }
+            if write {
+                LockKind::PercpuRwsemWrite
+            } else {
+                LockKind::PercpuRwsemRead
+            }
         } else if flags & (READ | WRITE) != 0 {
             match (flags & SPIN != 0, write) {
                 (true, false) => LockKind::RwlockRead,
@@ -510,7 +508,6 @@ impl LockKind {
         }
     }
 }
-
 
 spelled!(LockKind {
     Spinlock => "spinlock",

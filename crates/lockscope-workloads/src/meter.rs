@@ -57,16 +57,7 @@ impl Meter {
 
     pub fn to_writer(workload: &'static str, unit: &'static str, every: Option<Duration>, out: Box<dyn Write + Send>) -> Self {
         let now = Instant::now();
-        Meter {
-            workload,
-            unit,
-            every,
-            start: now,
-            interval_start: now,
-            interval: (0, Duration::ZERO),
-            total: (0, Duration::ZERO),
-            out,
-        }
+        Meter { workload, unit, every, start: now, interval_start: now, interval: (0, Duration::ZERO), total: (0, Duration::ZERO), out }
     }
 
     pub fn started(&self) -> Instant {
@@ -142,7 +133,13 @@ mod tests {
         let lines: Vec<Line> = text.lines().map(|l| Line::parse(l).unwrap()).collect();
         // The first add opens the first interval; each later add closes one.
         assert!(lines.len() >= 4, "{text}");
-        let interval_ops: u64 = lines.iter().map(|l| match l { Line::Interval(s) => s.ops, Line::Total(_) => 0 }).sum();
+        let interval_ops: u64 = lines
+            .iter()
+            .map(|l| match l {
+                Line::Interval(s) => s.ops,
+                Line::Total(_) => 0,
+            })
+            .sum();
         assert!((40..=50).contains(&interval_ops), "{text}");
         assert!(Line::parse("not json").is_none());
     }

@@ -64,8 +64,8 @@ fn main() {
             let ops = run["ops"].as_f64().unwrap();
             let rate = run["ops_per_sec"].as_f64().unwrap();
             let report = report(&out.path().join(format!("{name}-{config}.trace")));
-            let acquisitions = report["workloads"][0]["acquisitions"].as_f64().unwrap()
-                + report["counters"]["irq_filtered"].as_f64().unwrap();
+            let acquisitions =
+                report["workloads"][0]["acquisitions"].as_f64().unwrap() + report["counters"]["irq_filtered"].as_f64().unwrap();
             let per_op = acquisitions / ops;
             // Extra time per operation, spread over the acquisitions it made.
             let ns_per_acq = (1.0 / rate - 1.0 / base) * 1e9 / per_op;

@@ -81,14 +81,20 @@ fn main() {
         report_time = timed(Command::new(LOCKSCOPE).arg("report").arg(&trace).stdout(std::process::Stdio::null()));
 
         let perf_data = tmp.path().join(format!("perf{i}.data"));
-        let out = run(Command::new("perf")
-            .args(["lock", "record", "-a", "-o"])
-            .arg(&perf_data)
-            .args(["--", "sh", "-c", &format!("{a} & {b} & wait")]));
+        let out = run(Command::new("perf").args(["lock", "record", "-a", "-o"]).arg(&perf_data).args([
+            "--",
+            "sh",
+            "-c",
+            &format!("{a} & {b} & wait"),
+        ]));
         perfed.push(throughput(&out.stdout));
         perf_bytes = dir_size(&perf_data);
         perf_report_time = timed(
-            Command::new("perf").args(["lock", "contention", "-i"]).arg(&perf_data).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()),
+            Command::new("perf")
+                .args(["lock", "contention", "-i"])
+                .arg(&perf_data)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null()),
         );
     }
 
@@ -102,5 +108,9 @@ fn main() {
         println!("{:<34} {:>12.0} {:>9.1}% {:>13.1} MB", name, mean(v), cost, per_minute(bytes) / 1e6);
     }
     println!("trace size ratio perf/lockscope: {:.0}x", perf_bytes as f64 / trace_bytes.max(1) as f64);
-    println!("report time: lockscope report {:.3} s, perf lock contention {:.3} s", report_time.as_secs_f64(), perf_report_time.as_secs_f64());
+    println!(
+        "report time: lockscope report {:.3} s, perf lock contention {:.3} s",
+        report_time.as_secs_f64(),
+        perf_report_time.as_secs_f64()
+    );
 }

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use lockscope_bpf::{probe_hooks, Hook, HookStatus, Privileges};
-use lockscope_trace::SymbolTable;
 use lockscope_platform::{Availability, Env, PlatformKind};
+use lockscope_trace::SymbolTable;
 use serde::Serialize;
 
 use crate::Format;
@@ -143,7 +143,11 @@ pub fn platforms() -> BTreeMap<PlatformKind, Availability> {
 }
 
 fn yes_no(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
+    if b {
+        "yes"
+    } else {
+        "no"
+    }
 }
 
 fn table(r: &Report) -> String {

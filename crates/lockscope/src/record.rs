@@ -272,7 +272,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         m.end_reason
     );
     for w in &m.workloads {
-        eprintln!("  {}: {} processes, {:.2} s, {}", w.name, w.pids.len(), w.run_time_secs(), w.exit.as_deref().unwrap_or("still running at the end"));
+        eprintln!(
+            "  {}: {} processes, {:.2} s, {}",
+            w.name,
+            w.pids.len(),
+            w.run_time_secs(),
+            w.exit.as_deref().unwrap_or("still running at the end")
+        );
     }
     if m.counters.lost() > 0 {
         eprintln!("warning: {} events lost; see `lockscope report` counters", m.counters.lost());

@@ -111,4 +111,3 @@ fn summarize(trace: &Trace) {
         eprintln!("  unresolved {function}: {n} acquisitions: {why}");
     }
 }
-

@@ -107,7 +107,12 @@ pub fn run(args: Args) -> Result<()> {
 
     print!("{}", lockscope_analysis::render::comparison_table(&outcome.comparison));
     for k in &outcome.correlations {
-        println!("{} vs slowdown: Spearman's rho {} over {} experiments", k.measure, k.rho.map_or("n/a".into(), |r| format!("{r:.2}")), k.experiments);
+        println!(
+            "{} vs slowdown: Spearman's rho {} over {} experiments",
+            k.measure,
+            k.rho.map_or("n/a".into(), |r| format!("{r:.2}")),
+            k.experiments
+        );
     }
     for n in &outcome.notes {
         eprintln!("note: {n}");

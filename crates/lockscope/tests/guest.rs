@@ -73,8 +73,7 @@ fn each_pipe_mutex_is_private_to_its_workload() {
 #[test]
 fn the_kprobe_fallback_sees_the_same_private_pipe_mutexes() {
     assert_private_pipe_mutexes(&report("kprobe-pipes"));
-    let meta: Value =
-        serde_json::from_slice(&std::fs::read(guest_out().join("kprobe-pipes/trace.json")).unwrap()).unwrap();
+    let meta: Value = serde_json::from_slice(&std::fs::read(guest_out().join("kprobe-pipes/trace.json")).unwrap()).unwrap();
     assert_eq!(meta["hook"], "kprobe");
 }
 
@@ -82,8 +81,7 @@ fn the_kprobe_fallback_sees_the_same_private_pipe_mutexes() {
 fn without_unlock_probes_the_same_mutexes_have_no_hold_time() {
     let r = report("nohold-pipes");
     assert_private_pipe_mutexes(&r);
-    let meta: Value =
-        serde_json::from_slice(&std::fs::read(guest_out().join("nohold-pipes/trace.json")).unwrap()).unwrap();
+    let meta: Value = serde_json::from_slice(&std::fs::read(guest_out().join("nohold-pipes/trace.json")).unwrap()).unwrap();
     let attached: Vec<&str> = meta["attached"].as_array().unwrap().iter().map(|f| f.as_str().unwrap()).collect();
     assert!(attached.contains(&"mutex_lock") && !attached.contains(&"mutex_unlock"), "{attached:?}");
     let holds: u64 = locks(&r).iter().flat_map(|l| l["uses"].as_array().unwrap()).map(|u| u["hold_total_ns"].as_u64().unwrap()).sum();
@@ -102,8 +100,7 @@ fn shallow_stacks_keep_the_call_sites() {
 
 fn assert_private_pipe_mutexes(r: &Value) {
     assert_eq!(r["mode"], "acquire");
-    let pipe_mutexes: Vec<&Value> =
-        locks(r).iter().filter(|l| l["kind"] == "mutex" && site(l).starts_with("pipe_write")).collect();
+    let pipe_mutexes: Vec<&Value> = locks(r).iter().filter(|l| l["kind"] == "mutex" && site(l).starts_with("pipe_write")).collect();
     for name in ["a", "b"] {
         let own: Vec<_> = pipe_mutexes.iter().filter(|l| users(l) == [name]).collect();
         assert!(!own.is_empty(), "{name} has no private pipe mutex: {pipe_mutexes:#?}");
@@ -135,10 +132,7 @@ fn file_churn_shares_file_system_wide_locks_named_when_global() {
         "inode_hash_lock not shared: {:#?}",
         shared.iter().map(|l| (global(l), site(l))).collect::<Vec<_>>()
     );
-    assert!(
-        shared.iter().any(|l| site(l).starts_with("jbd2_") || site(l).contains("journal")),
-        "no journal lock shared"
-    );
+    assert!(shared.iter().any(|l| site(l).starts_with("jbd2_") || site(l).contains("journal")), "no journal lock shared");
     assert!(r["kallsyms_all"] == true);
 }
 
@@ -179,7 +173,9 @@ fn assert_freed_inodes_end_their_locks(name: &str) {
     assert!(notes.iter().any(|n| n.as_str().unwrap().contains("when the slab object holding it is freed")), "{notes:#?}");
     let new_inode_locks: Vec<&Value> = locks(&r)
         .iter()
-        .filter(|l| l["call_sites"].as_array().unwrap().iter().any(|c| c["site"].as_str().is_some_and(|s| s.starts_with("d_instantiate_new+"))))
+        .filter(|l| {
+            l["call_sites"].as_array().unwrap().iter().any(|c| c["site"].as_str().is_some_and(|s| s.starts_with("d_instantiate_new+")))
+        })
         .collect();
     let shared = new_inode_locks.iter().filter(|l| l["shared"] == true).count();
     assert!(new_inode_locks.len() > 100, "{} new inodes' locks", new_inode_locks.len());
@@ -207,7 +203,9 @@ fn every_acquisition_keeps_its_stack() {
     // Every file's final iput, in unlink: one call site shared by thousands of locks.
     let unlinks = locks(&r)
         .iter()
-        .filter(|l| l["call_sites"].as_array().unwrap().iter().any(|c| c["site"].as_str().is_some_and(|s| s.starts_with("_atomic_dec_and_lock+"))))
+        .filter(|l| {
+            l["call_sites"].as_array().unwrap().iter().any(|c| c["site"].as_str().is_some_and(|s| s.starts_with("_atomic_dec_and_lock+")))
+        })
         .count();
     assert!(unlinks >= 400, "{unlinks} inode locks taken by the final iput");
 }
@@ -286,7 +284,8 @@ fn resolved_report(name: &str, flags: &[&str], top: u32) -> Value {
         let out = Command::new(LOCKSCOPE).args(&args).env("TERM", "dumb").output().unwrap();
         assert!(out.status.success(), "lockscope {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     }
-    let out = Command::new(LOCKSCOPE).arg("report").arg(&resolved).args(["--format", "json", "--top"]).arg(top.to_string()).output().unwrap();
+    let out =
+        Command::new(LOCKSCOPE).arg("report").arg(&resolved).args(["--format", "json", "--top"]).arg(top.to_string()).output().unwrap();
     assert!(out.status.success());
     serde_json::from_slice(&out.stdout).unwrap()
 }
@@ -337,17 +336,14 @@ fn with_debug_info_file_churn_stacks_resolve_at_their_lines() {
 fn page_allocation_shares_the_zone_lock() {
     let r = report("mem");
     let zone_lock_sites = ["rmqueue_bulk", "free_pcppages_bulk", "free_one_page", "rmqueue", "__rmqueue_pcplist"];
-    let zone = locks(&r)
-        .iter()
-        .filter(|l| l["shared"] == true)
-        .find(|l| {
-            l["call_sites"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter_map(|c| c["site"].as_str())
-                .any(|s| zone_lock_sites.iter().any(|z| s.starts_with(&format!("{z}+"))))
-        });
+    let zone = locks(&r).iter().filter(|l| l["shared"] == true).find(|l| {
+        l["call_sites"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["site"].as_str())
+            .any(|s| zone_lock_sites.iter().any(|z| s.starts_with(&format!("{z}+"))))
+    });
     assert!(zone.is_some(), "zone->lock not shared: {r:#}");
 }
 

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lockscope_workloads::meter::Line;
 use lockscope_platform::{Env, InstanceSpec, Output, PlatformKind};
+use lockscope_workloads::meter::Line;
 use serde_json::Value;
 
 mod common;
@@ -33,7 +33,10 @@ fn leftovers(root: &Path) -> Vec<String> {
     let mut found: Vec<String> = files.map(|e| format!("file {}", e.path().display())).collect();
     let needle = root.display().to_string();
     for pid in lockscope_proc::procfs::processes_with_arg_containing(&needle) {
-        found.push(format!("process {pid}: {}", std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().replace('\0', " ")));
+        found.push(format!(
+            "process {pid}: {}",
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default().replace('\0', " ")
+        ));
     }
     for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
         let dirs = std::fs::read_dir(hierarchy.path()).into_iter().flatten().flatten();
@@ -145,7 +148,8 @@ fn a_workload_runs_in_a_microvm() {
     let _guard = serial();
     let root = work_root();
     let env = env(root.path());
-    let (out, exit) = run_to_end(PlatformKind::Microvm, "file-create --files 200 --rounds 2 --report-every 100ms", &env, Duration::from_secs(300));
+    let (out, exit) =
+        run_to_end(PlatformKind::Microvm, "file-create --files 200 --rounds 2 --report-every 100ms", &env, Duration::from_secs(300));
     assert_eq!(exit, "exit status 0");
     let t = total(&out).unwrap_or_else(|| panic!("no throughput from the microVM; console:\n{out}"));
     assert_eq!(t.ops, 400);
@@ -301,7 +305,10 @@ fn memory_limit_of(pid: u32) -> Option<u64> {
     let (dir, file) = if v2 {
         (format!("/sys/fs/cgroup{}", cgroups.lines().find_map(|l| l.strip_prefix("0::"))?), "memory.max")
     } else {
-        (format!("/sys/fs/cgroup/memory{}", cgroups.lines().find_map(|l| l.split_once(":memory:").map(|(_, p)| p))?), "memory.limit_in_bytes")
+        (
+            format!("/sys/fs/cgroup/memory{}", cgroups.lines().find_map(|l| l.split_once(":memory:").map(|(_, p)| p))?),
+            "memory.limit_in_bytes",
+        )
     };
     std::fs::read_to_string(Path::new(&dir).join(file)).ok()?.trim().parse().ok()
 }

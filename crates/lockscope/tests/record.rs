@@ -131,10 +131,8 @@ fn pipe_pair(extra: &[String]) -> Value {
     for name in ["a", "b"] {
         let private = workload_summary(&report, name)["private_locks"].as_u64().unwrap();
         assert!(private >= 1, "workload {name} has no private lock: {report:#}");
-        let own_pipe = locks
-            .iter()
-            .filter(is_pipe)
-            .any(|l| l["shared"] == false && l["uses"][0]["workload_name"] == name && l["kind"] == "mutex");
+        let own_pipe =
+            locks.iter().filter(is_pipe).any(|l| l["shared"] == false && l["uses"][0]["workload_name"] == name && l["kind"] == "mutex");
         assert!(own_pipe, "workload {name} shows no private pipe mutex: {report:#}");
     }
     let shared_pipe: Vec<_> = locks.iter().filter(is_pipe).filter(|l| l["shared"] == true).collect();
@@ -149,12 +147,7 @@ fn an_early_exit_gives_a_partial_result_with_its_own_run_time() {
     // Two pipe writers contend with each other: locks appear even alone.
     let (trace, out) = record(
         tmp.path(),
-        &[
-            "--run".into(),
-            format!("long={}", workload("pipe --duration 3s")),
-            "--run".into(),
-            "short=sh -c 'exit 7'".into(),
-        ],
+        &["--run".into(), format!("long={}", workload("pipe --duration 3s")), "--run".into(), "short=sh -c 'exit 7'".into()],
     );
     assert!(out.status.success(), "record failed: {}", stderr(&out));
     let report = report_json(&trace);
@@ -193,11 +186,8 @@ fn a_missing_pid_is_a_clear_error() {
 fn an_existing_process_is_followed_by_pid() {
     let _k = serial();
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = Command::new(LOCKSCOPE)
-        .args(["workload", "pipe", "--duration", "20s"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Command::new(LOCKSCOPE).args(["workload", "pipe", "--duration", "20s"]).stdout(std::process::Stdio::null()).spawn().unwrap();
     let (trace, out) = record(tmp.path(), &["--pid".into(), format!("p={}", child.id()), "--duration".into(), "2s".into()]);
     child.kill().unwrap();
     child.wait().unwrap();
@@ -313,11 +303,8 @@ fn cgroup_mount(v2: bool, controller: &str) -> Option<PathBuf> {
 fn record_cgroup(mount: &Path) {
     let group = mount.join(format!("lockscope-test-{}", std::process::id()));
     std::fs::create_dir(&group).unwrap();
-    let mut child = Command::new(LOCKSCOPE)
-        .args(["workload", "pipe", "--duration", "20s"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        Command::new(LOCKSCOPE).args(["workload", "pipe", "--duration", "20s"]).stdout(std::process::Stdio::null()).spawn().unwrap();
     std::fs::write(group.join("cgroup.procs"), child.id().to_string()).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let (trace, out) = record(tmp.path(), &["--cgroup".into(), format!("c={}", group.display()), "--duration".into(), "2s".into()]);

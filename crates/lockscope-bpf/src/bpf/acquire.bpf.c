@@ -398,7 +398,7 @@ static __always_inline u64 on_return(u64 sp)
 	{                                                                              \
 		return on_acquire(regs, on_return(regs->sp), regs->ax, flags, outcome); \
 	}
-#define RELEASE(fn)                                \
+#define RELEASE(fn, kind)                          \
 	SEC("fentry/" #fn)                         \
 	int lks_r_##fn(u64 *ctx)                   \
 	{                                          \
@@ -422,90 +422,16 @@ static __always_inline u64 on_return(u64 sp)
 	}
 /* A slab free, fn(struct kmem_cache *, void *object, ...). The kprobe family
  * sees these frees through tracepoints instead (below). */
-#define FREE(fn)                                                     \
+#define FREE(fn, how) FREE_##how(fn)
+#define FREE_FENTRY(fn)                                              \
 	SEC("fentry/" #fn)                                           \
 	int lks_f_##fn(u64 *ctx)                                     \
 	{                                                            \
 		return on_free((struct kmem_cache *)ctx[0], ctx[1]); \
 	}
+#define FREE_BY_HAND(fn) /* below */
 
-/* Table 3: spinlocks */
-ACQUIRE(_raw_spin_lock, SPIN, ALWAYS)
-ACQUIRE(_raw_spin_lock_irqsave, SPIN, ALWAYS)
-ACQUIRE(_raw_spin_lock_irq, SPIN, ALWAYS)
-ACQUIRE(_raw_spin_lock_bh, SPIN, ALWAYS)
-ACQUIRE(_raw_spin_trylock, SPIN, NONZERO_OK)
-ACQUIRE(_raw_spin_trylock_bh, SPIN, NONZERO_OK)
-ACQUIRE(_raw_spin_lock_nested, SPIN, ALWAYS)
-ACQUIRE(_raw_spin_lock_irqsave_nested, SPIN, ALWAYS)
-RELEASE(_raw_spin_unlock)
-RELEASE(_raw_spin_unlock_irqrestore)
-RELEASE(_raw_spin_unlock_irq)
-RELEASE(_raw_spin_unlock_bh)
-
-/* Table 3: reader-writer spinlocks */
-ACQUIRE(_raw_read_lock, RLOCK, ALWAYS)
-ACQUIRE(_raw_write_lock, WLOCK, ALWAYS)
-ACQUIRE(_raw_read_lock_bh, RLOCK, ALWAYS)
-ACQUIRE(_raw_write_lock_bh, WLOCK, ALWAYS)
-ACQUIRE(_raw_read_lock_irq, RLOCK, ALWAYS)
-ACQUIRE(_raw_write_lock_irq, WLOCK, ALWAYS)
-ACQUIRE(_raw_read_lock_irqsave, RLOCK, ALWAYS)
-ACQUIRE(_raw_write_lock_irqsave, WLOCK, ALWAYS)
-ACQUIRE(_raw_read_trylock, RLOCK, NONZERO_OK)
-ACQUIRE(_raw_write_trylock, WLOCK, NONZERO_OK)
-ACQUIRE(_raw_write_lock_nested, WLOCK, ALWAYS)
-RELEASE(_raw_read_unlock)
-RELEASE(_raw_write_unlock)
-RELEASE(_raw_read_unlock_bh)
-RELEASE(_raw_write_unlock_bh)
-RELEASE(_raw_read_unlock_irq)
-RELEASE(_raw_write_unlock_irq)
-RELEASE(_raw_read_unlock_irqrestore)
-RELEASE(_raw_write_unlock_irqrestore)
-
-/* Table 3: mutexes */
-ACQUIRE(mutex_lock, MUTEX, ALWAYS)
-ACQUIRE(mutex_lock_nested, MUTEX, ALWAYS)
-ACQUIRE(mutex_lock_interruptible, MUTEX, ZERO_OK)
-ACQUIRE(mutex_lock_interruptible_nested, MUTEX, ZERO_OK)
-ACQUIRE(mutex_lock_killable, MUTEX, ZERO_OK)
-ACQUIRE(mutex_lock_killable_nested, MUTEX, ZERO_OK)
-ACQUIRE(mutex_trylock, MUTEX, NONZERO_OK)
-ACQUIRE(rt_mutex_lock, RTMUTEX, ALWAYS)
-ACQUIRE(rt_mutex_lock_nested, RTMUTEX, ALWAYS)
-ACQUIRE(rt_mutex_trylock, RTMUTEX, NONZERO_OK)
-RELEASE(mutex_unlock)
-RELEASE(rt_mutex_unlock)
-
-/* Table 3: semaphores (rw_semaphore) */
-ACQUIRE(down_read, RSEM, ALWAYS)
-ACQUIRE(down_write, WSEM, ALWAYS)
-ACQUIRE(down_read_trylock, RSEM, NONZERO_OK)
-ACQUIRE(down_write_trylock, WSEM, NONZERO_OK)
-ACQUIRE(down_read_nested, RSEM, ALWAYS)
-ACQUIRE(down_write_nested, WSEM, ALWAYS)
-ACQUIRE(down_read_killable, RSEM, ZERO_OK)
-ACQUIRE(down_write_killable, WSEM, ZERO_OK)
-ACQUIRE(down_read_killable_nested, RSEM, ZERO_OK)
-ACQUIRE(down_write_killable_nested, WSEM, ZERO_OK)
-ACQUIRE(down_read_interruptible, RSEM, ZERO_OK)
-RELEASE(up_read)
-RELEASE(up_write)
-
-/* Lock initialisation: a reused address becomes a new lock. Spinlock and
- * rwlock init are functions only under CONFIG_DEBUG_SPINLOCK. */
-INIT(__mutex_init)
-INIT(__init_rwsem)
-INIT(__rt_mutex_init)
-INIT(__raw_spin_lock_init)
-INIT(__rwlock_init)
-
-/* Slab frees: kmem_cache_free, and kfree's __kmem_cache_free (6.1; a kernel
- * without it frees kmalloc objects unseen), and bulk frees (kfree_rcu's
- * batches, through kfree_bulk). Page frees are not walked. */
-FREE(kmem_cache_free)
-FREE(__kmem_cache_free)
+#include "primitives.h"
 
 SEC("fentry/kmem_cache_free_bulk")
 int lks_f_kmem_cache_free_bulk(u64 *ctx)

@@ -52,12 +52,14 @@ struct task_struct {
 #define LCB_F_RT (1U << 3)
 #define LCB_F_PERCPU (1U << 4)
 #define LCB_F_MUTEX (1U << 5)
-/* lockscope's own: acquired in interrupt context (hard IRQ, NMI, softirq). */
-#define LKS_F_INTERRUPT (1U << 16)
-/* lockscope's own: a sampled stack's count, apportioned by user space. */
-#define LKS_F_SAMPLE (1U << 17)
+/* lockscope's own flags, above the kernel's. */
+enum lks_flag {
+	LKS_F_INTERRUPT = 1U << 16, /* acquired in interrupt context (hard IRQ, NMI, softirq) */
+	LKS_F_SAMPLE = 1U << 17,    /* a sampled stack's count, apportioned by user space */
+};
 
-/* Counters in the per-CPU `counters` array; keep in step with abi.rs. */
+/* Counters in the per-CPU `counters` array (user space reads their names
+ * and number from the generated skeleton; see src/abi.rs). */
 enum counter {
 	C_EVENTS,          /* contention_begin seen for a tracked workload */
 	C_MAP_FULL,        /* aggregate not stored: map full */

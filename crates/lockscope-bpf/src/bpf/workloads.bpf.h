@@ -91,7 +91,12 @@ struct {
 	__type(value, u64);
 } counters SEC(".maps");
 
-static __always_inline void count(u32 which)
+/* Put the enums user space needs into the object's BTF, so the generated
+ * skeleton carries them (src/abi.rs) instead of a copy kept by hand. */
+const volatile enum counter nr_counters = NR_COUNTERS;
+const volatile enum lks_flag lks_flags = LKS_F_INTERRUPT | LKS_F_SAMPLE;
+
+static __always_inline void count(enum counter which)
 {
 	u64 *c = bpf_map_lookup_elem(&counters, &which);
 	if (c)

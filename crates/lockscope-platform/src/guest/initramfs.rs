@@ -25,8 +25,8 @@ pub(crate) const MODULES: &[&str] = &[
 ];
 
 const BUSYBOX_APPLETS: &[&str] = &[
-    "sh", "mount", "umount", "mkdir", "cat", "ls", "poweroff", "modprobe", "tar", "sync", "echo", "sleep", "rm", "cp",
-    "mv", "date", "mkfifo", "pidof", "uname", "dmesg", "grep", "head", "tail", "true", "false", "env", "ps", "kill", "seq", "touch", "wc", "dd",
+    "sh", "mount", "umount", "mkdir", "cat", "ls", "poweroff", "modprobe", "tar", "sync", "echo", "sleep", "rm", "cp", "mv", "date",
+    "mkfifo", "pidof", "uname", "dmesg", "grep", "head", "tail", "true", "false", "env", "ps", "kill", "seq", "touch", "wc", "dd",
 ];
 
 const INIT: &str = r#"#!/bin/sh

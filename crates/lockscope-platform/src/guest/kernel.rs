@@ -44,9 +44,8 @@ impl GuestKernel {
     fn cached(cache: &Path) -> Option<GuestKernel> {
         let root = cache.join("kernel");
         let boot = std::fs::read_dir(root.join("boot")).ok()?;
-        let vmlinuz = boot.flatten().map(|e| e.path()).find(|p| {
-            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("vmlinuz-"))
-        })?;
+        let vmlinuz =
+            boot.flatten().map(|e| e.path()).find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("vmlinuz-")))?;
         let release = vmlinuz.file_name()?.to_str()?.trim_start_matches("vmlinuz-").to_owned();
         let modules = root.join("lib/modules").join(&release);
         modules.is_dir().then_some(GuestKernel { release, vmlinuz, modules })

@@ -91,7 +91,11 @@ fn has_hardware_virtualization(cpuinfo: &str) -> bool {
 /// The accelerator for a guest that attaches BPF trampolines: KVM where it
 /// works, else single-threaded TCG.
 pub fn default_accel() -> &'static str {
-    if kvm_usable() { "kvm" } else { SAFE_TCG }
+    if kvm_usable() {
+        "kvm"
+    } else {
+        SAFE_TCG
+    }
 }
 
 pub fn default_cache_dir() -> PathBuf {
@@ -177,7 +181,13 @@ impl Machine {
             .arg("-initrd")
             .arg(&self.initrd)
             .arg("-append")
-            .arg(["console=ttyS0 quiet panic=-1 oops=panic"].into_iter().chain(cfg.kernel_args.iter().map(String::as_str)).collect::<Vec<_>>().join(" "))
+            .arg(
+                ["console=ttyS0 quiet panic=-1 oops=panic"]
+                    .into_iter()
+                    .chain(cfg.kernel_args.iter().map(String::as_str))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            )
             .args(["-display", "none", "-no-reboot"])
             .args(["-drive", &drive(&self.disk), "-drive", &drive(&self.out_disk)])
             .args(&cfg.qemu_args);
