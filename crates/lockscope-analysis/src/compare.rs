@@ -215,7 +215,7 @@ pub fn compare(runs: &[Run]) -> Comparison {
                     workload: workload.clone(),
                     platform: platform.clone(),
                     lock: identity,
-                    scope: lock.scope.clone(),
+                    scope: lock.scope,
                     subsystem: lock.subsystem.clone(),
                     runs: 0,
                     cumulative_rate: 0.0,

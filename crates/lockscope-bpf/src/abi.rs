@@ -20,9 +20,12 @@ const _: () = {
 /// Entries of the per-CPU `counters` array.
 pub const NR_COUNTERS: usize = counter::NR_COUNTERS.0 as usize;
 
+/// The field of [`Counters`] a kernel counter fills.
+type Field = fn(&mut Counters) -> &mut u64;
+
 /// The trace counter each kernel counter fills. Its length is the C enum's:
 /// a counter added on one side and not the other fails the build.
-const KERNEL_COUNTERS: [(counter, fn(&mut Counters) -> &mut u64); NR_COUNTERS] = [
+const KERNEL_COUNTERS: [(counter, Field); NR_COUNTERS] = [
     (counter::C_EVENTS, |c| &mut c.events),
     (counter::C_MAP_FULL, |c| &mut c.map_full),
     (counter::C_MAP_BUSY, |c| &mut c.map_busy),

@@ -13,7 +13,7 @@ use lockscope_trace::Trace;
 pub struct DebugInfoChoice {
     /// The traced kernel's vmlinux with DWARF; default: found by release.
     pub vmlinux: Option<PathBuf>,
-    /// A directory of the modules' debug objects (<name>.ko).
+    /// A directory of the modules' debug objects (`<name>.ko`).
     pub modules: Option<PathBuf>,
     /// Resolve by function even where debug info is found.
     pub disabled: bool,

@@ -101,7 +101,7 @@ pub struct DebugInfo {
 
 impl DebugInfo {
     /// `vmlinux` with DWARF; `modules`, a directory searched for the modules'
-    /// debug objects (`<name>.ko`, e.g. /usr/lib/debug/lib/modules/<release>).
+    /// debug objects (`<name>.ko`, e.g. `/usr/lib/debug/lib/modules/<release>`).
     pub fn open(vmlinux: &Path, modules: Option<&Path>) -> Result<DebugInfo, LinesError> {
         let mut module_paths = HashMap::new();
         if let Some(dir) = modules {

@@ -4,7 +4,7 @@
 //! | file | columns |
 //! |---|---|
 //! | `locks.parquet` | workload u32, tgid u32, lock_addr u64, generation u32, flags u32, kind string, stack_id i32, count u64, wait_total_ns u64, wait_max_ns u64, hold_total_ns u64, hold_max_ns u64, failed_trylocks u64, first_ns u64, in_interrupt bool |
-//! | `stacks.parquet` | stack_id i32, frames list<u64> (innermost first) |
+//! | `stacks.parquet` | stack_id i32, frames `list<u64>` (innermost first) |
 //! | `symbols.parquet` | addr u64, size u64, name string, module string?, kind string (`text`/`data`) |
 //!
 //! The directory is written under a temporary name and renamed into place, so

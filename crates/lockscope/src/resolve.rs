@@ -46,10 +46,10 @@ pub struct Args {
 #[derive(clap::Args)]
 pub struct DebugArgs {
     /// The traced kernel's vmlinux with DWARF (e.g.
-    /// /usr/lib/debug/boot/vmlinux-<release>) [default: found by release].
+    /// /usr/lib/debug/boot/vmlinux-RELEASE) [default: found by release].
     #[arg(long, value_name = "FILE")]
     vmlinux: Option<PathBuf>,
-    /// A directory with the modules' debug objects (<name>.ko), searched
+    /// A directory with the modules' debug objects (NAME.ko), searched
     /// below; without it frames in modules are resolved by function.
     #[arg(long, value_name = "DIR", requires = "vmlinux")]
     modules: Option<PathBuf>,

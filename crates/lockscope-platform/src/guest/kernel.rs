@@ -8,7 +8,7 @@ use super::{io, run_tool, GuestError};
 pub struct GuestKernel {
     pub release: String,
     pub vmlinuz: PathBuf,
-    /// lib/modules/<release> of the unpacked package.
+    /// `lib/modules/<release>` of the unpacked package.
     pub modules: PathBuf,
 }
 
@@ -65,7 +65,7 @@ fn apt_download(package: &str, dir: &Path) -> Result<PathBuf, GuestError> {
         .ok_or_else(|| GuestError::Setup(format!("apt-get download {package} left no .deb")))
 }
 
-/// The guest kernel's debug info from Debian's linux-image-<release>-dbg:
+/// The guest kernel's debug info from Debian's `linux-image-<release>-dbg`:
 /// the vmlinux with DWARF, and the debug objects of the modules the guest
 /// loads (`lockscope resolve --vmlinux --modules` read them).
 pub struct GuestDebugInfo {
