@@ -1,9 +1,11 @@
-//! Isolation platforms (paper Table 1): where a workload runs — a plain host
-//! process, a runc container, a gVisor sandbox or a microVM. Each platform
-//! starts a built-in workload held before its first instruction, names the
-//! host processes that stand for it (what `record` selects), and cleans up
-//! whatever happens: an [`Instance`] stops and removes everything it made
-//! when stopped or dropped.
+//! lockscope's platform runtime. Isolation platforms (paper Table 1): where a
+//! workload runs — a plain host process, a runc container, a gVisor sandbox
+//! or a microVM. Each platform starts a built-in workload held before its
+//! first instruction, names the host processes that stand for it (what a
+//! recording session follows; this crate knows nothing of recording), and
+//! cleans up whatever happens: an [`Instance`] stops and removes everything
+//! it made when stopped or dropped. `guest` runs a command inside Debian's
+//! own kernel under qemu (acquire mode where the host refuses it).
 
 pub mod guest;
 mod host;
