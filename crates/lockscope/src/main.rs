@@ -5,6 +5,7 @@
 mod compare;
 mod doctor;
 mod guest;
+mod platform_args;
 mod progress;
 mod record;
 mod report;

@@ -6,7 +6,6 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use lockscope_bpf::{HookRequest, LockClass, ModeRequest, RecordOptions};
 use lockscope_experiments::record::{Placement, RecordPlan, Target, WorkloadSpec};
-use lockscope_platform::Env;
 
 /// Record the kernel locks that workloads acquire, aggregated in the kernel,
 /// into a trace directory (trace.json + Parquet tables).
@@ -75,10 +74,8 @@ pub struct Args {
     /// its own directory under --work-dir.
     #[arg(long = "workload", value_name = "NAME=PLATFORM:WORKLOAD [ARGS]")]
     placed: Vec<String>,
-    /// Where platform workloads keep their bundles and working directories (a
-    /// disk file system: the file workloads measure it).
-    #[arg(long, default_value_os_t = lockscope_platform::Env::default_work_root())]
-    work_dir: PathBuf,
+    #[command(flatten)]
+    instances: crate::platform_args::PlatformArgs,
     /// Pin each workload lockscope starts (--run, --workload) to a CPU of its
     /// own, in order (round robin when there are more workloads than CPUs),
     /// as the paper did.
@@ -88,10 +85,6 @@ pub struct Args {
     /// limit (host, runc, gvisor), the guest's memory (microvm).
     #[arg(long, value_parser = lockscope_workloads::mem::parse_size)]
     memory_limit: Option<u64>,
-    /// gVisor's platform for --workload NAME=gvisor:... (ptrace works
-    /// everywhere; kvm needs hardware virtualization).
-    #[arg(long, default_value = "ptrace")]
-    runsc_platform: String,
     /// Follow an existing process and its descendants.
     #[arg(long = "pid", value_name = "NAME=PID")]
     pids: Vec<String>,
@@ -230,13 +223,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stack_sample: args.stack_sample,
         max_records: args.max_records,
     };
-    let plan = RecordPlan {
-        options,
-        workloads: specs,
-        duration: args.duration,
-        stop,
-        env: Env { runsc_platform: args.runsc_platform.clone(), ..Env::new(&args.work_dir)? },
-    };
+    let plan = RecordPlan { options, workloads: specs, duration: args.duration, stop, env: args.instances.env()? };
 
     let bar = crate::progress::spinner("{spinner} recording {msg}");
     let mut trace = lockscope_experiments::record::record(&plan, |p| {

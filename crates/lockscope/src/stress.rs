@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use lockscope_experiments::stress::{self, StressConfig, Unobserved};
-use lockscope_platform::{Env, PlatformKind};
+use lockscope_platform::PlatformKind;
 
 /// Measure interference: a worker runs alone for one interval (its
 /// baseline), then a trasher joins every interval, each on its own core
@@ -49,12 +49,8 @@ pub struct Args {
     /// Directory for stress.csv, stress.json, stress.svg and stress.png.
     #[arg(short, long, default_value = "lockscope-stress")]
     output: PathBuf,
-    /// Where instances keep their working directories (a disk file system).
-    #[arg(long, default_value_os_t = Env::default_work_root())]
-    work_dir: PathBuf,
-    /// gVisor's platform (ptrace works everywhere; kvm needs hardware virtualization).
-    #[arg(long, default_value = "ptrace")]
-    runsc_platform: String,
+    #[command(flatten)]
+    instances: crate::platform_args::PlatformArgs,
     /// Also record the worker and every trasher, each followed from its
     /// start, into OUTPUT/stress.trace (best mode available): the locks they
     /// share and the slowdown come from the same run. See `lockscope report`.
@@ -81,7 +77,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         runs: args.runs,
     };
     cfg.validate()?;
-    let env = Env { runsc_platform: args.runsc_platform.clone(), ..Env::new(&args.work_dir)? };
+    let env = args.instances.env()?;
     for &p in &cfg.platforms {
         p.ensure_usable(&env)?;
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use lockscope_experiments::study::{self, StressSettings, StudyConfig, StudyEvent};
-use lockscope_platform::{Env, PlatformKind};
+use lockscope_platform::PlatformKind;
 
 use crate::record::ModeArg;
 
@@ -58,12 +58,8 @@ pub struct Args {
     /// The kernel source to resolve against [default: ~/.cache/lockscope/linux-source-6.1, if prepared].
     #[arg(long, value_name = "DIR")]
     kernel_src: Option<PathBuf>,
-    /// Where instances keep their working directories (a disk file system).
-    #[arg(long, default_value_os_t = Env::default_work_root())]
-    work_dir: PathBuf,
-    /// gVisor's platform (ptrace works everywhere; kvm needs hardware virtualization).
-    #[arg(long, default_value = "ptrace")]
-    runsc_platform: String,
+    #[command(flatten)]
+    instances: crate::platform_args::PlatformArgs,
     /// Memory limit of each instance (e.g. 2g): a cgroup limit on host, runc
     /// and gvisor, the guest's memory on microvm. The paper's runc containers
     /// had one, which kept them off the page allocator's shared paths.
@@ -87,7 +83,7 @@ pub fn run(args: Args) -> Result<()> {
         kernel_src: args.kernel_src.clone(),
         memory_limit: args.memory_limit,
         fresh: args.fresh,
-        env: Env { runsc_platform: args.runsc_platform.clone(), ..Env::new(&args.work_dir)? },
+        env: args.instances.env()?,
     };
     let stop = crate::stop_on_signals()?;
     let mut bar = None;
