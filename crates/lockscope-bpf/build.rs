@@ -22,4 +22,5 @@ fn main() {
     println!("cargo:rerun-if-changed=src/bpf/workloads.bpf.h");
     println!("cargo:rerun-if-changed=src/bpf/lifetimes.bpf.h");
     println!("cargo:rerun-if-changed=src/bpf/primitives.h");
+    println!("cargo:rerun-if-changed=src/bpf/places.bpf.h");
 }

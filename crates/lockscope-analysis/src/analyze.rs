@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use lockscope_trace::{Counters, Frame, LockKind, Mode, Scope, SourceLine, StackSite, SymbolTable, Trace};
+use lockscope_trace::{Confidence, Counters, Frame, LockKind, LockName, Mode, Scope, SourceLine, StackSite, SymbolTable, Trace};
 use serde::Serialize;
 
 use lockscope_trace::frames;
@@ -57,6 +57,10 @@ pub struct LockSummary {
     pub object: Option<String>,
     /// Where the lock lives, with `object`.
     pub scope: Option<Scope>,
+    /// Its names from each source that gave one, with how they were obtained.
+    pub names: Vec<LockName>,
+    /// Why it has no name, when it has none.
+    pub why_unnamed: Option<String>,
     /// The kernel subsystem of the code that takes it (fs, mm, kernel, …).
     pub subsystem: Option<String>,
     pub shared: bool,
@@ -124,6 +128,35 @@ impl Default for Options {
 
 /// Of a lock's stacks (with acquisitions, most first), the resolved site
 /// that most acquisitions point to.
+/// Why a lock of the trace has no name, from what naming found of it.
+fn why_unnamed(trace: &Trace) -> impl Fn(u64) -> String + '_ {
+    let unnamed: HashMap<u64, &str> = trace.unnamed.iter().map(|u| (u.lock_addr, u.reason.as_str())).collect();
+    let in_slab: HashMap<u64, bool> = trace.places.iter().map(|p| (p.lock_addr, p.slab.is_some())).collect();
+    move |addr| match (unnamed.get(&addr), in_slab.get(&addr)) {
+        (Some(reason), _) => (*reason).to_owned(),
+        (None, Some(false)) => "in no slab object (a global, a per-CPU or page allocation): named only where kallsyms lists \
+                                data symbols or the kernel source matches"
+            .to_owned(),
+        (None, Some(true)) => "its slab cache's types were not read (no BTF where it was recorded)".to_owned(),
+        (None, None) if trace.places.is_empty() => match trace.meta.mode {
+            Mode::Acquire => "acquire mode does not note where locks live".to_owned(),
+            Mode::Contention => "the recording kernel could not tell where it lives (run-time naming needs the \
+                                 bpf_get_kmem_cache kfunc, kernel 6.13 or later, and tp_btf)"
+                .to_owned(),
+        },
+        (None, None) => "its place was not noted (the recorder's place maps were full)".to_owned(),
+    }
+}
+
+/// A run-time name as reports show it: ambiguous ones say how many others fit.
+fn runtime_label(name: &LockName) -> Option<String> {
+    let label = name.label()?;
+    Some(match (name.confidence, name.alternatives.len()) {
+        (Confidence::Ambiguous, n) if n > 0 => format!("{label} (or {n} other{})", if n == 1 { "" } else { "s" }),
+        _ => label,
+    })
+}
+
 fn most_named<'a>(stacks: &[(i32, u64)], sites: &HashMap<i32, &'a StackSite>) -> Option<&'a StackSite> {
     let mut weight: HashMap<String, (u64, &StackSite)> = HashMap::new();
     for (id, n) in stacks {
@@ -142,6 +175,8 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
     // would swallow unrelated addresses.
     let named_globals = trace.meta.kallsyms_all;
     let sites_by_stack: HashMap<i32, &StackSite> = trace.sites.iter().map(|s| (s.stack_id, s)).collect();
+    let names_by_lock: HashMap<u64, &LockName> = trace.names.iter().map(|n| (n.lock_addr, n)).collect();
+    let why_unnamed = why_unnamed(trace);
     let workload_names: HashMap<u32, &str> = trace.meta.workloads.iter().map(|w| (w.id, w.name.as_str())).collect();
     let run_secs: HashMap<u32, f64> = trace.meta.workloads.iter().map(|w| (w.id, w.run_time_secs())).collect();
 
@@ -207,9 +242,15 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
                     }
                 }),
                 kind,
-                object: resolved.and_then(StackSite::lock_name),
-                scope: resolved.map(|s| s.scope),
+                // The source's name where the call site was resolved, else the run-time one.
+                object: resolved.and_then(StackSite::lock_name).or_else(|| names_by_lock.get(&addr).and_then(|n| runtime_label(n))),
+                names: names_by_lock.get(&addr).map(|&n| vec![n.clone()]).unwrap_or_default(),
+                scope: resolved.map(|s| s.scope).or_else(|| {
+                    let n = names_by_lock.get(&addr)?;
+                    Some(if n.object.is_some() { Scope::Member } else { Scope::Global })
+                }),
                 subsystem: resolved.and_then(|s| s.subsystem.clone()).or(placed),
+                why_unnamed: None,
                 shared: uses.len() >= 2,
                 acquisitions: uses.iter().map(|u| u.acquisitions).sum(),
                 uses,
@@ -217,6 +258,9 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
             }
         })
         .collect();
+    for l in locks.iter_mut().filter(|l| l.object.is_none() && l.global.is_none()) {
+        l.why_unnamed = Some(why_unnamed(l.addr));
+    }
     locks.sort_by(|a, b| b.shared.cmp(&a.shared).then(b.acquisitions.cmp(&a.acquisitions)).then(a.addr.cmp(&b.addr)));
 
     let workloads = trace

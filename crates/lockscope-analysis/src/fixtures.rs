@@ -84,6 +84,9 @@ pub fn trace() -> Trace {
             Symbol { addr: 0xffffffff82000000, size: 0x40, name: "inode_hash_lock".into(), module: None, kind: SymbolKind::Data },
         ],
         sites: vec![],
+        places: vec![],
+        names: vec![],
+        unnamed: vec![],
     }
 }
 

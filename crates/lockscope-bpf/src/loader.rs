@@ -39,6 +39,14 @@ pub struct Maps<'a> {
     pub stacks: &'a dyn MapCore,
     pub aggregates: &'a dyn MapCore,
     pub counters: &'a dyn MapCore,
+    /// Where locks live (src/bpf/places.bpf.h), for the recorders that note it.
+    pub places: Option<PlaceMaps<'a>>,
+}
+
+/// `lock_places` and `slab_caches`.
+pub struct PlaceMaps<'a> {
+    pub locks: &'a dyn MapCore,
+    pub caches: &'a dyn MapCore,
 }
 
 /// The common maps of a skeleton (every recorder object has them, by name).
@@ -51,6 +59,7 @@ macro_rules! common_maps {
             stacks: &$m.stacks,
             aggregates: &$m.aggregates,
             counters: &$m.counters,
+            places: None,
         }
     };
 }
@@ -152,6 +161,8 @@ fn load_contention_with<'obj>(
     open.maps.stacks.set_value_size(depth * 8).map_err(|e| e.to_string())?;
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         rodata.stack_depth = depth;
+        // Only BTF-typed tracepoints may call kfuncs.
+        rodata.use_kmem_cache_kfunc = btf;
     }
     open.load().map_err(libbpf_log::explain)
 }
@@ -161,8 +172,10 @@ pub fn attach_contention<'a>(skel: &'a ContentionSkel<'a>) -> Result<Kernel<'a>,
     let btf = p.lks_btf_begin.autoload();
     let (begin, end) = if btf { (&p.lks_btf_begin, &p.lks_btf_end) } else { (&p.lks_tp_begin, &p.lks_tp_end) };
     let (links, progs) = attach_all([begin, end, &p.lks_fork, &p.lks_exit])?;
+    let mut maps = common_maps!(skel.maps);
+    maps.places = Some(PlaceMaps { locks: &skel.maps.lock_places, caches: &skel.maps.slab_caches });
     Ok(Kernel {
-        maps: common_maps!(skel.maps),
+        maps,
         mode: Mode::Contention,
         hook: if btf { "tp_btf" } else { "tracepoint" }.into(),
         attached: vec!["lock:contention_begin".into(), "lock:contention_end".into()],

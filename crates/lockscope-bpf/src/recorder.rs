@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use libbpf_rs::MapFlags;
 use lockscope_proc::procfs::{self, CgroupTarget};
 use lockscope_trace::context::is_interrupt_stack;
-use lockscope_trace::{Counters, EndReason, LockRecord, Selector, Stack, SymbolTable, Trace, TraceMeta, Workload};
+use lockscope_trace::{Counters, EndReason, LockPlace, LockRecord, Selector, Stack, SymbolTable, Trace, TraceMeta, Workload};
 
 use crate::abi::{self, NR_COUNTERS};
 use crate::loader::{self, Kernel};
@@ -367,6 +367,26 @@ impl<'k> Session<'k> {
         self.collect(&symbols, ended - self.started, end_reason)
     }
 
+    /// Where the recorded locks live, as the programs noted it.
+    fn places(&self) -> Result<Vec<LockPlace>, RecordError> {
+        let Some(maps) = &self.kernel.maps.places else { return Ok(vec![]) };
+        let mut caches = BTreeMap::new();
+        for key in maps.caches.keys() {
+            if let Some(value) = maps.caches.lookup(&key, MapFlags::ANY)? {
+                caches.insert(abi::u64_from(&key), abi::slab_cache(&value));
+            }
+        }
+        let mut places = vec![];
+        for key in maps.locks.keys() {
+            if let Some(value) = maps.locks.lookup(&key, MapFlags::ANY)? {
+                let (lock_addr, cache) = abi::lock_place(&key, &value);
+                places.push(LockPlace { lock_addr, slab: caches.get(&cache).cloned() });
+            }
+        }
+        places.sort_by_key(|p| p.lock_addr);
+        Ok(places)
+    }
+
     fn collect(&self, symbols: &SymbolTable, elapsed: Duration, end_reason: EndReason) -> Result<Trace, RecordError> {
         let k = &self.kernel;
         let maps = &k.maps;
@@ -400,6 +420,8 @@ impl<'k> Session<'k> {
         for r in &records {
             pids.entry(r.workload).or_default().insert(r.tgid);
         }
+
+        let places = self.places()?;
 
         let mut values = [0u64; NR_COUNTERS];
         for (i, v) in values.iter_mut().enumerate() {
@@ -460,6 +482,9 @@ impl<'k> Session<'k> {
             stacks,
             symbols: snapshot,
             sites: vec![],
+            places,
+            names: vec![],
+            unnamed: vec![],
         })
     }
 }

@@ -119,7 +119,7 @@ pub fn record(plan: &RecordPlan, mut progress: impl FnMut(&Progress)) -> Result<
     validate(&plan.workloads)?;
     lockscope_bpf::check_privileges()?;
     let prepared = plan.workloads.iter().map(|spec| prepare(spec, &plan.env)).collect::<Result<Vec<_>, _>>()?;
-    lockscope_bpf::record(&plan.options, |session| {
+    let mut trace = lockscope_bpf::record(&plan.options, |session| {
         let mut watched = Vec::new();
         for (spec, target) in plan.workloads.iter().zip(prepared) {
             watched.push(follow(session, spec, target)?);
@@ -152,7 +152,20 @@ pub fn record(plan: &RecordPlan, mut progress: impl FnMut(&Progress)) -> Result<
             }
         }
         Ok::<_, RecordingError>(reason)
-    })
+    })?;
+    name_locks(&mut trace);
+    Ok(trace)
+}
+
+/// Names the trace's locks from where they live, through the BTF of this
+/// kernel (the one just recorded); a note says why not where it cannot.
+pub fn name_locks(trace: &mut Trace) {
+    match lockscope_naming::Btf::vmlinux() {
+        Ok(btf) => {
+            lockscope_naming::name_trace(trace, &btf);
+        }
+        Err(e) => trace.meta.notes.push(format!("locks not named at run time: {e}")),
+    }
 }
 
 fn validate(specs: &[WorkloadSpec]) -> Result<(), RecordingError> {

@@ -207,13 +207,14 @@ pub fn run_recorded(
     progress: impl FnMut(&StressProgress),
 ) -> Result<(StressResult, Trace), StressError> {
     let mut result = None;
-    let trace = lockscope_bpf::record(&RecordOptions::default(), |session| {
+    let mut trace = lockscope_bpf::record(&RecordOptions::default(), |session| {
         let mut observer = Recorded { session, ids: Default::default() };
         let measured = run(cfg, env, stop, &mut observer, progress)?;
         let reason = if measured.complete { EndReason::WorkloadsExited } else { EndReason::Interrupted };
         result = Some(measured);
         Ok::<_, StressError>(reason)
     })?;
+    crate::record::name_locks(&mut trace);
     Ok((result.expect("a recording that succeeded ran the experiment"), trace))
 }
 

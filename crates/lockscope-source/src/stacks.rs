@@ -430,6 +430,9 @@ mod tests {
                 text(0xffffffff81000300, "__find_get_block"),
             ],
             sites: vec![],
+            places: vec![],
+            names: vec![],
+            unnamed: vec![],
         };
         let index = crate::functions::FunctionIndex::from_definitions([("__find_get_block", "fs/buffer.c")]);
         let sites = place_by_function_name(&trace, &index);

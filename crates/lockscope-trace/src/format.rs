@@ -23,7 +23,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arrow_array::builder::{ListBuilder, UInt64Builder};
+use arrow_array::builder::{ListBuilder, StringBuilder, UInt64Builder};
 use arrow_array::{Array, ArrayRef, BooleanArray, Int32Array, ListArray, RecordBatch, StringArray, UInt32Array, UInt64Array};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
@@ -39,6 +39,8 @@ const LOCKS_FILE: &str = "locks.parquet";
 const STACKS_FILE: &str = "stacks.parquet";
 const SYMBOLS_FILE: &str = "symbols.parquet";
 const SITES_FILE: &str = "sites.parquet";
+const PLACES_FILE: &str = "places.parquet";
+const NAMES_FILE: &str = "names.parquet";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
@@ -104,6 +106,13 @@ fn write_contents(dir: &Path, trace: &Trace) -> Result<(), TraceError> {
     // Only a resolved trace has sites; readers treat the table as optional.
     if !trace.sites.is_empty() {
         tables.push((SITES_FILE, sites_batch(&trace.sites)));
+    }
+    // Only where the kernel tells where locks live (and naming ran).
+    if !trace.places.is_empty() {
+        tables.push((PLACES_FILE, places_batch(&trace.places)));
+    }
+    if !trace.names.is_empty() || !trace.unnamed.is_empty() {
+        tables.push((NAMES_FILE, names_batch(&trace.names, &trace.unnamed)));
     }
     let mut meta = trace.meta.clone();
     meta.format = FORMAT_NAME.to_owned();
@@ -246,6 +255,101 @@ fn sites_batch(sites: &[StackSite]) -> RecordBatch {
     ])
 }
 
+fn places_batch(places: &[LockPlace]) -> RecordBatch {
+    let strings =
+        |f: fn(&SlabCache) -> &str| -> ArrayRef { Arc::new(places.iter().map(|p| p.slab.as_ref().map(f)).collect::<StringArray>()) };
+    let u32s = |f: fn(&SlabCache) -> u32| -> ArrayRef { Arc::new(places.iter().map(|p| p.slab.as_ref().map(f)).collect::<UInt32Array>()) };
+    batch(vec![
+        ("lock_addr", Arc::new(places.iter().map(|p| p.lock_addr).collect::<UInt64Array>())),
+        ("cache", strings(|c| &c.name)),
+        ("slot_size", u32s(|c| c.slot_size)),
+        ("object_size", u32s(|c| c.object_size)),
+        ("red_left_pad", u32s(|c| c.red_left_pad)),
+        ("order", u32s(|c| c.order)),
+        ("min_order", u32s(|c| c.min_order)),
+    ])
+}
+
+fn places_from(batch: &RecordBatch) -> Result<Vec<LockPlace>, String> {
+    let addr = column::<UInt64Array>(batch, "lock_addr")?;
+    let cache = column::<StringArray>(batch, "cache")?;
+    let u32s = |n| column::<UInt32Array>(batch, n);
+    let (slot, object, pad, order, min_order) =
+        (u32s("slot_size")?, u32s("object_size")?, u32s("red_left_pad")?, u32s("order")?, u32s("min_order")?);
+    Ok((0..batch.num_rows())
+        .map(|i| LockPlace {
+            lock_addr: addr.value(i),
+            slab: (!cache.is_null(i)).then(|| SlabCache {
+                name: cache.value(i).to_owned(),
+                slot_size: slot.value(i),
+                object_size: object.value(i),
+                red_left_pad: pad.value(i),
+                order: order.value(i),
+                min_order: min_order.value(i),
+            }),
+        })
+        .collect())
+}
+
+/// Names and unnamed locks in one table: an unnamed lock's row has only its
+/// address and `reason`.
+fn names_batch(names: &[LockName], unnamed: &[UnnamedLock]) -> RecordBatch {
+    let n = names.len() + unnamed.len();
+    let text = |f: fn(&LockName) -> Option<&str>| -> ArrayRef {
+        Arc::new(names.iter().map(f).chain(unnamed.iter().map(|_| None)).collect::<StringArray>())
+    };
+    let mut alternatives = ListBuilder::new(StringBuilder::new());
+    for name in names {
+        for a in &name.alternatives {
+            alternatives.values().append_value(a);
+        }
+        alternatives.append(true);
+    }
+    for _ in unnamed {
+        alternatives.append(true);
+    }
+    let addrs = names.iter().map(|n| n.lock_addr).chain(unnamed.iter().map(|u| u.lock_addr));
+    let reasons = (0..names.len()).map(|_| None).chain(unnamed.iter().map(|u| Some(u.reason.as_str())));
+    debug_assert_eq!(addrs.clone().count(), n);
+    batch(vec![
+        ("lock_addr", Arc::new(addrs.collect::<UInt64Array>())),
+        ("by", text(|n| Some(n.by.name()))),
+        ("object", text(|n| n.object.as_deref())),
+        ("member", text(|n| n.member.as_deref())),
+        ("global", text(|n| n.global.as_deref())),
+        ("confidence", text(|n| Some(n.confidence.name()))),
+        ("alternatives", Arc::new(alternatives.finish())),
+        ("reason", Arc::new(reasons.collect::<StringArray>())),
+    ])
+}
+
+fn names_from(batch: &RecordBatch) -> Result<(Vec<LockName>, Vec<UnnamedLock>), String> {
+    let addr = column::<UInt64Array>(batch, "lock_addr")?;
+    let text = |name| column::<StringArray>(batch, name);
+    let (by, object, member, global, confidence) = (text("by")?, text("object")?, text("member")?, text("global")?, text("confidence")?);
+    let (alternatives, reason) = (column::<ListArray>(batch, "alternatives")?, text("reason")?);
+    let opt = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_owned());
+    let (mut names, mut unnamed) = (vec![], vec![]);
+    for i in 0..batch.num_rows() {
+        if let Some(reason) = opt(reason, i) {
+            unnamed.push(UnnamedLock { lock_addr: addr.value(i), reason });
+            continue;
+        }
+        let list = alternatives.value(i);
+        let list = list.as_any().downcast_ref::<StringArray>().ok_or("alternatives are not strings")?;
+        names.push(LockName {
+            lock_addr: addr.value(i),
+            by: NameSource::parse(by.value(i)).ok_or_else(|| format!("unknown name source {:?}", by.value(i)))?,
+            object: opt(object, i),
+            member: opt(member, i),
+            global: opt(global, i),
+            confidence: Confidence::parse(confidence.value(i)).ok_or_else(|| format!("unknown confidence {:?}", confidence.value(i)))?,
+            alternatives: list.iter().flatten().map(str::to_owned).collect(),
+        });
+    }
+    Ok((names, unnamed))
+}
+
 fn sites_from(batch: &RecordBatch) -> Result<Vec<StackSite>, String> {
     let ids = column::<Int32Array>(batch, "stack_id")?;
     let line = column::<UInt32Array>(batch, "line")?;
@@ -336,12 +440,26 @@ pub fn read_trace(path: &Path) -> Result<Trace, TraceError> {
     let records = table(LOCKS_FILE)?.iter().map(records_from).collect::<Result<Vec<_>, _>>().map_err(corrupt(LOCKS_FILE))?.concat();
     let stacks = table(STACKS_FILE)?.iter().map(stacks_from).collect::<Result<Vec<_>, _>>().map_err(corrupt(STACKS_FILE))?.concat();
     let symbols = table(SYMBOLS_FILE)?.iter().map(symbols_from).collect::<Result<Vec<_>, _>>().map_err(corrupt(SYMBOLS_FILE))?.concat();
-    let sites = if meta.files.iter().any(|f| f.name == SITES_FILE) {
+    let optional = |file: &str| meta.files.iter().any(|f| f.name == file);
+    let sites = if optional(SITES_FILE) {
         table(SITES_FILE)?.iter().map(sites_from).collect::<Result<Vec<_>, _>>().map_err(corrupt(SITES_FILE))?.concat()
     } else {
         vec![]
     };
-    Ok(Trace { meta, records, stacks, symbols, sites })
+    let places = if optional(PLACES_FILE) {
+        table(PLACES_FILE)?.iter().map(places_from).collect::<Result<Vec<_>, _>>().map_err(corrupt(PLACES_FILE))?.concat()
+    } else {
+        vec![]
+    };
+    let (mut names, mut unnamed) = (vec![], vec![]);
+    if optional(NAMES_FILE) {
+        for batch in table(NAMES_FILE)? {
+            let (n, u) = names_from(&batch).map_err(corrupt(NAMES_FILE))?;
+            names.extend(n);
+            unnamed.extend(u);
+        }
+    }
+    Ok(Trace { meta, records, stacks, symbols, sites, places, names, unnamed })
 }
 
 fn read_parquet(bytes: Vec<u8>) -> Result<Vec<RecordBatch>, String> {
@@ -504,6 +622,30 @@ mod tests {
                 candidates: 1,
                 reason: None,
             }],
+            places: vec![
+                LockPlace {
+                    lock_addr: 0xffff_8880_0000_1000,
+                    slab: Some(SlabCache {
+                        name: "bdev_cache".into(),
+                        slot_size: 1536,
+                        object_size: 1520,
+                        red_left_pad: 0,
+                        order: 3,
+                        min_order: 0,
+                    }),
+                },
+                LockPlace { lock_addr: 0xffff_ffff_8300_0000, slab: None },
+            ],
+            names: vec![LockName {
+                lock_addr: 0xffff_8880_0000_1000,
+                by: NameSource::Slab,
+                object: Some("bdev_inode".into()),
+                member: Some("vfs_inode.i_data.i_private_lock".into()),
+                global: None,
+                confidence: Confidence::Inferred,
+                alternatives: vec!["block_device.bd_size_lock".into()],
+            }],
+            unnamed: vec![UnnamedLock { lock_addr: 0xffff_8880_0000_2000, reason: "no struct fits".into() }],
         }
     }
 
@@ -518,11 +660,14 @@ mod tests {
         assert_eq!(back.stacks, trace.stacks);
         assert_eq!(back.symbols, trace.symbols);
         assert_eq!(back.sites, trace.sites);
+        assert_eq!(back.places, trace.places);
+        assert_eq!(back.names, trace.names);
+        assert_eq!(back.unnamed, trace.unnamed);
         assert_eq!(back.meta.format, FORMAT_NAME);
-        assert_eq!(back.meta.files.len(), 4, "sites.parquet with the other tables");
+        assert_eq!(back.meta.files.len(), 6, "sites, places and names with the other tables");
 
         // An unresolved trace has no sites table, and reads back without one.
-        let unresolved = Trace { sites: vec![], ..sample() };
+        let unresolved = Trace { sites: vec![], places: vec![], names: vec![], unnamed: vec![], ..sample() };
         write_trace(&path, &unresolved, true).unwrap();
         let back = read_trace(&path).unwrap();
         assert!(back.sites.is_empty());

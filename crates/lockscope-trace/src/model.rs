@@ -2,6 +2,35 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The one spelling of each value of a vocabulary enum, used in Parquet,
+/// JSON, CSV and reports alike; `parse` also accepts older spellings.
+macro_rules! spelled {
+    ($ty:ident { $($variant:ident => $name:literal $(| $old:literal)*,)* }) => {
+        impl $ty {
+            pub const ALL: &'static [$ty] = &[$($ty::$variant,)*];
+
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name,)*
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<$ty> {
+                match text {
+                    $($name $(| $old)* => Some($ty::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
 /// How the locks were observed.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -136,6 +165,8 @@ counters! {
     unsized_frees,
     /// Program runs the kernel skipped because a BPF program was already running on the CPU.
     recursion_misses,
+    /// Locks whose place in memory was not kept (the place maps were full).
+    places_full,
 }
 
 impl Counters {
@@ -261,6 +292,106 @@ pub struct Symbol {
     pub kind: SymbolKind,
 }
 
+/// The slab cache a lock was found in, with the geometry that places the
+/// lock inside its object.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlabCache {
+    pub name: String,
+    /// An object's slot: the object with its padding and debug fields.
+    pub slot_size: u32,
+    pub object_size: u32,
+    /// Debug red zone before each object.
+    pub red_left_pad: u32,
+    /// Slabs take `PAGE_SIZE << order` bytes, naturally aligned.
+    pub order: u32,
+    /// The order of slabs allocated when memory was short.
+    pub min_order: u32,
+}
+
+/// Where a lock lives, as the recorder found it the first time it saw the lock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockPlace {
+    pub lock_addr: u64,
+    /// None: in no slab object (a global, a per-CPU area, a page of its own).
+    pub slab: Option<SlabCache>,
+}
+
+/// How a lock's name was obtained.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NameSource {
+    /// Its slab cache and offset, through the recording kernel's BTF.
+    Slab,
+    /// A per-CPU area, through BTF.
+    Percpu,
+    /// A data symbol in kallsyms.
+    Kallsyms,
+    /// The static analyzer, from the call site in the kernel source.
+    Source,
+    /// The call site's line, from the kernel's debug info.
+    Debuginfo,
+}
+
+spelled!(NameSource {
+    Slab => "slab",
+    Percpu => "percpu",
+    Kallsyms => "kallsyms",
+    Source => "source",
+    Debuginfo => "debuginfo",
+});
+
+/// How sure a name is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Confidence {
+    /// Several objects could hold it; the first candidate is the likeliest.
+    Ambiguous,
+    /// One candidate was left once everything known was applied.
+    Inferred,
+    /// Named by the kernel itself (a cache named for its type, a symbol).
+    Exact,
+}
+
+spelled!(Confidence {
+    Ambiguous => "ambiguous",
+    Inferred => "inferred",
+    Exact => "exact",
+});
+
+/// A lock's name from one source: a member of an object, or a global.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockName {
+    pub lock_addr: u64,
+    pub by: NameSource,
+    /// The struct holding the lock (member names).
+    pub object: Option<String>,
+    /// Its field in `object`, dotted through embedded structs (`vfs_inode.i_data.i_private_lock`).
+    pub member: Option<String>,
+    /// The variable (global names).
+    pub global: Option<String>,
+    pub confidence: Confidence,
+    /// Other objects that could hold it (ambiguous names), `struct.member` each.
+    pub alternatives: Vec<String>,
+}
+
+impl LockName {
+    /// `bdev_inode.vfs_inode.i_data.i_private_lock`, `inode_hash_lock`.
+    pub fn label(&self) -> Option<String> {
+        match (&self.object, &self.member, &self.global) {
+            (Some(o), Some(m), _) => Some(format!("{o}.{m}")),
+            (_, _, Some(g)) => Some(g.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// A lock naming could not name, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UnnamedLock {
+    pub lock_addr: u64,
+    pub reason: String,
+}
+
 /// A whole trace in memory.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Trace {
@@ -271,6 +402,12 @@ pub struct Trace {
     /// Where each stack's lock lives in the source: empty until `lockscope
     /// resolve` has run over the trace.
     pub sites: Vec<StackSite>,
+    /// Where each lock lives in memory, where the recorder could tell.
+    pub places: Vec<LockPlace>,
+    /// Names given at run time (from places, BTF, kallsyms).
+    pub names: Vec<LockName>,
+    /// Locks with a place that naming could not name.
+    pub unnamed: Vec<UnnamedLock>,
 }
 
 /// Where a lock lives, as the static analyzer (or a run-time naming source)
@@ -304,35 +441,6 @@ pub enum SiteMethod {
     #[serde(alias = "function name")]
     FunctionName,
     Unresolved,
-}
-
-/// The one spelling of each value of a vocabulary enum, used in Parquet,
-/// JSON, CSV and reports alike; `parse` also accepts older spellings.
-macro_rules! spelled {
-    ($ty:ident { $($variant:ident => $name:literal $(| $old:literal)*,)* }) => {
-        impl $ty {
-            pub const ALL: &'static [$ty] = &[$($ty::$variant,)*];
-
-            pub fn name(self) -> &'static str {
-                match self {
-                    $($ty::$variant => $name,)*
-                }
-            }
-
-            pub fn parse(text: &str) -> Option<$ty> {
-                match text {
-                    $($name $(| $old)* => Some($ty::$variant),)*
-                    _ => None,
-                }
-            }
-        }
-
-        impl std::fmt::Display for $ty {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(self.name())
-            }
-        }
-    };
 }
 
 spelled!(Scope {

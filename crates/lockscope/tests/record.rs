@@ -95,6 +95,35 @@ fn file_churn_pair_shares_file_system_locks() {
     }
 }
 
+/// Run-time naming on this kernel (contention mode, no kernel source, no
+/// data symbols): the slab cache of each lock and the kernel's BTF name the
+/// locks two file-create workloads share, the block device's buffer lock
+/// among them.
+#[test]
+fn a_file_create_pair_shares_locks_named_by_their_objects() {
+    let _k = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let run = |name: &str| {
+        let dir = tmp.path().join(name);
+        format!("{name}={}", workload(&format!("file-create --files 2000 --dir {} --duration 4s", dir.display())))
+    };
+    let (trace, out) = record(tmp.path(), &["--run".into(), run("a"), "--run".into(), run("b")]);
+    assert!(out.status.success(), "record failed: {}", stderr(&out));
+    let report = report_json(&trace);
+    let shared: Vec<&Value> = report["locks"].as_array().unwrap().iter().filter(|l| l["shared"] == true).collect();
+    let acquisitions = |l: &&Value| l["acquisitions"].as_u64().unwrap();
+    let total: u64 = shared.iter().map(acquisitions).sum();
+    let named: u64 = shared.iter().filter(|l| l["object"].is_string()).map(acquisitions).sum();
+    assert!(named as f64 >= 0.9 * total as f64, "{named} of {total} shared acquisitions named: {report:#}");
+    // find_get_block_common takes the block device's i_private_lock (fs/buffer.c).
+    let buffers = shared.iter().find(|l| site_of(l).starts_with("find_get_block_common")).expect("the buffer lookup is shared");
+    assert_eq!(buffers["object"], "bdev_inode.vfs_inode.i_data.i_private_lock", "{buffers:#}");
+    assert_eq!(buffers["names"][0]["by"], "slab");
+    for l in shared.iter().filter(|l| l["object"].is_null()) {
+        assert!(l["why_unnamed"].as_str().is_some_and(|w| !w.is_empty()), "an unnamed lock says why: {l:#}");
+    }
+}
+
 #[test]
 fn pipe_workloads_keep_their_pipe_locks_private() {
     pipe_pair(&[]);

@@ -13,7 +13,7 @@
  * kernels without CONFIG_KALLSYMS_ALL. Interrupts nest inside a task's wait
  * but always complete first, and use their own slot (a different lock).
  */
-#include "workloads.bpf.h"
+#include "places.bpf.h"
 
 struct wait_slot {
 	u64 lock;
@@ -102,6 +102,7 @@ static __always_inline int on_end(u64 lock)
 		u64 now = bpf_ktime_get_ns();
 		u64 wait_ns = now - s->start_ns;
 		s->lock = 0;
+		note_place(lock);
 		struct agg_val *v = agg_entry(&key, now);
 		if (!v)
 			return 0;

@@ -72,10 +72,6 @@ static __always_inline int record_init(u64 lock)
 	return 0;
 }
 
-struct kmem_cache {
-	unsigned int object_size;
-} __attribute__((preserve_access_index));
-
 /* Objects larger than this are walked only this far. */
 #define MAX_FREED_PAGES 4
 

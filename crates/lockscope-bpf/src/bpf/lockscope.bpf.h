@@ -38,6 +38,19 @@ struct task_struct {
 	struct signal_struct *signal;
 } __attribute__((preserve_access_index));
 
+struct kmem_cache_order_objects {
+	unsigned int x; /* order << 16 | objects per slab */
+} __attribute__((preserve_access_index));
+
+struct kmem_cache {
+	unsigned int size;        /* an object's slot, with padding and debug fields */
+	unsigned int object_size; /* the object itself */
+	unsigned int red_left_pad;
+	struct kmem_cache_order_objects oo;  /* preferred slab order */
+	struct kmem_cache_order_objects min; /* fallback slab order */
+	const char *name;
+} __attribute__((preserve_access_index));
+
 /* Limits; user space may raise map sizes before load. */
 #define MAX_WORKLOADS 64
 #define MAX_CGROUP_TARGETS 16
@@ -73,6 +86,7 @@ enum counter {
 	C_REENTERED,       /* skipped: a lockscope program was already running on this CPU */
 	C_FREED_LOCKS,     /* lock addresses given a new generation by a slab free */
 	C_UNSIZED_FREES,   /* bulk-freed objects not walked: their slab cache was not found */
+	C_PLACES_FULL,     /* a lock's place not kept: lock_places or slab_caches full */
 	NR_COUNTERS,
 };
 

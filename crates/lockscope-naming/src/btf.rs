@@ -1,0 +1,321 @@
+//! The kernel's BPF Type Format, as much of it as naming needs: struct and
+//! union layouts (members, their offsets and types, through typedefs,
+//! qualifiers, anonymous members and arrays), read from the raw format
+//! (Documentation/bpf/btf.rst) with no library.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+const MAGIC: u16 = 0xeb9f;
+
+/// Where the running kernel's BTF is.
+pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";
+
+#[derive(Debug, thiserror::Error)]
+pub enum BtfError {
+    #[error("reading {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("not BTF: {0}")]
+    Format(String),
+}
+
+/// A type id; 0 is void.
+pub type TypeId = u32;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    /// Empty for an anonymous struct or union.
+    pub name: String,
+    pub ty: TypeId,
+    /// From the start of the enclosing type, in bits.
+    pub bit_offset: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Type {
+    Void,
+    Int {
+        name: String,
+        size: u32,
+    },
+    Pointer,
+    Array {
+        elem: TypeId,
+        len: u32,
+    },
+    Struct {
+        name: String,
+        size: u32,
+        members: Vec<Member>,
+    },
+    Union {
+        name: String,
+        size: u32,
+        members: Vec<Member>,
+    },
+    Enum {
+        name: String,
+        size: u32,
+    },
+    Forward {
+        name: String,
+    },
+    Typedef {
+        name: String,
+        ty: TypeId,
+    },
+    /// const, volatile, restrict, type tags: the type they qualify.
+    Qualified(TypeId),
+    /// Functions, variables, sections, declaration tags, floats: not layouts.
+    Other,
+}
+
+/// A parsed BTF blob.
+pub struct Btf {
+    types: Vec<Type>,
+    by_name: HashMap<String, Vec<TypeId>>,
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn u32(&mut self) -> Result<u32, BtfError> {
+        let b = self.bytes.get(self.at..self.at + 4).ok_or_else(|| BtfError::Format("type section cut short".into()))?;
+        self.at += 4;
+        Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    }
+
+    fn skip(&mut self, words: usize) -> Result<(), BtfError> {
+        for _ in 0..words {
+            self.u32()?;
+        }
+        Ok(())
+    }
+}
+
+impl Btf {
+    /// The running kernel's BTF.
+    pub fn vmlinux() -> Result<Btf, BtfError> {
+        Btf::from_file(Path::new(VMLINUX))
+    }
+
+    pub fn from_file(path: &Path) -> Result<Btf, BtfError> {
+        let bytes = std::fs::read(path).map_err(|source| BtfError::Read { path: path.display().to_string(), source })?;
+        Btf::from_bytes(&bytes)
+    }
+
+    /// Parses a little-endian BTF blob (what x86-64 kernels expose).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Btf, BtfError> {
+        let word = |at: usize| -> Result<u32, BtfError> {
+            let b = bytes.get(at..at + 4).ok_or_else(|| BtfError::Format("header cut short".into()))?;
+            Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
+        };
+        if bytes.len() < 24 || u16::from_le_bytes([bytes[0], bytes[1]]) != MAGIC {
+            return Err(BtfError::Format("no BTF magic (or a big-endian blob)".into()));
+        }
+        let hdr_len = word(4)? as usize;
+        let (type_off, type_len, str_off, str_len) = (word(8)? as usize, word(12)? as usize, word(16)? as usize, word(20)? as usize);
+        let section = |off: usize, len: usize| {
+            bytes.get(hdr_len + off..hdr_len + off + len).ok_or_else(|| BtfError::Format("a section lies outside the blob".into()))
+        };
+        let (type_bytes, strings) = (section(type_off, type_len)?, section(str_off, str_len)?);
+        let name = |off: u32| -> String {
+            let rest = strings.get(off as usize..).unwrap_or_default();
+            String::from_utf8_lossy(&rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())]).into_owned()
+        };
+
+        let mut types = vec![Type::Void];
+        let mut r = Reader { bytes: type_bytes, at: 0 };
+        while r.at < type_bytes.len() {
+            let (name_off, info, size_or_type) = (r.u32()?, r.u32()?, r.u32()?);
+            let (kind, vlen, kind_flag) = ((info >> 24) & 0x1f, (info & 0xffff) as usize, info >> 31 == 1);
+            let ty = match kind {
+                1 => {
+                    r.skip(1)?;
+                    Type::Int { name: name(name_off), size: size_or_type }
+                }
+                2 => Type::Pointer,
+                3 => {
+                    let (elem, _index, len) = (r.u32()?, r.u32()?, r.u32()?);
+                    Type::Array { elem, len }
+                }
+                4 | 5 => {
+                    let mut members = Vec::with_capacity(vlen);
+                    for _ in 0..vlen {
+                        let (m_name, m_type, m_offset) = (r.u32()?, r.u32()?, r.u32()?);
+                        // With kind_flag, the high byte is a bitfield's width.
+                        let bit_offset = if kind_flag { m_offset & 0xff_ffff } else { m_offset };
+                        members.push(Member { name: name(m_name), ty: m_type, bit_offset });
+                    }
+                    let (name, size) = (name(name_off), size_or_type);
+                    if kind == 4 {
+                        Type::Struct { name, size, members }
+                    } else {
+                        Type::Union { name, size, members }
+                    }
+                }
+                6 => {
+                    r.skip(2 * vlen)?;
+                    Type::Enum { name: name(name_off), size: size_or_type }
+                }
+                19 => {
+                    r.skip(3 * vlen)?;
+                    Type::Enum { name: name(name_off), size: size_or_type }
+                }
+                7 => Type::Forward { name: name(name_off) },
+                8 => Type::Typedef { name: name(name_off), ty: size_or_type },
+                9 | 10 | 11 | 18 => Type::Qualified(size_or_type),
+                12 | 16 => Type::Other,
+                13 => {
+                    r.skip(2 * vlen)?;
+                    Type::Other
+                }
+                14 => {
+                    r.skip(1)?;
+                    Type::Other
+                }
+                15 => {
+                    r.skip(3 * vlen)?;
+                    Type::Other
+                }
+                17 => {
+                    r.skip(1)?;
+                    Type::Other
+                }
+                other => return Err(BtfError::Format(format!("unknown type kind {other}"))),
+            };
+            types.push(ty);
+        }
+        let mut by_name: HashMap<String, Vec<TypeId>> = HashMap::new();
+        for (id, ty) in types.iter().enumerate() {
+            if let Some(name) = ty.name().filter(|n| !n.is_empty()) {
+                by_name.entry(name.to_owned()).or_default().push(id as TypeId);
+            }
+        }
+        Ok(Btf { types, by_name })
+    }
+
+    pub fn get(&self, id: TypeId) -> &Type {
+        self.types.get(id as usize).unwrap_or(&Type::Void)
+    }
+
+    /// The type `id` names once typedefs and qualifiers are seen through.
+    pub fn resolve(&self, mut id: TypeId) -> TypeId {
+        for _ in 0..32 {
+            match self.get(id) {
+                Type::Typedef { ty, .. } | Type::Qualified(ty) => id = *ty,
+                _ => break,
+            }
+        }
+        id
+    }
+
+    /// Bytes a value of the type takes.
+    pub fn size_of(&self, id: TypeId) -> u32 {
+        match self.get(self.resolve(id)) {
+            Type::Int { size, .. } | Type::Enum { size, .. } | Type::Struct { size, .. } | Type::Union { size, .. } => *size,
+            Type::Pointer => 8,
+            Type::Array { elem, len } => self.size_of(*elem).saturating_mul(*len),
+            _ => 0,
+        }
+    }
+
+    /// Every struct (not union) named `name`: a kernel type, or a typedef of one.
+    pub fn structs_named(&self, name: &str) -> Vec<TypeId> {
+        self.by_name.get(name).into_iter().flatten().map(|&id| self.resolve(id)).filter(|&id| self.is_struct(id)).collect()
+    }
+
+    /// Named structs of exactly `size` bytes.
+    pub fn structs_of_size(&self, size: u32) -> impl Iterator<Item = TypeId> + '_ {
+        self.types.iter().enumerate().filter_map(move |(id, ty)| match ty {
+            Type::Struct { name, size: s, .. } if *s == size && !name.is_empty() => Some(id as TypeId),
+            _ => None,
+        })
+    }
+
+    fn is_struct(&self, id: TypeId) -> bool {
+        matches!(self.get(id), Type::Struct { .. })
+    }
+
+    /// The name a type is known by: a struct's or typedef's own (`rwlock_t`
+    /// names an anonymous struct), else none.
+    pub fn type_name(&self, id: TypeId) -> Option<&str> {
+        self.get(id).name().filter(|n| !n.is_empty())
+    }
+
+    /// The byte offset of a member path (`vfs_inode.i_data.i_private_lock`,
+    /// `node_zones[1].lock`) in type `id`, looking through anonymous members.
+    pub fn offset_of(&self, id: TypeId, path: &str) -> Option<u32> {
+        let (mut ty, mut offset) = (id, 0);
+        for part in path.split('.') {
+            let (name, indexes) = part.split_once('[').map_or((part, ""), |(n, rest)| (n, rest));
+            let (member_ty, member_offset) = self.member_named(ty, name)?;
+            (ty, offset) = (member_ty, offset + member_offset);
+            for index in indexes.split('[').filter(|i| !i.is_empty()) {
+                let index: u32 = index.trim_end_matches(']').parse().ok()?;
+                let Type::Array { elem, len } = self.get(self.resolve(ty)) else { return None };
+                if index >= *len {
+                    return None;
+                }
+                (ty, offset) = (*elem, offset + index * self.size_of(*elem));
+            }
+        }
+        Some(offset)
+    }
+
+    /// A named member of a struct or union, also inside anonymous members:
+    /// its type and byte offset.
+    fn member_named(&self, id: TypeId, name: &str) -> Option<(TypeId, u32)> {
+        let (Type::Struct { members, .. } | Type::Union { members, .. }) = self.get(self.resolve(id)) else { return None };
+        members.iter().find_map(|m| match m.name.as_str() {
+            n if n == name => Some((m.ty, m.bit_offset / 8)),
+            "" => self.member_named(m.ty, name).map(|(ty, off)| (ty, off + m.bit_offset / 8)),
+            _ => None,
+        })
+    }
+
+    /// The members of type `id` (a struct, union or array, through
+    /// typedefs) that cover byte `offset`: each as (its path component, its
+    /// type as written, the offset left inside it). Array elements are `[i]`
+    /// components; anonymous members have an empty one. Union members
+    /// overlap, so there may be several.
+    pub fn members_covering(&self, id: TypeId, offset: u32) -> Vec<(String, TypeId, u32)> {
+        let bits = offset as u64 * 8;
+        match self.get(self.resolve(id)) {
+            Type::Struct { members, .. } | Type::Union { members, .. } => members
+                .iter()
+                .filter(|m| m.bit_offset % 8 == 0)
+                .filter(|m| {
+                    let (start, size) = (m.bit_offset as u64, self.size_of(m.ty) as u64 * 8);
+                    start <= bits && bits < start + size
+                })
+                .map(|m| (m.name.clone(), m.ty, offset - m.bit_offset / 8))
+                .collect(),
+            Type::Array { elem, len } => {
+                let size = self.size_of(*elem);
+                match size > 0 && offset / size < *len {
+                    true => vec![(format!("[{}]", offset / size), *elem, offset % size)],
+                    false => vec![],
+                }
+            }
+            _ => vec![],
+        }
+    }
+}
+
+impl Type {
+    fn name(&self) -> Option<&str> {
+        match self {
+            Type::Int { name, .. }
+            | Type::Struct { name, .. }
+            | Type::Union { name, .. }
+            | Type::Enum { name, .. }
+            | Type::Forward { name }
+            | Type::Typedef { name, .. } => Some(name),
+            _ => None,
+        }
+    }
+}

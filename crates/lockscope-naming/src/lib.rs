@@ -1,0 +1,98 @@
+//! lockscope's naming stage: from where a lock lives in memory (as the
+//! recorder noted it) to the kernel object and member that hold it, through
+//! the recording kernel's BTF, with no kernel source needed.
+//!
+//! - `btf`: the BPF Type Format, read directly: struct layouts;
+//! - `locks`: which types are locks, and the lock member at an offset;
+//! - `slab`: a lock in a slab object: its offset, the types its cache holds,
+//!   the one (or ones) with a lock of the recorded kind there.
+//!
+//! Names are computed where the trace is recorded (the BTF is that
+//! kernel's) and kept in the trace, so a report elsewhere shows the same.
+
+pub mod btf;
+mod locks;
+pub use locks::lock_at;
+pub mod slab;
+
+use std::collections::HashMap;
+
+use lockscope_trace::frames::call_site;
+use lockscope_trace::{LockKind, LockName, NameSource, SymbolTable, Trace, UnnamedLock};
+
+pub use btf::{Btf, BtfError};
+
+/// The key counted most (the lowest among equals, so the choice is stable).
+fn busiest<K: Copy + Ord>(counts: &HashMap<K, u64>) -> Option<K> {
+    counts.iter().max_by_key(|&(k, n)| (*n, std::cmp::Reverse(*k))).map(|(k, _)| *k)
+}
+
+/// Names every lock of `trace` whose place the recorder noted, replacing
+/// names given before; returns what a reader should know (how many were
+/// named, why the others were not).
+pub fn name_trace(trace: &mut Trace, btf: &Btf) -> Vec<String> {
+    let symbols = SymbolTable::from_snapshot(trace.symbols.clone());
+    let stacks: HashMap<i32, &[u64]> = trace.stacks.iter().map(|s| (s.id, s.frames.as_slice())).collect();
+    // Per lock: acquisitions by kind and by stack (its busiest names its call site).
+    #[derive(Default)]
+    struct Uses {
+        kinds: HashMap<LockKind, u64>,
+        stacks: HashMap<i32, u64>,
+    }
+    let mut uses: HashMap<u64, Uses> = HashMap::new();
+    for r in &trace.records {
+        let u = uses.entry(r.lock_addr).or_default();
+        *u.kinds.entry(r.kind()).or_default() += r.count;
+        *u.stacks.entry(r.stack_id).or_default() += r.count;
+    }
+
+    let (mut names, mut unnamed, mut outside) = (vec![], vec![], 0);
+    for place in &trace.places {
+        let Some(cache) = &place.slab else {
+            outside += 1;
+            continue;
+        };
+        let Some(u) = uses.get(&place.lock_addr) else { continue };
+        let kind = busiest(&u.kinds).expect("a used lock has a kind");
+        let site = busiest(&u.stacks).and_then(|id| stacks.get(&id)).and_then(|frames| {
+            let frames = symbols.frames(frames);
+            call_site(&frames).map(|f| f.function_name())
+        });
+        match slab::name_in_slab(btf, place.lock_addr, cache, kind, site.as_deref()) {
+            Ok(n) => names.push(LockName {
+                lock_addr: place.lock_addr,
+                by: NameSource::Slab,
+                object: Some(n.object),
+                member: Some(n.member),
+                global: None,
+                confidence: n.confidence,
+                alternatives: n.alternatives,
+            }),
+            Err(reason) => unnamed.push(UnnamedLock { lock_addr: place.lock_addr, reason }),
+        }
+    }
+    let mut notes = vec![];
+    if trace.places.is_empty() {
+        if !trace.records.is_empty() {
+            notes.push(
+                "locks not named at run time: the recorder could not tell where they live \
+                 (the bpf_get_kmem_cache kfunc needs kernel 6.13 or later and BTF-typed tracepoints)"
+                    .to_owned(),
+            );
+        }
+    } else {
+        let mut note = format!(
+            "{} of {} locks named from their slab cache and the kernel's BTF; {outside} in no slab object",
+            names.len(),
+            trace.places.len()
+        );
+        if !unnamed.is_empty() {
+            note.push_str(&format!("; {} not matched to a struct member", unnamed.len()));
+        }
+        notes.push(note);
+    }
+    trace.names = names;
+    trace.unnamed = unnamed;
+    trace.meta.notes.extend(notes.iter().cloned());
+    notes
+}

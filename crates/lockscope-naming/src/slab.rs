@@ -1,0 +1,186 @@
+//! A lock in a slab object, named: its offset inside the object (from the
+//! slab's natural alignment and the cache's geometry, as the kernel's
+//! `__kmem_obj_info()` computes it), the struct types the cache can hold
+//! (dedicated caches by object size and name, `kmalloc-*` caches by size
+//! class) narrowed to those holding a lock of the recorded kind at that
+//! offset, and the member path to it.
+
+use lockscope_trace::{Confidence, LockKind, SlabCache};
+
+use crate::btf::{Btf, TypeId};
+use crate::locks::lock_at;
+
+const PAGE_SIZE: u64 = 4096;
+
+/// kmalloc's size classes (bytes), smallest first.
+const KMALLOC_CLASSES: [u32; 14] = [8, 16, 32, 64, 96, 128, 192, 256, 512, 1024, 2048, 4096, 8192, 16384];
+
+/// Words of a cache, function or member name that say nothing of which
+/// object it is (every lock is locked).
+const NOISE: [&str; 24] = [
+    "cache", "cachep", "struct", "kmalloc", "cg", "rcl", "rnd", "dma", "slab", "alloc", "lock", "locked", "unlock", "trylock", "spin",
+    "raw", "irq", "irqsave", "bh", "mutex", "rwsem", "down", "up", "wait",
+];
+
+/// A lock named inside a slab object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlabName {
+    pub object: String,
+    pub member: String,
+    pub confidence: Confidence,
+    /// Other `struct.member` that fit as well.
+    pub alternatives: Vec<String>,
+}
+
+/// Where a lock address lies inside its object, for each slab order it
+/// could have been allocated at (preferred, then the fallback): the offsets
+/// that fall inside an object.
+pub fn offsets_in_object(lock_addr: u64, cache: &SlabCache) -> Vec<u32> {
+    let mut offsets = vec![];
+    for order in [cache.order, cache.min_order] {
+        let slab_bytes = PAGE_SIZE << order.min(10);
+        let within = lock_addr & (slab_bytes - 1);
+        let in_slot = (within % cache.slot_size.max(1) as u64) as u32;
+        if let Some(offset) = in_slot.checked_sub(cache.red_left_pad).filter(|&o| o < cache.object_size) {
+            if !offsets.contains(&offset) {
+                offsets.push(offset);
+            }
+        }
+    }
+    offsets
+}
+
+fn is_kmalloc(cache: &str) -> bool {
+    cache.contains("kmalloc")
+}
+
+/// The cache's name without the words caches are named with: the type's
+/// name, for caches named after their type (`task_struct`, `mm_struct`).
+fn type_named_by(cache: &str) -> &str {
+    cache.trim_end_matches("_cachep").trim_end_matches("_cache").trim_end_matches("-cache")
+}
+
+/// The struct types a cache may hold: for kmalloc, those of its size class;
+/// else those of its object size, and the type the cache is named after
+/// (whose objects may be larger than the type: `task_struct`'s end in FPU state).
+fn candidate_types(btf: &Btf, cache: &SlabCache) -> Vec<TypeId> {
+    let size = cache.object_size;
+    if is_kmalloc(&cache.name) {
+        let lower = KMALLOC_CLASSES.iter().copied().filter(|&c| c < size).max().unwrap_or(0);
+        return (lower + 1..=size).flat_map(|s| btf.structs_of_size(s)).collect();
+    }
+    let named = btf.structs_named(type_named_by(&cache.name)).into_iter().filter(|&t| btf.size_of(t) <= size);
+    let mut types: Vec<TypeId> = named.collect();
+    let same_size: Vec<TypeId> = btf.structs_of_size(size).filter(|t| !types.contains(t)).collect();
+    types.extend(same_size);
+    types
+}
+
+fn words(name: &str) -> Vec<String> {
+    name.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| w.len() > 1 && !w.chars().all(|c| c.is_ascii_digit()) && !NOISE.contains(w))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Words two names share.
+fn shared_words(a: &[String], b: &str) -> usize {
+    words(b).iter().filter(|w| a.contains(w)).count()
+}
+
+/// Names the lock at `lock_addr` in `cache`, of kind `kind`, taken in
+/// `call_site` (a function name, which may narrow the candidates); Err says
+/// why it cannot be named.
+pub fn name_in_slab(btf: &Btf, lock_addr: u64, cache: &SlabCache, kind: LockKind, call_site: Option<&str>) -> Result<SlabName, String> {
+    let offsets = offsets_in_object(lock_addr, cache);
+    if offsets.is_empty() {
+        return Err(format!("its offset falls outside the objects of {}", cache.name));
+    }
+    // The preferred slab order's offset, unless nothing fits there.
+    let types = candidate_types(btf, cache);
+    let mut fits: Vec<(String, String)> = vec![];
+    for &offset in &offsets {
+        for &ty in &types {
+            let Some(object) = btf.type_name(ty) else { continue };
+            if let Some(member) = lock_at(btf, ty, offset, kind) {
+                if !fits.iter().any(|(o, m)| o == object && *m == member) {
+                    fits.push((object.to_owned(), member));
+                }
+            }
+        }
+        if !fits.is_empty() {
+            break;
+        }
+    }
+    if fits.is_empty() {
+        return Err(format!(
+            "no struct that {} holds has a {kind} at offset {}",
+            cache.name,
+            offsets.iter().map(u32::to_string).collect::<Vec<_>>().join(" or ")
+        ));
+    }
+    // The cache named for its type (`task_struct`, `mm_struct`) says which.
+    let exact = fits.iter().position(|(o, _)| o == type_named_by(&cache.name));
+    // Else what the cache's name shares with the type's, then what the call
+    // site's shares with the type's and the member's (`locked_inode_to_wb_and_lock_list`
+    // takes `backing_dev_info.wb.list_lock`).
+    let cache_words = words(&cache.name);
+    let site_words = call_site.map(words).unwrap_or_default();
+    let score = |(o, m): &(String, String)| (shared_words(&cache_words, o), shared_words(&site_words, &format!("{o}.{m}")));
+    let confidence;
+    let chosen = match exact {
+        Some(i) => {
+            confidence = Confidence::Exact;
+            i
+        }
+        None if fits.len() == 1 => {
+            confidence = Confidence::Inferred;
+            0
+        }
+        None => {
+            let best = (0..fits.len()).max_by_key(|&i| (score(&fits[i]), std::cmp::Reverse(fits[i].clone()))).expect("fits");
+            let unique = fits.iter().filter(|f| score(f) == score(&fits[best])).count() == 1;
+            confidence = match unique && score(&fits[best]) != (0, 0) {
+                true => Confidence::Inferred,
+                false => Confidence::Ambiguous,
+            };
+            best
+        }
+    };
+    let (object, member) = fits.remove(chosen);
+    let alternatives = fits.into_iter().map(|(o, m)| format!("{o}.{m}")).collect();
+    Ok(SlabName { object, member, confidence, alternatives })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cache(name: &str, slot_size: u32, object_size: u32, order: u32) -> SlabCache {
+        SlabCache { name: name.into(), slot_size, object_size, red_left_pad: 0, order, min_order: 0 }
+    }
+
+    #[test]
+    fn offsets_come_from_the_slab_alignment_and_the_slot() {
+        // bdev_cache on this kind of machine: 1536-byte slots, order-3 slabs.
+        let bdev = cache("bdev_cache", 1536, 1520, 3);
+        let base = 0xffff_8881_004a_8000;
+        // The preferred order's offset first, then the fallback order's.
+        assert_eq!(offsets_in_object(base + 7 * 1536 + 1404, &bdev), [1404, 892]);
+        assert_eq!(offsets_in_object(base + 7 * 1536 + 1404, &SlabCache { min_order: 3, ..bdev }), [1404]);
+        // Past the object, in the slot's padding: no offset.
+        assert!(offsets_in_object(base + 1530, &cache("bdev_cache", 1536, 1520, 0)).is_empty());
+        // A red zone before each object shifts it.
+        let debug = SlabCache { red_left_pad: 64, ..cache("x", 256, 128, 0) };
+        assert_eq!(offsets_in_object(0xffff_8881_0000_0000 + 256 + 64 + 8, &debug), [8]);
+    }
+
+    #[test]
+    fn names_are_split_into_words_that_say_something() {
+        assert_eq!(words("ext4_inode_cache"), ["ext4", "inode"]);
+        assert_eq!(words("kmalloc-cg-1k"), ["1k"]);
+        assert_eq!(words("__ext4_new_inode"), ["ext4", "new", "inode"]);
+        assert_eq!(words("locked_inode_to_wb_and_lock_list"), ["inode", "to", "wb", "and", "list"]);
+        assert_eq!(words("backing_dev_info.wb.list_lock"), ["backing", "dev", "info", "wb", "list"]);
+    }
+}

@@ -1,0 +1,83 @@
+//! Offset → member path on the real BTF of the running kernel
+//! (/sys/kernel/btf/vmlinux): embedded structs, arrays, anonymous unions,
+//! and a slab lock named from its cache's geometry.
+
+use lockscope_naming::btf::{Btf, TypeId};
+use lockscope_naming::{lock_at, slab};
+use lockscope_trace::{Confidence, LockKind, SlabCache};
+
+fn vmlinux() -> Btf {
+    Btf::vmlinux().expect("this kernel exposes its BTF (CONFIG_DEBUG_INFO_BTF)")
+}
+
+fn struct_id(btf: &Btf, name: &str) -> TypeId {
+    *btf.structs_named(name).first().unwrap_or_else(|| panic!("struct {name} in BTF"))
+}
+
+/// The lock the path names is found again from its offset, as itself.
+fn round_trip(btf: &Btf, object: &str, path: &str, kind: LockKind) {
+    let id = struct_id(btf, object);
+    let offset = btf.offset_of(id, path).unwrap_or_else(|| panic!("{object}.{path} in BTF"));
+    assert_eq!(lock_at(btf, id, offset, kind).as_deref(), Some(path), "{object} at {offset}");
+}
+
+#[test]
+fn locks_inside_embedded_structs_are_named_by_their_whole_path() {
+    let btf = vmlinux();
+    round_trip(&btf, "bdev_inode", "vfs_inode.i_data.i_private_lock", LockKind::Spinlock);
+    round_trip(&btf, "inode", "i_rwsem", LockKind::RwsemWrite);
+    round_trip(&btf, "mm_struct", "mmap_lock", LockKind::RwsemRead);
+    round_trip(&btf, "rq", "__lock", LockKind::Spinlock);
+    round_trip(&btf, "pipe_inode_info", "mutex", LockKind::Mutex);
+}
+
+#[test]
+fn array_elements_are_indexed() {
+    let btf = vmlinux();
+    round_trip(&btf, "pglist_data", "node_zones[1].lock", LockKind::Spinlock);
+    let pgdat = struct_id(&btf, "pglist_data");
+    let zone = struct_id(&btf, "zone");
+    let second_zone = btf.offset_of(pgdat, "node_zones").unwrap() + btf.size_of(zone);
+    assert_eq!(btf.offset_of(pgdat, "node_zones[1]"), Some(second_zone));
+}
+
+#[test]
+fn anonymous_unions_are_looked_through() {
+    let btf = vmlinux();
+    // spinlock_t is `struct spinlock { union { struct raw_spinlock rlock; }; }`.
+    let spinlock = struct_id(&btf, "spinlock");
+    assert_eq!(btf.offset_of(spinlock, "rlock"), Some(0));
+    assert_eq!(lock_at(&btf, spinlock, 0, LockKind::Spinlock).as_deref(), Some("rlock"));
+}
+
+#[test]
+fn a_lock_of_another_kind_or_no_lock_is_not_named() {
+    let btf = vmlinux();
+    let bdev = struct_id(&btf, "bdev_inode");
+    let offset = btf.offset_of(bdev, "vfs_inode.i_data.i_private_lock").unwrap();
+    assert_eq!(lock_at(&btf, bdev, offset, LockKind::Mutex), None);
+    assert_eq!(lock_at(&btf, bdev, offset + 1, LockKind::Spinlock), None, "inside a lock is not a lock");
+}
+
+#[test]
+fn a_lock_in_a_bdev_cache_slab_is_named_from_the_cache_geometry() {
+    let btf = vmlinux();
+    let bdev = struct_id(&btf, "bdev_inode");
+    let object_size = btf.size_of(bdev);
+    let cache = SlabCache {
+        name: "bdev_cache".into(),
+        slot_size: object_size.next_multiple_of(64),
+        object_size,
+        red_left_pad: 0,
+        order: 3,
+        min_order: 3,
+    };
+    let offset = btf.offset_of(bdev, "vfs_inode.i_data.i_private_lock").unwrap() as u64;
+    let slab = 0xffff_8881_0048_0000u64; // 32 KiB aligned: an order-3 slab
+    let lock = slab + 5 * cache.slot_size as u64 + offset;
+    let name = slab::name_in_slab(&btf, lock, &cache, LockKind::Spinlock, Some("find_get_block_common")).unwrap();
+    assert_eq!((name.object.as_str(), name.member.as_str()), ("bdev_inode", "vfs_inode.i_data.i_private_lock"));
+    assert_ne!(name.confidence, Confidence::Ambiguous, "{name:?}");
+    let err = slab::name_in_slab(&btf, lock + 1, &cache, LockKind::Spinlock, None).unwrap_err();
+    assert!(err.contains("no struct that bdev_cache holds has a spinlock"), "{err}");
+}
