@@ -63,6 +63,7 @@ pub fn trace() -> Trace {
             counters: Counters::default(),
             files: vec![],
             label: None,
+            runqueues: vec![],
             document_sha256: None,
         },
         records: vec![

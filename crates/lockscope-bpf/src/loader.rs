@@ -43,10 +43,11 @@ pub struct Maps<'a> {
     pub places: Option<PlaceMaps<'a>>,
 }
 
-/// `lock_places` and `slab_caches`.
+/// `lock_places`, `slab_caches` and `percpu_runqueues`.
 pub struct PlaceMaps<'a> {
     pub locks: &'a dyn MapCore,
     pub caches: &'a dyn MapCore,
+    pub runqueues: &'a dyn MapCore,
 }
 
 /// The common maps of a skeleton (every recorder object has them, by name).
@@ -173,7 +174,7 @@ pub fn attach_contention<'a>(skel: &'a ContentionSkel<'a>) -> Result<Kernel<'a>,
     let (begin, end) = if btf { (&p.lks_btf_begin, &p.lks_btf_end) } else { (&p.lks_tp_begin, &p.lks_tp_end) };
     let (links, progs) = attach_all([begin, end, &p.lks_fork, &p.lks_exit])?;
     let mut maps = common_maps!(skel.maps);
-    maps.places = Some(PlaceMaps { locks: &skel.maps.lock_places, caches: &skel.maps.slab_caches });
+    maps.places = Some(PlaceMaps { locks: &skel.maps.lock_places, caches: &skel.maps.slab_caches, runqueues: &skel.maps.percpu_runqueues });
     Ok(Kernel {
         maps,
         mode: Mode::Contention,

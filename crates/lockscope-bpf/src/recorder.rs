@@ -367,6 +367,22 @@ impl<'k> Session<'k> {
         self.collect(&symbols, ended - self.started, end_reason)
     }
 
+    /// Each CPU's `runqueues`, as the programs noted it (0: not seen), up to the last CPU seen.
+    fn runqueues(&self) -> Result<Vec<u64>, RecordError> {
+        let Some(maps) = &self.kernel.maps.places else { return Ok(vec![]) };
+        let mut found = vec![];
+        // SAFETY: sysconf has no preconditions.
+        let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.clamp(1, 1024) as u32;
+        for cpu in 0..cpus {
+            let value = maps.runqueues.lookup(&cpu.to_ne_bytes(), MapFlags::ANY)?;
+            found.push(value.map_or(0, |v| abi::u64_from(&v)));
+        }
+        while found.last() == Some(&0) {
+            found.pop();
+        }
+        Ok(found)
+    }
+
     /// Where the recorded locks live, as the programs noted it.
     fn places(&self) -> Result<Vec<LockPlace>, RecordError> {
         let Some(maps) = &self.kernel.maps.places else { return Ok(vec![]) };
@@ -421,7 +437,7 @@ impl<'k> Session<'k> {
             pids.entry(r.workload).or_default().insert(r.tgid);
         }
 
-        let places = self.places()?;
+        let (places, runqueues) = (self.places()?, self.runqueues()?);
 
         let mut values = [0u64; NR_COUNTERS];
         for (i, v) in values.iter_mut().enumerate() {
@@ -476,6 +492,7 @@ impl<'k> Session<'k> {
                 counters,
                 files: vec![],
                 label: None,
+                runqueues,
                 document_sha256: None,
             },
             records,

@@ -66,6 +66,16 @@ pub enum Type {
     },
     /// const, volatile, restrict, type tags: the type they qualify.
     Qualified(TypeId),
+    /// A variable (per-CPU variables, in this kernel's BTF).
+    Var {
+        name: String,
+        ty: TypeId,
+    },
+    /// A section of variables: (variable, offset, size) each.
+    Datasec {
+        name: String,
+        vars: Vec<(TypeId, u32, u32)>,
+    },
     /// Functions, variables, sections, declaration tags, floats: not layouts.
     Other,
 }
@@ -175,11 +185,14 @@ impl Btf {
                 }
                 14 => {
                     r.skip(1)?;
-                    Type::Other
+                    Type::Var { name: name(name_off), ty: size_or_type }
                 }
                 15 => {
-                    r.skip(3 * vlen)?;
-                    Type::Other
+                    let mut vars = Vec::with_capacity(vlen);
+                    for _ in 0..vlen {
+                        vars.push((r.u32()?, r.u32()?, r.u32()?));
+                    }
+                    Type::Datasec { name: name(name_off), vars }
                 }
                 17 => {
                     r.skip(1)?;
@@ -226,6 +239,27 @@ impl Btf {
     /// Every struct (not union) named `name`: a kernel type, or a typedef of one.
     pub fn structs_named(&self, name: &str) -> Vec<TypeId> {
         self.by_name.get(name).into_iter().flatten().map(|&id| self.resolve(id)).filter(|&id| self.is_struct(id)).collect()
+    }
+
+    /// The per-CPU variables (section `.data..percpu`): name, type, offset in
+    /// a CPU's per-CPU area, size; and the section's size.
+    pub fn percpu_variables(&self) -> (Vec<(&str, TypeId, u32, u32)>, u32) {
+        let Some((vars, size)) = self.types.iter().find_map(|t| match t {
+            Type::Datasec { name, vars } if name == ".data..percpu" => {
+                Some((vars, vars.iter().map(|&(_, off, size)| off + size).max().unwrap_or(0)))
+            }
+            _ => None,
+        }) else {
+            return (vec![], 0);
+        };
+        let named = vars
+            .iter()
+            .filter_map(|&(var, offset, size)| match self.get(var) {
+                Type::Var { name, ty } => Some((name.as_str(), *ty, offset, size)),
+                _ => None,
+            })
+            .collect();
+        (named, size)
     }
 
     /// Named structs of exactly `size` bytes.
@@ -314,7 +348,8 @@ impl Type {
             | Type::Union { name, .. }
             | Type::Enum { name, .. }
             | Type::Forward { name }
-            | Type::Typedef { name, .. } => Some(name),
+            | Type::Typedef { name, .. }
+            | Type::Var { name, .. } => Some(name),
             _ => None,
         }
     }

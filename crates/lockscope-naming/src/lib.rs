@@ -12,13 +12,15 @@
 
 pub mod btf;
 mod locks;
-pub use locks::lock_at;
+pub mod percpu;
 pub mod slab;
+
+pub use locks::lock_at;
 
 use std::collections::HashMap;
 
 use lockscope_trace::frames::call_site;
-use lockscope_trace::{LockKind, LockName, NameSource, SymbolTable, Trace, UnnamedLock};
+use lockscope_trace::{Confidence, LockKind, LockName, NameSource, SymbolTable, Trace, UnnamedLock};
 
 pub use btf::{Btf, BtfError};
 
@@ -47,29 +49,53 @@ pub fn name_trace(trace: &mut Trace, btf: &Btf) -> Vec<String> {
     }
 
     let (mut names, mut unnamed, mut outside) = (vec![], vec![], 0);
+    let mut in_slabs: Vec<(u64, slab::SlabName)> = vec![];
     for place in &trace.places {
-        let Some(cache) = &place.slab else {
-            outside += 1;
-            continue;
-        };
         let Some(u) = uses.get(&place.lock_addr) else { continue };
         let kind = busiest(&u.kinds).expect("a used lock has a kind");
+        let Some(cache) = &place.slab else {
+            match percpu::name_in_percpu(btf, place.lock_addr, &trace.meta.runqueues, kind) {
+                Some(n) => names.push(LockName {
+                    lock_addr: place.lock_addr,
+                    by: NameSource::Percpu,
+                    object: n.object.filter(|_| !n.member.is_empty()),
+                    member: (!n.member.is_empty()).then_some(n.member),
+                    global: Some(n.variable),
+                    confidence: Confidence::Exact,
+                    alternatives: vec![],
+                }),
+                None => outside += 1,
+            }
+            continue;
+        };
         let site = busiest(&u.stacks).and_then(|id| stacks.get(&id)).and_then(|frames| {
             let frames = symbols.frames(frames);
             call_site(&frames).map(|f| f.function_name())
         });
         match slab::name_in_slab(btf, place.lock_addr, cache, kind, site.as_deref()) {
-            Ok(n) => names.push(LockName {
-                lock_addr: place.lock_addr,
-                by: NameSource::Slab,
-                object: Some(n.object),
-                member: Some(n.member),
-                global: None,
-                confidence: n.confidence,
-                alternatives: n.alternatives,
-            }),
+            Ok(n) => in_slabs.push((place.lock_addr, n)),
             Err(reason) => unnamed.push(UnnamedLock { lock_addr: place.lock_addr, reason }),
         }
+    }
+    // An object some lock names surely (a pipe by its mutex) settles which
+    // of several types another lock at the same object is in (its wait queue's).
+    let known: HashMap<u64, String> =
+        in_slabs.iter().filter(|(_, n)| n.confidence != Confidence::Ambiguous).map(|(_, n)| (n.base, n.object.clone())).collect();
+    for (lock_addr, mut n) in in_slabs {
+        if n.confidence == Confidence::Ambiguous {
+            if let Some(object) = known.get(&n.base) {
+                n.settle_on(object);
+            }
+        }
+        names.push(LockName {
+            lock_addr,
+            by: NameSource::Slab,
+            object: Some(n.object),
+            member: Some(n.member),
+            global: None,
+            confidence: n.confidence,
+            alternatives: n.alternatives.into_iter().map(|(o, m)| format!("{o}.{m}")).collect(),
+        });
     }
     let mut notes = vec![];
     if trace.places.is_empty() {
@@ -82,7 +108,7 @@ pub fn name_trace(trace: &mut Trace, btf: &Btf) -> Vec<String> {
         }
     } else {
         let mut note = format!(
-            "{} of {} locks named from their slab cache and the kernel's BTF; {outside} in no slab object",
+            "{} of {} locks named from their slab cache or per-CPU variable and the kernel's BTF; {outside} in neither",
             names.len(),
             trace.places.len()
         );

@@ -45,6 +45,15 @@ pub fn lock_at(btf: &Btf, object: TypeId, offset: u32, kind: LockKind) -> Option
     search(btf, object, offset, kind, 0)
 }
 
+/// As [`lock_at`], but where `ty` is itself a lock of `kind` at offset 0
+/// (a per-CPU `spinlock_t`), the empty path.
+pub fn lock_in(btf: &Btf, ty: TypeId, offset: u32, kind: LockKind) -> Option<String> {
+    match offset == 0 && is_lock(btf, ty, kind) {
+        true => Some(String::new()),
+        false => lock_at(btf, ty, offset, kind),
+    }
+}
+
 fn search(btf: &Btf, ty: TypeId, offset: u32, kind: LockKind, depth: u32) -> Option<String> {
     if depth > 32 {
         return None;

@@ -25,11 +25,26 @@ const NOISE: [&str; 24] = [
 /// A lock named inside a slab object.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlabName {
+    /// Where the object holding the lock begins.
+    pub base: u64,
     pub object: String,
     pub member: String,
     pub confidence: Confidence,
-    /// Other `struct.member` that fit as well.
-    pub alternatives: Vec<String>,
+    /// Other objects that fit as well: (`struct`, `member`).
+    pub alternatives: Vec<(String, String)>,
+}
+
+impl SlabName {
+    /// Chooses the fit whose object is `object` (known to live at this
+    /// lock's object base), if one is: named as one inferred from it.
+    pub fn settle_on(&mut self, object: &str) -> bool {
+        let Some(i) = self.alternatives.iter().position(|(o, _)| o == object) else { return false };
+        let (o, m) = self.alternatives.remove(i);
+        let previous = (std::mem::replace(&mut self.object, o), std::mem::replace(&mut self.member, m));
+        self.alternatives.insert(0, previous);
+        self.confidence = Confidence::Inferred;
+        true
+    }
 }
 
 /// Where a lock address lies inside its object, for each slab order it
@@ -99,7 +114,9 @@ pub fn name_in_slab(btf: &Btf, lock_addr: u64, cache: &SlabCache, kind: LockKind
     // The preferred slab order's offset, unless nothing fits there.
     let types = candidate_types(btf, cache);
     let mut fits: Vec<(String, String)> = vec![];
+    let mut base = 0;
     for &offset in &offsets {
+        base = lock_addr - offset as u64;
         for &ty in &types {
             let Some(object) = btf.type_name(ty) else { continue };
             if let Some(member) = lock_at(btf, ty, offset, kind) {
@@ -148,8 +165,7 @@ pub fn name_in_slab(btf: &Btf, lock_addr: u64, cache: &SlabCache, kind: LockKind
         }
     };
     let (object, member) = fits.remove(chosen);
-    let alternatives = fits.into_iter().map(|(o, m)| format!("{o}.{m}")).collect();
-    Ok(SlabName { object, member, confidence, alternatives })
+    Ok(SlabName { base, object, member, confidence, alternatives: fits })
 }
 
 #[cfg(test)]
@@ -182,5 +198,23 @@ mod tests {
         assert_eq!(words("__ext4_new_inode"), ["ext4", "new", "inode"]);
         assert_eq!(words("locked_inode_to_wb_and_lock_list"), ["inode", "to", "wb", "and", "list"]);
         assert_eq!(words("backing_dev_info.wb.list_lock"), ["backing", "dev", "info", "wb", "list"]);
+    }
+
+    #[test]
+    fn an_object_known_from_another_lock_settles_an_ambiguous_name() {
+        let mut name = SlabName {
+            base: 0xffff_8881_0000_0000,
+            object: "irq_domain".into(),
+            member: "mutex.wait_lock".into(),
+            confidence: Confidence::Ambiguous,
+            alternatives: vec![("pipe_inode_info".into(), "rd_wait.lock".into())],
+        };
+        assert!(!name.settle_on("task_struct"), "not among the fits: nothing changes");
+        assert!(name.settle_on("pipe_inode_info"));
+        assert_eq!(
+            (name.object.as_str(), name.member.as_str(), name.confidence),
+            ("pipe_inode_info", "rd_wait.lock", Confidence::Inferred)
+        );
+        assert_eq!(name.alternatives, [("irq_domain".to_owned(), "mutex.wait_lock".to_owned())]);
     }
 }

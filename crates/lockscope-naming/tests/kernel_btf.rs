@@ -3,7 +3,7 @@
 //! and a slab lock named from its cache's geometry.
 
 use lockscope_naming::btf::{Btf, TypeId};
-use lockscope_naming::{lock_at, slab};
+use lockscope_naming::{lock_at, percpu, slab};
 use lockscope_trace::{Confidence, LockKind, SlabCache};
 
 fn vmlinux() -> Btf {
@@ -80,4 +80,22 @@ fn a_lock_in_a_bdev_cache_slab_is_named_from_the_cache_geometry() {
     assert_ne!(name.confidence, Confidence::Ambiguous, "{name:?}");
     let err = slab::name_in_slab(&btf, lock + 1, &cache, LockKind::Spinlock, None).unwrap_err();
     assert!(err.contains("no struct that bdev_cache holds has a spinlock"), "{err}");
+}
+
+#[test]
+fn a_lock_in_a_per_cpu_variable_is_named_from_the_cpu_area() {
+    let btf = vmlinux();
+    let (vars, area) = btf.percpu_variables();
+    assert!(area > 0 && vars.len() > 10, "the kernel's BTF lists per-CPU variables");
+    let &(_, _, rq_offset, _) = vars.iter().find(|v| v.0 == "runqueues").expect("runqueues is per-CPU");
+    let rq = struct_id(&btf, "rq");
+    let lock_offset = btf.offset_of(rq, "__lock").unwrap() as u64;
+    // Two CPUs' areas; the lock of the second CPU's runqueue.
+    let (cpu0, cpu1) = (0xffff_8886_27a0_0000u64, 0xffff_8886_27b0_0000u64);
+    let runqueues = [cpu0 + rq_offset as u64, cpu1 + rq_offset as u64];
+    let lock = cpu1 + rq_offset as u64 + lock_offset;
+    let name = percpu::name_in_percpu(&btf, lock, &runqueues, LockKind::Spinlock).expect("named");
+    assert_eq!((name.variable.as_str(), name.object.as_deref(), name.member.as_str()), ("runqueues", Some("rq"), "__lock"));
+    assert_eq!(percpu::name_in_percpu(&btf, lock, &[0, 0], LockKind::Spinlock), None, "no CPU area known");
+    assert_eq!(percpu::name_in_percpu(&btf, cpu1 + area as u64 + 8, &runqueues, LockKind::Spinlock), None, "past the static variables");
 }

@@ -581,6 +581,7 @@ mod tests {
                 counters: Counters { events: 10, irq_filtered: 3, ..Default::default() },
                 files: vec![],
                 label: None,
+                runqueues: vec![],
                 document_sha256: None,
             },
             records: vec![LockRecord {

@@ -213,6 +213,10 @@ pub struct TraceMeta {
     /// `record --label`; `compare` and `study` use it as the row name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    /// Where each CPU's `runqueues` lies (0: not seen), as the recorder
+    /// noted it: with BTF, where each CPU's per-CPU area begins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runqueues: Vec<u64>,
     /// SHA-256 of this document as written, with this value read as 64
     /// zeros (format 2 on): damage to `trace.json` itself is found too.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -126,19 +126,26 @@ fn a_file_create_pair_shares_locks_named_by_their_objects() {
 
 #[test]
 fn pipe_workloads_keep_their_pipe_locks_private() {
-    pipe_pair(&[]);
+    let report = pipe_pair(&[]).1;
+    // Named at run time: each pipe's mutex from its slab object, the runqueue
+    // locks the two share from the per-CPU area through BTF.
+    let locks = report["locks"].as_array().unwrap();
+    let named = |object: &'static str| locks.iter().filter(move |l| l["object"] == object);
+    assert!(named("pipe_inode_info.mutex").any(|l| l["shared"] == false), "pipe mutexes named: {report:#}");
+    let rq = named("rq.__lock").find(|l| l["shared"] == true).unwrap_or_else(|| panic!("no shared runqueue lock named: {report:#}"));
+    assert_eq!((rq["names"][0]["by"].as_str(), rq["names"][0]["global"].as_str()), (Some("percpu"), Some("runqueues")));
 }
 
 #[test]
 fn the_classic_tracepoint_fallback_records_the_same_picture() {
-    let meta = pipe_pair(&["--hook".into(), "tracepoint".into()]);
+    let meta = pipe_pair(&["--hook".into(), "tracepoint".into()]).0;
     assert_eq!(meta["hook"], "tracepoint");
 }
 
 /// Two pipe workloads; checks each keeps its pipe mutex private. Four writers on two
 /// CPUs make the pipe mutex contended in every run, not only in lucky ones.
-/// Returns trace.json.
-fn pipe_pair(extra: &[String]) -> Value {
+/// Returns trace.json and the report.
+fn pipe_pair(extra: &[String]) -> (Value, Value) {
     let _k = serial();
     let tmp = tempfile::tempdir().unwrap();
     let (trace, out) = record(
@@ -166,7 +173,8 @@ fn pipe_pair(extra: &[String]) -> Value {
     }
     let shared_pipe: Vec<_> = locks.iter().filter(is_pipe).filter(|l| l["shared"] == true).collect();
     assert!(shared_pipe.is_empty(), "pipe locks reported shared: {shared_pipe:#?}");
-    serde_json::from_slice(&std::fs::read(trace.join("trace.json")).unwrap()).unwrap()
+    let meta = serde_json::from_slice(&std::fs::read(trace.join("trace.json")).unwrap()).unwrap();
+    (meta, report)
 }
 
 #[test]

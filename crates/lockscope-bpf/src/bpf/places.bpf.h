@@ -12,8 +12,35 @@
 
 extern struct kmem_cache *bpf_get_kmem_cache(u64 addr) __ksym __weak;
 
-/* Set by user space for the programs that may call the kfunc (tp_btf). */
+/* Set by user space for the programs that may call kfuncs and read typed
+ * per-CPU variables (tp_btf). */
 const volatile bool use_kmem_cache_kfunc = false;
+
+/* The per-CPU variable `runqueues` (a struct rq): its address on each CPU
+ * tells user space where that CPU's per-CPU area begins (BTF gives its
+ * offset there), so locks in per-CPU variables are named too. Read through
+ * the running task (its group scheduling entity's queue's rq), as a typed
+ * ksym needs kallsyms to list data symbols. */
+struct cfs_rq {
+	struct rq *rq;
+} __attribute__((preserve_access_index));
+
+struct sched_entity {
+	struct cfs_rq *cfs_rq;
+} __attribute__((preserve_access_index));
+
+struct task_struct___sched {
+	struct sched_entity se;
+} __attribute__((preserve_access_index));
+
+#define MAX_CPUS 1024
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, MAX_CPUS);
+	__type(key, u32);
+	__type(value, u64); /* this CPU's &runqueues, 0 until noted */
+} percpu_runqueues SEC(".maps");
 
 struct lock_place {
 	u64 cache; /* its kmem_cache, 0 when the lock is in no slab object */
@@ -50,6 +77,14 @@ static __always_inline void note_place(u64 lock)
 		return;
 	struct kmem_cache *s = bpf_get_kmem_cache(lock);
 	struct lock_place place = { .cache = (u64)s };
+	if (!s && bpf_core_field_exists(struct sched_entity, cfs_rq)) {
+		u32 cpu = bpf_get_smp_processor_id();
+		u64 *rq = bpf_map_lookup_elem(&percpu_runqueues, &cpu);
+		if (rq && !*rq) {
+			struct task_struct___sched *task = (void *)bpf_get_current_task();
+			*rq = (u64)BPF_CORE_READ(task, se.cfs_rq, rq);
+		}
+	}
 	long err = bpf_map_update_elem(&lock_places, &lock, &place, BPF_NOEXIST);
 	if (err) {
 		if (err != -17 /* EEXIST: another CPU noted it */)
