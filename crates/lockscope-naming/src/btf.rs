@@ -66,6 +66,10 @@ pub enum Type {
     },
     /// const, volatile, restrict, type tags: the type they qualify.
     Qualified(TypeId),
+    /// A function (kernel functions and kfuncs).
+    Func {
+        name: String,
+    },
     /// A variable (per-CPU variables, in this kernel's BTF).
     Var {
         name: String,
@@ -178,7 +182,8 @@ impl Btf {
                 7 => Type::Forward { name: name(name_off) },
                 8 => Type::Typedef { name: name(name_off), ty: size_or_type },
                 9 | 10 | 11 | 18 => Type::Qualified(size_or_type),
-                12 | 16 => Type::Other,
+                12 => Type::Func { name: name(name_off) },
+                16 => Type::Other,
                 13 => {
                     r.skip(2 * vlen)?;
                     Type::Other
@@ -260,6 +265,11 @@ impl Btf {
             })
             .collect();
         (named, size)
+    }
+
+    /// Whether the kernel has a function (or kfunc) of this name.
+    pub fn has_function(&self, name: &str) -> bool {
+        self.by_name.get(name).into_iter().flatten().any(|&id| matches!(self.get(id), Type::Func { .. }))
     }
 
     /// Named structs of exactly `size` bytes.
@@ -349,7 +359,8 @@ impl Type {
             | Type::Enum { name, .. }
             | Type::Forward { name }
             | Type::Typedef { name, .. }
-            | Type::Var { name, .. } => Some(name),
+            | Type::Var { name, .. }
+            | Type::Func { name } => Some(name),
             _ => None,
         }
     }

@@ -24,6 +24,19 @@ use lockscope_trace::{Confidence, LockKind, LockName, NameSource, SymbolTable, T
 
 pub use btf::{Btf, BtfError};
 
+/// Which run-time naming sources a kernel's BTF allows.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Sources {
+    /// Slab objects: the `bpf_get_kmem_cache` kfunc (6.13+).
+    pub slab: bool,
+    /// Per-CPU variables: BTF lists them, `runqueues` among them.
+    pub percpu: bool,
+}
+
+pub fn sources(btf: &Btf) -> Sources {
+    Sources { slab: btf.has_function("bpf_get_kmem_cache"), percpu: btf.percpu_variables().0.iter().any(|(name, ..)| *name == "runqueues") }
+}
+
 /// The key counted most (the lowest among equals, so the choice is stable).
 fn busiest<K: Copy + Ord>(counts: &HashMap<K, u64>) -> Option<K> {
     counts.iter().max_by_key(|&(k, n)| (*n, std::cmp::Reverse(*k))).map(|(k, _)| *k)

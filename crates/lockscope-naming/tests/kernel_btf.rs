@@ -99,3 +99,13 @@ fn a_lock_in_a_per_cpu_variable_is_named_from_the_cpu_area() {
     assert_eq!(percpu::name_in_percpu(&btf, lock, &[0, 0], LockKind::Spinlock), None, "no CPU area known");
     assert_eq!(percpu::name_in_percpu(&btf, cpu1 + area as u64 + 8, &runqueues, LockKind::Spinlock), None, "past the static variables");
 }
+
+#[test]
+fn the_naming_sources_follow_the_kernel_version() {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut numbers = release.trim().split(['.', '-']).map(|n| n.parse::<u32>().unwrap_or(0));
+    let version = (numbers.next().unwrap(), numbers.next().unwrap());
+    let sources = lockscope_naming::sources(&vmlinux());
+    assert_eq!(sources.slab, version >= (6, 13), "bpf_get_kmem_cache came with 6.13 ({release})");
+    assert!(sources.percpu, "runqueues is a per-CPU variable in BTF");
+}

@@ -27,6 +27,8 @@ struct Report {
     btf: bool,
     hooks: Vec<HookStatus>,
     kallsyms_all: Option<bool>,
+    /// Run-time naming: which sources this kernel's BTF allows (None: no BTF).
+    naming: Option<lockscope_naming::Sources>,
     cgroup: CgroupReport,
     platforms: BTreeMap<PlatformKind, Availability>,
     modes: Modes,
@@ -89,6 +91,7 @@ fn gather() -> Report {
         privileges: PrivilegeReport { caps: privileges, can_trace },
         btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
         kallsyms_all: SymbolTable::load().ok().map(|t| t.has_data_symbols()),
+        naming: lockscope_naming::Btf::vmlinux().ok().map(|btf| lockscope_naming::sources(&btf)),
         cgroup: CgroupReport { v1: fs_types.contains(&"cgroup"), v2: fs_types.contains(&"cgroup2") },
         platforms: platforms(),
         modes: Modes {
@@ -170,6 +173,15 @@ fn table(r: &Report) -> String {
         "KALLSYMS_ALL (global locks named)".into(),
         r.kallsyms_all.map_or("unknown (kallsyms unreadable)".into(), |b| yes_no(b).into()),
     ]);
+    let naming = match r.naming {
+        Some(s) => format!(
+            "slab objects: {} · per-CPU variables: {}",
+            if s.slab { "yes (bpf_get_kmem_cache)" } else { "no (needs the bpf_get_kmem_cache kfunc, 6.13+)" },
+            yes_no(s.percpu)
+        ),
+        None => "no: the kernel exposes no BTF".into(),
+    };
+    rows.push(vec!["locks named at run time (contention mode, tp_btf)".into(), naming]);
     rows.push(vec!["cgroup v1 / v2".into(), format!("{} / {}", yes_no(r.cgroup.v1), yes_no(r.cgroup.v2))]);
     for (kind, a) in &r.platforms {
         let text = if a.usable { format!("usable: {}", a.detail) } else { format!("not usable: {}", a.detail) };
