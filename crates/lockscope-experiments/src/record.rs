@@ -161,9 +161,7 @@ pub fn record(plan: &RecordPlan, mut progress: impl FnMut(&Progress)) -> Result<
 /// kernel (the one just recorded); a note says why not where it cannot.
 pub fn name_locks(trace: &mut Trace) {
     match lockscope_naming::Btf::vmlinux() {
-        Ok(btf) => {
-            lockscope_naming::name_trace(trace, &btf);
-        }
+        Ok(btf) => lockscope_naming::name_trace(trace, &btf),
         Err(e) => trace.meta.notes.push(format!("locks not named at run time: {e}")),
     }
 }

@@ -5,7 +5,8 @@
 //! - `btf`: the BPF Type Format, read directly: struct layouts;
 //! - `locks`: which types are locks, and the lock member at an offset;
 //! - `slab`: a lock in a slab object: its offset, the types its cache holds,
-//!   the one (or ones) with a lock of the recorded kind there.
+//!   the one (or ones) with a lock of the recorded kind there;
+//! - `percpu`: a lock in a per-CPU variable, from where each CPU's area begins.
 //!
 //! Names are computed where the trace is recorded (the BTF is that
 //! kernel's) and kept in the trace, so a report elsewhere shows the same.
@@ -43,9 +44,8 @@ fn busiest<K: Copy + Ord>(counts: &HashMap<K, u64>) -> Option<K> {
 }
 
 /// Names every lock of `trace` whose place the recorder noted, replacing
-/// names given before; returns what a reader should know (how many were
-/// named, why the others were not).
-pub fn name_trace(trace: &mut Trace, btf: &Btf) -> Vec<String> {
+/// names given before, and notes in the trace how many were named.
+pub fn name_trace(trace: &mut Trace, btf: &Btf) {
     let symbols = SymbolTable::from_snapshot(trace.symbols.clone());
     let stacks: HashMap<i32, &[u64]> = trace.stacks.iter().map(|s| (s.id, s.frames.as_slice())).collect();
     // Per lock: acquisitions by kind and by stack (its busiest names its call site).
@@ -132,6 +132,5 @@ pub fn name_trace(trace: &mut Trace, btf: &Btf) -> Vec<String> {
     }
     trace.names = names;
     trace.unnamed = unnamed;
-    trace.meta.notes.extend(notes.iter().cloned());
-    notes
+    trace.meta.notes.extend(notes);
 }
