@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use lockscope_trace::{Confidence, Counters, Frame, LockKind, LockName, Mode, Scope, SourceLine, StackSite, SymbolTable, Trace};
+use lockscope_trace::{
+    Confidence, Counters, Frame, LockKind, LockName, Mode, NameSource, Scope, SiteMethod, SourceLine, StackSite, SymbolTable, Trace,
+};
 use serde::Serialize;
 
 use lockscope_trace::frames;
@@ -61,6 +63,10 @@ pub struct LockSummary {
     pub names: Vec<LockName>,
     /// Why it has no name, when it has none.
     pub why_unnamed: Option<String>,
+    /// Where the static analyzer and run-time naming both named it, whether
+    /// they agree (one of the run-time name's spellings is the source's): a
+    /// disagreement is worth a look.
+    pub names_agree: Option<bool>,
     /// The kernel subsystem of the code that takes it (fs, mm, kernel, …).
     pub subsystem: Option<String>,
     pub shared: bool,
@@ -146,6 +152,22 @@ fn why_unnamed(trace: &Trace) -> impl Fn(u64) -> String + '_ {
         },
         (None, None) => "its place was not noted (the recorder's place maps were full)".to_owned(),
     }
+}
+
+/// The static analyzer's name of a lock, as one of its names.
+fn source_name(site: &StackSite, lock_addr: u64) -> Option<LockName> {
+    site.lock_name()?;
+    let member = site.scope == Scope::Member;
+    Some(LockName {
+        lock_addr,
+        by: if site.method == SiteMethod::Line { NameSource::Debuginfo } else { NameSource::Source },
+        object: site.object.clone().filter(|_| member),
+        member: site.member.clone().filter(|_| member),
+        global: site.variable.clone().filter(|_| !member),
+        confidence: if site.candidates <= 1 { Confidence::Exact } else { Confidence::Inferred },
+        alternatives: vec![],
+        spellings: vec![],
+    })
 }
 
 /// A run-time name as reports show it: ambiguous ones say how many others fit.
@@ -244,7 +266,15 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
                 kind,
                 // The source's name where the call site was resolved, else the run-time one.
                 object: resolved.and_then(StackSite::lock_name).or_else(|| names_by_lock.get(&addr).and_then(|n| runtime_label(n))),
-                names: names_by_lock.get(&addr).map(|&n| vec![n.clone()]).unwrap_or_default(),
+                names: resolved
+                    .and_then(|s| source_name(s, addr))
+                    .into_iter()
+                    .chain(names_by_lock.get(&addr).map(|&n| n.clone()))
+                    .collect(),
+                names_agree: resolved
+                    .and_then(StackSite::lock_name)
+                    .zip(names_by_lock.get(&addr))
+                    .map(|(source, runtime)| runtime.label().as_deref() == Some(source.as_str()) || runtime.spellings.contains(&source)),
                 scope: resolved.map(|s| s.scope).or_else(|| {
                     let n = names_by_lock.get(&addr)?;
                     Some(if n.object.is_some() { Scope::Member } else { Scope::Global })
@@ -334,6 +364,36 @@ mod tests {
         // Unresolved, a lock keeps its address.
         let plain = analyze(&trace(), &OPTIONS);
         assert!(plain.locks.iter().all(|l| l.object.is_none()));
+    }
+
+    #[test]
+    fn source_and_run_time_names_are_both_kept_and_checked_against_each_other() {
+        let runtime = |lock_addr, member: &str| LockName {
+            lock_addr,
+            by: NameSource::Slab,
+            object: Some("ext4_inode_info".into()),
+            member: Some(format!("vfs_inode.{member}")),
+            global: None,
+            confidence: Confidence::Inferred,
+            alternatives: vec![],
+            spellings: vec![format!("ext4_inode_info.vfs_inode.{member}"), format!("inode.{member}")],
+        };
+        let both = Trace {
+            sites: vec![site(2, Scope::Member, Some("inode"), "i_lock")],
+            names: vec![runtime(0xffff888000001000, "i_lock")],
+            ..trace()
+        };
+        let a = analyze(&both, &OPTIONS);
+        let b = a.locks.iter().find(|l| l.addr == 0xffff888000001000).unwrap();
+        let by: Vec<NameSource> = b.names.iter().map(|n| n.by).collect();
+        assert_eq!(by, [NameSource::Source, NameSource::Slab], "the source's name first");
+        assert_eq!(b.object.as_deref(), Some("inode.i_lock"), "the source's name is the best");
+        assert_eq!(b.names_agree, Some(true), "inode.i_lock is how the run-time name spells it from struct inode");
+        let other = Trace { names: vec![runtime(0xffff888000001000, "i_rwsem")], ..both };
+        let b = analyze(&other, &OPTIONS).locks.into_iter().find(|l| l.addr == 0xffff888000001000).unwrap();
+        assert_eq!(b.names_agree, Some(false), "a disagreement is flagged");
+        let alone = analyze(&trace(), &OPTIONS);
+        assert!(alone.locks.iter().all(|l| l.names_agree.is_none()), "one name has nothing to agree with");
     }
 
     #[test]

@@ -293,6 +293,15 @@ impl Btf {
     /// The byte offset of a member path (`vfs_inode.i_data.i_private_lock`,
     /// `node_zones[1].lock`) in type `id`, looking through anonymous members.
     pub fn offset_of(&self, id: TypeId, path: &str) -> Option<u32> {
+        self.walk(id, path).map(|(_, offset)| offset)
+    }
+
+    /// The type a member path of type `id` leads to, as declared.
+    pub fn type_at(&self, id: TypeId, path: &str) -> Option<TypeId> {
+        self.walk(id, path).map(|(ty, _)| ty)
+    }
+
+    fn walk(&self, id: TypeId, path: &str) -> Option<(TypeId, u32)> {
         let (mut ty, mut offset) = (id, 0);
         for part in path.split('.') {
             let (name, indexes) = part.split_once('[').map_or((part, ""), |(n, rest)| (n, rest));
@@ -307,7 +316,7 @@ impl Btf {
                 (ty, offset) = (*elem, offset + index * self.size_of(*elem));
             }
         }
-        Some(offset)
+        Some((ty, offset))
     }
 
     /// A named member of a struct or union, also inside anonymous members:

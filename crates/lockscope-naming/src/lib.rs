@@ -16,7 +16,7 @@ mod locks;
 pub mod percpu;
 pub mod slab;
 
-pub use locks::lock_at;
+pub use locks::{lock_at, spellings};
 
 use std::collections::HashMap;
 
@@ -36,6 +36,14 @@ pub struct Sources {
 
 pub fn sources(btf: &Btf) -> Sources {
     Sources { slab: btf.has_function("bpf_get_kmem_cache"), percpu: btf.percpu_variables().0.iter().any(|(name, ..)| *name == "runqueues") }
+}
+
+/// The spellings of `object.member` from each struct it is embedded in.
+fn spelled(btf: &Btf, object: &str, member: &str) -> Vec<String> {
+    match (btf.structs_named(object).first(), member.is_empty()) {
+        (Some(&ty), false) => spellings(btf, ty, member),
+        _ => vec![],
+    }
 }
 
 /// The key counted most (the lowest among equals, so the choice is stable).
@@ -71,6 +79,7 @@ pub fn name_trace(trace: &mut Trace, btf: &Btf) {
                 Some(n) => names.push(LockName {
                     lock_addr: place.lock_addr,
                     by: NameSource::Percpu,
+                    spellings: n.object.as_ref().map_or(vec![], |o| spelled(btf, o, &n.member)),
                     object: n.object.filter(|_| !n.member.is_empty()),
                     member: (!n.member.is_empty()).then_some(n.member),
                     global: Some(n.variable),
@@ -103,6 +112,7 @@ pub fn name_trace(trace: &mut Trace, btf: &Btf) {
         names.push(LockName {
             lock_addr,
             by: NameSource::Slab,
+            spellings: spelled(btf, &n.object, &n.member),
             object: Some(n.object),
             member: Some(n.member),
             global: None,

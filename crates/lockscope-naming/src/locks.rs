@@ -80,3 +80,33 @@ fn join(component: &str, inner: &str) -> String {
         (c, inner) => format!("{c}.{inner}"),
     }
 }
+
+/// The ways a lock at member `path` of `object` can be spelled, outermost
+/// first: from the object, and from each named struct it is embedded in on
+/// the way (`bdev_inode.vfs_inode.i_data.i_private_lock`,
+/// `inode.i_data.i_private_lock`, `address_space.i_private_lock`). The
+/// static analyzer names a lock by the struct its expression reaches, one of
+/// these.
+pub fn spellings(btf: &Btf, object: TypeId, path: &str) -> Vec<String> {
+    let parts: Vec<&str> = path.split('.').collect();
+    let mut out = vec![];
+    for i in 0..parts.len() {
+        let holder = match i {
+            0 => Some(object),
+            // Arrays are indexed in the part itself: the element's type holds the rest.
+            _ => btf.type_at(object, &parts[..i].join(".")).map(|t| element_type(btf, t)),
+        };
+        if let Some(name) = holder.and_then(|t| btf.type_name(btf.resolve(t))) {
+            out.push(format!("{name}.{}", parts[i..].join(".")));
+        }
+    }
+    out
+}
+
+/// An array's element type (through typedefs), or the type itself.
+fn element_type(btf: &Btf, ty: TypeId) -> TypeId {
+    match btf.get(btf.resolve(ty)) {
+        Type::Array { elem, .. } => element_type(btf, *elem),
+        _ => ty,
+    }
+}

@@ -109,3 +109,15 @@ fn the_naming_sources_follow_the_kernel_version() {
     assert_eq!(sources.slab, version >= (6, 13), "bpf_get_kmem_cache came with 6.13 ({release})");
     assert!(sources.percpu, "runqueues is a per-CPU variable in BTF");
 }
+
+#[test]
+fn a_lock_is_spelled_from_each_struct_it_is_embedded_in() {
+    let btf = vmlinux();
+    let bdev = struct_id(&btf, "bdev_inode");
+    assert_eq!(
+        lockscope_naming::spellings(&btf, bdev, "vfs_inode.i_data.i_private_lock"),
+        ["bdev_inode.vfs_inode.i_data.i_private_lock", "inode.i_data.i_private_lock", "address_space.i_private_lock"]
+    );
+    let pgdat = struct_id(&btf, "pglist_data");
+    assert_eq!(lockscope_naming::spellings(&btf, pgdat, "node_zones[1].lock"), ["pglist_data.node_zones[1].lock", "zone.lock"]);
+}

@@ -298,16 +298,19 @@ fn names_batch(names: &[LockName], unnamed: &[UnnamedLock]) -> RecordBatch {
     let text = |f: fn(&LockName) -> Option<&str>| -> ArrayRef {
         Arc::new(names.iter().map(f).chain(unnamed.iter().map(|_| None)).collect::<StringArray>())
     };
-    let mut alternatives = ListBuilder::new(StringBuilder::new());
-    for name in names {
-        for a in &name.alternatives {
-            alternatives.values().append_value(a);
+    let strings_of = |f: fn(&LockName) -> &[String]| -> ArrayRef {
+        let mut list = ListBuilder::new(StringBuilder::new());
+        for name in names {
+            for a in f(name) {
+                list.values().append_value(a);
+            }
+            list.append(true);
         }
-        alternatives.append(true);
-    }
-    for _ in unnamed {
-        alternatives.append(true);
-    }
+        for _ in unnamed {
+            list.append(true);
+        }
+        Arc::new(list.finish())
+    };
     let addrs = names.iter().map(|n| n.lock_addr).chain(unnamed.iter().map(|u| u.lock_addr));
     let reasons = (0..names.len()).map(|_| None).chain(unnamed.iter().map(|u| Some(u.reason.as_str())));
     debug_assert_eq!(addrs.clone().count(), n);
@@ -318,7 +321,8 @@ fn names_batch(names: &[LockName], unnamed: &[UnnamedLock]) -> RecordBatch {
         ("member", text(|n| n.member.as_deref())),
         ("global", text(|n| n.global.as_deref())),
         ("confidence", text(|n| Some(n.confidence.name()))),
-        ("alternatives", Arc::new(alternatives.finish())),
+        ("alternatives", strings_of(|n| &n.alternatives)),
+        ("spellings", strings_of(|n| &n.spellings)),
         ("reason", Arc::new(reasons.collect::<StringArray>())),
     ])
 }
@@ -327,7 +331,13 @@ fn names_from(batch: &RecordBatch) -> Result<(Vec<LockName>, Vec<UnnamedLock>), 
     let addr = column::<UInt64Array>(batch, "lock_addr")?;
     let text = |name| column::<StringArray>(batch, name);
     let (by, object, member, global, confidence) = (text("by")?, text("object")?, text("member")?, text("global")?, text("confidence")?);
-    let (alternatives, reason) = (column::<ListArray>(batch, "alternatives")?, text("reason")?);
+    let (alternatives, spellings, reason) =
+        (column::<ListArray>(batch, "alternatives")?, column::<ListArray>(batch, "spellings")?, text("reason")?);
+    let strings_at = |list: &ListArray, i: usize| -> Result<Vec<String>, String> {
+        let values = list.value(i);
+        let values = values.as_any().downcast_ref::<StringArray>().ok_or("a list of names is not strings")?;
+        Ok(values.iter().flatten().map(str::to_owned).collect())
+    };
     let opt = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_owned());
     let (mut names, mut unnamed) = (vec![], vec![]);
     for i in 0..batch.num_rows() {
@@ -335,8 +345,6 @@ fn names_from(batch: &RecordBatch) -> Result<(Vec<LockName>, Vec<UnnamedLock>), 
             unnamed.push(UnnamedLock { lock_addr: addr.value(i), reason });
             continue;
         }
-        let list = alternatives.value(i);
-        let list = list.as_any().downcast_ref::<StringArray>().ok_or("alternatives are not strings")?;
         names.push(LockName {
             lock_addr: addr.value(i),
             by: NameSource::parse(by.value(i)).ok_or_else(|| format!("unknown name source {:?}", by.value(i)))?,
@@ -344,7 +352,8 @@ fn names_from(batch: &RecordBatch) -> Result<(Vec<LockName>, Vec<UnnamedLock>), 
             member: opt(member, i),
             global: opt(global, i),
             confidence: Confidence::parse(confidence.value(i)).ok_or_else(|| format!("unknown confidence {:?}", confidence.value(i)))?,
-            alternatives: list.iter().flatten().map(str::to_owned).collect(),
+            alternatives: strings_at(alternatives, i)?,
+            spellings: strings_at(spellings, i)?,
         });
     }
     Ok((names, unnamed))
@@ -645,6 +654,7 @@ mod tests {
                 global: None,
                 confidence: Confidence::Inferred,
                 alternatives: vec!["block_device.bd_size_lock".into()],
+                spellings: vec!["inode.i_data.i_private_lock".into(), "address_space.i_private_lock".into()],
             }],
             unnamed: vec![UnnamedLock { lock_addr: 0xffff_8880_0000_2000, reason: "no struct fits".into() }],
         }

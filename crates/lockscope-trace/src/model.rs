@@ -376,6 +376,11 @@ pub struct LockName {
     pub confidence: Confidence,
     /// Other objects that could hold it (ambiguous names), `struct.member` each.
     pub alternatives: Vec<String>,
+    /// The same lock spelled from each struct it is embedded in
+    /// (`inode.i_data.i_private_lock` for `bdev_inode.vfs_inode.i_data.i_private_lock`):
+    /// what a source-level name of it may be.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spellings: Vec<String>,
 }
 
 impl LockName {
