@@ -253,34 +253,32 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
                 })
                 .collect();
             let kind = acc.kinds.into_iter().max_by_key(|&(k, n)| (n, std::cmp::Reverse(k))).map(|(k, _)| k).unwrap_or(LockKind::Spinlock);
+            let global = named_globals.then(|| symbols.data_symbol(addr)).flatten().map(|(s, off)| {
+                if off == 0 {
+                    s.name.clone()
+                } else {
+                    format!("{}+{off:#x}", s.name)
+                }
+            });
+            let runtime = names_by_lock.get(&addr).copied();
+            let source = resolved.and_then(StackSite::lock_name);
+            // The source's name where the call site was resolved, else the run-time one.
+            let object = source.clone().or_else(|| runtime.and_then(runtime_label));
             LockSummary {
                 addr,
                 generation,
-                global: named_globals.then(|| symbols.data_symbol(addr)).flatten().map(|(s, off)| {
-                    if off == 0 {
-                        s.name.clone()
-                    } else {
-                        format!("{}+{off:#x}", s.name)
-                    }
-                }),
                 kind,
-                // The source's name where the call site was resolved, else the run-time one.
-                object: resolved.and_then(StackSite::lock_name).or_else(|| names_by_lock.get(&addr).and_then(|n| runtime_label(n))),
-                names: resolved
-                    .and_then(|s| source_name(s, addr))
-                    .into_iter()
-                    .chain(names_by_lock.get(&addr).map(|&n| n.clone()))
-                    .collect(),
-                names_agree: resolved
-                    .and_then(StackSite::lock_name)
-                    .zip(names_by_lock.get(&addr))
+                names: resolved.and_then(|s| source_name(s, addr)).into_iter().chain(runtime.cloned()).collect(),
+                names_agree: source
+                    .zip(runtime)
                     .map(|(source, runtime)| runtime.label().as_deref() == Some(source.as_str()) || runtime.spellings.contains(&source)),
-                scope: resolved.map(|s| s.scope).or_else(|| {
-                    let n = names_by_lock.get(&addr)?;
-                    Some(if n.object.is_some() { Scope::Member } else { Scope::Global })
-                }),
+                scope: resolved
+                    .map(|s| s.scope)
+                    .or_else(|| runtime.map(|n| if n.object.is_some() { Scope::Member } else { Scope::Global })),
                 subsystem: resolved.and_then(|s| s.subsystem.clone()).or(placed),
-                why_unnamed: None,
+                why_unnamed: (object.is_none() && global.is_none()).then(|| why_unnamed(addr)),
+                object,
+                global,
                 shared: uses.len() >= 2,
                 acquisitions: uses.iter().map(|u| u.acquisitions).sum(),
                 uses,
@@ -288,9 +286,6 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
             }
         })
         .collect();
-    for l in locks.iter_mut().filter(|l| l.object.is_none() && l.global.is_none()) {
-        l.why_unnamed = Some(why_unnamed(l.addr));
-    }
     locks.sort_by(|a, b| b.shared.cmp(&a.shared).then(b.acquisitions.cmp(&a.acquisitions)).then(a.addr.cmp(&b.addr)));
 
     let workloads = trace

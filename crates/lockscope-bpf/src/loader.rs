@@ -163,7 +163,7 @@ fn load_contention_with<'obj>(
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         rodata.stack_depth = depth;
         // Only BTF-typed tracepoints may call kfuncs.
-        rodata.use_kmem_cache_kfunc = btf;
+        rodata.note_places = btf;
     }
     open.load().map_err(libbpf_log::explain)
 }

@@ -3,7 +3,8 @@
  * Where each lock lives, learned once per lock address, never per
  * acquisition: the slab cache holding it (the bpf_get_kmem_cache kfunc,
  * 6.13+) and that cache's geometry, from which user space finds the lock's
- * object type and member (src/places.rs, lockscope-naming).
+ * object type and member (lockscope-naming). Each CPU's runqueues is noted too,
+ * for locks in per-CPU variables.
  */
 #ifndef LOCKSCOPE_PLACES_BPF_H
 #define LOCKSCOPE_PLACES_BPF_H
@@ -12,9 +13,8 @@
 
 extern struct kmem_cache *bpf_get_kmem_cache(u64 addr) __ksym __weak;
 
-/* Set by user space for the programs that may call kfuncs and read typed
- * per-CPU variables (tp_btf). */
-const volatile bool use_kmem_cache_kfunc = false;
+/* Set by user space where the programs may call the kfunc (tp_btf). */
+const volatile bool note_places = false;
 
 /* The per-CPU variable `runqueues` (a struct rq): its address on each CPU
  * tells user space where that CPU's per-CPU area begins (BTF gives its
@@ -71,7 +71,7 @@ struct {
 
 static __always_inline void note_place(u64 lock)
 {
-	if (!use_kmem_cache_kfunc || !bpf_ksym_exists(bpf_get_kmem_cache))
+	if (!note_places || !bpf_ksym_exists(bpf_get_kmem_cache))
 		return;
 	if (bpf_map_lookup_elem(&lock_places, &lock))
 		return;
