@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use lockscope_trace::{
     Confidence, Counters, Frame, LockKind, LockName, Mode, NameSource, Scope, SiteMethod, SourceLine, StackSite, SymbolTable, Trace,
+    PLACES_NEED,
 };
 use serde::Serialize;
 
@@ -144,12 +145,9 @@ fn why_unnamed(trace: &Trace) -> impl Fn(u64) -> String + '_ {
                                 data symbols or the kernel source matches"
             .to_owned(),
         (None, Some(true)) => "its slab cache's types were not read (no BTF where it was recorded)".to_owned(),
-        (None, None) if trace.places.is_empty() => match trace.meta.mode {
-            Mode::Acquire => "acquire mode does not note where locks live".to_owned(),
-            Mode::Contention => "the recording kernel could not tell where it lives (run-time naming needs the \
-                                 bpf_get_kmem_cache kfunc, kernel 6.13 or later, and tp_btf)"
-                .to_owned(),
-        },
+        (None, None) if trace.places.is_empty() => {
+            format!("the recorder could not tell where it lives (run-time naming needs {PLACES_NEED})")
+        }
         (None, None) => "its place was not noted (the recorder's place maps were full)".to_owned(),
     }
 }
@@ -269,9 +267,7 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
                 generation,
                 kind,
                 names: resolved.and_then(|s| source_name(s, addr)).into_iter().chain(runtime.cloned()).collect(),
-                names_agree: source
-                    .zip(runtime)
-                    .map(|(source, runtime)| runtime.label().as_deref() == Some(source.as_str()) || runtime.spellings.contains(&source)),
+                names_agree: source.zip(runtime).map(|(source, runtime)| runtime.agrees_with(&source)),
                 scope: resolved
                     .map(|s| s.scope)
                     .or_else(|| runtime.map(|n| if n.object.is_some() { Scope::Member } else { Scope::Global })),

@@ -4,9 +4,9 @@
 //! here is a copy kept by hand; a change on the C side changes these types
 //! or fails the build.
 
-use lockscope_trace::{Counters, LockRecord, SlabCache};
+use lockscope_trace::{Counters, LockPlace, LockRecord, SlabCache};
 
-use crate::contention_skel::types::{agg_key, agg_val, cache_info, cgroup_target, counter, lks_flag, lock_place};
+use crate::contention_skel::types::{agg_key, agg_val, cgroup_target, counter, lks_flag, lock_place};
 
 // Both objects include the same header; their generated types must agree.
 const _: () = {
@@ -103,23 +103,22 @@ pub fn cgroup_target(id: u64, level: u32, workload: u32) -> Vec<u8> {
     bytes_of(&cgroup_target { id, level, workload }).to_vec()
 }
 
-/// A `lock_places` entry: its lock address and kmem_cache (0: none).
-pub fn lock_place(key: &[u8], value: &[u8]) -> (u64, u64) {
-    (read(key), read::<lock_place>(value).cache)
-}
-
-/// A `slab_caches` entry: the cache's geometry and name.
-pub fn slab_cache(value: &[u8]) -> SlabCache {
-    let info: cache_info = read(value);
-    let name: Vec<u8> = info.name.iter().map(|&c| c as u8).take_while(|&c| c != 0).collect();
-    SlabCache {
-        name: String::from_utf8_lossy(&name).into_owned(),
-        slot_size: info.size,
-        object_size: info.object_size,
-        red_left_pad: info.red_left_pad,
-        order: info.order,
-        min_order: info.min_order,
-    }
+/// A `lock_places` entry: where the lock at its key lives.
+pub fn lock_place(key: &[u8], value: &[u8]) -> LockPlace {
+    let place: lock_place = read(value);
+    let slab = (place.cache != 0).then(|| {
+        let info = place.info;
+        let name: Vec<u8> = info.name.iter().map(|&c| c as u8).take_while(|&c| c != 0).collect();
+        SlabCache {
+            name: String::from_utf8_lossy(&name).into_owned(),
+            slot_size: info.size,
+            object_size: info.object_size,
+            red_left_pad: info.red_left_pad,
+            order: info.order,
+            min_order: info.min_order,
+        }
+    });
+    LockPlace { lock_addr: read(key), slab_start: (slab.is_some() && place.slab_start != 0).then_some(place.slab_start), slab }
 }
 
 /// A u64 map key or value.

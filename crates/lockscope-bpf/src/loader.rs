@@ -39,14 +39,13 @@ pub struct Maps<'a> {
     pub stacks: &'a dyn MapCore,
     pub aggregates: &'a dyn MapCore,
     pub counters: &'a dyn MapCore,
-    /// Where locks live (src/bpf/places.bpf.h), for the recorders that note it.
-    pub places: Option<PlaceMaps<'a>>,
+    /// Where locks live (src/bpf/places.bpf.h).
+    pub places: PlaceMaps<'a>,
 }
 
-/// `lock_places`, `slab_caches` and `percpu_runqueues`.
+/// `lock_places` and `percpu_runqueues`.
 pub struct PlaceMaps<'a> {
     pub locks: &'a dyn MapCore,
-    pub caches: &'a dyn MapCore,
     pub runqueues: &'a dyn MapCore,
 }
 
@@ -60,7 +59,7 @@ macro_rules! common_maps {
             stacks: &$m.stacks,
             aggregates: &$m.aggregates,
             counters: &$m.counters,
-            places: None,
+            places: PlaceMaps { locks: &$m.lock_places, runqueues: &$m.percpu_runqueues },
         }
     };
 }
@@ -162,8 +161,11 @@ fn load_contention_with<'obj>(
     open.maps.stacks.set_value_size(depth * 8).map_err(|e| e.to_string())?;
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
         rodata.stack_depth = depth;
-        // Only BTF-typed tracepoints may call kfuncs.
-        rodata.note_places = btf;
+        // Only BTF-typed tracepoints may call kfuncs; elsewhere a lock's
+        // slab is read from its page, where kallsyms locates the pages.
+        rodata.kmem_cache_kfunc = btf;
+        [rodata.page_offset_base_addr, rodata.vmemmap_base_addr, rodata.max_pfn_addr] =
+            data_symbols(lockscope_trace::kallsyms::PAGE_SYMBOLS);
     }
     open.load().map_err(libbpf_log::explain)
 }
@@ -173,8 +175,7 @@ pub fn attach_contention<'a>(skel: &'a ContentionSkel<'a>) -> Result<Kernel<'a>,
     let btf = p.lks_btf_begin.autoload();
     let (begin, end) = if btf { (&p.lks_btf_begin, &p.lks_btf_end) } else { (&p.lks_tp_begin, &p.lks_tp_end) };
     let (links, progs) = attach_all([begin, end, &p.lks_fork, &p.lks_exit])?;
-    let mut maps = common_maps!(skel.maps);
-    maps.places = Some(PlaceMaps { locks: &skel.maps.lock_places, caches: &skel.maps.slab_caches, runqueues: &skel.maps.percpu_runqueues });
+    let maps = common_maps!(skel.maps);
     Ok(Kernel {
         maps,
         mode: Mode::Contention,
@@ -303,15 +304,16 @@ fn load_acquire_with<'obj>(
         rodata.stack_sample_every = if s.stack_sample > 1 { s.stack_sample } else { 0 };
         rodata.stack_sample_first = sampling::FIRST_STACKS;
         // The preempt count (interrupt context without stacks), and the
-        // direct map and page array (the slab of a kfree_bulk'ed object).
-        let [preempt_count, per_cpu_offset, page_offset_base, vmemmap_base] =
-            data_symbols(["__preempt_count", "__per_cpu_offset", "page_offset_base", "vmemmap_base"]);
+        // direct map and page array (the slab of a kfree'd object or of a lock).
+        let [preempt_count, per_cpu_offset] = data_symbols(["__preempt_count", "__per_cpu_offset"]);
         if per_cpu_offset != 0 {
             rodata.preempt_count_addr = preempt_count;
             rodata.per_cpu_offset_addr = per_cpu_offset;
         }
-        rodata.page_offset_base_addr = page_offset_base;
-        rodata.vmemmap_base_addr = vmemmap_base;
+        [rodata.page_offset_base_addr, rodata.vmemmap_base_addr, rodata.max_pfn_addr] =
+            data_symbols(lockscope_trace::kallsyms::PAGE_SYMBOLS);
+        // Trampoline programs may call kfuncs; kprobes may not.
+        rodata.kmem_cache_kfunc = family == Family::Trampoline;
     }
     let what = match family {
         Family::Trampoline => "fentry/fexit programs refused",

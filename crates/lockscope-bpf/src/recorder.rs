@@ -369,7 +369,7 @@ impl<'k> Session<'k> {
 
     /// Each CPU's `runqueues`, as the programs noted it (0: not seen), up to the last CPU seen.
     fn runqueues(&self) -> Result<Vec<u64>, RecordError> {
-        let Some(maps) = &self.kernel.maps.places else { return Ok(vec![]) };
+        let maps = &self.kernel.maps.places;
         let mut found = vec![];
         // SAFETY: sysconf has no preconditions.
         let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.clamp(1, 1024) as u32;
@@ -385,18 +385,11 @@ impl<'k> Session<'k> {
 
     /// Where the recorded locks live, as the programs noted it.
     fn places(&self) -> Result<Vec<LockPlace>, RecordError> {
-        let Some(maps) = &self.kernel.maps.places else { return Ok(vec![]) };
-        let mut caches = BTreeMap::new();
-        for key in maps.caches.keys() {
-            if let Some(value) = maps.caches.lookup(&key, MapFlags::ANY)? {
-                caches.insert(abi::u64_from(&key), abi::slab_cache(&value));
-            }
-        }
+        let maps = &self.kernel.maps.places;
         let mut places = vec![];
         for key in maps.locks.keys() {
             if let Some(value) = maps.locks.lookup(&key, MapFlags::ANY)? {
-                let (lock_addr, cache) = abi::lock_place(&key, &value);
-                places.push(LockPlace { lock_addr, slab: caches.get(&cache).cloned() });
+                places.push(abi::lock_place(&key, &value));
             }
         }
         places.sort_by_key(|p| p.lock_addr);

@@ -158,9 +158,9 @@ pub fn record(plan: &RecordPlan, mut progress: impl FnMut(&Progress)) -> Result<
 }
 
 /// Names the trace's locks from where they live, through the BTF of this
-/// kernel (the one just recorded); a note says why not where it cannot.
+/// kernel (the one just recorded) and its modules; a note says why not where it cannot.
 pub fn name_locks(trace: &mut Trace) {
-    match lockscope_naming::Btf::vmlinux() {
+    match lockscope_naming::Btf::kernel() {
         Ok(btf) => lockscope_naming::name_trace(trace, &btf),
         Err(e) => trace.meta.notes.push(format!("locks not named at run time: {e}")),
     }

@@ -3,7 +3,7 @@
 //! qualifiers, anonymous members and arrays), read from the raw format
 //! (Documentation/bpf/btf.rst) with no library.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 const MAGIC: u16 = 0xeb9f;
@@ -56,6 +56,8 @@ pub enum Type {
     Enum {
         name: String,
         size: u32,
+        /// Its enumerators' names.
+        values: Vec<String>,
     },
     Forward {
         name: String,
@@ -88,6 +90,118 @@ pub enum Type {
 pub struct Btf {
     types: Vec<Type>,
     by_name: HashMap<String, Vec<TypeId>>,
+    /// Named structs by size: what a slab cache of a size can hold.
+    structs_by_size: BTreeMap<u32, Vec<TypeId>>,
+    /// vmlinux's ids and strings, which module BTF continues.
+    base: Option<Base>,
+}
+
+struct Base {
+    types: u32,
+    strings: Vec<u8>,
+}
+
+/// A BTF blob's type and string sections.
+struct Blob<'a> {
+    types: &'a [u8],
+    strings: &'a [u8],
+}
+
+impl<'a> Blob<'a> {
+    fn of(bytes: &'a [u8]) -> Result<Self, BtfError> {
+        let word = |at: usize| -> Result<u32, BtfError> {
+            let b = bytes.get(at..at + 4).ok_or_else(|| BtfError::Format("header cut short".into()))?;
+            Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
+        };
+        if bytes.len() < 24 || u16::from_le_bytes([bytes[0], bytes[1]]) != MAGIC {
+            return Err(BtfError::Format("no BTF magic (or a big-endian blob)".into()));
+        }
+        let hdr_len = word(4)? as usize;
+        let (type_off, type_len, str_off, str_len) = (word(8)? as usize, word(12)? as usize, word(16)? as usize, word(20)? as usize);
+        let section = |off: usize, len: usize| {
+            bytes.get(hdr_len + off..hdr_len + off + len).ok_or_else(|| BtfError::Format("a section lies outside the blob".into()))
+        };
+        Ok(Blob { types: section(type_off, type_len)?, strings: section(str_off, str_len)? })
+    }
+}
+
+/// The string at `off` of a string section.
+fn string_at(strings: &[u8], off: u32) -> String {
+    let rest = strings.get(off as usize..).unwrap_or_default();
+    String::from_utf8_lossy(&rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())]).into_owned()
+}
+
+/// The types of a type section, their names looked up with `name` and the
+/// ids they refer to mapped with `id`.
+fn parse_types(type_bytes: &[u8], name: impl Fn(u32) -> String, id: impl Fn(u32) -> TypeId) -> Result<Vec<Type>, BtfError> {
+    let mut types = vec![];
+    let mut r = Reader { bytes: type_bytes, at: 0 };
+    while r.at < type_bytes.len() {
+        let (name_off, info, size_or_type) = (r.u32()?, r.u32()?, r.u32()?);
+        let (kind, vlen, kind_flag) = ((info >> 24) & 0x1f, (info & 0xffff) as usize, info >> 31 == 1);
+        let ty = match kind {
+            1 => {
+                r.skip(1)?;
+                Type::Int { name: name(name_off), size: size_or_type }
+            }
+            2 => Type::Pointer,
+            3 => {
+                let (elem, _index, len) = (r.u32()?, r.u32()?, r.u32()?);
+                Type::Array { elem: id(elem), len }
+            }
+            4 | 5 => {
+                let mut members = Vec::with_capacity(vlen);
+                for _ in 0..vlen {
+                    let (m_name, m_type, m_offset) = (r.u32()?, r.u32()?, r.u32()?);
+                    // With kind_flag, the high byte is a bitfield's width.
+                    let bit_offset = if kind_flag { m_offset & 0xff_ffff } else { m_offset };
+                    members.push(Member { name: name(m_name), ty: id(m_type), bit_offset });
+                }
+                let (name, size) = (name(name_off), size_or_type);
+                if kind == 4 {
+                    Type::Struct { name, size, members }
+                } else {
+                    Type::Union { name, size, members }
+                }
+            }
+            6 | 19 => {
+                // (name, value), or (name, low, high) for 64-bit enums.
+                let mut values = Vec::with_capacity(vlen);
+                for _ in 0..vlen {
+                    values.push(name(r.u32()?));
+                    r.skip(if kind == 6 { 1 } else { 2 })?;
+                }
+                Type::Enum { name: name(name_off), size: size_or_type, values }
+            }
+            7 => Type::Forward { name: name(name_off) },
+            8 => Type::Typedef { name: name(name_off), ty: id(size_or_type) },
+            9 | 10 | 11 | 18 => Type::Qualified(id(size_or_type)),
+            12 => Type::Func { name: name(name_off) },
+            16 => Type::Other,
+            13 => {
+                r.skip(2 * vlen)?;
+                Type::Other
+            }
+            14 => {
+                r.skip(1)?;
+                Type::Var { name: name(name_off), ty: id(size_or_type) }
+            }
+            15 => {
+                let mut vars = Vec::with_capacity(vlen);
+                for _ in 0..vlen {
+                    vars.push((id(r.u32()?), r.u32()?, r.u32()?));
+                }
+                Type::Datasec { name: name(name_off), vars }
+            }
+            17 => {
+                r.skip(1)?;
+                Type::Other
+            }
+            other => return Err(BtfError::Format(format!("unknown type kind {other}"))),
+        };
+        types.push(ty);
+    }
+    Ok(types)
 }
 
 struct Reader<'a> {
@@ -123,97 +237,60 @@ impl Btf {
 
     /// Parses a little-endian BTF blob (what x86-64 kernels expose).
     pub fn from_bytes(bytes: &[u8]) -> Result<Btf, BtfError> {
-        let word = |at: usize| -> Result<u32, BtfError> {
-            let b = bytes.get(at..at + 4).ok_or_else(|| BtfError::Format("header cut short".into()))?;
-            Ok(u32::from_le_bytes(b.try_into().expect("4 bytes")))
-        };
-        if bytes.len() < 24 || u16::from_le_bytes([bytes[0], bytes[1]]) != MAGIC {
-            return Err(BtfError::Format("no BTF magic (or a big-endian blob)".into()));
-        }
-        let hdr_len = word(4)? as usize;
-        let (type_off, type_len, str_off, str_len) = (word(8)? as usize, word(12)? as usize, word(16)? as usize, word(20)? as usize);
-        let section = |off: usize, len: usize| {
-            bytes.get(hdr_len + off..hdr_len + off + len).ok_or_else(|| BtfError::Format("a section lies outside the blob".into()))
-        };
-        let (type_bytes, strings) = (section(type_off, type_len)?, section(str_off, str_len)?);
-        let name = |off: u32| -> String {
-            let rest = strings.get(off as usize..).unwrap_or_default();
-            String::from_utf8_lossy(&rest[..rest.iter().position(|&b| b == 0).unwrap_or(rest.len())]).into_owned()
-        };
-
+        let blob = Blob::of(bytes)?;
         let mut types = vec![Type::Void];
-        let mut r = Reader { bytes: type_bytes, at: 0 };
-        while r.at < type_bytes.len() {
-            let (name_off, info, size_or_type) = (r.u32()?, r.u32()?, r.u32()?);
-            let (kind, vlen, kind_flag) = ((info >> 24) & 0x1f, (info & 0xffff) as usize, info >> 31 == 1);
-            let ty = match kind {
-                1 => {
-                    r.skip(1)?;
-                    Type::Int { name: name(name_off), size: size_or_type }
-                }
-                2 => Type::Pointer,
-                3 => {
-                    let (elem, _index, len) = (r.u32()?, r.u32()?, r.u32()?);
-                    Type::Array { elem, len }
-                }
-                4 | 5 => {
-                    let mut members = Vec::with_capacity(vlen);
-                    for _ in 0..vlen {
-                        let (m_name, m_type, m_offset) = (r.u32()?, r.u32()?, r.u32()?);
-                        // With kind_flag, the high byte is a bitfield's width.
-                        let bit_offset = if kind_flag { m_offset & 0xff_ffff } else { m_offset };
-                        members.push(Member { name: name(m_name), ty: m_type, bit_offset });
-                    }
-                    let (name, size) = (name(name_off), size_or_type);
-                    if kind == 4 {
-                        Type::Struct { name, size, members }
-                    } else {
-                        Type::Union { name, size, members }
-                    }
-                }
-                6 => {
-                    r.skip(2 * vlen)?;
-                    Type::Enum { name: name(name_off), size: size_or_type }
-                }
-                19 => {
-                    r.skip(3 * vlen)?;
-                    Type::Enum { name: name(name_off), size: size_or_type }
-                }
-                7 => Type::Forward { name: name(name_off) },
-                8 => Type::Typedef { name: name(name_off), ty: size_or_type },
-                9 | 10 | 11 | 18 => Type::Qualified(size_or_type),
-                12 => Type::Func { name: name(name_off) },
-                16 => Type::Other,
-                13 => {
-                    r.skip(2 * vlen)?;
-                    Type::Other
-                }
-                14 => {
-                    r.skip(1)?;
-                    Type::Var { name: name(name_off), ty: size_or_type }
-                }
-                15 => {
-                    let mut vars = Vec::with_capacity(vlen);
-                    for _ in 0..vlen {
-                        vars.push((r.u32()?, r.u32()?, r.u32()?));
-                    }
-                    Type::Datasec { name: name(name_off), vars }
-                }
-                17 => {
-                    r.skip(1)?;
-                    Type::Other
-                }
-                other => return Err(BtfError::Format(format!("unknown type kind {other}"))),
-            };
-            types.push(ty);
-        }
-        let mut by_name: HashMap<String, Vec<TypeId>> = HashMap::new();
-        for (id, ty) in types.iter().enumerate() {
-            if let Some(name) = ty.name().filter(|n| !n.is_empty()) {
-                by_name.entry(name.to_owned()).or_default().push(id as TypeId);
+        types.extend(parse_types(blob.types, |off| string_at(blob.strings, off), |id| id)?);
+        let mut btf = Btf { types: vec![], by_name: HashMap::new(), structs_by_size: BTreeMap::new(), base: None };
+        btf.append(types);
+        btf.base = Some(Base { types: btf.types.len() as u32, strings: blob.strings.to_vec() });
+        Ok(btf)
+    }
+
+    /// The running kernel's BTF with that of every loaded module
+    /// (`/sys/kernel/btf/ext4`: ext4's structs are there, not in vmlinux).
+    pub fn kernel() -> Result<Btf, BtfError> {
+        let mut btf = Btf::vmlinux()?;
+        let dir = Path::new(VMLINUX).parent().expect("a directory");
+        let mut modules: Vec<_> = std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.path()).collect();
+        modules.sort();
+        for module in modules.iter().filter(|p| p.as_os_str() != VMLINUX) {
+            // A module that cannot be read only leaves its types out.
+            if let Ok(bytes) = std::fs::read(module) {
+                let _ = btf.add_module(&bytes);
             }
         }
-        Ok(Btf { types, by_name })
+        Ok(btf)
+    }
+
+    /// Adds a module's split BTF, whose ids and strings continue vmlinux's.
+    pub fn add_module(&mut self, bytes: &[u8]) -> Result<(), BtfError> {
+        let base = self.base.as_ref().ok_or_else(|| BtfError::Format("module BTF needs vmlinux's first".into()))?;
+        let blob = Blob::of(bytes)?;
+        let (base_types, base_strings) = (base.types, base.strings.len() as u32);
+        let first = self.types.len() as u32;
+        let name = |off: u32| match off.checked_sub(base_strings) {
+            Some(own) => string_at(blob.strings, own),
+            None => string_at(&base.strings, off),
+        };
+        // Its own types follow the ones already added.
+        let id = |id: u32| if id < base_types { id } else { id - base_types + first };
+        let types = parse_types(blob.types, name, id)?;
+        self.append(types);
+        Ok(())
+    }
+
+    /// Adds types (their ids continuing this table's) and indexes them.
+    fn append(&mut self, types: Vec<Type>) {
+        for ty in types {
+            let id = self.types.len() as TypeId;
+            if let Some(name) = ty.name().filter(|n| !n.is_empty()) {
+                self.by_name.entry(name.to_owned()).or_default().push(id);
+                if let Type::Struct { size, .. } = ty {
+                    self.structs_by_size.entry(size).or_default().push(id);
+                }
+            }
+            self.types.push(ty);
+        }
     }
 
     pub fn get(&self, id: TypeId) -> &Type {
@@ -267,17 +344,32 @@ impl Btf {
         (named, size)
     }
 
+    /// The type of the variable `name`, where BTF lists it (per-CPU
+    /// variables always; other globals only on kernels built to list them).
+    pub fn variable(&self, name: &str) -> Option<TypeId> {
+        self.by_name.get(name).into_iter().flatten().find_map(|&id| match self.get(id) {
+            Type::Var { ty, .. } => Some(*ty),
+            _ => None,
+        })
+    }
+
+    /// Whether the enum `name` has the enumerator `value` (`pageflags`, `PG_slab`).
+    pub fn has_enumerator(&self, name: &str, value: &str) -> bool {
+        self.by_name
+            .get(name)
+            .into_iter()
+            .flatten()
+            .any(|&id| matches!(self.get(id), Type::Enum { values, .. } if values.iter().any(|v| v == value)))
+    }
+
     /// Whether the kernel has a function (or kfunc) of this name.
     pub fn has_function(&self, name: &str) -> bool {
         self.by_name.get(name).into_iter().flatten().any(|&id| matches!(self.get(id), Type::Func { .. }))
     }
 
-    /// Named structs of exactly `size` bytes.
-    pub fn structs_of_size(&self, size: u32) -> impl Iterator<Item = TypeId> + '_ {
-        self.types.iter().enumerate().filter_map(move |(id, ty)| match ty {
-            Type::Struct { name, size: s, .. } if *s == size && !name.is_empty() => Some(id as TypeId),
-            _ => None,
-        })
+    /// Named structs whose size is in `sizes`, smallest first.
+    pub fn structs_sized(&self, sizes: std::ops::RangeInclusive<u32>) -> impl Iterator<Item = TypeId> + '_ {
+        self.structs_by_size.range(sizes).flat_map(|(_, ids)| ids.iter().copied())
     }
 
     fn is_struct(&self, id: TypeId) -> bool {

@@ -6,12 +6,14 @@
 //! - `locks`: which types are locks, and the lock member at an offset;
 //! - `slab`: a lock in a slab object: its offset, the types its cache holds,
 //!   the one (or ones) with a lock of the recorded kind there;
-//! - `percpu`: a lock in a per-CPU variable, from where each CPU's area begins.
+//! - `percpu`: a lock in a per-CPU variable, from where each CPU's area begins;
+//! - `globals`: a lock in the kernel image, from kallsyms' data symbols.
 //!
 //! Names are computed where the trace is recorded (the BTF is that
 //! kernel's) and kept in the trace, so a report elsewhere shows the same.
 
 pub mod btf;
+pub mod globals;
 mod locks;
 pub mod percpu;
 pub mod slab;
@@ -21,21 +23,37 @@ pub use locks::{lock_at, spellings};
 use std::collections::HashMap;
 
 use lockscope_trace::frames::call_site;
-use lockscope_trace::{Confidence, LockKind, LockName, NameSource, SymbolTable, Trace, UnnamedLock};
+use lockscope_trace::{Confidence, LockKind, LockName, NameSource, SymbolTable, Trace, UnnamedLock, PLACES_NEED};
 
 pub use btf::{Btf, BtfError};
 
-/// Which run-time naming sources a kernel's BTF allows.
+/// Which run-time naming sources a kernel allows.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct Sources {
-    /// Slab objects: the `bpf_get_kmem_cache` kfunc (6.13+).
+    /// Slab objects: the recorder can tell a lock's slab cache.
     pub slab: bool,
+    /// How: `bpf_get_kmem_cache` (the kfunc, 6.13+, from tp_btf and
+    /// trampoline programs) or `slab pages` (read from the lock's page, where
+    /// kallsyms locates the page array and pages carry `PG_slab`, up to 6.9).
+    pub slab_by: Option<&'static str>,
     /// Per-CPU variables: BTF lists them, `runqueues` among them.
     pub percpu: bool,
+    /// Globals in the kernel image: kallsyms lists data symbols.
+    pub globals: bool,
 }
 
-pub fn sources(btf: &Btf) -> Sources {
-    Sources { slab: btf.has_function("bpf_get_kmem_cache"), percpu: btf.percpu_variables().0.iter().any(|(name, ..)| *name == "runqueues") }
+/// The naming sources of the kernel with this BTF and kallsyms text.
+pub fn sources(btf: &Btf, kallsyms: &str) -> Sources {
+    let pages = lockscope_trace::kallsyms::addresses_of(kallsyms, lockscope_trace::kallsyms::PAGE_SYMBOLS);
+    let slab_by = if btf.has_function("bpf_get_kmem_cache") {
+        Some("bpf_get_kmem_cache")
+    } else if pages.iter().all(|&a| a != 0) && btf.has_enumerator("pageflags", "PG_slab") {
+        Some("slab pages")
+    } else {
+        None
+    };
+    let globals = SymbolTable::parse(kallsyms).is_ok_and(|t| t.has_data_symbols());
+    Sources { slab: slab_by.is_some(), slab_by, percpu: btf.percpu_variables().0.iter().any(|(name, ..)| *name == "runqueues"), globals }
 }
 
 /// The spellings of `object.member` from each struct it is embedded in.
@@ -75,8 +93,9 @@ pub fn name_trace(trace: &mut Trace, btf: &Btf) {
         let Some(u) = uses.get(&place.lock_addr) else { continue };
         let kind = busiest(&u.kinds).expect("a used lock has a kind");
         let Some(cache) = &place.slab else {
-            match percpu::name_in_percpu(btf, place.lock_addr, &trace.meta.runqueues, kind) {
-                Some(n) => names.push(LockName {
+            let global = || symbols.data_symbol(place.lock_addr).filter(|_| trace.meta.kallsyms_all);
+            if let Some(n) = percpu::name_in_percpu(btf, place.lock_addr, &trace.meta.runqueues, kind) {
+                names.push(LockName {
                     lock_addr: place.lock_addr,
                     by: NameSource::Percpu,
                     spellings: n.object.as_ref().map_or(vec![], |o| spelled(btf, o, &n.member)),
@@ -85,8 +104,22 @@ pub fn name_trace(trace: &mut Trace, btf: &Btf) {
                     global: Some(n.variable),
                     confidence: Confidence::Exact,
                     alternatives: vec![],
-                }),
-                None => outside += 1,
+                });
+            } else if let Some((symbol, offset)) = global() {
+                let n = globals::name_in_global(btf, &symbol.name, offset, kind);
+                let (object, member) = n.member.unzip();
+                names.push(LockName {
+                    lock_addr: place.lock_addr,
+                    by: NameSource::Kallsyms,
+                    spellings: object.as_ref().zip(member.as_ref()).map_or(vec![], |(o, m)| spelled(btf, o, m)),
+                    object,
+                    member,
+                    global: Some(n.variable),
+                    confidence: n.confidence,
+                    alternatives: vec![],
+                });
+            } else {
+                outside += 1;
             }
             continue;
         };
@@ -94,7 +127,7 @@ pub fn name_trace(trace: &mut Trace, btf: &Btf) {
             let frames = symbols.frames(frames);
             call_site(&frames).map(|f| f.function_name())
         });
-        match slab::name_in_slab(btf, place.lock_addr, cache, kind, site.as_deref()) {
+        match slab::name_in_slab(btf, place.lock_addr, cache, place.slab_start, kind, site.as_deref()) {
             Ok(n) => in_slabs.push((place.lock_addr, n)),
             Err(reason) => unnamed.push(UnnamedLock { lock_addr: place.lock_addr, reason }),
         }
@@ -123,15 +156,11 @@ pub fn name_trace(trace: &mut Trace, btf: &Btf) {
     let mut notes = vec![];
     if trace.places.is_empty() {
         if !trace.records.is_empty() {
-            notes.push(
-                "locks not named at run time: the recorder could not tell where they live \
-                 (the bpf_get_kmem_cache kfunc needs kernel 6.13 or later and BTF-typed tracepoints)"
-                    .to_owned(),
-            );
+            notes.push(format!("locks not named at run time: the recorder could not tell where they live (it needs {PLACES_NEED})"));
         }
     } else {
         let mut note = format!(
-            "{} of {} locks named from their slab cache or per-CPU variable and the kernel's BTF; {outside} in neither",
+            "{} of {} locks named from their slab cache, per-CPU variable or data symbol and the kernel's BTF; {outside} in none of these",
             names.len(),
             trace.places.len()
         );

@@ -47,14 +47,17 @@ impl SlabName {
     }
 }
 
-/// Where a lock address lies inside its object, for each slab order it
-/// could have been allocated at (preferred, then the fallback): the offsets
-/// that fall inside an object.
-pub fn offsets_in_object(lock_addr: u64, cache: &SlabCache) -> Vec<u32> {
+/// Where a lock address lies inside its object: from where its slab
+/// begins where the recorder read that, else for each slab order it could
+/// have been allocated at (preferred, then the fallback), from the slab's
+/// natural alignment. The offsets that fall inside an object.
+pub fn offsets_in_object(lock_addr: u64, cache: &SlabCache, slab_start: Option<u64>) -> Vec<u32> {
+    let in_slabs: Vec<u64> = match slab_start {
+        Some(start) => lock_addr.checked_sub(start).into_iter().collect(),
+        None => [cache.order, cache.min_order].iter().map(|&order| lock_addr & ((PAGE_SIZE << order.min(10)) - 1)).collect(),
+    };
     let mut offsets = vec![];
-    for order in [cache.order, cache.min_order] {
-        let slab_bytes = PAGE_SIZE << order.min(10);
-        let within = lock_addr & (slab_bytes - 1);
+    for within in in_slabs {
         let in_slot = (within % cache.slot_size.max(1) as u64) as u32;
         if let Some(offset) = in_slot.checked_sub(cache.red_left_pad).filter(|&o| o < cache.object_size) {
             if !offsets.contains(&offset) {
@@ -69,25 +72,38 @@ fn is_kmalloc(cache: &str) -> bool {
     cache.contains("kmalloc")
 }
 
-/// The cache's name without the words caches are named with: the type's
-/// name, for caches named after their type (`task_struct`, `mm_struct`).
-fn type_named_by(cache: &str) -> &str {
-    cache.trim_end_matches("_cachep").trim_end_matches("_cache").trim_end_matches("-cache")
+/// Dedicated caches named otherwise than the struct they hold.
+const CACHE_TYPES: [(&str, &str); 2] = [("filp", "file"), ("skbuff_head_cache", "sk_buff")];
+
+/// The struct types a cache is named after (`task_struct`, `mm_struct`;
+/// `signal_cache` holds `signal_struct`, `ext4_inode_cache` an
+/// `ext4_inode_info`, `filp` a `file`).
+fn types_named_by(cache: &str) -> Vec<String> {
+    if let Some(&(_, ty)) = CACHE_TYPES.iter().find(|(c, _)| *c == cache) {
+        return vec![ty.to_owned()];
+    }
+    let base = cache.trim_end_matches("_cachep").trim_end_matches("_cache").trim_end_matches("-cache");
+    vec![base.to_owned(), format!("{base}_struct"), format!("{base}_info")]
 }
 
+/// The bytes a cache rounds its objects up to at most (SLAB_HWCACHE_ALIGN).
+const CACHE_LINE: u32 = 64;
+
 /// The struct types a cache may hold: for kmalloc, those of its size class;
-/// else those of its object size, and the type the cache is named after
-/// (whose objects may be larger than the type: `task_struct`'s end in FPU state).
+/// else the types it is named after, whatever their size (`task_struct`'s
+/// objects are cut to the FPU state this machine has), and the structs that
+/// round up to its slot: caches of nearly one size are merged into one
+/// (mm/slab_common.c), whose object size is then the largest of theirs.
 fn candidate_types(btf: &Btf, cache: &SlabCache) -> Vec<TypeId> {
     let size = cache.object_size;
     if is_kmalloc(&cache.name) {
         let lower = KMALLOC_CLASSES.iter().copied().filter(|&c| c < size).max().unwrap_or(0);
-        return (lower + 1..=size).flat_map(|s| btf.structs_of_size(s)).collect();
+        return btf.structs_sized(lower + 1..=size).collect();
     }
-    let named = btf.structs_named(type_named_by(&cache.name)).into_iter().filter(|&t| btf.size_of(t) <= size);
-    let mut types: Vec<TypeId> = named.collect();
-    let same_size: Vec<TypeId> = btf.structs_of_size(size).filter(|t| !types.contains(t)).collect();
-    types.extend(same_size);
+    let mut types: Vec<TypeId> = types_named_by(&cache.name).iter().flat_map(|name| btf.structs_named(name)).collect();
+    let smallest = cache.slot_size.saturating_sub(CACHE_LINE - 1).min(size);
+    let near: Vec<TypeId> = btf.structs_sized(smallest..=size).filter(|t| !types.contains(t)).collect();
+    types.extend(near);
     types
 }
 
@@ -103,11 +119,19 @@ fn shared_words(a: &[String], b: &str) -> usize {
     words(b).iter().filter(|w| a.contains(w)).count()
 }
 
-/// Names the lock at `lock_addr` in `cache`, of kind `kind`, taken in
-/// `call_site` (a function name, which may narrow the candidates); Err says
-/// why it cannot be named.
-pub fn name_in_slab(btf: &Btf, lock_addr: u64, cache: &SlabCache, kind: LockKind, call_site: Option<&str>) -> Result<SlabName, String> {
-    let offsets = offsets_in_object(lock_addr, cache);
+/// Names the lock at `lock_addr` in `cache` (whose slab begins at
+/// `slab_start`, where known), of kind `kind`, taken in `call_site` (a
+/// function name, which may narrow the candidates); Err says why it cannot
+/// be named.
+pub fn name_in_slab(
+    btf: &Btf,
+    lock_addr: u64,
+    cache: &SlabCache,
+    slab_start: Option<u64>,
+    kind: LockKind,
+    call_site: Option<&str>,
+) -> Result<SlabName, String> {
+    let offsets = offsets_in_object(lock_addr, cache, slab_start);
     if offsets.is_empty() {
         return Err(format!("its offset falls outside the objects of {}", cache.name));
     }
@@ -137,7 +161,8 @@ pub fn name_in_slab(btf: &Btf, lock_addr: u64, cache: &SlabCache, kind: LockKind
         ));
     }
     // The cache named for its type (`task_struct`, `mm_struct`) says which.
-    let exact = fits.iter().position(|(o, _)| o == type_named_by(&cache.name));
+    let named = types_named_by(&cache.name);
+    let exact = fits.iter().position(|(o, _)| named.contains(o));
     // Else what the cache's name shares with the type's, then what the call
     // site's shares with the type's and the member's (`locked_inode_to_wb_and_lock_list`
     // takes `backing_dev_info.wb.list_lock`).
@@ -150,8 +175,15 @@ pub fn name_in_slab(btf: &Btf, lock_addr: u64, cache: &SlabCache, kind: LockKind
             confidence = Confidence::Exact;
             i
         }
+        // The one fit, where a kmalloc cache may hold any type, or where it
+        // shares a word with the cache or the call site: else it may be
+        // the only fit only because the cache's own type is not in the BTF
+        // read (a module's not loaded), a guess.
         None if fits.len() == 1 => {
-            confidence = Confidence::Inferred;
+            confidence = match is_kmalloc(&cache.name) || score(&fits[0]) != (0, 0) {
+                true => Confidence::Inferred,
+                false => Confidence::Ambiguous,
+            };
             0
         }
         None => {
@@ -182,13 +214,18 @@ mod tests {
         let bdev = cache("bdev_cache", 1536, 1520, 3);
         let base = 0xffff_8881_004a_8000;
         // The preferred order's offset first, then the fallback order's.
-        assert_eq!(offsets_in_object(base + 7 * 1536 + 1404, &bdev), [1404, 892]);
-        assert_eq!(offsets_in_object(base + 7 * 1536 + 1404, &SlabCache { min_order: 3, ..bdev }), [1404]);
+        assert_eq!(offsets_in_object(base + 7 * 1536 + 1404, &bdev, None), [1404, 892]);
+        assert_eq!(offsets_in_object(base + 7 * 1536 + 1404, &SlabCache { min_order: 3, ..bdev.clone() }, None), [1404]);
         // Past the object, in the slot's padding: no offset.
-        assert!(offsets_in_object(base + 1530, &cache("bdev_cache", 1536, 1520, 0)).is_empty());
+        assert!(offsets_in_object(base + 1530, &cache("bdev_cache", 1536, 1520, 0), None).is_empty());
         // A red zone before each object shifts it.
         let debug = SlabCache { red_left_pad: 64, ..cache("x", 256, 128, 0) };
-        assert_eq!(offsets_in_object(0xffff_8881_0000_0000 + 256 + 64 + 8, &debug), [8]);
+        assert_eq!(offsets_in_object(0xffff_8881_0000_0000 + 256 + 64 + 8, &debug, None), [8]);
+        // Where the slab's start was read from its page, that alone: even a
+        // slab of the fallback order, and one not aligned as its order says.
+        assert_eq!(offsets_in_object(base + 7 * 1536 + 1404, &bdev, Some(base)), [1404]);
+        assert_eq!(offsets_in_object(base + 0x1000 + 1404, &bdev, Some(base + 0x1000)), [1404]);
+        assert!(offsets_in_object(base, &bdev, Some(base + 0x1000)).is_empty(), "before its slab");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! and a slab lock named from its cache's geometry.
 
 use lockscope_naming::btf::{Btf, TypeId};
-use lockscope_naming::{lock_at, percpu, slab};
+use lockscope_naming::{globals, lock_at, percpu, slab};
 use lockscope_trace::{Confidence, LockKind, SlabCache};
 
 fn vmlinux() -> Btf {
@@ -75,11 +75,34 @@ fn a_lock_in_a_bdev_cache_slab_is_named_from_the_cache_geometry() {
     let offset = btf.offset_of(bdev, "vfs_inode.i_data.i_private_lock").unwrap() as u64;
     let slab = 0xffff_8881_0048_0000u64; // 32 KiB aligned: an order-3 slab
     let lock = slab + 5 * cache.slot_size as u64 + offset;
-    let name = slab::name_in_slab(&btf, lock, &cache, LockKind::Spinlock, Some("find_get_block_common")).unwrap();
+    let name = slab::name_in_slab(&btf, lock, &cache, None, LockKind::Spinlock, Some("find_get_block_common")).unwrap();
     assert_eq!((name.object.as_str(), name.member.as_str()), ("bdev_inode", "vfs_inode.i_data.i_private_lock"));
     assert_ne!(name.confidence, Confidence::Ambiguous, "{name:?}");
-    let err = slab::name_in_slab(&btf, lock + 1, &cache, LockKind::Spinlock, None).unwrap_err();
+    let err = slab::name_in_slab(&btf, lock + 1, &cache, None, LockKind::Spinlock, None).unwrap_err();
     assert!(err.contains("no struct that bdev_cache holds has a spinlock"), "{err}");
+    // A slab whose start the recorder read from its page need not be aligned
+    // as its order says: the same lock in one starting a page further on.
+    let moved = lock + 4096;
+    let unaligned = slab::name_in_slab(&btf, moved, &cache, Some(slab + 4096), LockKind::Spinlock, None).unwrap();
+    assert_eq!((unaligned.base, unaligned.member.as_str()), (moved - offset, "vfs_inode.i_data.i_private_lock"));
+}
+
+#[test]
+fn a_lock_in_a_global_is_named_from_its_symbol_and_typed_where_btf_lists_the_variable() {
+    let btf = vmlinux();
+    // Per-CPU variables are the variables every kernel's BTF lists.
+    let rq = btf.variable("runqueues").expect("runqueues is in BTF");
+    let offset = btf.offset_of(btf.resolve(rq), "__lock").unwrap() as u64;
+    let typed = globals::name_in_global(&btf, "runqueues", offset, LockKind::Spinlock);
+    assert_eq!(
+        (typed.variable.as_str(), typed.member, typed.confidence),
+        ("runqueues", Some(("rq".into(), "__lock".into())), Confidence::Exact)
+    );
+    // A symbol BTF does not type: the variable itself, or a place inside it.
+    let whole = globals::name_in_global(&btf, "no_such_lock", 0, LockKind::Spinlock);
+    assert_eq!((whole.variable.as_str(), whole.member, whole.confidence), ("no_such_lock", None, Confidence::Exact));
+    let inside = globals::name_in_global(&btf, "no_such_lock", 0x18, LockKind::Mutex);
+    assert_eq!((inside.variable.as_str(), inside.confidence), ("no_such_lock+0x18", Confidence::Inferred));
 }
 
 #[test]
@@ -105,9 +128,20 @@ fn the_naming_sources_follow_the_kernel_version() {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     let mut numbers = release.trim().split(['.', '-']).map(|n| n.parse::<u32>().unwrap_or(0));
     let version = (numbers.next().unwrap(), numbers.next().unwrap());
-    let sources = lockscope_naming::sources(&vmlinux());
-    assert_eq!(sources.slab, version >= (6, 13), "bpf_get_kmem_cache came with 6.13 ({release})");
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap();
+    let btf = vmlinux();
+    let sources = lockscope_naming::sources(&btf, &kallsyms);
+    if version >= (6, 13) {
+        assert_eq!(sources.slab_by, Some("bpf_get_kmem_cache"), "the kfunc came with 6.13 ({release})");
+    }
+    // Slab pages lost PG_slab in 6.10: from then on the page does not say.
+    assert_eq!(btf.has_enumerator("pageflags", "PG_slab"), version < (6, 10), "{release}");
+    assert!(btf.has_enumerator("pageflags", "PG_locked"), "every kernel has PG_locked");
     assert!(sources.percpu, "runqueues is a per-CPU variable in BTF");
+    let data_symbols = lockscope_trace::SymbolTable::parse(&kallsyms).unwrap().has_data_symbols();
+    assert_eq!(sources.globals, data_symbols);
+    // Without kallsyms, only the kfunc can tell a slab.
+    assert_eq!(lockscope_naming::sources(&btf, "").slab, btf.has_function("bpf_get_kmem_cache"));
 }
 
 #[test]

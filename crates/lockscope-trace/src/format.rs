@@ -267,6 +267,7 @@ fn places_batch(places: &[LockPlace]) -> RecordBatch {
         ("red_left_pad", u32s(|c| c.red_left_pad)),
         ("order", u32s(|c| c.order)),
         ("min_order", u32s(|c| c.min_order)),
+        ("slab_start", Arc::new(places.iter().map(|p| p.slab_start).collect::<UInt64Array>())),
     ])
 }
 
@@ -276,9 +277,12 @@ fn places_from(batch: &RecordBatch) -> Result<Vec<LockPlace>, String> {
     let u32s = |n| column::<UInt32Array>(batch, n);
     let (slot, object, pad, order, min_order) =
         (u32s("slot_size")?, u32s("object_size")?, u32s("red_left_pad")?, u32s("order")?, u32s("min_order")?);
+    // Not in the first traces that noted places.
+    let start = batch.column_by_name("slab_start").map(|_| column::<UInt64Array>(batch, "slab_start")).transpose()?;
     Ok((0..batch.num_rows())
         .map(|i| LockPlace {
             lock_addr: addr.value(i),
+            slab_start: start.filter(|s| !s.is_null(i)).map(|s| s.value(i)),
             slab: (!cache.is_null(i)).then(|| SlabCache {
                 name: cache.value(i).to_owned(),
                 slot_size: slot.value(i),
@@ -643,8 +647,9 @@ mod tests {
                         order: 3,
                         min_order: 0,
                     }),
+                    slab_start: Some(0xffff_8880_0000_0000),
                 },
-                LockPlace { lock_addr: 0xffff_ffff_8300_0000, slab: None },
+                LockPlace { lock_addr: 0xffff_ffff_8300_0000, slab: None, slab_start: None },
             ],
             names: vec![LockName {
                 lock_addr: 0xffff_8880_0000_1000,

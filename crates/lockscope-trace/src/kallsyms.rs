@@ -131,6 +131,11 @@ fn fields(line: &str) -> Option<(u64, &str, &str, Option<&str>)> {
     Some((u64::from_str_radix(addr, 16).ok()?, ty, name, fields.next()))
 }
 
+/// The data symbols that locate a kernel object's `struct page` (where the
+/// direct map and the page array begin, and how many pages there are): the
+/// recorder reads a lock's slab from its page where kallsyms lists all three.
+pub const PAGE_SYMBOLS: [&str; 3] = ["page_offset_base", "vmemmap_base", "max_pfn"];
+
 /// The addresses of `names` in kallsyms text (0 where absent), without
 /// building a table: for the few symbols a BPF program is told before load.
 pub fn addresses_of<const N: usize>(text: &str, names: [&str; N]) -> [u64; N] {

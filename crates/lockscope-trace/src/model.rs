@@ -312,12 +312,20 @@ pub struct SlabCache {
     pub min_order: u32,
 }
 
+/// What the recorder needs to tell where locks live: said wherever a trace
+/// has no places.
+pub const PLACES_NEED: &str = "the bpf_get_kmem_cache kfunc (kernel 6.13 or later, tp_btf or trampolines), \
+     or kallsyms' page_offset_base and vmemmap_base on a kernel that marks slab pages with PG_slab (up to 6.9)";
+
 /// Where a lock lives, as the recorder found it the first time it saw the lock.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockPlace {
     pub lock_addr: u64,
     /// None: in no slab object (a global, a per-CPU area, a page of its own).
     pub slab: Option<SlabCache>,
+    /// Where its slab begins, where the recorder read it from the lock's
+    /// page: the lock's offset in its object is then exact.
+    pub slab_start: Option<u64>,
 }
 
 /// How a lock's name was obtained.
@@ -391,6 +399,16 @@ impl LockName {
             (_, _, Some(g)) => Some(g.clone()),
             _ => None,
         }
+    }
+
+    /// Whether another source's name of the lock (the static analyzer's
+    /// `inode.i_data.i_private_lock` or `mem_hotplug_lock`) is this one: its
+    /// label, a spelling of it, or the variable a `symbol+offset` lies in.
+    pub fn agrees_with(&self, other: &str) -> bool {
+        let inside = self.global.as_deref().and_then(|g| g.split_once('+')).map(|(symbol, _)| symbol);
+        self.label().as_deref() == Some(other)
+            || self.spellings.iter().any(|s| s == other)
+            || inside.is_some_and(|symbol| other == symbol || other.strip_prefix(symbol).is_some_and(|rest| rest.starts_with('.')))
     }
 }
 

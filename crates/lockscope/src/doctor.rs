@@ -91,7 +91,9 @@ fn gather() -> Report {
         privileges: PrivilegeReport { caps: privileges, can_trace },
         btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
         kallsyms_all: SymbolTable::load().ok().map(|t| t.has_data_symbols()),
-        naming: lockscope_naming::Btf::vmlinux().ok().map(|btf| lockscope_naming::sources(&btf)),
+        naming: lockscope_naming::Btf::vmlinux()
+            .ok()
+            .map(|btf| lockscope_naming::sources(&btf, &std::fs::read_to_string("/proc/kallsyms").unwrap_or_default())),
         cgroup: CgroupReport { v1: fs_types.contains(&"cgroup"), v2: fs_types.contains(&"cgroup2") },
         platforms: platforms(),
         modes: Modes {
@@ -175,13 +177,15 @@ fn table(r: &Report) -> String {
     ]);
     let naming = match r.naming {
         Some(s) => format!(
-            "slab objects: {} · per-CPU variables: {}",
-            if s.slab { "yes (bpf_get_kmem_cache)" } else { "no (needs the bpf_get_kmem_cache kfunc, 6.13+)" },
-            yes_no(s.percpu)
+            "slab objects: {} · per-CPU variables: {} · globals: {}",
+            s.slab_by
+                .map_or("no (needs the bpf_get_kmem_cache kfunc, 6.13+, or KALLSYMS_ALL up to 6.9)".into(), |by| format!("yes ({by})")),
+            yes_no(s.percpu),
+            if s.globals { "yes (kallsyms)" } else { "no (needs KALLSYMS_ALL)" }
         ),
         None => "no: the kernel exposes no BTF".into(),
     };
-    rows.push(vec!["locks named at run time (contention mode, tp_btf)".into(), naming]);
+    rows.push(vec!["locks named at run time".into(), naming]);
     rows.push(vec!["cgroup v1 / v2".into(), format!("{} / {}", yes_no(r.cgroup.v1), yes_no(r.cgroup.v2))]);
     for (kind, a) in &r.platforms {
         let text = if a.usable { format!("usable: {}", a.detail) } else { format!("not usable: {}", a.detail) };

@@ -332,6 +332,45 @@ fn with_debug_info_file_churn_stacks_resolve_at_their_lines() {
     assert!(wrapper.iter().any(|(lock, line)| lock == "inode.i_lock" && line.starts_with("fs/inode.c:")), "{wrapper:?}");
 }
 
+/// Run-time names (the slab cache read from each lock's page, per-CPU
+/// areas, kallsyms) beside the static analyzer's (the kernel source and
+/// debug info): where both name a lock they agree, and the names the paper
+/// reports still come out.
+#[test]
+fn run_time_names_agree_with_the_source_and_debug_info() {
+    let fetched = Command::new(LOCKSCOPE).args(["guest", "--debug-info"]).output().unwrap();
+    assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
+    for (trace, expected) in [("files", ("inode_hash_lock", "global")), ("mem", ("zone.lock", "member"))] {
+        let r = resolved_report(trace, &[], 1);
+        let all = locks(&r);
+        let by = |l: &Value, source: &str| l["names"].as_array().unwrap().iter().any(|n| n["by"] == source);
+        let runtime = |l: &Value| ["slab", "percpu", "kallsyms"].iter().any(|s| by(l, s));
+        let acquisitions = |l: &Value| l["acquisitions"].as_u64().unwrap();
+        let both: Vec<&Value> = all.iter().filter(|l| l["names_agree"].is_boolean()).collect();
+        let agreeing: u64 = both.iter().filter(|l| l["names_agree"] == true).map(|l| acquisitions(l)).sum();
+        let compared: u64 = both.iter().map(|l| acquisitions(l)).sum();
+        let disagreements: Vec<(&Value, &Value)> =
+            both.iter().filter(|l| l["names_agree"] == false).map(|l| (&l["acquisitions"], &l["names"])).take(5).collect();
+        assert!(compared > 0 && agreeing as f64 >= 0.95 * compared as f64, "{trace}: {agreeing} of {compared} agree; {disagreements:#?}");
+        // Run-time naming needs no source: most of what was acquired is named by it.
+        let named: u64 = all.iter().filter(|l| runtime(l)).map(acquisitions).sum();
+        let total: u64 = all.iter().map(acquisitions).sum();
+        assert!(named as f64 >= 0.6 * total as f64, "{trace}: run-time names for {named} of {total} acquisitions");
+        let shared: Vec<(&str, &str)> = all
+            .iter()
+            .filter(|l| l["shared"] == true)
+            .map(|l| (l["object"].as_str().unwrap_or(""), l["scope"].as_str().unwrap_or("")))
+            .collect();
+        assert!(shared.contains(&expected), "{trace}: {expected:?} not among the shared locks: {shared:?}");
+    }
+    // ext4 is a module: its inodes' locks are named from its own BTF.
+    let files = full_report("files");
+    let ext4 = locks(&files)
+        .iter()
+        .filter(|l| l["names"].as_array().unwrap().iter().any(|n| n["by"] == "slab" && n["object"] == "ext4_inode_info"));
+    assert!(ext4.count() >= 3, "no lock named in ext4_inode_info");
+}
+
 #[test]
 fn page_allocation_shares_the_zone_lock() {
     let r = report("mem");

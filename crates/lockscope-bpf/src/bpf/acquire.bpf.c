@@ -155,8 +155,10 @@ static __always_inline int record_acquire(void *ctx, u64 lock, u64 ret, u32 flag
 	}
 	u64 before = v->count;
 	/* A new aggregate: maybe the first acquisition of this address. */
-	if (!before)
+	if (!before) {
 		remember_address(lock);
+		note_place(lock);
+	}
 	__sync_fetch_and_add(&v->count, 1);
 	if (capture_stacks && stack_sample_every &&
 	    (before < stack_sample_first || (before - stack_sample_first) % stack_sample_every == 0))

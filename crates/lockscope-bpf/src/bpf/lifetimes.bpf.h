@@ -5,7 +5,7 @@
 #ifndef LOCKSCOPE_LIFETIMES_BPF_H
 #define LOCKSCOPE_LIFETIMES_BPF_H
 
-#include "workloads.bpf.h"
+#include "places.bpf.h"
 
 /* Re-initialisations seen per lock address; LRU so it never fills. */
 struct {
@@ -25,7 +25,6 @@ static __always_inline u32 generation_of(u64 lock)
  * the 4-byte slot at offset 4 * i (a spinlock_t may sit at any 4-byte
  * boundary). Freeing an object walks the slots it covers. LRU: an evicted
  * page only means a later free of it is not seen. */
-#define PAGE_SHIFT 12
 #define SLOT_SHIFT 2
 #define SLOTS_PER_PAGE (1 << (PAGE_SHIFT - SLOT_SHIFT))
 #define SLOT_WORDS (SLOTS_PER_PAGE / 64)
@@ -155,42 +154,6 @@ static __always_inline int record_free(u64 object, u32 size)
 static __always_inline u32 object_size_of(struct kmem_cache *cache)
 {
 	return cache ? BPF_CORE_READ(cache, object_size) : 0;
-}
-
-/* Where the direct map and the struct page array begin (page_offset_base,
- * vmemmap_base, randomised by KASLR): their addresses, from kallsyms; 0 when
- * kallsyms does not list them. */
-const volatile u64 page_offset_base_addr = 0;
-const volatile u64 vmemmap_base_addr = 0;
-
-struct page {
-	unsigned long flags;
-	unsigned long compound_head;
-} __attribute__((preserve_access_index));
-
-struct slab {
-	struct kmem_cache *slab_cache;
-} __attribute__((preserve_access_index));
-
-enum pageflags { PG_slab = 0 };
-
-/* The slab cache an object was allocated from, read from its page (as the
- * kernel's virt_to_slab does), or NULL when it is not a slab object. */
-static __always_inline struct kmem_cache *cache_of(u64 object)
-{
-	u64 direct_map = 0, pages = 0;
-	if (!page_offset_base_addr || !vmemmap_base_addr ||
-	    bpf_probe_read_kernel(&direct_map, sizeof(direct_map), (void *)page_offset_base_addr) ||
-	    bpf_probe_read_kernel(&pages, sizeof(pages), (void *)vmemmap_base_addr) || object < direct_map)
-		return NULL;
-	u64 page = pages + ((object - direct_map) >> PAGE_SHIFT) * bpf_core_type_size(struct page);
-	u64 head = BPF_CORE_READ((struct page *)page, compound_head);
-	if (head & 1)
-		page = head - 1;
-	u64 flags = BPF_CORE_READ((struct page *)page, flags);
-	if (!(flags & (1ULL << (bpf_core_enum_value(enum pageflags, PG_slab) & 63))))
-		return NULL;
-	return BPF_CORE_READ((struct slab *)page, slab_cache);
 }
 
 /* kmem_cache_free_bulk's objects, for free_one. */

@@ -86,7 +86,7 @@ enum counter {
 	C_REENTERED,       /* skipped: a lockscope program was already running on this CPU */
 	C_FREED_LOCKS,     /* lock addresses given a new generation by a slab free */
 	C_UNSIZED_FREES,   /* bulk-freed objects not walked: their slab cache was not found */
-	C_PLACES_FULL,     /* a lock's place not kept: lock_places or slab_caches full */
+	C_PLACES_FULL,     /* a lock's place not kept: lock_places full */
 	NR_COUNTERS,
 };
 

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Where each lock lives, learned once per lock address, never per
- * acquisition: the slab cache holding it (the bpf_get_kmem_cache kfunc,
- * 6.13+) and that cache's geometry, from which user space finds the lock's
- * object type and member (lockscope-naming). Each CPU's runqueues is noted too,
- * for locks in per-CPU variables.
+ * acquisition: the slab cache holding it and that cache's geometry, from
+ * which user space finds the lock's object type and member
+ * (lockscope-naming). The cache comes from the bpf_get_kmem_cache kfunc
+ * (6.13+, BTF-typed tracepoints) or from the lock's page (the kernel's
+ * virt_to_slab, where kallsyms locates the page array); the page also gives
+ * the slab's first byte. Each CPU's runqueues is noted too, for locks in
+ * per-CPU variables.
  */
 #ifndef LOCKSCOPE_PLACES_BPF_H
 #define LOCKSCOPE_PLACES_BPF_H
@@ -13,8 +16,75 @@
 
 extern struct kmem_cache *bpf_get_kmem_cache(u64 addr) __ksym __weak;
 
-/* Set by user space where the programs may call the kfunc (tp_btf). */
-const volatile bool note_places = false;
+/* Set by user space where these programs may call the kfunc (BTF-typed
+ * tracepoints and trampolines; not kprobes or plain tracepoints). */
+const volatile bool kmem_cache_kfunc = false;
+
+/* Where the direct map and the struct page array begin (page_offset_base,
+ * vmemmap_base, randomised by KASLR) and how many pages there are (max_pfn):
+ * their addresses, from kallsyms; 0 when kallsyms does not list them. */
+const volatile u64 page_offset_base_addr = 0;
+const volatile u64 vmemmap_base_addr = 0;
+const volatile u64 max_pfn_addr = 0;
+
+#define PAGE_SHIFT 12
+
+struct page {
+	unsigned long flags;
+	unsigned long compound_head;
+} __attribute__((preserve_access_index));
+
+struct slab {
+	struct kmem_cache *slab_cache;
+} __attribute__((preserve_access_index));
+
+/* Up to 6.9; later kernels mark slab pages by page type. */
+enum pageflags { PG_slab = 0 };
+
+/* A slab object's cache and its slab's first byte. */
+struct slab_of {
+	struct kmem_cache *cache;
+	u64 start;
+};
+
+/* Whether cache_of can read an object's cache from its page here. */
+static __always_inline bool pages_readable(void)
+{
+	return page_offset_base_addr && vmemmap_base_addr && max_pfn_addr && bpf_core_enum_value_exists(enum pageflags, PG_slab);
+}
+
+/* The slab holding an object, read from its page (as the kernel's
+ * virt_to_slab does); a NULL cache when it is not a slab object. Addresses
+ * outside the direct map (the kernel image, vmalloc) have no page there:
+ * reading one would read arbitrary memory. */
+static __always_inline struct slab_of slab_of(u64 object)
+{
+	struct slab_of none = {};
+	u64 direct_map = 0, pages = 0, page_count = 0;
+	if (!pages_readable() || bpf_probe_read_kernel(&direct_map, sizeof(direct_map), (void *)page_offset_base_addr) ||
+	    bpf_probe_read_kernel(&pages, sizeof(pages), (void *)vmemmap_base_addr) ||
+	    bpf_probe_read_kernel(&page_count, sizeof(page_count), (void *)max_pfn_addr) || object < direct_map ||
+	    (object - direct_map) >> PAGE_SHIFT >= page_count)
+		return none;
+	u64 page_size = bpf_core_type_size(struct page);
+	u64 page = pages + ((object - direct_map) >> PAGE_SHIFT) * page_size;
+	u64 head = BPF_CORE_READ((struct page *)page, compound_head);
+	if (head & 1)
+		page = head - 1;
+	u64 flags = BPF_CORE_READ((struct page *)page, flags);
+	if (!(flags & (1ULL << (bpf_core_enum_value(enum pageflags, PG_slab) & 63))))
+		return none;
+	struct slab_of found = {
+		.cache = BPF_CORE_READ((struct slab *)page, slab_cache),
+		.start = direct_map + (((page - pages) / page_size) << PAGE_SHIFT),
+	};
+	return found;
+}
+
+static __always_inline struct kmem_cache *cache_of(u64 object)
+{
+	return slab_of(object).cache;
+}
 
 /* The per-CPU variable `runqueues` (a struct rq): its address on each CPU
  * tells user space where that CPU's per-CPU area begins (BTF gives its
@@ -42,10 +112,6 @@ struct {
 	__type(value, u64); /* this CPU's &runqueues, 0 until noted */
 } percpu_runqueues SEC(".maps");
 
-struct lock_place {
-	u64 cache; /* its kmem_cache, 0 when the lock is in no slab object */
-};
-
 struct cache_info {
 	char name[32];
 	u32 size;
@@ -55,6 +121,12 @@ struct cache_info {
 	u32 min_order; /* the order of slabs allocated when memory was short */
 };
 
+struct lock_place {
+	u64 cache;      /* its kmem_cache, 0 when the lock is in no slab object */
+	u64 slab_start; /* its slab's first byte, 0 when unknown */
+	struct cache_info info; /* the cache's, when there is one */
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
@@ -62,22 +134,26 @@ struct {
 	__type(value, struct lock_place);
 } lock_places SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
-	__type(key, u64); /* struct kmem_cache * */
-	__type(value, struct cache_info);
-} slab_caches SEC(".maps");
-
 static __always_inline void note_place(u64 lock)
 {
-	if (!note_places || !bpf_ksym_exists(bpf_get_kmem_cache))
-		return;
 	if (bpf_map_lookup_elem(&lock_places, &lock))
 		return;
-	struct kmem_cache *s = bpf_get_kmem_cache(lock);
+	struct slab_of slab = slab_of(lock);
+	struct kmem_cache *s = slab.cache;
+	if (kmem_cache_kfunc && bpf_ksym_exists(bpf_get_kmem_cache))
+		s = bpf_get_kmem_cache(lock);
+	else if (!pages_readable())
+		return; /* no way to tell a slab object here */
 	struct lock_place place = { .cache = (u64)s };
-	if (!s && bpf_core_field_exists(struct sched_entity, cfs_rq)) {
+	if (s) {
+		place.slab_start = slab.start;
+		place.info.size = BPF_CORE_READ(s, size);
+		place.info.object_size = BPF_CORE_READ(s, object_size);
+		place.info.red_left_pad = BPF_CORE_READ(s, red_left_pad);
+		place.info.order = BPF_CORE_READ(s, oo.x) >> 16;
+		place.info.min_order = BPF_CORE_READ(s, min.x) >> 16;
+		bpf_probe_read_kernel_str(place.info.name, sizeof(place.info.name), BPF_CORE_READ(s, name));
+	} else if (bpf_core_field_exists(struct sched_entity, cfs_rq)) {
 		u32 cpu = bpf_get_smp_processor_id();
 		u64 *rq = bpf_map_lookup_elem(&percpu_runqueues, &cpu);
 		if (rq && !*rq) {
@@ -86,22 +162,7 @@ static __always_inline void note_place(u64 lock)
 		}
 	}
 	long err = bpf_map_update_elem(&lock_places, &lock, &place, BPF_NOEXIST);
-	if (err) {
-		if (err != -17 /* EEXIST: another CPU noted it */)
-			count(C_PLACES_FULL);
-		return;
-	}
-	if (!s || bpf_map_lookup_elem(&slab_caches, &place.cache))
-		return;
-	struct cache_info info = {
-		.size = BPF_CORE_READ(s, size),
-		.object_size = BPF_CORE_READ(s, object_size),
-		.red_left_pad = BPF_CORE_READ(s, red_left_pad),
-		.order = BPF_CORE_READ(s, oo.x) >> 16,
-		.min_order = BPF_CORE_READ(s, min.x) >> 16,
-	};
-	bpf_probe_read_kernel_str(info.name, sizeof(info.name), BPF_CORE_READ(s, name));
-	if (bpf_map_update_elem(&slab_caches, &place.cache, &info, BPF_NOEXIST) == -7 /* E2BIG: full */)
+	if (err && err != -17 /* EEXIST: another CPU noted it */)
 		count(C_PLACES_FULL);
 }
 
