@@ -267,7 +267,7 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
                 generation,
                 kind,
                 names: resolved.and_then(|s| source_name(s, addr)).into_iter().chain(runtime.cloned()).collect(),
-                names_agree: source.zip(runtime).map(|(source, runtime)| runtime.agrees_with(&source)),
+                names_agree: source.zip(runtime).and_then(|(source, runtime)| runtime.agrees_with(&source)),
                 scope: resolved
                     .map(|s| s.scope)
                     .or_else(|| runtime.map(|n| if n.object.is_some() { Scope::Member } else { Scope::Global })),

@@ -5,6 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
+use std::sync::OnceLock;
 
 const MAGIC: u16 = 0xeb9f;
 
@@ -94,6 +95,8 @@ pub struct Btf {
     structs_by_size: BTreeMap<u32, Vec<TypeId>>,
     /// vmlinux's ids and strings, which module BTF continues.
     base: Option<Base>,
+    /// The typedefs of each type (`journal_t` of `struct journal_s`), built when first asked.
+    typedefs: OnceLock<HashMap<TypeId, Vec<String>>>,
 }
 
 struct Base {
@@ -240,7 +243,8 @@ impl Btf {
         let blob = Blob::of(bytes)?;
         let mut types = vec![Type::Void];
         types.extend(parse_types(blob.types, |off| string_at(blob.strings, off), |id| id)?);
-        let mut btf = Btf { types: vec![], by_name: HashMap::new(), structs_by_size: BTreeMap::new(), base: None };
+        let mut btf =
+            Btf { types: vec![], by_name: HashMap::new(), structs_by_size: BTreeMap::new(), base: None, typedefs: OnceLock::new() };
         btf.append(types);
         btf.base = Some(Base { types: btf.types.len() as u32, strings: blob.strings.to_vec() });
         Ok(btf)
@@ -277,6 +281,20 @@ impl Btf {
         let types = parse_types(blob.types, name, id)?;
         self.append(types);
         Ok(())
+    }
+
+    /// The names `id` has as a typedef's target (through typedefs of typedefs).
+    pub fn typedefs_of(&self, id: TypeId) -> &[String] {
+        let all = self.typedefs.get_or_init(|| {
+            let mut by_target: HashMap<TypeId, Vec<String>> = HashMap::new();
+            for (i, ty) in self.types.iter().enumerate() {
+                if let Type::Typedef { name, .. } = ty {
+                    by_target.entry(self.resolve(i as TypeId)).or_default().push(name.clone());
+                }
+            }
+            by_target
+        });
+        all.get(&id).map_or(&[], Vec::as_slice)
     }
 
     /// Adds types (their ids continuing this table's) and indexes them.

@@ -96,7 +96,9 @@ pub fn spellings(btf: &Btf, object: TypeId, path: &str) -> Vec<String> {
             // Arrays are indexed in the part itself: the element's type holds the rest.
             _ => btf.type_at(object, &parts[..i].join(".")).map(|t| element_type(btf, t)),
         };
-        if let Some(name) = holder.and_then(|t| btf.type_name(btf.resolve(t))) {
+        // By the struct's tag and by each typedef of it (`journal_s`, `journal_t`).
+        let Some(holder) = holder.map(|t| btf.resolve(t)) else { continue };
+        for name in btf.type_name(holder).into_iter().chain(btf.typedefs_of(holder).iter().map(String::as_str)) {
             out.push(format!("{name}.{}", parts[i..].join(".")));
         }
     }

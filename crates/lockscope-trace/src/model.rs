@@ -403,13 +403,33 @@ impl LockName {
 
     /// Whether another source's name of the lock (the static analyzer's
     /// `inode.i_data.i_private_lock` or `mem_hotplug_lock`) is this one: its
-    /// label, a spelling of it, or the variable a `symbol+offset` lies in.
-    pub fn agrees_with(&self, other: &str) -> bool {
-        let inside = self.global.as_deref().and_then(|g| g.split_once('+')).map(|(symbol, _)| symbol);
-        self.label().as_deref() == Some(other)
-            || self.spellings.iter().any(|s| s == other)
-            || inside.is_some_and(|symbol| other == symbol || other.strip_prefix(symbol).is_some_and(|rest| rest.starts_with('.')))
+    /// label or a spelling of it, array elements aside (the source says
+    /// `blockgroup_lock.locks.lock` where the address says `locks[0].lock`),
+    /// or the variable a `symbol+offset` lies in. None where this name cannot
+    /// tell: a variable BTF gives no type for, against a member's name.
+    pub fn agrees_with(&self, other: &str) -> Option<bool> {
+        let other = without_indexes(other);
+        let symbol = self.global.as_deref().map(|g| g.split_once('+').map_or(g, |(symbol, _)| symbol));
+        let same = self.label().into_iter().chain(self.spellings.iter().cloned()).any(|name| without_indexes(&name) == other)
+            || symbol.is_some_and(|s| other == s || other.strip_prefix(s).is_some_and(|rest| rest.starts_with('.')));
+        let untyped = self.by == NameSource::Kallsyms && self.member.is_none() && other.contains('.');
+        (same || !untyped).then_some(same)
     }
+}
+
+/// A member path without its array indexes (`locks[0].lock` → `locks.lock`).
+fn without_indexes(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    let mut depth = 0;
+    for c in path.chars() {
+        match c {
+            '[' => depth += 1,
+            ']' => depth -= 1,
+            _ if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// A lock naming could not name, and why.
@@ -710,5 +730,30 @@ mod tests {
         assert_eq!(frame(None, None).to_string(), "0xffffffffc0000004");
         assert_eq!(frame(None, None).function_name(), "0xffffffffc0000004");
         assert_eq!(serde_json::to_value(frame(Some(("iput", 4)), None)).unwrap(), "iput+0x4");
+    }
+
+    #[test]
+    fn names_agree_across_spellings_array_elements_and_variables() {
+        let name = |by, object: Option<&str>, member: Option<&str>, global: Option<&str>, spellings: &[&str]| LockName {
+            lock_addr: 0,
+            by,
+            object: object.map(str::to_owned),
+            member: member.map(str::to_owned),
+            global: global.map(str::to_owned),
+            confidence: Confidence::Exact,
+            alternatives: vec![],
+            spellings: spellings.iter().map(|s| s.to_string()).collect(),
+        };
+        let journal = name(NameSource::Slab, Some("journal_s"), Some("j_state_lock"), None, &["journal_t.j_state_lock"]);
+        assert_eq!(journal.agrees_with("journal_t.j_state_lock"), Some(true), "a typedef's spelling");
+        assert_eq!(journal.agrees_with("journal_t.j_list_lock"), Some(false));
+        let group = name(NameSource::Slab, Some("blockgroup_lock"), Some("locks[0].lock"), None, &[]);
+        assert_eq!(group.agrees_with("blockgroup_lock.locks.lock"), Some(true), "the source names no element");
+        let hash = name(NameSource::Kallsyms, None, None, Some("inode_hash_lock"), &[]);
+        assert_eq!(hash.agrees_with("inode_hash_lock"), Some(true));
+        assert_eq!(hash.agrees_with("sb_lock"), Some(false));
+        assert_eq!(hash.agrees_with("uart_port.lock"), None, "an untyped variable cannot say which member");
+        let inside = name(NameSource::Kallsyms, None, None, Some("mem_hotplug_lock+0x8"), &[]);
+        assert_eq!(inside.agrees_with("mem_hotplug_lock.rw_sem"), Some(true));
     }
 }

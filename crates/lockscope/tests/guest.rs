@@ -352,10 +352,14 @@ fn run_time_names_agree_with_the_source_and_debug_info() {
         let disagreements: Vec<(&Value, &Value)> =
             both.iter().filter(|l| l["names_agree"] == false).map(|l| (&l["acquisitions"], &l["names"])).take(5).collect();
         assert!(compared > 0 && agreeing as f64 >= 0.95 * compared as f64, "{trace}: {agreeing} of {compared} agree; {disagreements:#?}");
-        // Run-time naming needs no source: most of what was acquired is named by it.
-        let named: u64 = all.iter().filter(|l| runtime(l)).map(acquisitions).sum();
-        let total: u64 = all.iter().map(acquisitions).sum();
-        assert!(named as f64 >= 0.6 * total as f64, "{trace}: run-time names for {named} of {total} acquisitions");
+        // Run-time naming needs no source: file churn's locks are in slab
+        // objects and named by it (page allocation's zone locks are in the
+        // node data memblock gave, which only the source names).
+        if trace == "files" {
+            let named: u64 = all.iter().filter(|l| runtime(l)).map(acquisitions).sum();
+            let total: u64 = all.iter().map(acquisitions).sum();
+            assert!(named as f64 >= 0.9 * total as f64, "{trace}: run-time names for {named} of {total} acquisitions");
+        }
         let shared: Vec<(&str, &str)> = all
             .iter()
             .filter(|l| l["shared"] == true)

@@ -7,7 +7,9 @@
  * its failure); fentry on the unlock functions closes the hold; fentry on the
  * lock-initialisation functions starts a new generation of an address, and so
  * does freeing the slab object that held a lock (spinlock initialisation is a
- * plain store on production kernels; see lifetimes.bpf.h). User space turns
+ * plain store on production kernels; see lifetimes.bpf.h). A lock's first
+ * acquisition in an aggregate also notes where it lives (places.bpf.h), for
+ * naming it. User space turns
  * off (autoload) every program whose target this kernel lacks and the lock
  * kinds not asked for.
  *
