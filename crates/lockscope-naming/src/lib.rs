@@ -93,7 +93,6 @@ pub fn name_trace(trace: &mut Trace, btf: &Btf) {
         let Some(u) = uses.get(&place.lock_addr) else { continue };
         let kind = busiest(&u.kinds).expect("a used lock has a kind");
         let Some(cache) = &place.slab else {
-            let global = || symbols.data_symbol(place.lock_addr).filter(|_| trace.meta.kallsyms_all);
             if let Some(n) = percpu::name_in_percpu(btf, place.lock_addr, &trace.meta.runqueues, kind) {
                 names.push(LockName {
                     lock_addr: place.lock_addr,
@@ -105,7 +104,7 @@ pub fn name_trace(trace: &mut Trace, btf: &Btf) {
                     confidence: Confidence::Exact,
                     alternatives: vec![],
                 });
-            } else if let Some((symbol, offset)) = global() {
+            } else if let Some((symbol, offset)) = symbols.data_symbol(place.lock_addr).filter(|_| trace.meta.kallsyms_all) {
                 let n = globals::name_in_global(btf, &symbol.name, offset, kind);
                 let (object, member) = n.member.unzip();
                 names.push(LockName {
