@@ -14,6 +14,7 @@ use lockscope_trace::{
 use serde::Serialize;
 
 use lockscope_trace::frames;
+use lockscope_trace::kallsyms::variable_at;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Analysis {
@@ -251,13 +252,7 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
                 })
                 .collect();
             let kind = acc.kinds.into_iter().max_by_key(|&(k, n)| (n, std::cmp::Reverse(k))).map(|(k, _)| k).unwrap_or(LockKind::Spinlock);
-            let global = named_globals.then(|| symbols.data_symbol(addr)).flatten().map(|(s, off)| {
-                if off == 0 {
-                    s.name.clone()
-                } else {
-                    format!("{}+{off:#x}", s.name)
-                }
-            });
+            let global = named_globals.then(|| symbols.data_symbol(addr)).flatten().map(|(s, off)| variable_at(&s.name, off));
             let runtime = names_by_lock.get(&addr).copied();
             let source = resolved.and_then(StackSite::lock_name);
             // The source's name where the call site was resolved, else the run-time one.

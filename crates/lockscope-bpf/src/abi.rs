@@ -118,7 +118,8 @@ pub fn lock_place(key: &[u8], value: &[u8]) -> LockPlace {
             min_order: info.min_order,
         }
     });
-    LockPlace { lock_addr: read(key), slab_start: (slab.is_some() && place.slab_start != 0).then_some(place.slab_start), slab }
+    // The programs note a slab's start only with its cache.
+    LockPlace { lock_addr: read(key), slab_start: (place.slab_start != 0).then_some(place.slab_start), slab }
 }
 
 /// A u64 map key or value.

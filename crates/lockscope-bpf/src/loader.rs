@@ -8,6 +8,7 @@ use libbpf_rs::btf::types::{Func, Typedef};
 use libbpf_rs::btf::Btf;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, ProgramMut};
+use lockscope_trace::kallsyms::{addresses_of, PAGE_SYMBOLS};
 use lockscope_trace::Mode;
 
 use crate::acquire_skel::{AcquireSkel, AcquireSkelBuilder};
@@ -164,8 +165,7 @@ fn load_contention_with<'obj>(
         // Only BTF-typed tracepoints may call kfuncs; elsewhere a lock's
         // slab is read from its page, where kallsyms locates the pages.
         rodata.kmem_cache_kfunc = btf;
-        [rodata.page_offset_base_addr, rodata.vmemmap_base_addr, rodata.max_pfn_addr] =
-            data_symbols(lockscope_trace::kallsyms::PAGE_SYMBOLS);
+        [rodata.page_offset_base_addr, rodata.vmemmap_base_addr, rodata.max_pfn_addr] = addresses_of(&kallsyms(), PAGE_SYMBOLS);
     }
     open.load().map_err(libbpf_log::explain)
 }
@@ -305,13 +305,13 @@ fn load_acquire_with<'obj>(
         rodata.stack_sample_first = sampling::FIRST_STACKS;
         // The preempt count (interrupt context without stacks), and the
         // direct map and page array (the slab of a kfree'd object or of a lock).
-        let [preempt_count, per_cpu_offset] = data_symbols(["__preempt_count", "__per_cpu_offset"]);
+        let kallsyms = kallsyms();
+        let [preempt_count, per_cpu_offset] = addresses_of(&kallsyms, ["__preempt_count", "__per_cpu_offset"]);
         if per_cpu_offset != 0 {
             rodata.preempt_count_addr = preempt_count;
             rodata.per_cpu_offset_addr = per_cpu_offset;
         }
-        [rodata.page_offset_base_addr, rodata.vmemmap_base_addr, rodata.max_pfn_addr] =
-            data_symbols(lockscope_trace::kallsyms::PAGE_SYMBOLS);
+        [rodata.page_offset_base_addr, rodata.vmemmap_base_addr, rodata.max_pfn_addr] = addresses_of(&kallsyms, PAGE_SYMBOLS);
         // Trampoline programs may call kfuncs; kprobes may not.
         rodata.kmem_cache_kfunc = family == Family::Trampoline;
     }
@@ -378,10 +378,10 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
     Ok(Kernel { maps: common_maps!(skel.maps), mode: Mode::Acquire, hook: family.hook_name().into(), attached, notes, progs: fds, links })
 }
 
-/// Addresses of kernel data symbols, where kallsyms lists them
-/// (KALLSYMS_ALL) and shows their addresses (root); 0 for the others.
-fn data_symbols<const N: usize>(names: [&str; N]) -> [u64; N] {
-    lockscope_trace::kallsyms::addresses_of(&std::fs::read_to_string("/proc/kallsyms").unwrap_or_default(), names)
+/// The kernel's symbols as text, for the data symbols' addresses the
+/// programs are told (listed with KALLSYMS_ALL, shown to root; 0 where not).
+fn kallsyms() -> String {
+    std::fs::read_to_string("/proc/kallsyms").unwrap_or_default()
 }
 
 #[cfg(test)]

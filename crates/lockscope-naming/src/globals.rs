@@ -3,6 +3,7 @@
 //! variable itself at offset 0, else a member of it where BTF gives the
 //! variable's type, else the variable and the offset.
 
+use lockscope_trace::kallsyms::variable_at;
 use lockscope_trace::{Confidence, LockKind};
 
 use crate::btf::Btf;
@@ -28,7 +29,7 @@ pub fn name_in_global(btf: &Btf, symbol: &str, offset: u64, kind: LockKind) -> G
     let (variable, confidence) = match (offset, &typed) {
         (0, _) | (_, Some(_)) => (symbol.to_owned(), Confidence::Exact),
         // Somewhere inside it: which member, BTF does not say.
-        _ => (format!("{symbol}+{offset:#x}"), Confidence::Inferred),
+        _ => (variable_at(symbol, offset), Confidence::Inferred),
     };
     GlobalName { variable, member: typed, confidence }
 }

@@ -42,18 +42,18 @@ pub struct Sources {
     pub globals: bool,
 }
 
-/// The naming sources of the kernel with this BTF and kallsyms text.
-pub fn sources(btf: &Btf, kallsyms: &str) -> Sources {
-    let pages = lockscope_trace::kallsyms::addresses_of(kallsyms, lockscope_trace::kallsyms::PAGE_SYMBOLS);
+/// The naming sources of the kernel with this BTF and these symbols.
+pub fn sources(btf: &Btf, kallsyms: &SymbolTable) -> Sources {
+    let pages = lockscope_trace::kallsyms::PAGE_SYMBOLS.iter().all(|name| kallsyms.address_of(name).is_some());
     let slab_by = if btf.has_function("bpf_get_kmem_cache") {
         Some("bpf_get_kmem_cache")
-    } else if pages.iter().all(|&a| a != 0) && btf.has_enumerator("pageflags", "PG_slab") {
+    } else if pages && btf.has_enumerator("pageflags", "PG_slab") {
         Some("slab pages")
     } else {
         None
     };
-    let globals = SymbolTable::parse(kallsyms).is_ok_and(|t| t.has_data_symbols());
-    Sources { slab: slab_by.is_some(), slab_by, percpu: btf.percpu_variables().0.iter().any(|(name, ..)| *name == "runqueues"), globals }
+    let percpu = btf.percpu_variables().0.iter().any(|(name, ..)| *name == "runqueues");
+    Sources { slab: slab_by.is_some(), slab_by, percpu, globals: kallsyms.has_data_symbols() }
 }
 
 /// The spellings of `object.member` from each struct it is embedded in.

@@ -130,7 +130,8 @@ fn the_naming_sources_follow_the_kernel_version() {
     let version = (numbers.next().unwrap(), numbers.next().unwrap());
     let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap();
     let btf = vmlinux();
-    let sources = lockscope_naming::sources(&btf, &kallsyms);
+    let symbols = lockscope_trace::SymbolTable::parse(&kallsyms).unwrap();
+    let sources = lockscope_naming::sources(&btf, &symbols);
     if version >= (6, 13) {
         assert_eq!(sources.slab_by, Some("bpf_get_kmem_cache"), "the kfunc came with 6.13 ({release})");
     }
@@ -138,10 +139,9 @@ fn the_naming_sources_follow_the_kernel_version() {
     assert_eq!(btf.has_enumerator("pageflags", "PG_slab"), version < (6, 10), "{release}");
     assert!(btf.has_enumerator("pageflags", "PG_locked"), "every kernel has PG_locked");
     assert!(sources.percpu, "runqueues is a per-CPU variable in BTF");
-    let data_symbols = lockscope_trace::SymbolTable::parse(&kallsyms).unwrap().has_data_symbols();
-    assert_eq!(sources.globals, data_symbols);
+    assert_eq!(sources.globals, symbols.has_data_symbols());
     // Without kallsyms, only the kfunc can tell a slab.
-    assert_eq!(lockscope_naming::sources(&btf, "").slab, btf.has_function("bpf_get_kmem_cache"));
+    assert_eq!(lockscope_naming::sources(&btf, &Default::default()).slab, btf.has_function("bpf_get_kmem_cache"));
 }
 
 #[test]

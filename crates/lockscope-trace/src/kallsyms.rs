@@ -92,6 +92,11 @@ impl SymbolTable {
         (off < sym.size.max(1)).then_some((sym, off))
     }
 
+    /// The address of the symbol `name`, if the table has it.
+    pub fn address_of(&self, name: &str) -> Option<u64> {
+        self.symbols.iter().find(|s| s.name == name).map(|s| s.addr)
+    }
+
     /// The global (data symbol) holding `addr`, if kallsyms lists it.
     pub fn data_symbol(&self, addr: u64) -> Option<(&Symbol, u64)> {
         self.lookup(addr).filter(|(s, _)| s.kind == SymbolKind::Data)
@@ -129,6 +134,15 @@ fn fields(line: &str) -> Option<(u64, &str, &str, Option<&str>)> {
     let mut fields = line.split_whitespace();
     let (addr, ty, name) = (fields.next()?, fields.next()?, fields.next()?);
     Some((u64::from_str_radix(addr, 16).ok()?, ty, name, fields.next()))
+}
+
+/// The variable at `offset` bytes into the data symbol `symbol`, as reports
+/// spell it: `inode_hash_lock`, or `mem_hotplug_lock+0x8` inside one.
+pub fn variable_at(symbol: &str, offset: u64) -> String {
+    match offset {
+        0 => symbol.to_owned(),
+        _ => format!("{symbol}+{offset:#x}"),
+    }
 }
 
 /// The data symbols that locate a kernel object's `struct page` (where the

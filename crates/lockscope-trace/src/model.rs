@@ -315,7 +315,7 @@ pub struct SlabCache {
 /// What the recorder needs to tell where locks live: said wherever a trace
 /// has no places.
 pub const PLACES_NEED: &str = "the bpf_get_kmem_cache kfunc (kernel 6.13 or later, tp_btf or trampolines), \
-     or kallsyms' page_offset_base and vmemmap_base on a kernel that marks slab pages with PG_slab (up to 6.9)";
+     or kallsyms' page_offset_base, vmemmap_base and max_pfn on a kernel that marks slab pages with PG_slab (up to 6.9)";
 
 /// Where a lock lives, as the recorder found it the first time it saw the lock.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -405,7 +405,7 @@ impl LockName {
     /// `inode.i_data.i_private_lock` or `mem_hotplug_lock`) is this one: its
     /// label or a spelling of it, array elements aside (the source says
     /// `blockgroup_lock.locks.lock` where the address says `locks[0].lock`),
-    /// or the variable a `symbol+offset` lies in. None where this name cannot
+    /// or the variable a `symbol+offset` (`kallsyms::variable_at`) lies in. None where this name cannot
     /// tell: a variable BTF gives no type for, against a member's name.
     pub fn agrees_with(&self, other: &str) -> Option<bool> {
         let other = without_indexes(other);

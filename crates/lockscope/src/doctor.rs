@@ -85,15 +85,14 @@ fn gather() -> Report {
     let status = |h: Hook| hooks.iter().find(|s| s.hook == h).expect("every hook probed");
     let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
     let fs_types: Vec<&str> = mounts.lines().filter_map(|l| l.split_whitespace().nth(2)).collect();
+    let symbols = SymbolTable::load().ok();
 
     Report {
         kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_owned(),
         privileges: PrivilegeReport { caps: privileges, can_trace },
         btf: Path::new("/sys/kernel/btf/vmlinux").exists(),
-        kallsyms_all: SymbolTable::load().ok().map(|t| t.has_data_symbols()),
-        naming: lockscope_naming::Btf::vmlinux()
-            .ok()
-            .map(|btf| lockscope_naming::sources(&btf, &std::fs::read_to_string("/proc/kallsyms").unwrap_or_default())),
+        kallsyms_all: symbols.as_ref().map(|t| t.has_data_symbols()),
+        naming: lockscope_naming::Btf::vmlinux().ok().map(|btf| lockscope_naming::sources(&btf, &symbols.unwrap_or_default())),
         cgroup: CgroupReport { v1: fs_types.contains(&"cgroup"), v2: fs_types.contains(&"cgroup2") },
         platforms: platforms(),
         modes: Modes {

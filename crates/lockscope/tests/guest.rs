@@ -290,14 +290,20 @@ fn resolved_report(name: &str, flags: &[&str], top: u32) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
+/// Fetches Debian's debug info for the guest kernel (once; cached): what
+/// `lockscope guest --debug-info` printed.
+fn fetch_debug_info() -> String {
+    let fetched = Command::new(LOCKSCOPE).args(["guest", "--debug-info"]).output().unwrap();
+    assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
+    String::from_utf8_lossy(&fetched.stdout).into_owned()
+}
+
 /// With Debian's debug info for the guest kernel, each call site's return
 /// address gives its line: through inlined functions, into modules (ext4,
 /// jbd2), and past lock wrappers to the caller that names the lock.
 #[test]
 fn with_debug_info_file_churn_stacks_resolve_at_their_lines() {
-    let fetched = Command::new(LOCKSCOPE).args(["guest", "--debug-info"]).output().unwrap();
-    assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
-    assert!(String::from_utf8_lossy(&fetched.stdout).contains("vmlinux: "));
+    assert!(fetch_debug_info().contains("vmlinux: "));
     let r = resolved_report("files", &[], 100_000);
     assert!(r["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().starts_with("call sites located with the debug info")));
     let all = locks(&r);
@@ -338,8 +344,7 @@ fn with_debug_info_file_churn_stacks_resolve_at_their_lines() {
 /// reports still come out.
 #[test]
 fn run_time_names_agree_with_the_source_and_debug_info() {
-    let fetched = Command::new(LOCKSCOPE).args(["guest", "--debug-info"]).output().unwrap();
-    assert!(fetched.status.success(), "{}", String::from_utf8_lossy(&fetched.stderr));
+    fetch_debug_info();
     for (trace, expected) in [("files", ("inode_hash_lock", "global")), ("mem", ("zone.lock", "member"))] {
         let r = resolved_report(trace, &[], 1);
         let all = locks(&r);

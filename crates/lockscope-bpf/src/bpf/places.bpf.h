@@ -47,7 +47,7 @@ struct slab_of {
 	u64 start;
 };
 
-/* Whether cache_of can read an object's cache from its page here. */
+/* Whether slab_of can read an object's slab from its page here. */
 static __always_inline bool pages_readable(void)
 {
 	return page_offset_base_addr && vmemmap_base_addr && max_pfn_addr && bpf_core_enum_value_exists(enum pageflags, PG_slab);
