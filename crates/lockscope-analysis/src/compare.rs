@@ -251,38 +251,6 @@ pub fn compare(runs: &[Run]) -> Comparison {
     Comparison { workloads, platforms, cells, shared_locks, subsystems }
 }
 
-/// Spearman's rank correlation of paired values (ties get their mean rank);
-/// None with fewer than three pairs or a constant side.
-pub fn spearman(pairs: &[(f64, f64)]) -> Option<f64> {
-    if pairs.len() < 3 {
-        return None;
-    }
-    let ranks = |values: Vec<f64>| -> Vec<f64> {
-        let mut order: Vec<usize> = (0..values.len()).collect();
-        order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
-        let mut ranks = vec![0.0; values.len()];
-        let mut i = 0;
-        while i < order.len() {
-            let mut j = i;
-            while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
-                j += 1;
-            }
-            for &k in &order[i..=j] {
-                ranks[k] = (i + j) as f64 / 2.0 + 1.0;
-            }
-            i = j + 1;
-        }
-        ranks
-    };
-    let x = ranks(pairs.iter().map(|p| p.0).collect());
-    let y = ranks(pairs.iter().map(|p| p.1).collect());
-    let n = x.len() as f64;
-    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
-    let cov: f64 = x.iter().zip(&y).map(|(a, b)| (a - mx) * (b - my)).sum();
-    let (vx, vy): (f64, f64) = (x.iter().map(|a| (a - mx).powi(2)).sum(), y.iter().map(|b| (b - my).powi(2)).sum());
-    (vx > 0.0 && vy > 0.0).then(|| cov / (vx * vy).sqrt())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,14 +330,4 @@ mod tests {
         assert!((cell.isolation_score - 100.0 * (1.0 - expected)).abs() < 1e-9);
     }
 
-    #[test]
-    fn spearman_ranks_with_ties() {
-        assert_eq!(spearman(&[(1.0, 10.0), (2.0, 20.0), (3.0, 35.0)]), Some(1.0));
-        assert_eq!(spearman(&[(1.0, 3.0), (2.0, 2.0), (3.0, 1.0)]), Some(-1.0));
-        let tied = spearman(&[(1.0, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, 3.0)]).unwrap();
-        // Ranks x 1.5 1.5 3 4, y 1 2 3.5 3.5: cov 4, variances 4.5 each.
-        assert!((tied - 8.0 / 9.0).abs() < 1e-9, "{tied}");
-        assert_eq!(spearman(&[(1.0, 1.0), (2.0, 2.0)]), None, "too few pairs");
-        assert_eq!(spearman(&[(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)]), None, "a constant side");
-    }
 }

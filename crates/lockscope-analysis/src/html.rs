@@ -27,8 +27,9 @@ pub struct StressFigure {
     pub platform: String,
     pub baseline: f64,
     pub unit: String,
-    /// Share of throughput lost with all trashers running.
-    pub slowdown: f64,
+    /// With the most trashers measured: the share of throughput lost, with its interval.
+    #[serde(flatten)]
+    pub slowdown: crate::stats::Slowdown,
     pub trashers: u32,
     /// The figure (an SVG document), inlined.
     #[serde(skip)]
@@ -41,6 +42,8 @@ pub struct Correlation {
     pub measure: String,
     /// Spearman's rho; None when there were too few experiments.
     pub rho: Option<f64>,
+    /// Its 95% interval; None below 4 experiments.
+    pub rho_ci: Option<(f64, f64)>,
     pub experiments: usize,
 }
 
@@ -80,10 +83,11 @@ pub fn render(page: &Page) -> String {
         waiting for (contention mode) or holding (acquire mode) the locks they share): 100 is perfect isolation.</p>\n";
     out += &matrix(c, "score", |cell| format!("{:.2}", cell.isolation_score));
     if !page.correlations.is_empty() {
-        out += "<table><caption>Does sharing predict slowdown? Spearman's rho against the measured slowdown</caption><tr><th>measure</th><th>rho</th><th>experiments</th></tr>";
+        out += "<table><caption>Does sharing predict slowdown? Spearman's rho against the measured slowdown</caption><tr><th>measure</th><th>rho</th><th>95% interval</th><th>experiments</th></tr>";
         for k in page.correlations {
             let rho = k.rho.map_or("too few experiments".into(), |r| format!("{r:.2}"));
-            let _ = write!(out, "<tr><td>{}</td><td>{rho}</td><td>{}</td></tr>", escape(&k.measure), k.experiments);
+            let ci = k.rho_ci.map_or("–".into(), |(lo, hi)| format!("[{lo:.2}, {hi:.2}]"));
+            let _ = write!(out, "<tr><td>{}</td><td>{rho}</td><td>{ci}</td><td>{}</td></tr>", escape(&k.measure), k.experiments);
         }
         out += "</table>\n";
     }
@@ -113,17 +117,19 @@ pub fn render(page: &Page) -> String {
     }
 
     if !page.stress.is_empty() {
-        out += "\n<h2 id=\"stress\">Interference: throughput as trashers join (Figures 4 to 6)</h2>\n<table><tr><th>workload</th><th>platform</th><th>baseline</th><th>trashers</th><th>slowdown</th></tr>";
+        out += "\n<h2 id=\"stress\">Interference: throughput beside trashers (Figures 4 to 6)</h2>\n<p class=\"note\">Baseline and stressed windows alternate; \
+            each stressed window is compared with the baselines either side. The slowdown is the median over windows with its 95% interval; \
+            where the interval holds zero, none is claimed.</p>\n<table><tr><th>workload</th><th>platform</th><th>baseline</th><th>trashers</th><th>slowdown</th></tr>";
         for s in page.stress {
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td class=\"text\">{}</td><td>{} {}/s</td><td>{}</td><td>{:.1}%</td></tr>",
+                "<tr><td>{}</td><td class=\"text\">{}</td><td>{} {}/s</td><td>{}</td><td>{}</td></tr>",
                 escape(&s.workload),
                 escape(&s.platform),
                 trim_number(s.baseline),
                 escape(&s.unit),
                 s.trashers,
-                100.0 * s.slowdown
+                s.slowdown.describe()
             );
         }
         out += "</table>\n";

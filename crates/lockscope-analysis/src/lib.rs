@@ -9,5 +9,6 @@ pub mod export;
 mod fixtures;
 pub mod html;
 pub mod render;
+pub mod stats;
 
 pub use analyze::{analyze, Analysis, CallSite, LockSummary, LockUse, Options, WorkloadSummary};

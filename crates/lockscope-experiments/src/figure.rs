@@ -1,6 +1,7 @@
 //! The stress experiment's figure, in the style of the paper's Figures 4-6:
 //! the worker's throughput over time, one line per platform, its baseline
-//! dashed, and a mark where each trasher joined. SVG and PNG.
+//! dashed, and the stressed windows shaded (darker with more trashers,
+//! labelled with their count). SVG and PNG.
 
 use std::path::Path;
 
@@ -58,14 +59,14 @@ where
 {
     area.fill(&WHITE)?;
     let points = r.series.iter().flat_map(|s| s.points.iter());
-    let t_max = points.clone().map(|p| p.t).fold(r.interval_secs, f64::max);
+    let t_max = points.clone().map(|p| p.t).fold(r.window_secs, f64::max);
     let values: Vec<f64> = points.map(|p| p.ops_per_sec).chain(r.series.iter().map(|s| s.baseline)).collect();
     let (lo, hi) = values.iter().fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
     // As in the paper, the y axis does not start at zero: the change is the point.
     let pad = ((hi - lo) * 0.1).max(hi.abs() * 0.02).max(1.0);
     let unit = r.series.first().map_or("op", |s| s.unit.as_str());
     let mut chart = ChartBuilder::on(&area)
-        .caption(format!("{} with a trasher ({}) added every {}s", r.worker, r.trasher, r.interval_secs), ("sans-serif", 20))
+        .caption(format!("{} alone and beside trashers ({}), windows of {}s", r.worker, r.trasher, r.window_secs), ("sans-serif", 20))
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(80)
@@ -78,6 +79,14 @@ where
         .label_style(("sans-serif", 14))
         .draw()?;
     let y_range = ((lo - pad).max(0.0), hi + pad);
+    if let Some(first) = r.series.first() {
+        let most = first.windows.iter().map(|w| w.trashers).max().unwrap_or(1).max(1) as f64;
+        for w in first.windows.iter().filter(|w| w.trashers > 0) {
+            let shade = BLACK.mix(0.05 + 0.15 * w.trashers as f64 / most);
+            chart.draw_series(std::iter::once(Rectangle::new([(w.start, y_range.0), (w.end, y_range.1)], shade.filled())))?;
+            chart.draw_series(std::iter::once(Text::new(format!("+{}", w.trashers), (w.start, y_range.1), ("sans-serif", 13))))?;
+        }
+    }
     for (i, series) in r.series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
         let line = series.points.iter().map(|p| (p.t, p.ops_per_sec));
@@ -86,12 +95,6 @@ where
             .label(format!("{} (baseline {:.0})", series.platform, series.baseline))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         chart.draw_series(DashedLineSeries::new([(0.0, series.baseline), (t_max, series.baseline)], 6, 4, color.stroke_width(1)))?;
-        if i == 0 {
-            for (k, &at) in series.trasher_starts.iter().enumerate() {
-                chart.draw_series(LineSeries::new([(at, y_range.0), (at, y_range.1)], BLACK.mix(0.25)))?;
-                chart.draw_series(std::iter::once(Text::new(format!("+{}", k + 1), (at, y_range.1), ("sans-serif", 13))))?;
-            }
-        }
     }
     chart.configure_series_labels().background_style(WHITE.mix(0.85)).border_style(BLACK).label_font(("sans-serif", 14)).draw()?;
     area.present()?;

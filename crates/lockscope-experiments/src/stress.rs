@@ -1,7 +1,11 @@
-//! The interference experiment (paper 5.3 and 7): a worker runs alone for
-//! one interval (its baseline), then a trasher joins every interval, each on
-//! a core of its own where cores allow, and the worker's throughput is
-//! sampled throughout. Repeated per platform and per run; runs are averaged.
+//! The interference experiment (paper 5.3 and 7): a worker's throughput with
+//! and without trashers beside it, each on a core of its own where cores
+//! allow. After a warm-up, baseline windows (trashers paused) and stressed
+//! windows (1, then 2, ... trashers running) alternate, so every stressed
+//! window is compared with the baselines either side of it and the worker's
+//! own drift over the run cancels. Each trasher count's slowdown is the
+//! median over its windows and runs, with a confidence interval; one whose
+//! interval holds zero is no slowdown.
 
 use std::io::{BufRead, BufReader};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use lockscope_bpf::{RecordError, RecordOptions, Session, WorkloadId};
 use lockscope_platform::{Env, Instance, InstanceSpec, Output, PlatformError, PlatformKind};
+use lockscope_analysis::stats::{Estimate, Slowdown};
 use lockscope_trace::{EndReason, Selector, Trace};
 use lockscope_workloads::meter::Line;
 
@@ -41,13 +46,18 @@ pub struct StressConfig {
     pub worker: Vec<String>,
     /// Arguments of `lockscope workload` for each trasher (e.g. `trasher --target fs`).
     pub trasher: Vec<String>,
-    /// How many trashers join, one per interval (paper: 7).
+    /// The trasher counts measured: 1 up to this (paper: 7).
     pub trashers: u32,
-    /// Time between trashers; the worker's baseline is the first (paper: 10 minutes).
-    pub interval: Duration,
+    /// The length of each baseline and each stressed window.
+    pub window: Duration,
+    /// Stressed windows per trasher count and run, each between two baselines.
+    pub cycles: u32,
+    /// The worker's time alone before the first window, left out of every
+    /// figure (caches warming, its directory filling).
+    pub warmup: Duration,
     /// How often the worker reports its throughput.
     pub sample_every: Duration,
-    /// Repetitions per platform, averaged (paper: 3).
+    /// Repetitions per platform; their windows are pooled.
     pub runs: u32,
 }
 
@@ -60,11 +70,11 @@ impl StressConfig {
         if self.worker.is_empty() || self.trasher.is_empty() {
             return bad("the worker and the trasher must each name a workload".into());
         }
-        if self.runs == 0 {
-            return bad("--runs must be at least 1".into());
+        if self.runs == 0 || self.cycles == 0 || self.trashers == 0 {
+            return bad("--runs, --cycles and --trashers must each be at least 1".into());
         }
-        if self.sample_every.is_zero() || self.interval < self.sample_every * 2 {
-            return bad(format!("--interval ({:?}) must hold at least two samples of --sample ({:?})", self.interval, self.sample_every));
+        if self.sample_every.is_zero() || self.window < self.sample_every * 2 {
+            return bad(format!("--window ({:?}) must hold at least two samples of --sample ({:?})", self.window, self.sample_every));
         }
         for args in [&self.worker, &self.trasher] {
             if let Some(a) = args.iter().find(|a| ["--duration", "--rounds", "--report-every"].contains(&a.as_str())) {
@@ -74,41 +84,63 @@ impl StressConfig {
         Ok(())
     }
 
-    /// The length of one run.
+    /// The windows of one run from `from` (the warm-up's end), each `window`
+    /// long: a baseline, then per trasher count `cycles` times stressed + baseline.
+    pub fn windows(&self, window: Duration, from: Duration) -> Vec<Window> {
+        let mut trashers = vec![0];
+        for k in 1..=self.trashers {
+            for _ in 0..self.cycles {
+                trashers.extend([k, 0]);
+            }
+        }
+        let at = |i: usize| (from + window * i as u32).as_secs_f64();
+        trashers.into_iter().enumerate().map(|(i, trashers)| Window { start: at(i), end: at(i + 1), trashers }).collect()
+    }
+
+    /// The planned length of one run (slow workloads may lengthen it).
     pub fn run_length(&self) -> Duration {
-        self.interval * (self.trashers + 1)
+        self.warmup + self.window * (1 + 2 * self.trashers * self.cycles)
     }
 }
 
-/// One throughput sample of the worker.
+/// One window of a run: seconds since the worker started.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Window {
+    pub start: f64,
+    pub end: f64,
+    /// Trashers running through it; 0: a baseline.
+    pub trashers: u32,
+}
+
+/// One throughput report of the worker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Sample {
     pub platform: PlatformKind,
     pub run: u32,
     /// Seconds since the worker started, at the end of the sample.
     pub t: f64,
-    /// Trashers running throughout the sample.
+    /// The window it lies in, whole (index into the run's windows); None
+    /// in the warm-up, across a window's edge, or after the last window.
+    pub window: Option<usize>,
+    /// Trashers running throughout the sample (0 where it is in no window).
     pub trashers: u32,
-    /// A trasher joined during the sample: it belongs to no trasher count,
-    /// so baselines and levels leave it out.
-    pub transition: bool,
     pub ops_per_sec: f64,
 }
 
-/// The averaged series of one platform.
+/// The pooled result of one platform.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Series {
     pub platform: PlatformKind,
     /// What one of the worker's operations is.
     pub unit: String,
-    /// Mean throughput with no trasher running.
+    /// The median throughput of the baseline windows.
     pub baseline: f64,
-    /// Mean throughput over runs, per sample slot.
+    /// Mean throughput over runs, per sample slot (the figure's line).
     pub points: Vec<Point>,
-    /// Mean throughput and slowdown at each trasher count.
+    /// The slowdown at each trasher count.
     pub levels: Vec<Level>,
-    /// Seconds (since the worker started) at which trashers joined, run 1.
-    pub trasher_starts: Vec<f64>,
+    /// Run 1's windows (after any lengthening).
+    pub windows: Vec<Window>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -118,23 +150,31 @@ pub struct Point {
     pub ops_per_sec: f64,
 }
 
+/// The slowdown with `trashers` running: one estimate per stressed window,
+/// 1 − its throughput / the mean of the baselines either side of it (so a
+/// workload's own drift over the run cancels), pooled over cycles and runs.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Level {
     pub trashers: u32,
+    /// The median throughput of its stressed windows.
     pub ops_per_sec: f64,
-    /// 1 - ops_per_sec / baseline: the share of throughput lost.
-    pub slowdown: f64,
+    #[serde(flatten)]
+    pub slowdown: Slowdown,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StressResult {
     pub worker: String,
     pub trasher: String,
-    pub interval_secs: f64,
+    pub window_secs: f64,
+    pub cycles: u32,
+    pub warmup_secs: f64,
     pub sample_secs: f64,
     pub runs: u32,
     /// False when interrupted: the series hold what was measured.
     pub complete: bool,
+    /// What limited the experiment on this machine (cores, slow operations).
+    pub notes: Vec<String>,
     pub series: Vec<Series>,
     pub samples: Vec<Sample>,
 }
@@ -144,6 +184,9 @@ pub struct StressProgress<'a> {
     pub platform: PlatformKind,
     pub run: u32,
     pub elapsed_in_run: Duration,
+    /// The window under way and how many the run has; None in the warm-up.
+    pub window: Option<(usize, usize)>,
+    /// Trashers running now.
     pub trashers: u32,
     pub last: Option<&'a Sample>,
 }
@@ -229,8 +272,8 @@ pub fn run(
 ) -> Result<StressResult, StressError> {
     cfg.validate()?;
     let mut samples = Vec::new();
-    let mut units = Vec::new();
-    let mut starts = Vec::new();
+    let mut firsts = Vec::new();
+    let mut notes: Vec<String> = cpu_note(cfg.trashers).into_iter().collect();
     let mut complete = true;
     'platforms: for &platform in &cfg.platforms {
         for run in 1..=cfg.runs {
@@ -240,9 +283,9 @@ pub fn run(
             }
             let outcome = run_once(cfg, env, platform, run, stop, observer, &mut progress)?;
             samples.extend(outcome.samples);
+            notes.extend(outcome.note);
             if run == 1 {
-                units.push((platform, outcome.unit));
-                starts.push((platform, outcome.trasher_starts));
+                firsts.push((platform, outcome.unit, outcome.windows));
             }
             if outcome.interrupted {
                 complete = false;
@@ -250,18 +293,17 @@ pub fn run(
             }
         }
     }
-    let series = units
-        .into_iter()
-        .zip(starts)
-        .map(|((platform, unit), (_, trasher_starts))| summarize(platform, unit, trasher_starts, &samples, cfg))
-        .collect();
+    let series = firsts.into_iter().map(|(platform, unit, windows)| summarize(platform, unit, windows, &samples, cfg)).collect();
     Ok(StressResult {
         worker: cfg.worker.join(" "),
         trasher: cfg.trasher.join(" "),
-        interval_secs: cfg.interval.as_secs_f64(),
+        window_secs: cfg.window.as_secs_f64(),
+        cycles: cfg.cycles,
+        warmup_secs: cfg.warmup.as_secs_f64(),
         sample_secs: cfg.sample_every.as_secs_f64(),
         runs: cfg.runs,
         complete,
+        notes,
         series,
         samples,
     })
@@ -270,14 +312,20 @@ pub fn run(
 struct RunOutcome {
     samples: Vec<Sample>,
     unit: String,
-    trasher_starts: Vec<f64>,
+    windows: Vec<Window>,
+    /// Why this run's windows were lengthened, if they were.
+    note: Option<String>,
     interrupted: bool,
+}
+
+fn cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// CPUs: the worker on the first, trashers spread over the others (all on
 /// one CPU where there is no other).
 fn placement(trasher: Option<u32>) -> Option<Vec<usize>> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = cpus();
     if cpus < 2 {
         return None;
     }
@@ -286,6 +334,35 @@ fn placement(trasher: Option<u32>) -> Option<Vec<usize>> {
         Some(k) => 1 + (k as usize - 1) % (cpus - 1),
     }])
 }
+
+/// Says where the machine has too few cores for a core per instance.
+fn cpu_note(trashers: u32) -> Option<String> {
+    let cpus = cpus();
+    match cpus {
+        1 => Some("1 CPU: the worker and every trasher share it, so the slowdown includes CPU time taken".into()),
+        n if n <= trashers as usize => Some(format!(
+            "{n} CPUs: the worker has CPU 0 to itself; the {trashers} trashers share the other {}, so with more trashers than \
+             CPUs they also compete for CPU time with each other",
+            n - 1
+        )),
+        _ => None,
+    }
+}
+
+/// Where a trasher is in its life.
+#[derive(Clone, Copy, PartialEq)]
+enum TrasherState {
+    Held,
+    Running,
+    Paused,
+}
+
+/// How many whole samples a window must hold at the least; a workload whose
+/// operations take longer gets longer windows.
+const SAMPLES_PER_WINDOW: f64 = 3.0;
+
+/// How long to wait for a worker's first reports before giving up on it.
+const SLOWEST_WARMUP: Duration = Duration::from_secs(120);
 
 fn run_once(
     cfg: &StressConfig,
@@ -296,10 +373,10 @@ fn run_once(
     observer: &mut dyn Observer,
     progress: &mut impl FnMut(&StressProgress),
 ) -> Result<RunOutcome, StressError> {
-    let length = cfg.run_length();
     let sample_arg = format!("{}ms", cfg.sample_every.as_millis());
-    // The worker outlives the run; it is stopped when the last interval ends.
-    let duration_arg = format!("{}s", (length + Duration::from_secs(60)).as_secs());
+    // The worker outlives the run (which slow operations may lengthen); it is
+    // stopped when the last window ends.
+    let duration_arg = format!("{}s", (cfg.run_length() * 4 + SLOWEST_WARMUP).as_secs());
     let mut worker_args = cfg.worker.clone();
     worker_args.extend(["--duration".into(), duration_arg.clone(), "--report-every".into(), sample_arg]);
     let worker_spec = InstanceSpec {
@@ -316,8 +393,8 @@ fn run_once(
     std::thread::spawn(move || {
         for line in BufReader::new(output).lines() {
             let Ok(line) = line else { break };
-            if let Some(parsed) = Line::parse(&line) {
-                if tx.send((Instant::now(), parsed)).is_err() {
+            if let Some(Line::Interval(s)) = Line::parse(&line) {
+                if tx.send((Instant::now(), s)).is_err() {
                     break;
                 }
             }
@@ -326,7 +403,7 @@ fn run_once(
 
     // Every trasher is set up (held) before the worker starts, so setting one
     // up (a microVM's boot) neither delays its start nor disturbs the worker.
-    let mut trashers: Vec<(String, Box<dyn Instance>)> = Vec::new();
+    let mut trashers: Vec<(String, Box<dyn Instance>, TrasherState)> = Vec::new();
     for k in 1..=cfg.trashers {
         let mut args = cfg.trasher.clone();
         args.extend(["--duration".into(), duration_arg.clone()]);
@@ -339,34 +416,21 @@ fn run_once(
         };
         let t = platform.create(&spec, env)?;
         observer.created(&spec, t.as_ref())?;
-        trashers.push((spec.name, t));
+        trashers.push((spec.name, t, TrasherState::Held));
     }
-    let mut trasher_starts: Vec<Duration> = Vec::new();
-    let mut samples = Vec::new();
-    let mut unit = String::new();
     worker.start()?;
     observer.started(&worker_spec.name);
     let t0 = Instant::now();
+    let mut received: Vec<(f64, lockscope_workloads::meter::Sample)> = Vec::new();
+    let mut windows: Option<Vec<Window>> = None;
+    let mut note = None;
+    let mut current: Option<usize> = None;
     let mut interrupted = false;
-    let take = |received: Instant, line: Line, trasher_starts: &[Duration], samples: &mut Vec<Sample>, unit: &mut String| {
-        let Line::Interval(s) = line else { return };
-        let end = received.saturating_duration_since(t0);
-        let begin = end.saturating_sub(cfg.sample_every);
-        *unit = s.unit;
-        samples.push(Sample {
-            platform,
-            run,
-            t: end.as_secs_f64(),
-            trashers: trasher_starts.iter().filter(|&&at| at <= begin).count() as u32,
-            transition: trasher_starts.iter().any(|&at| at > begin && at <= end),
-            ops_per_sec: s.ops_per_sec,
-        });
-    };
     loop {
-        let elapsed = t0.elapsed();
-        if elapsed >= length {
-            break;
+        while let Ok((at, s)) = rx.recv_timeout(Duration::from_millis(20)) {
+            received.push((at.saturating_duration_since(t0).as_secs_f64(), s));
         }
+        let now = t0.elapsed();
         if stop.load(Ordering::Relaxed) {
             interrupted = true;
             break;
@@ -374,36 +438,91 @@ fn run_once(
         if let Some(exit) = worker.try_wait() {
             return Err(StressError::WorkerEnded { exit, platform, run });
         }
-        let started = trasher_starts.len();
-        if started < trashers.len() && elapsed >= cfg.interval * (started as u32 + 1) {
-            let (name, trasher) = &mut trashers[started];
-            trasher.start()?;
-            observer.started(name);
-            trasher_starts.push(t0.elapsed());
+        // After the warm-up (and two reports, however long they take), the
+        // windows are laid out, lengthened if one report took long.
+        if windows.is_none() && now >= cfg.warmup && received.len() >= 2 {
+            let (window, why) = window_length(cfg, &received);
+            note = why.map(|w| format!("{platform} run {run}: {w}"));
+            windows = Some(cfg.windows(window, now));
+        } else if windows.is_none() && now >= cfg.warmup + SLOWEST_WARMUP {
+            return Err(StressError::WorkerEnded {
+                exit: format!("it reported no whole operation in {} s", now.as_secs()),
+                platform,
+                run,
+            });
         }
-        while let Ok((received, line)) = rx.recv_timeout(Duration::from_millis(50)) {
-            take(received, line, &trasher_starts, &mut samples, &mut unit);
+        let Some(ws) = &windows else {
+            progress(&StressProgress { platform, run, elapsed_in_run: now, window: None, trashers: 0, last: None });
+            continue;
+        };
+        let t = now.as_secs_f64();
+        let Some(i) = ws.iter().position(|w| t < w.end) else { break };
+        if current != Some(i) {
+            current = Some(i);
+            for (k, (name, trasher, state)) in trashers.iter_mut().enumerate() {
+                let wanted = (k as u32) < ws[i].trashers;
+                match (*state, wanted) {
+                    (TrasherState::Held, true) => {
+                        trasher.start()?;
+                        observer.started(name);
+                    }
+                    (TrasherState::Paused, true) => trasher.resume()?,
+                    (TrasherState::Running, false) => trasher.pause()?,
+                    _ => continue,
+                }
+                *state = if wanted { TrasherState::Running } else { TrasherState::Paused };
+            }
         }
-        progress(&StressProgress {
-            platform,
-            run,
-            elapsed_in_run: t0.elapsed(),
-            trashers: trasher_starts.len() as u32,
-            last: samples.last(),
-        });
+        let last = received.last().map(|(at, s)| sample(platform, run, *at, *at, s, &[]));
+        progress(&StressProgress { platform, run, elapsed_in_run: now, window: Some((i, ws.len())), trashers: ws[i].trashers, last: last.as_ref() });
     }
-    for (name, mut t) in trashers {
+    for (name, mut t, state) in trashers {
+        if state == TrasherState::Paused {
+            let _ = t.resume(); // a paused process would hold up its termination
+        }
         t.stop();
         observer.stopped(&name, t.try_wait());
     }
     worker.stop();
     observer.stopped(&worker_spec.name, worker.try_wait());
-    while let Ok((received, line)) = rx.recv_timeout(Duration::from_millis(200)) {
-        take(received, line, &trasher_starts, &mut samples, &mut unit);
+    while let Ok((at, s)) = rx.recv_timeout(Duration::from_millis(200)) {
+        received.push((at.saturating_duration_since(t0).as_secs_f64(), s));
     }
-    // A sample that ended after the run did is not part of it.
-    samples.retain(|s| s.t <= length.as_secs_f64() + cfg.sample_every.as_secs_f64() / 2.0);
-    Ok(RunOutcome { samples, unit, trasher_starts: trasher_starts.iter().map(Duration::as_secs_f64).collect(), interrupted })
+    let windows = windows.unwrap_or_default();
+    let unit = received.last().map(|(_, s)| s.unit.clone()).unwrap_or_default();
+    // A report spans from the one before it (the first, from the start).
+    let samples = received
+        .iter()
+        .enumerate()
+        .map(|(i, (end, s))| sample(platform, run, if i == 0 { 0.0 } else { received[i - 1].0 }, *end, s, &windows))
+        .collect();
+    Ok(RunOutcome { samples, unit, windows, note, interrupted })
+}
+
+/// A report received over [begin, end] as a sample, placed in the window
+/// that holds it whole.
+fn sample(platform: PlatformKind, run: u32, begin: f64, end: f64, s: &lockscope_workloads::meter::Sample, windows: &[Window]) -> Sample {
+    let window = windows.iter().position(|w| w.start <= begin && end <= w.end);
+    Sample { platform, run, t: end, window, trashers: window.map_or(0, |i| windows[i].trashers), ops_per_sec: s.ops_per_sec }
+}
+
+/// The window length for this run: as asked, or long enough to hold
+/// [`SAMPLES_PER_WINDOW`] of the warm-up's longest report, with the reason.
+fn window_length(cfg: &StressConfig, received: &[(f64, lockscope_workloads::meter::Sample)]) -> (Duration, Option<String>) {
+    // The first report also spans the worker's set-up: not an operation's length.
+    let longest = received.windows(2).map(|p| p[1].0 - p[0].0).fold(0.0, f64::max);
+    let needed = Duration::from_secs_f64(longest * SAMPLES_PER_WINDOW);
+    if needed <= cfg.window {
+        return (cfg.window, None);
+    }
+    let samples = needed.as_secs_f64() / cfg.sample_every.as_secs_f64();
+    let window = cfg.sample_every * samples.ceil() as u32;
+    let why = format!(
+        "a report took {longest:.1} s (an operation longer than --sample): windows lengthened from {} to {} s so each holds {SAMPLES_PER_WINDOW} reports",
+        cfg.window.as_secs_f64(),
+        window.as_secs_f64()
+    );
+    (window, Some(why))
 }
 
 fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
@@ -411,33 +530,57 @@ fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
     (n > 0).then(|| sum / n as f64)
 }
 
-/// Averages a platform's runs: sample slot i of every run, the baseline
-/// (no trasher), and each trasher count's mean and slowdown.
-fn summarize(platform: PlatformKind, unit: String, trasher_starts: Vec<f64>, samples: &[Sample], cfg: &StressConfig) -> Series {
+/// Pools a platform's runs: the throughput line (sample slot i of every
+/// run), the baseline, and each trasher count's slowdown with its interval.
+fn summarize(platform: PlatformKind, unit: String, windows: Vec<Window>, samples: &[Sample], cfg: &StressConfig) -> Series {
     let mine: Vec<&Sample> = samples.iter().filter(|s| s.platform == platform).collect();
     let step = cfg.sample_every.as_secs_f64();
-    let slot = |s: &Sample| (s.t / step).round() as i64;
     let mut slots: std::collections::BTreeMap<i64, Vec<&Sample>> = Default::default();
-    for s in &mine {
-        slots.entry(slot(s)).or_default().push(s);
+    for s in mine.iter().filter(|s| s.t >= cfg.warmup.as_secs_f64()) {
+        slots.entry((s.t / step).round() as i64).or_default().push(s);
     }
     let points = slots
         .iter()
         .map(|(&i, group)| Point {
             t: i as f64 * step,
-            // Runs may differ by a sample at a boundary: the fewer trashers is the honest label.
             trashers: group.iter().map(|s| s.trashers).min().unwrap_or(0),
             ops_per_sec: mean(group.iter().map(|s| s.ops_per_sec)).unwrap_or(0.0),
         })
         .collect();
-    let at = |k: u32| mean(mine.iter().filter(|s| s.trashers == k && !s.transition).map(|s| s.ops_per_sec));
-    let baseline = at(0).unwrap_or(0.0);
-    let levels = (0..=cfg.trashers)
+    // Each window's mean throughput, per run.
+    let plan = cfg.windows(cfg.window, Duration::ZERO);
+    let mut by_window: std::collections::BTreeMap<(u32, usize), Vec<f64>> = Default::default();
+    for s in &mine {
+        if let Some(w) = s.window {
+            by_window.entry((s.run, w)).or_default().push(s.ops_per_sec);
+        }
+    }
+    let throughput = |run: u32, w: usize| by_window.get(&(run, w)).and_then(|v| mean(v.iter().copied()));
+    let runs: std::collections::BTreeSet<u32> = mine.iter().map(|s| s.run).collect();
+    let baselines: Vec<f64> = runs.iter().flat_map(|&r| (0..plan.len()).filter(|&w| plan[w].trashers == 0).filter_map(move |w| throughput(r, w))).collect();
+    let baseline = Estimate::of(&baselines).map_or(0.0, |e| e.median);
+    let levels = (1..=cfg.trashers)
         .filter_map(|k| {
-            at(k).map(|ops| Level { trashers: k, ops_per_sec: ops, slowdown: if baseline > 0.0 { 1.0 - ops / baseline } else { 0.0 } })
+            let mut stressed = Vec::new();
+            let mut slowdowns = Vec::new();
+            for &r in &runs {
+                // Stressed windows sit between baselines: w − 1 and w + 1.
+                for w in (1..plan.len() - 1).filter(|&w| plan[w].trashers == k) {
+                    let Some(b) = throughput(r, w) else { continue };
+                    stressed.push(b);
+                    if let (Some(before), Some(after)) = (throughput(r, w - 1), throughput(r, w + 1)) {
+                        slowdowns.push(1.0 - b / ((before + after) / 2.0));
+                    }
+                }
+            }
+            Some(Level {
+                trashers: k,
+                ops_per_sec: Estimate::of(&stressed).map_or(0.0, |e| e.median),
+                slowdown: Slowdown::of(&slowdowns)?,
+            })
         })
         .collect();
-    Series { platform, unit, baseline, points, levels, trasher_starts }
+    Series { platform, unit, baseline, points, levels, windows }
 }
 
 /// Writes stress.csv, stress.json, stress.svg and stress.png in `dir`; the
@@ -457,11 +600,12 @@ pub fn write_outputs(result: &StressResult, dir: &std::path::Path) -> Result<Opt
     Ok(warning)
 }
 
-/// The samples as CSV: platform, run, t, trashers, transition, ops_per_sec.
+/// The samples as CSV: platform, run, t, window (empty where in none), trashers, ops_per_sec.
 pub fn samples_csv(samples: &[Sample]) -> String {
-    let mut out = String::from("platform,run,t,trashers,transition,ops_per_sec\n");
+    let mut out = String::from("platform,run,t,window,trashers,ops_per_sec\n");
     for s in samples {
-        out.push_str(&format!("{},{},{:.3},{},{},{:.3}\n", s.platform, s.run, s.t, s.trashers, s.transition, s.ops_per_sec));
+        let window = s.window.map_or(String::new(), |w| w.to_string());
+        out.push_str(&format!("{},{},{:.3},{window},{},{:.3}\n", s.platform, s.run, s.t, s.trashers, s.ops_per_sec));
     }
     out
 }
@@ -476,48 +620,88 @@ mod tests {
             worker: vec!["file-create".into()],
             trasher: vec!["trasher".into()],
             trashers: 2,
-            interval: Duration::from_secs(2),
+            window: Duration::from_secs(2),
+            cycles: 2,
+            warmup: Duration::from_secs(1),
             sample_every: Duration::from_secs(1),
             runs: 2,
         }
     }
 
-    fn sample(run: u32, t: f64, trashers: u32, ops: f64) -> Sample {
-        Sample { platform: PlatformKind::Host, run, t, trashers, transition: false, ops_per_sec: ops }
+    #[test]
+    fn stressed_windows_alternate_with_baselines_per_trasher_count() {
+        let w = cfg().windows(Duration::from_secs(2), Duration::from_secs(1));
+        assert_eq!(w.iter().map(|w| w.trashers).collect::<Vec<_>>(), [0, 1, 0, 1, 0, 2, 0, 2, 0]);
+        assert_eq!((w[0].start, w[0].end, w[8].end), (1.0, 3.0, 19.0));
+        assert_eq!(cfg().run_length(), Duration::from_secs(19));
+    }
+
+    /// Samples of one run: `per_window[i]` the worker's rate in window i, two samples each.
+    fn run_of(run: u32, per_window: &[f64]) -> Vec<Sample> {
+        let windows = cfg().windows(Duration::from_secs(2), Duration::from_secs(1));
+        let mut out = vec![Sample { platform: PlatformKind::Host, run, t: 1.0, window: None, trashers: 0, ops_per_sec: 1.0 }];
+        for (i, (w, &rate)) in windows.iter().zip(per_window).enumerate() {
+            for t in [w.start + 1.0, w.end] {
+                out.push(Sample { platform: PlatformKind::Host, run, t, window: Some(i), trashers: w.trashers, ops_per_sec: rate });
+            }
+        }
+        out
     }
 
     #[test]
-    fn runs_are_averaged_per_slot_and_levels_measured_against_the_baseline() {
-        let samples = vec![
-            sample(1, 1.0, 0, 100.0),
-            sample(1, 2.0, 0, 110.0),
-            sample(1, 3.0, 1, 80.0),
-            sample(2, 1.02, 0, 90.0),
-            sample(2, 2.01, 0, 100.0),
-            sample(2, 3.0, 0, 90.0), // run 2's trasher started a little late
-            Sample { transition: true, ..sample(2, 4.0, 0, 10.0) },
-        ];
-        let s = summarize(PlatformKind::Host, "op".into(), vec![2.0], &samples, &cfg());
-        assert_eq!(s.baseline, (100.0 + 110.0 + 90.0 + 100.0 + 90.0) / 5.0);
-        assert_eq!(s.points.len(), 4);
-        assert_eq!(s.points[0].ops_per_sec, 95.0);
-        assert_eq!(s.points[2].trashers, 0, "the fewer trashers labels a slot where runs disagree");
-        let one = s.levels.iter().find(|l| l.trashers == 1).unwrap();
-        assert!((one.slowdown - (1.0 - 80.0 / s.baseline)).abs() < 1e-9);
-        assert!(samples_csv(&samples).starts_with("platform,run,t,trashers,transition,ops_per_sec\nhost,1,1.000,0,false,100.000\n"));
+    fn a_workload_s_own_drift_is_not_read_as_interference() {
+        // Throughput falling 10 per window whatever runs beside it.
+        let drifting: Vec<f64> = (0..9).map(|i| 200.0 - 10.0 * i as f64).collect();
+        let samples = [run_of(1, &drifting), run_of(2, &drifting)].concat();
+        let s = summarize(PlatformKind::Host, "op".into(), vec![], &samples, &cfg());
+        for level in s.levels.iter().map(|l| &l.slowdown) {
+            assert!(level.slowdown.abs() < 1e-9 && !level.interference, "{level:?}");
+            assert_eq!(level.windows, 4, "2 cycles x 2 runs");
+            assert!(level.describe().starts_with("none ["), "{}", level.describe());
+        }
+        assert!(s.points.iter().all(|p| p.t >= 1.0), "the warm-up is left out of the line");
+    }
+
+    #[test]
+    fn slowdowns_are_measured_against_the_baselines_either_side() {
+        // Baselines 100; one trasher costs 20%, two 50%, with some scatter.
+        let a = [100.0, 80.0, 100.0, 82.0, 100.0, 50.0, 100.0, 52.0, 100.0];
+        let b = [100.0, 78.0, 100.0, 80.0, 100.0, 48.0, 100.0, 50.0, 100.0];
+        let samples = [run_of(1, &a), run_of(2, &b)].concat();
+        let s = summarize(PlatformKind::Host, "op".into(), vec![], &samples, &cfg());
+        assert_eq!(s.baseline, 100.0);
+        let one = &s.levels[0].slowdown;
+        // Level 1's windows lost 20% and 18% (run 1), 22% and 20% (run 2).
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert!(close(one.slowdown, 0.20) && close(one.ci_low, 0.18) && close(one.ci_high, 0.22) && one.interference, "{one:?}");
+        assert_eq!((one.windows, one.describe().as_str()), (4, "20.0% slower [+18.0%, +22.0%]"));
+        assert!(close(s.levels[1].slowdown.slowdown, 0.50));
+        let csv = samples_csv(&samples);
+        assert!(csv.starts_with("platform,run,t,window,trashers,ops_per_sec\nhost,1,1.000,,0,1.000\nhost,1,2.000,0,0,100.000\n"), "{csv}");
+    }
+
+    #[test]
+    fn a_slow_operation_lengthens_the_windows() {
+        let report = |t: f64| (t, lockscope_workloads::meter::Sample { workload: "w".into(), unit: "op".into(), t, ops: 1, seconds: 1.0, ops_per_sec: 1.0 });
+        let (window, why) = window_length(&cfg(), &[report(5.0), report(6.0), report(7.0)]);
+        assert_eq!((window, why), (Duration::from_secs(3), Some("a report took 1.0 s (an operation longer than --sample): windows lengthened from 2 to 3 s so each holds 3 reports".into())));
+        let (window, why) = window_length(&cfg(), &[report(30.0), report(30.5)]);
+        assert_eq!((window, why), (Duration::from_secs(2), None), "the first report's set-up does not count");
     }
 
     #[test]
     fn refuses_settings_it_cannot_honour() {
         let mut c = cfg();
-        c.interval = Duration::from_secs(1);
-        assert!(c.validate().is_err(), "an interval must hold two samples");
+        c.window = Duration::from_millis(1500);
+        assert!(c.validate().is_err(), "a window must hold two samples");
         let mut c = cfg();
         c.worker.push("--duration".into());
         assert!(c.validate().unwrap_err().to_string().contains("set by stress itself"));
-        let mut c = cfg();
-        c.runs = 0;
-        assert!(c.validate().is_err());
+        for zero in [|c: &mut StressConfig| c.runs = 0, |c: &mut StressConfig| c.cycles = 0, |c: &mut StressConfig| c.trashers = 0] {
+            let mut c = cfg();
+            zero(&mut c);
+            assert!(c.validate().is_err());
+        }
         assert!(cfg().validate().is_ok());
     }
 }

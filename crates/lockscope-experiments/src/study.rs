@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use lockscope_analysis::compare::{self, spearman, Comparison};
+use lockscope_analysis::compare::{self, Comparison};
+use lockscope_analysis::stats::{spearman, spearman_interval};
 use lockscope_analysis::html::{self, Correlation, StressFigure};
 use lockscope_bpf::{ModeRequest, RecordOptions};
 use lockscope_platform::{Env, Output, PlatformError, PlatformKind};
@@ -44,10 +45,11 @@ pub fn workload(name: &str) -> Result<&'static StudyWorkload, StudyError> {
     WORKLOADS.iter().find(|w| w.name == name).ok_or_else(|| StudyError::UnknownWorkload(name.to_owned()))
 }
 
-/// The stress experiment's settings in a study.
-#[derive(Clone, Copy, Debug)]
+/// The stress experiment's settings in a study (see [`StressConfig`]).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct StressSettings {
-    pub interval: Duration,
+    pub window: Duration,
+    pub cycles: u32,
     pub trashers: u32,
 }
 
@@ -82,7 +84,7 @@ struct Plan {
     platforms: Vec<String>,
     duration_secs: f64,
     runs: u32,
-    stress: Option<(f64, u32)>,
+    stress: Option<StressSettings>,
     memory_limit: Option<u64>,
 }
 
@@ -152,7 +154,7 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
         platforms: platforms.iter().map(|p| p.name().to_owned()).collect(),
         duration_secs: cfg.duration.as_secs_f64(),
         runs: cfg.runs,
-        stress: cfg.stress.map(|s| (s.interval.as_secs_f64(), s.trashers)),
+        stress: cfg.stress,
         memory_limit: cfg.memory_limit,
     };
     if start_or_resume(&cfg.output, &plan, cfg.fresh)? {
@@ -191,8 +193,8 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
                 if stop.load(Ordering::Relaxed) {
                     break 'stress;
                 }
-                let every = humantime::format_duration(settings.interval);
-                events(StudyEvent::Step { done, total, doing: &format!("stress: {w} on {p}, a trasher every {every}") });
+                let doing = format!("stress: {w} on {p}, {} trasher(s) in {} windows", settings.trashers, humantime::format_duration(settings.window));
+                events(StudyEvent::Step { done, total, doing: &doing });
                 if let Some(result) = stress_step(cfg, settings, w, p, stop, |warning| events(StudyEvent::Warning(warning)))? {
                     stress_results.push((w.clone(), p, result));
                 }
@@ -373,8 +375,10 @@ fn stress_step(
         worker: shlex::split(w.command).expect("the study's commands are well-formed"),
         trasher: shlex::split(w.trasher).expect("the study's trashers are well-formed"),
         trashers: settings.trashers,
-        interval: settings.interval,
-        sample_every: (settings.interval / 5).max(Duration::from_millis(200)),
+        window: settings.window,
+        cycles: settings.cycles,
+        warmup: settings.window,
+        sample_every: (settings.window / 4).max(Duration::from_millis(200)),
         runs: 1,
     };
     let failed = |source| StudyError::Stress { workload: name.to_owned(), platform, source };
@@ -466,8 +470,9 @@ fn correlate(c: &Comparison, figures: &[StressFigure]) -> Vec<Correlation> {
         .iter()
         .map(|(name, measure)| {
             let pairs: Vec<(f64, f64)> =
-                figures.iter().filter_map(|f| c.cell(&f.workload, &f.platform).map(|cell| (measure(cell), f.slowdown))).collect();
-            Correlation { measure: (*name).into(), rho: spearman(&pairs), experiments: pairs.len() }
+                figures.iter().filter_map(|f| c.cell(&f.workload, &f.platform).map(|cell| (measure(cell), f.slowdown.slowdown))).collect();
+            let rho = spearman(&pairs);
+            Correlation { measure: (*name).into(), rho, rho_ci: rho.and_then(|r| spearman_interval(r, pairs.len())), experiments: pairs.len() }
         })
         .collect()
 }

@@ -164,6 +164,31 @@ pub trait Instance: Send {
     /// Ends the workload and removes everything the platform made for it.
     /// Idempotent; also done on drop.
     fn stop(&mut self);
+    /// Stops the running workload in place until [`Instance::resume`]. It
+    /// holds no kernel lock while paused: SIGSTOP and the cgroup freezer
+    /// both stop a task only on its way back to user space. By default
+    /// its processes and their descendants are sent SIGSTOP (for a VMM
+    /// that pauses the whole machine).
+    fn pause(&mut self) -> Result<(), PlatformError> {
+        signal_tree(&self.pids(), libc::SIGSTOP)
+    }
+    /// Lets a paused workload go on.
+    fn resume(&mut self) -> Result<(), PlatformError> {
+        signal_tree(&self.pids(), libc::SIGCONT)
+    }
+}
+
+/// Sends `signal` to each process and every descendant of it.
+fn signal_tree(pids: &[u32], signal: libc::c_int) -> Result<(), PlatformError> {
+    for &pid in pids {
+        for p in std::iter::once(pid).chain(lockscope_proc::procfs::descendants(pid)) {
+            // SAFETY: kill has no memory-safety preconditions.
+            if unsafe { libc::kill(p as libc::pid_t, signal) } != 0 && p == pid {
+                return Err(PlatformError::Io { what: format!("signalling process {p}"), source: std::io::Error::last_os_error() });
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -253,6 +253,16 @@ impl Instance for Container {
         Some(note.unwrap_or_else(|| "exited without noting a status (killed by a signal, or crashed)".to_owned()))
     }
 
+    /// The runtime's own pause (the cgroup freezer): signals sent to a
+    /// sandbox's processes would reach gVisor's Sentry, not the workload.
+    fn pause(&mut self) -> Result<(), PlatformError> {
+        self.runtime.run(&["pause", &self.id]).map(|_| ())
+    }
+
+    fn resume(&mut self) -> Result<(), PlatformError> {
+        self.runtime.run(&["resume", &self.id]).map(|_| ())
+    }
+
     fn stop(&mut self) {
         if std::mem::replace(&mut self.stopped, true) {
             return;

@@ -70,7 +70,7 @@ impl FileOps<'_> {
             )));
         }
         let data = vec![0x5au8; self.file_size];
-        if self.op == FileOp::List {
+        if self.op != FileOp::Create {
             self.populate(&data)?;
         }
         let (name, unit) = match self.op {
@@ -89,26 +89,33 @@ impl FileOps<'_> {
                     meter.add(1, t.elapsed());
                     debug_assert_eq!(n as u32, self.files);
                 }
+                // The directory holds FILES entries throughout (steady state:
+                // a growing or draining directory would make the rate drift
+                // over the run): each slot's file is replaced, untimed for
+                // the operation not measured, and names are reused so the
+                // dentry cache does not grow either.
                 FileOp::Create => {
                     for i in 0..self.files {
+                        if rounds > 0 {
+                            self.remove(i)?;
+                        }
                         let t = Instant::now();
                         self.create(i, &data)?;
                         meter.add(1, t.elapsed());
                     }
-                    self.remove_all()?;
                 }
                 FileOp::Delete => {
-                    self.populate(&data)?;
                     for i in 0..self.files {
                         let t = Instant::now();
                         self.remove(i)?;
                         meter.add(1, t.elapsed());
+                        self.create(i, &data)?;
                     }
                 }
             }
             rounds += 1;
         }
-        if self.op == FileOp::List {
+        if self.op != FileOp::Create || rounds > 0 {
             self.remove_all()?;
         }
         Ok(meter.finish())

@@ -4,22 +4,31 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use lockscope_analysis::stats::CONFIDENCE;
 use lockscope_experiments::stress::{self, StressConfig, Unobserved};
 use lockscope_platform::PlatformKind;
 
-/// Measure interference: a worker runs alone for one interval (its
-/// baseline), then a trasher joins every interval, each on its own core
-/// where cores allow (paper sections 5.3 and 7). The worker reports its
-/// throughput every --sample; runs are repeated and averaged per platform.
+/// Measure interference: how much slower a worker runs beside trashers,
+/// each on its own core where cores allow (paper sections 5.3 and 7).
 ///
-/// Writes to --output: stress.csv (every sample: platform, run, t, trashers,
-/// whether a trasher joined during it,
-/// ops/s), stress.json (the averaged series, baselines and the slowdown at
-/// each trasher count), and stress.svg / stress.png (throughput over time,
-/// one line per platform, baselines dashed, a mark where each trasher joined).
+/// After a warm-up (left out), baseline windows (trashers paused) alternate
+/// with stressed windows (1 trasher running, --cycles times; then 2; up to
+/// --trashers). Each stressed window is compared with the baselines either
+/// side of it, so the worker's own drift over the run cancels; each trasher
+/// count's slowdown is the median over its windows and runs, with a 95%
+/// interval (order statistics; from 6 windows on, else the range and its
+/// smaller coverage). A slowdown whose interval holds zero is reported as
+/// none. The worker reports its throughput every --sample; a worker whose
+/// operations take longer gets longer windows, and says so.
 ///
-/// The paper's setting: --interval 10m --trashers 7 --runs 3. Ctrl-C stops
-/// the experiment, removes everything it started, and writes what was measured.
+/// Writes to --output: stress.csv (every sample: platform, run, t, window,
+/// trashers running, ops/s), stress.json (windows, baselines and each trasher
+/// count's slowdown with ci_low/ci_high), and stress.svg / stress.png
+/// (throughput over time, one line per platform, baselines dashed, stressed
+/// windows shaded).
+///
+/// The paper's scale: --trashers 7 --window 1m --runs 3. Ctrl-C stops the
+/// experiment, removes everything it started, and writes what was measured.
 ///
 /// Example: lockscope stress --platform host,runc --worker 'file-create --files 2000' --trasher 'trasher --target fs'
 #[derive(clap::Args)]
@@ -34,16 +43,22 @@ pub struct Args {
     /// Each trasher: a built-in workload and its arguments.
     #[arg(long, default_value = "trasher --target fs")]
     trasher: String,
-    /// How many trashers join, one per interval.
-    #[arg(long, default_value_t = 3)]
+    /// Trasher counts measured: 1 up to this.
+    #[arg(long, default_value_t = 2)]
     trashers: u32,
-    /// Time between trashers (and the baseline's length).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
-    interval: Duration,
+    /// The length of each baseline and each stressed window.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "4s")]
+    window: Duration,
+    /// Stressed windows per trasher count and run (6 or more give a 95% interval from one run).
+    #[arg(long, default_value_t = 6)]
+    cycles: u32,
+    /// The worker's time alone before the first window, left out.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "4s")]
+    warmup: Duration,
     /// How often the worker reports its throughput.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     sample: Duration,
-    /// Repetitions per platform, averaged.
+    /// Repetitions per platform; their windows are pooled.
     #[arg(long, default_value_t = 1)]
     runs: u32,
     /// Directory for stress.csv, stress.json, stress.svg and stress.png.
@@ -72,7 +87,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         worker: split("worker", &args.worker)?,
         trasher: split("trasher", &args.trasher)?,
         trashers: args.trashers,
-        interval: args.interval,
+        window: args.window,
+        cycles: args.cycles,
+        warmup: args.warmup,
         sample_every: args.sample,
         runs: args.runs,
     };
@@ -91,7 +108,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let done = cfg.platforms.iter().position(|&k| k == p.platform).unwrap_or(0) as u32 * cfg.runs + (p.run - 1);
         bar.set_position((run_length * done + p.elapsed_in_run).as_secs());
         let last = p.last.map_or(String::new(), |s| format!(", {:.0} ops/s", s.ops_per_sec));
-        let headline = format!("{} run {}/{}: {} trasher(s)", p.platform, p.run, cfg.runs, p.trashers);
+        let window = p.window.map_or("warm-up".into(), |(i, n)| format!("window {}/{n}, {} trasher(s)", i + 1, p.trashers));
+        let headline = format!("{} run {}/{}: {window}", p.platform, p.run, cfg.runs);
         bar.set_status(&headline, &format!("{last} (Ctrl-C stops and writes what was measured)"));
     };
     let (result, trace) = match args.record {
@@ -112,9 +130,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if !result.complete {
         eprintln!("interrupted: the outputs hold what was measured until then");
     }
+    for note in &result.notes {
+        eprintln!("note: {note}");
+    }
     for s in &result.series {
-        let levels: Vec<String> = s.levels.iter().map(|l| format!("{}: {:+.1}%", l.trashers, -100.0 * l.slowdown)).collect();
-        println!("{}: baseline {:.0} {}/s; change by trashers running: {}", s.platform, s.baseline, s.unit, levels.join(", "));
+        println!("{}: baseline {:.0} {}/s (median of the baseline windows)", s.platform, s.baseline, s.unit);
+        for l in &s.levels {
+            let d = &l.slowdown;
+            let coverage = match d.coverage < CONFIDENCE {
+                true => format!(" (a {:.0}% interval: raise --cycles or --runs for {:.0}%)", 100.0 * d.coverage, 100.0 * CONFIDENCE),
+                false => String::new(),
+            };
+            println!("  {} trasher(s): {} over {} windows{coverage}", l.trashers, d.describe(), d.windows);
+        }
     }
     eprintln!("wrote {} (stress.csv, stress.json, stress.svg, stress.png)", args.output.display());
     Ok(())

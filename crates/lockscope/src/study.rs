@@ -26,7 +26,7 @@ use crate::record::ModeArg;
 ///
 /// A study interrupted (Ctrl-C) keeps every finished step; the same command
 /// resumes it. The defaults take about 10-15 minutes on 2 cores; the paper's
-/// scale is --runs 3 --duration 10m --stress-interval 10m --stress-trashers 7.
+/// scale is --runs 3 --duration 10m --stress-window 1m --stress-trashers 7.
 #[derive(clap::Args)]
 pub struct Args {
     /// Directory for the report, tables, traces and stress results (resumed if it holds this study).
@@ -49,11 +49,14 @@ pub struct Args {
     /// Skip the stress experiment (and so the check of the isolation score).
     #[arg(long)]
     no_stress: bool,
-    /// Time between trashers in the stress experiment.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
-    stress_interval: Duration,
-    /// Trashers added in the stress experiment.
-    #[arg(long, default_value_t = 2)]
+    /// The length of each baseline and stressed window of the stress experiment (`lockscope stress --help`).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    stress_window: Duration,
+    /// Stressed windows per trasher count (6 or more give a 95% interval).
+    #[arg(long, default_value_t = 6)]
+    stress_cycles: u32,
+    /// Trasher counts measured in the stress experiment: 1 up to this.
+    #[arg(long, default_value_t = 1)]
     stress_trashers: u32,
     /// The kernel source to resolve against [default: ~/.cache/lockscope/linux-source-6.1, if prepared].
     #[arg(long, value_name = "DIR")]
@@ -79,7 +82,11 @@ pub fn run(args: Args) -> Result<()> {
         duration: args.duration,
         runs: args.runs,
         mode: args.mode.request(),
-        stress: (!args.no_stress).then_some(StressSettings { interval: args.stress_interval, trashers: args.stress_trashers }),
+        stress: (!args.no_stress).then_some(StressSettings {
+            window: args.stress_window,
+            cycles: args.stress_cycles,
+            trashers: args.stress_trashers,
+        }),
         kernel_src: args.kernel_src.clone(),
         memory_limit: args.memory_limit,
         fresh: args.fresh,
@@ -103,8 +110,9 @@ pub fn run(args: Args) -> Result<()> {
 
     print!("{}", lockscope_analysis::render::comparison_table(&outcome.comparison));
     for k in &outcome.correlations {
+        let ci = k.rho_ci.map_or(String::new(), |(lo, hi)| format!(" [95%: {lo:.2}, {hi:.2}]"));
         println!(
-            "{} vs slowdown: Spearman's rho {} over {} experiments",
+            "{} vs slowdown: Spearman's rho {}{ci} over {} experiments",
             k.measure,
             k.rho.map_or("n/a".into(), |r| format!("{r:.2}")),
             k.experiments

@@ -32,7 +32,8 @@ pub enum Workload {
         #[command(flatten)]
         budget: BudgetArgs,
     },
-    /// Create FILES files of SIZE bytes, timed; delete them untimed; repeat (paper: 50,000 of 4 KiB).
+    /// Create FILES files of SIZE bytes, timed; then, round after round, replace each (delete untimed,
+    /// create timed), so the directory neither grows nor drains (paper: 50,000 of 4 KiB).
     FileCreate {
         #[command(flatten)]
         set: FileSet,
@@ -41,7 +42,8 @@ pub enum Workload {
         #[command(flatten)]
         budget: BudgetArgs,
     },
-    /// Create FILES files untimed, delete them timed, one thread; repeat.
+    /// Create FILES files untimed; then, round after round, delete each (timed) and create it
+    /// again (untimed), so the directory neither grows nor drains; one thread.
     FileDelete {
         #[command(flatten)]
         set: FileSet,

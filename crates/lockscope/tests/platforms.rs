@@ -157,6 +157,54 @@ fn a_workload_runs_in_a_microvm() {
     assert_clean(root.path());
 }
 
+/// Interval lines the instance's output delivers within `window`.
+fn lines_within(rx: &std::sync::mpsc::Receiver<String>, window: Duration) -> usize {
+    let deadline = Instant::now() + window;
+    let mut n = 0;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) if matches!(Line::parse(&line), Some(Line::Interval(_))) => n += 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    n
+}
+
+/// The stress experiment's baseline windows pause the trashers: a paused
+/// instance does no work at all, and goes on where it was when resumed.
+#[test]
+fn a_paused_workload_does_no_work_on_any_platform() {
+    let _guard = serial();
+    let root = work_root();
+    let env = env(root.path());
+    for kind in [PlatformKind::Host, PlatformKind::Runc, PlatformKind::Gvisor, PlatformKind::Microvm] {
+        let args = "file-create --files 100 --duration 5m --report-every 100ms";
+        let spec = InstanceSpec { name: "paused".into(), workload: shlex::split(args).unwrap(), output: Output::Capture, ..Default::default() };
+        let mut instance = kind.create(&spec, &env).unwrap_or_else(|e| panic!("{kind}: {e}"));
+        let output = instance.take_output().expect("output captured");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufRead::lines(std::io::BufReader::new(output)).map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        instance.start().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while lines_within(&rx, Duration::from_millis(500)) == 0 {
+            assert!(Instant::now() < deadline, "{kind}: the workload never reported");
+        }
+        instance.pause().unwrap_or_else(|e| panic!("{kind}: {e}"));
+        lines_within(&rx, Duration::from_millis(500)); // what was on its way before the pause
+        assert_eq!(lines_within(&rx, Duration::from_secs(2)), 0, "{kind}: a paused workload reported progress");
+        instance.resume().unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert!(lines_within(&rx, Duration::from_secs(5)) > 0, "{kind}: the resumed workload did not go on");
+        assert_eq!(instance.try_wait(), None, "{kind}: pausing ended the workload");
+        instance.stop();
+    }
+    assert_clean(root.path());
+}
+
 #[test]
 fn failing_and_never_started_workloads_leave_nothing() {
     let _guard = serial();
@@ -229,13 +277,13 @@ fn record_selects_containers_without_their_runtime() {
 }
 
 #[test]
-fn stress_adds_trashers_and_draws_the_series() {
+fn stress_alternates_baseline_and_stressed_windows_and_draws_the_series() {
     let _guard = serial();
     let root = work_root();
     let out_dir = root.path().join("out");
     let out = Command::new(LOCKSCOPE)
         .args(["stress", "--platform", "host", "--worker", "file-create --files 300", "--trasher", "trasher --target fs"])
-        .args(["--trashers", "2", "--interval", "2s", "--sample", "400ms", "--record", "--work-dir"])
+        .args(["--trashers", "2", "--cycles", "2", "--window", "1200ms", "--warmup", "1s", "--sample", "300ms", "--record", "--work-dir"])
         .arg(root.path().join("work"))
         .arg("-o")
         .arg(&out_dir)
@@ -243,20 +291,33 @@ fn stress_adds_trashers_and_draws_the_series() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    // Not a terminal: a line each time a trasher joins, not one per sample.
-    let progress: Vec<&str> = stderr.lines().filter(|l| l.starts_with("host run 1/1: ")).collect();
-    assert_eq!(progress, ["host run 1/1: 0 trasher(s)", "host run 1/1: 1 trasher(s)", "host run 1/1: 2 trasher(s)"], "{stderr}");
+    // Not a terminal: a line each time a window begins, not one per sample.
+    let progress: Vec<&str> = stderr.lines().filter_map(|l| l.strip_prefix("host run 1/1: ")).collect();
+    let trashers_per_window = [0, 1, 0, 1, 0, 2, 0, 2, 0];
+    let expected: Vec<String> = std::iter::once("warm-up".to_owned())
+        .chain(trashers_per_window.iter().enumerate().map(|(i, k)| format!("window {}/9, {k} trasher(s)", i + 1)))
+        .collect();
+    assert_eq!(progress, expected, "{stderr}");
+    // Every window holds whole samples, taken with its trashers running.
     let csv = std::fs::read_to_string(out_dir.join("stress.csv")).unwrap();
-    let counts: Vec<u32> = csv.lines().skip(1).map(|l| l.split(',').nth(3).unwrap().parse().unwrap()).collect();
-    assert!(counts.windows(2).all(|w| w[0] <= w[1]), "trasher count only steps up: {counts:?}");
-    for k in 0..=2 {
-        assert!(counts.iter().filter(|&&c| c == k).count() >= 2, "samples with {k} trashers: {counts:?}");
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    for (w, &k) in trashers_per_window.iter().enumerate() {
+        let inside: Vec<&Vec<&str>> = rows.iter().filter(|r| r[3] == w.to_string()).collect();
+        assert!(!inside.is_empty() && inside.iter().all(|r| r[4] == k.to_string()), "window {w}: {inside:?}\n{csv}");
     }
     let result: Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("stress.json")).unwrap()).unwrap();
     let series = &result["series"][0];
     assert!(series["baseline"].as_f64().unwrap() > 0.0, "{series}");
-    assert_eq!(series["trasher_starts"].as_array().unwrap().len(), 2);
-    assert_eq!(series["levels"].as_array().unwrap().len(), 3);
+    assert_eq!(series["windows"].as_array().unwrap().len(), 9);
+    let levels = series["levels"].as_array().unwrap();
+    assert_eq!(levels.len(), 2, "{series}");
+    for level in levels {
+        let (lo, median, hi) = (level["ci_low"].as_f64().unwrap(), level["slowdown"].as_f64().unwrap(), level["ci_high"].as_f64().unwrap());
+        assert!(lo <= median && median <= hi && level["windows"] == 2, "{level}");
+        assert_eq!(level["interference"].as_bool().unwrap(), lo > 0.0 || hi < 0.0, "{level}");
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("1 trasher(s): ") && stdout.contains(" over 2 windows (a 50% interval"), "{stdout}");
     let svg = std::fs::read_to_string(out_dir.join("stress.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>") && svg.contains("<polyline"), "a drawn SVG");
     assert!(svg.contains("host (baseline"), "the legend names the platform");
@@ -279,7 +340,7 @@ fn ctrl_c_during_stress_in_containers_removes_everything() {
     let out_dir = root.path().join("out");
     let child = Command::new(LOCKSCOPE)
         .args(["stress", "--platform", "runc", "--worker", "file-create --files 300"])
-        .args(["--trashers", "3", "--interval", "2s", "--sample", "500ms", "--work-dir"])
+        .args(["--trashers", "3", "--window", "2s", "--warmup", "1s", "--sample", "500ms", "--work-dir"])
         .arg(root.path().join("work"))
         .arg("-o")
         .arg(&out_dir)

@@ -113,7 +113,7 @@ fn the_report_renders_in_chromium_with_real_plots() {
     let _guard = serial();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("study");
-    let args = ["--platforms", "host", "--workloads", "file-create", "--stress-interval", "2s", "--stress-trashers", "1"];
+    let args = ["--platforms", "host", "--workloads", "file-create", "--stress-window", "1s", "--stress-cycles", "2"];
     ok(study(&out, &args).output().unwrap());
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(!html.contains(" src=") && !html.contains("<link") && !html.contains("<script"), "self-contained");
@@ -137,8 +137,9 @@ fn the_report_renders_in_chromium_with_real_plots() {
     assert!(dom.matches("class=\"bar\"").count() >= 1, "the subsystem chart has bars");
     assert!(dom.contains("<polyline"), "the stress figure's throughput line is drawn");
     let report = json(&out.join("report.json"));
-    let slowdown = report["stress"][0]["slowdown"].as_f64().unwrap();
-    assert!(dom.contains(&format!("{:.1}%", 100.0 * slowdown)), "the page shows the measured slowdown");
+    let stress = &report["stress"][0];
+    let interval = format!("[{:+.1}%, {:+.1}%]", 100.0 * stress["ci_low"].as_f64().unwrap(), 100.0 * stress["ci_high"].as_f64().unwrap());
+    assert!(dom.contains(&interval), "the page shows the measured slowdown's interval {interval}");
 
     let shot = tmp.path().join("report.png");
     chromium(&[&format!("--screenshot={}", shot.display())]);

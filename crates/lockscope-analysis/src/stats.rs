@@ -1,0 +1,188 @@
+//! The statistics lockscope reports measured figures with: medians with a
+//! distribution-free confidence interval, and Spearman's rank correlation
+//! with its interval. Deterministic: the same samples give the same interval.
+
+use serde::{Deserialize, Serialize};
+
+/// The confidence asked of every interval lockscope reports.
+pub const CONFIDENCE: f64 = 0.95;
+
+/// A median and the interval that holds the true median with probability
+/// `coverage` (at least [`CONFIDENCE`] from 6 samples on; fewer samples
+/// cannot give that, and the interval is then their whole range).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Estimate {
+    pub median: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub coverage: f64,
+    /// How many samples it rests on.
+    pub n: usize,
+}
+
+impl Estimate {
+    /// The median with its order-statistic interval (the binomial method:
+    /// the true median lies between the j-th smallest and j-th largest
+    /// sample with probability 1 − 2·P(Bin(n, ½) < j)); None without samples.
+    pub fn of(values: &[f64]) -> Option<Estimate> {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+        // The widest rank j (from 1) whose interval still has the confidence asked.
+        let coverage_of = |j: usize| 1.0 - 2.0 * binomial_half_cdf(n, j - 1);
+        let j = (1..=n.div_ceil(2)).take_while(|&j| coverage_of(j) >= CONFIDENCE).last().unwrap_or(1);
+        Some(Estimate { median, ci_low: v[j - 1], ci_high: v[n - j], coverage: coverage_of(j), n })
+    }
+
+    /// Whether the interval leaves out zero: a difference the samples support.
+    pub fn excludes_zero(&self) -> bool {
+        self.ci_low > 0.0 || self.ci_high < 0.0
+    }
+
+    /// Whether `x` lies inside the interval.
+    pub fn covers(&self, x: f64) -> bool {
+        self.ci_low <= x && x <= self.ci_high
+    }
+}
+
+/// A share of throughput lost (negative: gained) from several windows, with
+/// its interval; where the interval holds zero, no slowdown is claimed.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Slowdown {
+    /// The median over windows.
+    pub slowdown: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub coverage: f64,
+    /// Windows measured.
+    pub windows: usize,
+    /// The interval leaves out zero: a change the windows support.
+    pub interference: bool,
+}
+
+impl Slowdown {
+    pub fn of(per_window: &[f64]) -> Option<Slowdown> {
+        let e = Estimate::of(per_window)?;
+        let interference = e.excludes_zero();
+        Some(Slowdown { slowdown: e.median, ci_low: e.ci_low, ci_high: e.ci_high, coverage: e.coverage, windows: e.n, interference })
+    }
+
+    /// "20.0% slower [+18.0%, +22.0%]", "3.1% faster [...]" or "none [-2.0%, +3.1%]".
+    pub fn describe(&self) -> String {
+        let ci = format!("[{:+.1}%, {:+.1}%]", 100.0 * self.ci_low, 100.0 * self.ci_high);
+        match (self.interference, self.slowdown > 0.0) {
+            (false, _) => format!("none {ci}"),
+            (true, true) => format!("{:.1}% slower {ci}", 100.0 * self.slowdown),
+            (true, false) => format!("{:.1}% faster {ci}", -100.0 * self.slowdown),
+        }
+    }
+}
+
+/// P(X ≤ k) for X ~ Binomial(n, ½).
+fn binomial_half_cdf(n: usize, k: usize) -> f64 {
+    // C(n, i) / 2^n built up term by term in floating point (n stays small).
+    let mut term = 0.5f64.powi(n as i32);
+    let mut sum = 0.0;
+    for i in 0..=k.min(n) {
+        sum += term;
+        term *= (n - i) as f64 / (i + 1) as f64;
+    }
+    sum
+}
+
+/// Spearman's rank correlation of paired values (ties get their mean rank);
+/// None with fewer than three pairs or a constant side.
+pub fn spearman(pairs: &[(f64, f64)]) -> Option<f64> {
+    if pairs.len() < 3 {
+        return None;
+    }
+    let ranks = |values: Vec<f64>| -> Vec<f64> {
+        let mut order: Vec<usize> = (0..values.len()).collect();
+        order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+        let mut ranks = vec![0.0; values.len()];
+        let mut i = 0;
+        while i < order.len() {
+            let mut j = i;
+            while j + 1 < order.len() && values[order[j + 1]] == values[order[i]] {
+                j += 1;
+            }
+            for &k in &order[i..=j] {
+                ranks[k] = (i + j) as f64 / 2.0 + 1.0;
+            }
+            i = j + 1;
+        }
+        ranks
+    };
+    let x = ranks(pairs.iter().map(|p| p.0).collect());
+    let y = ranks(pairs.iter().map(|p| p.1).collect());
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let cov: f64 = x.iter().zip(&y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let (vx, vy): (f64, f64) = (x.iter().map(|a| (a - mx).powi(2)).sum(), y.iter().map(|b| (b - my).powi(2)).sum());
+    (vx > 0.0 && vy > 0.0).then(|| cov / (vx * vy).sqrt())
+}
+
+/// The 95% interval of Spearman's rho over `n` pairs, by Fisher's z with
+/// the Fieller–Hartley–Pearson variance 1.06/(n − 3); None below 4 pairs.
+pub fn spearman_interval(rho: f64, n: usize) -> Option<(f64, f64)> {
+    if n < 4 {
+        return None;
+    }
+    // 1.96: the normal quantile of a two-sided 95% interval (CONFIDENCE).
+    let half = 1.96 * (1.06 / (n as f64 - 3.0)).sqrt();
+    let z = rho.clamp(-0.999_999, 0.999_999).atanh();
+    Some(((z - half).tanh(), (z + half).tanh()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_interval_widens_to_the_range_below_six_samples() {
+        let e = Estimate::of(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((e.median, e.ci_low, e.ci_high, e.n), (2.0, 1.0, 3.0, 3));
+        assert!((e.coverage - 0.75).abs() < 1e-12, "1 - 2 / 2^3");
+        let six = Estimate::of(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        assert_eq!((six.median, six.ci_low, six.ci_high), (3.5, 1.0, 6.0));
+        assert!((six.coverage - (1.0 - 2.0 / 64.0)).abs() < 1e-12 && six.coverage >= CONFIDENCE);
+        // 20 samples: P(Bin(20, ½) ≤ 5) = 0.0207 ≤ 0.025 < P(≤ 6): the 6th smallest to the 6th largest.
+        let values: Vec<f64> = (1..=20).map(f64::from).collect();
+        let twenty = Estimate::of(&values).unwrap();
+        assert_eq!((twenty.ci_low, twenty.ci_high), (6.0, 15.0));
+        assert!((twenty.coverage - 0.9586).abs() < 1e-4, "{}", twenty.coverage);
+        assert_eq!(Estimate::of(&[f64::NAN]), None);
+    }
+
+    #[test]
+    fn zero_inside_the_interval_is_no_difference() {
+        let none = Slowdown::of(&[-0.1, 0.05, 0.2]).unwrap();
+        assert_eq!((none.interference, none.describe().as_str()), (false, "none [-10.0%, +20.0%]"));
+        assert_eq!(Slowdown::of(&[0.1, 0.05, 0.2]).unwrap().describe(), "10.0% slower [+5.0%, +20.0%]");
+        assert_eq!(Slowdown::of(&[-0.1, -0.05]).unwrap().describe(), "7.5% faster [-10.0%, -5.0%]");
+    }
+
+    #[test]
+    fn spearman_ranks_with_ties() {
+        assert_eq!(spearman(&[(1.0, 10.0), (2.0, 20.0), (3.0, 35.0)]), Some(1.0));
+        assert_eq!(spearman(&[(1.0, 3.0), (2.0, 2.0), (3.0, 1.0)]), Some(-1.0));
+        let tied = spearman(&[(1.0, 1.0), (1.0, 2.0), (2.0, 3.0), (3.0, 3.0)]).unwrap();
+        assert!(tied > 0.8 && tied < 1.0, "{tied}");
+        assert_eq!(spearman(&[(1.0, 1.0), (2.0, 2.0)]), None, "too few pairs");
+        assert_eq!(spearman(&[(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)]), None, "a constant side");
+    }
+
+    #[test]
+    fn rho_intervals_narrow_with_more_pairs_and_stay_in_range() {
+        assert_eq!(spearman_interval(0.9, 3), None);
+        let (lo4, hi4) = spearman_interval(0.8, 4).unwrap();
+        let (lo20, hi20) = spearman_interval(0.8, 20).unwrap();
+        assert!(-1.0 <= lo4 && lo4 < lo20 && lo20 < 0.8 && 0.8 < hi20 && hi20 < hi4 && hi4 <= 1.0, "{lo4} {lo20} {hi20} {hi4}");
+        let (lo, hi) = spearman_interval(1.0, 5).unwrap();
+        assert!(lo < 1.0 && hi <= 1.0);
+    }
+}
