@@ -32,6 +32,8 @@ pub struct Analysis {
     pub kallsyms_all: bool,
     /// The recorder's notes on how the trace was made.
     pub notes: Vec<String>,
+    /// Each workload's waits by the holder of the lock (contention mode).
+    pub waits_by_holder: Vec<crate::holders::HolderWaits>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -322,6 +324,7 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
         includes_interrupt: options.include_interrupt,
         kallsyms_all: trace.meta.kallsyms_all,
         notes: trace.meta.notes.clone(),
+        waits_by_holder: crate::holders::waits_by_holder(trace),
     }
 }
 

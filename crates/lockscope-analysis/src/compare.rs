@@ -329,5 +329,4 @@ mod tests {
         assert!((cell.exposure - expected).abs() < 1e-15, "{cell:?}");
         assert!((cell.isolation_score - 100.0 * (1.0 - expected)).abs() < 1e-9);
     }
-
 }

@@ -88,6 +88,7 @@ pub fn trace() -> Trace {
         places: vec![],
         names: vec![],
         unnamed: vec![],
+        held_waits: vec![],
     }
 }
 

@@ -7,6 +7,7 @@ pub mod compare;
 pub mod export;
 #[cfg(test)]
 mod fixtures;
+pub mod holders;
 pub mod html;
 pub mod render;
 pub mod stats;

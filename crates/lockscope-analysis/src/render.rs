@@ -149,6 +149,13 @@ pub fn table(a: &Analysis, top: usize) -> String {
         }
     }
 
+    if !a.waits_by_holder.is_empty() {
+        let _ = writeln!(out, "\nWAITS BY HOLDER (who held the lock each wait was for)");
+        for w in &a.waits_by_holder {
+            let _ = writeln!(out, "  {}", w.sentence());
+        }
+    }
+
     if !shared.is_empty() {
         let _ = writeln!(out, "\nSTACKS OF SHARED LOCKS (most frequent call site, innermost first)");
         stacks_section(&mut out, &shared);

@@ -4,9 +4,9 @@
 //! here is a copy kept by hand; a change on the C side changes these types
 //! or fails the build.
 
-use lockscope_trace::{Counters, LockPlace, LockRecord, SlabCache};
+use lockscope_trace::{Counters, HeldWait, Holder, LockPlace, LockRecord, SlabCache};
 
-use crate::contention_skel::types::{agg_key, agg_val, cgroup_target, counter, lks_flag, lock_place};
+use crate::contention_skel::types::{agg_key, agg_val, cgroup_target, counter, holder_key, holder_val, lks_flag, lock_place};
 
 // Both objects include the same header; their generated types must agree.
 const _: () = {
@@ -39,6 +39,7 @@ const KERNEL_COUNTERS: [(counter, Field); NR_COUNTERS] = [
     (counter::C_FREED_LOCKS, |c| &mut c.freed_locks),
     (counter::C_UNSIZED_FREES, |c| &mut c.unsized_frees),
     (counter::C_PLACES_FULL, |c| &mut c.places_full),
+    (counter::C_HOLDERS_FULL, |c| &mut c.holders_full),
 ];
 
 /// The index of the events counter (progress displays read it while recording).
@@ -120,6 +121,19 @@ pub fn lock_place(key: &[u8], value: &[u8]) -> LockPlace {
     });
     // The programs note a slab's start only with its cache.
     LockPlace { lock_addr: read(key), slab_start: (place.slab_start != 0).then_some(place.slab_start), slab }
+}
+
+/// A `holder_waits` entry: a workload's waits on a lock while `holder` held it.
+/// The programs know a holder's workload where they follow its process by
+/// tgid; `workload_of` places the others (processes followed by cgroup).
+pub fn held_wait(key: &[u8], value: &[u8], workload_of: impl Fn(u32) -> Option<u32>) -> HeldWait {
+    let (k, v): (holder_key, holder_val) = (read(key), read(value));
+    let holder = match (k.holder.workload, k.holder.tgid) {
+        (_, 0) => Holder::Unknown,
+        (0, tgid) => workload_of(tgid).map_or(Holder::Other { tgid }, Holder::Workload),
+        (w, _) => Holder::Workload(w),
+    };
+    HeldWait { waiter: k.waiter, holder, lock_addr: k.lock, count: v.count, wait_total_ns: v.wait_total_ns }
 }
 
 /// A u64 map key or value.

@@ -42,6 +42,8 @@ pub struct Maps<'a> {
     pub counters: &'a dyn MapCore,
     /// Where locks live (src/bpf/places.bpf.h).
     pub places: PlaceMaps<'a>,
+    /// Waits by the holder of the lock (contention mode only).
+    pub holders: Option<&'a dyn MapCore>,
 }
 
 /// `lock_places` and `percpu_runqueues`.
@@ -61,6 +63,7 @@ macro_rules! common_maps {
             aggregates: &$m.aggregates,
             counters: &$m.counters,
             places: PlaceMaps { locks: &$m.lock_places, runqueues: &$m.percpu_runqueues },
+            holders: None,
         }
     };
 }
@@ -175,7 +178,7 @@ pub fn attach_contention<'a>(skel: &'a ContentionSkel<'a>) -> Result<Kernel<'a>,
     let btf = p.lks_btf_begin.autoload();
     let (begin, end) = if btf { (&p.lks_btf_begin, &p.lks_btf_end) } else { (&p.lks_tp_begin, &p.lks_tp_end) };
     let (links, progs) = attach_all([begin, end, &p.lks_fork, &p.lks_exit])?;
-    let maps = common_maps!(skel.maps);
+    let maps = Maps { holders: Some(&skel.maps.holder_waits), ..common_maps!(skel.maps) };
     Ok(Kernel {
         maps,
         mode: Mode::Contention,

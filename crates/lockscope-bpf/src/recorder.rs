@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use libbpf_rs::MapFlags;
 use lockscope_proc::procfs::{self, CgroupTarget};
 use lockscope_trace::context::is_interrupt_stack;
-use lockscope_trace::{Counters, EndReason, LockPlace, LockRecord, Selector, Stack, SymbolTable, Trace, TraceMeta, Workload};
+use lockscope_trace::{Counters, EndReason, HeldWait, LockPlace, LockRecord, Selector, Stack, SymbolTable, Trace, TraceMeta, Workload};
 
 use crate::abi::{self, NR_COUNTERS};
 use crate::loader::{self, Kernel};
@@ -431,6 +431,7 @@ impl<'k> Session<'k> {
         }
 
         let (places, runqueues) = (self.places()?, self.runqueues()?);
+        let held_waits = self.held_waits(&pids)?;
 
         let mut values = [0u64; NR_COUNTERS];
         for (i, v) in values.iter_mut().enumerate() {
@@ -495,7 +496,22 @@ impl<'k> Session<'k> {
             places,
             names: vec![],
             unnamed: vec![],
+            held_waits,
         })
+    }
+
+    /// The waits by holder, as the programs attributed them (contention mode).
+    fn held_waits(&self, pids: &BTreeMap<u32, BTreeSet<u32>>) -> Result<Vec<HeldWait>, RecordError> {
+        let Some(map) = self.kernel.maps.holders else { return Ok(vec![]) };
+        let workload_of = |tgid: u32| pids.iter().find(|(_, set)| set.contains(&tgid)).map(|(&w, _)| w);
+        let mut waits = vec![];
+        for key in map.keys() {
+            if let Some(value) = map.lookup(&key, MapFlags::ANY)? {
+                waits.push(abi::held_wait(&key, &value, workload_of));
+            }
+        }
+        waits.sort_by_key(|w| (w.waiter, w.holder, w.lock_addr));
+        Ok(waits)
     }
 }
 

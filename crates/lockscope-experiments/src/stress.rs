@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use lockscope_analysis::stats::{Estimate, Slowdown};
 use lockscope_bpf::{RecordError, RecordOptions, Session, WorkloadId};
 use lockscope_platform::{Env, Instance, InstanceSpec, Output, PlatformError, PlatformKind};
-use lockscope_analysis::stats::{Estimate, Slowdown};
 use lockscope_trace::{EndReason, Selector, Trace};
 use lockscope_workloads::meter::Line;
 
@@ -445,11 +445,7 @@ fn run_once(
             note = why.map(|w| format!("{platform} run {run}: {w}"));
             windows = Some(cfg.windows(window, now));
         } else if windows.is_none() && now >= cfg.warmup + SLOWEST_WARMUP {
-            return Err(StressError::WorkerEnded {
-                exit: format!("it reported no whole operation in {} s", now.as_secs()),
-                platform,
-                run,
-            });
+            return Err(StressError::WorkerEnded { exit: format!("it reported no whole operation in {} s", now.as_secs()), platform, run });
         }
         let Some(ws) = &windows else {
             progress(&StressProgress { platform, run, elapsed_in_run: now, window: None, trashers: 0, last: None });
@@ -474,7 +470,14 @@ fn run_once(
             }
         }
         let last = received.last().map(|(at, s)| sample(platform, run, *at, *at, s, &[]));
-        progress(&StressProgress { platform, run, elapsed_in_run: now, window: Some((i, ws.len())), trashers: ws[i].trashers, last: last.as_ref() });
+        progress(&StressProgress {
+            platform,
+            run,
+            elapsed_in_run: now,
+            window: Some((i, ws.len())),
+            trashers: ws[i].trashers,
+            last: last.as_ref(),
+        });
     }
     for (name, mut t, state) in trashers {
         if state == TrasherState::Paused {
@@ -557,7 +560,8 @@ fn summarize(platform: PlatformKind, unit: String, windows: Vec<Window>, samples
     }
     let throughput = |run: u32, w: usize| by_window.get(&(run, w)).and_then(|v| mean(v.iter().copied()));
     let runs: std::collections::BTreeSet<u32> = mine.iter().map(|s| s.run).collect();
-    let baselines: Vec<f64> = runs.iter().flat_map(|&r| (0..plan.len()).filter(|&w| plan[w].trashers == 0).filter_map(move |w| throughput(r, w))).collect();
+    let baselines: Vec<f64> =
+        runs.iter().flat_map(|&r| (0..plan.len()).filter(|&w| plan[w].trashers == 0).filter_map(move |w| throughput(r, w))).collect();
     let baseline = Estimate::of(&baselines).map_or(0.0, |e| e.median);
     let levels = (1..=cfg.trashers)
         .filter_map(|k| {
@@ -573,11 +577,7 @@ fn summarize(platform: PlatformKind, unit: String, windows: Vec<Window>, samples
                     }
                 }
             }
-            Some(Level {
-                trashers: k,
-                ops_per_sec: Estimate::of(&stressed).map_or(0.0, |e| e.median),
-                slowdown: Slowdown::of(&slowdowns)?,
-            })
+            Some(Level { trashers: k, ops_per_sec: Estimate::of(&stressed).map_or(0.0, |e| e.median), slowdown: Slowdown::of(&slowdowns)? })
         })
         .collect();
     Series { platform, unit, baseline, points, levels, windows }
@@ -682,9 +682,20 @@ mod tests {
 
     #[test]
     fn a_slow_operation_lengthens_the_windows() {
-        let report = |t: f64| (t, lockscope_workloads::meter::Sample { workload: "w".into(), unit: "op".into(), t, ops: 1, seconds: 1.0, ops_per_sec: 1.0 });
+        let report = |t: f64| {
+            (t, lockscope_workloads::meter::Sample { workload: "w".into(), unit: "op".into(), t, ops: 1, seconds: 1.0, ops_per_sec: 1.0 })
+        };
         let (window, why) = window_length(&cfg(), &[report(5.0), report(6.0), report(7.0)]);
-        assert_eq!((window, why), (Duration::from_secs(3), Some("a report took 1.0 s (an operation longer than --sample): windows lengthened from 2 to 3 s so each holds 3 reports".into())));
+        assert_eq!(
+            (window, why),
+            (
+                Duration::from_secs(3),
+                Some(
+                    "a report took 1.0 s (an operation longer than --sample): windows lengthened from 2 to 3 s so each holds 3 reports"
+                        .into()
+                )
+            )
+        );
         let (window, why) = window_length(&cfg(), &[report(30.0), report(30.5)]);
         assert_eq!((window, why), (Duration::from_secs(2), None), "the first report's set-up does not count");
     }

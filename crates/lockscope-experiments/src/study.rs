@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lockscope_analysis::compare::{self, Comparison};
-use lockscope_analysis::stats::{spearman, spearman_interval};
 use lockscope_analysis::html::{self, Correlation, StressFigure};
+use lockscope_analysis::stats::{spearman, spearman_interval};
 use lockscope_bpf::{ModeRequest, RecordOptions};
 use lockscope_platform::{Env, Output, PlatformError, PlatformKind};
 use lockscope_source::SourceTree;
@@ -193,7 +193,11 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
                 if stop.load(Ordering::Relaxed) {
                     break 'stress;
                 }
-                let doing = format!("stress: {w} on {p}, {} trasher(s) in {} windows", settings.trashers, humantime::format_duration(settings.window));
+                let doing = format!(
+                    "stress: {w} on {p}, {} trasher(s) in {} windows",
+                    settings.trashers,
+                    humantime::format_duration(settings.window)
+                );
                 events(StudyEvent::Step { done, total, doing: &doing });
                 if let Some(result) = stress_step(cfg, settings, w, p, stop, |warning| events(StudyEvent::Warning(warning)))? {
                     stress_results.push((w.clone(), p, result));
@@ -472,7 +476,12 @@ fn correlate(c: &Comparison, figures: &[StressFigure]) -> Vec<Correlation> {
             let pairs: Vec<(f64, f64)> =
                 figures.iter().filter_map(|f| c.cell(&f.workload, &f.platform).map(|cell| (measure(cell), f.slowdown.slowdown))).collect();
             let rho = spearman(&pairs);
-            Correlation { measure: (*name).into(), rho, rho_ci: rho.and_then(|r| spearman_interval(r, pairs.len())), experiments: pairs.len() }
+            Correlation {
+                measure: (*name).into(),
+                rho,
+                rho_ci: rho.and_then(|r| spearman_interval(r, pairs.len())),
+                experiments: pairs.len(),
+            }
         })
         .collect()
 }

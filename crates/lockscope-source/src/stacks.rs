@@ -433,6 +433,7 @@ mod tests {
             places: vec![],
             names: vec![],
             unnamed: vec![],
+            held_waits: vec![],
         };
         let index = crate::functions::FunctionIndex::from_definitions([("__find_get_block", "fs/buffer.c")]);
         let sites = place_by_function_name(&trace, &index);

@@ -7,6 +7,12 @@
 //! | `stacks.parquet` | stack_id i32, frames `list<u64>` (innermost first) |
 //! | `symbols.parquet` | addr u64, size u64, name string, module string?, kind string (`text`/`data`) |
 //!
+//! and, where there is something to hold, `sites.parquet` (call sites in the
+//! source), `places.parquet` (where locks live), `names.parquet` (run-time
+//! names) and `holders.parquet` (waiter u32, holder_workload u32?,
+//! holder_tgid u32?, lock_addr u64, count u64, wait_total_ns u64: a
+//! workload's waits by the holder of the lock, contention mode).
+//!
 //! The directory is written under a temporary name and renamed into place, so
 //! a reader never sees half a trace; it is 0700 and its files 0600 because
 //! kernel addresses defeat KASLR. `trace.json` lists each table with its
@@ -41,6 +47,7 @@ const SYMBOLS_FILE: &str = "symbols.parquet";
 const SITES_FILE: &str = "sites.parquet";
 const PLACES_FILE: &str = "places.parquet";
 const NAMES_FILE: &str = "names.parquet";
+const HOLDERS_FILE: &str = "holders.parquet";
 
 #[derive(Debug, thiserror::Error)]
 pub enum TraceError {
@@ -113,6 +120,10 @@ fn write_contents(dir: &Path, trace: &Trace) -> Result<(), TraceError> {
     }
     if !trace.names.is_empty() || !trace.unnamed.is_empty() {
         tables.push((NAMES_FILE, names_batch(&trace.names, &trace.unnamed)));
+    }
+    // Contention mode's waits by holder.
+    if !trace.held_waits.is_empty() {
+        tables.push((HOLDERS_FILE, holders_batch(&trace.held_waits)));
     }
     let mut meta = trace.meta.clone();
     meta.format = FORMAT_NAME.to_owned();
@@ -295,6 +306,47 @@ fn places_from(batch: &RecordBatch) -> Result<Vec<LockPlace>, String> {
         .collect())
 }
 
+/// A holder as two nullable columns: `holder_workload` (a recorded
+/// workload's id) or `holder_tgid` (another process); neither: unknown.
+fn holders_batch(waits: &[HeldWait]) -> RecordBatch {
+    let workload = waits.iter().map(|w| match w.holder {
+        Holder::Workload(id) => Some(id),
+        _ => None,
+    });
+    let tgid = waits.iter().map(|w| match w.holder {
+        Holder::Other { tgid } => Some(tgid),
+        _ => None,
+    });
+    batch(vec![
+        ("waiter", Arc::new(waits.iter().map(|w| w.waiter).collect::<UInt32Array>())),
+        ("holder_workload", Arc::new(workload.collect::<UInt32Array>())),
+        ("holder_tgid", Arc::new(tgid.collect::<UInt32Array>())),
+        ("lock_addr", Arc::new(waits.iter().map(|w| w.lock_addr).collect::<UInt64Array>())),
+        ("count", Arc::new(waits.iter().map(|w| w.count).collect::<UInt64Array>())),
+        ("wait_total_ns", Arc::new(waits.iter().map(|w| w.wait_total_ns).collect::<UInt64Array>())),
+    ])
+}
+
+fn holders_from(batch: &RecordBatch) -> Result<Vec<HeldWait>, String> {
+    let u32s = |n| column::<UInt32Array>(batch, n);
+    let u64s = |n| column::<UInt64Array>(batch, n);
+    let (waiter, workload, tgid) = (u32s("waiter")?, u32s("holder_workload")?, u32s("holder_tgid")?);
+    let (lock, count, wait) = (u64s("lock_addr")?, u64s("count")?, u64s("wait_total_ns")?);
+    Ok((0..batch.num_rows())
+        .map(|i| HeldWait {
+            waiter: waiter.value(i),
+            holder: match (workload.is_null(i), tgid.is_null(i)) {
+                (false, _) => Holder::Workload(workload.value(i)),
+                (true, false) => Holder::Other { tgid: tgid.value(i) },
+                (true, true) => Holder::Unknown,
+            },
+            lock_addr: lock.value(i),
+            count: count.value(i),
+            wait_total_ns: wait.value(i),
+        })
+        .collect())
+}
+
 /// Names and unnamed locks in one table: an unnamed lock's row has only its
 /// address and `reason`.
 fn names_batch(names: &[LockName], unnamed: &[UnnamedLock]) -> RecordBatch {
@@ -472,7 +524,12 @@ pub fn read_trace(path: &Path) -> Result<Trace, TraceError> {
             unnamed.extend(u);
         }
     }
-    Ok(Trace { meta, records, stacks, symbols, sites, places, names, unnamed })
+    let held_waits = if optional(HOLDERS_FILE) {
+        table(HOLDERS_FILE)?.iter().map(holders_from).collect::<Result<Vec<_>, _>>().map_err(corrupt(HOLDERS_FILE))?.concat()
+    } else {
+        vec![]
+    };
+    Ok(Trace { meta, records, stacks, symbols, sites, places, names, unnamed, held_waits })
 }
 
 fn read_parquet(bytes: Vec<u8>) -> Result<Vec<RecordBatch>, String> {
@@ -662,6 +719,17 @@ mod tests {
                 spellings: vec!["inode.i_data.i_private_lock".into(), "address_space.i_private_lock".into()],
             }],
             unnamed: vec![UnnamedLock { lock_addr: 0xffff_8880_0000_2000, reason: "no struct fits".into() }],
+            held_waits: [Holder::Workload(2), Holder::Other { tgid: 77 }, Holder::Unknown]
+                .into_iter()
+                .enumerate()
+                .map(|(i, holder)| HeldWait {
+                    waiter: 1,
+                    holder,
+                    lock_addr: 0xffff_8880_0000_1000,
+                    count: i as u64 + 1,
+                    wait_total_ns: 500,
+                })
+                .collect(),
         }
     }
 
@@ -679,11 +747,12 @@ mod tests {
         assert_eq!(back.places, trace.places);
         assert_eq!(back.names, trace.names);
         assert_eq!(back.unnamed, trace.unnamed);
+        assert_eq!(back.held_waits, trace.held_waits);
         assert_eq!(back.meta.format, FORMAT_NAME);
-        assert_eq!(back.meta.files.len(), 6, "sites, places and names with the other tables");
+        assert_eq!(back.meta.files.len(), 7, "sites, places, names and holders with the other tables");
 
         // An unresolved trace has no sites table, and reads back without one.
-        let unresolved = Trace { sites: vec![], places: vec![], names: vec![], unnamed: vec![], ..sample() };
+        let unresolved = Trace { sites: vec![], places: vec![], names: vec![], unnamed: vec![], held_waits: vec![], ..sample() };
         write_trace(&path, &unresolved, true).unwrap();
         let back = read_trace(&path).unwrap();
         assert!(back.sites.is_empty());

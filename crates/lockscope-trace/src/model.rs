@@ -167,6 +167,8 @@ counters! {
     recursion_misses,
     /// Locks whose place in memory was not kept (the place maps were full).
     places_full,
+    /// Waits not attributed to their lock's holder (the holder map was full).
+    holders_full,
 }
 
 impl Counters {
@@ -237,6 +239,28 @@ pub struct TraceFile {
     /// SHA-256 of the file, hex (format 2 on; `sha256sum` checks it too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sha256: Option<String>,
+}
+
+/// Who held a lock a workload waited for, as the lock word named its owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Holder {
+    /// A process of the workload with this id (it may be the waiter's own).
+    Workload(u32),
+    /// A process outside every recorded workload (a kernel thread, another program).
+    Other { tgid: u32 },
+    /// The lock word does not name its owner: spinlocks, rwsems held by readers.
+    Unknown,
+}
+
+/// The waits of one workload on one lock while one holder held it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeldWait {
+    /// The waiting workload's id.
+    pub waiter: u32,
+    pub holder: Holder,
+    pub lock_addr: u64,
+    pub count: u64,
+    pub wait_total_ns: u64,
 }
 
 /// One aggregate from the kernel: a lock as seen by one process of one workload
@@ -455,6 +479,8 @@ pub struct Trace {
     pub names: Vec<LockName>,
     /// Locks with a place that naming could not name.
     pub unnamed: Vec<UnnamedLock>,
+    /// Waits by the holder of the lock waited for (contention mode).
+    pub held_waits: Vec<HeldWait>,
 }
 
 /// Where a lock lives, as the static analyzer (or a run-time naming source)

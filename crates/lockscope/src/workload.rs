@@ -78,6 +78,10 @@ pub enum Workload {
         /// Bytes per write.
         #[arg(long, default_value_t = 64)]
         chunk: usize,
+        /// Write and drain this FIFO (made if missing) instead of a pipe of
+        /// its own: workloads given the same path share one pipe and its lock.
+        #[arg(long, value_name = "PATH")]
+        fifo: Option<PathBuf>,
         #[command(flatten)]
         budget: BudgetArgs,
     },
@@ -134,7 +138,7 @@ pub fn run(w: Workload) -> anyhow::Result<()> {
         Workload::FileChurn { dir, files, size, budget } => {
             FileChurn { dir: &dir, files, file_size: size }.run(budget.budget(), budget.report_every)?
         }
-        Workload::Pipe { writers, chunk, budget } => PipeContention { writers, chunk }.run(budget.budget())?,
+        Workload::Pipe { writers, chunk, fifo, budget } => PipeContention { writers, chunk, fifo: fifo.as_deref() }.run(budget.budget())?,
         Workload::FileList { set, budget } => set.ops(FileOp::List, 0).run(budget.budget(), budget.report_every)?,
         Workload::FileCreate { set, size, budget } => set.ops(FileOp::Create, size).run(budget.budget(), budget.report_every)?,
         Workload::FileDelete { set, budget } => set.ops(FileOp::Delete, 0).run(budget.budget(), budget.report_every)?,

@@ -180,7 +180,8 @@ fn a_paused_workload_does_no_work_on_any_platform() {
     let env = env(root.path());
     for kind in [PlatformKind::Host, PlatformKind::Runc, PlatformKind::Gvisor, PlatformKind::Microvm] {
         let args = "file-create --files 100 --duration 5m --report-every 100ms";
-        let spec = InstanceSpec { name: "paused".into(), workload: shlex::split(args).unwrap(), output: Output::Capture, ..Default::default() };
+        let spec =
+            InstanceSpec { name: "paused".into(), workload: shlex::split(args).unwrap(), output: Output::Capture, ..Default::default() };
         let mut instance = kind.create(&spec, &env).unwrap_or_else(|e| panic!("{kind}: {e}"));
         let output = instance.take_output().expect("output captured");
         let (tx, rx) = std::sync::mpsc::channel();

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use lockscope_trace::Holder;
 use serde_json::Value;
 
 mod common;
@@ -188,8 +189,47 @@ fn pipe_pair(extra: &[String]) -> (Value, Value) {
     }
     let shared_pipe: Vec<_> = locks.iter().filter(is_pipe).filter(|l| l["shared"] == true).collect();
     assert!(shared_pipe.is_empty(), "pipe locks reported shared: {shared_pipe:#?}");
+    // Each waited on its own pipe while its own writers held it; never on a pipe lock held by the other.
+    let pipe_locks: Vec<u64> = locks.iter().filter(is_pipe).map(|l| l["addr"].as_u64().unwrap()).collect();
+    let held = lockscope_trace::read_trace(&trace).unwrap().held_waits;
+    let across: Vec<_> =
+        held.iter().filter(|w| matches!(w.holder, Holder::Workload(h) if h != w.waiter) && pipe_locks.contains(&w.lock_addr)).collect();
+    assert!(across.is_empty(), "waits on a private pipe attributed to the other workload: {across:#?}");
+    for name in ["a", "b"] {
+        assert!(waited(&report, name, "self", None) > 0, "{name} waited on its own pipe: {:#}", report["waits_by_holder"]);
+    }
     let meta = serde_json::from_slice(&std::fs::read(trace.join("trace.json")).unwrap()).unwrap();
     (meta, report)
+}
+
+/// The waits `waiter` made on locks held by `kind` (`workload` `holder`, `self`, ...), from the report.
+fn waited(report: &Value, waiter: &str, kind: &str, holder: Option<&str>) -> u64 {
+    let rows = report["waits_by_holder"].as_array().unwrap();
+    let row =
+        rows.iter().find(|r| r["waiter"] == waiter && r["holder_kind"] == kind && r["holder"].as_str() == holder.or(r["holder"].as_str()));
+    row.map_or(0, |r| r["waits"].as_u64().unwrap())
+}
+
+/// Two workloads writing one FIFO wait on its mutex while the other holds
+/// it: the waits are attributed to the other workload, read from the mutex's
+/// owner word.
+#[test]
+fn waits_on_a_shared_pipe_are_attributed_to_the_workload_holding_it() {
+    let _k = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("shared.fifo");
+    let writer = |name: &str| format!("{name}={}", workload(&format!("pipe --writers 4 --duration 4s --fifo {}", fifo.display())));
+    let (trace, out) = record(tmp.path(), &["--run".into(), writer("a"), "--run".into(), writer("b")]);
+    assert!(out.status.success(), "record failed: {}", stderr(&out));
+    let report = report_json(&trace);
+    let locks = report["locks"].as_array().unwrap();
+    assert!(locks.iter().any(|l| l["object"] == "pipe_inode_info.mutex" && l["shared"] == true), "the FIFO's mutex is shared: {report:#}");
+    for (waiter, holder) in [("a", "b"), ("b", "a")] {
+        assert!(waited(&report, waiter, "workload", Some(holder)) > 0, "{waiter} waited on {holder}: {:#}", report["waits_by_holder"]);
+    }
+    let text = lockscope(&["report", trace.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("WAITS BY HOLDER") && text.contains("on locks held by b"), "{text}");
 }
 
 #[test]

@@ -8,6 +8,10 @@
  * (workload, tgid, lock address, lock flags, kernel stack). Nothing is
  * streamed per event; everything not recorded is counted.
  *
+ * Where the lock word names its owner (a mutex; a writer-held rwsem), the
+ * wait is also attributed to the owner's process, as `perf lock contention
+ * --lock-owner` reads it: who made whom wait (`holder_waits`).
+ *
  * Interrupt context is recognised from the stack in user space (interrupt
  * entry frames), as the per-CPU preempt count is not reachable from BPF on
  * kernels without CONFIG_KALLSYMS_ALL. Interrupts nest inside a task's wait
@@ -20,7 +24,74 @@ struct wait_slot {
 	u64 start_ns;
 	u32 flags;
 	s32 stack_id;
+	struct holder holder;
 };
+
+typedef struct {
+	long counter;
+} atomic_long_t;
+
+/* The owner word of the sleeping locks: a task pointer, flags in its low bits. */
+struct mutex {
+	atomic_long_t owner;
+} __attribute__((preserve_access_index));
+
+struct rw_semaphore {
+	atomic_long_t owner;
+} __attribute__((preserve_access_index));
+
+#define OWNER_FLAGS 0x7UL        /* MUTEX_FLAGS, RWSEM_OWNER_FLAGS_MASK */
+#define RWSEM_READER_OWNED 0x1UL /* held by readers: the word names only the last */
+
+/* Who holds `lock` as the wait begins; tgid 0 where the lock word cannot
+ * say (spinlocks, reader-held rwsems, a lock released meanwhile). */
+static __always_inline struct holder holder_of(u64 lock, u32 flags)
+{
+	struct holder h = {};
+	long owner;
+	if (flags & LCB_F_MUTEX) {
+		owner = BPF_CORE_READ((struct mutex *)lock, owner.counter);
+	} else if (!(flags & (LCB_F_SPIN | LCB_F_PERCPU | LCB_F_RT)) && (flags & (LCB_F_READ | LCB_F_WRITE))) {
+		owner = BPF_CORE_READ((struct rw_semaphore *)lock, owner.counter);
+		if (owner & RWSEM_READER_OWNED)
+			return h;
+	} else {
+		return h;
+	}
+	struct task_struct *task = (struct task_struct *)(owner & ~OWNER_FLAGS);
+	if (!task)
+		return h;
+	h.tgid = BPF_CORE_READ(task, tgid);
+	u32 *w = bpf_map_lookup_elem(&tracked_tgids, &h.tgid);
+	h.workload = w ? *w : 0;
+	return h;
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct holder_key);
+	__type(value, struct holder_val);
+} holder_waits SEC(".maps");
+
+static __always_inline void note_holder(u32 waiter, struct holder holder, u64 lock, u64 wait_ns)
+{
+	struct holder_key key = { .waiter = waiter, .holder = holder, .lock = lock };
+	struct holder_val *v = bpf_map_lookup_elem(&holder_waits, &key);
+	if (!v) {
+		struct holder_val zero = {};
+		long err = bpf_map_update_elem(&holder_waits, &key, &zero, BPF_NOEXIST);
+		if (err && err != -17 /* EEXIST */) {
+			count(C_HOLDERS_FULL);
+			return;
+		}
+		v = bpf_map_lookup_elem(&holder_waits, &key);
+		if (!v)
+			return;
+	}
+	__sync_fetch_and_add(&v->count, 1);
+	__sync_fetch_and_add(&v->wait_total_ns, wait_ns);
+}
 
 /* A task can wait on a few locks at once: a mutex's optimistic spin, then
  * its wait_lock, then the mutex again. One slot per lock in flight. */
@@ -71,6 +142,7 @@ static __always_inline int on_begin(void *ctx, u64 lock, u32 flags)
 			continue;
 		ws->slot[i].stack_id = stack_id;
 		ws->slot[i].flags = flags;
+		ws->slot[i].holder = holder_of(lock, flags);
 		ws->slot[i].start_ns = bpf_ktime_get_ns();
 		ws->slot[i].lock = lock;
 	}
@@ -103,6 +175,7 @@ static __always_inline int on_end(u64 lock)
 		u64 wait_ns = now - s->start_ns;
 		s->lock = 0;
 		note_place(lock);
+		note_holder(workload, s->holder, lock, wait_ns);
 		struct agg_val *v = agg_entry(&key, now);
 		if (!v)
 			return 0;

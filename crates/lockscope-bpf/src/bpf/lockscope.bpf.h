@@ -87,6 +87,7 @@ enum counter {
 	C_FREED_LOCKS,     /* lock addresses given a new generation by a slab free */
 	C_UNSIZED_FREES,   /* bulk-freed objects not walked: their slab cache was not found */
 	C_PLACES_FULL,     /* a lock's place not kept: lock_places full */
+	C_HOLDERS_FULL,    /* a wait not attributed to its lock's holder: holder_waits full */
 	NR_COUNTERS,
 };
 
@@ -108,6 +109,24 @@ struct agg_val {
 	u64 hold_max_ns;
 	u64 failed;     /* failed trylocks, not counted in `count` */
 	u64 first_ns;   /* first acquisition, ktime */
+};
+
+/* The process holding a lock a workload waited for. */
+struct holder {
+	u32 workload; /* its workload, 0: none (or unknown) */
+	u32 tgid;     /* 0: the lock word does not name its owner */
+};
+
+struct holder_key {
+	u32 waiter; /* the waiting workload */
+	struct holder holder;
+	u32 pad;
+	u64 lock;
+};
+
+struct holder_val {
+	u64 count;
+	u64 wait_total_ns;
 };
 
 struct cgroup_target {
