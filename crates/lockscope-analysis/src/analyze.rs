@@ -34,6 +34,8 @@ pub struct Analysis {
     pub notes: Vec<String>,
     /// Each workload's waits by the holder of the lock (contention mode).
     pub waits_by_holder: Vec<crate::holders::HolderWaits>,
+    /// Each workload's exposure to each other (see [`crate::score`]).
+    pub exposures: Vec<crate::score::Exposure>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -313,6 +315,7 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
         })
         .collect();
 
+    let exposures = crate::score::exposures(trace, &locks);
     Analysis {
         mode: trace.meta.mode,
         kernel_release: trace.meta.kernel_release.clone(),
@@ -325,6 +328,7 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
         kallsyms_all: trace.meta.kallsyms_all,
         notes: trace.meta.notes.clone(),
         waits_by_holder: crate::holders::waits_by_holder(trace),
+        exposures,
     }
 }
 

@@ -10,10 +10,10 @@
 //!   of its acquisitions divided by that workload's run time — summed per
 //!   lock identity (name, function, file, type) across runs, and over all
 //!   shared locks for the cell;
-//! * *exposure*: the share of the workloads' run time spent waiting for
-//!   (contention mode) or holding (acquire mode) the locks they share, mean
-//!   over workloads and runs; the *isolation score* is 100 × (1 − exposure):
-//!   100 means no time at all in shared locks.
+//! * *exposure*: the share of a workload's run time lost waiting on locks
+//!   another workload held (see [`crate::score`]), median over both
+//!   directions and every run, with its interval; the *isolation score* is
+//!   100 × (1 − exposure): 100 means no time at all lost to the other.
 
 use std::collections::BTreeMap;
 
@@ -21,6 +21,7 @@ use lockscope_trace::{Frame, LockKind, Scope};
 use serde::Serialize;
 
 use crate::analyze::{Analysis, LockSummary};
+use crate::stats::Estimate;
 
 /// Where a trace belongs in a comparison: its workload (the label given to
 /// `record --label`, else the workload's command) and its platform (of
@@ -103,10 +104,22 @@ pub struct Cell {
     pub shared_mean: f64,
     /// Shared-lock rates summed over locks and runs (Table 5's number in parentheses).
     pub cumulative_rate: f64,
-    /// Mean share of run time spent in shared locks.
+    /// The median share of a workload's run time lost to the other (see [`crate::score`]).
     pub exposure: f64,
     /// 100 × (1 − exposure).
     pub isolation_score: f64,
+    /// The score's interval: 100 × (1 − the exposure's bounds).
+    pub score_ci_low: f64,
+    pub score_ci_high: f64,
+    /// The interval's confidence (below 95% with fewer than 6 exposures).
+    pub score_coverage: f64,
+}
+
+impl Cell {
+    /// "99.87 [99.80, 99.93]": the score with its interval.
+    pub fn score_text(&self) -> String {
+        format!("{:.2} [{:.2}, {:.2}]", self.isolation_score, self.score_ci_low, self.score_ci_high)
+    }
 }
 
 /// A shared lock of one experiment, summed over its runs.
@@ -161,30 +174,6 @@ fn shared_rate(lock: &LockSummary) -> f64 {
     lock.uses.iter().map(|u| u.rate_per_sec).sum()
 }
 
-/// The mean over workloads of the share of run time spent in shared locks.
-fn exposure(a: &Analysis) -> f64 {
-    let shares: Vec<f64> = a
-        .workloads
-        .iter()
-        .filter(|w| w.run_time_secs > 0.0)
-        .map(|w| {
-            let ns: u64 = a
-                .locks
-                .iter()
-                .filter(|l| l.shared)
-                .flat_map(|l| l.uses.iter().filter(|u| u.workload == w.id))
-                .map(|u| u.wait_total_ns + u.hold_total_ns)
-                .sum();
-            ns as f64 / 1e9 / w.run_time_secs
-        })
-        .collect();
-    if shares.is_empty() {
-        0.0
-    } else {
-        shares.iter().sum::<f64>() / shares.len() as f64
-    }
-}
-
 pub fn compare(runs: &[Run]) -> Comparison {
     let mut workloads: Vec<String> = Vec::new();
     let mut platforms: Vec<String> = Vec::new();
@@ -228,7 +217,9 @@ pub fn compare(runs: &[Run]) -> Comparison {
                 *by_subsystem.entry(lock.subsystem.clone().unwrap_or_else(|| "unresolved".into())).or_default() += rate;
             }
         }
-        let exposure = analyses.iter().map(|a| exposure(a)).sum::<f64>() / analyses.len() as f64;
+        let exposures: Vec<f64> = analyses.iter().flat_map(|a| a.exposures.iter().map(|e| e.exposure)).collect();
+        let exposure = Estimate::of(&exposures).unwrap_or(Estimate { median: 0.0, ci_low: 0.0, ci_high: 0.0, coverage: 0.0, n: 0 });
+        let score = |e: f64| 100.0 * (1.0 - e.min(1.0));
         cells.push(Cell {
             workload: workload.clone(),
             platform: platform.clone(),
@@ -236,8 +227,11 @@ pub fn compare(runs: &[Run]) -> Comparison {
             shared_mean: shared_per_run.iter().sum::<usize>() as f64 / analyses.len() as f64,
             cumulative_rate: by_identity.values().map(|l| l.cumulative_rate).sum(),
             shared_per_run,
-            exposure,
-            isolation_score: 100.0 * (1.0 - exposure.min(1.0)),
+            exposure: exposure.median,
+            isolation_score: score(exposure.median),
+            score_ci_low: score(exposure.ci_high),
+            score_ci_high: score(exposure.ci_low),
+            score_coverage: exposure.coverage,
         });
         shared_locks.extend(by_identity.into_values());
         subsystems.extend(by_subsystem.into_iter().map(|(subsystem, cumulative_rate)| SubsystemRate {
@@ -320,13 +314,17 @@ mod tests {
     }
 
     #[test]
-    fn exposure_is_the_share_of_run_time_in_shared_locks() {
+    fn exposure_is_the_share_of_run_time_lost_to_the_other() {
         let (one, _) = runs();
         let c = compare(&[Run { workload: "w".into(), platform: "p".into(), analysis: &one }]);
         let cell = &c.cells[0];
-        // Waits of 10 ns per contended acquisition: w1 1200 ns of 10 s, w2 500 ns of 5 s.
-        let expected = (1200e-9 / 10.0 + 500e-9 / 5.0) / 2.0;
-        assert!((cell.exposure - expected).abs() < 1e-15, "{cell:?}");
-        assert!((cell.isolation_score - 100.0 * (1.0 - expected)).abs() < 1e-9);
+        // No holders recorded: each wait on lock A (10 ns per contended acquisition) counts by the
+        // other's share of A's acquisitions: w1 1200 ns × 50/170 of 10 s, w2 500 ns × 120/170 of 5 s.
+        // B is private; C's two generations are two locks.
+        let (w1, w2) = (1200e-9 * 50.0 / 170.0 / 10.0, 500e-9 * 120.0 / 170.0 / 5.0);
+        assert!((cell.exposure - (w1 + w2) / 2.0).abs() < 1e-18, "{cell:?}");
+        assert!((cell.isolation_score - 100.0 * (1.0 - cell.exposure)).abs() < 1e-9);
+        assert!((cell.score_ci_low - 100.0 * (1.0 - w2)).abs() < 1e-9 && (cell.score_ci_high - 100.0 * (1.0 - w1)).abs() < 1e-9);
+        assert_eq!(cell.score_coverage, 0.5, "two exposures: their range holds the median half the time");
     }
 }

@@ -2,7 +2,7 @@
 //! Spark, pandas). Schemas (one row each):
 //!
 //! * `table5.parquet`: workload, platform, runs, shared_mean,
-//!   cumulative_rate, exposure, isolation_score — one per experiment;
+//!   cumulative_rate, exposure, isolation_score, score_ci_low, score_ci_high — one per experiment;
 //! * `shared_locks.parquet`: workload, platform, lock_name, function, file,
 //!   kind, scope, subsystem, runs, cumulative_rate — one per shared lock
 //!   identity of an experiment;
@@ -37,6 +37,8 @@ pub fn write_parquet(c: &Comparison, dir: &Path) -> Result<(), TraceError> {
             ("cumulative_rate", floats(cells.iter().map(|x| x.cumulative_rate))),
             ("exposure", floats(cells.iter().map(|x| x.exposure))),
             ("isolation_score", floats(cells.iter().map(|x| x.isolation_score))),
+            ("score_ci_low", floats(cells.iter().map(|x| x.score_ci_low))),
+            ("score_ci_high", floats(cells.iter().map(|x| x.score_ci_high))),
         ],
     )?;
     let locks = &c.shared_locks;

@@ -79,9 +79,10 @@ pub fn render(page: &Page) -> String {
         (acquisitions per second of each instance's run time, summed over the shared locks and the runs).</p>\n";
     out += &matrix(c, "shared (rate)", |cell| format!("{} ({})", trim_number(cell.shared_mean), trim_number(cell.cumulative_rate)));
 
-    out += "<h2 id=\"isolation\">Isolation score</h2>\n<p class=\"note\">100 × (1 − the share of the instances' run time spent \
-        waiting for (contention mode) or holding (acquire mode) the locks they share): 100 is perfect isolation.</p>\n";
-    out += &matrix(c, "score", |cell| format!("{:.2}", cell.isolation_score));
+    out += "<h2 id=\"isolation\">Isolation score</h2>\n<p class=\"note\">100 × (1 − the share of an instance's run time lost \
+        waiting on locks the other held: measured and attributed to the holder in contention mode, expected from hold times in acquire mode), \
+        the median over both instances and every run, with its interval: 100 is perfect isolation.</p>\n";
+    out += &matrix(c, "score", |cell| cell.score_text());
     if !page.correlations.is_empty() {
         out += "<table><caption>Does sharing predict slowdown? Spearman's rho against the measured slowdown</caption><tr><th>measure</th><th>rho</th><th>95% interval</th><th>experiments</th></tr>";
         for k in page.correlations {

@@ -10,6 +10,7 @@ mod fixtures;
 pub mod holders;
 pub mod html;
 pub mod render;
+pub mod score;
 pub mod stats;
 
 pub use analyze::{analyze, Analysis, CallSite, LockSummary, LockUse, Options, WorkloadSummary};

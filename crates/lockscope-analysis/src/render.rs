@@ -248,8 +248,8 @@ pub fn comparison_table(c: &crate::compare::Comparison) -> String {
     };
     let mut out = String::from("SHARED LOCKS: mean count over runs (cumulative rate, acquisitions/s summed over locks and runs)\n");
     out += &columns(&headers, &rows(&|c| format!("{} ({})", trim_number(c.shared_mean), trim_number(c.cumulative_rate))));
-    out += "\nISOLATION SCORE: 100 x (1 - share of run time waiting for or holding shared locks)\n";
-    out += &columns(&headers, &rows(&|c| format!("{:.2}", c.isolation_score)));
+    out += "\nISOLATION SCORE: 100 x (1 - share of a workload's run time lost waiting on locks the other held) [interval]\n";
+    out += &columns(&headers, &rows(&|c| c.score_text()));
     if !c.shared_locks.is_empty() {
         out += "\nTOP SHARED LOCKS (cumulative rate over runs)\n";
         let top: Vec<Vec<String>> = c
@@ -274,18 +274,20 @@ pub fn comparison_table(c: &crate::compare::Comparison) -> String {
 
 /// Table 5 as CSV, one row per cell.
 pub fn comparison_csv(c: &crate::compare::Comparison) -> String {
-    let mut out = String::from("workload,platform,runs,shared_mean,cumulative_rate,exposure,isolation_score\n");
+    let mut out = String::from("workload,platform,runs,shared_mean,cumulative_rate,exposure,isolation_score,score_ci_low,score_ci_high\n");
     for cell in &c.cells {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{}",
             csv_field(&cell.workload),
             csv_field(&cell.platform),
             cell.runs,
             cell.shared_mean,
             cell.cumulative_rate,
             cell.exposure,
-            cell.isolation_score
+            cell.isolation_score,
+            cell.score_ci_low,
+            cell.score_ci_high
         );
     }
     out

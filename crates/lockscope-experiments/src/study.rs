@@ -466,7 +466,7 @@ fn correlate(c: &Comparison, figures: &[StressFigure]) -> Vec<Correlation> {
         return vec![];
     }
     let measures: [Measure; 3] = [
-        ("exposure (100 - isolation score)", |c| c.exposure),
+        ("exposure to the other instance (100 - isolation score)", |c| c.exposure),
         ("cumulative shared-lock rate", |c| c.cumulative_rate),
         ("shared-lock count", |c| c.shared_mean),
     ];
