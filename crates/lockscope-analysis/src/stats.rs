@@ -126,6 +126,43 @@ pub fn spearman(pairs: &[(f64, f64)]) -> Option<f64> {
     (vx > 0.0 && vy > 0.0).then(|| cov / (vx * vy).sqrt())
 }
 
+/// The chance that pairing the values at random gives a rho at least as
+/// large as theirs (exact, over every pairing); None above 8 pairs or where
+/// rho is undefined. For few pairs, where an interval says little: 4 pairs
+/// ranked exactly alike happen by chance 1 time in 24.
+pub fn spearman_p(pairs: &[(f64, f64)]) -> Option<f64> {
+    let observed = spearman(pairs)?;
+    if pairs.len() > 8 {
+        return None;
+    }
+    let xs: Vec<f64> = pairs.iter().map(|p| p.0).collect();
+    let mut ys: Vec<f64> = pairs.iter().map(|p| p.1).collect();
+    let (mut at_least, mut all) = (0u32, 0u32);
+    // Heap's algorithm over the orderings of ys.
+    let mut c = vec![0usize; ys.len()];
+    let mut visit = |ys: &[f64]| {
+        let pairs: Vec<(f64, f64)> = xs.iter().copied().zip(ys.iter().copied()).collect();
+        all += 1;
+        if spearman(&pairs).is_some_and(|r| r >= observed - 1e-12) {
+            at_least += 1;
+        }
+    };
+    visit(&ys);
+    let mut i = 0;
+    while i < ys.len() {
+        if c[i] < i {
+            ys.swap(if i % 2 == 0 { 0 } else { c[i] }, i);
+            visit(&ys);
+            c[i] += 1;
+            i = 0;
+        } else {
+            c[i] = 0;
+            i += 1;
+        }
+    }
+    Some(f64::from(at_least) / f64::from(all))
+}
+
 /// The 95% interval of Spearman's rho over `n` pairs, by Fisher's z with
 /// the Fieller–Hartley–Pearson variance 1.06/(n − 3); None below 4 pairs.
 pub fn spearman_interval(rho: f64, n: usize) -> Option<(f64, f64)> {
@@ -174,6 +211,16 @@ mod tests {
         assert!(tied > 0.8 && tied < 1.0, "{tied}");
         assert_eq!(spearman(&[(1.0, 1.0), (2.0, 2.0)]), None, "too few pairs");
         assert_eq!(spearman(&[(1.0, 1.0), (1.0, 2.0), (1.0, 3.0)]), None, "a constant side");
+    }
+
+    #[test]
+    fn a_perfect_ranking_of_four_happens_by_chance_once_in_24() {
+        let perfect = [(1.0, 0.1), (2.0, 0.2), (3.0, 0.3), (4.0, 0.4)];
+        assert!((spearman_p(&perfect).unwrap() - 1.0 / 24.0).abs() < 1e-12);
+        let reversed = [(1.0, 0.4), (2.0, 0.3), (3.0, 0.2), (4.0, 0.1)];
+        assert_eq!(spearman_p(&reversed), Some(1.0), "every ordering does at least as well");
+        let nine: Vec<(f64, f64)> = (0..9).map(|i| (i as f64, i as f64)).collect();
+        assert_eq!(spearman_p(&nine), None);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //!   time, throughput sampled), and its figure (`figure`);
 //! - `study`: the paper's experiment end to end, resumable, written up as a report.
 
+pub mod calibrate;
 pub mod figure;
 pub mod record;
 pub mod resolve;

@@ -29,11 +29,17 @@ pub struct FileOps<'a> {
     pub files: u32,
     /// Bytes written to each created file (paper: 4 KiB).
     pub file_size: usize,
+    /// The directory may hold other workloads' files: this one's are named
+    /// by its process id.
+    pub shared: bool,
 }
 
 impl FileOps<'_> {
     fn path(&self, i: u32) -> PathBuf {
-        self.dir.join(format!("f{i}"))
+        match self.shared {
+            true => self.dir.join(format!("f{}-{i}", std::process::id())),
+            false => self.dir.join(format!("f{i}")),
+        }
     }
 
     fn create(&self, i: u32, data: &[u8]) -> Result<(), WorkloadError> {
@@ -63,9 +69,9 @@ impl FileOps<'_> {
             return Err(WorkloadError::InvalidArgument("--files must be at least 1".into()));
         }
         fs::create_dir_all(self.dir).map_err(io_error(format!("creating {}", self.dir.display())))?;
-        if fs::read_dir(self.dir).map_err(io_error(format!("reading {}", self.dir.display())))?.next().is_some() {
+        if !self.shared && fs::read_dir(self.dir).map_err(io_error(format!("reading {}", self.dir.display())))?.next().is_some() {
             return Err(WorkloadError::InvalidArgument(format!(
-                "{} is not empty; give the workload a directory of its own",
+                "{} is not empty; give the workload a directory of its own, or pass --shared",
                 self.dir.display()
             )));
         }
@@ -127,7 +133,7 @@ mod tests {
     use super::*;
 
     fn run(op: FileOp, dir: &Path) -> Sample {
-        FileOps { op, dir, files: 100, file_size: 4096 }.run(Budget::Rounds(2), None).unwrap()
+        FileOps { op, dir, files: 100, file_size: 4096, shared: false }.run(Budget::Rounds(2), None).unwrap()
     }
 
     #[test]
@@ -144,9 +150,16 @@ mod tests {
     fn refuses_a_shared_or_unusable_directory() {
         let tmp = tempfile::tempdir().unwrap();
         fs::write(tmp.path().join("other"), b"x").unwrap();
-        let err = FileOps { op: FileOp::Create, dir: tmp.path(), files: 1, file_size: 0 }.run(Budget::Rounds(1), None).unwrap_err();
+        let err = FileOps { op: FileOp::Create, dir: tmp.path(), files: 1, file_size: 0, shared: false }
+            .run(Budget::Rounds(1), None)
+            .unwrap_err();
         assert!(err.to_string().contains("not empty"), "{err}");
-        let err = FileOps { op: FileOp::List, dir: &tmp.path().join("other/sub"), files: 1, file_size: 0 }
+        // Shared: the other files stay, this workload's own go.
+        let shared = FileOps { op: FileOp::Create, dir: tmp.path(), files: 10, file_size: 0, shared: true };
+        assert_eq!(shared.run(Budget::Rounds(2), None).unwrap().ops, 20);
+        let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["other"]);
+        let err = FileOps { op: FileOp::List, dir: &tmp.path().join("other/sub"), files: 1, file_size: 0, shared: false }
             .run(Budget::Rounds(1), None)
             .unwrap_err();
         assert!(err.to_string().contains("creating"), "{err}");

@@ -18,6 +18,8 @@ pub enum Target {
     Mm,
     /// Both, alternating.
     Mixed,
+    /// Computation only: no system call, so no kernel lock (a control).
+    Cpu,
 }
 
 pub struct Trasher<'a> {
@@ -40,6 +42,12 @@ impl Trasher<'_> {
                 Target::Fs => true,
                 Target::Mm => false,
                 Target::Mixed => rounds.is_multiple_of(2),
+                Target::Cpu => {
+                    compute();
+                    meter.add(1, t.elapsed());
+                    rounds += 1;
+                    continue;
+                }
             };
             if fs_turn {
                 fs_round.run(Budget::Rounds(1), None)?;
@@ -52,6 +60,17 @@ impl Trasher<'_> {
         }
         Ok(meter.finish())
     }
+}
+
+/// About a millisecond of arithmetic that the compiler cannot drop.
+fn compute() {
+    let mut x = std::hint::black_box(0x9e37_79b9_7f4a_7c15u64);
+    for _ in 0..1_000_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    std::hint::black_box(x);
 }
 
 fn stat_and_rename(dir: &Path) -> Result<(), WorkloadError> {
@@ -69,7 +88,7 @@ mod tests {
 
     #[test]
     fn every_target_runs_and_cleans_up() {
-        for target in [Target::Fs, Target::Mm, Target::Mixed] {
+        for target in [Target::Fs, Target::Mm, Target::Mixed, Target::Cpu] {
             let tmp = tempfile::tempdir().unwrap();
             let t = Trasher { target, dir: tmp.path() }.run(Budget::Rounds(2), None).unwrap();
             assert!(t.ops > 0, "{target:?}");

@@ -2,6 +2,7 @@
 //! locks they acquire in common. This binary only parses arguments, shows
 //! progress and wires the stages together; the work lives in the crates.
 
+mod calibrate;
 mod compare;
 mod doctor;
 mod guest;
@@ -41,6 +42,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Calibrate(calibrate::Args),
     Compare(compare::Args),
     Doctor(doctor::Args),
     Guest(guest::Args),
@@ -92,6 +94,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
+        Command::Calibrate(args) => calibrate::run(args),
         Command::Compare(args) => compare::run(args),
         Command::Doctor(args) => doctor::run(args),
         Command::Guest(args) => guest::run(args),

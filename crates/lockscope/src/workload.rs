@@ -90,17 +90,22 @@ pub enum Workload {
 /// The directory and file count of the file-metadata workloads.
 #[derive(clap::Args)]
 pub struct FileSet {
-    /// The workload's own directory (created; must be empty). Relative to the
-    /// working directory, which each platform instance has to itself.
+    /// The workload's own directory (created; must be empty unless
+    /// --shared). Relative to the working directory, which each platform
+    /// instance has to itself.
     #[arg(long, default_value = "data")]
     dir: PathBuf,
     #[arg(long, default_value_t = 10_000)]
     files: u32,
+    /// DIR may be shared with other workloads: this one's files are named by
+    /// its process id, and only they are touched.
+    #[arg(long)]
+    shared: bool,
 }
 
 impl FileSet {
     fn ops(&self, op: FileOp, file_size: usize) -> FileOps<'_> {
-        FileOps { op, dir: &self.dir, files: self.files, file_size }
+        FileOps { op, dir: &self.dir, files: self.files, file_size, shared: self.shared }
     }
 }
 
@@ -109,6 +114,8 @@ pub enum TrasherTarget {
     Fs,
     Mm,
     Mixed,
+    /// Computation only, no system call (a control).
+    Cpu,
 }
 
 #[derive(clap::Args)]
@@ -147,6 +154,7 @@ pub fn run(w: Workload) -> anyhow::Result<()> {
                 TrasherTarget::Fs => Target::Fs,
                 TrasherTarget::Mm => Target::Mm,
                 TrasherTarget::Mixed => Target::Mixed,
+                TrasherTarget::Cpu => Target::Cpu,
             };
             std::fs::create_dir_all(&dir)?;
             Trasher { target, dir: &dir }.run(budget.budget(), budget.report_every)?

@@ -422,3 +422,31 @@ fn ctrl_c_during_a_recording_of_sandboxes_removes_them() {
     assert!(root.path().join("t.trace/trace.json").is_file(), "the trace is written");
     assert_clean(&root.path().join("work"));
 }
+
+/// The calibration ladder on this machine: two workloads creating files in
+/// one directory lose throughput to each other and meet in its locks; a
+/// trasher that only computes costs the worker nothing and meets it nowhere.
+#[test]
+fn calibration_ranks_the_ladder_s_ends_as_their_slowdowns_do() {
+    let _guard = serial();
+    let root = work_root();
+    let out = Command::new(LOCKSCOPE)
+        .args(["calibrate", "--window", "1s", "--sample", "250ms", "--format", "json", "--work-dir"])
+        .arg(root.path().join("work"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rungs = result["rungs"].as_array().unwrap();
+    let names: Vec<&str> = rungs.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["same-directory", "same-filesystem", "other-filesystem", "cpu-only"], "{result:#}");
+    let (first, last) = (&rungs[0], &rungs[3]);
+    let f = |r: &Value, key: &str| r[key].as_f64().unwrap();
+    assert!(f(first, "slowdown") > f(last, "slowdown"), "one directory slows the worker more than a computing trasher: {result:#}");
+    assert!(first["interference"] == true && f(first, "ci_low") > 0.0, "{first:#}");
+    assert!(f(first, "score") < f(last, "score"), "and the score says so: {result:#}");
+    assert_eq!(first["ci"][0], first["ci_low"]);
+    assert!(result["rho"].is_number(), "{result:#}");
+    assert_clean(&root.path().join("work"));
+}

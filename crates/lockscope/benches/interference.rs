@@ -1,0 +1,85 @@
+//! Whether lockscope's interference figures repeat: the calibration ladder
+//! run several times (each run's score, slowdown and Spearman's rho), and one
+//! stress cell run several times (each run's median slowdown against the
+//! others' 95% intervals).
+//!
+//! `cargo bench -p lockscope --bench interference` (as root). Settings:
+//! LOCKSCOPE_BENCH_RUNS (default 3).
+
+use std::process::Command;
+
+use serde_json::Value;
+
+const LOCKSCOPE: &str = env!("CARGO_BIN_EXE_lockscope");
+
+fn runs() -> usize {
+    std::env::var("LOCKSCOPE_BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(3)
+}
+
+fn json_of(cmd: &mut Command) -> Value {
+    let out = cmd.output().expect("lockscope runs");
+    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("JSON output")
+}
+
+fn pct(v: &Value) -> String {
+    format!("{:+.1}%", 100.0 * v.as_f64().unwrap_or(f64::NAN))
+}
+
+fn calibration() {
+    println!("calibrate (defaults), {} runs", runs());
+    println!("{:<6} {:<18} {:>9} {:>9} {:>22}", "run", "rung", "score", "slowdown", "95% interval");
+    let mut rhos = vec![];
+    for run in 1..=runs() {
+        let result = json_of(Command::new(LOCKSCOPE).args(["calibrate", "--format", "json"]));
+        for r in result["rungs"].as_array().unwrap() {
+            let ci = format!("[{}, {}]", pct(&r["ci"][0]), pct(&r["ci"][1]));
+            println!(
+                "{run:<6} {:<18} {:>9.3} {:>9} {ci:>22}",
+                r["name"].as_str().unwrap(),
+                r["score"].as_f64().unwrap(),
+                pct(&r["slowdown"])
+            );
+        }
+        rhos.push(result["rho"].as_f64().unwrap_or(f64::NAN));
+        println!("{run:<6} rho {:.2} (p = {:.3})", rhos[run - 1], result["rho_p"].as_f64().unwrap_or(f64::NAN));
+    }
+    println!("rho over runs: {rhos:.2?}\n");
+}
+
+fn stress_cell() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["stress", "--platform", "host", "--trashers", "1", "--window", "3s", "--cycles", "6"];
+    println!("stress {} (worker and trasher defaults), {} runs", args[1..].join(" "), runs());
+    let mut levels = vec![];
+    for run in 1..=runs() {
+        let out = dir.path().join(run.to_string());
+        let _ = json_of(Command::new(LOCKSCOPE).args(args).arg("-o").arg(&out).stdout(std::process::Stdio::null()));
+        let result: Value = serde_json::from_str(&std::fs::read_to_string(out.join("stress.json")).unwrap()).unwrap();
+        let level = result["series"][0]["levels"][0].clone();
+        println!(
+            "run {run}: slowdown {} [{}, {}] over {} windows",
+            pct(&level["slowdown"]),
+            pct(&level["ci_low"]),
+            pct(&level["ci_high"]),
+            level["windows"]
+        );
+        levels.push(level);
+    }
+    let f = |v: &Value, k: &str| v[k].as_f64().unwrap();
+    for (i, a) in levels.iter().enumerate() {
+        let outside: Vec<usize> = (0..levels.len())
+            .filter(|&j| j != i && !(f(&levels[j], "ci_low") <= f(a, "slowdown") && f(a, "slowdown") <= f(&levels[j], "ci_high")))
+            .collect();
+        println!(
+            "run {}'s median inside every other run's interval: {}",
+            i + 1,
+            if outside.is_empty() { "yes".into() } else { format!("no (outside run {outside:?})") }
+        );
+    }
+}
+
+fn main() {
+    calibration();
+    stress_cell();
+}
