@@ -21,6 +21,7 @@ use lockscope_trace::{Frame, LockKind, Scope};
 use serde::Serialize;
 
 use crate::analyze::{Analysis, LockSummary};
+use crate::holders::WaitShares;
 use crate::stats::Estimate;
 
 /// Where a trace belongs in a comparison: its workload (the label given to
@@ -113,6 +114,8 @@ pub struct Cell {
     pub score_ci_high: f64,
     /// The interval's confidence (below 95% with fewer than 6 exposures).
     pub score_coverage: f64,
+    /// Waiting per second of run time by who held the lock, mean over runs.
+    pub waits_ms_per_s: WaitShares,
 }
 
 impl Cell {
@@ -232,6 +235,7 @@ pub fn compare(runs: &[Run]) -> Comparison {
             score_ci_low: score(exposure.ci_high),
             score_ci_high: score(exposure.ci_low),
             score_coverage: exposure.coverage,
+            waits_ms_per_s: WaitShares::mean(&analyses.iter().map(|a| WaitShares::of(a)).collect::<Vec<_>>()),
         });
         shared_locks.extend(by_identity.into_values());
         subsystems.extend(by_subsystem.into_iter().map(|(subsystem, cumulative_rate)| SubsystemRate {

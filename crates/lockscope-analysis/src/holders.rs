@@ -56,6 +56,58 @@ impl HolderWaits {
     }
 }
 
+/// Milliseconds of waiting per second of run time, by who held the lock:
+/// what one experiment's instances lost, and to whom.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct WaitShares {
+    /// On locks another recorded workload held.
+    pub other_workload: f64,
+    /// On locks the waiter's own processes held.
+    pub own: f64,
+    /// On locks processes outside the recorded workloads held.
+    pub outside: f64,
+    /// On locks whose holder the lock word does not name.
+    pub unknown: f64,
+}
+
+impl WaitShares {
+    /// The waits of an analysed trace, over all its workloads' run time.
+    pub fn of(a: &crate::Analysis) -> WaitShares {
+        let run_secs: f64 = a.workloads.iter().map(|w| w.run_time_secs).sum();
+        let mut s = WaitShares::default();
+        if run_secs <= 0.0 {
+            return s;
+        }
+        for w in &a.waits_by_holder {
+            let field = match w.holder_kind {
+                HolderKind::Workload => &mut s.other_workload,
+                HolderKind::Itself => &mut s.own,
+                HolderKind::Other => &mut s.outside,
+                HolderKind::Unknown => &mut s.unknown,
+            };
+            *field += w.wait_total_ns as f64 / 1e6 / run_secs;
+        }
+        s
+    }
+
+    /// The mean of several runs' shares.
+    pub fn mean(all: &[WaitShares]) -> WaitShares {
+        let n = all.len().max(1) as f64;
+        let sum = |f: fn(&WaitShares) -> f64| all.iter().map(f).sum::<f64>() / n;
+        WaitShares {
+            other_workload: sum(|s| s.other_workload),
+            own: sum(|s| s.own),
+            outside: sum(|s| s.outside),
+            unknown: sum(|s| s.unknown),
+        }
+    }
+
+    /// The four shares as text, in that order.
+    pub fn columns(&self) -> [String; 4] {
+        [self.other_workload, self.own, self.outside, self.unknown].map(|v| format!("{v:.2}"))
+    }
+}
+
 /// Every workload's waits by holder: other workloads first, then its own,
 /// other processes, and waits whose holder is unknown; the longest first
 /// within each.
@@ -126,5 +178,8 @@ mod tests {
             ]
         );
         assert_eq!(serde_json::to_value(&by[1]).unwrap()["holder_kind"], "self");
+        // Over the workloads' 15 s of run time.
+        let shares = WaitShares::of(&crate::analyze(&trace, &crate::fixtures::OPTIONS));
+        assert_eq!(shares.columns(), ["0.82", "0.07", "0.03", "0.00"], "{shares:?}");
     }
 }

@@ -83,6 +83,20 @@ pub fn render(page: &Page) -> String {
         waiting on locks the other held: measured and attributed to the holder in contention mode, expected from hold times in acquire mode), \
         the median over both instances and every run, with its interval: 100 is perfect isolation.</p>\n";
     out += &matrix(c, "score", |cell| cell.score_text());
+    if c.cells.iter().any(|cell| cell.waits_ms_per_s != Default::default()) {
+        out += "<table><caption>Who made whom wait: ms of waiting per s of run time, by the holder of the lock</caption>\
+            <tr><th>workload</th><th>platform</th><th>the other instance</th><th>its own processes</th><th>outside processes</th><th>holder unknown (spinlocks)</th></tr>";
+        for cell in &c.cells {
+            let [other, own, outside, unknown] = cell.waits_ms_per_s.columns();
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td class=\"text\">{}</td><td>{other}</td><td>{own}</td><td>{outside}</td><td>{unknown}</td></tr>",
+                escape(&cell.workload),
+                escape(&cell.platform)
+            );
+        }
+        out += "</table>\n";
+    }
     if !page.correlations.is_empty() {
         out += "<table><caption>Does sharing predict slowdown? Spearman's rho against the measured slowdown</caption><tr><th>measure</th><th>rho</th><th>95% interval</th><th>experiments</th></tr>";
         for k in page.correlations {

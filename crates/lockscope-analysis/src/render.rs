@@ -250,6 +250,10 @@ pub fn comparison_table(c: &crate::compare::Comparison) -> String {
     out += &columns(&headers, &rows(&|c| format!("{} ({})", trim_number(c.shared_mean), trim_number(c.cumulative_rate))));
     out += "\nISOLATION SCORE: 100 x (1 - share of a workload's run time lost waiting on locks the other held) [interval]\n";
     out += &columns(&headers, &rows(&|c| c.score_text()));
+    if c.cells.iter().any(|c| c.waits_ms_per_s != Default::default()) {
+        out += "\nWAITS BY HOLDER: ms per s of run time on locks held by the other instance / its own processes / outside processes / unknown\n";
+        out += &columns(&headers, &rows(&|c| c.waits_ms_per_s.columns().join(" / ")));
+    }
     if !c.shared_locks.is_empty() {
         out += "\nTOP SHARED LOCKS (cumulative rate over runs)\n";
         let top: Vec<Vec<String>> = c

@@ -33,6 +33,8 @@ pub enum StressError {
     NoOutput,
     #[error("the worker ended early ({exit}) on {platform}, run {run}")]
     WorkerEnded { exit: String, platform: PlatformKind, run: u32 },
+    #[error("the worker reported no whole operation in {secs} s on {platform}, run {run}: give it less to do per operation")]
+    WorkerTooSlow { secs: u64, platform: PlatformKind, run: u32 },
     #[error("writing {path}: {source}")]
     Write { path: std::path::PathBuf, source: std::io::Error },
     #[error(transparent)]
@@ -445,7 +447,7 @@ fn run_once(
             note = why.map(|w| format!("{platform} run {run}: {w}"));
             windows = Some(cfg.windows(window, now));
         } else if windows.is_none() && now >= cfg.warmup + SLOWEST_WARMUP {
-            return Err(StressError::WorkerEnded { exit: format!("it reported no whole operation in {} s", now.as_secs()), platform, run });
+            return Err(StressError::WorkerTooSlow { secs: now.as_secs(), platform, run });
         }
         let Some(ws) = &windows else {
             progress(&StressProgress { platform, run, elapsed_in_run: now, window: None, trashers: 0, last: None });
@@ -550,7 +552,8 @@ fn summarize(platform: PlatformKind, unit: String, windows: Vec<Window>, samples
             ops_per_sec: mean(group.iter().map(|s| s.ops_per_sec)).unwrap_or(0.0),
         })
         .collect();
-    // Each window's mean throughput, per run.
+    // Each window's throughput, per run: the median of its samples, so one
+    // sample caught in a stall (a journal commit) does not move the window.
     let plan = cfg.windows(cfg.window, Duration::ZERO);
     let mut by_window: std::collections::BTreeMap<(u32, usize), Vec<f64>> = Default::default();
     for s in &mine {
@@ -558,7 +561,7 @@ fn summarize(platform: PlatformKind, unit: String, windows: Vec<Window>, samples
             by_window.entry((s.run, w)).or_default().push(s.ops_per_sec);
         }
     }
-    let throughput = |run: u32, w: usize| by_window.get(&(run, w)).and_then(|v| mean(v.iter().copied()));
+    let throughput = |run: u32, w: usize| by_window.get(&(run, w)).and_then(|v| Estimate::of(v)).map(|e| e.median);
     let runs: std::collections::BTreeSet<u32> = mine.iter().map(|s| s.run).collect();
     let baselines: Vec<f64> =
         runs.iter().flat_map(|&r| (0..plan.len()).filter(|&w| plan[w].trashers == 0).filter_map(move |w| throughput(r, w))).collect();

@@ -54,7 +54,8 @@ fn stress_cell() {
     let mut levels = vec![];
     for run in 1..=runs() {
         let out = dir.path().join(run.to_string());
-        let _ = json_of(Command::new(LOCKSCOPE).args(args).arg("-o").arg(&out).stdout(std::process::Stdio::null()));
+        let done = Command::new(LOCKSCOPE).args(args).arg("-o").arg(&out).output().expect("lockscope runs");
+        assert!(done.status.success(), "stress failed: {}", String::from_utf8_lossy(&done.stderr));
         let result: Value = serde_json::from_str(&std::fs::read_to_string(out.join("stress.json")).unwrap()).unwrap();
         let level = result["series"][0]["levels"][0].clone();
         println!(
