@@ -71,6 +71,17 @@ impl Slowdown {
         Some(Slowdown { slowdown: e.median, ci_low: e.ci_low, ci_high: e.ci_high, coverage: e.coverage, windows: e.n, interference })
     }
 
+    /// The slowdown the windows support: the median, or 0 where the
+    /// interval holds zero. Rankings use it, so noise around zero does not
+    /// order rungs that show no interference.
+    pub fn reported(&self) -> f64 {
+        if self.interference {
+            self.slowdown
+        } else {
+            0.0
+        }
+    }
+
     /// "20.0% slower [+18.0%, +22.0%]", "3.1% faster [...]" or "none [-2.0%, +3.1%]".
     pub fn describe(&self) -> String {
         let ci = format!("[{:+.1}%, {:+.1}%]", 100.0 * self.ci_low, 100.0 * self.ci_high);
@@ -198,7 +209,7 @@ mod tests {
     #[test]
     fn zero_inside_the_interval_is_no_difference() {
         let none = Slowdown::of(&[-0.1, 0.05, 0.2]).unwrap();
-        assert_eq!((none.interference, none.describe().as_str()), (false, "none [-10.0%, +20.0%]"));
+        assert_eq!((none.interference, none.describe().as_str(), none.reported()), (false, "none [-10.0%, +20.0%]", 0.0));
         assert_eq!(Slowdown::of(&[0.1, 0.05, 0.2]).unwrap().describe(), "10.0% slower [+5.0%, +20.0%]");
         assert_eq!(Slowdown::of(&[-0.1, -0.05]).unwrap().describe(), "7.5% faster [-10.0%, -5.0%]");
     }

@@ -31,8 +31,10 @@ pub struct Rung {
 /// workloads of the first rung create files in; `elsewhere` one on another
 /// file system (tmpfs) for the third.
 pub fn ladder(files: u32, shared: &Path, elsewhere: &Path) -> Vec<Rung> {
+    // Empty files: metadata is what the rungs share or do not, and dirty
+    // data's periodic writeback would only add noise to every rung.
     let create = |extra: &[String]| -> Vec<String> {
-        ["file-create".to_owned(), "--files".into(), files.to_string()].into_iter().chain(extra.iter().cloned()).collect()
+        ["file-create", "--files", &files.to_string(), "--size", "0"].into_iter().map(String::from).chain(extra.iter().cloned()).collect()
     };
     let in_dir = |dir: &Path, shared: bool| {
         let mut args = vec!["--dir".to_owned(), dir.display().to_string()];
@@ -97,8 +99,9 @@ pub struct RungResult {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Calibration {
     pub rungs: Vec<RungResult>,
-    /// Spearman's rho of exposure against slowdown: 1 when the score ranks
-    /// the rungs exactly as their slowdowns do.
+    /// Spearman's rho of exposure against the slowdown each rung supports
+    /// (0 where its interval holds zero): 1 when the score ranks the rungs
+    /// exactly as their slowdowns do.
     pub rho: Option<f64>,
     /// The chance of a rho this large from a random ordering of the rungs.
     pub rho_p: Option<f64>,
@@ -177,7 +180,7 @@ pub fn run(
             shared_locks: analysis.shared_locks,
         });
     }
-    let pairs: Vec<(f64, f64)> = rungs.iter().map(|r| (r.exposure, r.slowdown.slowdown)).collect();
+    let pairs: Vec<(f64, f64)> = rungs.iter().map(|r| (r.exposure, r.slowdown.reported())).collect();
     let rho = spearman(&pairs);
     Ok(Calibration { rungs, rho, rho_p: spearman_p(&pairs), notes, complete })
 }
@@ -224,9 +227,9 @@ mod tests {
         let rungs = ladder(100, Path::new("/w/shared"), Path::new("/dev/shm/x"));
         let names: Vec<&str> = rungs.iter().map(|r| r.name).collect();
         assert_eq!(names, ["same-directory", "same-filesystem", "other-filesystem", "cpu-only"]);
-        assert_eq!(rungs[0].worker.join(" "), "file-create --files 100 --dir /w/shared --shared");
+        assert_eq!(rungs[0].worker.join(" "), "file-create --files 100 --size 0 --dir /w/shared --shared");
         assert_eq!(rungs[0].trasher, rungs[0].worker, "one directory for both");
-        assert_eq!(rungs[2].trasher.join(" "), "file-create --files 100 --dir /dev/shm/x");
+        assert_eq!(rungs[2].trasher.join(" "), "file-create --files 100 --size 0 --dir /dev/shm/x");
         assert_eq!(rungs[3].trasher.join(" "), "trasher --target cpu");
     }
 }

@@ -473,8 +473,10 @@ fn correlate(c: &Comparison, figures: &[StressFigure]) -> Vec<Correlation> {
     measures
         .iter()
         .map(|(name, measure)| {
-            let pairs: Vec<(f64, f64)> =
-                figures.iter().filter_map(|f| c.cell(&f.workload, &f.platform).map(|cell| (measure(cell), f.slowdown.slowdown))).collect();
+            let pairs: Vec<(f64, f64)> = figures
+                .iter()
+                .filter_map(|f| c.cell(&f.workload, &f.platform).map(|cell| (measure(cell), f.slowdown.reported())))
+                .collect();
             let rho = spearman(&pairs);
             Correlation {
                 measure: (*name).into(),

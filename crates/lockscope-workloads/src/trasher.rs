@@ -18,7 +18,9 @@ pub enum Target {
     Mm,
     /// Both, alternating.
     Mixed,
-    /// Computation only: no system call, so no kernel lock (a control).
+    /// Computation only, at idle priority (SCHED_IDLE): no system call, so
+    /// no kernel lock, and only CPU time nothing else wants, so kernel
+    /// threads are not pushed onto the worker's CPU. A control.
     Cpu,
 }
 
@@ -33,6 +35,13 @@ impl Trasher<'_> {
     pub fn run(&self, budget: Budget, report_every: Option<Duration>) -> Result<Sample, WorkloadError> {
         let fs_round = FileChurn { dir: self.dir, files: 100, file_size: 0 };
         let mm_round = MemChurn { chunk: 1 << 20, total: 16 << 20 };
+        if self.target == Target::Cpu {
+            let param = libc::sched_param { sched_priority: 0 };
+            // SAFETY: sched_setscheduler on this thread with a valid parameter.
+            if unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) } != 0 {
+                return Err(WorkloadError::Io { what: "moving to idle priority".into(), source: std::io::Error::last_os_error() });
+            }
+        }
         let mut meter = Meter::new("trasher", "system-call round", report_every);
         let start = meter.started();
         let mut rounds = 0u64;

@@ -4,11 +4,19 @@
 //! `lockscope report` takes against `perf lock contention` on those traces.
 //!
 //! `cargo bench -p lockscope --bench record_overhead` (as root). Settings:
-//! LOCKSCOPE_BENCH_SECS (per run, default 10), LOCKSCOPE_BENCH_RUNS (default 3).
+//! LOCKSCOPE_BENCH_SECS (per run, default 10), LOCKSCOPE_BENCH_RUNS (default
+//! 6: enough for a 95% interval), LOCKSCOPE_BENCH_OTHER (another lockscope
+//! binary, e.g. an older build, recorded in the same rounds for a side-by-side
+//! comparison). Each round runs every configuration once; a configuration's
+//! cost is the median over rounds of its throughput against the same round's
+//! untraced run, with its interval, so a baseline that moves between rounds
+//! moves both sides of each ratio.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
+
+use lockscope_analysis::stats::Estimate;
 
 const LOCKSCOPE: &str = env!("CARGO_BIN_EXE_lockscope");
 
@@ -50,33 +58,47 @@ fn timed(cmd: &mut Command) -> Duration {
     start.elapsed()
 }
 
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len() as f64
+fn median(v: &[f64]) -> f64 {
+    Estimate::of(v).map_or(f64::NAN, |e| e.median)
+}
+
+/// Records the pair with `binary`; returns the throughput and the trace.
+fn record_with(binary: &str, trace: &Path, [a, b]: &[String; 2]) -> f64 {
+    let out = run(Command::new(binary).args(["record", "--mode", "contention", "-o"]).arg(trace).args([
+        "--run",
+        &format!("a={a}"),
+        "--run",
+        &format!("b={b}"),
+    ]));
+    throughput(&out.stdout)
 }
 
 fn main() {
     let secs = env_or("LOCKSCOPE_BENCH_SECS", 10);
-    let runs = env_or("LOCKSCOPE_BENCH_RUNS", 3);
+    let runs = env_or("LOCKSCOPE_BENCH_RUNS", 6);
+    let other = std::env::var("LOCKSCOPE_BENCH_OTHER").ok();
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path().join("work");
-    let (mut plain, mut traced, mut perfed) = (vec![], vec![], vec![]);
+    let (mut plain, mut traced, mut perfed, mut other_traced) = (vec![], vec![], vec![], vec![]);
     let (mut trace_bytes, mut perf_bytes) = (0, 0);
     let (mut report_time, mut perf_report_time) = (Duration::ZERO, Duration::ZERO);
 
     for i in 0..runs {
-        eprintln!("run {}/{runs}: untraced, lockscope, perf ({secs} s each)", i + 1);
-        let [a, b] = pair(&work, secs);
+        eprintln!(
+            "round {}/{runs}: untraced, lockscope, {}perf ({secs} s each)",
+            i + 1,
+            if other.is_some() { "the other build, " } else { "" }
+        );
+        let pair = pair(&work, secs);
+        let [a, b] = &pair;
         let out = run(Command::new("sh").arg("-c").arg(format!("{a} & {b} & wait")));
         plain.push(throughput(&out.stdout));
 
         let trace = tmp.path().join(format!("t{i}"));
-        let out = run(Command::new(LOCKSCOPE).args(["record", "--mode", "contention", "-o"]).arg(&trace).args([
-            "--run",
-            &format!("a={a}"),
-            "--run",
-            &format!("b={b}"),
-        ]));
-        traced.push(throughput(&out.stdout));
+        traced.push(record_with(LOCKSCOPE, &trace, &pair));
+        if let Some(binary) = &other {
+            other_traced.push(record_with(binary, &tmp.path().join(format!("o{i}")), &pair));
+        }
         trace_bytes = dir_size(&trace);
         report_time = timed(Command::new(LOCKSCOPE).arg("report").arg(&trace).stdout(std::process::Stdio::null()));
 
@@ -98,14 +120,22 @@ fn main() {
         );
     }
 
-    let base = mean(&plain);
     let per_minute = |bytes: u64| bytes as f64 * 60.0 / secs as f64;
-    println!("file-churn pair, {runs} runs of {secs} s, throughput = sum of both workloads' ops/s");
-    println!("{:<34} {:>12} {:>10} {:>16}", "configuration", "ops/s", "cost", "trace per minute");
-    println!("{:<34} {:>12.0} {:>10} {:>16}", "untraced", base, "-", "-");
-    for (name, v, bytes) in [("lockscope record --mode contention", &traced, trace_bytes), ("perf lock record -a", &perfed, perf_bytes)] {
-        let cost = 100.0 * (base - mean(v)) / base;
-        println!("{:<34} {:>12.0} {:>9.1}% {:>13.1} MB", name, mean(v), cost, per_minute(bytes) / 1e6);
+    println!("file-churn pair, {runs} rounds of {secs} s, throughput = sum of both workloads' ops/s (median over rounds)");
+    println!("{:<36} {:>10} {:>30} {:>16}", "configuration", "ops/s", "cost vs the round's untraced", "trace per minute");
+    println!("{:<36} {:>10.0} {:>30} {:>16}", "untraced", median(&plain), "-", "-");
+    let mut rows = vec![("lockscope record --mode contention", &traced, Some(trace_bytes))];
+    if other.is_some() {
+        rows.push(("the other build (LOCKSCOPE_BENCH_OTHER)", &other_traced, None));
+    }
+    rows.push(("perf lock record -a", &perfed, Some(perf_bytes)));
+    for (name, v, bytes) in rows {
+        let costs: Vec<f64> = v.iter().zip(&plain).map(|(t, p)| 1.0 - t / p).collect();
+        let cost = Estimate::of(&costs).map_or("-".into(), |e| {
+            format!("{:+.1}% [{:+.1}%, {:+.1}%] ({:.0}%)", 100.0 * e.median, 100.0 * e.ci_low, 100.0 * e.ci_high, 100.0 * e.coverage)
+        });
+        let size = bytes.map_or("-".into(), |b| format!("{:.1} MB", per_minute(b) / 1e6));
+        println!("{:<36} {:>10.0} {:>30} {:>16}", name, median(v), cost, size);
     }
     println!("trace size ratio perf/lockscope: {:.0}x", perf_bytes as f64 / trace_bytes.max(1) as f64);
     println!(

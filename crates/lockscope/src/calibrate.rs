@@ -21,8 +21,8 @@ use crate::Format;
 ///
 /// Prints each rung's score (100 × (1 − exposure), the worker's isolation
 /// from its trasher), its slowdown with the 95% interval, and Spearman's rho
-/// between exposure and slowdown: 1 when the score ranks the rungs exactly as
-/// their slowdowns do. --format json: {"rungs": [{"name", "score",
+/// between exposure and the slowdown each rung supports (0 where its interval
+/// holds zero): 1 when the score ranks the rungs exactly as their slowdowns do. --format json: {"rungs": [{"name", "score",
 /// "slowdown", "ci": [lo, hi], ...}], "rho", "rho_p"}, rho_p the chance of a
 /// rho as large from a random ordering of the rungs (1 in 24 for a perfect one).
 #[derive(clap::Args)]
@@ -81,7 +81,7 @@ fn table(c: &Calibration) -> String {
     let mut out = lockscope_analysis::render::columns(&["RUNG", "SCORE", "SLOWDOWN [95%]", "SHARED LOCKS", "PAIR"], &rows);
     let rho = c.rho.map_or("n/a (too few rungs, or one side constant)".into(), |r| format!("{r:.2}"));
     let p = c.rho_p.map_or(String::new(), |p| format!(" (as large by chance: p = {p:.3})"));
-    out += &format!("\nSpearman's rho, exposure (100 - score) against slowdown: {rho}{p}\n");
+    out += &format!("\nSpearman's rho, exposure (100 - score) against the slowdown supported (none: 0): {rho}{p}\n");
     out
 }
 

@@ -114,7 +114,7 @@ pub enum TrasherTarget {
     Fs,
     Mm,
     Mixed,
-    /// Computation only, no system call (a control).
+    /// Computation only, at idle priority: no kernel lock, no CPU time anything else wants (a control).
     Cpu,
 }
 
