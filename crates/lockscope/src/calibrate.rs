@@ -12,12 +12,11 @@ use crate::Format;
 /// Runs a built-in ladder of worker/trasher pairs whose interference is
 /// known in order, on the host, each as a recorded stress experiment with
 /// one trasher (`lockscope stress --help`), so each rung's score and
-/// slowdown come from the same run:
-///
-///   same-directory    two workloads creating files in one directory
-///   same-filesystem   creating files in two directories of one file system
-///   other-filesystem  creating files on two file systems (the trasher on tmpfs)
-///   cpu-only          creating files beside a trasher that only computes
+/// slowdown come from the same run. The rungs: same-directory (two workloads
+/// creating files in one directory), same-filesystem (in two directories of
+/// one file system), other-filesystem (on two file systems, the trasher on
+/// tmpfs) and cpu-only (beside a trasher that only computes, at idle
+/// priority).
 ///
 /// Prints each rung's score (100 × (1 − exposure), the worker's isolation
 /// from its trasher), its slowdown with the 95% interval, and Spearman's rho

@@ -25,7 +25,7 @@ use crate::record::ModeArg;
 /// (stress/WORKLOAD@PLATFORM/).
 ///
 /// A study interrupted (Ctrl-C) keeps every finished step; the same command
-/// resumes it. The defaults take about 10-15 minutes on 2 cores; the paper's
+/// resumes it. The defaults take about 20-25 minutes on 2 cores; the paper's
 /// scale is --runs 3 --duration 10m --stress-window 1m --stress-trashers 7.
 #[derive(clap::Args)]
 pub struct Args {
