@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::analyze::{Analysis, LockSummary};
 use crate::holders::WaitShares;
+use crate::score::isolation_score;
 use crate::stats::Estimate;
 
 /// Where a trace belongs in a comparison: its workload (the label given to
@@ -222,7 +223,6 @@ pub fn compare(runs: &[Run]) -> Comparison {
         }
         let exposures: Vec<f64> = analyses.iter().flat_map(|a| a.exposures.iter().map(|e| e.exposure)).collect();
         let exposure = Estimate::of(&exposures).unwrap_or(Estimate { median: 0.0, ci_low: 0.0, ci_high: 0.0, coverage: 0.0, n: 0 });
-        let score = |e: f64| 100.0 * (1.0 - e.min(1.0));
         cells.push(Cell {
             workload: workload.clone(),
             platform: platform.clone(),
@@ -231,9 +231,9 @@ pub fn compare(runs: &[Run]) -> Comparison {
             cumulative_rate: by_identity.values().map(|l| l.cumulative_rate).sum(),
             shared_per_run,
             exposure: exposure.median,
-            isolation_score: score(exposure.median),
-            score_ci_low: score(exposure.ci_high),
-            score_ci_high: score(exposure.ci_low),
+            isolation_score: isolation_score(exposure.median),
+            score_ci_low: isolation_score(exposure.ci_high),
+            score_ci_high: isolation_score(exposure.ci_low),
             score_coverage: exposure.coverage,
             waits_ms_per_s: WaitShares::mean(&analyses.iter().map(|a| WaitShares::of(a)).collect::<Vec<_>>()),
         });

@@ -25,6 +25,11 @@ use serde::Serialize;
 
 use crate::analyze::LockSummary;
 
+/// The isolation score of an exposure: 100 × (1 − E), 100 for none.
+pub fn isolation_score(exposure: f64) -> f64 {
+    100.0 * (1.0 - exposure.min(1.0))
+}
+
 /// How an exposure was obtained.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

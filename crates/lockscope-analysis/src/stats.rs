@@ -49,6 +49,11 @@ impl Estimate {
     }
 }
 
+/// The median of `values` (NaNs left out); None without values.
+pub fn median(values: &[f64]) -> Option<f64> {
+    Estimate::of(values).map(|e| e.median)
+}
+
 /// A share of throughput lost (negative: gained) from several windows, with
 /// its interval; where the interval holds zero, no slowdown is claimed.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]

@@ -173,7 +173,7 @@ pub fn run(
         rungs.push(RungResult {
             name: rung.name.into(),
             description: rung.description.into(),
-            score: 100.0 * (1.0 - exposure.min(1.0)),
+            score: lockscope_analysis::score::isolation_score(exposure),
             exposure,
             slowdown,
             ci: [slowdown.ci_low, slowdown.ci_high],

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use lockscope_analysis::stats::{Estimate, Slowdown};
+use lockscope_analysis::stats::{median, Slowdown};
 use lockscope_bpf::{RecordError, RecordOptions, Session, WorkloadId};
 use lockscope_platform::{Env, Instance, InstanceSpec, Output, PlatformError, PlatformKind};
 use lockscope_trace::{EndReason, Selector, Trace};
@@ -561,11 +561,11 @@ fn summarize(platform: PlatformKind, unit: String, windows: Vec<Window>, samples
             by_window.entry((s.run, w)).or_default().push(s.ops_per_sec);
         }
     }
-    let throughput = |run: u32, w: usize| by_window.get(&(run, w)).and_then(|v| Estimate::of(v)).map(|e| e.median);
+    let throughput = |run: u32, w: usize| by_window.get(&(run, w)).and_then(|v| median(v));
     let runs: std::collections::BTreeSet<u32> = mine.iter().map(|s| s.run).collect();
     let baselines: Vec<f64> =
         runs.iter().flat_map(|&r| (0..plan.len()).filter(|&w| plan[w].trashers == 0).filter_map(move |w| throughput(r, w))).collect();
-    let baseline = Estimate::of(&baselines).map_or(0.0, |e| e.median);
+    let baseline = median(&baselines).unwrap_or(0.0);
     let levels = (1..=cfg.trashers)
         .filter_map(|k| {
             let mut stressed = Vec::new();
@@ -580,7 +580,7 @@ fn summarize(platform: PlatformKind, unit: String, windows: Vec<Window>, samples
                     }
                 }
             }
-            Some(Level { trashers: k, ops_per_sec: Estimate::of(&stressed).map_or(0.0, |e| e.median), slowdown: Slowdown::of(&slowdowns)? })
+            Some(Level { trashers: k, ops_per_sec: median(&stressed).unwrap_or(0.0), slowdown: Slowdown::of(&slowdowns)? })
         })
         .collect();
     Series { platform, unit, baseline, points, levels, windows }

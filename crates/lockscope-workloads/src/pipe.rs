@@ -120,11 +120,11 @@ fn fifo(path: &Path) -> Result<(File, File), WorkloadError> {
     if !std::fs::metadata(path).is_ok_and(|m| m.file_type().is_fifo()) {
         return Err(WorkloadError::InvalidArgument(format!("{} exists and is not a FIFO", path.display())));
     }
-    let open = |flags: i32| {
-        std::fs::OpenOptions::new().read(flags == libc::O_RDONLY).write(flags == libc::O_WRONLY).custom_flags(libc::O_NONBLOCK).open(path)
+    let open = |write: bool| {
+        let end = std::fs::OpenOptions::new().read(!write).write(write).custom_flags(libc::O_NONBLOCK).open(path);
+        end.map_err(|source| WorkloadError::Io { what: format!("opening {}", path.display()), source })
     };
-    let reader = open(libc::O_RDONLY).map_err(|e| WorkloadError::Io { what: format!("opening {}", path.display()), source: e })?;
-    let writer = open(libc::O_WRONLY).map_err(|e| WorkloadError::Io { what: format!("opening {}", path.display()), source: e })?;
+    let (reader, writer) = (open(false)?, open(true)?);
     // Writes block as on a pipe of its own.
     // SAFETY: F_SETFL on an fd owned here.
     unsafe { libc::fcntl(writer.as_raw_fd(), libc::F_SETFL, 0) };

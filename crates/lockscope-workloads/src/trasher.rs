@@ -47,22 +47,13 @@ impl Trasher<'_> {
         let mut rounds = 0u64;
         while !budget.spent(start, rounds) {
             let t = Instant::now();
-            let fs_turn = match self.target {
-                Target::Fs => true,
-                Target::Mm => false,
-                Target::Mixed => rounds.is_multiple_of(2),
-                Target::Cpu => {
-                    compute();
-                    meter.add(1, t.elapsed());
-                    rounds += 1;
-                    continue;
+            match (self.target, rounds.is_multiple_of(2)) {
+                (Target::Cpu, _) => compute(),
+                (Target::Fs, _) | (Target::Mixed, true) => {
+                    fs_round.run(Budget::Rounds(1), None)?;
+                    stat_and_rename(self.dir)?;
                 }
-            };
-            if fs_turn {
-                fs_round.run(Budget::Rounds(1), None)?;
-                stat_and_rename(self.dir)?;
-            } else {
-                mm_round.run(Budget::Rounds(1), None)?;
+                (Target::Mm, _) | (Target::Mixed, false) => mm_round.run(Budget::Rounds(1), None).map(drop)?,
             }
             meter.add(1, t.elapsed());
             rounds += 1;

@@ -16,7 +16,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lockscope_analysis::stats::Estimate;
+use lockscope_analysis::stats::{median, Estimate};
 
 const LOCKSCOPE: &str = env!("CARGO_BIN_EXE_lockscope");
 
@@ -56,10 +56,6 @@ fn timed(cmd: &mut Command) -> Duration {
     let start = Instant::now();
     run(cmd);
     start.elapsed()
-}
-
-fn median(v: &[f64]) -> f64 {
-    Estimate::of(v).map_or(f64::NAN, |e| e.median)
 }
 
 /// Records the pair with `binary`; returns the throughput and the trace.
@@ -123,7 +119,7 @@ fn main() {
     let per_minute = |bytes: u64| bytes as f64 * 60.0 / secs as f64;
     println!("file-churn pair, {runs} rounds of {secs} s, throughput = sum of both workloads' ops/s (median over rounds)");
     println!("{:<36} {:>10} {:>30} {:>16}", "configuration", "ops/s", "cost vs the round's untraced", "trace per minute");
-    println!("{:<36} {:>10.0} {:>30} {:>16}", "untraced", median(&plain), "-", "-");
+    println!("{:<36} {:>10.0} {:>30} {:>16}", "untraced", median(&plain).unwrap_or(f64::NAN), "-", "-");
     let mut rows = vec![("lockscope record --mode contention", &traced, Some(trace_bytes))];
     if other.is_some() {
         rows.push(("the other build (LOCKSCOPE_BENCH_OTHER)", &other_traced, None));
@@ -135,7 +131,7 @@ fn main() {
             format!("{:+.1}% [{:+.1}%, {:+.1}%] ({:.0}%)", 100.0 * e.median, 100.0 * e.ci_low, 100.0 * e.ci_high, 100.0 * e.coverage)
         });
         let size = bytes.map_or("-".into(), |b| format!("{:.1} MB", per_minute(b) / 1e6));
-        println!("{:<36} {:>10.0} {:>30} {:>16}", name, median(v), cost, size);
+        println!("{:<36} {:>10.0} {:>30} {:>16}", name, median(v).unwrap_or(f64::NAN), cost, size);
     }
     println!("trace size ratio perf/lockscope: {:.0}x", perf_bytes as f64 / trace_bytes.max(1) as f64);
     println!(
