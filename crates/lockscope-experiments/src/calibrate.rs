@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use lockscope_analysis::stats::{spearman, spearman_p, Slowdown};
 use lockscope_platform::{Env, PlatformKind};
 
+use crate::scratch_fs::ScratchFs;
 use crate::stress::{self, StressConfig, StressError, StressProgress};
 
 /// One pair of the ladder: what the worker and its trasher run.
@@ -29,7 +30,8 @@ pub struct Rung {
 
 /// The ladder, most interference first. `shared` is a directory both
 /// workloads of the first rung create files in; `elsewhere` one on another
-/// file system (tmpfs) for the third.
+/// file system for the third. Every other directory is the workload's own,
+/// on the file system of the experiment's work directory.
 pub fn ladder(files: u32, shared: &Path, elsewhere: &Path) -> Vec<Rung> {
     // Empty files: metadata is what the rungs share or do not, and dirty
     // data's periodic writeback would only add noise to every rung.
@@ -56,7 +58,7 @@ pub fn ladder(files: u32, shared: &Path, elsewhere: &Path) -> Vec<Rung> {
         },
         Rung {
             name: "other-filesystem",
-            description: "creating files on two file systems (the trasher on tmpfs)",
+            description: "creating files on two file systems",
             worker: create(&[]),
             trasher: in_dir(elsewhere, false),
         },
@@ -129,8 +131,9 @@ pub fn run(
     stop: &AtomicBool,
     mut progress: impl FnMut(usize, &str, &StressProgress),
 ) -> Result<Calibration, CalibrateError> {
-    let scratch = Scratch::new(env)?;
     let mut notes = vec![];
+    let scratch = Scratch::new(env, &mut notes)?;
+    let env = &Env { work_root: scratch.work.clone(), ..env.clone() };
     if same_file_system(&scratch.shared, &scratch.elsewhere) {
         notes.push(format!(
             "{} is on the same file system as the work directory: the other-filesystem rung is not what it says",
@@ -185,18 +188,42 @@ pub fn run(
     Ok(Calibration { rungs, rho, rho_p: spearman_p(&pairs), notes, complete })
 }
 
-/// The rungs' directories, removed when the calibration ends.
+/// Where the rungs work: two private ext4 file systems in memory where the
+/// machine allows (quiet: nothing else writes to them), else the work
+/// directory and /dev/shm. Removed when the calibration ends.
 struct Scratch {
+    /// The file system the workers create files on (their own directories).
+    work: PathBuf,
+    /// The one directory of the first rung.
     shared: PathBuf,
+    /// The other file system's directory, for the third rung's trasher.
     elsewhere: PathBuf,
+    /// Dropped after the directories above are removed.
+    file_systems: Vec<ScratchFs>,
 }
 
 impl Scratch {
-    fn new(env: &Env) -> Result<Scratch, CalibrateError> {
+    fn new(env: &Env, notes: &mut Vec<String>) -> Result<Scratch, CalibrateError> {
         let id = std::process::id();
-        let scratch = Scratch {
-            shared: env.work_root.join(format!("calibrate-{id}-shared")),
-            elsewhere: PathBuf::from(format!("/dev/shm/lockscope-calibrate-{id}")),
+        let private = |name: &str| ScratchFs::create(name, &env.work_root.join(format!("calibrate-{id}-{name}")), 1024);
+        let scratch = match private("a").and_then(|a| Ok(vec![a, private("b")?])) {
+            Ok(file_systems) => Scratch {
+                work: file_systems[0].path().join("work"),
+                shared: file_systems[0].path().join("shared"),
+                elsewhere: file_systems[1].path().join("trasher"),
+                file_systems,
+            },
+            Err(e) => {
+                notes.push(format!(
+                    "no private file system ({e}): the rungs share the work directory's file system with whatever else writes to it"
+                ));
+                Scratch {
+                    work: env.work_root.clone(),
+                    shared: env.work_root.join(format!("calibrate-{id}-shared")),
+                    elsewhere: PathBuf::from(format!("/dev/shm/lockscope-calibrate-{id}")),
+                    file_systems: vec![],
+                }
+            }
         };
         for dir in [&scratch.shared, &scratch.elsewhere] {
             std::fs::create_dir_all(dir).map_err(|source| CalibrateError::Io { what: format!("creating {}", dir.display()), source })?;
@@ -209,6 +236,9 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         for dir in [&self.shared, &self.elsewhere] {
             let _ = std::fs::remove_dir_all(dir);
+        }
+        if !self.file_systems.is_empty() {
+            let _ = std::fs::remove_dir_all(&self.work);
         }
     }
 }

@@ -14,9 +14,11 @@ use crate::Format;
 /// one trasher (`lockscope stress --help`), so each rung's score and
 /// slowdown come from the same run. The rungs: same-directory (two workloads
 /// creating files in one directory), same-filesystem (in two directories of
-/// one file system), other-filesystem (on two file systems, the trasher on
-/// tmpfs) and cpu-only (beside a trasher that only computes, at idle
-/// priority).
+/// one file system), other-filesystem (on two file systems) and cpu-only
+/// (beside a trasher that only computes, at idle priority). The file systems
+/// are two private ext4 images in memory, loop-mounted under --work-dir, so
+/// that nothing else on the machine writes to them; where loop devices are
+/// missing, the work directory's file system and /dev/shm, with a note.
 ///
 /// Prints each rung's score (100 × (1 − exposure), the worker's isolation
 /// from its trasher), its slowdown with the 95% interval, and Spearman's rho
@@ -27,10 +29,11 @@ use crate::Format;
 #[derive(clap::Args)]
 pub struct Args {
     /// The length of each baseline and stressed window.
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "3s")]
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
     window: Duration,
-    /// Stressed windows per rung (6 or more give a 95% interval).
-    #[arg(long, default_value_t = 6)]
+    /// Stressed windows per rung (6 or more give a 95% interval; with more,
+    /// a stray window no longer widens it).
+    #[arg(long, default_value_t = 12)]
     cycles: u32,
     /// How often the worker reports its throughput.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "500ms")]

@@ -431,7 +431,7 @@ fn calibration_ranks_the_ladder_s_ends_as_their_slowdowns_do() {
     let _guard = serial();
     let root = work_root();
     let out = Command::new(LOCKSCOPE)
-        .args(["calibrate", "--window", "1s", "--sample", "250ms", "--format", "json", "--work-dir"])
+        .args(["calibrate", "--window", "1s", "--cycles", "6", "--sample", "250ms", "--format", "json", "--work-dir"])
         .arg(root.path().join("work"))
         .output()
         .unwrap();
