@@ -29,20 +29,67 @@ pub struct StudyWorkload {
     pub name: &'static str,
     pub command: &'static str,
     pub trasher: &'static str,
+    pub group: Group,
 }
 
-/// The paper's microbenchmarks (6.1), scaled to a small machine.
-pub const WORKLOADS: [StudyWorkload; 5] = [
-    StudyWorkload { name: "mem-8k", command: "mem --size 8k --total 128m", trasher: "trasher --target mm" },
-    StudyWorkload { name: "mem-1m", command: "mem --size 1m --total 128m", trasher: "trasher --target mm" },
-    StudyWorkload { name: "file-list", command: "file-list --files 5000", trasher: "trasher --target fs" },
-    StudyWorkload { name: "file-create", command: "file-create --files 2000", trasher: "trasher --target fs" },
-    StudyWorkload { name: "file-delete", command: "file-delete --files 2000", trasher: "trasher --target fs" },
+/// The paper's kinds of workload (its Tables 5, 6 and 7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// The microbenchmarks (6.1): lockscope's own, run anywhere lockscope is.
+    Micro,
+    /// The serverless functions (Table 6): Python on the host's libraries,
+    /// so not in the microVM, whose guest has lockscope and busybox only.
+    Serverless,
+}
+
+impl Group {
+    pub const ALL: [Group; 2] = [Group::Micro, Group::Serverless];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Group::Micro => "micro",
+            Group::Serverless => "serverless",
+        }
+    }
+
+    /// Whether its workloads run on the platform.
+    pub fn runs_on(self, platform: PlatformKind) -> bool {
+        self == Group::Micro || platform != PlatformKind::Microvm
+    }
+}
+
+/// The paper's microbenchmarks (6.1), scaled to a small machine, and its
+/// serverless functions (Table 6).
+pub const WORKLOADS: [StudyWorkload; 9] = [
+    StudyWorkload { name: "mem-8k", command: "mem --size 8k --total 128m", trasher: "trasher --target mm", group: Group::Micro },
+    StudyWorkload { name: "mem-1m", command: "mem --size 1m --total 128m", trasher: "trasher --target mm", group: Group::Micro },
+    StudyWorkload { name: "file-list", command: "file-list --files 5000", trasher: "trasher --target fs", group: Group::Micro },
+    StudyWorkload { name: "file-create", command: "file-create --files 2000", trasher: "trasher --target fs", group: Group::Micro },
+    StudyWorkload { name: "file-delete", command: "file-delete --files 2000", trasher: "trasher --target fs", group: Group::Micro },
+    StudyWorkload { name: "image-processing", command: "image-processing", trasher: "trasher --target mixed", group: Group::Serverless },
+    StudyWorkload { name: "video-processing", command: "video-processing", trasher: "trasher --target mixed", group: Group::Serverless },
+    StudyWorkload { name: "face-detection", command: "face-detection", trasher: "trasher --target mixed", group: Group::Serverless },
+    StudyWorkload { name: "lr-training", command: "lr-training", trasher: "trasher --target mixed", group: Group::Serverless },
 ];
 
 /// The study's workload named `name`.
 pub fn workload(name: &str) -> Result<&'static StudyWorkload, StudyError> {
     WORKLOADS.iter().find(|w| w.name == name).ok_or_else(|| StudyError::UnknownWorkload(name.to_owned()))
+}
+
+/// Workload names and group names (`micro`, `serverless`, `all`) as the
+/// workloads they stand for, in order, each once.
+pub fn expand_workloads(asked: &[String]) -> Result<Vec<String>, StudyError> {
+    let mut names: Vec<String> = vec![];
+    for a in asked {
+        let group: Vec<&str> = match Group::ALL.iter().find(|g| g.name() == a) {
+            Some(&g) => WORKLOADS.iter().filter(|w| w.group == g).map(|w| w.name).collect(),
+            None if a == "all" => WORKLOADS.iter().map(|w| w.name).collect(),
+            None => vec![workload(a)?.name],
+        };
+        names.extend(group.into_iter().filter(|n| !names.iter().any(|m| m == n)).map(String::from).collect::<Vec<_>>());
+    }
+    Ok(names)
 }
 
 /// The stress experiment's settings in a study (see [`StressConfig`]).
@@ -59,7 +106,7 @@ pub struct StudyConfig {
     pub output: PathBuf,
     /// Platforms to study; empty: every usable one.
     pub platforms: Vec<PlatformKind>,
-    /// Names from [`WORKLOADS`].
+    /// Names from [`WORKLOADS`] (see [`expand_workloads`]).
     pub workloads: Vec<String>,
     /// How long each pair of instances runs while recorded.
     pub duration: Duration,
@@ -117,7 +164,11 @@ pub struct StudyOutcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StudyError {
-    #[error("unknown workload {0:?}; the study's workloads are {names}", names = WORKLOADS.map(|w| w.name).join(", "))]
+    #[error(
+        "unknown workload {0:?}; the study's workloads are {names}, or the groups {groups} and all",
+        names = WORKLOADS.map(|w| w.name).join(", "),
+        groups = Group::ALL.map(Group::name).join(", ")
+    )]
     UnknownWorkload(String),
     #[error("{} holds a different study ({earlier}); choose another --output, or pass --fresh to start over", dir.display())]
     DifferentStudy { dir: PathBuf, earlier: String },
@@ -161,24 +212,23 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
         events(StudyEvent::Resuming(&cfg.output));
     }
 
-    let total = (plan.workloads.len() * platforms.len()) as u64 * (cfg.runs as u64 + u64::from(cfg.stress.is_some()));
+    let cells = cells(&plan.workloads, &platforms, &mut notes);
+    let total = cells.len() as u64 * (cfg.runs as u64 + u64::from(cfg.stress.is_some()));
     let mut done = 0;
 
     let mut traces = Vec::new();
-    'record: for w in &plan.workloads {
-        for &p in &platforms {
-            for run in 1..=cfg.runs {
-                if stop.load(Ordering::Relaxed) {
-                    break 'record;
-                }
-                let path = cfg.output.join("traces").join(format!("{w}@{p}.run{run}.trace"));
-                events(StudyEvent::Step { done, total, doing: &format!("recording {w} on {p}, run {run}") });
-                if let Some(trace) = record_step(cfg, w, p, &path, stop)? {
-                    notes.extend(failed_instances(&trace.meta.workloads, w, p));
-                    traces.push((path, trace));
-                }
-                done += 1;
+    'record: for (w, p) in &cells {
+        for run in 1..=cfg.runs {
+            if stop.load(Ordering::Relaxed) {
+                break 'record;
             }
+            let path = cfg.output.join("traces").join(format!("{w}@{p}.run{run}.trace"));
+            events(StudyEvent::Step { done, total, doing: &format!("recording {w} on {p}, run {run}") });
+            if let Some(trace) = record_step(cfg, w, *p, &path, stop)? {
+                notes.extend(failed_instances(&trace.meta.workloads, w, *p));
+                traces.push((path, trace));
+            }
+            done += 1;
         }
     }
 
@@ -188,22 +238,17 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
 
     let mut stress_results = Vec::new();
     if let Some(settings) = cfg.stress {
-        'stress: for w in &plan.workloads {
-            for &p in &platforms {
-                if stop.load(Ordering::Relaxed) {
-                    break 'stress;
-                }
-                let doing = format!(
-                    "stress: {w} on {p}, {} trasher(s) in {} windows",
-                    settings.trashers,
-                    humantime::format_duration(settings.window)
-                );
-                events(StudyEvent::Step { done, total, doing: &doing });
-                if let Some(result) = stress_step(cfg, settings, w, p, stop, |warning| events(StudyEvent::Warning(warning)))? {
-                    stress_results.push((w.clone(), p, result));
-                }
-                done += 1;
+        for (w, p) in &cells {
+            if stop.load(Ordering::Relaxed) {
+                break;
             }
+            let doing =
+                format!("stress: {w} on {p}, {} trasher(s) in {} windows", settings.trashers, humantime::format_duration(settings.window));
+            events(StudyEvent::Step { done, total, doing: &doing });
+            if let Some(result) = stress_step(cfg, settings, w, *p, stop, |warning| events(StudyEvent::Warning(warning)))? {
+                stress_results.push((w.clone(), *p, result));
+            }
+            done += 1;
         }
     }
 
@@ -212,6 +257,22 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
         notes.push("interrupted: the report covers the steps that finished; run the same command to resume".into());
     }
     write_report(&cfg.output, &plan, notes, &traces, &stress_results, complete)
+}
+
+/// Each workload on each platform it runs on; a note for the rest.
+fn cells(workloads: &[String], platforms: &[PlatformKind], notes: &mut Vec<String>) -> Vec<(String, PlatformKind)> {
+    let mut cells = vec![];
+    for w in workloads {
+        let group = workload(w).map_or(Group::Micro, |w| w.group);
+        for &p in platforms {
+            match group.runs_on(p) {
+                true => cells.push((w.clone(), p)),
+                false => notes
+                    .push(format!("{w} on {p} skipped: {} workloads need the host's programs, which the {p} does not have", group.name())),
+            }
+        }
+    }
+    cells
 }
 
 /// The platforms asked for (which must be usable), or every usable one.
@@ -522,6 +583,26 @@ mod tests {
             assert!(shlex::split(w.trasher).is_some_and(|a| !a.is_empty()), "{}", w.name);
         }
         let err = workload("bogus").unwrap_err().to_string();
-        assert!(err.contains("mem-8k, mem-1m, file-list, file-create, file-delete"), "{err}");
+        assert!(err.contains("mem-8k, mem-1m, file-list, file-create, file-delete, image-processing"), "{err}");
+        assert!(err.contains("the groups micro, serverless and all"), "{err}");
+    }
+
+    #[test]
+    fn groups_expand_to_their_workloads_once_each_in_order() {
+        let expand = |names: &[&str]| expand_workloads(&names.iter().map(|n| n.to_string()).collect::<Vec<_>>());
+        assert_eq!(expand(&["micro"]).unwrap(), ["mem-8k", "mem-1m", "file-list", "file-create", "file-delete"]);
+        assert_eq!(
+            expand(&["file-create", "serverless", "lr-training"]).unwrap(),
+            ["file-create", "image-processing", "video-processing", "face-detection", "lr-training"]
+        );
+        assert_eq!(expand(&["all"]).unwrap().len(), WORKLOADS.len());
+        assert!(matches!(expand(&["micro", "bogus"]), Err(StudyError::UnknownWorkload(_))));
+        let mut notes = vec![];
+        let cells = cells(&["mem-8k".into(), "lr-training".into()], &[PlatformKind::Runc, PlatformKind::Microvm], &mut notes);
+        assert_eq!(cells.len(), 3, "{cells:?}");
+        assert_eq!(
+            notes,
+            ["lr-training on microvm skipped: serverless workloads need the host's programs, which the microvm does not have"]
+        );
     }
 }

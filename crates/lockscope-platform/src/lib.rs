@@ -232,12 +232,18 @@ fn version_of(program: &str, arg: &str) -> Option<String> {
 /// Parses `PLATFORM:WORKLOAD ARGS` (e.g. `runc:file-create --files 2000`).
 pub fn parse_placed_workload(text: &str) -> Result<(PlatformKind, Vec<String>), PlatformError> {
     let (platform, rest) = text.split_once(':').ok_or_else(|| {
-        PlatformError::Runtime(format!("{text:?}: expected PLATFORM:WORKLOAD [ARGS], e.g. runc:file-create --files 2000"))
+        PlatformError::Runtime(format!(
+            "{text:?}: expected PLATFORM:WORKLOAD [ARGS] or PLATFORM:-- PROGRAM [ARGS], e.g. runc:file-create --files 2000"
+        ))
     })?;
     let kind = PlatformKind::parse(platform.trim())?;
-    let args = shlex::split(rest)
-        .filter(|a| !a.is_empty())
+    let mut args = shlex::split(rest)
+        .filter(|a| !a.is_empty() && a[..] != ["--"])
         .ok_or_else(|| PlatformError::Runtime(format!("{text:?}: no workload after {platform}: (e.g. {platform}:mem --size 8k)")))?;
+    // `-- PROGRAM ARGS`: any program, as the built-in `command` workload runs it.
+    if args[0] == "--" {
+        args.insert(0, "command".to_owned());
+    }
     Ok((kind, args))
 }
 
@@ -250,6 +256,9 @@ mod tests {
         let (k, args) = parse_placed_workload("runc:file-create --files 20").unwrap();
         assert_eq!(k, PlatformKind::Runc);
         assert_eq!(args, ["file-create", "--files", "20"]);
+        let (_, args) = parse_placed_workload("gvisor:-- python3 -c 'print(1)'").unwrap();
+        assert_eq!(args, ["command", "--", "python3", "-c", "print(1)"]);
+        assert!(parse_placed_workload("runc: --").is_err());
         assert!(matches!(parse_placed_workload("lxc:mem"), Err(PlatformError::Unknown(_))));
         assert!(parse_placed_workload("host:").is_err());
         assert!(parse_placed_workload("mem").is_err());

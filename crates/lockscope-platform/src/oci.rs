@@ -4,9 +4,11 @@
 //! differ in which host processes stand for the workload.
 //!
 //! The bundle is made on the fly: a read-only root file system holding the
-//! lockscope binary and its libraries, a tmpfs /tmp, and the instance's host
-//! working directory bind-mounted at /work (so file workloads exercise the
-//! host file system, as the paper's containers did).
+//! lockscope binary, the host's /usr and /etc read-only (so application
+//! workloads and the user's programs find their interpreters and
+//! libraries), a tmpfs /tmp, and the instance's host working directory
+//! bind-mounted at /work (so file workloads exercise the host file system,
+//! as the paper's containers did).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -18,6 +20,8 @@ use crate::{io, remove_tree, version_of, Availability, Env, Instance, InstanceSp
 use lockscope_proc::procfs;
 
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Where the container sees lockscope, beside the host's /usr.
+const LOCKSCOPE: &str = "/opt/lockscope/lockscope";
 
 pub struct Runtime {
     kind: PlatformKind,
@@ -98,17 +102,20 @@ impl Container {
 
     fn make_bundle(&self, spec: &InstanceSpec, env: &Env) -> Result<(), PlatformError> {
         let rootfs = self.dir.join("rootfs");
-        for d in ["usr/bin", "proc", "dev", "tmp", "work"] {
+        for d in ["opt/lockscope", "usr", "etc", "proc", "dev", "tmp", "work"] {
             std::fs::create_dir_all(rootfs.join(d)).map_err(io(format!("creating {d} in {}", rootfs.display())))?;
         }
         let work = self.dir.join("work");
         std::fs::create_dir_all(&work).map_err(io("creating the work directory"))?;
-        link_or_copy(&env.lockscope, &rootfs.join("usr/bin/lockscope"))?;
-        let libs = crate::guest::initramfs::shared_libraries(&env.lockscope).map_err(|e| PlatformError::Runtime(e.to_string()))?;
-        for lib in libs {
-            link_or_copy(Path::new(&lib), &rootfs.join(lib.trim_start_matches('/')))?;
-        }
-        let args: Vec<String> = ["lockscope", "workload"].into_iter().map(String::from).chain(spec.workload.iter().cloned()).collect();
+        link_or_copy(&env.lockscope, &rootfs.join(LOCKSCOPE.trim_start_matches('/')))?;
+        let mut mounts = vec![
+            json!({ "destination": "/proc", "type": "proc", "source": "proc" }),
+            json!({ "destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] }),
+            json!({ "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"] }),
+            json!({ "destination": "/work", "type": "bind", "source": work, "options": ["rbind", "rw"] }),
+        ];
+        mounts.extend(host_system(&rootfs)?);
+        let args: Vec<String> = [LOCKSCOPE, "workload"].into_iter().map(String::from).chain(spec.workload.iter().cloned()).collect();
         let mut resources = json!({});
         if let Some(limit) = spec.memory_limit {
             resources["memory"] = json!({ "limit": limit });
@@ -123,7 +130,7 @@ impl Container {
                 "terminal": false,
                 "user": { "uid": 0, "gid": 0 },
                 "args": args,
-                "env": ["PATH=/usr/bin:/bin", "HOME=/work", format!("{}=/work/{}", lockscope_proc::exit_note::VAR, crate::EXIT_NOTE)],
+                "env": ["PATH=/opt/lockscope:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/work", format!("{}=/work/{}", lockscope_proc::exit_note::VAR, crate::EXIT_NOTE)],
                 "cwd": "/work",
                 "capabilities": {
                     "bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE"],
@@ -134,12 +141,7 @@ impl Container {
             },
             "root": { "path": rootfs, "readonly": true },
             "hostname": "lockscope",
-            "mounts": [
-                { "destination": "/proc", "type": "proc", "source": "proc" },
-                { "destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] },
-                { "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"] },
-                { "destination": "/work", "type": "bind", "source": work, "options": ["rbind", "rw"] }
-            ],
+            "mounts": mounts,
             "linux": {
                 "namespaces": [{ "type": "pid" }, { "type": "ipc" }, { "type": "uts" }, { "type": "mount" }, { "type": "network" }],
                 "cgroupsPath": self.cgroup_path(),
@@ -197,6 +199,27 @@ impl Container {
         }
         Ok(())
     }
+}
+
+/// The host's programs and libraries, read-only: /usr and /etc bound, and
+/// each top-level directory of a merged /usr (bin, lib, ...) as the same
+/// symlink, or bound where the host's is a directory of its own.
+fn host_system(rootfs: &Path) -> Result<Vec<serde_json::Value>, PlatformError> {
+    let read_only = |dir: &str| json!({ "destination": dir, "type": "bind", "source": dir, "options": ["rbind", "ro", "nosuid", "nodev"] });
+    let mut mounts = vec![read_only("/usr"), read_only("/etc")];
+    for top in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
+        let host = Path::new("/").join(top);
+        let inside = rootfs.join(top);
+        match std::fs::read_link(&host) {
+            Ok(target) => std::os::unix::fs::symlink(&target, &inside).map_err(io(format!("linking {}", inside.display())))?,
+            Err(_) if host.is_dir() => {
+                std::fs::create_dir_all(&inside).map_err(io(format!("creating {}", inside.display())))?;
+                mounts.push(read_only(&host.display().to_string()));
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(mounts)
 }
 
 /// Hard-links (same file system) or copies a file, creating its directory.

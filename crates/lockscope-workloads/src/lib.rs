@@ -1,6 +1,8 @@
 //! Built-in workloads: small programs that stress one kernel subsystem and
-//! report their throughput, so lock sharing can be measured on known loads.
+//! report their throughput, so lock sharing can be measured on known loads;
+//! application workloads on real libraries (`apps`); any command.
 
+pub mod apps;
 pub mod file_churn;
 pub mod file_ops;
 pub mod mem;
@@ -39,4 +41,6 @@ pub enum WorkloadError {
     InvalidArgument(String),
     #[error("{what}: {source}")]
     Io { what: String, source: std::io::Error },
+    #[error("{what} exited with {status}")]
+    Failed { what: String, status: std::process::ExitStatus },
 }

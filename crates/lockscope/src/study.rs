@@ -35,8 +35,12 @@ pub struct Args {
     /// Platforms to study [default: every usable one, see `lockscope doctor`].
     #[arg(long, value_delimiter = ',')]
     platforms: Vec<String>,
-    /// Workloads to study.
-    #[arg(long, value_delimiter = ',', default_value = "mem-8k,mem-1m,file-list,file-create,file-delete")]
+    /// Workloads to study: names (mem-8k, mem-1m, file-list, file-create,
+    /// file-delete; image-processing, video-processing, face-detection,
+    /// lr-training) or groups: micro (the paper's microbenchmarks),
+    /// serverless (its Table 6 functions, on the host's Python libraries:
+    /// not in the microVM), all.
+    #[arg(long, value_delimiter = ',', default_value = "micro")]
     workloads: Vec<String>,
     /// How long each pair of instances runs while recorded.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "8s")]
@@ -78,7 +82,7 @@ pub fn run(args: Args) -> Result<()> {
     let cfg = StudyConfig {
         output: args.output.clone(),
         platforms,
-        workloads: args.workloads.clone(),
+        workloads: lockscope_experiments::study::expand_workloads(&args.workloads)?,
         duration: args.duration,
         runs: args.runs,
         mode: args.mode.request(),

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use lockscope_workloads::apps::{run_to_end, App};
 use lockscope_workloads::file_ops::{FileOp, FileOps};
 use lockscope_workloads::mem::{parse_size, MemChurn};
 use lockscope_workloads::meter::Line;
@@ -85,6 +86,37 @@ pub enum Workload {
         #[command(flatten)]
         budget: BudgetArgs,
     },
+    /// Pillow: an image (generated) flipped, rotated, filtered, turned grey and
+    /// resized, each result saved (paper Table 6; needs python3-pil).
+    ImageProcessing {
+        #[command(flatten)]
+        budget: BudgetArgs,
+    },
+    /// OpenCV: a clip (generated) decoded, each frame turned grey, encoded
+    /// again (paper Table 6; needs python3-opencv).
+    VideoProcessing {
+        #[command(flatten)]
+        budget: BudgetArgs,
+    },
+    /// OpenCV's Haar face cascade over every frame of a clip (generated)
+    /// (paper Table 6; needs python3-opencv and opencv-data).
+    FaceDetection {
+        #[command(flatten)]
+        budget: BudgetArgs,
+    },
+    /// scikit-learn: logistic regression trained on review text (generated),
+    /// TF-IDF features, the model saved (paper Table 6; needs python3-sklearn).
+    LrTraining {
+        #[command(flatten)]
+        budget: BudgetArgs,
+    },
+    /// Any program, run to its end: lockscope notes how it ended, as for the
+    /// built-in workloads. On a platform: `--workload a='runc:-- python3 app.py'`.
+    Command {
+        /// The program and its arguments (after `--`).
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "PROGRAM [ARGS]")]
+        argv: Vec<String>,
+    },
 }
 
 /// The directory and file count of the file-metadata workloads.
@@ -160,7 +192,27 @@ pub fn run(w: Workload) -> anyhow::Result<()> {
             Trasher { target, dir: &dir }.run(budget.budget(), budget.report_every)?
         }
         Workload::Mem { size, total, budget } => MemChurn { chunk: size as usize, total }.run(budget.budget(), budget.report_every)?,
+        // These print their own lines.
+        Workload::ImageProcessing { budget } => return Ok(App::ImageProcessing.run(budget.budget(), budget.report_every)?),
+        Workload::VideoProcessing { budget } => return Ok(App::VideoProcessing.run(budget.budget(), budget.report_every)?),
+        Workload::FaceDetection { budget } => return Ok(App::FaceDetection.run(budget.budget(), budget.report_every)?),
+        Workload::LrTraining { budget } => return Ok(App::LrTraining.run(budget.budget(), budget.report_every)?),
+        Workload::Command { argv } => return Ok(run_to_end(std::process::Command::new(&argv[0]).args(&argv[1..]), &argv[0])?),
     };
     println!("{}", serde_json::to_string(&Line::Total(result))?);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn every_application_is_a_workload_subcommand_of_its_name() {
+        let cli = crate::Cli::command();
+        let workload = cli.find_subcommand("workload").unwrap();
+        for app in lockscope_workloads::apps::App::ALL {
+            assert!(workload.find_subcommand(app.name()).is_some(), "{}", app.name());
+        }
+    }
 }
