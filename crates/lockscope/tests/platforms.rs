@@ -114,11 +114,47 @@ const WORKLOADS: [&str; 5] = [
     "trasher --target mixed --rounds 4",
 ];
 
+/// The application workloads, briefly; each reports throughput as the microbenchmarks do.
+const APPLICATIONS: [&str; 4] =
+    ["image-processing --rounds 2", "video-processing --rounds 2", "face-detection --rounds 2", "lr-training --rounds 2"];
+
 fn every_workload_on(kind: PlatformKind) {
+    workloads_run_to_completion_on(kind, &WORKLOADS);
+}
+
+/// Each application workload, and a program of the user's on the host's Python.
+fn applications_and_programs_on(kind: PlatformKind) {
+    workloads_run_to_completion_on(kind, &APPLICATIONS);
+    let root = work_root();
+    let program = "command -- /usr/bin/python3 -c 'import PIL, sys; print(\"a program of the user\", PIL.__name__, sys.executable)'";
+    let (out, exit) = run_to_end(kind, program, &env(root.path()), Duration::from_secs(120));
+    assert_eq!(out.trim(), "a program of the user PIL /usr/bin/python3", "{kind}");
+    assert_eq!(exit, "exit status 0", "{kind}");
+    let (_, exit) = run_to_end(kind, "command -- /usr/bin/python3 -c 'raise SystemExit(3)'", &env(root.path()), Duration::from_secs(120));
+    assert!(exit.contains("/usr/bin/python3 exited with exit status: 3"), "{kind}: {exit}");
+    assert_clean(root.path());
+}
+
+#[test]
+fn applications_and_programs_run_on_the_host() {
+    applications_and_programs_on(PlatformKind::Host);
+}
+
+#[test]
+fn applications_and_programs_run_in_runc() {
+    applications_and_programs_on(PlatformKind::Runc);
+}
+
+#[test]
+fn applications_and_programs_run_in_gvisor() {
+    applications_and_programs_on(PlatformKind::Gvisor);
+}
+
+fn workloads_run_to_completion_on(kind: PlatformKind, workloads: &[&str]) {
     let _guard = serial();
     let root = work_root();
     let env = env(root.path());
-    for args in WORKLOADS {
+    for &args in workloads {
         let (out, exit) = run_to_end(kind, args, &env, Duration::from_secs(120));
         let t = total(&out).unwrap_or_else(|| panic!("{kind} {args}: no throughput reported; output:\n{out}"));
         assert!(t.ops > 0 && t.ops_per_sec > 0.0 && !t.unit.is_empty(), "{kind} {args}: {t:?}");
@@ -274,6 +310,31 @@ fn record_selects_containers_without_their_runtime() {
     let report = Command::new(LOCKSCOPE).args(["report", "--format", "json"]).arg(&trace).output().unwrap();
     let report: Value = serde_json::from_slice(&report.stdout).unwrap();
     assert!(report["shared_locks"].as_u64().unwrap() >= 1, "two containers on one ext4 share locks: {report}");
+    assert_clean(&root.path().join("work"));
+}
+
+/// Two OpenCV clips transcoded in two runc containers meet in the
+/// scheduler's runqueue locks (OpenCV's threads wake each other across CPUs).
+#[test]
+fn an_application_pair_in_runc_shares_locks() {
+    let _guard = serial();
+    let root = work_root();
+    let trace = root.path().join("apps.trace");
+    let w = "runc:video-processing --duration 4s";
+    let out = Command::new(LOCKSCOPE)
+        .args(["record", "--mode", "contention", "--work-dir"])
+        .arg(root.path().join("work"))
+        .arg("-o")
+        .arg(&trace)
+        .args(["--workload", &format!("a={w}"), "--workload", &format!("b={w}")])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(stderr.matches("exit status 0").count(), 2, "both ran to their end: {stderr}");
+    let report = Command::new(LOCKSCOPE).args(["report", "--format", "json"]).arg(&trace).output().unwrap();
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    assert!(report["shared_locks"].as_u64().unwrap() >= 1, "{report:#}");
     assert_clean(&root.path().join("work"));
 }
 
