@@ -26,13 +26,15 @@ use crate::score::isolation_score;
 use crate::stats::Estimate;
 
 /// Where a trace belongs in a comparison: its workload (the label given to
-/// `record --label`, else the workload's command) and its platform (of
-/// `record --workload`, else host).
+/// `record --label`, else the workload's command or container) and its
+/// platform (of `record --workload`, the runtime of `record --container`,
+/// else host).
 pub fn place(trace: &lockscope_trace::Trace) -> (String, String) {
     use lockscope_trace::Selector;
     let first = trace.meta.workloads.first().map(|w| &w.selector);
     let platform = match first {
         Some(Selector::Platform { platform, .. }) => platform.clone(),
+        Some(Selector::Container { runtime, .. }) => runtime.clone(),
         _ => "host".to_owned(),
     };
     let command_name = |command: &str| {
@@ -49,6 +51,7 @@ pub fn place(trace: &lockscope_trace::Trace) -> (String, String) {
         Some(Selector::Run { command }) => command_name(command),
         Some(Selector::Pid { pid }) => format!("pid {pid}"),
         Some(Selector::Cgroup { path }) => path.rsplit('/').find(|p| !p.is_empty()).unwrap_or("cgroup").to_owned(),
+        Some(Selector::Container { container, .. }) => container.clone(),
         None => "?".to_owned(),
     });
     (workload, platform)

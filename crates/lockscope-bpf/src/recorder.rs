@@ -250,8 +250,9 @@ impl<'k> Session<'k> {
     }
 
     /// Follows every process in the cgroup at `path` and its descendants
-    /// (cgroup v2: matched in the kernel; v1: polled by [`Session::poll`]).
-    pub fn follow_cgroup(&mut self, name: &str, path: &Path) -> Result<WorkloadId, RecordError> {
+    /// (cgroup v2: matched in the kernel; v1: polled by [`Session::poll`]);
+    /// `selector` says how the trace describes it.
+    pub fn follow_cgroup(&mut self, name: &str, selector: Selector, path: &Path) -> Result<WorkloadId, RecordError> {
         let target = procfs::cgroup_target(path).map_err(|e| RecordError::NoSuchCgroup {
             name: name.to_owned(),
             path: path.display().to_string(),
@@ -260,7 +261,7 @@ impl<'k> Session<'k> {
         if matches!(target, CgroupTarget::V2 { .. }) && self.cgroups_v2 as usize >= MAX_CGROUP_TARGETS {
             return Err(RecordError::TooManyCgroups);
         }
-        let id = self.add(name, Selector::Cgroup { path: path.display().to_string() })?;
+        let id = self.add(name, selector)?;
         match target {
             CgroupTarget::V2 { id: cgroup, level } => {
                 // The BPF side reads the array up to its first empty entry.

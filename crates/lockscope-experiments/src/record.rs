@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lockscope_bpf::{Progress, RecordError, RecordOptions, Session, WorkloadId, MAX_WORKLOADS};
+use lockscope_platform::attach::RunningContainer;
 use lockscope_platform::{Env, HostInstance, Instance, InstanceSpec, Output, PlatformError, PlatformKind};
 use lockscope_proc::procfs;
 use lockscope_trace::{EndReason, Selector, Trace};
@@ -28,6 +29,8 @@ pub enum Target {
     Pid(u32),
     /// Every process of a cgroup.
     Cgroup(PathBuf),
+    /// A container another runtime runs: every process of its cgroup.
+    Container(RunningContainer),
 }
 
 impl Target {
@@ -38,6 +41,9 @@ impl Target {
             Target::Builtin { platform, workload } => Selector::Platform { platform: platform.name().into(), workload: join(workload) },
             Target::Pid(pid) => Selector::Pid { pid: *pid },
             Target::Cgroup(path) => Selector::Cgroup { path: path.display().to_string() },
+            Target::Container(c) => {
+                Selector::Container { runtime: c.runtime.clone(), container: c.name.clone(), cgroup: c.cgroup.display().to_string() }
+            }
         }
     }
 }
@@ -196,7 +202,7 @@ fn prepare(spec: &WorkloadSpec, env: &Env) -> Result<Prepared, RecordingError> {
         }
         Target::Pid(pid) if !procfs::process_alive(*pid) => return Err(RecordingError::NoSuchPid { name, pid: *pid }),
         Target::Pid(pid) => Prepared::Pid(*pid),
-        Target::Cgroup(path) => {
+        Target::Cgroup(path) | Target::Container(RunningContainer { cgroup: path, .. }) => {
             // Checked here too, so a bad path costs no loading.
             procfs::cgroup_target(path).map_err(|e| RecordError::NoSuchCgroup {
                 name,
@@ -219,7 +225,7 @@ fn follow(session: &mut Session<'_>, spec: &WorkloadSpec, target: Prepared) -> R
             (id, Watch::Instance(instance))
         }
         Prepared::Pid(pid) => (session.follow_processes(&spec.name, selector, &[pid])?, Watch::Pid(pid)),
-        Prepared::Cgroup(path) => (session.follow_cgroup(&spec.name, &path)?, Watch::Never),
+        Prepared::Cgroup(path) => (session.follow_cgroup(&spec.name, selector, &path)?, Watch::Never),
     })
 }
 

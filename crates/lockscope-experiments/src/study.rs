@@ -40,15 +40,18 @@ pub enum Group {
     /// The serverless functions (Table 6): Python on the host's libraries,
     /// so not in the microVM, whose guest has lockscope and busybox only.
     Serverless,
+    /// The cloud workloads (Table 7), as Serverless on the host's programs.
+    Cloud,
 }
 
 impl Group {
-    pub const ALL: [Group; 2] = [Group::Micro, Group::Serverless];
+    pub const ALL: [Group; 3] = [Group::Micro, Group::Serverless, Group::Cloud];
 
     pub fn name(self) -> &'static str {
         match self {
             Group::Micro => "micro",
             Group::Serverless => "serverless",
+            Group::Cloud => "cloud",
         }
     }
 
@@ -58,9 +61,10 @@ impl Group {
     }
 }
 
-/// The paper's microbenchmarks (6.1), scaled to a small machine, and its
-/// serverless functions (Table 6).
-pub const WORKLOADS: [StudyWorkload; 9] = [
+/// The paper's microbenchmarks (6.1), scaled to a small machine, its
+/// serverless functions (Table 6) and its cloud workloads (Table 7) but
+/// Feedsim and graph analytics.
+pub const WORKLOADS: [StudyWorkload; 12] = [
     StudyWorkload { name: "mem-8k", command: "mem --size 8k --total 128m", trasher: "trasher --target mm", group: Group::Micro },
     StudyWorkload { name: "mem-1m", command: "mem --size 1m --total 128m", trasher: "trasher --target mm", group: Group::Micro },
     StudyWorkload { name: "file-list", command: "file-list --files 5000", trasher: "trasher --target fs", group: Group::Micro },
@@ -70,6 +74,9 @@ pub const WORKLOADS: [StudyWorkload; 9] = [
     StudyWorkload { name: "video-processing", command: "video-processing", trasher: "trasher --target mixed", group: Group::Serverless },
     StudyWorkload { name: "face-detection", command: "face-detection", trasher: "trasher --target mixed", group: Group::Serverless },
     StudyWorkload { name: "lr-training", command: "lr-training", trasher: "trasher --target mixed", group: Group::Serverless },
+    StudyWorkload { name: "data-caching", command: "data-caching", trasher: "trasher --target mixed", group: Group::Cloud },
+    StudyWorkload { name: "data-caching-cold", command: "data-caching-cold", trasher: "trasher --target mixed", group: Group::Cloud },
+    StudyWorkload { name: "video-transcode", command: "video-transcode", trasher: "trasher --target mixed", group: Group::Cloud },
 ];
 
 /// The study's workload named `name`.
@@ -584,7 +591,7 @@ mod tests {
         }
         let err = workload("bogus").unwrap_err().to_string();
         assert!(err.contains("mem-8k, mem-1m, file-list, file-create, file-delete, image-processing"), "{err}");
-        assert!(err.contains("the groups micro, serverless and all"), "{err}");
+        assert!(err.contains("the groups micro, serverless, cloud and all"), "{err}");
     }
 
     #[test]

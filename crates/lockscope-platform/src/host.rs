@@ -119,11 +119,8 @@ impl Instance for HostInstance {
         self.child.terminate(Duration::from_secs(2));
         if let Some(c) = &self.cgroup {
             // The cgroup empties once the killed process is reaped.
-            for _ in 0..50 {
-                if std::fs::remove_dir(c).is_ok() || !c.exists() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            if let Err(e) = lockscope_proc::procfs::remove_cgroup(c, Duration::from_secs(1)) {
+                tracing::warn!("removing {}: {e}", c.display());
             }
         }
         if let Some(d) = &self.dir {

@@ -7,6 +7,7 @@
 //! it made when stopped or dropped. `guest` runs a command inside Debian's
 //! own kernel under qemu (acquire mode where the host refuses it).
 
+pub mod attach;
 pub mod guest;
 mod host;
 mod microvm;

@@ -299,6 +299,13 @@ impl Instance for Container {
             if let Err(e) = self.runtime.run(&["delete", "--force", &self.id]) {
                 tracing::warn!("{e}");
             }
+            // The runtime gives up on a cgroup whose last processes are
+            // still exiting (EBUSY), and forgets the container all the same.
+            for dir in procfs::cgroup_dirs_named(&self.id) {
+                if let Err(e) = procfs::remove_cgroup(&dir, Duration::from_secs(10)) {
+                    tracing::warn!("removing {}: {e}", dir.display());
+                }
+            }
         }
         remove_tree(&self.dir);
     }

@@ -6,6 +6,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 
@@ -107,6 +108,74 @@ fn cgroup2_mount_of(path: &Path) -> io::Result<PathBuf> {
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup2 mount holds this path"))
 }
 
+/// The cgroup directory a process is in: its cgroup v2 one where a cgroup2
+/// hierarchy is mounted (alone, or beside v1 ones as `unified`) and the
+/// process is below its root; else its v1 `pids` hierarchy's.
+pub fn cgroup_of(pid: u32) -> io::Result<PathBuf> {
+    let memberships = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
+    cgroup_dir(&memberships, &mounts)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("process {pid} is in no mounted cgroup but the root")))
+}
+
+fn cgroup_dir(memberships: &str, mounts: &str) -> Option<PathBuf> {
+    // (directory, type, options) of each cgroup mount.
+    let mounted: Vec<(&str, &str, &str)> = mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 4 && f[2].starts_with("cgroup")).then(|| (f[1], f[2], f[3]))
+        })
+        .collect();
+    let below = |dir: &str, path: &str| (path != "/").then(|| Path::new(dir).join(path.trim_start_matches('/')));
+    // (controllers, path) of each "id:controllers:path" line; v2's has no controllers.
+    let member: Vec<(&str, &str)> = memberships
+        .lines()
+        .filter_map(|l| {
+            let mut f = l.splitn(3, ':');
+            f.next()?;
+            Some((f.next()?, f.next()?))
+        })
+        .collect();
+    let v2 = member
+        .iter()
+        .find(|(controllers, _)| controllers.is_empty())
+        .and_then(|(_, path)| mounted.iter().find(|(_, ty, _)| *ty == "cgroup2").and_then(|(dir, _, _)| below(dir, path)));
+    v2.or_else(|| {
+        let (_, path) = member.iter().find(|(controllers, _)| controllers.split(',').any(|c| c == "pids"))?;
+        let (dir, _, _) = mounted.iter().find(|(_, ty, options)| *ty == "cgroup" && options.split(',').any(|o| o == "pids"))?;
+        below(dir, path)
+    })
+}
+
+/// The cgroup directories called `name` at the root of each mounted
+/// hierarchy (v1 controllers, v2), as runtimes make them for a cgroupsPath of `/name`.
+pub fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 3 && f[2].starts_with("cgroup")).then(|| Path::new(f[1]).join(name))
+        })
+        .filter(|dir| dir.is_dir())
+        .collect()
+}
+
+/// Removes an empty cgroup, waiting up to `wait` for its exiting processes to leave.
+pub fn remove_cgroup(dir: &Path, wait: Duration) -> io::Result<()> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if std::time::Instant::now() < deadline && e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Every process in the cgroup and its descendant cgroups.
 pub fn cgroup_procs(path: &Path) -> Vec<u32> {
     let mut pids = Vec::new();
@@ -148,6 +217,20 @@ pub fn hostname() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_process_s_cgroup_is_found_in_a_unified_hybrid_or_v1_layout() {
+        let unified = "cgroup2 /sys/fs/cgroup cgroup2 rw,nosuid 0 0\n";
+        let hybrid = "cgroup /sys/fs/cgroup/pids cgroup rw,relatime,pids 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n";
+        let v1 = "cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\ncgroup /sys/fs/cgroup/pids cgroup rw,pids 0 0\n";
+        let container = "8:pids:/libpod_parent/libpod-ab\n4:memory:/libpod_parent/libpod-ab\n0::/libpod_parent/libpod-ab\n";
+        assert_eq!(cgroup_dir(container, unified).unwrap(), Path::new("/sys/fs/cgroup/libpod_parent/libpod-ab"));
+        assert_eq!(cgroup_dir(container, hybrid).unwrap(), Path::new("/sys/fs/cgroup/unified/libpod_parent/libpod-ab"));
+        assert_eq!(cgroup_dir(container, v1).unwrap(), Path::new("/sys/fs/cgroup/pids/libpod_parent/libpod-ab"));
+        let v1_only = "8:pids:/docker/cd\n0::/\n";
+        assert_eq!(cgroup_dir(v1_only, hybrid).unwrap(), Path::new("/sys/fs/cgroup/pids/docker/cd"));
+        assert_eq!(cgroup_dir("0::/\n", unified), None, "the root is no container's");
+    }
 
     #[test]
     fn parses_parent_past_odd_command_names() {

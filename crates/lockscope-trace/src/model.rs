@@ -73,6 +73,9 @@ pub enum Selector {
     /// the host processes that stand for it (container init, gVisor sandbox
     /// and gofer, VMM) and their descendants.
     Platform { platform: String, workload: String },
+    /// A container another runtime runs (Podman, Docker), found by name: every
+    /// process of its cgroup.
+    Container { runtime: String, container: String, cgroup: String },
 }
 
 impl std::fmt::Display for Selector {
@@ -82,6 +85,7 @@ impl std::fmt::Display for Selector {
             Selector::Pid { pid } => write!(f, "pid: {pid}"),
             Selector::Cgroup { path } => write!(f, "cgroup: {path}"),
             Selector::Platform { platform, workload } => write!(f, "{platform}: {workload}"),
+            Selector::Container { runtime, container, .. } => write!(f, "{runtime} container: {container}"),
         }
     }
 }

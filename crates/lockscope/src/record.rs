@@ -91,6 +91,11 @@ pub struct Args {
     /// Follow every process in a cgroup directory (v2 matched in the kernel, v1 polled).
     #[arg(long = "cgroup", value_name = "NAME=PATH")]
     cgroups: Vec<String>,
+    /// Follow a running Podman or Docker container by its name or id, through
+    /// its cgroup (every process it has or starts, `exec` included). RUNTIME
+    /// (podman, docker): the one that runs it; by default podman, then docker.
+    #[arg(long = "container", value_name = "NAME=[RUNTIME:]CONTAINER")]
+    containers: Vec<String>,
     /// Stop after this long (e.g. 30s, 5m); default: until the workloads exit or Ctrl-C.
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
@@ -179,6 +184,11 @@ fn workloads(args: &Args) -> anyhow::Result<Vec<WorkloadSpec>> {
     for arg in &args.cgroups {
         let (name, path) = split_named(arg, "--cgroup")?;
         specs.push(WorkloadSpec { name, target: Target::Cgroup(path.into()), placement: Placement::default() });
+    }
+    for arg in &args.containers {
+        let (name, container) = split_named(arg, "--container")?;
+        let found = lockscope_platform::attach::find_container(&container)?;
+        specs.push(WorkloadSpec { name, target: Target::Container(found), placement: Placement::default() });
     }
     Ok(specs)
 }

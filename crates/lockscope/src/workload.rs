@@ -110,6 +110,24 @@ pub enum Workload {
         #[command(flatten)]
         budget: BudgetArgs,
     },
+    /// ffmpeg encoding a clip (generated) to AV1 with SVT-AV1, as DCPerf does
+    /// (paper Table 7; needs ffmpeg).
+    VideoTranscode {
+        #[command(flatten)]
+        budget: BudgetArgs,
+    },
+    /// memcached and a client over loopback TCP, 90% gets and 10% sets of
+    /// 1 KiB values, the cache warmed first (paper Table 7; needs memcached).
+    DataCaching {
+        #[command(flatten)]
+        budget: BudgetArgs,
+    },
+    /// data-caching without the warm-up: gets miss and the client sets what
+    /// it missed, so the cache fills as the run goes.
+    DataCachingCold {
+        #[command(flatten)]
+        budget: BudgetArgs,
+    },
     /// Any program, run to its end: lockscope notes how it ended, as for the
     /// built-in workloads. On a platform: `--workload a='runc:-- python3 app.py'`.
     Command {
@@ -197,6 +215,9 @@ pub fn run(w: Workload) -> anyhow::Result<()> {
         Workload::VideoProcessing { budget } => return Ok(App::VideoProcessing.run(budget.budget(), budget.report_every)?),
         Workload::FaceDetection { budget } => return Ok(App::FaceDetection.run(budget.budget(), budget.report_every)?),
         Workload::LrTraining { budget } => return Ok(App::LrTraining.run(budget.budget(), budget.report_every)?),
+        Workload::VideoTranscode { budget } => return Ok(App::VideoTranscode.run(budget.budget(), budget.report_every)?),
+        Workload::DataCaching { budget } => return Ok(App::DataCaching.run(budget.budget(), budget.report_every)?),
+        Workload::DataCachingCold { budget } => return Ok(App::DataCachingCold.run(budget.budget(), budget.report_every)?),
         Workload::Command { argv } => return Ok(run_to_end(std::process::Command::new(&argv[0]).args(&argv[1..]), &argv[0])?),
     };
     println!("{}", serde_json::to_string(&Line::Total(result))?);

@@ -115,8 +115,15 @@ const WORKLOADS: [&str; 5] = [
 ];
 
 /// The application workloads, briefly; each reports throughput as the microbenchmarks do.
-const APPLICATIONS: [&str; 4] =
-    ["image-processing --rounds 2", "video-processing --rounds 2", "face-detection --rounds 2", "lr-training --rounds 2"];
+const APPLICATIONS: [&str; 7] = [
+    "image-processing --rounds 2",
+    "video-processing --rounds 2",
+    "face-detection --rounds 2",
+    "lr-training --rounds 2",
+    "video-transcode --rounds 2",
+    "data-caching --rounds 2",
+    "data-caching-cold --rounds 2",
+];
 
 fn every_workload_on(kind: PlatformKind) {
     workloads_run_to_completion_on(kind, &WORKLOADS);
@@ -311,6 +318,74 @@ fn record_selects_containers_without_their_runtime() {
     let report: Value = serde_json::from_slice(&report.stdout).unwrap();
     assert!(report["shared_locks"].as_u64().unwrap() >= 1, "two containers on one ext4 share locks: {report}");
     assert_clean(&root.path().join("work"));
+}
+
+/// A Podman container and its image, removed when dropped.
+struct PodmanContainer {
+    name: String,
+    image: String,
+}
+
+impl PodmanContainer {
+    /// An image imported from a root file system of busybox alone, and a
+    /// container of it running `script` in its shell, detached.
+    fn run(root: &Path, name: &str, script: &str) -> PodmanContainer {
+        let rootfs = root.join("rootfs");
+        for d in ["bin", "tmp", "proc", "dev", "sys", "etc"] {
+            std::fs::create_dir_all(rootfs.join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+        let tarball = root.join("rootfs.tar");
+        let tar = Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg(".").status().unwrap();
+        assert!(tar.success());
+        let container = PodmanContainer { name: name.to_owned(), image: format!("localhost/{name}:busybox") };
+        let podman = |args: &[&str]| {
+            let out = Command::new("podman").args(args).output().expect("podman (apt-get install podman)");
+            assert!(out.status.success(), "podman {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        podman(&["import", &tarball.display().to_string(), &container.image]);
+        // Limits this machine grants: podman's defaults for open files and
+        // processes exceed its hard limits, and runc then fails to start.
+        let limits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"];
+        let run = [&["run", "--detach", "--name", name, "--network", "none"][..], &limits, &[&container.image, "/bin/sh", "-c", script]];
+        podman(&run.concat());
+        container
+    }
+}
+
+impl Drop for PodmanContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("podman").args(["rm", "--force", &self.name]).output();
+        let _ = Command::new("podman").args(["rmi", "--force", &self.image]).output();
+    }
+}
+
+/// A container that Podman runs, from an image built here from a root file
+/// system, recorded by its name: through its cgroup, every process in it.
+#[test]
+fn a_podman_container_is_recorded_by_its_name() {
+    let _guard = serial();
+    let root = work_root();
+    // Two shells creating and deleting files in one directory contend for it.
+    let churn = "while :; do for i in 1 2 3 4 5 6 7 8; do echo x > /tmp/f$$-$i; done; rm -f /tmp/f$$-*; done";
+    let _container = PodmanContainer::run(root.path(), "lockscope-test-churn", &format!("({churn}) & ({churn})"));
+    let trace = root.path().join("podman.trace");
+    let out = Command::new(LOCKSCOPE)
+        .args(["record", "--mode", "contention", "--duration", "3s", "--container", "c=lockscope-test-churn", "-o"])
+        .arg(&trace)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let meta: Value = serde_json::from_str(&std::fs::read_to_string(trace.join("trace.json")).unwrap()).unwrap();
+    let selector = &meta["workloads"][0]["selector"];
+    assert_eq!(selector["kind"], "container", "{selector}");
+    assert_eq!(selector["runtime"], "podman", "{selector}");
+    assert_eq!(selector["container"], "lockscope-test-churn", "{selector}");
+    let report = Command::new(LOCKSCOPE).args(["report", "--format", "json"]).arg(&trace).output().unwrap();
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let locks = report["workloads"][0]["locks"].as_u64().unwrap_or(0);
+    assert!(locks >= 1, "the container's shells contend in its directory: {report:#}");
 }
 
 /// Two OpenCV clips transcoded in two runc containers meet in the

@@ -1,7 +1,8 @@
-//! Application workloads (paper Table 6): real programs on real libraries
-//! from Debian's packages, each a Python script that generates its inputs
-//! locally (nothing is downloaded) and reports its throughput as the
-//! built-in workloads do, so `stress` and the study treat it like them.
+//! Application workloads (paper Tables 6 and 7): real programs on real
+//! libraries from Debian's packages, each driven by a Python script that
+//! generates its inputs locally (nothing is downloaded) and reports its
+//! throughput as the built-in workloads do, so `stress` and the study treat
+//! it like them.
 //! Also `command`: any program, run to its end, its exit noted.
 
 use std::process::Command;
@@ -20,10 +21,21 @@ pub enum App {
     VideoProcessing,
     FaceDetection,
     LrTraining,
+    VideoTranscode,
+    DataCaching,
+    DataCachingCold,
 }
 
 impl App {
-    pub const ALL: [App; 4] = [App::ImageProcessing, App::VideoProcessing, App::FaceDetection, App::LrTraining];
+    pub const ALL: [App; 7] = [
+        App::ImageProcessing,
+        App::VideoProcessing,
+        App::FaceDetection,
+        App::LrTraining,
+        App::VideoTranscode,
+        App::DataCaching,
+        App::DataCachingCold,
+    ];
 
     /// Its name as a `lockscope workload` subcommand.
     pub fn name(self) -> &'static str {
@@ -32,6 +44,9 @@ impl App {
             App::VideoProcessing => "video-processing",
             App::FaceDetection => "face-detection",
             App::LrTraining => "lr-training",
+            App::VideoTranscode => "video-transcode",
+            App::DataCaching => "data-caching",
+            App::DataCachingCold => "data-caching-cold",
         }
     }
 
@@ -41,6 +56,9 @@ impl App {
             App::VideoProcessing => include_str!("video_processing.py"),
             App::FaceDetection => include_str!("face_detection.py"),
             App::LrTraining => include_str!("lr_training.py"),
+            App::VideoTranscode => include_str!("video_transcode.py"),
+            // The script reads which of the two it is from its name.
+            App::DataCaching | App::DataCachingCold => include_str!("data_caching.py"),
         }
     }
 

@@ -6,6 +6,7 @@
 import argparse
 import importlib
 import json
+import shutil
 import sys
 import time
 
@@ -18,6 +19,14 @@ def need(module, package):
         return importlib.import_module(module)
     except ImportError as e:
         sys.exit(f"{WORKLOAD}: {e}: install it with `apt-get install {package}`")
+
+
+def need_program(program, package):
+    """The program's path, or ends at once naming the Debian package that has it."""
+    path = shutil.which(program)
+    if path is None:
+        sys.exit(f"{WORKLOAD}: {program} not found: install it with `apt-get install {package}`")
+    return path
 
 
 def _line(kind, unit, t, ops, seconds):
