@@ -348,7 +348,12 @@ impl PodmanContainer {
         // Limits this machine grants: podman's defaults for open files and
         // processes exceed its hard limits, and runc then fails to start.
         let limits = ["--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"];
-        let run = [&["run", "--detach", "--name", name, "--network", "none"][..], &limits, &[&container.image, "/bin/sh", "-c", script]];
+        // runc, which setup.sh installs (podman would take crun if that were installed too).
+        let run = [
+            &["--runtime", "runc", "run", "--detach", "--name", name, "--network", "none"][..],
+            &limits,
+            &[&container.image, "/bin/sh", "-c", script],
+        ];
         podman(&run.concat());
         container
     }
