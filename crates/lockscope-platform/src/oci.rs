@@ -76,7 +76,8 @@ impl Runtime {
         let dir = env.instance_dir(&spec.name)?;
         let id = dir.file_name().and_then(|n| n.to_str()).map(|n| format!("lockscope-{n}")).unwrap_or_default();
         // From here on, dropping the container removes whatever was made.
-        let mut c = Container { runtime: self, id, dir, main_pid: 0, output: None, created: false, stopped: false };
+        let notes_exit = spec.rootfs.is_none();
+        let mut c = Container { runtime: self, id, dir, main_pid: 0, output: None, created: false, stopped: false, notes_exit };
         c.make_bundle(spec, env)?;
         c.run_create(spec.output)?;
         Ok(c)
@@ -93,6 +94,8 @@ pub struct Container {
     output: Option<std::fs::File>,
     created: bool,
     stopped: bool,
+    /// Whether lockscope runs in it and notes how the workload ended.
+    notes_exit: bool,
 }
 
 impl Container {
@@ -101,21 +104,39 @@ impl Container {
     }
 
     fn make_bundle(&self, spec: &InstanceSpec, env: &Env) -> Result<(), PlatformError> {
-        let rootfs = self.dir.join("rootfs");
-        for d in ["opt/lockscope", "usr", "etc", "proc", "dev", "tmp", "work"] {
-            std::fs::create_dir_all(rootfs.join(d)).map_err(io(format!("creating {d} in {}", rootfs.display())))?;
-        }
         let work = self.dir.join("work");
         std::fs::create_dir_all(&work).map_err(io("creating the work directory"))?;
-        link_or_copy(&env.lockscope, &rootfs.join(LOCKSCOPE.trim_start_matches('/')))?;
         let mut mounts = vec![
             json!({ "destination": "/proc", "type": "proc", "source": "proc" }),
             json!({ "destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] }),
             json!({ "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"] }),
             json!({ "destination": "/work", "type": "bind", "source": work, "options": ["rbind", "rw"] }),
         ];
-        mounts.extend(host_system(&rootfs)?);
-        let args: Vec<String> = [LOCKSCOPE, "workload"].into_iter().map(String::from).chain(spec.workload.iter().cloned()).collect();
+        let (rootfs, args) = match &spec.rootfs {
+            None => {
+                let rootfs = self.dir.join("rootfs");
+                for d in ["opt/lockscope", "usr", "etc", "proc", "dev", "tmp", "work"] {
+                    std::fs::create_dir_all(rootfs.join(d)).map_err(io(format!("creating {d} in {}", rootfs.display())))?;
+                }
+                link_or_copy(&env.lockscope, &rootfs.join(LOCKSCOPE.trim_start_matches('/')))?;
+                mounts.extend(host_system(&rootfs)?);
+                let args = [LOCKSCOPE, "workload"].into_iter().map(String::from).chain(spec.workload.iter().cloned()).collect();
+                (rootfs, args)
+            }
+            // The user's, as it is: the program runs without lockscope around it.
+            Some(user) => {
+                let rootfs = std::fs::canonicalize(user).map_err(io(format!("the root file system {}", user.display())))?;
+                let program = match spec.workload.as_slice() {
+                    [command, dashes, program @ ..] if command == "command" && dashes == "--" && !program.is_empty() => program.to_vec(),
+                    _ => {
+                        return Err(PlatformError::Runtime(
+                            "in a root file system of the user's, the workload is a program: -- PROGRAM [ARGS]".into(),
+                        ))
+                    }
+                };
+                (rootfs, program)
+            }
+        };
         let mut resources = json!({});
         if let Some(limit) = spec.memory_limit {
             resources["memory"] = json!({ "limit": limit });
@@ -273,7 +294,10 @@ impl Instance for Container {
             return None;
         }
         let note = lockscope_proc::exit_note::read(&self.dir.join("work").join(crate::EXIT_NOTE));
-        Some(note.unwrap_or_else(|| "exited without noting a status (killed by a signal, or crashed)".to_owned()))
+        Some(note.unwrap_or_else(|| match self.notes_exit {
+            true => "exited without noting a status (killed by a signal, or crashed)".to_owned(),
+            false => "exited (its status is unknown: it ran in the user's root file system, without lockscope to note it)".to_owned(),
+        }))
     }
 
     /// The runtime's own pause (the cgroup freezer): signals sent to a

@@ -173,8 +173,8 @@ fn workloads(args: &Args) -> anyhow::Result<Vec<WorkloadSpec>> {
     }
     for arg in &args.placed {
         let (name, placed) = split_named(arg, "--workload")?;
-        let (platform, workload) = lockscope_platform::parse_placed_workload(&placed)?;
-        specs.push(WorkloadSpec { name, target: Target::Builtin { platform, workload }, placement: placement(args, specs.len()) });
+        let placed = lockscope_platform::parse_placed_workload(&placed)?;
+        specs.push(WorkloadSpec { name, target: Target::Placed(placed), placement: placement(args, specs.len()) });
     }
     for arg in &args.pids {
         let (name, pid) = split_named(arg, "--pid")?;

@@ -37,7 +37,7 @@ pub struct Args {
     platforms: Vec<String>,
     /// Workloads to study: names (mem-8k, mem-1m, file-list, file-create,
     /// file-delete; image-processing, video-processing, face-detection,
-    /// lr-training; data-caching, data-caching-cold, video-transcode) or
+    /// lr-training, cnn, rnn; data-caching, data-caching-cold, video-transcode) or
     /// groups: micro (the paper's microbenchmarks), serverless (its Table 6
     /// functions), cloud (its Table 7 workloads), all. Serverless and cloud
     /// workloads run the host's programs: not in the microVM.

@@ -110,6 +110,19 @@ pub enum Workload {
         #[command(flatten)]
         budget: BudgetArgs,
     },
+    /// PyTorch: SqueezeNet 1.1 (torchvision, weights randomly initialised:
+    /// none can be fetched) classifying an image (generated) (paper Table 6;
+    /// needs python3-torchvision).
+    Cnn {
+        #[command(flatten)]
+        budget: BudgetArgs,
+    },
+    /// PyTorch: a character-level LSTM (weights randomly initialised)
+    /// generating words letter by letter (paper Table 6; needs python3-torch).
+    Rnn {
+        #[command(flatten)]
+        budget: BudgetArgs,
+    },
     /// ffmpeg encoding a clip (generated) to AV1 with SVT-AV1, as DCPerf does
     /// (paper Table 7; needs ffmpeg).
     VideoTranscode {
@@ -215,6 +228,8 @@ pub fn run(w: Workload) -> anyhow::Result<()> {
         Workload::VideoProcessing { budget } => return Ok(App::VideoProcessing.run(budget.budget(), budget.report_every)?),
         Workload::FaceDetection { budget } => return Ok(App::FaceDetection.run(budget.budget(), budget.report_every)?),
         Workload::LrTraining { budget } => return Ok(App::LrTraining.run(budget.budget(), budget.report_every)?),
+        Workload::Cnn { budget } => return Ok(App::Cnn.run(budget.budget(), budget.report_every)?),
+        Workload::Rnn { budget } => return Ok(App::Rnn.run(budget.budget(), budget.report_every)?),
         Workload::VideoTranscode { budget } => return Ok(App::VideoTranscode.run(budget.budget(), budget.report_every)?),
         Workload::DataCaching { budget } => return Ok(App::DataCaching.run(budget.budget(), budget.report_every)?),
         Workload::DataCachingCold { budget } => return Ok(App::DataCachingCold.run(budget.budget(), budget.report_every)?),

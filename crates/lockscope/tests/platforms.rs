@@ -75,7 +75,12 @@ fn run_to_end(kind: PlatformKind, args: &str, env: &Env, timeout: Duration) -> (
         output: Output::Capture,
         ..InstanceSpec::default()
     };
-    let mut instance = kind.create(&spec, env).unwrap_or_else(|e| panic!("{kind} {args}: {e}"));
+    run_spec_to_end(kind, &spec, env, timeout)
+}
+
+fn run_spec_to_end(kind: PlatformKind, spec: &InstanceSpec, env: &Env, timeout: Duration) -> (String, String) {
+    let args = spec.workload.join(" ");
+    let mut instance = kind.create(spec, env).unwrap_or_else(|e| panic!("{kind} {args}: {e}"));
     let mut output = instance.take_output().expect("output captured");
     instance.start().unwrap();
     let reader = std::thread::spawn(move || {
@@ -115,11 +120,13 @@ const WORKLOADS: [&str; 5] = [
 ];
 
 /// The application workloads, briefly; each reports throughput as the microbenchmarks do.
-const APPLICATIONS: [&str; 7] = [
+const APPLICATIONS: [&str; 9] = [
     "image-processing --rounds 2",
     "video-processing --rounds 2",
     "face-detection --rounds 2",
     "lr-training --rounds 2",
+    "cnn --rounds 2",
+    "rnn --rounds 2",
     "video-transcode --rounds 2",
     "data-caching --rounds 2",
     "data-caching-cold --rounds 2",
@@ -320,6 +327,45 @@ fn record_selects_containers_without_their_runtime() {
     assert_clean(&root.path().join("work"));
 }
 
+/// A root file system of busybox alone (busybox-static), in `root`.
+fn busybox_rootfs(root: &Path) -> PathBuf {
+    let rootfs = root.join("rootfs");
+    for d in ["bin", "tmp", "proc", "dev", "sys", "etc", "work"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
+    std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+    std::fs::write(rootfs.join("etc/os-release"), "NAME=\"a root file system of the user\"\n").unwrap();
+    rootfs
+}
+
+/// A program in a root file system of the user's runs in it as it is: its
+/// files, not the host's /usr.
+#[test]
+fn a_program_runs_in_the_user_s_root_file_system_on_runc_and_gvisor() {
+    let _guard = serial();
+    let root = work_root();
+    let rootfs = busybox_rootfs(root.path());
+    let work = root.path().join("work");
+    for kind in [PlatformKind::Runc, PlatformKind::Gvisor] {
+        let spec = InstanceSpec {
+            name: "user-rootfs".into(),
+            workload: ["command", "--", "/bin/sh", "-c", ". /etc/os-release; echo $NAME; test -e /usr/bin/python3 || echo no host /usr"]
+                .map(String::from)
+                .to_vec(),
+            output: Output::Capture,
+            rootfs: Some(rootfs.clone()),
+            ..InstanceSpec::default()
+        };
+        let (out, exit) = run_spec_to_end(kind, &spec, &env(&work), Duration::from_secs(60));
+        assert_eq!(out, "a root file system of the user\nno host /usr\n", "{kind}");
+        assert!(exit.contains("status is unknown"), "{kind}: {exit}");
+        let refused = PlatformKind::Host.create(&spec, &env(&work)).err().map(|e| e.to_string());
+        assert_eq!(refused.as_deref(), Some("--rootfs is for runc and gvisor, not host"));
+    }
+    assert_clean(&work);
+}
+
 /// A Podman container and its image, removed when dropped.
 struct PodmanContainer {
     name: String,
@@ -330,12 +376,7 @@ impl PodmanContainer {
     /// An image imported from a root file system of busybox alone, and a
     /// container of it running `script` in its shell, detached.
     fn run(root: &Path, name: &str, script: &str) -> PodmanContainer {
-        let rootfs = root.join("rootfs");
-        for d in ["bin", "tmp", "proc", "dev", "sys", "etc"] {
-            std::fs::create_dir_all(rootfs.join(d)).unwrap();
-        }
-        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-        std::os::unix::fs::symlink("busybox", rootfs.join("bin/sh")).unwrap();
+        let rootfs = busybox_rootfs(root);
         let tarball = root.join("rootfs.tar");
         let tar = Command::new("tar").arg("-C").arg(&rootfs).arg("-cf").arg(&tarball).arg(".").status().unwrap();
         assert!(tar.success());

@@ -77,18 +77,10 @@ struct {
 static __always_inline void note_holder(u32 waiter, struct holder holder, u64 lock, u64 wait_ns)
 {
 	struct holder_key key = { .waiter = waiter, .holder = holder, .lock = lock };
-	struct holder_val *v = bpf_map_lookup_elem(&holder_waits, &key);
-	if (!v) {
-		struct holder_val zero = {};
-		long err = bpf_map_update_elem(&holder_waits, &key, &zero, BPF_NOEXIST);
-		if (err && err != -17 /* EEXIST */) {
-			count(C_HOLDERS_FULL);
-			return;
-		}
-		v = bpf_map_lookup_elem(&holder_waits, &key);
-		if (!v)
-			return;
-	}
+	struct holder_val zero = {};
+	struct holder_val *v = lookup_or_insert(&holder_waits, &key, &zero, C_HOLDERS_FULL);
+	if (!v)
+		return;
 	__sync_fetch_and_add(&v->count, 1);
 	__sync_fetch_and_add(&v->wait_total_ns, wait_ns);
 }

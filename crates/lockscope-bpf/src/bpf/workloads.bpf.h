@@ -126,18 +126,25 @@ static __always_inline u32 current_workload(void)
 
 /* The aggregate for `key`, created (zeroed, first_ns = now) if new; NULL
  * (counted) when the map is full or busy on this CPU. */
-static __always_inline struct agg_val *agg_entry(struct agg_key *key, u64 now)
+/* The hash map's entry for `key`, inserted as `init` when missing; NULL when
+ * it cannot be, counted as `full` (or as a busy bucket). */
+static __always_inline void *lookup_or_insert(void *map, const void *key, const void *init, enum counter full)
 {
-	struct agg_val *v = bpf_map_lookup_elem(&aggregates, key);
+	void *v = bpf_map_lookup_elem(map, key);
 	if (v)
 		return v;
-	struct agg_val zero = { .first_ns = now };
-	long err = bpf_map_update_elem(&aggregates, key, &zero, BPF_NOEXIST);
+	long err = bpf_map_update_elem(map, key, init, BPF_NOEXIST);
 	if (err && err != -17 /* EEXIST: another CPU inserted it */) {
-		count(err == -16 /* EBUSY */ ? C_MAP_BUSY : C_MAP_FULL);
+		count(err == -16 /* EBUSY */ ? C_MAP_BUSY : full);
 		return NULL;
 	}
-	return bpf_map_lookup_elem(&aggregates, key);
+	return bpf_map_lookup_elem(map, key);
+}
+
+static __always_inline struct agg_val *agg_entry(struct agg_key *key, u64 now)
+{
+	struct agg_val zero = { .first_ns = now };
+	return lookup_or_insert(&aggregates, key, &zero, C_MAP_FULL);
 }
 
 /* 64-bit hash of the first `n` frames. */

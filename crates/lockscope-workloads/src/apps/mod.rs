@@ -21,17 +21,21 @@ pub enum App {
     VideoProcessing,
     FaceDetection,
     LrTraining,
+    Cnn,
+    Rnn,
     VideoTranscode,
     DataCaching,
     DataCachingCold,
 }
 
 impl App {
-    pub const ALL: [App; 7] = [
+    pub const ALL: [App; 9] = [
         App::ImageProcessing,
         App::VideoProcessing,
         App::FaceDetection,
         App::LrTraining,
+        App::Cnn,
+        App::Rnn,
         App::VideoTranscode,
         App::DataCaching,
         App::DataCachingCold,
@@ -44,6 +48,8 @@ impl App {
             App::VideoProcessing => "video-processing",
             App::FaceDetection => "face-detection",
             App::LrTraining => "lr-training",
+            App::Cnn => "cnn",
+            App::Rnn => "rnn",
             App::VideoTranscode => "video-transcode",
             App::DataCaching => "data-caching",
             App::DataCachingCold => "data-caching-cold",
@@ -56,6 +62,8 @@ impl App {
             App::VideoProcessing => include_str!("video_processing.py"),
             App::FaceDetection => include_str!("face_detection.py"),
             App::LrTraining => include_str!("lr_training.py"),
+            App::Cnn => include_str!("cnn.py"),
+            App::Rnn => include_str!("rnn.py"),
             App::VideoTranscode => include_str!("video_transcode.py"),
             // The script reads which of the two it is from its name.
             App::DataCaching | App::DataCachingCold => include_str!("data_caching.py"),
