@@ -238,6 +238,10 @@ fn version_of(program: &str, arg: &str) -> Option<String> {
 }
 
 /// Parses `PLATFORM:WORKLOAD ARGS` (e.g. `runc:file-create --files 2000`).
+/// The built-in workload that runs a program to its end and notes how it
+/// ended: `command -- PROGRAM [ARGS]`.
+pub const PROGRAM_WORKLOAD: &str = "command";
+
 /// A workload placed on a platform, as `--workload` gives it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PlacedWorkload {
@@ -276,7 +280,7 @@ pub fn parse_placed_workload(text: &str) -> Result<PlacedWorkload, PlatformError
     }
     // `-- PROGRAM ARGS`: any program, as the built-in `command` workload runs it.
     if args[0] == "--" {
-        args.insert(0, "command".to_owned());
+        args.insert(0, PROGRAM_WORKLOAD.to_owned());
     } else if rootfs.is_some() {
         return Err(PlatformError::Runtime(format!("{text:?}: with --rootfs, name the program to run after --")));
     }

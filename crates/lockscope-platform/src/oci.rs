@@ -127,7 +127,9 @@ impl Container {
             Some(user) => {
                 let rootfs = std::fs::canonicalize(user).map_err(io(format!("the root file system {}", user.display())))?;
                 let program = match spec.workload.as_slice() {
-                    [command, dashes, program @ ..] if command == "command" && dashes == "--" && !program.is_empty() => program.to_vec(),
+                    [command, dashes, program @ ..] if command == crate::PROGRAM_WORKLOAD && dashes == "--" && !program.is_empty() => {
+                        program.to_vec()
+                    }
                     _ => {
                         return Err(PlatformError::Runtime(
                             "in a root file system of the user's, the workload is a program: -- PROGRAM [ARGS]".into(),

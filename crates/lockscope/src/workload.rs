@@ -250,5 +250,6 @@ mod tests {
         for app in lockscope_workloads::apps::App::ALL {
             assert!(workload.find_subcommand(app.name()).is_some(), "{}", app.name());
         }
+        assert!(workload.find_subcommand(lockscope_platform::PROGRAM_WORKLOAD).is_some(), "what `PLATFORM:-- PROGRAM` runs");
     }
 }

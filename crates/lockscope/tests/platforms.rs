@@ -133,11 +133,13 @@ const APPLICATIONS: [&str; 9] = [
 ];
 
 fn every_workload_on(kind: PlatformKind) {
+    let _guard = serial();
     workloads_run_to_completion_on(kind, &WORKLOADS);
 }
 
 /// Each application workload, and a program of the user's on the host's Python.
 fn applications_and_programs_on(kind: PlatformKind) {
+    let _guard = serial();
     workloads_run_to_completion_on(kind, &APPLICATIONS);
     let root = work_root();
     let program = "command -- /usr/bin/python3 -c 'import PIL, sys; print(\"a program of the user\", PIL.__name__, sys.executable)'";
@@ -164,8 +166,8 @@ fn applications_and_programs_run_in_gvisor() {
     applications_and_programs_on(PlatformKind::Gvisor);
 }
 
+/// Callers hold the serial guard.
 fn workloads_run_to_completion_on(kind: PlatformKind, workloads: &[&str]) {
-    let _guard = serial();
     let root = work_root();
     let env = env(root.path());
     for &args in workloads {
