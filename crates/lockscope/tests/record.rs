@@ -112,10 +112,19 @@ fn a_file_create_pair_shares_locks_named_by_their_objects() {
     assert!(out.status.success(), "record failed: {}", stderr(&out));
     let report = report_json(&trace);
     let shared: Vec<&Value> = report["locks"].as_array().unwrap().iter().filter(|l| l["shared"] == true).collect();
-    let acquisitions = |l: &&Value| l["acquisitions"].as_u64().unwrap();
-    let total: u64 = shared.iter().map(acquisitions).sum();
-    let named: u64 = shared.iter().filter(|l| l["object"].is_string()).map(acquisitions).sum();
-    assert!(named as f64 >= 0.9 * total as f64, "{named} of {total} shared acquisitions named: {report:#}");
+    // A global lock cannot be named on this kernel (kallsyms lists no data
+    // symbols, BTF no such variable): `inode_hash_lock` is one, with a tenth
+    // of the shared acquisitions, more or less as the run goes. Every lock in
+    // a slab object or a per-CPU area can be.
+    let global = |l: &&&Value| l["why_unnamed"].as_str().is_some_and(|w| w.starts_with("in no slab object"));
+    let placed: Vec<&&Value> = shared.iter().filter(|l| !global(l)).collect();
+    let acquisitions = |l: &&&Value| l["acquisitions"].as_u64().unwrap();
+    let total: u64 = placed.iter().map(acquisitions).sum();
+    let named: u64 = placed.iter().filter(|l| l["object"].is_string()).map(acquisitions).sum();
+    assert!(
+        named as f64 >= 0.9 * total as f64,
+        "{named} of {total} shared acquisitions in slab objects or per-CPU areas named: {report:#}"
+    );
     // find_get_block_common takes the block device's i_private_lock (fs/buffer.c).
     let buffers = shared.iter().find(|l| site_of(l).starts_with("find_get_block_common")).expect("the buffer lookup is shared");
     assert_eq!(buffers["object"], "bdev_inode.vfs_inode.i_data.i_private_lock", "{buffers:#}");
