@@ -17,8 +17,14 @@ use lockscope_experiments::record::{Placement, RecordPlan, Target, WorkloadSpec}
 /// launched them.
 ///
 /// Examples:
+///
 ///   lockscope record --run a='lockscope workload pipe' --run b='lockscope workload pipe' -o pipes.trace
+///
 ///   lockscope record --workload a='runc:file-create --files 2000' --workload b='runc:file-create --files 2000' --duration 20s
+///
+///   lockscope record --workload a='gvisor:-- python3 app.py' --workload b='runc:image-processing' --duration 20s
+///
+///   lockscope record --container web=podman:web --duration 30s
 #[derive(clap::Args)]
 pub struct Args {
     /// acquire records every acquisition of the lock primitives (fentry/fexit;
@@ -71,7 +77,10 @@ pub struct Args {
     /// starts and removed after; what is followed are the host processes that
     /// stand for the workload (runc: the container's init, not runc itself;
     /// gvisor: the sandbox and gofer; microvm: the VMM). Each instance works in
-    /// its own directory under --work-dir.
+    /// its own directory under --work-dir. `PLATFORM:-- PROGRAM [ARGS]` runs a
+    /// program of your own instead (containers see the host's /usr and /etc
+    /// read-only); `PLATFORM:--rootfs DIR -- PROGRAM [ARGS]` runs it in your
+    /// own root file system (runc, gvisor).
     #[arg(long = "workload", value_name = "NAME=PLATFORM:WORKLOAD [ARGS]")]
     placed: Vec<String>,
     #[command(flatten)]
