@@ -46,9 +46,7 @@ impl ScratchFs {
     }
 
     fn mounted(&self) -> bool {
-        let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-        let point = self.mount_point.display().to_string();
-        mounts.lines().any(|l| l.split_whitespace().nth(1) == Some(point.as_str()))
+        lockscope_proc::procfs::mounts().unwrap_or_default().iter().any(|m| m.dir == self.mount_point)
     }
 }
 

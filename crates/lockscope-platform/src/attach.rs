@@ -15,10 +15,6 @@ pub struct RunningContainer {
     pub runtime: String,
     /// The name (or id) it was asked for by.
     pub name: String,
-    /// The runtime's full id.
-    pub id: String,
-    /// Its init process on the host.
-    pub pid: u32,
     /// Its cgroup on the host (v2, else v1's pids hierarchy).
     pub cgroup: PathBuf,
 }
@@ -41,20 +37,19 @@ pub fn find_container(text: &str) -> Result<RunningContainer, PlatformError> {
 
 fn inspect(runtime: &str, name: &str) -> Result<RunningContainer, String> {
     let out = Command::new(runtime)
-        .args(["inspect", "--type", "container", "--format", "{{.Id}} {{.State.Pid}}", name])
+        .args(["inspect", "--type", "container", "--format", "{{.State.Pid}}", name])
         .output()
         .map_err(|e| format!("{runtime}: {e}"))?;
     if !out.status.success() {
         return Err(format!("{runtime} inspect: {}", String::from_utf8_lossy(&out.stderr).trim()));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let (id, pid) = text.trim().split_once(' ').ok_or_else(|| format!("{runtime} inspect printed {text:?}"))?;
-    let pid: u32 = pid.parse().map_err(|_| format!("{runtime} inspect printed {text:?}"))?;
+    let pid: u32 = text.trim().parse().map_err(|_| format!("{runtime} inspect printed {text:?}"))?;
     if pid == 0 {
         return Err(format!("{runtime}: {name} is not running (start it, then record)"));
     }
     let cgroup = lockscope_proc::procfs::cgroup_of(pid).map_err(|e| format!("{runtime}: {name}'s process {pid}: {e}"))?;
-    Ok(RunningContainer { runtime: runtime.to_owned(), name: name.to_owned(), id: id.to_owned(), pid, cgroup })
+    Ok(RunningContainer { runtime: runtime.to_owned(), name: name.to_owned(), cgroup })
 }
 
 #[cfg(test)]

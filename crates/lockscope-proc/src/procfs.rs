@@ -93,17 +93,42 @@ fn fs_type(path: &Path) -> io::Result<i64> {
     Ok(buf.f_type as i64)
 }
 
-fn cgroup2_mount_of(path: &Path) -> io::Result<PathBuf> {
-    let canonical = path.canonicalize()?;
-    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
-    mounts
-        .lines()
+/// A line of /proc/self/mounts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mount {
+    pub dir: PathBuf,
+    pub fs_type: String,
+    /// Comma-separated, as mounted (for cgroup v1: its controllers among them).
+    pub options: String,
+}
+
+impl Mount {
+    fn has_option(&self, option: &str) -> bool {
+        self.options.split(',').any(|o| o == option)
+    }
+}
+
+/// What is mounted where, as this process sees it.
+pub fn mounts() -> io::Result<Vec<Mount>> {
+    Ok(parse_mounts(&std::fs::read_to_string("/proc/self/mounts")?))
+}
+
+fn parse_mounts(text: &str) -> Vec<Mount> {
+    text.lines()
         .filter_map(|l| {
             let mut f = l.split_whitespace();
-            let (_, dir, ty) = (f.next()?, f.next()?, f.next()?);
-            (ty == "cgroup2").then(|| PathBuf::from(dir))
+            let (_, dir, fs_type, options) = (f.next()?, f.next()?, f.next()?, f.next()?);
+            Some(Mount { dir: dir.into(), fs_type: fs_type.into(), options: options.into() })
         })
-        .filter(|dir| canonical.starts_with(dir))
+        .collect()
+}
+
+fn cgroup2_mount_of(path: &Path) -> io::Result<PathBuf> {
+    let canonical = path.canonicalize()?;
+    mounts()?
+        .into_iter()
+        .filter(|m| m.fs_type == "cgroup2" && canonical.starts_with(&m.dir))
+        .map(|m| m.dir)
         .max_by_key(|dir| dir.as_os_str().len())
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no cgroup2 mount holds this path"))
 }
@@ -113,21 +138,12 @@ fn cgroup2_mount_of(path: &Path) -> io::Result<PathBuf> {
 /// process is below its root; else its v1 `pids` hierarchy's.
 pub fn cgroup_of(pid: u32) -> io::Result<PathBuf> {
     let memberships = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
-    let mounts = std::fs::read_to_string("/proc/self/mounts")?;
-    cgroup_dir(&memberships, &mounts)
+    cgroup_dir(&memberships, &mounts()?)
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, format!("process {pid} is in no mounted cgroup but the root")))
 }
 
-fn cgroup_dir(memberships: &str, mounts: &str) -> Option<PathBuf> {
-    // (directory, type, options) of each cgroup mount.
-    let mounted: Vec<(&str, &str, &str)> = mounts
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 4 && f[2].starts_with("cgroup")).then(|| (f[1], f[2], f[3]))
-        })
-        .collect();
-    let below = |dir: &str, path: &str| (path != "/").then(|| Path::new(dir).join(path.trim_start_matches('/')));
+fn cgroup_dir(memberships: &str, mounts: &[Mount]) -> Option<PathBuf> {
+    let below = |dir: &Path, path: &str| (path != "/").then(|| dir.join(path.trim_start_matches('/')));
     // (controllers, path) of each "id:controllers:path" line; v2's has no controllers.
     let member: Vec<(&str, &str)> = memberships
         .lines()
@@ -140,24 +156,22 @@ fn cgroup_dir(memberships: &str, mounts: &str) -> Option<PathBuf> {
     let v2 = member
         .iter()
         .find(|(controllers, _)| controllers.is_empty())
-        .and_then(|(_, path)| mounted.iter().find(|(_, ty, _)| *ty == "cgroup2").and_then(|(dir, _, _)| below(dir, path)));
+        .and_then(|(_, path)| mounts.iter().find(|m| m.fs_type == "cgroup2").and_then(|m| below(&m.dir, path)));
     v2.or_else(|| {
         let (_, path) = member.iter().find(|(controllers, _)| controllers.split(',').any(|c| c == "pids"))?;
-        let (dir, _, _) = mounted.iter().find(|(_, ty, options)| *ty == "cgroup" && options.split(',').any(|o| o == "pids"))?;
-        below(dir, path)
+        let m = mounts.iter().find(|m| m.fs_type == "cgroup" && m.has_option("pids"))?;
+        below(&m.dir, path)
     })
 }
 
 /// The cgroup directories called `name` at the root of each mounted
 /// hierarchy (v1 controllers, v2), as runtimes make them for a cgroupsPath of `/name`.
 pub fn cgroup_dirs_named(name: &str) -> Vec<PathBuf> {
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    mounts
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.len() >= 3 && f[2].starts_with("cgroup")).then(|| Path::new(f[1]).join(name))
-        })
+    mounts()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|m| m.fs_type.starts_with("cgroup"))
+        .map(|m| m.dir.join(name))
         .filter(|dir| dir.is_dir())
         .collect()
 }
@@ -224,6 +238,7 @@ mod tests {
         let hybrid = "cgroup /sys/fs/cgroup/pids cgroup rw,relatime,pids 0 0\ncgroup2 /sys/fs/cgroup/unified cgroup2 rw 0 0\n";
         let v1 = "cgroup /sys/fs/cgroup/memory cgroup rw,memory 0 0\ncgroup /sys/fs/cgroup/pids cgroup rw,pids 0 0\n";
         let container = "8:pids:/libpod_parent/libpod-ab\n4:memory:/libpod_parent/libpod-ab\n0::/libpod_parent/libpod-ab\n";
+        let (unified, hybrid, v1) = (&parse_mounts(unified), &parse_mounts(hybrid), &parse_mounts(v1));
         assert_eq!(cgroup_dir(container, unified).unwrap(), Path::new("/sys/fs/cgroup/libpod_parent/libpod-ab"));
         assert_eq!(cgroup_dir(container, hybrid).unwrap(), Path::new("/sys/fs/cgroup/unified/libpod_parent/libpod-ab"));
         assert_eq!(cgroup_dir(container, v1).unwrap(), Path::new("/sys/fs/cgroup/pids/libpod_parent/libpod-ab"));

@@ -83,8 +83,8 @@ fn gather() -> Report {
             .collect()
     };
     let status = |h: Hook| hooks.iter().find(|s| s.hook == h).expect("every hook probed");
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let fs_types: Vec<&str> = mounts.lines().filter_map(|l| l.split_whitespace().nth(2)).collect();
+    let mounts = lockscope_proc::procfs::mounts().unwrap_or_default();
+    let fs_types: Vec<&str> = mounts.iter().map(|m| m.fs_type.as_str()).collect();
     let symbols = SymbolTable::load().ok();
 
     Report {
