@@ -138,13 +138,12 @@ impl Default for Options {
     }
 }
 
-/// Of a lock's stacks (with acquisitions, most first), the resolved site
-/// that most acquisitions point to.
-/// Why a lock of the trace has no name, from what naming found of it.
-fn why_unnamed(trace: &Trace) -> impl Fn(u64) -> String + '_ {
-    let unnamed: HashMap<u64, &str> = trace.unnamed.iter().map(|u| (u.lock_addr, u.reason.as_str())).collect();
-    let in_slab: HashMap<u64, bool> = trace.places.iter().map(|p| (p.lock_addr, p.slab.is_some())).collect();
-    move |addr| match (unnamed.get(&addr), in_slab.get(&addr)) {
+/// Why a lock (address and generation) of the trace has no name, from what
+/// naming found of it.
+fn why_unnamed(trace: &Trace) -> impl Fn((u64, u32)) -> String + '_ {
+    let unnamed: HashMap<(u64, u32), &str> = trace.unnamed.iter().map(|u| ((u.lock_addr, u.generation), u.reason.as_str())).collect();
+    let in_slab: HashMap<(u64, u32), bool> = trace.places.iter().map(|p| ((p.lock_addr, p.generation), p.slab.is_some())).collect();
+    move |lock| match (unnamed.get(&lock), in_slab.get(&lock)) {
         (Some(reason), _) => (*reason).to_owned(),
         (None, Some(false)) => "in no slab object (a global, a per-CPU or page allocation): named only where kallsyms lists \
                                 data symbols or the kernel source matches"
@@ -158,11 +157,12 @@ fn why_unnamed(trace: &Trace) -> impl Fn(u64) -> String + '_ {
 }
 
 /// The static analyzer's name of a lock, as one of its names.
-fn source_name(site: &StackSite, lock_addr: u64) -> Option<LockName> {
+fn source_name(site: &StackSite, lock_addr: u64, generation: u32) -> Option<LockName> {
     site.lock_name()?;
     let member = site.scope == Scope::Member;
     Some(LockName {
         lock_addr,
+        generation,
         by: if site.method == SiteMethod::Line { NameSource::Debuginfo } else { NameSource::Source },
         object: site.object.clone().filter(|_| member),
         member: site.member.clone().filter(|_| member),
@@ -182,6 +182,8 @@ fn runtime_label(name: &LockName) -> Option<String> {
     })
 }
 
+/// Of a lock's stacks (with acquisitions, most first), the resolved site
+/// that most acquisitions point to.
 fn most_named<'a>(stacks: &[(i32, u64)], sites: &HashMap<i32, &'a StackSite>) -> Option<&'a StackSite> {
     let mut weight: HashMap<String, (u64, &StackSite)> = HashMap::new();
     for (id, n) in stacks {
@@ -200,7 +202,7 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
     // would swallow unrelated addresses.
     let named_globals = trace.meta.kallsyms_all;
     let sites_by_stack: HashMap<i32, &StackSite> = trace.sites.iter().map(|s| (s.stack_id, s)).collect();
-    let names_by_lock: HashMap<u64, &LockName> = trace.names.iter().map(|n| (n.lock_addr, n)).collect();
+    let names_by_lock: HashMap<(u64, u32), &LockName> = trace.names.iter().map(|n| ((n.lock_addr, n.generation), n)).collect();
     let why_unnamed = why_unnamed(trace);
     let workload_names: HashMap<u32, &str> = trace.meta.workloads.iter().map(|w| (w.id, w.name.as_str())).collect();
     let run_secs: HashMap<u32, f64> = trace.meta.workloads.iter().map(|w| (w.id, w.run_time_secs())).collect();
@@ -257,7 +259,7 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
                 .collect();
             let kind = acc.kinds.into_iter().max_by_key(|&(k, n)| (n, std::cmp::Reverse(k))).map(|(k, _)| k).unwrap_or(LockKind::Spinlock);
             let global = named_globals.then(|| symbols.data_symbol(addr)).flatten().map(|(s, off)| variable_at(&s.name, off));
-            let runtime = names_by_lock.get(&addr).copied();
+            let runtime = names_by_lock.get(&(addr, generation)).copied();
             let source = resolved.and_then(StackSite::lock_name);
             // The source's name where the call site was resolved, else the run-time one.
             let object = source.clone().or_else(|| runtime.and_then(runtime_label));
@@ -265,13 +267,13 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
                 addr,
                 generation,
                 kind,
-                names: resolved.and_then(|s| source_name(s, addr)).into_iter().chain(runtime.cloned()).collect(),
+                names: resolved.and_then(|s| source_name(s, addr, generation)).into_iter().chain(runtime.cloned()).collect(),
                 names_agree: source.zip(runtime).and_then(|(source, runtime)| runtime.agrees_with(&source)),
                 scope: resolved
                     .map(|s| s.scope)
                     .or_else(|| runtime.map(|n| if n.object.is_some() { Scope::Member } else { Scope::Global })),
                 subsystem: resolved.and_then(|s| s.subsystem.clone()).or(placed),
-                why_unnamed: (object.is_none() && global.is_none()).then(|| why_unnamed(addr)),
+                why_unnamed: (object.is_none() && global.is_none()).then(|| why_unnamed((addr, generation))),
                 object,
                 global,
                 shared: uses.len() >= 2,
@@ -363,6 +365,7 @@ mod tests {
     fn source_and_run_time_names_are_both_kept_and_checked_against_each_other() {
         let runtime = |lock_addr, member: &str| LockName {
             lock_addr,
+            generation: 0,
             by: NameSource::Slab,
             object: Some("ext4_inode_info".into()),
             member: Some(format!("vfs_inode.{member}")),
@@ -387,6 +390,29 @@ mod tests {
         assert_eq!(b.names_agree, Some(false), "a disagreement is flagged");
         let alone = analyze(&trace(), &OPTIONS);
         assert!(alone.locks.iter().all(|l| l.names_agree.is_none()), "one name has nothing to agree with");
+    }
+
+    /// A freed object's address may come back in another cache's object: each
+    /// generation of address C keeps the name noted for it.
+    #[test]
+    fn each_generation_of_an_address_has_its_own_name() {
+        const C: u64 = 0xffff888000002000;
+        let name = |generation, object: &str, member: &str| LockName {
+            lock_addr: C,
+            generation,
+            by: NameSource::Slab,
+            object: Some(object.into()),
+            member: Some(member.into()),
+            global: None,
+            confidence: Confidence::Exact,
+            alternatives: vec![],
+            spellings: vec![],
+        };
+        let named = Trace { names: vec![name(1, "sighand_struct", "siglock"), name(0, "mm_struct", "mmap_lock.wait_lock")], ..trace() };
+        let a = analyze(&named, &OPTIONS);
+        let object = |generation| a.locks.iter().find(|l| (l.addr, l.generation) == (C, generation)).unwrap().object.clone();
+        assert_eq!(object(0).as_deref(), Some("mm_struct.mmap_lock.wait_lock"));
+        assert_eq!(object(1).as_deref(), Some("sighand_struct.siglock"));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 
 use lockscope_trace::{Counters, HeldWait, Holder, LockPlace, LockRecord, SlabCache};
 
-use crate::contention_skel::types::{agg_key, agg_val, cgroup_target, counter, holder_key, holder_val, lks_flag, lock_place};
+use crate::contention_skel::types::{agg_key, agg_val, cgroup_target, counter, holder_key, holder_val, lks_flag, lock_place, place_key};
 
 // Both objects include the same header; their generated types must agree.
 const _: () = {
@@ -120,7 +120,8 @@ pub fn lock_place(key: &[u8], value: &[u8]) -> LockPlace {
         }
     });
     // The programs note a slab's start only with its cache.
-    LockPlace { lock_addr: read(key), slab_start: (place.slab_start != 0).then_some(place.slab_start), slab }
+    let key: place_key = read(key);
+    LockPlace { lock_addr: key.lock, generation: key.generation, slab_start: (place.slab_start != 0).then_some(place.slab_start), slab }
 }
 
 /// A `holder_waits` entry: a workload's waits on a lock while `holder` held it.

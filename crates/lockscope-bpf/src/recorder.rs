@@ -393,7 +393,7 @@ impl<'k> Session<'k> {
                 places.push(abi::lock_place(&key, &value));
             }
         }
-        places.sort_by_key(|p| p.lock_addr);
+        places.sort_by_key(|p| (p.lock_addr, p.generation));
         Ok(places)
     }
 

@@ -23,7 +23,7 @@ pub use locks::{lock_at, spellings};
 use std::collections::HashMap;
 
 use lockscope_trace::frames::call_site;
-use lockscope_trace::{Confidence, LockKind, LockName, NameSource, SymbolTable, Trace, UnnamedLock, PLACES_NEED};
+use lockscope_trace::{Confidence, LockKind, LockName, LockPlace, NameSource, SymbolTable, Trace, UnnamedLock, PLACES_NEED};
 
 pub use btf::{Btf, BtfError};
 
@@ -80,22 +80,23 @@ pub fn name_trace(trace: &mut Trace, btf: &Btf) {
         kinds: HashMap<LockKind, u64>,
         stacks: HashMap<i32, u64>,
     }
-    let mut uses: HashMap<u64, Uses> = HashMap::new();
+    let mut uses: HashMap<(u64, u32), Uses> = HashMap::new();
     for r in &trace.records {
-        let u = uses.entry(r.lock_addr).or_default();
+        let u = uses.entry((r.lock_addr, r.generation)).or_default();
         *u.kinds.entry(r.kind()).or_default() += r.count;
         *u.stacks.entry(r.stack_id).or_default() += r.count;
     }
 
     let (mut names, mut unnamed, mut outside) = (vec![], vec![], 0);
-    let mut in_slabs: Vec<(u64, slab::SlabName)> = vec![];
+    let mut in_slabs: Vec<(&LockPlace, slab::SlabName)> = vec![];
     for place in &trace.places {
-        let Some(u) = uses.get(&place.lock_addr) else { continue };
+        let Some(u) = uses.get(&(place.lock_addr, place.generation)) else { continue };
         let kind = busiest(&u.kinds).expect("a used lock has a kind");
         let Some(cache) = &place.slab else {
             if let Some(n) = percpu::name_in_percpu(btf, place.lock_addr, &trace.meta.runqueues, kind) {
                 names.push(LockName {
                     lock_addr: place.lock_addr,
+                    generation: place.generation,
                     by: NameSource::Percpu,
                     spellings: n.object.as_ref().map_or(vec![], |o| spelled(btf, o, &n.member)),
                     object: n.object.filter(|_| !n.member.is_empty()),
@@ -109,6 +110,7 @@ pub fn name_trace(trace: &mut Trace, btf: &Btf) {
                 let (object, member) = n.member.unzip();
                 names.push(LockName {
                     lock_addr: place.lock_addr,
+                    generation: place.generation,
                     by: NameSource::Kallsyms,
                     spellings: object.as_ref().zip(member.as_ref()).map_or(vec![], |(o, m)| spelled(btf, o, m)),
                     object,
@@ -127,22 +129,23 @@ pub fn name_trace(trace: &mut Trace, btf: &Btf) {
             call_site(&frames).map(|f| f.function_name())
         });
         match slab::name_in_slab(btf, place.lock_addr, cache, place.slab_start, kind, site.as_deref()) {
-            Ok(n) => in_slabs.push((place.lock_addr, n)),
-            Err(reason) => unnamed.push(UnnamedLock { lock_addr: place.lock_addr, reason }),
+            Ok(n) => in_slabs.push((place, n)),
+            Err(reason) => unnamed.push(UnnamedLock { lock_addr: place.lock_addr, generation: place.generation, reason }),
         }
     }
     // An object some lock names surely (a pipe by its mutex) settles which
     // of several types another lock at the same object is in (its wait queue's).
     let known: HashMap<u64, String> =
         in_slabs.iter().filter(|(_, n)| n.confidence != Confidence::Ambiguous).map(|(_, n)| (n.base, n.object.clone())).collect();
-    for (lock_addr, mut n) in in_slabs {
+    for (place, mut n) in in_slabs {
         if n.confidence == Confidence::Ambiguous {
             if let Some(object) = known.get(&n.base) {
                 n.settle_on(object);
             }
         }
         names.push(LockName {
-            lock_addr,
+            lock_addr: place.lock_addr,
+            generation: place.generation,
             by: NameSource::Slab,
             spellings: spelled(btf, &n.object, &n.member),
             object: Some(n.object),

@@ -272,6 +272,7 @@ fn places_batch(places: &[LockPlace]) -> RecordBatch {
     let u32s = |f: fn(&SlabCache) -> u32| -> ArrayRef { Arc::new(places.iter().map(|p| p.slab.as_ref().map(f)).collect::<UInt32Array>()) };
     batch(vec![
         ("lock_addr", Arc::new(places.iter().map(|p| p.lock_addr).collect::<UInt64Array>())),
+        ("generation", Arc::new(places.iter().map(|p| p.generation).collect::<UInt32Array>())),
         ("cache", strings(|c| &c.name)),
         ("slot_size", u32s(|c| c.slot_size)),
         ("object_size", u32s(|c| c.object_size)),
@@ -290,9 +291,11 @@ fn places_from(batch: &RecordBatch) -> Result<Vec<LockPlace>, String> {
         (u32s("slot_size")?, u32s("object_size")?, u32s("red_left_pad")?, u32s("order")?, u32s("min_order")?);
     // Not in the first traces that noted places.
     let start = batch.column_by_name("slab_start").map(|_| column::<UInt64Array>(batch, "slab_start")).transpose()?;
+    let generation = generations(batch)?;
     Ok((0..batch.num_rows())
         .map(|i| LockPlace {
             lock_addr: addr.value(i),
+            generation: generation(i),
             slab_start: start.filter(|s| !s.is_null(i)).map(|s| s.value(i)),
             slab: (!cache.is_null(i)).then(|| SlabCache {
                 name: cache.value(i).to_owned(),
@@ -368,10 +371,12 @@ fn names_batch(names: &[LockName], unnamed: &[UnnamedLock]) -> RecordBatch {
         Arc::new(list.finish())
     };
     let addrs = names.iter().map(|n| n.lock_addr).chain(unnamed.iter().map(|u| u.lock_addr));
+    let generations = names.iter().map(|n| n.generation).chain(unnamed.iter().map(|u| u.generation));
     let reasons = (0..names.len()).map(|_| None).chain(unnamed.iter().map(|u| Some(u.reason.as_str())));
     debug_assert_eq!(addrs.clone().count(), n);
     batch(vec![
         ("lock_addr", Arc::new(addrs.collect::<UInt64Array>())),
+        ("generation", Arc::new(generations.collect::<UInt32Array>())),
         ("by", text(|n| Some(n.by.name()))),
         ("object", text(|n| n.object.as_deref())),
         ("member", text(|n| n.member.as_deref())),
@@ -395,14 +400,16 @@ fn names_from(batch: &RecordBatch) -> Result<(Vec<LockName>, Vec<UnnamedLock>), 
         Ok(values.iter().flatten().map(str::to_owned).collect())
     };
     let opt = |a: &StringArray, i: usize| (!a.is_null(i)).then(|| a.value(i).to_owned());
+    let generation = generations(batch)?;
     let (mut names, mut unnamed) = (vec![], vec![]);
     for i in 0..batch.num_rows() {
         if let Some(reason) = opt(reason, i) {
-            unnamed.push(UnnamedLock { lock_addr: addr.value(i), reason });
+            unnamed.push(UnnamedLock { lock_addr: addr.value(i), generation: generation(i), reason });
             continue;
         }
         names.push(LockName {
             lock_addr: addr.value(i),
+            generation: generation(i),
             by: NameSource::parse(by.value(i)).ok_or_else(|| format!("unknown name source {:?}", by.value(i)))?,
             object: opt(object, i),
             member: opt(member, i),
@@ -541,6 +548,12 @@ fn read_parquet(bytes: Vec<u8>) -> Result<Vec<RecordBatch>, String> {
     // The decoder can panic on damaged input; checksums keep damage away from
     // it, but version 1 traces have none.
     std::panic::catch_unwind(decode).unwrap_or_else(|_| Err("the Parquet decoder could not read it".into()))
+}
+
+/// Each row's lock generation; 0 in traces that noted places per address.
+fn generations(batch: &RecordBatch) -> Result<impl Fn(usize) -> u32 + '_, String> {
+    let column = batch.column_by_name("generation").map(|_| column::<UInt32Array>(batch, "generation")).transpose()?;
+    Ok(move |i| column.map_or(0, |c| c.value(i)))
 }
 
 fn column<'a, T: Array + 'static>(batch: &'a RecordBatch, name: &str) -> Result<&'a T, String> {
@@ -696,6 +709,7 @@ mod tests {
             places: vec![
                 LockPlace {
                     lock_addr: 0xffff_8880_0000_1000,
+                    generation: 2,
                     slab: Some(SlabCache {
                         name: "bdev_cache".into(),
                         slot_size: 1536,
@@ -706,10 +720,11 @@ mod tests {
                     }),
                     slab_start: Some(0xffff_8880_0000_0000),
                 },
-                LockPlace { lock_addr: 0xffff_ffff_8300_0000, slab: None, slab_start: None },
+                LockPlace { lock_addr: 0xffff_ffff_8300_0000, generation: 0, slab: None, slab_start: None },
             ],
             names: vec![LockName {
                 lock_addr: 0xffff_8880_0000_1000,
+                generation: 2,
                 by: NameSource::Slab,
                 object: Some("bdev_inode".into()),
                 member: Some("vfs_inode.i_data.i_private_lock".into()),
@@ -718,7 +733,7 @@ mod tests {
                 alternatives: vec!["block_device.bd_size_lock".into()],
                 spellings: vec!["inode.i_data.i_private_lock".into(), "address_space.i_private_lock".into()],
             }],
-            unnamed: vec![UnnamedLock { lock_addr: 0xffff_8880_0000_2000, reason: "no struct fits".into() }],
+            unnamed: vec![UnnamedLock { lock_addr: 0xffff_8880_0000_2000, generation: 1, reason: "no struct fits".into() }],
             held_waits: [Holder::Workload(2), Holder::Other { tgid: 77 }, Holder::Unknown]
                 .into_iter()
                 .enumerate()

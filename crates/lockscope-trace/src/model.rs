@@ -349,6 +349,9 @@ pub const PLACES_NEED: &str = "the bpf_get_kmem_cache kfunc (kernel 6.13 or late
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LockPlace {
     pub lock_addr: u64,
+    /// The lock's generation ([`LockRecord::generation`]): a freed object's
+    /// address may hold another cache's object later.
+    pub generation: u32,
     /// None: in no slab object (a global, a per-CPU area, a page of its own).
     pub slab: Option<SlabCache>,
     /// Where its slab begins, where the recorder read it from the lock's
@@ -402,6 +405,9 @@ spelled!(Confidence {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockName {
     pub lock_addr: u64,
+    /// The generation of the lock at `lock_addr` this names.
+    #[serde(default)]
+    pub generation: u32,
     pub by: NameSource,
     /// The struct holding the lock (member names).
     pub object: Option<String>,
@@ -464,6 +470,8 @@ fn without_indexes(path: &str) -> String {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UnnamedLock {
     pub lock_addr: u64,
+    #[serde(default)]
+    pub generation: u32,
     pub reason: String,
 }
 
@@ -766,6 +774,7 @@ mod tests {
     fn names_agree_across_spellings_array_elements_and_variables() {
         let name = |by, object: Option<&str>, member: Option<&str>, global: Option<&str>, spellings: &[&str]| LockName {
             lock_addr: 0,
+            generation: 0,
             by,
             object: object.map(str::to_owned),
             member: member.map(str::to_owned),

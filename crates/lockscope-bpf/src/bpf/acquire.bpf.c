@@ -159,7 +159,7 @@ static __always_inline int record_acquire(void *ctx, u64 lock, u64 ret, u32 flag
 	/* A new aggregate: maybe the first acquisition of this address. */
 	if (!before) {
 		remember_address(lock);
-		note_place(lock);
+		note_place(lock, key.generation);
 	}
 	__sync_fetch_and_add(&v->count, 1);
 	if (capture_stacks && stack_sample_every &&

@@ -166,7 +166,7 @@ static __always_inline int on_end(u64 lock)
 		u64 now = bpf_ktime_get_ns();
 		u64 wait_ns = now - s->start_ns;
 		s->lock = 0;
-		note_place(lock);
+		note_place(lock, key.generation);
 		note_holder(workload, s->holder, lock, wait_ns);
 		struct agg_val *v = agg_entry(&key, now);
 		if (!v)

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Where each lock lives, learned once per lock address, never per
- * acquisition: the slab cache holding it and that cache's geometry, from
+ * Where each lock lives, learned once per lock (address and generation),
+ * never per acquisition: the slab cache holding it and that cache's geometry, from
  * which user space finds the lock's object type and member
  * (lockscope-naming). The cache comes from the bpf_get_kmem_cache kfunc
  * (6.13+, BTF-typed tracepoints) or from the lock's page (the kernel's
@@ -127,16 +127,25 @@ struct lock_place {
 	struct cache_info info; /* the cache's, when there is one */
 };
 
+/* A lock: its address and generation. A freed slab object's address may
+ * come back in another cache's object, so a place is noted per generation. */
+struct place_key {
+	u64 lock;
+	u32 generation;
+	u32 pad;
+};
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 65536);
-	__type(key, u64); /* lock address */
+	__type(key, struct place_key);
 	__type(value, struct lock_place);
 } lock_places SEC(".maps");
 
-static __always_inline void note_place(u64 lock)
+static __always_inline void note_place(u64 lock, u32 generation)
 {
-	if (bpf_map_lookup_elem(&lock_places, &lock))
+	struct place_key key = { .lock = lock, .generation = generation };
+	if (bpf_map_lookup_elem(&lock_places, &key))
 		return;
 	struct slab_of slab = slab_of(lock);
 	struct kmem_cache *s = slab.cache;
@@ -161,7 +170,7 @@ static __always_inline void note_place(u64 lock)
 			*rq = (u64)BPF_CORE_READ(task, se.cfs_rq, rq);
 		}
 	}
-	long err = bpf_map_update_elem(&lock_places, &lock, &place, BPF_NOEXIST);
+	long err = bpf_map_update_elem(&lock_places, &key, &place, BPF_NOEXIST);
 	if (err && err != -17 /* EEXIST: another CPU noted it */)
 		count(C_PLACES_FULL);
 }
