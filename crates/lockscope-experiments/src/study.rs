@@ -13,9 +13,10 @@ use lockscope_analysis::compare::{self, Comparison};
 use lockscope_analysis::html::{self, Correlation, StressFigure};
 use lockscope_analysis::stats::{spearman, spearman_interval};
 use lockscope_bpf::{ModeRequest, RecordOptions};
+use lockscope_platform::guest::{self, GuestConfig};
 use lockscope_platform::{Env, Output, PlacedWorkload, PlatformError, PlatformKind};
 use lockscope_source::SourceTree;
-use lockscope_trace::{read_trace, write_trace, EndReason, Trace, TraceError};
+use lockscope_trace::{read_trace, write_trace, EndReason, Selector, Trace, TraceError};
 use serde::Serialize;
 
 use crate::record::{Placement, RecordPlan, RecordingError, Target, WorkloadSpec};
@@ -58,6 +59,62 @@ impl Group {
     /// Whether its workloads run on the platform.
     pub fn runs_on(self, platform: PlatformKind) -> bool {
         self == Group::Micro || platform != PlatformKind::Microvm
+    }
+}
+
+/// The kernels a study runs its workloads in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StudyKernel {
+    /// The kernel lockscope runs on, in the best mode it allows.
+    Running,
+    /// Debian 12's 6.1 kernel (the paper's), booted under qemu: the host
+    /// platform inside it, in acquire mode, every acquisition counted.
+    Debian61,
+}
+
+impl StudyKernel {
+    pub const ALL: [StudyKernel; 2] = [StudyKernel::Running, StudyKernel::Debian61];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            StudyKernel::Running => "running",
+            StudyKernel::Debian61 => "debian-6.1",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<StudyKernel, StudyError> {
+        Self::ALL.into_iter().find(|k| k.name() == name).ok_or_else(|| StudyError::UnknownKernel(name.to_owned()))
+    }
+
+    /// What its columns add to the platform's name (`host@6.1`).
+    fn column_suffix(self) -> Option<&'static str> {
+        match self {
+            StudyKernel::Running => None,
+            StudyKernel::Debian61 => Some("6.1"),
+        }
+    }
+}
+
+/// One experiment of the study: a workload on a platform in a kernel.
+#[derive(Clone, Debug, PartialEq)]
+struct StudyCell {
+    workload: String,
+    platform: PlatformKind,
+    kernel: StudyKernel,
+}
+
+impl StudyCell {
+    /// Its column in the report: the platform, and the kernel where it is not the running one.
+    fn column(&self) -> String {
+        match self.kernel.column_suffix() {
+            Some(kernel) => format!("{}@{kernel}", self.platform),
+            None => self.platform.name().to_owned(),
+        }
+    }
+
+    /// `file-create@host@6.1`: how its traces and results are named.
+    fn id(&self) -> String {
+        format!("{}@{}", self.workload, self.column())
     }
 }
 
@@ -115,6 +172,8 @@ pub struct StudyConfig {
     pub output: PathBuf,
     /// Platforms to study; empty: every usable one.
     pub platforms: Vec<PlatformKind>,
+    /// Kernels to study them in (the host platform only, in a guest kernel).
+    pub kernels: Vec<StudyKernel>,
     /// Names from [`WORKLOADS`] (see [`expand_workloads`]).
     pub workloads: Vec<String>,
     /// How long each pair of instances runs while recorded.
@@ -138,10 +197,17 @@ pub struct StudyConfig {
 struct Plan {
     workloads: Vec<String>,
     platforms: Vec<String>,
+    #[serde(default = "running_kernel_only")]
+    kernels: Vec<String>,
     duration_secs: f64,
     runs: u32,
     stress: Option<StressSettings>,
     memory_limit: Option<u64>,
+}
+
+/// The kernels of a study written before studies had a choice of kernel.
+fn running_kernel_only() -> Vec<String> {
+    vec![StudyKernel::Running.name().to_owned()]
 }
 
 #[derive(Serialize)]
@@ -179,6 +245,8 @@ pub enum StudyError {
         groups = Group::ALL.map(Group::name).join(", ")
     )]
     UnknownWorkload(String),
+    #[error("unknown kernel {0:?}; a study runs in {names}", names = StudyKernel::ALL.map(StudyKernel::name).join(", "))]
+    UnknownKernel(String),
     #[error("{} holds a different study ({earlier}); choose another --output, or pass --fresh to start over", dir.display())]
     DifferentStudy { dir: PathBuf, earlier: String },
     #[error("{what}: {source}")]
@@ -212,6 +280,7 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
     let plan = Plan {
         workloads: cfg.workloads.clone(),
         platforms: platforms.iter().map(|p| p.name().to_owned()).collect(),
+        kernels: cfg.kernels.iter().map(|k| k.name().to_owned()).collect(),
         duration_secs: cfg.duration.as_secs_f64(),
         runs: cfg.runs,
         stress: cfg.stress,
@@ -221,41 +290,68 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
         events(StudyEvent::Resuming(&cfg.output));
     }
 
-    let cells = cells(&plan.workloads, &platforms, &mut notes);
-    let total = cells.len() as u64 * (cfg.runs as u64 + u64::from(cfg.stress.is_some()));
+    let cells = cells(&plan.workloads, &platforms, &cfg.kernels, &mut notes);
+    let stressed: Vec<&StudyCell> = cells.iter().filter(|c| c.kernel == StudyKernel::Running).collect();
+    if cfg.stress.is_some() && stressed.len() < cells.len() {
+        notes.push("the stress experiment runs in the running kernel only, not yet in a guest kernel".into());
+    }
+    let total = cells.len() as u64 * cfg.runs as u64 + if cfg.stress.is_some() { stressed.len() as u64 } else { 0 };
     let mut done = 0;
 
+    if cells.iter().any(|c| c.kernel != StudyKernel::Running) {
+        notes.push(format!(
+            "columns @6.1: Debian's 6.1 kernel booted under qemu ({}), acquire mode; their rates are of the emulated machine, \
+             comparable within those columns",
+            guest::default_accel()
+        ));
+    }
     let mut traces = Vec::new();
-    'record: for (w, p) in &cells {
+    'record: for cell in &cells {
         for run in 1..=cfg.runs {
             if stop.load(Ordering::Relaxed) {
                 break 'record;
             }
-            let path = cfg.output.join("traces").join(format!("{w}@{p}.run{run}.trace"));
-            events(StudyEvent::Step { done, total, doing: &format!("recording {w} on {p}, run {run}") });
-            if let Some(trace) = record_step(cfg, w, *p, &path, stop)? {
-                notes.extend(failed_instances(&trace.meta.workloads, w, *p));
+            let path = cfg.output.join("traces").join(format!("{}.run{run}.trace", cell.id()));
+            events(StudyEvent::Step { done, total, doing: &format!("recording {} on {}, run {run}", cell.workload, cell.column()) });
+            let recorded = match cell.kernel {
+                StudyKernel::Running => record_step(cfg, &cell.workload, cell.platform, &path, stop)?,
+                StudyKernel::Debian61 => guest_record_step(cfg, cell, &path)?
+                    .map_err(|why| {
+                        notes.push(format!(
+                            "{} on {}, run {run}, not recorded (run the study again to retry): {why}",
+                            cell.workload,
+                            cell.column()
+                        ))
+                    })
+                    .ok(),
+            };
+            if let Some(trace) = recorded {
+                notes.extend(failed_instances(&trace.meta.workloads, &cell.workload, &cell.column()));
                 traces.push((path, trace));
             }
             done += 1;
         }
     }
 
+    if cfg.kernels.contains(&StudyKernel::Debian61) && !traces.is_empty() {
+        fetch_guest_debug_info(&mut notes, |doing| events(StudyEvent::Step { done, total, doing }));
+    }
     events(StudyEvent::Step { done, total, doing: "resolving call sites against the kernel source" });
     resolve_traces(cfg, &mut traces, &mut notes, |doing| events(StudyEvent::Step { done, total, doing }))?;
     let traces: Vec<Trace> = traces.into_iter().map(|(_, t)| t).collect();
 
     let mut stress_results = Vec::new();
     if let Some(settings) = cfg.stress {
-        for (w, p) in &cells {
+        for cell in stressed {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
+            let (w, p) = (&cell.workload, cell.platform);
             let doing =
                 format!("stress: {w} on {p}, {} trasher(s) in {} windows", settings.trashers, humantime::format_duration(settings.window));
             events(StudyEvent::Step { done, total, doing: &doing });
-            if let Some(result) = stress_step(cfg, settings, w, *p, stop, |warning| events(StudyEvent::Warning(warning)))? {
-                stress_results.push((w.clone(), *p, result));
+            if let Some(result) = stress_step(cfg, settings, w, p, stop, |warning| events(StudyEvent::Warning(warning)))? {
+                stress_results.push((w.clone(), p, result));
             }
             done += 1;
         }
@@ -268,16 +364,27 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
     write_report(&cfg.output, &plan, notes, &traces, &stress_results, complete)
 }
 
-/// Each workload on each platform it runs on; a note for the rest.
-fn cells(workloads: &[String], platforms: &[PlatformKind], notes: &mut Vec<String>) -> Vec<(String, PlatformKind)> {
+/// Each workload on each platform it runs on, in each kernel; a note for the rest.
+fn cells(workloads: &[String], platforms: &[PlatformKind], kernels: &[StudyKernel], notes: &mut Vec<String>) -> Vec<StudyCell> {
     let mut cells = vec![];
     for w in workloads {
         let group = workload(w).map_or(Group::Micro, |w| w.group);
-        for &p in platforms {
-            match group.runs_on(p) {
-                true => cells.push((w.clone(), p)),
-                false => notes
-                    .push(format!("{w} on {p} skipped: {} workloads need the host's programs, which the {p} does not have", group.name())),
+        for &kernel in kernels {
+            let in_guest = kernel != StudyKernel::Running;
+            for &platform in platforms {
+                let cell = StudyCell { workload: w.clone(), platform, kernel };
+                let skipped = if in_guest && platform != PlatformKind::Host {
+                    Some("in a guest kernel only the host platform is studied".to_owned())
+                } else if !group.runs_on(platform) || (in_guest && group != Group::Micro) {
+                    let place = if in_guest { "guest".to_owned() } else { platform.to_string() };
+                    Some(format!("{} workloads need the host's programs, which the {place} does not have", group.name()))
+                } else {
+                    None
+                };
+                match skipped {
+                    None => cells.push(cell),
+                    Some(why) => notes.push(format!("{w} on {} skipped: {why}", cell.column())),
+                }
             }
         }
     }
@@ -365,20 +472,93 @@ fn record_step(
     Ok(Some(trace))
 }
 
+/// Records one run in a Debian kernel under qemu (or reads it back from an
+/// earlier study): `lockscope record` in acquire mode inside the guest, the
+/// host platform's instances on the guest's ext4 disk. A guest that fails or
+/// hangs fails only this step: Err says why, with the console's last lines.
+fn guest_record_step(cfg: &StudyConfig, cell: &StudyCell, path: &Path) -> Result<Result<Trace, String>, StudyError> {
+    if let Ok(trace) = read_trace(path) {
+        return Ok(Ok(trace));
+    }
+    let command = workload(&cell.workload)?.command;
+    let instance = |name: &str| format!("{name}=host:{command} --duration {}ms", cfg.duration.as_millis());
+    let bound = format!("{}s", (cfg.duration * 3 + Duration::from_secs(120)).as_secs());
+    let record = [
+        "lockscope",
+        "record",
+        "--mode",
+        "acquire",
+        "--pin",
+        "--work-dir",
+        "/mnt/disk/instances",
+        "--label",
+        &cell.workload,
+        "--duration",
+        &bound,
+        "-o",
+        "/out/trace",
+        "--workload",
+        &instance("a"),
+        "--workload",
+        &instance("b"),
+    ];
+    let out_dir = cfg.output.join("guest").join(cell.id());
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let mut guest = GuestConfig::new(shlex::try_join(record).expect("no NUL in the study's commands"), &out_dir);
+    // Booting and attaching under emulation take a minute or two.
+    guest.timeout = cfg.duration * 3 + Duration::from_secs(900);
+    let outcome = match guest::run(&guest, &cfg.env.lockscope) {
+        Ok(outcome) => outcome,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    if outcome.exit_code != 0 {
+        return Ok(Err(format!(
+            "lockscope record exited with status {} in the guest; last console lines:\n{}",
+            outcome.exit_code,
+            outcome.console_tail()
+        )));
+    }
+    let mut trace = read_trace(&out_dir.join("trace"))?;
+    for w in &mut trace.meta.workloads {
+        if let Selector::Platform { platform, .. } = &mut w.selector {
+            *platform = cell.column();
+        }
+    }
+    trace.meta.notes.push(format!("recorded in Debian's {} kernel under qemu ({})", trace.meta.kernel_release, guest.accel));
+    write_trace(path, &trace, true)?;
+    let _ = std::fs::remove_dir_all(&out_dir);
+    Ok(Ok(trace))
+}
+
+/// Fetches Debian's debug info for the guest kernel (once), so its call
+/// sites resolve at their lines; without it they resolve by function.
+fn fetch_guest_debug_info(notes: &mut Vec<String>, mut progress: impl FnMut(&str)) {
+    let cache = guest::default_cache_dir();
+    let fetched = guest::GuestKernel::fetch(&cache).and_then(|kernel| {
+        if guest::GuestDebugInfo::cached(&cache, &kernel.release).is_none() {
+            progress(&format!("fetching Debian's debug info for {} (about 860 MB, once)", kernel.release));
+        }
+        guest::GuestDebugInfo::fetch(&cache, &kernel.release)
+    });
+    if let Err(e) = fetched {
+        notes.push(format!("the guest kernel's call sites located by function, not by line: its debug info could not be fetched: {e}"));
+    }
+}
+
 /// A note for each instance that did not end well: its locks cover only the
 /// time it ran, which skews the comparison.
-fn failed_instances(instances: &[lockscope_trace::Workload], workload: &str, platform: PlatformKind) -> Vec<String> {
+fn failed_instances(instances: &[lockscope_trace::Workload], workload: &str, column: &str) -> Vec<String> {
     instances
         .iter()
         .filter_map(|i| Some((i, i.exit.as_deref()?)))
         .filter(|(_, exit)| *exit != "exit status 0")
-        .map(|(i, exit)| format!("{workload} on {platform}: instance {} ended after {:.1} s: {exit}", i.name, i.run_time_secs()))
+        .map(|(i, exit)| format!("{workload} on {column}: instance {} ended after {:.1} s: {exit}", i.name, i.run_time_secs()))
         .collect()
 }
 
-/// Resolves the traces where the kernel source matches the traced kernel;
-/// else places their call sites in subsystems by function name, from
-/// whatever kernel source is at hand. Traces are rewritten with what was found.
+/// Resolves each trace whose kernel the kernel source matches; places the
+/// call sites of the others in subsystems by function name, from whatever
+/// kernel source is at hand. Traces are rewritten with what was found.
 fn resolve_traces(
     cfg: &StudyConfig,
     traces: &mut [(PathBuf, Trace)],
@@ -387,14 +567,24 @@ fn resolve_traces(
 ) -> Result<(), StudyError> {
     let tree = SourceTree { kernel_src: cfg.kernel_src.clone(), clangd: None };
     let root = tree.root();
-    let Some((_, first)) = traces.first() else { return Ok(()) };
-    let why_not = if !root.join(lockscope_source::tree::COMPILE_COMMANDS).is_file() {
-        Some(format!("no prepared kernel source at {} (lockscope source prepare)", root.display()))
-    } else {
-        version_mismatch(first, &root)
+    let prepared = root.join(lockscope_source::tree::COMPILE_COMMANDS).is_file();
+    let why_not = |trace: &Trace| match prepared {
+        false => Some(format!("no prepared kernel source at {} (lockscope source prepare)", root.display())),
+        true => version_mismatch(trace, &root),
     };
-    let Some(why_not) = why_not else {
-        for (path, trace) in traces.iter_mut().filter(|(_, t)| t.sites.is_empty()) {
+    let mut unmatched: Vec<usize> = vec![];
+    let mut why_nots: Vec<String> = vec![];
+    let mut resolved = false;
+    for (i, (path, trace)) in traces.iter_mut().enumerate() {
+        if let Some(why) = why_not(trace) {
+            if !why_nots.contains(&why) {
+                why_nots.push(why);
+            }
+            unmatched.push(i);
+            continue;
+        }
+        resolved = true;
+        if trace.sites.is_empty() {
             resolve_in_place(trace, &tree, &DebugInfoChoice::default(), |p| match p {
                 ResolveProgress::Stack { done, total, function } => progress(&format!("resolving stack {done}/{total} {function}")),
                 ResolveProgress::LoadingIndex(_) => progress("loading clangd's index"),
@@ -402,10 +592,14 @@ fn resolve_traces(
             })?;
             write_trace(path, trace, true)?;
         }
+    }
+    if resolved {
         notes.push(format!("locks resolved against the kernel source at {}", root.display()));
+    }
+    notes.extend(why_nots.into_iter().map(|why| format!("locks not resolved to kernel objects: {why}")));
+    if unmatched.is_empty() {
         return Ok(());
-    };
-    notes.push(format!("locks not resolved to kernel objects: {why_not}"));
+    }
     if cfg.kernel_src.is_none() && !lockscope_source::tree::is_kernel_tree(&root) {
         // Debian's source package is installed by setup; extracting it takes seconds.
         if lockscope_source::tree::extract_debian_source(&root).is_err() {
@@ -414,7 +608,8 @@ fn resolve_traces(
         }
     }
     let index = lockscope_source::functions::FunctionIndex::load(&root).map_err(io(format!("indexing functions in {}", root.display())))?;
-    for (path, trace) in traces.iter_mut().filter(|(_, t)| t.sites.is_empty()) {
+    let placed = traces.iter_mut().enumerate().filter(|(i, (_, t))| unmatched.contains(i) && t.sites.is_empty());
+    for (_, (path, trace)) in placed {
         trace.sites = lockscope_source::stacks::place_by_function_name(trace, &index);
         trace.meta.notes.push(format!("call sites placed in subsystems by function name, from the source at {}", root.display()));
         write_trace(path, trace, true)?;
@@ -580,7 +775,7 @@ mod tests {
             instance("c", None), // still running at the end: stopped by the recorder
         ];
         assert_eq!(
-            failed_instances(&instances, "mem-1m", PlatformKind::Runc),
+            failed_instances(&instances, "mem-1m", "runc"),
             ["mem-1m on runc: instance b ended after 1.5 s: exit status 1: --size must be at least 1 byte"]
         );
     }
@@ -607,11 +802,32 @@ mod tests {
         assert_eq!(expand(&["all"]).unwrap().len(), WORKLOADS.len());
         assert!(matches!(expand(&["micro", "bogus"]), Err(StudyError::UnknownWorkload(_))));
         let mut notes = vec![];
-        let cells = cells(&["mem-8k".into(), "lr-training".into()], &[PlatformKind::Runc, PlatformKind::Microvm], &mut notes);
+        let running = [StudyKernel::Running];
+        let cells = cells(&["mem-8k".into(), "lr-training".into()], &[PlatformKind::Runc, PlatformKind::Microvm], &running, &mut notes);
         assert_eq!(cells.len(), 3, "{cells:?}");
         assert_eq!(
             notes,
             ["lr-training on microvm skipped: serverless workloads need the host's programs, which the microvm does not have"]
         );
+    }
+
+    #[test]
+    fn a_guest_kernel_studies_the_host_platform_s_microbenchmarks_in_columns_of_its_own() {
+        let mut notes = vec![];
+        let kernels = [StudyKernel::Running, StudyKernel::Debian61];
+        let cells = cells(&["mem-8k".into(), "cnn".into()], &[PlatformKind::Host, PlatformKind::Runc], &kernels, &mut notes);
+        let ids: Vec<String> = cells.iter().map(StudyCell::id).collect();
+        assert_eq!(ids, ["mem-8k@host", "mem-8k@runc", "mem-8k@host@6.1", "cnn@host", "cnn@runc"]);
+        assert_eq!(
+            notes,
+            [
+                "mem-8k on runc@6.1 skipped: in a guest kernel only the host platform is studied",
+                "cnn on host@6.1 skipped: serverless workloads need the host's programs, which the guest does not have",
+                "cnn on runc@6.1 skipped: in a guest kernel only the host platform is studied",
+            ]
+        );
+        assert_eq!(StudyKernel::parse("debian-6.1").unwrap(), StudyKernel::Debian61);
+        let unknown = StudyKernel::parse("6.1").unwrap_err().to_string();
+        assert_eq!(unknown, "unknown kernel \"6.1\"; a study runs in running, debian-6.1");
     }
 }

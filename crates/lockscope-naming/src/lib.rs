@@ -89,6 +89,9 @@ pub fn name_trace(trace: &mut Trace, btf: &Btf) {
 
     let (mut names, mut unnamed, mut outside) = (vec![], vec![], 0);
     let mut in_slabs: Vec<(&LockPlace, slab::SlabName)> = vec![];
+    let mut namer = slab::SlabNamer::default();
+    // Each stack's call site, once.
+    let mut sites: HashMap<i32, Option<String>> = HashMap::new();
     for place in &trace.places {
         let Some(u) = uses.get(&(place.lock_addr, place.generation)) else { continue };
         let kind = busiest(&u.kinds).expect("a used lock has a kind");
@@ -124,11 +127,13 @@ pub fn name_trace(trace: &mut Trace, btf: &Btf) {
             }
             continue;
         };
-        let site = busiest(&u.stacks).and_then(|id| stacks.get(&id)).and_then(|frames| {
-            let frames = symbols.frames(frames);
-            call_site(&frames).map(|f| f.function_name())
+        let site = busiest(&u.stacks).and_then(|id| {
+            sites
+                .entry(id)
+                .or_insert_with(|| stacks.get(&id).and_then(|frames| call_site(&symbols.frames(frames)).map(|f| f.function_name())))
+                .clone()
         });
-        match slab::name_in_slab(btf, place.lock_addr, cache, place.slab_start, kind, site.as_deref()) {
+        match namer.name(btf, place.lock_addr, cache, place.slab_start, kind, site.as_deref()) {
             Ok(n) => in_slabs.push((place, n)),
             Err(reason) => unnamed.push(UnnamedLock { lock_addr: place.lock_addr, generation: place.generation, reason }),
         }

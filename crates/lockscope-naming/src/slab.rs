@@ -5,6 +5,8 @@
 //! class) narrowed to those holding a lock of the recorded kind at that
 //! offset, and the member path to it.
 
+use std::collections::HashMap;
+
 use lockscope_trace::{Confidence, LockKind, SlabCache};
 
 use crate::btf::{Btf, TypeId};
@@ -131,16 +133,56 @@ pub fn name_in_slab(
     kind: LockKind,
     call_site: Option<&str>,
 ) -> Result<SlabName, String> {
-    let offsets = offsets_in_object(lock_addr, cache, slab_start);
+    SlabNamer::default().name(btf, lock_addr, cache, slab_start, kind, call_site)
+}
+
+/// Names locks in slab objects as [`name_in_slab`] does, each place (cache,
+/// offset, kind, call site) once: a trace holds thousands of locks at the
+/// same place in objects of one cache, and finding a place's types is the cost.
+#[derive(Default)]
+pub struct SlabNamer {
+    named: HashMap<SlabPlace, Result<(u32, SlabName), String>>,
+}
+
+/// A cache's name, the offsets a lock may have in its objects, the lock's kind and its call site.
+type SlabPlace = (String, Vec<u32>, LockKind, Option<String>);
+
+impl SlabNamer {
+    pub fn name(
+        &mut self,
+        btf: &Btf,
+        lock_addr: u64,
+        cache: &SlabCache,
+        slab_start: Option<u64>,
+        kind: LockKind,
+        call_site: Option<&str>,
+    ) -> Result<SlabName, String> {
+        let offsets = offsets_in_object(lock_addr, cache, slab_start);
+        let place = (cache.name.clone(), offsets, kind, call_site.map(str::to_owned));
+        let named = match self.named.get(&place) {
+            Some(named) => named.clone(),
+            None => {
+                let named = name_at(btf, cache, &place.1, kind, call_site);
+                self.named.entry(place).or_insert(named).clone()
+            }
+        };
+        let (offset, name) = named?;
+        Ok(SlabName { base: lock_addr - offset as u64, ..name })
+    }
+}
+
+/// The lock of `kind` at one of `offsets` in an object of `cache`: the
+/// offset it was found at and its name (with base 0).
+fn name_at(btf: &Btf, cache: &SlabCache, offsets: &[u32], kind: LockKind, call_site: Option<&str>) -> Result<(u32, SlabName), String> {
     if offsets.is_empty() {
         return Err(format!("its offset falls outside the objects of {}", cache.name));
     }
     // The preferred slab order's offset, unless nothing fits there.
     let types = candidate_types(btf, cache);
     let mut fits: Vec<(String, String)> = vec![];
-    let mut base = 0;
-    for &offset in &offsets {
-        base = lock_addr - offset as u64;
+    let mut found_at = 0;
+    for &offset in offsets {
+        found_at = offset;
         for &ty in &types {
             let Some(object) = btf.type_name(ty) else { continue };
             if let Some(member) = lock_at(btf, ty, offset, kind) {
@@ -197,7 +239,7 @@ pub fn name_in_slab(
         }
     };
     let (object, member) = fits.remove(chosen);
-    Ok(SlabName { base, object, member, confidence, alternatives: fits })
+    Ok((found_at, SlabName { base: 0, object, member, confidence, alternatives: fits }))
 }
 
 #[cfg(test)]

@@ -35,6 +35,13 @@ pub struct Args {
     /// Platforms to study [default: every usable one, see `lockscope doctor`].
     #[arg(long, value_delimiter = ',')]
     platforms: Vec<String>,
+    /// Kernels to study in: running (this machine's, in the best mode it
+    /// allows) and debian-6.1 (Debian 12's kernel, the paper's, booted under
+    /// qemu: the host platform's microbenchmarks inside it, in acquire mode,
+    /// every acquisition counted; its columns are host@6.1). The guest kernel
+    /// (~60 MB) and its debug info (~860 MB) are fetched once.
+    #[arg(long = "kernel", value_delimiter = ',', default_value = "running")]
+    kernels: Vec<String>,
     /// Workloads to study: names (mem-8k, mem-1m, file-list, file-create,
     /// file-delete; image-processing, video-processing, face-detection,
     /// lr-training, cnn, rnn; data-caching, data-caching-cold, video-transcode) or
@@ -83,6 +90,7 @@ pub fn run(args: Args) -> Result<()> {
     let cfg = StudyConfig {
         output: args.output.clone(),
         platforms,
+        kernels: args.kernels.iter().map(|k| study::StudyKernel::parse(k)).collect::<Result<Vec<_>, _>>()?,
         workloads: lockscope_experiments::study::expand_workloads(&args.workloads)?,
         duration: args.duration,
         runs: args.runs,

@@ -19,8 +19,10 @@ fn boot(name: &str, script: &str) -> Result<PathBuf, String> {
     // Under the target directory, one per scenario, replaced on each run: nothing piles up in /tmp.
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("guest-{name}"));
     let _ = std::fs::remove_dir_all(&out);
+    // Only a hang should reach the timeout: the scenarios take ~9.5 min
+    // under emulation while the kill scenario boots beside them.
     let status = Command::new(LOCKSCOPE)
-        .args(["guest", "--timeout", "10m", "--bin", "/usr/sbin/bpftool", "--out"])
+        .args(["guest", "--timeout", "20m", "--bin", "/usr/sbin/bpftool", "--out"])
         .arg(&out)
         .arg("--")
         .arg(script)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 mod common;
-use common::{json, ok, serial, LOCKSCOPE};
+use common::{json, lockscope, ok, serial, LOCKSCOPE};
 
 fn study(out: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(LOCKSCOPE);
@@ -147,4 +147,37 @@ fn the_report_renders_in_chromium_with_real_plots() {
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     assert_eq!(u32::from_be_bytes(png[16..20].try_into().unwrap()), 1280, "the screenshot is the page at its window width");
     assert!(png.len() > 20_000, "a rendered page, not a blank one ({} bytes)", png.len());
+}
+
+/// The paper's measurement on any host, even one that refuses acquire mode:
+/// the study runs in Debian's 6.1 kernel under qemu, counts every
+/// acquisition, and names the shared locks from that kernel's source and
+/// debug info, as the paper reports them.
+#[test]
+fn a_study_in_debian_6_1_counts_every_acquisition_and_names_the_shared_locks() {
+    let _guard = serial();
+    ok(lockscope(&["source", "prepare"]));
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("study");
+    let args = ["--kernel", "debian-6.1", "--platforms", "host", "--workloads", "file-create,mem-8k", "--no-stress"];
+    ok(study(&out, &args).output().unwrap());
+    let report = json(&out.join("report.json"));
+    assert_eq!(report["complete"], true, "{:#}", report["notes"]);
+    assert_eq!(report["comparison"]["platforms"], serde_json::json!(["host@6.1"]));
+    for path in traces(&out) {
+        assert_eq!(json(&path.join("trace.json"))["mode"], "acquire", "{}", path.display());
+    }
+    let shared = report["comparison"]["shared_locks"].as_array().unwrap();
+    for (workload, expected) in [
+        ("file-create", &["journal_t.j_list_lock", "journal_t.j_state_lock", "super_block.s_inode_list_lock", "inode_hash_lock"][..]),
+        ("mem-8k", &["zone.lock"][..]),
+    ] {
+        let mine: Vec<&Value> = shared.iter().filter(|l| l["workload"] == workload).collect();
+        let rate = |l: &&Value| l["cumulative_rate"].as_f64().unwrap();
+        let total: f64 = mine.iter().map(rate).sum();
+        let named: f64 = mine.iter().filter(|l| l["lock"]["name"] != "?").map(rate).sum();
+        assert!(named >= 0.9 * total, "{workload}: named {named:.0} of {total:.0} shared acquisitions/s: {mine:#?}");
+        let names: Vec<&str> = mine.iter().filter_map(|l| l["lock"]["name"].as_str()).collect();
+        assert!(expected.iter().any(|e| names.contains(e)), "{workload} shares none of {expected:?}: {names:?}");
+    }
 }

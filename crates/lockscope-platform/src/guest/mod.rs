@@ -111,6 +111,13 @@ pub struct GuestOutcome {
     pub elapsed: Duration,
 }
 
+impl GuestOutcome {
+    /// The console's last lines, for error messages.
+    pub fn console_tail(&self) -> String {
+        tail(&self.console)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum GuestError {
     #[error("{what}: {source}")]
