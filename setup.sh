@@ -2,7 +2,8 @@
 # Installs what lockscope needs to build and run on a Debian 12 machine:
 # clang (BPF programs), binutils (addr2line maps stacks to lines), libelf/zlib (libbpf), bpftool (tests check no program
 # stays attached), perf (benchmarks compare against `perf lock`), qemu and
-# busybox (the Debian 6.1 guest for acquire mode and the microVM platform),
+# busybox (the Debian 6.1 guest for acquire mode and the microVM platform), libbpf-tools (klockstat, which
+# the acquire-mode benchmark compares against),
 # runc and runsc (the container platforms), a font for figures, chromium
 # (tests render the study's HTML report), Debian's linux-source-6.1
 # with what `make prepare` needs (the static analyzer's kernel tree), and the
@@ -13,7 +14,7 @@
 set -euo pipefail
 
 packages=(clang llvm binutils libelf-dev zlib1g-dev pkg-config bpftool linux-perf qemu-system-x86 busybox-static kmod e2fsprogs cpio
-          linux-source-6.1 flex bison libssl-dev bc runc runsc fonts-dejavu-core chromium)
+          linux-source-6.1 flex bison libssl-dev bc runc runsc fonts-dejavu-core chromium libbpf-tools)
 # Without what they merely recommend: podman's would bring a user session bus
 # and systemd, and none of the rest is needed.
 app_packages=(python3-pil python3-opencv opencv-data python3-sklearn python3-torchvision ffmpeg memcached podman)

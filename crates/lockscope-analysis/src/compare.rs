@@ -152,6 +152,22 @@ pub struct SubsystemRate {
     pub cumulative_rate: f64,
 }
 
+/// One workload's shared locks on one platform, from one kernel to another
+/// (does a newer kernel share less?). Locks are matched by name: a kernel
+/// named at run time and one named from its source may spell a lock two
+/// ways (`ext4_inode_info.vfs_inode.i_lock`, `inode.i_lock`).
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct KernelChange {
+    pub workload: String,
+    /// The two columns: one platform in two kernels (`host`, `host@6.1`).
+    pub from: String,
+    pub to: String,
+    /// Names shared in `to` and not in `from`, busiest first.
+    pub appeared: Vec<String>,
+    /// Names shared in `from` and not in `to`, busiest first.
+    pub disappeared: Vec<String>,
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct Comparison {
     /// Row and column order: as first seen.
@@ -161,6 +177,8 @@ pub struct Comparison {
     /// Most frequent first.
     pub shared_locks: Vec<SharedLock>,
     pub subsystems: Vec<SubsystemRate>,
+    /// Where one platform was studied in more than one kernel.
+    pub kernel_changes: Vec<KernelChange>,
 }
 
 impl Comparison {
@@ -249,7 +267,47 @@ pub fn compare(runs: &[Run]) -> Comparison {
         }));
     }
     shared_locks.sort_by(|a, b| b.cumulative_rate.total_cmp(&a.cumulative_rate));
-    Comparison { workloads, platforms, cells, shared_locks, subsystems }
+    let kernel_changes = kernel_changes(&workloads, &platforms, &cells, &shared_locks);
+    Comparison { workloads, platforms, cells, shared_locks, subsystems, kernel_changes }
+}
+
+/// The platform a column stands for: `host` of `host@6.1`.
+fn platform_of(column: &str) -> &str {
+    column.split_once('@').map_or(column, |(platform, _)| platform)
+}
+
+/// For each workload, each platform's columns in different kernels
+/// (`host`, `host@6.1`) side by side, each with the one before it: the
+/// shared locks (by name) one has and the other not.
+fn kernel_changes(workloads: &[String], columns: &[String], cells: &[Cell], shared: &[SharedLock]) -> Vec<KernelChange> {
+    // Named shared locks of one cell, busiest first (`shared` is sorted so).
+    let names = |workload: &str, column: &str| -> Vec<&str> {
+        let mut names: Vec<&str> = vec![];
+        for l in shared.iter().filter(|l| l.workload == workload && l.platform == column && l.lock.name != "?") {
+            if !names.contains(&l.lock.name.as_str()) {
+                names.push(&l.lock.name);
+            }
+        }
+        names
+    };
+    let mut changes = vec![];
+    for workload in workloads {
+        let present: Vec<&String> =
+            columns.iter().filter(|c| cells.iter().any(|cell| &cell.workload == workload && &cell.platform == *c)).collect();
+        for (i, to) in present.iter().enumerate() {
+            let Some(from) = present[..i].iter().rev().find(|c| platform_of(c) == platform_of(to)) else { continue };
+            let (before, after) = (names(workload, from), names(workload, to));
+            let only = |a: &[&str], b: &[&str]| a.iter().filter(|n| !b.contains(n)).map(|n| n.to_string()).collect();
+            changes.push(KernelChange {
+                workload: workload.clone(),
+                from: (*from).clone(),
+                to: (*to).clone(),
+                appeared: only(&after, &before),
+                disappeared: only(&before, &after),
+            });
+        }
+    }
+    changes
 }
 
 #[cfg(test)]
@@ -289,6 +347,37 @@ mod tests {
         assert_eq!((runc.runs, runc.shared_mean), (1, 1.0));
         assert!((runc.cumulative_rate - 22.0).abs() < 1e-9);
         assert_eq!(c.subsystems.iter().filter(|s| s.platform == "runc").map(|s| s.subsystem.as_str()).collect::<Vec<_>>(), ["unresolved"]);
+    }
+
+    #[test]
+    fn a_platform_in_two_kernels_lists_the_shared_locks_that_appeared_and_disappeared() {
+        use crate::fixtures::site;
+        use lockscope_trace::Scope;
+        let resolved = |t: Trace| Trace {
+            sites: vec![site(1, Scope::Global, None, "inode_hash_lock"), site(2, Scope::Member, Some("inode"), "i_lock")],
+            ..t
+        };
+        let mut both = trace();
+        both.records.push(record(2, B, 0, 10, 2));
+        let (one, two) = (analyze(&resolved(trace()), &OPTIONS), analyze(&resolved(both), &OPTIONS));
+        let c = compare(&[
+            Run { workload: "file-create".into(), platform: "host".into(), analysis: &one },
+            Run { workload: "file-create".into(), platform: "runc".into(), analysis: &one },
+            Run { workload: "file-create".into(), platform: "host@6.1".into(), analysis: &two },
+        ]);
+        let change = |appeared: &[&str], disappeared: &[&str], from: &str, to: &str| KernelChange {
+            workload: "file-create".into(),
+            from: from.into(),
+            to: to.into(),
+            appeared: appeared.iter().map(|n| n.to_string()).collect(),
+            disappeared: disappeared.iter().map(|n| n.to_string()).collect(),
+        };
+        assert_eq!(c.kernel_changes, [change(&["inode.i_lock"], &[], "host", "host@6.1")], "runc is in one kernel only");
+        let back = compare(&[
+            Run { workload: "file-create".into(), platform: "host@6.1".into(), analysis: &two },
+            Run { workload: "file-create".into(), platform: "host".into(), analysis: &one },
+        ]);
+        assert_eq!(back.kernel_changes, [change(&[], &["inode.i_lock"], "host@6.1", "host")]);
     }
 
     #[test]

@@ -126,6 +126,26 @@ pub fn render(page: &Page) -> String {
     }
     out += "</table>\n";
 
+    if !c.kernel_changes.is_empty() {
+        out +=
+            "<h2 id=\"kernels\">Shared locks from kernel to kernel</h2>\n<p class=\"note\">One platform in two kernels: the shared locks, \
+            by name, that one kernel has and the other not, busiest first.</p>\n<table><tr><th>workload</th><th>from</th><th>to</th>\
+            <th>appeared</th><th>disappeared</th></tr>";
+        for k in &c.kernel_changes {
+            let listed = |names: &[String]| if names.is_empty() { "–".to_owned() } else { escape(&names.join(", ")) };
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td></tr>",
+                escape(&k.workload),
+                escape(&k.from),
+                escape(&k.to),
+                listed(&k.appeared),
+                listed(&k.disappeared)
+            );
+        }
+        out += "</table>\n";
+    }
+
     out += "<h2 id=\"subsystems\">Shared-lock rate by kernel subsystem (Figures 2 and 3)</h2>\n";
     for w in &c.workloads {
         let _ = write!(out, "<figure>{}<figcaption>{}</figcaption></figure>", subsystem_chart(c, w), escape(w));

@@ -273,6 +273,20 @@ pub fn comparison_table(c: &crate::compare::Comparison) -> String {
             .collect();
         out += &columns(&["WORKLOAD", "PLATFORM", "LOCK", "SUBSYSTEM", "RUNS", "RATE/S"], &top);
     }
+    if !c.kernel_changes.is_empty() {
+        out += "\nSHARED LOCKS FROM KERNEL TO KERNEL (by name, busiest first)\n";
+        let listed = |names: &[String]| match names.len() {
+            0 => "-".to_owned(),
+            n if n > 5 => format!("{} (+{} more)", names[..5].join(", "), n - 5),
+            _ => names.join(", "),
+        };
+        let rows: Vec<Vec<String>> = c
+            .kernel_changes
+            .iter()
+            .map(|k| vec![k.workload.clone(), format!("{} -> {}", k.from, k.to), listed(&k.appeared), listed(&k.disappeared)])
+            .collect();
+        out += &columns(&["WORKLOAD", "KERNELS", "APPEARED", "DISAPPEARED"], &rows);
+    }
     out
 }
 

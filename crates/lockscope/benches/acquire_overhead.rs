@@ -3,9 +3,11 @@
 //! `record --mode acquire --no-stacks --no-hold` (one probe run per
 //! acquisition, none per release), `--no-stacks`, with 8-frame and with full
 //! stacks, with one stack in 64 sampled (`--stack-sample 64`), and with full
-//! stacks but no unlock probes; and the cost of one
-//! traced acquisition. Under TCG all code is emulated, so the ratios are what
-//! carries over to hardware, not the absolute figures.
+//! stacks but no unlock probes; and beside klockstat (Debian's libbpf-tools:
+//! mutexes and rwsems, a stack per acquisition, system-wide) with lockscope
+//! on the same lock classes; and the cost of one traced acquisition. Under
+//! TCG all code is emulated, so the ratios are what carries over to
+//! hardware, not the absolute figures.
 //!
 //! `cargo bench -p lockscope --bench acquire_overhead` (as root; several
 //! minutes). LOCKSCOPE_BENCH_SECS sets each run's length (default 5).
@@ -17,6 +19,8 @@ use serde_json::Value;
 
 const LOCKSCOPE: &str = env!("CARGO_BIN_EXE_lockscope");
 const SCRIPT: &str = include_str!("guest/acquire.sh");
+/// The acquire-mode peer, from Debian's libbpf-tools.
+const KLOCKSTAT: &str = "/usr/sbin/klockstat";
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -38,8 +42,9 @@ fn report(trace: &Path) -> Value {
 fn main() {
     let secs = std::env::var("LOCKSCOPE_BENCH_SECS").unwrap_or_else(|_| "5".into());
     let out = tempfile::tempdir().unwrap();
+    assert!(Path::new(KLOCKSTAT).is_file(), "{KLOCKSTAT} not found: install libbpf-tools (setup.sh does)");
     let status = Command::new(LOCKSCOPE)
-        .args(["guest", "--timeout", "20m", "--out"])
+        .args(["guest", "--timeout", "30m", "--bin", KLOCKSTAT, "--out"])
         .arg(out.path())
         .arg("--")
         .arg(format!("SECS={secs}\n{SCRIPT}"))
@@ -52,21 +57,15 @@ fn main() {
     for name in ["file-create", "mmap"] {
         let base = throughput(&out.path().join(format!("{name}-untraced.json")))["ops_per_sec"].as_f64().unwrap();
         println!("{:<12} {:<24} {:>12.0} {:>9} {:>14} {:>16}", name, "untraced", base, "-", "-", "-");
-        for (config, label) in [
-            ("nohold", "acquire, no stacks/hold"),
-            ("acquire", "acquire, no stacks"),
-            ("shallow", "acquire, 8-frame stacks"),
-            ("stacks", "acquire with stacks"),
-            ("sampled", "stacks, 1 in 64 sampled"),
-            ("stacks-nohold", "stacks, no hold"),
-        ] {
+        // The run's rate, and the acquisitions per operation its trace counted.
+        let traced = |config: &str| {
             let run = throughput(&out.path().join(format!("{name}-{config}.json")));
-            let ops = run["ops"].as_f64().unwrap();
-            let rate = run["ops_per_sec"].as_f64().unwrap();
             let report = report(&out.path().join(format!("{name}-{config}.trace")));
             let acquisitions =
                 report["workloads"][0]["acquisitions"].as_f64().unwrap() + report["counters"]["irq_filtered"].as_f64().unwrap();
-            let per_op = acquisitions / ops;
+            (run["ops_per_sec"].as_f64().unwrap(), acquisitions / run["ops"].as_f64().unwrap())
+        };
+        let row = |label: &str, (rate, per_op): (f64, f64)| {
             // Extra time per operation, spread over the acquisitions it made.
             let ns_per_acq = (1.0 / rate - 1.0 / base) * 1e9 / per_op;
             println!(
@@ -78,6 +77,22 @@ fn main() {
                 per_op,
                 ns_per_acq
             );
+        };
+        for (config, label) in [
+            ("nohold", "acquire, no stacks/hold"),
+            ("acquire", "acquire, no stacks"),
+            ("shallow", "acquire, 8-frame stacks"),
+            ("stacks", "acquire with stacks"),
+            ("sampled", "stacks, 1 in 64 sampled"),
+            ("stacks-nohold", "stacks, no hold"),
+        ] {
+            row(label, traced(config));
         }
+        // Beside its peer, on the lock classes klockstat traces: its
+        // acquisitions per operation are those lockscope counted on them.
+        let (rate, per_op) = traced("mutex-rwsem");
+        row("mutex+rwsem, stacks", (rate, per_op));
+        let klockstat = throughput(&out.path().join(format!("{name}-klockstat.json")))["ops_per_sec"].as_f64().unwrap();
+        row("klockstat", (klockstat, per_op));
     }
 }

@@ -159,21 +159,29 @@ fn a_study_in_debian_6_1_counts_every_acquisition_and_names_the_shared_locks() {
     ok(lockscope(&["source", "prepare"]));
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("study");
-    let args = ["--kernel", "debian-6.1", "--platforms", "host", "--workloads", "file-create,mem-8k", "--no-stress"];
-    ok(study(&out, &args).output().unwrap());
+    let args = ["--kernel", "running,debian-6.1", "--platforms", "host", "--workloads", "file-create,mem-8k", "--no-stress"];
+    let run = ok(study(&out, &args).output().unwrap());
     let report = json(&out.join("report.json"));
     assert_eq!(report["complete"], true, "{:#}", report["notes"]);
-    assert_eq!(report["comparison"]["platforms"], serde_json::json!(["host@6.1"]));
-    for path in traces(&out) {
+    assert_eq!(report["comparison"]["platforms"], serde_json::json!(["host", "host@6.1"]));
+    for path in traces(&out).iter().filter(|p| p.to_string_lossy().contains("@host@6.1.")) {
         assert_eq!(json(&path.join("trace.json"))["mode"], "acquire", "{}", path.display());
     }
-    let shared = report["comparison"]["shared_locks"].as_array().unwrap();
+    // Each workload's shared locks, from this kernel to 6.1.
+    let changes = report["comparison"]["kernel_changes"].as_array().unwrap();
+    for workload in ["file-create", "mem-8k"] {
+        let change = changes.iter().find(|c| c["workload"] == workload).unwrap_or_else(|| panic!("{workload}: {changes:#?}"));
+        assert_eq!((change["from"].as_str(), change["to"].as_str()), (Some("host"), Some("host@6.1")));
+    }
+    assert!(String::from_utf8_lossy(&run.stdout).contains("SHARED LOCKS FROM KERNEL TO KERNEL"));
+    let shared: Vec<&Value> =
+        report["comparison"]["shared_locks"].as_array().unwrap().iter().filter(|l| l["platform"] == "host@6.1").collect();
     for (workload, expected) in [
         ("file-create", &["journal_t.j_list_lock", "journal_t.j_state_lock", "super_block.s_inode_list_lock", "inode_hash_lock"][..]),
         ("mem-8k", &["zone.lock"][..]),
     ] {
-        let mine: Vec<&Value> = shared.iter().filter(|l| l["workload"] == workload).collect();
-        let rate = |l: &&Value| l["cumulative_rate"].as_f64().unwrap();
+        let mine: Vec<&&Value> = shared.iter().filter(|l| l["workload"] == workload).collect();
+        let rate = |l: &&&Value| l["cumulative_rate"].as_f64().unwrap();
         let total: f64 = mine.iter().map(rate).sum();
         let named: f64 = mine.iter().filter(|l| l["lock"]["name"] != "?").map(rate).sum();
         assert!(named >= 0.9 * total, "{workload}: named {named:.0} of {total:.0} shared acquisitions/s: {mine:#?}");

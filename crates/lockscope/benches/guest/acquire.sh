@@ -1,7 +1,9 @@
 # Acquire-mode cost, inside the Debian guest: each workload untraced, under
 # acquire mode without stacks (with and without the unlock probes), with
 # 8-frame stacks, with full (64-frame) stacks, with one stack in 64 after a
-# lock's first 16, and with full stacks but no unlock probes. See
+# lock's first 16, and with full stacks but no unlock probes; then beside its
+# peer: klockstat (mutexes and rwsems, a stack per acquisition, system-wide)
+# and lockscope on the same lock classes with stacks. See
 # benches/acquire_overhead.rs.
 L=lockscope
 SECS=${SECS:-5}
@@ -16,9 +18,26 @@ run() { # name config workload-args...
     stacks) $L record --mode acquire -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
     sampled) $L record --mode acquire --stack-sample 64 -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
     stacks-nohold) $L record --mode acquire --no-hold -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
+    mutex-rwsem) $L record --mode acquire --locks mutex,rwsem -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
+    klockstat)
+      # Attached once its programs' links stop appearing for 5 s (its own
+      # "Tracing" line sits in a block buffer until it exits); it prints
+      # its table on SIGINT.
+      klockstat > /out/$name-$config.txt 2>&1 &
+      k=$!
+      links=0; stable=0
+      while [ $stable -lt 5 ] && kill -0 $k 2>/dev/null; do
+        sleep 1
+        now=$(ls -l /proc/$k/fd 2>/dev/null | grep -c bpf_link)
+        if [ "$now" -gt 0 ] && [ "$now" -eq "$links" ]; then stable=$((stable + 1)); else stable=0; fi
+        links=$now
+      done
+      echo "klockstat attached $links programs" >> /out/$name-$config.txt.attach
+      $L workload "$@" --duration ${SECS}s > /out/$name-$config.json
+      kill -INT $k; wait $k ;;
   esac
 }
-for config in untraced nohold acquire shallow stacks sampled stacks-nohold; do
+for config in untraced nohold acquire shallow stacks sampled stacks-nohold mutex-rwsem klockstat; do
   run file-create $config file-churn --dir /mnt/disk/w --files 500
   run mmap $config mem --size 8k --total 32m
 done
