@@ -121,24 +121,9 @@ fn shared_words(a: &[String], b: &str) -> usize {
     words(b).iter().filter(|w| a.contains(w)).count()
 }
 
-/// Names the lock at `lock_addr` in `cache` (whose slab begins at
-/// `slab_start`, where known), of kind `kind`, taken in `call_site` (a
-/// function name, which may narrow the candidates); Err says why it cannot
-/// be named.
-pub fn name_in_slab(
-    btf: &Btf,
-    lock_addr: u64,
-    cache: &SlabCache,
-    slab_start: Option<u64>,
-    kind: LockKind,
-    call_site: Option<&str>,
-) -> Result<SlabName, String> {
-    SlabNamer::default().name(btf, lock_addr, cache, slab_start, kind, call_site)
-}
-
-/// Names locks in slab objects as [`name_in_slab`] does, each place (cache,
-/// offset, kind, call site) once: a trace holds thousands of locks at the
-/// same place in objects of one cache, and finding a place's types is the cost.
+/// Names locks in slab objects, each place (cache, offsets, kind, call
+/// site) once: a trace holds thousands of locks at the same place in objects
+/// of one cache, and finding a place's types is the cost.
 #[derive(Default)]
 pub struct SlabNamer {
     named: HashMap<SlabPlace, Result<(u32, SlabName), String>>,
@@ -148,6 +133,10 @@ pub struct SlabNamer {
 type SlabPlace = (String, Vec<u32>, LockKind, Option<String>);
 
 impl SlabNamer {
+    /// Names the lock at `lock_addr` in `cache` (whose slab begins at
+    /// `slab_start`, where known), of kind `kind`, taken in `call_site` (a
+    /// function name, which may narrow the candidates); Err says why it
+    /// cannot be named.
     pub fn name(
         &mut self,
         btf: &Btf,

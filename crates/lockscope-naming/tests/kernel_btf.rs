@@ -75,15 +75,17 @@ fn a_lock_in_a_bdev_cache_slab_is_named_from_the_cache_geometry() {
     let offset = btf.offset_of(bdev, "vfs_inode.i_data.i_private_lock").unwrap() as u64;
     let slab = 0xffff_8881_0048_0000u64; // 32 KiB aligned: an order-3 slab
     let lock = slab + 5 * cache.slot_size as u64 + offset;
-    let name = slab::name_in_slab(&btf, lock, &cache, None, LockKind::Spinlock, Some("find_get_block_common")).unwrap();
+    let mut namer = slab::SlabNamer::default();
+    let name = namer.name(&btf, lock, &cache, None, LockKind::Spinlock, Some("find_get_block_common")).unwrap();
     assert_eq!((name.object.as_str(), name.member.as_str()), ("bdev_inode", "vfs_inode.i_data.i_private_lock"));
     assert_ne!(name.confidence, Confidence::Ambiguous, "{name:?}");
-    let err = slab::name_in_slab(&btf, lock + 1, &cache, None, LockKind::Spinlock, None).unwrap_err();
+    let err = namer.name(&btf, lock + 1, &cache, None, LockKind::Spinlock, None).unwrap_err();
     assert!(err.contains("no struct that bdev_cache holds has a spinlock"), "{err}");
     // A slab whose start the recorder read from its page need not be aligned
-    // as its order says: the same lock in one starting a page further on.
+    // as its order says: the same lock in one starting a page further on
+    // (the same place, named again from what the namer found the first time).
     let moved = lock + 4096;
-    let unaligned = slab::name_in_slab(&btf, moved, &cache, Some(slab + 4096), LockKind::Spinlock, None).unwrap();
+    let unaligned = namer.name(&btf, moved, &cache, Some(slab + 4096), LockKind::Spinlock, None).unwrap();
     assert_eq!((unaligned.base, unaligned.member.as_str()), (moved - offset, "vfs_inode.i_data.i_private_lock"));
 }
 
