@@ -271,6 +271,12 @@ pub fn compare(runs: &[Run]) -> Comparison {
     Comparison { workloads, platforms, cells, shared_locks, subsystems, kernel_changes }
 }
 
+/// A platform's column in a kernel other than the one lockscope runs on
+/// (`host@6.1`): the kernel comparison reads the platform back from it.
+pub fn kernel_column(platform: &str, kernel: &str) -> String {
+    format!("{platform}@{kernel}")
+}
+
 /// The platform a column stands for: `host` of `host@6.1`.
 fn platform_of(column: &str) -> &str {
     column.split_once('@').map_or(column, |(platform, _)| platform)

@@ -107,7 +107,7 @@ impl StudyCell {
     /// Its column in the report: the platform, and the kernel where it is not the running one.
     fn column(&self) -> String {
         match self.kernel.column_suffix() {
-            Some(kernel) => format!("{}@{kernel}", self.platform),
+            Some(kernel) => compare::kernel_column(self.platform.name(), kernel),
             None => self.platform.name().to_owned(),
         }
     }
@@ -298,10 +298,10 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
     let total = cells.len() as u64 * cfg.runs as u64 + if cfg.stress.is_some() { stressed.len() as u64 } else { 0 };
     let mut done = 0;
 
-    if cells.iter().any(|c| c.kernel != StudyKernel::Running) {
+    for kernel in cfg.kernels.iter().filter(|k| cells.iter().any(|c| c.kernel == **k)).filter_map(|k| k.column_suffix()) {
         notes.push(format!(
-            "columns @6.1: Debian's 6.1 kernel booted under qemu ({}), acquire mode; their rates are of the emulated machine, \
-             comparable within those columns",
+            "columns @{kernel}: Debian's {kernel} kernel booted under qemu ({}), acquire mode; their rates are of the emulated \
+             machine, comparable within those columns",
             guest::default_accel()
         ));
     }

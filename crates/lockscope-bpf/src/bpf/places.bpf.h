@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Where each lock lives, learned once per lock (address and generation),
- * never per acquisition: the slab cache holding it and that cache's geometry, from
- * which user space finds the lock's object type and member
+ * never per acquisition: the slab cache holding it and that cache's
+ * geometry, from which user space finds the lock's object type and member
  * (lockscope-naming). The cache comes from the bpf_get_kmem_cache kfunc
  * (6.13+, BTF-typed tracepoints) or from the lock's page (the kernel's
  * virt_to_slab, where kallsyms locates the page array); the page also gives
