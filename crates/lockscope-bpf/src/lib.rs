@@ -4,6 +4,7 @@
 //! they were started) and aggregates their lock acquisitions in the kernel.
 
 mod abi;
+mod entries;
 mod libbpf_log;
 mod loader;
 mod primitives;

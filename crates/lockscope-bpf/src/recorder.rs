@@ -16,6 +16,7 @@ use lockscope_trace::context::is_interrupt_stack;
 use lockscope_trace::{Counters, EndReason, HeldWait, LockPlace, LockRecord, Selector, Stack, SymbolTable, Trace, TraceMeta, Workload};
 
 use crate::abi::{self, NR_COUNTERS};
+use crate::entries::hash_entries;
 use crate::loader::{self, Kernel};
 use crate::privileges::Privileges;
 use crate::sampling;
@@ -388,10 +389,8 @@ impl<'k> Session<'k> {
     fn places(&self) -> Result<Vec<LockPlace>, RecordError> {
         let maps = &self.kernel.maps.places;
         let mut places = vec![];
-        for key in maps.locks.keys() {
-            if let Some(value) = maps.locks.lookup(&key, MapFlags::ANY)? {
-                places.push(abi::lock_place(&key, &value));
-            }
+        for (key, value) in hash_entries(maps.locks)? {
+            places.push(abi::lock_place(&key, &value));
         }
         places.sort_by_key(|p| (p.lock_addr, p.generation));
         Ok(places)
@@ -401,8 +400,7 @@ impl<'k> Session<'k> {
         let k = &self.kernel;
         let maps = &k.maps;
         let (mut records, mut samples) = (Vec::new(), Vec::new());
-        for key in maps.aggregates.keys() {
-            let Some(value) = maps.aggregates.lookup(&key, MapFlags::ANY)? else { continue };
+        for (key, value) in hash_entries(maps.aggregates)? {
             match abi::is_sample(&key) {
                 true => samples.push(abi::record(&key, &value)),
                 false => records.push(abi::record(&key, &value)),
@@ -422,10 +420,8 @@ impl<'k> Session<'k> {
         }
 
         let mut pids: BTreeMap<u32, BTreeSet<u32>> = BTreeMap::new();
-        for key in maps.seen.keys() {
-            if let Some(v) = maps.seen.lookup(&key, MapFlags::ANY)? {
-                pids.entry(abi::u32_from(&v)).or_default().insert(abi::u32_from(&key));
-            }
+        for (key, v) in hash_entries(maps.seen)? {
+            pids.entry(abi::u32_from(&v)).or_default().insert(abi::u32_from(&key));
         }
         for r in &records {
             pids.entry(r.workload).or_default().insert(r.tgid);
@@ -506,10 +502,8 @@ impl<'k> Session<'k> {
         let Some(map) = self.kernel.maps.holders else { return Ok(vec![]) };
         let workload_of = |tgid: u32| pids.iter().find(|(_, set)| set.contains(&tgid)).map(|(&w, _)| w);
         let mut waits = vec![];
-        for key in map.keys() {
-            if let Some(value) = map.lookup(&key, MapFlags::ANY)? {
-                waits.push(abi::held_wait(&key, &value, workload_of));
-            }
+        for (key, value) in hash_entries(map)? {
+            waits.push(abi::held_wait(&key, &value, workload_of));
         }
         waits.sort_by_key(|w| (w.waiter, w.holder, w.lock_addr));
         Ok(waits)

@@ -16,7 +16,7 @@ use lockscope_bpf::{ModeRequest, RecordOptions};
 use lockscope_platform::guest::{self, GuestConfig};
 use lockscope_platform::{Env, Output, PlacedWorkload, PlatformError, PlatformKind};
 use lockscope_source::SourceTree;
-use lockscope_trace::{read_trace, write_trace, EndReason, Selector, Trace, TraceError};
+use lockscope_trace::{read_trace, write_trace, DebianKernel, EndReason, Selector, Trace, TraceError};
 use serde::Serialize;
 
 use crate::record::{Placement, RecordPlan, RecordingError, Target, WorkloadSpec};
@@ -67,30 +67,33 @@ impl Group {
 pub enum StudyKernel {
     /// The kernel lockscope runs on, in the best mode it allows.
     Running,
-    /// Debian 12's 6.1 kernel (the paper's), booted under qemu: the host
-    /// platform inside it, in acquire mode, every acquisition counted.
-    Debian61,
+    /// One of Debian 12's kernels (6.1 is the paper's), booted under qemu:
+    /// the host platform inside it, in acquire mode, every acquisition counted.
+    Debian(DebianKernel),
 }
 
 impl StudyKernel {
-    pub const ALL: [StudyKernel; 2] = [StudyKernel::Running, StudyKernel::Debian61];
+    /// Every kernel a study can run in.
+    pub fn all() -> impl Iterator<Item = StudyKernel> {
+        std::iter::once(StudyKernel::Running).chain(DebianKernel::ALL.map(StudyKernel::Debian))
+    }
 
-    pub fn name(self) -> &'static str {
+    pub fn name(self) -> String {
         match self {
-            StudyKernel::Running => "running",
-            StudyKernel::Debian61 => "debian-6.1",
+            StudyKernel::Running => "running".into(),
+            StudyKernel::Debian(kernel) => kernel.name(),
         }
     }
 
     pub fn parse(name: &str) -> Result<StudyKernel, StudyError> {
-        Self::ALL.into_iter().find(|k| k.name() == name).ok_or_else(|| StudyError::UnknownKernel(name.to_owned()))
+        Self::all().find(|k| k.name() == name).ok_or_else(|| StudyError::UnknownKernel(name.to_owned()))
     }
 
     /// What its columns add to the platform's name (`host@6.1`).
     fn column_suffix(self) -> Option<&'static str> {
         match self {
             StudyKernel::Running => None,
-            StudyKernel::Debian61 => Some("6.1"),
+            StudyKernel::Debian(kernel) => Some(kernel.series()),
         }
     }
 }
@@ -183,10 +186,13 @@ pub struct StudyConfig {
     pub mode: ModeRequest,
     /// None: no stress experiment (and so no check of the isolation score).
     pub stress: Option<StressSettings>,
-    /// The kernel source to resolve against (default: Debian's 6.1, if prepared).
+    /// The kernel source to resolve every trace against (default: Debian's source of its kernel series).
     pub kernel_src: Option<PathBuf>,
     /// Memory limit of each instance, bytes.
     pub memory_limit: Option<u64>,
+    /// How long a guest kernel's recording may take, boot included (default:
+    /// [`default_guest_timeout`]); a guest still running then fails its step.
+    pub guest_timeout: Option<Duration>,
     /// Discard the traces and stress results of an earlier study in `output`.
     pub fresh: bool,
     pub env: Env,
@@ -207,7 +213,7 @@ struct Plan {
 
 /// The kernels of a study written before studies had a choice of kernel.
 fn running_kernel_only() -> Vec<String> {
-    vec![StudyKernel::Running.name().to_owned()]
+    vec![StudyKernel::Running.name()]
 }
 
 #[derive(Serialize)]
@@ -245,7 +251,7 @@ pub enum StudyError {
         groups = Group::ALL.map(Group::name).join(", ")
     )]
     UnknownWorkload(String),
-    #[error("unknown kernel {0:?}; a study runs in {names}", names = StudyKernel::ALL.map(StudyKernel::name).join(", "))]
+    #[error("unknown kernel {0:?}; a study runs in {names}", names = StudyKernel::all().map(StudyKernel::name).collect::<Vec<_>>().join(", "))]
     UnknownKernel(String),
     #[error("{} holds a different study ({earlier}); choose another --output, or pass --fresh to start over", dir.display())]
     DifferentStudy { dir: PathBuf, earlier: String },
@@ -280,7 +286,7 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
     let plan = Plan {
         workloads: cfg.workloads.clone(),
         platforms: platforms.iter().map(|p| p.name().to_owned()).collect(),
-        kernels: cfg.kernels.iter().map(|k| k.name().to_owned()).collect(),
+        kernels: cfg.kernels.iter().map(|k| k.name()).collect(),
         duration_secs: cfg.duration.as_secs_f64(),
         runs: cfg.runs,
         stress: cfg.stress,
@@ -315,7 +321,7 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
             events(StudyEvent::Step { done, total, doing: &format!("recording {} on {}, run {run}", cell.workload, cell.column()) });
             let recorded = match cell.kernel {
                 StudyKernel::Running => record_step(cfg, &cell.workload, cell.platform, &path, stop)?,
-                StudyKernel::Debian61 => guest_record_step(cfg, cell, &path)?
+                StudyKernel::Debian(kernel) => guest_record_step(cfg, cell, kernel, &path)?
                     .map_err(|why| {
                         notes.push(format!(
                             "{} on {}, run {run}, not recorded (run the study again to retry): {why}",
@@ -333,8 +339,8 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
         }
     }
 
-    if cfg.kernels.contains(&StudyKernel::Debian61) && !traces.is_empty() {
-        fetch_guest_debug_info(&mut notes, |doing| events(StudyEvent::Step { done, total, doing }));
+    for kernel in recorded_guest_kernels(&cfg.kernels, &traces) {
+        fetch_guest_debug_info(kernel, &mut notes, |doing| events(StudyEvent::Step { done, total, doing }));
     }
     events(StudyEvent::Step { done, total, doing: "resolving call sites against the kernel source" });
     resolve_traces(cfg, &mut traces, &mut notes, |doing| events(StudyEvent::Step { done, total, doing }))?;
@@ -476,7 +482,7 @@ fn record_step(
 /// earlier study): `lockscope record` in acquire mode inside the guest, the
 /// host platform's instances on the guest's ext4 disk. A guest that fails or
 /// hangs fails only this step: Err says why, with the console's last lines.
-fn guest_record_step(cfg: &StudyConfig, cell: &StudyCell, path: &Path) -> Result<Result<Trace, String>, StudyError> {
+fn guest_record_step(cfg: &StudyConfig, cell: &StudyCell, kernel: DebianKernel, path: &Path) -> Result<Result<Trace, String>, StudyError> {
     if let Ok(trace) = read_trace(path) {
         return Ok(Ok(trace));
     }
@@ -505,8 +511,8 @@ fn guest_record_step(cfg: &StudyConfig, cell: &StudyCell, path: &Path) -> Result
     let out_dir = cfg.output.join("guest").join(cell.id());
     let _ = std::fs::remove_dir_all(&out_dir);
     let mut guest = GuestConfig::new(shlex::try_join(record).expect("no NUL in the study's commands"), &out_dir);
-    // Booting and attaching under emulation take a minute or two.
-    guest.timeout = cfg.duration * 3 + Duration::from_secs(900);
+    guest.kernel = kernel;
+    guest.timeout = cfg.guest_timeout.unwrap_or_else(|| default_guest_timeout(cfg.duration));
     let outcome = match guest::run(&guest, &cfg.env.lockscope) {
         Ok(outcome) => outcome,
         Err(e) => return Ok(Err(e.to_string())),
@@ -530,18 +536,25 @@ fn guest_record_step(cfg: &StudyConfig, cell: &StudyCell, path: &Path) -> Result
     Ok(Ok(trace))
 }
 
-/// Fetches Debian's debug info for the guest kernel (once), so its call
+/// How long a guest kernel's recording of `duration` may take: booting,
+/// attaching, reading the maps and writing the trace take minutes under
+/// emulation.
+pub fn default_guest_timeout(duration: Duration) -> Duration {
+    duration * 3 + Duration::from_secs(900)
+}
+
+/// Fetches Debian's debug info for a guest kernel (once), so its call
 /// sites resolve at their lines; without it they resolve by function.
-fn fetch_guest_debug_info(notes: &mut Vec<String>, mut progress: impl FnMut(&str)) {
+fn fetch_guest_debug_info(kernel: DebianKernel, notes: &mut Vec<String>, mut progress: impl FnMut(&str)) {
     let cache = guest::default_cache_dir();
-    let fetched = guest::GuestKernel::fetch(&cache).and_then(|kernel| {
+    let fetched = guest::GuestKernel::fetch(&cache, kernel).and_then(|kernel| {
         if guest::GuestDebugInfo::cached(&cache, &kernel.release).is_none() {
-            progress(&format!("fetching Debian's debug info for {} (about 860 MB, once)", kernel.release));
+            progress(&format!("fetching Debian's debug info for {} (about 1 GB, once)", kernel.release));
         }
-        guest::GuestDebugInfo::fetch(&cache, &kernel.release)
+        guest::GuestDebugInfo::fetch(&cache, &kernel)
     });
     if let Err(e) = fetched {
-        notes.push(format!("the guest kernel's call sites located by function, not by line: its debug info could not be fetched: {e}"));
+        notes.push(format!("{kernel}'s call sites located by function, not by line: its debug info could not be fetched: {e}"));
     }
 }
 
@@ -556,35 +569,50 @@ fn failed_instances(instances: &[lockscope_trace::Workload], workload: &str, col
         .collect()
 }
 
-/// Resolves each trace whose kernel the kernel source matches; places the
-/// call sites of the others in subsystems by function name, from whatever
-/// kernel source is at hand. Traces are rewritten with what was found.
+/// Resolves each trace against its own kernel's source where that source is
+/// prepared and matches: `--kernel-src`, else Debian's source of the trace's
+/// kernel series (made ready here, once, for the guest kernels studied).
+/// Places the call sites of the others in subsystems by function name, from
+/// whatever kernel source is at hand. Traces are rewritten with what was found.
 fn resolve_traces(
     cfg: &StudyConfig,
     traces: &mut [(PathBuf, Trace)],
     notes: &mut Vec<String>,
     mut progress: impl FnMut(&str),
 ) -> Result<(), StudyError> {
-    let tree = SourceTree { kernel_src: cfg.kernel_src.clone(), clangd: None };
-    let root = tree.root();
-    let prepared = root.join(lockscope_source::tree::COMPILE_COMMANDS).is_file();
-    let why_not = |trace: &Trace| match prepared {
-        false => Some(format!("no prepared kernel source at {} (lockscope source prepare)", root.display())),
-        true => version_mismatch(trace, &root),
+    if cfg.kernel_src.is_none() {
+        for kernel in recorded_guest_kernels(&cfg.kernels, traces) {
+            let root = lockscope_source::tree::debian_source_dir(kernel);
+            let options = lockscope_source::tree::PrepareOptions::default();
+            let step = |step: &str| progress(&format!("{}: {step}", kernel.source_package()));
+            if let Err(e) = lockscope_source::clangd::ready_tree(&root, Some(kernel), &options, None, true, step) {
+                notes.push(format!("{kernel}'s source could not be prepared: {e}"));
+            }
+        }
+    }
+    let root_of = |trace: &Trace| match &cfg.kernel_src {
+        Some(root) => root.clone(),
+        None => DebianKernel::of_release(&trace.meta.kernel_release)
+            .map_or_else(lockscope_source::tree::default_kernel_src, lockscope_source::tree::debian_source_dir),
     };
     let mut unmatched: Vec<usize> = vec![];
     let mut why_nots: Vec<String> = vec![];
-    let mut resolved = false;
+    let mut resolved_in: Vec<PathBuf> = vec![];
     for (i, (path, trace)) in traces.iter_mut().enumerate() {
-        if let Some(why) = why_not(trace) {
+        let root = root_of(trace);
+        let why_not = match root.join(lockscope_source::tree::COMPILE_COMMANDS).is_file() {
+            false => Some(format!("no prepared kernel source at {} (lockscope source prepare)", root.display())),
+            true => version_mismatch(trace, &root),
+        };
+        if let Some(why) = why_not {
             if !why_nots.contains(&why) {
                 why_nots.push(why);
             }
             unmatched.push(i);
             continue;
         }
-        resolved = true;
         if trace.sites.is_empty() {
+            let tree = SourceTree { kernel_src: Some(root.clone()), clangd: None };
             resolve_in_place(trace, &tree, &DebugInfoChoice::default(), |p| match p {
                 ResolveProgress::Stack { done, total, function } => progress(&format!("resolving stack {done}/{total} {function}")),
                 ResolveProgress::LoadingIndex(_) => progress("loading clangd's index"),
@@ -592,18 +620,20 @@ fn resolve_traces(
             })?;
             write_trace(path, trace, true)?;
         }
+        if !resolved_in.contains(&root) {
+            resolved_in.push(root);
+        }
     }
-    if resolved {
-        notes.push(format!("locks resolved against the kernel source at {}", root.display()));
-    }
+    notes.extend(resolved_in.iter().map(|root| format!("locks resolved against the kernel source at {}", root.display())));
     notes.extend(why_nots.into_iter().map(|why| format!("locks not resolved to kernel objects: {why}")));
     if unmatched.is_empty() {
         return Ok(());
     }
+    let root = cfg.kernel_src.clone().unwrap_or_else(lockscope_source::tree::default_kernel_src);
     if cfg.kernel_src.is_none() && !lockscope_source::tree::is_kernel_tree(&root) {
         // Debian's source package is installed by setup; extracting it takes seconds.
-        if lockscope_source::tree::extract_debian_source(&root).is_err() {
-            notes.push("subsystems unknown: no kernel source (apt-get install linux-source-6.1)".into());
+        if let Err(e) = lockscope_source::tree::extract_debian_source(&root, DebianKernel::V6_1) {
+            notes.push(format!("subsystems unknown: {e}"));
             return Ok(());
         }
     }
@@ -616,6 +646,19 @@ fn resolve_traces(
     }
     notes.push(format!("subsystems from the call sites' function names in the source at {} ({} functions)", root.display(), index.len()));
     Ok(())
+}
+
+/// The Debian kernels among a study's kernels that something was recorded in.
+fn recorded_guest_kernels(kernels: &[StudyKernel], traces: &[(PathBuf, Trace)]) -> Vec<DebianKernel> {
+    let recorded = |kernel: DebianKernel| traces.iter().any(|(_, t)| DebianKernel::of_release(&t.meta.kernel_release) == Some(kernel));
+    kernels
+        .iter()
+        .filter_map(|k| match k {
+            StudyKernel::Debian(kernel) => Some(*kernel),
+            StudyKernel::Running => None,
+        })
+        .filter(|&kernel| recorded(kernel))
+        .collect()
 }
 
 /// Where one workload's stress experiment on one platform is written.
@@ -814,7 +857,7 @@ mod tests {
     #[test]
     fn a_guest_kernel_studies_the_host_platform_s_microbenchmarks_in_columns_of_its_own() {
         let mut notes = vec![];
-        let kernels = [StudyKernel::Running, StudyKernel::Debian61];
+        let kernels = [StudyKernel::Running, StudyKernel::Debian(DebianKernel::V6_1)];
         let cells = cells(&["mem-8k".into(), "cnn".into()], &[PlatformKind::Host, PlatformKind::Runc], &kernels, &mut notes);
         let ids: Vec<String> = cells.iter().map(StudyCell::id).collect();
         assert_eq!(ids, ["mem-8k@host", "mem-8k@runc", "mem-8k@host@6.1", "cnn@host", "cnn@runc"]);
@@ -826,8 +869,9 @@ mod tests {
                 "cnn on runc@6.1 skipped: in a guest kernel only the host platform is studied",
             ]
         );
-        assert_eq!(StudyKernel::parse("debian-6.1").unwrap(), StudyKernel::Debian61);
+        assert_eq!(StudyKernel::parse("debian-6.1").unwrap(), StudyKernel::Debian(DebianKernel::V6_1));
+        assert_eq!(StudyKernel::parse("debian-6.12").unwrap(), StudyKernel::Debian(DebianKernel::V6_12));
         let unknown = StudyKernel::parse("6.1").unwrap_err().to_string();
-        assert_eq!(unknown, "unknown kernel \"6.1\"; a study runs in running, debian-6.1");
+        assert_eq!(unknown, "unknown kernel \"6.1\"; a study runs in running, debian-6.1, debian-6.12");
     }
 }

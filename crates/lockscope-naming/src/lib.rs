@@ -34,7 +34,8 @@ pub struct Sources {
     pub slab: bool,
     /// How: `bpf_get_kmem_cache` (the kfunc, 6.13+, from tp_btf and
     /// trampoline programs) or `slab pages` (read from the lock's page, where
-    /// kallsyms locates the page array and pages carry `PG_slab`, up to 6.9).
+    /// kallsyms locates the page array and a slab's page says so: `PG_slab`
+    /// up to 6.9, the page type `PGTY_slab` from 6.12).
     pub slab_by: Option<&'static str>,
     /// Per-CPU variables: BTF lists them, `runqueues` among them.
     pub percpu: bool,
@@ -47,7 +48,7 @@ pub fn sources(btf: &Btf, kallsyms: &SymbolTable) -> Sources {
     let pages = lockscope_trace::kallsyms::PAGE_SYMBOLS.iter().all(|name| kallsyms.address_of(name).is_some());
     let slab_by = if btf.has_function("bpf_get_kmem_cache") {
         Some("bpf_get_kmem_cache")
-    } else if pages && btf.has_enumerator("pageflags", "PG_slab") {
+    } else if pages && (btf.has_enumerator("pageflags", "PG_slab") || btf.has_enumerator("pagetype", "PGTY_slab")) {
         Some("slab pages")
     } else {
         None

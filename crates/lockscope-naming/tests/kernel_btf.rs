@@ -137,8 +137,9 @@ fn the_naming_sources_follow_the_kernel_version() {
     if version >= (6, 13) {
         assert_eq!(sources.slab_by, Some("bpf_get_kmem_cache"), "the kfunc came with 6.13 ({release})");
     }
-    // Slab pages lost PG_slab in 6.10: from then on the page does not say.
+    // Slab pages lost PG_slab in 6.10; from 6.12 their page type says so.
     assert_eq!(btf.has_enumerator("pageflags", "PG_slab"), version < (6, 10), "{release}");
+    assert_eq!(btf.has_enumerator("pagetype", "PGTY_slab"), version >= (6, 12), "{release}");
     assert!(btf.has_enumerator("pageflags", "PG_locked"), "every kernel has PG_locked");
     assert!(sources.percpu, "runqueues is a per-CPU variable in BTF");
     assert_eq!(sources.globals, symbols.has_data_symbols());

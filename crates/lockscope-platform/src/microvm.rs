@@ -30,7 +30,7 @@ pub fn availability(env: &Env) -> Availability {
     let Some(qemu) = version_of("qemu-system-x86_64", "--version") else {
         return Availability { usable: false, detail: "qemu-system-x86_64 not found: apt-get install qemu-system-x86".into() };
     };
-    let kernel = if crate::guest::GuestKernel::is_cached(&env.guest_cache) {
+    let kernel = if crate::guest::GuestKernel::is_cached(&env.guest_cache, crate::guest::DebianKernel::V6_1) {
         "Debian 6.1 guest kernel cached"
     } else {
         "Debian 6.1 guest kernel fetched with apt on first use"

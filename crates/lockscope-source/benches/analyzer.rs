@@ -17,6 +17,7 @@ use lockscope_source::inventory::scan_tree;
 use lockscope_source::primitives::line_calls_an_acquisition;
 use lockscope_source::tree::{default_kernel_src, extract_debian_source, prepare, read_compile_commands, PrepareOptions};
 use lockscope_source::{Resolver, Scope};
+use lockscope_trace::DebianKernel;
 
 const DIRECTORIES: [&str; 3] = ["fs/", "mm/", "kernel/"];
 
@@ -25,7 +26,7 @@ fn main() {
     let clangd_binary = locate(None).expect("clangd: run ./setup.sh");
 
     let start = Instant::now();
-    extract_debian_source(&root).expect("linux-source-6.1: run ./setup.sh");
+    extract_debian_source(&root, DebianKernel::V6_1).expect("linux-source-6.1: run ./setup.sh");
     let prepared = prepare(&root, &PrepareOptions::default(), |_| {}).expect("prepare");
     let prepare_time = start.elapsed();
     let start = Instant::now();

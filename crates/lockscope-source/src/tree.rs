@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use lockscope_trace::DebianKernel;
 use serde::Serialize;
 
 pub const COMPILE_COMMANDS: &str = "compile_commands.json";
@@ -25,8 +26,8 @@ pub enum TreeError {
     Spawn { program: String, source: std::io::Error },
     #[error("the dry run of {} compiled no C file: is this a kernel tree?", .0.display())]
     NoCommands(PathBuf),
-    #[error("{}: not found; install it with `apt-get install linux-source-6.1` (./setup.sh does) or pass --kernel-src DIR", .0.display())]
-    NoDebianSource(PathBuf),
+    #[error("{}: not found; install it with `apt-get install {package}` (./setup.sh does) or pass --kernel-src DIR", tarball.display())]
+    NoDebianSource { tarball: PathBuf, package: String },
     #[error("{what}")]
     Io { what: String, source: std::io::Error },
 }
@@ -76,30 +77,33 @@ pub struct Prepared {
     pub files: usize,
 }
 
-/// Where `--kernel-src` defaults to: Debian's linux-source package extracted
-/// into lockscope's cache.
+/// Where `--kernel-src` defaults to: Debian's 6.1 source (the paper's kernel)
+/// extracted into lockscope's cache.
 pub fn default_kernel_src() -> PathBuf {
-    lockscope_trace::cache_dir().join(DEBIAN_SOURCE)
+    debian_source_dir(DebianKernel::V6_1)
 }
 
-/// The Debian source package the defaults use (the paper's kernel series).
-pub const DEBIAN_SOURCE: &str = "linux-source-6.1";
+/// Where a Debian kernel's source is extracted: lockscope's cache.
+pub fn debian_source_dir(kernel: DebianKernel) -> PathBuf {
+    lockscope_trace::cache_dir().join(kernel.source_package())
+}
 
-/// Extracts /usr/src/linux-source-6.1.tar.xz (package linux-source-6.1) to
-/// `target` unless already there; through a staging directory, so an
+/// Extracts /usr/src/linux-source-<series>.tar.xz (package linux-source-<series>)
+/// to `target` unless already there; through a staging directory, so an
 /// interrupted extraction is never mistaken for a tree.
-pub fn extract_debian_source(target: &Path) -> Result<(), TreeError> {
+pub fn extract_debian_source(target: &Path, kernel: DebianKernel) -> Result<(), TreeError> {
+    let package = kernel.source_package();
     let parent = target.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
-    let _lock = lock_file(&parent.join(format!(".{DEBIAN_SOURCE}.lock")))?;
+    let _lock = lock_file(&parent.join(format!(".{package}.lock")))?;
     if target.join("Makefile").is_file() {
         return Ok(());
     }
-    let tarball = PathBuf::from(format!("/usr/src/{DEBIAN_SOURCE}.tar.xz"));
+    let tarball = PathBuf::from(format!("/usr/src/{package}.tar.xz"));
     if !tarball.is_file() {
-        return Err(TreeError::NoDebianSource(tarball));
+        return Err(TreeError::NoDebianSource { tarball, package });
     }
-    let staging = parent.join(format!(".{DEBIAN_SOURCE}.partial"));
+    let staging = parent.join(format!(".{package}.partial"));
     let _ = std::fs::remove_dir_all(&staging);
     std::fs::create_dir_all(&staging).map_err(io(format!("creating {}", staging.display())))?;
     let status = Command::new("tar")
@@ -112,7 +116,7 @@ pub fn extract_debian_source(target: &Path) -> Result<(), TreeError> {
     if !status.success() {
         return Err(TreeError::Make { command: format!("tar xf {}", tarball.display()), dir: staging, tail: status.to_string() });
     }
-    std::fs::rename(staging.join(DEBIAN_SOURCE), target).map_err(io(format!("moving the tree to {}", target.display())))?;
+    std::fs::rename(staging.join(&package), target).map_err(io(format!("moving the tree to {}", target.display())))?;
     let _ = std::fs::remove_dir_all(&staging);
     Ok(())
 }

@@ -10,10 +10,11 @@ use lockscope_source::inventory::scan_tree;
 use lockscope_source::tree::{default_kernel_src, extract_debian_source, prepare, PrepareOptions};
 use lockscope_source::wrappers::find_wrappers;
 use lockscope_source::{LockType, Resolver, Scope, Site};
+use lockscope_trace::DebianKernel;
 
 fn prepared_tree() -> PathBuf {
     let root = default_kernel_src();
-    extract_debian_source(&root).expect("linux-source-6.1 installed by setup.sh");
+    extract_debian_source(&root, DebianKernel::V6_1).expect("linux-source-6.1 installed by setup.sh");
     prepare(&root, &PrepareOptions::default(), |step| eprintln!("prepare: {step}")).expect("prepare");
     let mut last = String::new();
     build_index(&root, locate(None).expect("clangd installed by setup.sh"), |active| {
@@ -95,7 +96,7 @@ fn the_papers_examples_resolve_on_linux_6_1() {
 #[test]
 fn the_inventory_of_linux_6_1() {
     let root = default_kernel_src();
-    extract_debian_source(&root).expect("linux-source-6.1 installed by setup.sh");
+    extract_debian_source(&root, DebianKernel::V6_1).expect("linux-source-6.1 installed by setup.sh");
     let inventory = scan_tree(&root, &["arch", "tools", "Documentation", "samples"], |_| {}).unwrap();
     // Global lock definitions outside arch/: ~2,515 counted independently (the paper: ~2,488).
     let globals = inventory.globals.len() as f64;

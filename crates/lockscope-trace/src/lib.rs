@@ -5,11 +5,13 @@
 //! DuckDB or Spark can read the tables directly; see `format` for the layout.
 
 pub mod context;
+pub mod debian;
 pub mod format;
 pub mod frames;
 pub mod kallsyms;
 pub mod model;
 
+pub use debian::DebianKernel;
 pub use format::{read_trace, write_table, write_trace, TraceError, FORMAT_NAME, FORMAT_VERSION};
 pub use kallsyms::{KallsymsError, SymbolTable};
 pub use model::*;

@@ -343,7 +343,8 @@ pub struct SlabCache {
 /// What the recorder needs to tell where locks live: said wherever a trace
 /// has no places.
 pub const PLACES_NEED: &str = "the bpf_get_kmem_cache kfunc (kernel 6.13 or later, tp_btf or trampolines), \
-     or kallsyms' page_offset_base, vmemmap_base and max_pfn on a kernel that marks slab pages with PG_slab (up to 6.9)";
+     or kallsyms' page_offset_base, vmemmap_base and max_pfn on a kernel that marks slab pages with PG_slab (up to 6.9) \
+     or the page type PGTY_slab (6.12 on)";
 
 /// Where a lock lives, as the recorder found it the first time it saw the lock.
 #[derive(Clone, Debug, PartialEq, Eq)]

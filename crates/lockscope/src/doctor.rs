@@ -178,7 +178,9 @@ fn table(r: &Report) -> String {
         Some(s) => format!(
             "slab objects: {} · per-CPU variables: {} · globals: {}",
             s.slab_by
-                .map_or("no (needs the bpf_get_kmem_cache kfunc, 6.13+, or KALLSYMS_ALL up to 6.9)".into(), |by| format!("yes ({by})")),
+                .map_or("no (needs the bpf_get_kmem_cache kfunc, 6.13+, or KALLSYMS_ALL up to 6.9 and from 6.12)".into(), |by| format!(
+                    "yes ({by})"
+                )),
             yes_no(s.percpu),
             if s.globals { "yes (kallsyms)" } else { "no (needs KALLSYMS_ALL)" }
         ),

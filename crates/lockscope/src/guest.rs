@@ -1,14 +1,14 @@
-//! `lockscope guest`: run a command inside Debian's 6.1 kernel under qemu.
+//! `lockscope guest`: run a command inside one of Debian's kernels under qemu.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use lockscope_platform::guest::{self, GuestConfig};
+use lockscope_platform::guest::{self, DebianKernel, GuestConfig};
 
-/// Run a command in a Debian 6.1 guest (qemu) and bring back what it writes to
-/// /out. Debian's kernel allows fentry, kprobes and KALLSYMS_ALL, so acquire
-/// mode works there even where this host's kernel refuses it.
+/// Run a command in a Debian guest (qemu; 6.1 or 6.12) and bring back what it
+/// writes to /out. Debian's kernels allow fentry, kprobes and KALLSYMS_ALL,
+/// so acquire mode works there even where this host's kernel refuses it.
 ///
 /// The guest has busybox, `lockscope` (this binary) and a fresh ext4 disk as
 /// its working directory (/mnt/disk). The kernel package is fetched with apt
@@ -22,6 +22,9 @@ pub struct Args {
     /// the command's stderr is on the console).
     #[arg(long, default_value = "lockscope-guest-out")]
     out: PathBuf,
+    /// The kernel to boot: debian-6.1 (the paper's) or debian-6.12.
+    #[arg(long, value_parser = parse_kernel, default_value = "debian-6.1")]
+    kernel: DebianKernel,
     /// Kill the guest after this long (e.g. 5m); a hang is an error with the console tail.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
     timeout: Duration,
@@ -51,7 +54,7 @@ pub struct Args {
     #[arg(long = "bin", value_name = "PATH")]
     binaries: Vec<PathBuf>,
     /// Fetch the guest kernel's debug info (Debian's -dbg package, ~860 MB
-    /// download, ~650 MB kept) and print where it is; `lockscope resolve`
+    /// download for 6.1, ~1 GB for 6.12; ~650 MB kept) and print where it is; `lockscope resolve`
     /// then maps the guest's traces to source lines by itself.
     #[arg(long)]
     debug_info: bool,
@@ -63,15 +66,16 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.debug_info {
         let cache = guest::default_cache_dir();
-        let kernel = guest::GuestKernel::fetch(&cache)?;
+        let kernel = guest::GuestKernel::fetch(&cache, args.kernel)?;
         eprintln!("fetching linux-image-{}-dbg (once)", kernel.release);
-        let debug = guest::GuestDebugInfo::fetch(&cache, &kernel.release)?;
+        let debug = guest::GuestDebugInfo::fetch(&cache, &kernel)?;
         println!("vmlinux: {}\nmodules: {}", debug.vmlinux.display(), debug.modules.display());
         if args.command.is_empty() {
             return Ok(());
         }
     }
     let mut cfg = GuestConfig::new(args.command.join(" "), &args.out);
+    cfg.kernel = args.kernel;
     cfg.timeout = args.timeout;
     cfg.memory_mb = args.memory;
     cfg.cpus = args.cpus;
@@ -85,7 +89,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let me = std::env::current_exe().context("locating the lockscope binary")?;
     // The guest calls it `lockscope`, whatever the host's file is named.
     anyhow::ensure!(me.file_name().is_some_and(|n| n == "lockscope"), "{} must be named lockscope", me.display());
-    eprintln!("booting Debian 6.1 under qemu ({}), timeout {}", cfg.accel, humantime::format_duration(cfg.timeout));
+    eprintln!("booting Debian {} under qemu ({}), timeout {}", cfg.kernel.series(), cfg.accel, humantime::format_duration(cfg.timeout));
     let outcome = guest::run(&cfg, &me)?;
     if let Ok(text) = std::fs::read_to_string(args.out.join("stdout")) {
         print!("{text}");
@@ -95,4 +99,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std::process::exit(outcome.exit_code);
     }
     Ok(())
+}
+
+pub(crate) fn parse_kernel(name: &str) -> Result<DebianKernel, String> {
+    DebianKernel::parse(name)
+        .ok_or_else(|| format!("unknown kernel; the guest boots {}", DebianKernel::ALL.map(DebianKernel::name).join(", ")))
 }

@@ -5,9 +5,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
-use lockscope_source::clangd::{build_index, locate, Clangd, SourceTree};
+use lockscope_source::clangd::{ready_tree, Clangd, SourceTree};
 use lockscope_source::tree::{self, PrepareOptions};
 use lockscope_source::{Resolver, Site};
+use lockscope_trace::DebianKernel;
 
 use lockscope_analysis::render::csv_field;
 
@@ -20,7 +21,8 @@ pub enum Source {
     /// Get a kernel tree ready: configure, make prepare, compile_commands.json, clangd's index.
     ///
     /// Without --kernel-src, Debian's linux-source-6.1 (/usr/src/linux-source-6.1.tar.xz)
-    /// is extracted into ~/.cache/lockscope/linux-source-6.1. Every step is skipped
+    /// is extracted into ~/.cache/lockscope/linux-source-6.1; with --kernel
+    /// debian-6.12, linux-source-6.12 likewise. Every step is skipped
     /// when its output is already there, so running it again resumes or does
     /// nothing. An existing compile_commands.json is used as it is. Indexing the
     /// defconfig tree takes about 5 minutes on 2 cores.
@@ -81,6 +83,10 @@ pub struct TreeArgs {
     /// The kernel source tree [default: ~/.cache/lockscope/linux-source-6.1].
     #[arg(long, value_name = "DIR")]
     kernel_src: Option<PathBuf>,
+    /// Debian's source of this kernel instead (debian-6.1 or debian-6.12),
+    /// extracted into ~/.cache/lockscope/linux-source-<series>.
+    #[arg(long, value_parser = crate::guest::parse_kernel, conflicts_with = "kernel_src")]
+    kernel: Option<DebianKernel>,
     /// The clangd binary [default: $LOCKSCOPE_CLANGD, else the one ./setup.sh installs].
     #[arg(long, value_name = "PATH")]
     clangd: Option<PathBuf>,
@@ -88,7 +94,16 @@ pub struct TreeArgs {
 
 impl TreeArgs {
     pub(crate) fn tree(&self) -> SourceTree {
-        SourceTree { kernel_src: self.kernel_src.clone(), clangd: self.clangd.clone() }
+        let kernel_src = self.kernel_src.clone().or_else(|| self.kernel.map(tree::debian_source_dir));
+        SourceTree { kernel_src, clangd: self.clangd.clone() }
+    }
+
+    /// The Debian source package the tree is extracted from, unless a tree is given.
+    fn debian(&self) -> Option<DebianKernel> {
+        match self.kernel_src {
+            Some(_) => None,
+            None => Some(self.kernel.unwrap_or(DebianKernel::V6_1)),
+        }
     }
 
     pub(crate) fn root(&self) -> PathBuf {
@@ -200,29 +215,17 @@ fn inventory(args: InventoryArgs, members: bool) -> Result<()> {
 }
 
 fn prepare(args: PrepareArgs) -> Result<()> {
-    let root = args.tree.root();
     let bar = spinner("{spinner} {elapsed} {msg}");
-    if args.tree.kernel_src.is_none() {
-        bar.set_message(format!("extracting {} into {}", tree::DEBIAN_SOURCE, root.display()));
-        tree::extract_debian_source(&root)?;
-    }
     let options = PrepareOptions { config: args.config, defconfig: args.defconfig, ..Default::default() };
-    let prepared = tree::prepare(&root, &options, |step| bar.set_message(step.to_owned()))?;
-    bar.suspend(|| eprintln!("{}: {} files in compile_commands.json", prepared.root.display(), prepared.files));
-    if args.no_index {
-        bar.finish_and_clear();
-        return Ok(());
-    }
-    let clangd = locate(args.tree.clangd.as_deref())?;
     let start = Instant::now();
-    bar.set_message("indexing (clangd)");
-    let size = build_index(&prepared.root, clangd, |active| {
-        if let Some(progress) = active.first() {
-            bar.set_message(progress.clone());
-        }
+    let ready = ready_tree(&args.tree.root(), args.tree.debian(), &options, args.tree.clangd.as_deref(), !args.no_index, |step| {
+        bar.set_message(step.to_owned())
     })?;
     bar.finish_and_clear();
-    eprintln!("index ready in {:.0} s ({:.0} MB)", start.elapsed().as_secs_f64(), size as f64 / 1e6);
+    eprintln!("{}: {} files in compile_commands.json", ready.prepared.root.display(), ready.prepared.files);
+    if let Some(size) = ready.index_bytes {
+        eprintln!("ready in {:.0} s; clangd's index {:.0} MB", start.elapsed().as_secs_f64(), size as f64 / 1e6);
+    }
     Ok(())
 }
 

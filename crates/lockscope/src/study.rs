@@ -36,10 +36,13 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     platforms: Vec<String>,
     /// Kernels to study in: running (this machine's, in the best mode it
-    /// allows) and debian-6.1 (Debian 12's kernel, the paper's, booted under
-    /// qemu: the host platform's microbenchmarks inside it, in acquire mode,
-    /// every acquisition counted; its columns are host@6.1). The guest kernel
-    /// (~60 MB) and its debug info (~860 MB) are fetched once.
+    /// allows), debian-6.1 (Debian 12's kernel, the paper's) and debian-6.12
+    /// (its newer one). A Debian kernel is booted under qemu: the host
+    /// platform's microbenchmarks inside it, in acquire mode, every
+    /// acquisition counted; its columns are host@6.1, host@6.12. Each guest
+    /// kernel (~60-110 MB) and its debug info (~0.9-1 GB) are fetched once,
+    /// and its source (linux-source-<series>) prepared and indexed once
+    /// (~6 min).
     #[arg(long = "kernel", value_delimiter = ',', default_value = "running")]
     kernels: Vec<String>,
     /// Workloads to study: names (mem-8k, mem-1m, file-list, file-create,
@@ -70,7 +73,9 @@ pub struct Args {
     /// Trasher counts measured in the stress experiment: 1 up to this.
     #[arg(long, default_value_t = 1)]
     stress_trashers: u32,
-    /// The kernel source to resolve against [default: ~/.cache/lockscope/linux-source-6.1, if prepared].
+    /// The kernel source to resolve every trace against [default: Debian's
+    /// source of the trace's kernel in ~/.cache/lockscope (prepared for the
+    /// Debian kernels studied), else linux-source-6.1 for subsystems].
     #[arg(long, value_name = "DIR")]
     kernel_src: Option<PathBuf>,
     #[command(flatten)]
@@ -80,6 +85,12 @@ pub struct Args {
     /// had one, which kept them off the page allocator's shared paths.
     #[arg(long, value_parser = lockscope_workloads::mem::parse_size)]
     memory_limit: Option<u64>,
+    /// How long each recording in a guest kernel may take, boot included
+    /// [default: 3 × --duration + 15 min: emulation is slow]; a guest still
+    /// running then is killed, its step noted as failed with the console's
+    /// last lines, and retried when the study is run again.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    guest_timeout: Option<Duration>,
     /// Start over: discard the traces and stress results of an earlier study in --output.
     #[arg(long)]
     fresh: bool,
@@ -102,6 +113,7 @@ pub fn run(args: Args) -> Result<()> {
         }),
         kernel_src: args.kernel_src.clone(),
         memory_limit: args.memory_limit,
+        guest_timeout: args.guest_timeout,
         fresh: args.fresh,
         env: args.instances.env()?,
     };

@@ -38,8 +38,31 @@ struct slab {
 	struct kmem_cache *slab_cache;
 } __attribute__((preserve_access_index));
 
-/* Up to 6.9; later kernels mark slab pages by page type. */
+/* Up to 6.9 a slab page has the flag PG_slab; from 6.12 its page type
+ * (the top byte of page_type) is PGTY_slab. (6.10 and 6.11 encode page
+ * types otherwise: not read.) */
 enum pageflags { PG_slab = 0 };
+enum pagetype { PGTY_slab = 0 };
+
+struct page___typed {
+	unsigned int page_type;
+} __attribute__((preserve_access_index));
+
+static __always_inline bool slab_pages_marked(void)
+{
+	return bpf_core_enum_value_exists(enum pageflags, PG_slab) || bpf_core_enum_value_exists(enum pagetype, PGTY_slab);
+}
+
+/* Whether the (head) page is a slab's. */
+static __always_inline bool is_slab_page(u64 page)
+{
+	if (bpf_core_enum_value_exists(enum pageflags, PG_slab)) {
+		u64 flags = BPF_CORE_READ((struct page *)page, flags);
+		return flags & (1ULL << (bpf_core_enum_value(enum pageflags, PG_slab) & 63));
+	}
+	u32 type = BPF_CORE_READ((struct page___typed *)page, page_type);
+	return (type >> 24) == bpf_core_enum_value(enum pagetype, PGTY_slab);
+}
 
 /* A slab object's cache and its slab's first byte. */
 struct slab_of {
@@ -50,7 +73,7 @@ struct slab_of {
 /* Whether slab_of can read an object's slab from its page here. */
 static __always_inline bool pages_readable(void)
 {
-	return page_offset_base_addr && vmemmap_base_addr && max_pfn_addr && bpf_core_enum_value_exists(enum pageflags, PG_slab);
+	return page_offset_base_addr && vmemmap_base_addr && max_pfn_addr && slab_pages_marked();
 }
 
 /* The slab holding an object, read from its page (as the kernel's
@@ -71,8 +94,7 @@ static __always_inline struct slab_of slab_of(u64 object)
 	u64 head = BPF_CORE_READ((struct page *)page, compound_head);
 	if (head & 1)
 		page = head - 1;
-	u64 flags = BPF_CORE_READ((struct page *)page, flags);
-	if (!(flags & (1ULL << (bpf_core_enum_value(enum pageflags, PG_slab) & 63))))
+	if (!is_slab_page(page))
 		return none;
 	struct slab_of found = {
 		.cache = BPF_CORE_READ((struct slab *)page, slab_cache),

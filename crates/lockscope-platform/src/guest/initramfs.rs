@@ -7,8 +7,8 @@ use std::process::Command;
 use super::kernel::GuestKernel;
 use super::{io, run_tool, GuestError};
 
-/// Modules (relative to lib/modules/<release>/kernel) for a virtio ext4 disk;
-/// depmod works out the order.
+/// Modules (relative to lib/modules/<release>/kernel) for a virtio ext4 disk,
+/// each after those it needs; a kernel may have some built in (6.12: virtio).
 pub(crate) const MODULES: &[&str] = &[
     "drivers/virtio/virtio.ko",
     "drivers/virtio/virtio_ring.ko",
@@ -37,7 +37,7 @@ mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
-for m in virtio_pci virtio_blk crc32c_generic ext4; do modprobe $m || echo "lockscope-guest: modprobe $m failed"; done
+for m in $(cat /modules.load); do modprobe $m || echo "lockscope-guest: modprobe $m failed"; done
 mkdir -p /mnt/disk /out
 for i in $(seq 100); do [ -b /dev/vdb ] && break; sleep 0.1; done
 mount -t ext4 /dev/vda /mnt/disk || echo "lockscope-guest: no ext4 disk"
@@ -75,9 +75,20 @@ pub fn build(kernel: &GuestKernel, binaries: &[&Path], command: &str, root: &Pat
     }
 
     let modules = root.join("lib/modules").join(&kernel.release);
-    for m in MODULES {
-        copy(&kernel.modules.join("kernel").join(m), &modules.join("kernel").join(m))?;
+    let loadable = kernel.loadable_modules(MODULES)?;
+    for (m, packaged) in &loadable {
+        let to = modules.join("kernel").join(m);
+        if packaged.extension().is_some_and(|e| e == "xz") {
+            // busybox's modprobe reads uncompressed modules only.
+            let unpack = format!("xz -dc '{}' > '{}'", packaged.display(), to.display());
+            std::fs::create_dir_all(to.parent().unwrap()).map_err(io(format!("creating {}", to.display())))?;
+            run_tool(Command::new("sh").arg("-c").arg(unpack))?;
+        } else {
+            copy(packaged, &to)?;
+        }
     }
+    let names: Vec<&str> = loadable.iter().filter_map(|(m, _)| Path::new(m).file_stem()?.to_str()).collect();
+    std::fs::write(root.join("modules.load"), names.join("\n") + "\n").map_err(io("writing modules.load"))?;
     for f in ["modules.builtin", "modules.builtin.modinfo", "modules.order"] {
         copy(&kernel.modules.join(f), &modules.join(f))?;
     }

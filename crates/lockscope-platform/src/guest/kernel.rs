@@ -1,7 +1,10 @@
-//! Debian's 6.1 kernel package, fetched with apt and unpacked into a cache.
+//! Debian's kernel packages, fetched with apt and unpacked into a cache,
+//! one directory per series.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+use lockscope_trace::DebianKernel;
 
 use super::{io, run_tool, GuestError};
 
@@ -13,36 +16,34 @@ pub struct GuestKernel {
 }
 
 impl GuestKernel {
-    /// The newest linux-image-6.1.0-N-amd64 Debian offers, downloaded once.
-    pub fn fetch(cache: &Path) -> Result<GuestKernel, GuestError> {
-        std::fs::create_dir_all(cache).map_err(io(format!("creating {}", cache.display())))?;
-        if let Some(k) = Self::cached(cache) {
+    /// The newest image of the series Debian offers, downloaded once.
+    pub fn fetch(cache: &Path, kernel: DebianKernel) -> Result<GuestKernel, GuestError> {
+        let dir = kernel_dir(cache, kernel);
+        std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        if let Some(k) = Self::cached(&dir) {
             return Ok(k);
         }
-        let listing = run_tool(Command::new("apt-cache").args(["search", "--names-only", r"^linux-image-6\.1\.0-[0-9]+-amd64$"]))?;
-        let package = listing
-            .lines()
-            .filter_map(|l| l.split_whitespace().next())
-            .max_by_key(|p| p.trim_start_matches("linux-image-6.1.0-").trim_end_matches("-amd64").parse::<u32>().unwrap_or(0))
-            .ok_or_else(|| GuestError::Setup("apt offers no linux-image-6.1.0-*-amd64 package (Debian 12 sources needed)".into()))?
+        let listing = run_tool(Command::new("apt-cache").args(["search", "--names-only", kernel.image_package_pattern()]))?;
+        let package = newest(listing.lines().filter_map(|l| l.split_whitespace().next()))
+            .ok_or_else(|| GuestError::Setup(format!("apt offers no {kernel} kernel image (Debian 12 sources needed)")))?
             .to_owned();
-        let download = cache.join("download");
+        let download = dir.join("download");
         let deb = apt_download(&package, &download)?;
-        let unpacked = cache.join("unpacked.tmp");
+        let unpacked = dir.join("unpacked.tmp");
         let _ = std::fs::remove_dir_all(&unpacked);
         run_tool(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&unpacked))?;
-        std::fs::rename(&unpacked, cache.join("kernel")).map_err(io("moving the unpacked kernel into place"))?;
+        std::fs::rename(&unpacked, dir.join("kernel")).map_err(io("moving the unpacked kernel into place"))?;
         let _ = std::fs::remove_dir_all(&download);
-        Self::cached(cache).ok_or_else(|| GuestError::Setup(format!("{package} holds no vmlinuz")))
+        Self::cached(&dir).ok_or_else(|| GuestError::Setup(format!("{package} holds no vmlinuz")))
     }
 
-    /// Whether the kernel is already in the cache (no download needed).
-    pub fn is_cached(cache: &Path) -> bool {
-        Self::cached(cache).is_some()
+    /// Whether the series' kernel is already in the cache (no download needed).
+    pub fn is_cached(cache: &Path, kernel: DebianKernel) -> bool {
+        Self::cached(&kernel_dir(cache, kernel)).is_some()
     }
 
-    fn cached(cache: &Path) -> Option<GuestKernel> {
-        let root = cache.join("kernel");
+    fn cached(dir: &Path) -> Option<GuestKernel> {
+        let root = dir.join("kernel");
         let boot = std::fs::read_dir(root.join("boot")).ok()?;
         let vmlinuz =
             boot.flatten().map(|e| e.path()).find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("vmlinuz-")))?;
@@ -50,6 +51,37 @@ impl GuestKernel {
         let modules = root.join("lib/modules").join(&release);
         modules.is_dir().then_some(GuestKernel { release, vmlinuz, modules })
     }
+
+    /// Where each of `wanted` (paths under `kernel/`, as `fs/ext4/ext4.ko`)
+    /// is in the package, as it is or xz-compressed (6.12); None for one
+    /// built into the kernel, an error for one it has not at all.
+    pub(crate) fn loadable_modules<'a>(&self, wanted: &[&'a str]) -> Result<Vec<(&'a str, PathBuf)>, GuestError> {
+        let builtin = std::fs::read_to_string(self.modules.join("modules.builtin")).unwrap_or_default();
+        let mut found = vec![];
+        for &m in wanted {
+            let plain = self.modules.join("kernel").join(m);
+            let compressed = plain.with_extension("ko.xz");
+            if plain.is_file() {
+                found.push((m, plain));
+            } else if compressed.is_file() {
+                found.push((m, compressed));
+            } else if !builtin.lines().any(|l| l.strip_prefix("kernel/") == Some(m)) {
+                return Err(GuestError::Setup(format!("kernel {} has no module {m}, loadable or built in", self.release)));
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// Where a series' kernel is unpacked.
+fn kernel_dir(cache: &Path, kernel: DebianKernel) -> PathBuf {
+    cache.join(kernel.name())
+}
+
+/// The package of the newest upload, by the numbers in its name.
+fn newest<'a>(packages: impl Iterator<Item = &'a str>) -> Option<&'a str> {
+    let numbers = |p: &str| -> Vec<u32> { p.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse().ok()).collect() };
+    packages.max_by_key(|p| numbers(p))
 }
 
 /// Downloads `package` into `dir` (emptied first); the .deb's path.
@@ -77,7 +109,8 @@ pub struct GuestDebugInfo {
 impl GuestDebugInfo {
     /// Downloaded (~860 MB) and unpacked once: only the vmlinux and the
     /// guest's modules are kept (~650 MB).
-    pub fn fetch(cache: &Path, release: &str) -> Result<GuestDebugInfo, GuestError> {
+    pub fn fetch(cache: &Path, kernel: &GuestKernel) -> Result<GuestDebugInfo, GuestError> {
+        let release = &kernel.release;
         if let Some(found) = Self::cached(cache, release) {
             return Ok(found);
         }
@@ -87,7 +120,8 @@ impl GuestDebugInfo {
         let _ = std::fs::remove_dir_all(&unpacked);
         std::fs::create_dir_all(&unpacked).map_err(io("creating the debug-info directory"))?;
         let mut wanted = vec![format!("./usr/lib/debug/boot/vmlinux-{release}")];
-        wanted.extend(super::initramfs::MODULES.iter().map(|m| format!("./usr/lib/debug/lib/modules/{release}/kernel/{m}")));
+        let modules = kernel.loadable_modules(super::initramfs::MODULES)?;
+        wanted.extend(modules.iter().map(|(m, _)| format!("./usr/lib/debug/lib/modules/{release}/kernel/{m}")));
         // Only what is wanted is written; the package's other 5 GB are not.
         let script = format!("dpkg-deb --fsys-tarfile \"$1\" | tar -x -C \"$2\" {}", wanted.join(" "));
         run_tool(Command::new("sh").arg("-c").arg(script).arg("sh").arg(&deb).arg(&unpacked))?;
@@ -104,5 +138,16 @@ impl GuestDebugInfo {
         let vmlinux = root.join("boot").join(format!("vmlinux-{release}"));
         let modules = root.join("lib/modules").join(release);
         (vmlinux.is_file() && modules.is_dir()).then_some(GuestDebugInfo { vmlinux, modules })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_newest_upload_is_chosen_by_its_numbers() {
+        let six_one = ["linux-image-6.1.0-9-amd64", "linux-image-6.1.0-57-amd64", "linux-image-6.1.0-10-amd64"];
+        assert_eq!(super::newest(six_one.into_iter()), Some("linux-image-6.1.0-57-amd64"));
+        let six_twelve = ["linux-image-6.12.117+deb12-amd64", "linux-image-6.12.99+deb12-amd64"];
+        assert_eq!(super::newest(six_twelve.into_iter()), Some("linux-image-6.12.117+deb12-amd64"));
     }
 }

@@ -1,5 +1,5 @@
-//! A Debian 6.1 guest under qemu: runs a command inside Debian's own kernel
-//! (the paper's kernel version, with fentry, kprobes and KALLSYMS_ALL) and
+//! A Debian guest under qemu: runs a command inside one of Debian's own
+//! kernels (6.1, the paper's, by default; fentry, kprobes and KALLSYMS_ALL) and
 //! brings back what it wrote to /out. Acquire mode is proven this way on hosts
 //! whose kernel refuses trampolines, and the microVM platform builds on it.
 //!
@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use kernel::{GuestDebugInfo, GuestKernel};
+pub use lockscope_trace::DebianKernel;
 
 #[derive(Clone, Debug)]
 pub struct GuestConfig {
@@ -29,7 +30,9 @@ pub struct GuestConfig {
     pub disk_mb: u32,
     /// qemu's `-accel`: `kvm`, `tcg` or `tcg,thread=single` (see [`default_accel`]).
     pub accel: String,
-    /// Cache for the Debian kernel package.
+    /// The kernel it boots.
+    pub kernel: DebianKernel,
+    /// Cache for the Debian kernel packages.
     pub cache_dir: PathBuf,
     /// More host programs to put in the guest's /usr/bin (with their libraries).
     pub extra_binaries: Vec<PathBuf>,
@@ -51,6 +54,7 @@ impl GuestConfig {
             cpus: 2,
             disk_mb: 512,
             accel: default_accel().into(),
+            kernel: DebianKernel::V6_1,
             cache_dir: default_cache_dir(),
             extra_binaries: vec![],
             scratch: std::env::temp_dir(),
@@ -157,7 +161,7 @@ pub struct Machine {
 
 impl Machine {
     pub fn build(cfg: &GuestConfig, lockscope: &Path) -> Result<Machine, GuestError> {
-        let kernel = GuestKernel::fetch(&cfg.cache_dir)?;
+        let kernel = GuestKernel::fetch(&cfg.cache_dir, cfg.kernel)?;
         let work = tempfile::Builder::new()
             .prefix("lockscope-guest")
             .tempdir_in(&cfg.scratch)

@@ -1,0 +1,78 @@
+//! Debian 12's kernel series: the kernels lockscope boots as guests (acquire
+//! mode where the host refuses it) and whose source and debug info it
+//! resolves traces against. Each series' package names are here and nowhere
+//! else.
+
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum DebianKernel {
+    /// 6.1, Debian 12's own kernel and the paper's.
+    V6_1,
+    /// 6.12, Debian 12's newer kernel (from its security archive).
+    V6_12,
+}
+
+impl DebianKernel {
+    pub const ALL: [DebianKernel; 2] = [DebianKernel::V6_1, DebianKernel::V6_12];
+
+    /// `6.1`: the kernel's version, as columns (`host@6.1`) show it.
+    pub fn series(self) -> &'static str {
+        match self {
+            DebianKernel::V6_1 => "6.1",
+            DebianKernel::V6_12 => "6.12",
+        }
+    }
+
+    /// `debian-6.1`: how users name it (`--kernel debian-6.1`).
+    pub fn name(self) -> String {
+        format!("debian-{}", self.series())
+    }
+
+    pub fn parse(name: &str) -> Option<DebianKernel> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The series whose kernel `uname -r` says `release` is
+    /// (`6.1.0-57-amd64`, `6.12.117+deb12-amd64`).
+    pub fn of_release(release: &str) -> Option<DebianKernel> {
+        Self::ALL.into_iter().find(|k| release.strip_prefix(k.series()).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('-')))
+    }
+
+    /// The package of its source (`/usr/src/<package>.tar.xz`, which
+    /// unpacks into a directory of the same name).
+    pub fn source_package(self) -> String {
+        format!("linux-source-{}", self.series())
+    }
+
+    /// `apt-cache search` pattern of its kernel image packages, one per
+    /// upload (`linux-image-6.1.0-57-amd64`, `linux-image-6.12.117+deb12-amd64`);
+    /// the debug info of each is `<package>-dbg`.
+    pub fn image_package_pattern(self) -> &'static str {
+        match self {
+            DebianKernel::V6_1 => r"^linux-image-6\.1\.0-[0-9]+-amd64$",
+            DebianKernel::V6_12 => r"^linux-image-6\.12\.[0-9]+\+deb12-amd64$",
+        }
+    }
+}
+
+impl fmt::Display for DebianKernel {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_release_belongs_to_its_series_only() {
+        assert_eq!(DebianKernel::of_release("6.1.0-57-amd64"), Some(DebianKernel::V6_1));
+        assert_eq!(DebianKernel::of_release("6.12.117+deb12-amd64"), Some(DebianKernel::V6_12));
+        assert_eq!(DebianKernel::of_release("6.18.44"), None);
+        assert_eq!(DebianKernel::of_release("6.10.2"), None);
+        assert_eq!(DebianKernel::parse("debian-6.12"), Some(DebianKernel::V6_12));
+        assert_eq!(DebianKernel::parse("6.12"), None);
+    }
+}
