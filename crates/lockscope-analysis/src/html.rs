@@ -40,6 +40,9 @@ pub struct StressFigure {
 #[derive(Clone, Debug, Serialize)]
 pub struct Correlation {
     pub measure: String,
+    /// The kernel whose experiments it ranks (`running`, `debian-6.1`):
+    /// modes and emulation differ between kernels, so each has its own.
+    pub kernel: String,
     /// Spearman's rho; None when there were too few experiments.
     pub rho: Option<f64>,
     /// Its 95% interval; None below 4 experiments.
@@ -98,11 +101,17 @@ pub fn render(page: &Page) -> String {
         out += "</table>\n";
     }
     if !page.correlations.is_empty() {
-        out += "<table><caption>Does sharing predict slowdown? Spearman's rho against the measured slowdown</caption><tr><th>measure</th><th>rho</th><th>95% interval</th><th>experiments</th></tr>";
+        out += "<table><caption>Does sharing predict slowdown? Spearman's rho against the measured slowdown</caption><tr><th>measure</th><th>kernel</th><th>rho</th><th>95% interval</th><th>experiments</th></tr>";
         for k in page.correlations {
             let rho = k.rho.map_or("too few experiments".into(), |r| format!("{r:.2}"));
             let ci = k.rho_ci.map_or("–".into(), |(lo, hi)| format!("[{lo:.2}, {hi:.2}]"));
-            let _ = write!(out, "<tr><td>{}</td><td>{rho}</td><td>{ci}</td><td>{}</td></tr>", escape(&k.measure), k.experiments);
+            let _ = write!(
+                out,
+                "<tr><td>{}</td><td>{}</td><td>{rho}</td><td>{ci}</td><td>{}</td></tr>",
+                escape(&k.measure),
+                escape(&k.kernel),
+                k.experiments
+            );
         }
         out += "</table>\n";
     }

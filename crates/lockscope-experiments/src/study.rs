@@ -297,11 +297,7 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
     }
 
     let cells = cells(&plan.workloads, &platforms, &cfg.kernels, &mut notes);
-    let stressed: Vec<&StudyCell> = cells.iter().filter(|c| c.kernel == StudyKernel::Running).collect();
-    if cfg.stress.is_some() && stressed.len() < cells.len() {
-        notes.push("the stress experiment runs in the running kernel only, not yet in a guest kernel".into());
-    }
-    let total = cells.len() as u64 * cfg.runs as u64 + if cfg.stress.is_some() { stressed.len() as u64 } else { 0 };
+    let total = cells.len() as u64 * (cfg.runs as u64 + cfg.stress.is_some() as u64);
     let mut done = 0;
 
     for kernel in cfg.kernels.iter().filter(|k| cells.iter().any(|c| c.kernel == **k)).filter_map(|k| k.column_suffix()) {
@@ -348,16 +344,32 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
 
     let mut stress_results = Vec::new();
     if let Some(settings) = cfg.stress {
-        for cell in stressed {
+        for cell in &cells {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            let (w, p) = (&cell.workload, cell.platform);
-            let doing =
-                format!("stress: {w} on {p}, {} trasher(s) in {} windows", settings.trashers, humantime::format_duration(settings.window));
+            let doing = format!(
+                "stress: {} on {}, {} trasher(s) in {} windows",
+                cell.workload,
+                cell.column(),
+                settings.trashers,
+                humantime::format_duration(settings.window)
+            );
             events(StudyEvent::Step { done, total, doing: &doing });
-            if let Some(result) = stress_step(cfg, settings, w, p, stop, |warning| events(StudyEvent::Warning(warning)))? {
-                stress_results.push((w.clone(), p, result));
+            let stressed = match cell.kernel {
+                StudyKernel::Running => stress_step(cfg, settings, cell, stop, |warning| events(StudyEvent::Warning(warning)))?,
+                StudyKernel::Debian(kernel) => guest_stress_step(cfg, settings, cell, kernel)?
+                    .map_err(|why| {
+                        notes.push(format!(
+                            "stress: {} on {} not measured (run the study again to retry): {why}",
+                            cell.workload,
+                            cell.column()
+                        ))
+                    })
+                    .ok(),
+            };
+            if let Some(result) = stressed {
+                stress_results.push((cell.clone(), result));
             }
             done += 1;
         }
@@ -571,7 +583,7 @@ fn failed_instances(instances: &[lockscope_trace::Workload], workload: &str, col
 
 /// Resolves each trace against its own kernel's source where that source is
 /// prepared and matches: `--kernel-src`, else Debian's source of the trace's
-/// kernel series (made ready here, once, for the guest kernels studied).
+/// kernel series (extracted and configured here for the guest kernels studied).
 /// Places the call sites of the others in subsystems by function name, from
 /// whatever kernel source is at hand. Traces are rewritten with what was found.
 fn resolve_traces(
@@ -581,12 +593,21 @@ fn resolve_traces(
     mut progress: impl FnMut(&str),
 ) -> Result<(), StudyError> {
     if cfg.kernel_src.is_none() {
+        // Extracted and configured here (a minute); clangd's index of it only
+        // by `lockscope source prepare`, which can take an hour (6.12 on 2 cores).
         for kernel in recorded_guest_kernels(&cfg.kernels, traces) {
             let root = lockscope_source::tree::debian_source_dir(kernel);
             let options = lockscope_source::tree::PrepareOptions::default();
             let step = |step: &str| progress(&format!("{}: {step}", kernel.source_package()));
-            if let Err(e) = lockscope_source::clangd::ready_tree(&root, Some(kernel), &options, None, true, step) {
-                notes.push(format!("{kernel}'s source could not be prepared: {e}"));
+            match lockscope_source::clangd::ready_tree(&root, Some(kernel), &options, None, false, step) {
+                Err(e) => notes.push(format!("{kernel}'s source could not be prepared: {e}")),
+                Ok(_) if !lockscope_source::tree::is_indexed(&root) => notes.push(format!(
+                    "{kernel}'s locks resolved without clangd's index of {}: each call site within its own file, a lock \
+                     reached through a function defined elsewhere left unresolved; `lockscope source prepare --kernel {kernel}` \
+                     builds the index",
+                    root.display()
+                )),
+                Ok(_) => {}
             }
         }
     }
@@ -661,26 +682,29 @@ fn recorded_guest_kernels(kernels: &[StudyKernel], traces: &[(PathBuf, Trace)]) 
         .collect()
 }
 
-/// Where one workload's stress experiment on one platform is written.
-fn stress_dir(out: &Path, workload: &str, platform: PlatformKind) -> PathBuf {
-    out.join("stress").join(format!("{workload}@{platform}"))
+/// Where a cell's stress experiment is written.
+fn stress_dir(out: &Path, cell: &StudyCell) -> PathBuf {
+    out.join("stress").join(cell.id())
+}
+
+/// A stress experiment the study ran before, read back.
+fn earlier_stress(dir: &Path) -> Option<StressResult> {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("stress.json")).ok()?).ok()
 }
 
 /// Runs one stress experiment (or reads it back); None when interrupted.
 fn stress_step(
     cfg: &StudyConfig,
     settings: StressSettings,
-    name: &str,
-    platform: PlatformKind,
+    cell: &StudyCell,
     stop: &AtomicBool,
     warn: impl FnOnce(&str),
 ) -> Result<Option<StressResult>, StudyError> {
-    let dir = stress_dir(&cfg.output, name, platform);
-    if let Ok(text) = std::fs::read_to_string(dir.join("stress.json")) {
-        if let Ok(result) = serde_json::from_str::<StressResult>(&text) {
-            return Ok(Some(result));
-        }
+    let dir = stress_dir(&cfg.output, cell);
+    if let Some(result) = earlier_stress(&dir) {
+        return Ok(Some(result));
     }
+    let (name, platform) = (&cell.workload, cell.platform);
     let w = workload(name)?;
     let stress_cfg = StressConfig {
         platforms: vec![platform],
@@ -690,7 +714,7 @@ fn stress_step(
         window: settings.window,
         cycles: settings.cycles,
         warmup: settings.window,
-        sample_every: (settings.window / 4).max(Duration::from_millis(200)),
+        sample_every: sample_every(settings),
         runs: 1,
     };
     let failed = |source| StudyError::Stress { workload: name.to_owned(), platform, source };
@@ -705,12 +729,87 @@ fn stress_step(
     Ok(Some(result))
 }
 
+/// How often the worker reports in a study's stress windows.
+fn sample_every(settings: StressSettings) -> Duration {
+    (settings.window / 4).max(Duration::from_millis(200))
+}
+
+/// Runs one stress experiment in a Debian kernel under qemu (or reads it
+/// back): `lockscope stress` on the guest's host platform, nothing recorded.
+/// With no trampolines attached, emulation may give each vCPU a host thread
+/// of its own, so worker and trasher run at once, as on hardware. A guest
+/// that fails or hangs fails only this step: Err says why.
+fn guest_stress_step(
+    cfg: &StudyConfig,
+    settings: StressSettings,
+    cell: &StudyCell,
+    kernel: DebianKernel,
+) -> Result<Result<StressResult, String>, StudyError> {
+    let dir = stress_dir(&cfg.output, cell);
+    if let Some(result) = earlier_stress(&dir) {
+        return Ok(Ok(result));
+    }
+    let w = workload(&cell.workload)?;
+    let duration = |d: Duration| format!("{}ms", d.as_millis());
+    let (trashers, cycles) = (settings.trashers.to_string(), settings.cycles.to_string());
+    let stress = [
+        "lockscope",
+        "stress",
+        "--platform",
+        "host",
+        "--work-dir",
+        "/mnt/disk/instances",
+        "--worker",
+        w.command,
+        "--trasher",
+        w.trasher,
+        "--trashers",
+        &trashers,
+        "--window",
+        &duration(settings.window),
+        "--cycles",
+        &cycles,
+        "--warmup",
+        &duration(settings.window),
+        "--sample",
+        &duration(sample_every(settings)),
+        "-o",
+        "/out/stress",
+    ];
+    let out_dir = cfg.output.join("guest").join(format!("stress-{}", cell.id()));
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let mut guest = GuestConfig::new(shlex::try_join(stress).expect("no NUL in the study's commands"), &out_dir);
+    guest.kernel = kernel;
+    guest.accel = guest::parallel_accel().into();
+    let run_length = settings.window * (2 + 2 * settings.cycles * settings.trashers);
+    guest.timeout = cfg.guest_timeout.unwrap_or_else(|| default_guest_timeout(run_length));
+    let outcome = match guest::run(&guest, &cfg.env.lockscope) {
+        Ok(outcome) => outcome,
+        Err(e) => return Ok(Err(e.to_string())),
+    };
+    if outcome.exit_code != 0 {
+        return Ok(Err(format!(
+            "lockscope stress exited with status {} in the guest; last console lines:\n{}",
+            outcome.exit_code,
+            outcome.console_tail()
+        )));
+    }
+    let Some(result) = earlier_stress(&out_dir.join("stress")) else {
+        return Ok(Err(format!("the guest wrote no stress.json; last console lines:\n{}", outcome.console_tail())));
+    };
+    std::fs::create_dir_all(dir.parent().expect("a stress directory has a parent")).map_err(io("creating the stress directory"))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(out_dir.join("stress"), &dir).map_err(io(format!("moving the guest's stress results to {}", dir.display())))?;
+    let _ = std::fs::remove_dir_all(&out_dir);
+    Ok(Ok(result))
+}
+
 fn write_report(
     out: &Path,
     plan: &Plan,
     mut notes: Vec<String>,
     traces: &[Trace],
-    stress_results: &[(String, PlatformKind, StressResult)],
+    stress_results: &[(StudyCell, StressResult)],
     complete: bool,
 ) -> Result<StudyOutcome, StudyError> {
     let options = lockscope_analysis::Options { top_sites: 3, include_interrupt: false };
@@ -722,25 +821,31 @@ fn write_report(
             format!("kernel {} · mode {} via {} · {} recordings", t.meta.kernel_release, t.meta.mode, t.meta.hook, traces.len()),
         );
     }
-    let figures: Vec<StressFigure> = stress_results
+    let figures: Vec<(StudyKernel, StressFigure)> = stress_results
         .iter()
-        .filter_map(|(w, p, r)| {
+        .filter_map(|(cell, r)| {
             let s = r.series.first()?;
             let last = s.levels.last()?;
-            let svg = std::fs::read_to_string(stress_dir(out, w, *p).join("stress.svg")).unwrap_or_default();
-            Some(StressFigure {
-                workload: w.clone(),
-                platform: p.name().into(),
+            let figure = StressFigure {
+                workload: cell.workload.clone(),
+                platform: cell.column(),
                 baseline: s.baseline,
                 unit: s.unit.clone(),
                 slowdown: last.slowdown,
                 trashers: last.trashers,
-                svg,
-            })
+                svg: std::fs::read_to_string(stress_dir(out, cell).join("stress.svg")).unwrap_or_default(),
+            };
+            Some((cell.kernel, figure))
         })
         .collect();
-    let correlations = correlate(&comparison, &figures);
-
+    // Each kernel's experiments ranked on their own: modes and emulation differ.
+    let correlations: Vec<Correlation> = StudyKernel::all()
+        .flat_map(|kernel| {
+            let mine: Vec<&StressFigure> = figures.iter().filter(|(k, _)| *k == kernel).map(|(_, f)| f).collect();
+            correlate(&comparison, &mine, kernel)
+        })
+        .collect();
+    let figures: Vec<StressFigure> = figures.into_iter().map(|(_, f)| f).collect();
     let report = Report { notes: &notes, plan, comparison: &comparison, stress: &figures, correlations: &correlations, complete };
     let write = |name: &str, text: String| {
         let path = out.join(name);
@@ -769,7 +874,7 @@ fn write_report(
 type Measure = (&'static str, fn(&compare::Cell) -> f64);
 
 /// Spearman's rho of each sharing measure against the measured slowdown.
-fn correlate(c: &Comparison, figures: &[StressFigure]) -> Vec<Correlation> {
+fn correlate(c: &Comparison, figures: &[&StressFigure], kernel: StudyKernel) -> Vec<Correlation> {
     if figures.is_empty() {
         return vec![];
     }
@@ -788,6 +893,7 @@ fn correlate(c: &Comparison, figures: &[StressFigure]) -> Vec<Correlation> {
             let rho = spearman(&pairs);
             Correlation {
                 measure: (*name).into(),
+                kernel: kernel.name(),
                 rho,
                 rho_ci: rho.and_then(|r| spearman_interval(r, pairs.len())),
                 experiments: pairs.len(),

@@ -43,13 +43,12 @@ pub fn availability(env: &Env) -> Availability {
     Availability { usable: true, detail: format!("{qemu} ({}; {kernel}{firecracker})", accel().1) }
 }
 
-/// KVM where a guest really runs under it, else TCG (multi-threaded: no BPF
-/// trampolines are attached inside a microVM).
+/// qemu's accelerator (no BPF trampolines are attached inside a microVM)
+/// and how to say it.
 fn accel() -> (&'static str, &'static str) {
-    if crate::guest::kvm_usable() {
-        ("kvm", "KVM")
-    } else {
-        ("tcg", "software emulation (TCG)")
+    match crate::guest::parallel_accel() {
+        "kvm" => ("kvm", "KVM"),
+        other => (other, "software emulation (TCG)"),
     }
 }
 

@@ -64,7 +64,9 @@ impl SourceTree {
     }
 
     /// A clangd session over the prepared tree, once its index is loaded
-    /// (`tick` sees what clangd reports it is doing meanwhile).
+    /// (`tick` sees what clangd reports it is doing meanwhile). A tree
+    /// without a complete index is opened without one: each file is then
+    /// understood on its own, and a definition in another file is not found.
     pub fn open(&self, tick: impl FnMut(&[String])) -> Result<Clangd, ClangdError> {
         let root = self.root();
         if !root.join(crate::tree::COMPILE_COMMANDS).is_file() {
@@ -72,7 +74,10 @@ impl SourceTree {
         }
         let root = root.canonicalize().map_err(|source| ClangdError::Read { path: root.clone(), source })?;
         let options = ClangdOptions::new(locate(self.clangd.as_deref())?, root.clone());
-        Clangd::start_indexed(&root, options, tick)
+        match crate::tree::is_indexed(&root) {
+            true => Clangd::start_indexed(&root, options, tick),
+            false => Clangd::start(&root, options),
+        }
     }
 }
 
@@ -388,6 +393,7 @@ pub fn build_index(root: &Path, binary: PathBuf, tick: impl FnMut(&[String])) ->
     let _lock = crate::tree::lock_tree(root)?;
     let clangd = Clangd::start_indexed(root, ClangdOptions::new(binary, root.to_owned()), tick)?;
     clangd.shutdown();
+    crate::tree::mark_indexed(root)?;
     Ok(directory_size(&root.join(".cache/clangd/index")))
 }
 
@@ -401,8 +407,8 @@ pub struct ReadyTree {
 /// Makes the tree at `root` ready for resolution, each step skipped when its
 /// output is there: Debian's source of `debian` extracted into it (where
 /// given), configured and prepared (compile_commands.json), and indexed by
-/// clangd when `index` (about 6 minutes the first time on 2 cores, seconds
-/// after). `step` is told what runs.
+/// clangd when `index` (6.1's about 6 minutes the first time on 2 cores,
+/// 6.12's about an hour; seconds after). `step` is told what runs.
 pub fn ready_tree(
     root: &Path,
     debian: Option<lockscope_trace::DebianKernel>,

@@ -121,6 +121,18 @@ pub fn extract_debian_source(target: &Path, kernel: DebianKernel) -> Result<(), 
     Ok(())
 }
 
+/// Written into a tree when clangd's background index of it is complete.
+const INDEXED: &str = ".cache/clangd/lockscope-indexed";
+
+/// Whether clangd's index of the tree is complete (`lockscope source prepare`).
+pub fn is_indexed(root: &Path) -> bool {
+    root.join(INDEXED).is_file()
+}
+
+pub(crate) fn mark_indexed(root: &Path) -> Result<(), TreeError> {
+    std::fs::write(root.join(INDEXED), "").map_err(io(format!("marking {} indexed", root.display())))
+}
+
 /// Holds an exclusive lock on `path` (created if missing) until dropped:
 /// two lockscope processes never extract, configure or index one tree at once.
 pub fn lock_file(path: &Path) -> Result<std::fs::File, TreeError> {

@@ -9,12 +9,14 @@
 //! TCG all code is emulated, so the ratios are what carries over to
 //! hardware, not the absolute figures.
 //!
-//! `cargo bench -p lockscope --bench acquire_overhead` (as root; several
-//! minutes). LOCKSCOPE_BENCH_SECS sets each run's length (default 5).
+//! `cargo bench -p lockscope --bench acquire_overhead` (as root; about 20
+//! minutes). LOCKSCOPE_BENCH_SECS sets each run's length (default 5),
+//! LOCKSCOPE_BENCH_ROUNDS the rounds beside klockstat (default 5).
 
 use std::path::Path;
 use std::process::Command;
 
+use lockscope_analysis::stats::Estimate;
 use serde_json::Value;
 
 const LOCKSCOPE: &str = env!("CARGO_BIN_EXE_lockscope");
@@ -41,13 +43,14 @@ fn report(trace: &Path) -> Value {
 
 fn main() {
     let secs = std::env::var("LOCKSCOPE_BENCH_SECS").unwrap_or_else(|_| "5".into());
+    let rounds: u32 = std::env::var("LOCKSCOPE_BENCH_ROUNDS").map_or(5, |r| r.parse().expect("LOCKSCOPE_BENCH_ROUNDS: a number"));
     let out = tempfile::tempdir().unwrap();
     assert!(Path::new(KLOCKSTAT).is_file(), "{KLOCKSTAT} not found: install libbpf-tools (setup.sh does)");
     let status = Command::new(LOCKSCOPE)
-        .args(["guest", "--timeout", "30m", "--bin", KLOCKSTAT, "--out"])
+        .args(["guest", "--timeout", "60m", "--bin", KLOCKSTAT, "--out"])
         .arg(out.path())
         .arg("--")
-        .arg(format!("SECS={secs}\n{SCRIPT}"))
+        .arg(format!("SECS={secs} ROUNDS={rounds}\n{SCRIPT}"))
         .status()
         .unwrap();
     assert!(status.success(), "guest run failed; see {}", out.path().join("console.log").display());
@@ -57,17 +60,8 @@ fn main() {
     for name in ["file-create", "mmap"] {
         let base = throughput(&out.path().join(format!("{name}-untraced.json")))["ops_per_sec"].as_f64().unwrap();
         println!("{:<12} {:<24} {:>12.0} {:>9} {:>14} {:>16}", name, "untraced", base, "-", "-", "-");
-        // The run's rate, and the acquisitions per operation its trace counted.
-        let traced = |config: &str| {
-            let run = throughput(&out.path().join(format!("{name}-{config}.json")));
-            let report = report(&out.path().join(format!("{name}-{config}.trace")));
-            let acquisitions =
-                report["workloads"][0]["acquisitions"].as_f64().unwrap() + report["counters"]["irq_filtered"].as_f64().unwrap();
-            (run["ops_per_sec"].as_f64().unwrap(), acquisitions / run["ops"].as_f64().unwrap())
-        };
         let row = |label: &str, (rate, per_op): (f64, f64)| {
-            // Extra time per operation, spread over the acquisitions it made.
-            let ns_per_acq = (1.0 / rate - 1.0 / base) * 1e9 / per_op;
+            let ns_per_acq = ns_per_acquisition(base, rate, per_op);
             println!(
                 "{:<12} {:<24} {:>12.0} {:>8.1}% {:>14.1} {:>16.0}",
                 name,
@@ -86,13 +80,46 @@ fn main() {
             ("sampled", "stacks, 1 in 64 sampled"),
             ("stacks-nohold", "stacks, no hold"),
         ] {
-            row(label, traced(config));
+            row(label, traced(out.path(), name, config));
         }
-        // Beside its peer, on the lock classes klockstat traces: its
-        // acquisitions per operation are those lockscope counted on them.
-        let (rate, per_op) = traced("mutex-rwsem");
-        row("mutex+rwsem, stacks", (rate, per_op));
-        let klockstat = throughput(&out.path().join(format!("{name}-klockstat.json")))["ops_per_sec"].as_f64().unwrap();
-        row("klockstat", (klockstat, per_op));
     }
+
+    // Beside its peer, on the lock classes klockstat traces, in alternating
+    // rounds, each against its own untraced run: klockstat's acquisitions per
+    // operation are those lockscope counted on them in the same round.
+    println!("\nbeside klockstat (mutexes and rwsems, a stack each), {rounds} alternating rounds: ns per acquisition, median [range]");
+    println!("{:<12} {:>30} {:>30} {:>30}", "workload", "lockscope --locks mutex,rwsem", "klockstat", "lockscope / klockstat");
+    let range = |v: &[f64], digits: usize| {
+        let e = Estimate::of(v).expect("rounds ran");
+        let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
+        format!("{:.*} [{:.*}, {:.*}]", digits, e.median, digits, lo, digits, hi)
+    };
+    for name in ["file-create", "mmap"] {
+        let (mut ours, mut theirs, mut ratios) = (vec![], vec![], vec![]);
+        for round in 1..=rounds {
+            let run = format!("{name}.{round}");
+            let base = throughput(&out.path().join(format!("{run}-untraced.json")))["ops_per_sec"].as_f64().unwrap();
+            let (rate, per_op) = traced(out.path(), &run, "mutex-rwsem");
+            let klockstat = throughput(&out.path().join(format!("{run}-klockstat.json")))["ops_per_sec"].as_f64().unwrap();
+            let (a, b) = (ns_per_acquisition(base, rate, per_op), ns_per_acquisition(base, klockstat, per_op));
+            ours.push(a);
+            theirs.push(b);
+            ratios.push(a / b);
+        }
+        println!("{:<12} {:>30} {:>30} {:>30}", name, range(&ours, 0), range(&theirs, 0), range(&ratios, 2));
+    }
+}
+
+/// A traced run's rate, and the acquisitions per operation its trace counted.
+fn traced(dir: &Path, run: &str, config: &str) -> (f64, f64) {
+    let result = throughput(&dir.join(format!("{run}-{config}.json")));
+    let report = report(&dir.join(format!("{run}-{config}.trace")));
+    let acquisitions = report["workloads"][0]["acquisitions"].as_f64().unwrap() + report["counters"]["irq_filtered"].as_f64().unwrap();
+    (result["ops_per_sec"].as_f64().unwrap(), acquisitions / result["ops"].as_f64().unwrap())
+}
+
+/// The extra time per operation of a traced run, spread over the
+/// acquisitions it made.
+fn ns_per_acquisition(untraced: f64, traced: f64, per_op: f64) -> f64 {
+    (1.0 / traced - 1.0 / untraced) * 1e9 / per_op
 }

@@ -102,6 +102,17 @@ pub fn default_accel() -> &'static str {
     }
 }
 
+/// The accelerator for a guest that attaches no BPF trampolines: KVM where
+/// it works, else multi-threaded TCG (a host thread per vCPU, so the vCPUs
+/// run at once; [`SAFE_TCG`] only for trampolines).
+pub fn parallel_accel() -> &'static str {
+    if kvm_usable() {
+        "kvm"
+    } else {
+        "tcg"
+    }
+}
+
 pub fn default_cache_dir() -> PathBuf {
     lockscope_trace::cache_dir().join("guest")
 }
@@ -246,6 +257,9 @@ fn make_sparse(path: &Path, bytes: u64) -> Result<(), GuestError> {
 pub(crate) fn tail(console: &Path) -> String {
     let text = std::fs::read_to_string(console).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        return "(the console is empty: the kernel prints nothing before init under `quiet`)".into();
+    }
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
 

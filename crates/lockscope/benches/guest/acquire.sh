@@ -3,10 +3,12 @@
 # 8-frame stacks, with full (64-frame) stacks, with one stack in 64 after a
 # lock's first 16, and with full stacks but no unlock probes; then beside its
 # peer: klockstat (mutexes and rwsems, a stack per acquisition, system-wide)
-# and lockscope on the same lock classes with stacks. See
+# and lockscope on the same lock classes with stacks, in ROUNDS alternating
+# rounds. See
 # benches/acquire_overhead.rs.
 L=lockscope
 SECS=${SECS:-5}
+ROUNDS=${ROUNDS:-5}
 run() { # name config workload-args...
   name=$1; config=$2; shift 2
   rm -rf /mnt/disk/w
@@ -37,7 +39,14 @@ run() { # name config workload-args...
       kill -INT $k; wait $k ;;
   esac
 }
-for config in untraced nohold acquire shallow stacks sampled stacks-nohold mutex-rwsem klockstat; do
+for config in untraced nohold acquire shallow stacks sampled stacks-nohold; do
   run file-create $config file-churn --dir /mnt/disk/w --files 500
   run mmap $config mem --size 8k --total 32m
+done
+# The peers in alternating rounds, each with an untraced run of its own.
+for round in $(seq $ROUNDS); do
+  for config in untraced mutex-rwsem klockstat; do
+    run file-create.$round $config file-churn --dir /mnt/disk/w --files 500
+    run mmap.$round $config mem --size 8k --total 32m
+  done
 done
