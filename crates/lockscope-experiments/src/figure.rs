@@ -11,7 +11,8 @@ use plotters::style::{register_font, FontStyle};
 
 use crate::stress::StressResult;
 
-const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+/// The font figures are drawn with (fonts-dejavu-core).
+pub const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 const SIZE: (u32, u32) = (960, 540);
 
 #[derive(Debug, thiserror::Error)]

@@ -521,20 +521,11 @@ fn guest_record_step(cfg: &StudyConfig, cell: &StudyCell, kernel: DebianKernel, 
         &instance("b"),
     ];
     let out_dir = cfg.output.join("guest").join(cell.id());
-    let _ = std::fs::remove_dir_all(&out_dir);
     let mut guest = GuestConfig::new(shlex::try_join(record).expect("no NUL in the study's commands"), &out_dir);
     guest.kernel = kernel;
     guest.timeout = cfg.guest_timeout.unwrap_or_else(|| default_guest_timeout(cfg.duration));
-    let outcome = match guest::run(&guest, &cfg.env.lockscope) {
-        Ok(outcome) => outcome,
-        Err(e) => return Ok(Err(e.to_string())),
-    };
-    if outcome.exit_code != 0 {
-        return Ok(Err(format!(
-            "lockscope record exited with status {} in the guest; last console lines:\n{}",
-            outcome.exit_code,
-            outcome.console_tail()
-        )));
+    if let Err(why) = run_in_guest(&guest, &cfg.env.lockscope) {
+        return Ok(Err(why));
     }
     let mut trace = read_trace(&out_dir.join("trace"))?;
     for w in &mut trace.meta.workloads {
@@ -546,6 +537,19 @@ fn guest_record_step(cfg: &StudyConfig, cell: &StudyCell, kernel: DebianKernel, 
     write_trace(path, &trace, true)?;
     let _ = std::fs::remove_dir_all(&out_dir);
     Ok(Ok(trace))
+}
+
+/// Runs a lockscope command in a guest (its /out in a fresh
+/// `guest.out_dir`); Err says why it failed, with the console's last lines.
+fn run_in_guest(guest: &GuestConfig, lockscope: &Path) -> Result<(), String> {
+    let _ = std::fs::remove_dir_all(&guest.out_dir);
+    let outcome = guest::run(guest, lockscope).map_err(|e| e.to_string())?;
+    match outcome.exit_code {
+        0 => Ok(()),
+        status => {
+            Err(format!("`{}` exited with status {status} in the guest; last console lines:\n{}", guest.command, outcome.console_tail()))
+        }
+    }
 }
 
 /// How long a guest kernel's recording of `duration` may take: booting,
@@ -777,25 +781,17 @@ fn guest_stress_step(
         "/out/stress",
     ];
     let out_dir = cfg.output.join("guest").join(format!("stress-{}", cell.id()));
-    let _ = std::fs::remove_dir_all(&out_dir);
     let mut guest = GuestConfig::new(shlex::try_join(stress).expect("no NUL in the study's commands"), &out_dir);
     guest.kernel = kernel;
     guest.accel = guest::parallel_accel().into();
+    guest.extra_files = vec![PathBuf::from(crate::figure::FONT)];
     let run_length = settings.window * (2 + 2 * settings.cycles * settings.trashers);
     guest.timeout = cfg.guest_timeout.unwrap_or_else(|| default_guest_timeout(run_length));
-    let outcome = match guest::run(&guest, &cfg.env.lockscope) {
-        Ok(outcome) => outcome,
-        Err(e) => return Ok(Err(e.to_string())),
-    };
-    if outcome.exit_code != 0 {
-        return Ok(Err(format!(
-            "lockscope stress exited with status {} in the guest; last console lines:\n{}",
-            outcome.exit_code,
-            outcome.console_tail()
-        )));
+    if let Err(why) = run_in_guest(&guest, &cfg.env.lockscope) {
+        return Ok(Err(why));
     }
     let Some(result) = earlier_stress(&out_dir.join("stress")) else {
-        return Ok(Err(format!("the guest wrote no stress.json; last console lines:\n{}", outcome.console_tail())));
+        return Ok(Err(format!("the guest wrote no stress.json in {}", out_dir.display())));
     };
     std::fs::create_dir_all(dir.parent().expect("a stress directory has a parent")).map_err(io("creating the stress directory"))?;
     let _ = std::fs::remove_dir_all(&dir);

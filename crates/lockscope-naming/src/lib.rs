@@ -167,10 +167,15 @@ pub fn name_trace(trace: &mut Trace, btf: &Btf) {
             notes.push(format!("locks not named at run time: the recorder could not tell where they live (it needs {PLACES_NEED})"));
         }
     } else {
+        let by = |source: NameSource| names.iter().filter(|n| n.by == source).count();
         let mut note = format!(
-            "{} of {} locks named from their slab cache, per-CPU variable or data symbol and the kernel's BTF; {outside} in none of these",
+            "{} of {} locks named from their slab cache ({}), per-CPU variable ({}) or data symbol ({}) and the kernel's BTF; \
+             {outside} in none of these",
             names.len(),
-            trace.places.len()
+            trace.places.len(),
+            by(NameSource::Slab),
+            by(NameSource::Percpu),
+            by(NameSource::Kallsyms)
         );
         if !unnamed.is_empty() {
             note.push_str(&format!("; {} not matched to a struct member", unnamed.len()));

@@ -1,7 +1,7 @@
 //! The guest's initramfs: busybox, lockscope and its shared libraries, the
 //! modules for a virtio ext4 disk, and an init that runs the command.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::kernel::GuestKernel;
@@ -54,8 +54,16 @@ poweroff -f
 "#;
 
 /// Assembles the tree at `root` and packs it as a gzip'd newc cpio at `out`.
-/// `binaries` go to /usr/bin under their own names, with their libraries.
-pub fn build(kernel: &GuestKernel, binaries: &[&Path], command: &str, root: &Path, out: &Path) -> Result<(), GuestError> {
+/// `binaries` go to /usr/bin under their own names, with their libraries;
+/// `files` to their own paths.
+pub fn build(
+    kernel: &GuestKernel,
+    binaries: &[&Path],
+    files: &[PathBuf],
+    command: &str,
+    root: &Path,
+    out: &Path,
+) -> Result<(), GuestError> {
     for dir in ["bin", "usr/bin", "sbin", "proc", "sys", "dev", "tmp", "mnt", "lib", "lib64"] {
         std::fs::create_dir_all(root.join(dir)).map_err(io(format!("creating {dir}")))?;
     }
@@ -72,6 +80,10 @@ pub fn build(kernel: &GuestKernel, binaries: &[&Path], command: &str, root: &Pat
         for lib in shared_libraries(binary)? {
             copy(Path::new(&lib), &root.join(lib.trim_start_matches('/')))?;
         }
+    }
+
+    for file in files {
+        copy(file, &root.join(file.strip_prefix("/").unwrap_or(file)))?;
     }
 
     let modules = root.join("lib/modules").join(&kernel.release);

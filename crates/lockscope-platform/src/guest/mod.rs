@@ -36,6 +36,8 @@ pub struct GuestConfig {
     pub cache_dir: PathBuf,
     /// More host programs to put in the guest's /usr/bin (with their libraries).
     pub extra_binaries: Vec<PathBuf>,
+    /// More host files to put in the guest at the same path (e.g. the font figures are drawn with).
+    pub extra_files: Vec<PathBuf>,
     /// Where the machine's work directory (initramfs, disks) is made.
     pub scratch: PathBuf,
     /// More kernel command-line arguments (e.g. lockup detectors when debugging a hang).
@@ -57,6 +59,7 @@ impl GuestConfig {
             kernel: DebianKernel::V6_1,
             cache_dir: default_cache_dir(),
             extra_binaries: vec![],
+            extra_files: vec![],
             scratch: std::env::temp_dir(),
             kernel_args: vec![],
             qemu_args: vec![],
@@ -179,7 +182,7 @@ impl Machine {
             .map_err(io(format!("creating a work directory in {}", cfg.scratch.display())))?;
         let initrd = work.path().join("initrd.img");
         let binaries: Vec<&Path> = std::iter::once(lockscope).chain(cfg.extra_binaries.iter().map(PathBuf::as_path)).collect();
-        initramfs::build(&kernel, &binaries, &cfg.command, &work.path().join("root"), &initrd)?;
+        initramfs::build(&kernel, &binaries, &cfg.extra_files, &cfg.command, &work.path().join("root"), &initrd)?;
         let disk = work.path().join("disk.img");
         let out_disk = work.path().join("out.img");
         make_sparse(&disk, cfg.disk_mb as u64 * 1024 * 1024)?;
