@@ -25,7 +25,9 @@ pub enum Source {
     /// debian-6.12, linux-source-6.12 likewise. Every step is skipped
     /// when its output is already there, so running it again resumes or does
     /// nothing. An existing compile_commands.json is used as it is. Indexing the
-    /// defconfig tree takes about 5 minutes on 2 cores.
+    /// defconfig tree takes about 5 minutes on 2 cores for 6.1, well over half
+    /// an hour for 6.12; without a complete index, resolution still works
+    /// within each call site's own file.
     Prepare(PrepareArgs),
     /// Resolve lock acquisition sites (FILE:LINE, relative to the tree) to the lock they take.
     ///
