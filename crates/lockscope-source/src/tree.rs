@@ -88,7 +88,7 @@ pub fn debian_source_dir(kernel: DebianKernel) -> PathBuf {
     lockscope_trace::cache_dir().join(kernel.source_package())
 }
 
-/// Extracts /usr/src/linux-source-<series>.tar.xz (package linux-source-<series>)
+/// Extracts `/usr/src/linux-source-<series>.tar.xz` (package `linux-source-<series>`)
 /// to `target` unless already there; through a staging directory, so an
 /// interrupted extraction is never mistaken for a tree.
 pub fn extract_debian_source(target: &Path, kernel: DebianKernel) -> Result<(), TreeError> {

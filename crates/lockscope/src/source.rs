@@ -86,7 +86,7 @@ pub struct TreeArgs {
     #[arg(long, value_name = "DIR")]
     kernel_src: Option<PathBuf>,
     /// Debian's source of this kernel instead (debian-6.1 or debian-6.12),
-    /// extracted into ~/.cache/lockscope/linux-source-<series>.
+    /// extracted into `~/.cache/lockscope/linux-source-<series>`.
     #[arg(long, value_parser = crate::guest::parse_kernel, conflicts_with = "kernel_src")]
     kernel: Option<DebianKernel>,
     /// The clangd binary [default: $LOCKSCOPE_CLANGD, else the one ./setup.sh installs].

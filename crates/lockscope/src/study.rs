@@ -41,8 +41,9 @@ pub struct Args {
     /// platform's microbenchmarks inside it, in acquire mode, every
     /// acquisition counted; its columns are host@6.1, host@6.12. Each guest
     /// kernel (~60-110 MB) and its debug info (~0.9-1 GB) are fetched once,
-    /// and its source (linux-source-<series>) prepared and indexed once
-    /// (~6 min).
+    /// and its source (`linux-source-6.12`) extracted and configured once;
+    /// clangd's index of it, for locks reached through other files, comes
+    /// from `lockscope source prepare --kernel debian-6.12`.
     #[arg(long = "kernel", value_delimiter = ',', default_value = "running")]
     kernels: Vec<String>,
     /// Workloads to study: names (mem-8k, mem-1m, file-list, file-create,
