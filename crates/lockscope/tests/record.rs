@@ -98,8 +98,8 @@ fn file_churn_pair_shares_file_system_locks() {
 
 /// Run-time naming on this kernel (contention mode, no kernel source, no
 /// data symbols): the slab cache of each lock and the kernel's BTF name the
-/// locks two file-create workloads share, the block device's buffer lock
-/// among them.
+/// locks two file-create workloads share, each as a member of the object its
+/// call site takes it from.
 #[test]
 fn a_file_create_pair_shares_locks_named_by_their_objects() {
     let _k = serial();
@@ -112,6 +112,7 @@ fn a_file_create_pair_shares_locks_named_by_their_objects() {
     assert!(out.status.success(), "record failed: {}", stderr(&out));
     let report = report_json(&trace);
     let shared: Vec<&Value> = report["locks"].as_array().unwrap().iter().filter(|l| l["shared"] == true).collect();
+    let summary: Vec<String> = shared.iter().map(|l| format!("{} {} {}", l["acquisitions"], l["object"], site_of(l))).collect();
     // A global lock cannot be named on this kernel (kallsyms lists no data
     // symbols, BTF no such variable): `inode_hash_lock` is one, with a tenth
     // of the shared acquisitions, more or less as the run goes. Every lock in
@@ -123,12 +124,27 @@ fn a_file_create_pair_shares_locks_named_by_their_objects() {
     let named: u64 = placed.iter().filter(|l| l["object"].is_string()).map(acquisitions).sum();
     assert!(
         named as f64 >= 0.9 * total as f64,
-        "{named} of {total} shared acquisitions in slab objects or per-CPU areas named: {report:#}"
+        "{named} of {total} shared acquisitions in slab objects or per-CPU areas named: {summary:#?}"
     );
-    // find_get_block_common takes the block device's i_private_lock (fs/buffer.c).
-    let buffers = shared.iter().find(|l| site_of(l).starts_with("find_get_block_common")).expect("the buffer lookup is shared");
-    assert_eq!(buffers["object"], "bdev_inode.vfs_inode.i_data.i_private_lock", "{buffers:#}");
-    assert_eq!(buffers["names"][0]["by"], "slab");
+    // Which lock these functions take, from the kernel's source. Which of
+    // them contend in a run is up to the scheduler; each one that does is
+    // named as its source says, and at least one does.
+    let taken_by = [
+        ("find_get_block_common", "bdev_inode.vfs_inode.i_data.i_private_lock"), // fs/buffer.c
+        ("mark_buffer_dirty_inode", "bdev_inode.vfs_inode.i_data.i_private_lock"),
+        ("locked_inode_to_wb_and_lock_list", "backing_dev_info.wb.list_lock"), // fs/fs-writeback.c
+        ("__es_insert_extent", "ext4_sb_info.s_es_lock"),                      // fs/ext4/extents_status.c
+        ("new_inode", "super_block.s_inode_list_lock"),                        // fs/inode.c
+    ];
+    let mut checked = 0;
+    for lock in &shared {
+        let site = site_of(lock);
+        let Some((_, object)) = taken_by.iter().find(|(function, _)| site.starts_with(&format!("{function}+"))) else { continue };
+        assert_eq!(lock["object"], *object, "{site}: {lock:#}");
+        assert_eq!(lock["names"][0]["by"], "slab", "{lock:#}");
+        checked += 1;
+    }
+    assert!(checked > 0, "no shared lock taken at a call site whose lock the source names: {summary:#?}");
     for l in shared.iter().filter(|l| l["object"].is_null()) {
         assert!(l["why_unnamed"].as_str().is_some_and(|w| !w.is_empty()), "an unnamed lock says why: {l:#}");
     }
