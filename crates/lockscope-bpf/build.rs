@@ -23,4 +23,5 @@ fn main() {
     println!("cargo:rerun-if-changed=src/bpf/lifetimes.bpf.h");
     println!("cargo:rerun-if-changed=src/bpf/primitives.h");
     println!("cargo:rerun-if-changed=src/bpf/places.bpf.h");
+    println!("cargo:rerun-if-changed=src/bpf/waits.bpf.h");
 }

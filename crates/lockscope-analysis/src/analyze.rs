@@ -32,7 +32,7 @@ pub struct Analysis {
     pub kallsyms_all: bool,
     /// The recorder's notes on how the trace was made.
     pub notes: Vec<String>,
-    /// Each workload's waits by the holder of the lock (contention mode).
+    /// Each workload's waits by the holder of the lock (where waits are timed: contention mode, and acquire mode on 5.19+).
     pub waits_by_holder: Vec<crate::holders::HolderWaits>,
     /// Each workload's exposure to each other (see [`crate::score`]).
     pub exposures: Vec<crate::score::Exposure>,

@@ -42,7 +42,7 @@ pub struct Maps<'a> {
     pub counters: &'a dyn MapCore,
     /// Where locks live (src/bpf/places.bpf.h).
     pub places: PlaceMaps<'a>,
-    /// Waits by the holder of the lock (contention mode only).
+    /// Waits by the holder of the lock, where waits are timed.
     pub holders: Option<&'a dyn MapCore>,
 }
 
@@ -298,6 +298,9 @@ fn load_acquire_with<'obj>(
     if primitives == 0 {
         return Err("none of the requested lock primitives is a traceable function in this kernel's BTF".into());
     }
+    let waits = has_contention_tracepoints(&btf);
+    open.progs.lks_w_begin.set_autoload(waits);
+    open.progs.lks_w_end.set_autoload(waits);
     open.maps.aggregates.set_max_entries(s.max_records).map_err(|e| e.to_string())?;
     open.maps.stacks.set_value_size(s.stack_depth.max(1) * 8).map_err(|e| e.to_string())?;
     if let Some(rodata) = open.maps.rodata_data.as_deref_mut() {
@@ -333,8 +336,15 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
         sections.iter().filter(|s| Family::of(s).is_some()).filter_map(|s| target_of(s).map(str::to_owned)).collect();
     attached.sort();
     attached.dedup();
+    let waits = skel.progs.lks_w_begin.autoload();
+    if waits {
+        attached.extend(["lock:contention_begin".to_owned(), "lock:contention_end".to_owned()]);
+    }
     let (links, fds) = attach_all(&progs)?;
     let mut notes = vec![];
+    if !waits {
+        notes.push("waits not timed: this kernel has no lock:contention tracepoints (before 5.19)".into());
+    }
     if !attached.iter().any(|f| f == "__raw_spin_lock_init") {
         let frees: Vec<&str> = attached.iter().map(String::as_str).filter(|f| is_free(f)).collect();
         notes.push(if frees.is_empty() {
@@ -378,7 +388,13 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
             false => "recorded without stacks: no call sites, and interrupt context cannot be recognised".into(),
         });
     }
-    Ok(Kernel { maps: common_maps!(skel.maps), mode: Mode::Acquire, hook: family.hook_name().into(), attached, notes, progs: fds, links })
+    let maps = Maps { holders: waits.then_some(&skel.maps.holder_waits as &dyn MapCore), ..common_maps!(skel.maps) };
+    Ok(Kernel { maps, mode: Mode::Acquire, hook: family.hook_name().into(), attached, notes, progs: fds, links })
+}
+
+/// Whether the kernel has lock:contention_begin and _end (5.19+), by their BTF.
+fn has_contention_tracepoints(btf: &Btf<'_>) -> bool {
+    ["btf_trace_contention_begin", "btf_trace_contention_end"].iter().all(|t| btf.type_by_name::<Typedef>(t).is_some())
 }
 
 /// The kernel's symbols as text, for the data symbols' addresses the

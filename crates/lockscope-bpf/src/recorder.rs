@@ -497,7 +497,7 @@ impl<'k> Session<'k> {
         })
     }
 
-    /// The waits by holder, as the programs attributed them (contention mode).
+    /// The waits by holder, as the programs attributed them (where waits are timed).
     fn held_waits(&self, pids: &BTreeMap<u32, BTreeSet<u32>>) -> Result<Vec<HeldWait>, RecordError> {
         let Some(map) = self.kernel.maps.holders else { return Ok(vec![]) };
         let workload_of = |tgid: u32| pids.iter().find(|(_, set)| set.contains(&tgid)).map(|(&w, _)| w);

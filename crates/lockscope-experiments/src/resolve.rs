@@ -92,6 +92,6 @@ pub fn version_mismatch(trace: &Trace, root: &Path) -> Option<String> {
         |name: &str| makefile.lines().find_map(|l| l.strip_prefix(name)?.trim_start().strip_prefix('=').map(|v| v.trim().to_owned()));
     let source = format!("{}.{}", field("VERSION")?, field("PATCHLEVEL")?);
     let traced = &trace.meta.kernel_release;
-    let same = traced.starts_with(&format!("{source}.")) || traced.starts_with(&format!("{source}-"));
-    (!same).then(|| format!("the trace is from kernel {traced} but the source is {source}: functions may have moved or been renamed"))
+    (!lockscope_trace::release_in_series(traced, &source))
+        .then(|| format!("the trace is from kernel {traced} but the source is {source}: functions may have moved or been renamed"))
 }

@@ -651,25 +651,39 @@ fn resolve_traces(
     }
     notes.extend(resolved_in.iter().map(|root| format!("locks resolved against the kernel source at {}", root.display())));
     notes.extend(why_nots.into_iter().map(|why| format!("locks not resolved to kernel objects: {why}")));
-    if unmatched.is_empty() {
-        return Ok(());
-    }
-    let root = cfg.kernel_src.clone().unwrap_or_else(lockscope_source::tree::default_kernel_src);
-    if cfg.kernel_src.is_none() && !lockscope_source::tree::is_kernel_tree(&root) {
-        // Debian's source package is installed by setup; extracting it takes seconds.
-        if let Err(e) = lockscope_source::tree::extract_debian_source(&root, DebianKernel::V6_1) {
-            notes.push(format!("subsystems unknown: {e}"));
-            return Ok(());
+    // Each from its own kernel's source where it is at hand, else from 6.1's.
+    let mut indexes: Vec<(PathBuf, lockscope_source::functions::FunctionIndex)> = vec![];
+    for (i, (path, trace)) in traces.iter_mut().enumerate() {
+        if !unmatched.contains(&i) || !trace.sites.is_empty() {
+            continue;
         }
-    }
-    let index = lockscope_source::functions::FunctionIndex::load(&root).map_err(io(format!("indexing functions in {}", root.display())))?;
-    let placed = traces.iter_mut().enumerate().filter(|(i, (_, t))| unmatched.contains(i) && t.sites.is_empty());
-    for (_, (path, trace)) in placed {
-        trace.sites = lockscope_source::stacks::place_by_function_name(trace, &index);
+        let own = root_of(trace);
+        let root = match lockscope_source::tree::is_kernel_tree(&own) {
+            true => own,
+            false => cfg.kernel_src.clone().unwrap_or_else(lockscope_source::tree::default_kernel_src),
+        };
+        if !indexes.iter().any(|(r, _)| *r == root) {
+            if cfg.kernel_src.is_none() && !lockscope_source::tree::is_kernel_tree(&root) {
+                // Debian's source package is installed by setup; extracting it takes seconds.
+                if let Err(e) = lockscope_source::tree::extract_debian_source(&root, DebianKernel::V6_1) {
+                    notes.push(format!("subsystems unknown: {e}"));
+                    return Ok(());
+                }
+            }
+            let index =
+                lockscope_source::functions::FunctionIndex::load(&root).map_err(io(format!("indexing functions in {}", root.display())))?;
+            notes.push(format!(
+                "subsystems from the call sites' function names in the source at {} ({} functions)",
+                root.display(),
+                index.len()
+            ));
+            indexes.push((root.clone(), index));
+        }
+        let index = &indexes.iter().find(|(r, _)| *r == root).expect("loaded above").1;
+        trace.sites = lockscope_source::stacks::place_by_function_name(trace, index);
         trace.meta.notes.push(format!("call sites placed in subsystems by function name, from the source at {}", root.display()));
         write_trace(path, trace, true)?;
     }
-    notes.push(format!("subsystems from the call sites' function names in the source at {} ({} functions)", root.display(), index.len()));
     Ok(())
 }
 

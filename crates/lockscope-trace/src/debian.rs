@@ -36,7 +36,7 @@ impl DebianKernel {
     /// The series whose kernel `uname -r` says `release` is
     /// (`6.1.0-57-amd64`, `6.12.117+deb12-amd64`).
     pub fn of_release(release: &str) -> Option<DebianKernel> {
-        Self::ALL.into_iter().find(|k| release.strip_prefix(k.series()).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('-')))
+        Self::ALL.into_iter().find(|k| release_in_series(release, k.series()))
     }
 
     /// The package of its source (`/usr/src/<package>.tar.xz`, which
@@ -54,6 +54,13 @@ impl DebianKernel {
             DebianKernel::V6_12 => r"^linux-image-6\.12\.[0-9]+\+deb12-amd64$",
         }
     }
+}
+
+/// Whether a kernel release (`uname -r`: `6.1.0-57-amd64`) is of a series
+/// (`6.1`, as a source tree's Makefile gives VERSION.PATCHLEVEL): `6.10.2`
+/// is not of `6.1`.
+pub fn release_in_series(release: &str, series: &str) -> bool {
+    release.strip_prefix(series).is_some_and(|rest| rest.starts_with('.') || rest.starts_with('-'))
 }
 
 impl fmt::Display for DebianKernel {

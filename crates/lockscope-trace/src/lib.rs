@@ -11,7 +11,7 @@ pub mod frames;
 pub mod kallsyms;
 pub mod model;
 
-pub use debian::DebianKernel;
+pub use debian::{release_in_series, DebianKernel};
 pub use format::{read_trace, write_table, write_trace, TraceError, FORMAT_NAME, FORMAT_VERSION};
 pub use kallsyms::{KallsymsError, SymbolTable};
 pub use model::*;

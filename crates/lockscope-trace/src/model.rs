@@ -492,7 +492,7 @@ pub struct Trace {
     pub names: Vec<LockName>,
     /// Locks with a place that naming could not name.
     pub unnamed: Vec<UnnamedLock>,
-    /// Waits by the holder of the lock waited for (contention mode).
+    /// Waits by the holder of the lock waited for (where waits are timed: contention mode, and acquire mode on 5.19+).
     pub held_waits: Vec<HeldWait>,
 }
 

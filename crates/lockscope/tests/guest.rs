@@ -125,6 +125,24 @@ fn a_pipe_between_two_workloads_is_shared() {
     assert_eq!(who, ["reader", "writer"]);
 }
 
+/// Acquire mode times waits as well (the contention tracepoints) and
+/// attributes each to the holder its lock word names: the writers of one
+/// FIFO wait on each other's hold of its mutex.
+#[test]
+fn waits_on_a_shared_fifo_are_attributed_to_the_other_workload() {
+    let r = report("fifo-waits");
+    assert_eq!(r["mode"], "acquire");
+    for (waiter, holder) in [("a", "b"), ("b", "a")] {
+        let waits = r["waits_by_holder"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["waiter"] == waiter && w["holder_kind"] == "workload" && w["holder"] == holder)
+            .map_or(0, |w| w["waits"].as_u64().unwrap());
+        assert!(waits > 0, "{waiter} never waited on {holder}: {:#}", r["waits_by_holder"]);
+    }
+}
+
 #[test]
 fn file_churn_shares_file_system_wide_locks_named_when_global() {
     let r = report("files");

@@ -13,6 +13,9 @@
  * off (autoload) every program whose target this kernel lacks and the lock
  * kinds not asked for.
  *
+ * Waits are timed by the contention tracepoints and attributed to the lock's
+ * holder where the lock word names it (waits.bpf.h).
+ *
  * Held locks are remembered in task storage, never in a hash map updated on
  * the lock path. The map helpers themselves take spinlocks (the stack store's
  * and the aggregation map's free lists): a program entered from a lock taken
@@ -20,8 +23,8 @@
  * again and deadlock, so every program runs under a per-CPU guard and a
  * nested run is skipped and counted instead.
  */
-#include "workloads.bpf.h"
 #include "lifetimes.bpf.h"
+#include "waits.bpf.h"
 
 /* Set by user space before load. */
 const volatile bool capture_stacks = true;
@@ -252,6 +255,24 @@ static __always_inline int on_release(u64 lock)
 	return GUARDED(record_release(lock));
 }
 
+static __always_inline int record_wait_begin(void *ctx, u64 lock, u32 flags)
+{
+	u32 workload = current_workload();
+	if (workload)
+		begin_wait(ctx, workload, lock, flags, false);
+	return 0;
+}
+
+static __always_inline int record_wait_end(u64 lock)
+{
+	u32 workload = current_workload();
+	struct wait_slot done;
+	u64 wait_ns;
+	if (workload)
+		end_wait(workload, lock, &done, &wait_ns);
+	return 0;
+}
+
 static __always_inline int on_init(u64 lock)
 {
 	return GUARDED(record_init(lock));
@@ -468,4 +489,17 @@ int lks_tf_kfree(struct bpf_raw_tracepoint_args *ctx) /* (call_site, object): th
 {
 	struct kmem_cache *cache = cache_of(ctx->args[1]);
 	return cache ? on_free(cache, ctx->args[1]) : 0; /* not a slab object: a large kmalloc's pages */
+}
+
+/* Waits, in either family: raw tracepoints run even inside a kprobe program. */
+SEC("raw_tp/contention_begin")
+int lks_w_begin(struct bpf_raw_tracepoint_args *ctx) /* (lock, flags) */
+{
+	return GUARDED(record_wait_begin(ctx, ctx->args[0], (u32)ctx->args[1]));
+}
+
+SEC("raw_tp/contention_end")
+int lks_w_end(struct bpf_raw_tracepoint_args *ctx) /* (lock, ret) */
+{
+	return GUARDED(record_wait_end(ctx->args[0]));
 }

@@ -92,9 +92,9 @@ pub fn build(
         let to = modules.join("kernel").join(m);
         if packaged.extension().is_some_and(|e| e == "xz") {
             // busybox's modprobe reads uncompressed modules only.
-            let unpack = format!("xz -dc '{}' > '{}'", packaged.display(), to.display());
             std::fs::create_dir_all(to.parent().unwrap()).map_err(io(format!("creating {}", to.display())))?;
-            run_tool(Command::new("sh").arg("-c").arg(unpack))?;
+            let unpacked = std::fs::File::create(&to).map_err(io(format!("creating {}", to.display())))?;
+            run_tool(Command::new("xz").arg("-dc").arg(packaged).stdout(unpacked))?;
         } else {
             copy(packaged, &to)?;
         }

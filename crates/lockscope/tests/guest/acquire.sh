@@ -19,6 +19,14 @@ $L record --mode acquire --locks mutex -o /out/fifo \
   --run writer="dd if=/dev/zero of=/tmp/fifo bs=64 count=20000" --run reader="dd if=/tmp/fifo of=/dev/null bs=64"
 $L report /out/fifo --format json --top 5 > /out/fifo.json
 
+# Two workloads writing one FIFO: acquire mode times the waits on its mutex
+# too, and attributes each to the workload holding it.
+mkfifo /tmp/shared.fifo
+$L record --mode acquire --locks mutex -o /out/fifo-waits \
+  --run a="$W pipe --writers 4 --duration 3s --fifo /tmp/shared.fifo" \
+  --run b="$W pipe --writers 4 --duration 3s --fifo /tmp/shared.fifo"
+$L report /out/fifo-waits --format json --top 3 > /out/fifo-waits.json
+
 # File churn on one ext4 file system, each in its own directory.
 $L record --mode acquire -o /out/files \
   --run a="$W file-churn --dir /mnt/disk/a --files 200 --duration 3s" \
