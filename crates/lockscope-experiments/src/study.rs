@@ -494,6 +494,12 @@ fn record_step(
 /// earlier study): `lockscope record` in acquire mode inside the guest, the
 /// host platform's instances on the guest's ext4 disk. A guest that fails or
 /// hangs fails only this step: Err says why, with the console's last lines.
+/// A guest recording keeps the stack of one acquisition in this many, after
+/// each lock's first few: counts per lock stay exact (the paper's numbers),
+/// and the stack walk, most of an acquisition's cost, is made about half as
+/// often in all (BENCHMARKS.md), so the workloads run less slowed.
+const GUEST_STACK_SAMPLE: &str = "64";
+
 fn guest_record_step(cfg: &StudyConfig, cell: &StudyCell, kernel: DebianKernel, path: &Path) -> Result<Result<Trace, String>, StudyError> {
     if let Ok(trace) = read_trace(path) {
         return Ok(Ok(trace));
@@ -513,6 +519,8 @@ fn guest_record_step(cfg: &StudyConfig, cell: &StudyCell, kernel: DebianKernel, 
         &cell.workload,
         "--duration",
         &bound,
+        "--stack-sample",
+        GUEST_STACK_SAMPLE,
         "-o",
         "/out/trace",
         "--workload",

@@ -39,7 +39,8 @@ pub struct Args {
     /// allows), debian-6.1 (Debian 12's kernel, the paper's) and debian-6.12
     /// (its newer one). A Debian kernel is booted under qemu: the host
     /// platform's microbenchmarks inside it, in acquire mode, every
-    /// acquisition counted; its columns are host@6.1, host@6.12. Each guest
+    /// acquisition counted (stacks sampled one in 64, counts per lock
+    /// exact); its columns are host@6.1, host@6.12. Each guest
     /// kernel (~60-110 MB) and its debug info (~0.9-1 GB) are fetched once,
     /// and its source (`linux-source-6.12`) extracted and configured once;
     /// clangd's index of it, for locks reached through other files, comes
