@@ -368,8 +368,16 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
                     })
                     .ok(),
             };
-            if let Some(result) = stressed {
-                stress_results.push((cell.clone(), result));
+            match stressed {
+                // Never dropped unsaid: under emulation a worker may report too seldom to measure.
+                Some(result) if result.series.first().is_none_or(|s| s.levels.is_empty()) => notes.push(format!(
+                    "stress: {} on {} not measured (no stressed window between two measured baselines){}",
+                    cell.workload,
+                    cell.column(),
+                    result.notes.iter().map(|n| format!("; {n}")).collect::<String>()
+                )),
+                Some(result) => stress_results.push((cell.clone(), result)),
+                None => {}
             }
             done += 1;
         }

@@ -203,9 +203,20 @@ fn a_study_in_debian_kernels_counts_every_acquisition_and_names_the_shared_locks
     }
     assert!(String::from_utf8_lossy(&run.stdout).contains("SHARED LOCKS FROM KERNEL TO KERNEL"));
     // Stressed in each kernel (in the guests with a host thread per vCPU), ranked per kernel.
-    let mut stressed: Vec<&str> = report["stress"].as_array().unwrap().iter().filter_map(|f| f["platform"].as_str()).collect();
-    stressed.sort();
-    assert_eq!(stressed, ["host", "host", "host@6.1", "host@6.1", "host@6.12", "host@6.12"], "{:#}", report["notes"]);
+    // A guest's cell may go unmeasured under emulation (its worker reporting
+    // too seldom), never unsaid; each kernel has at least one figure.
+    let notes: Vec<&str> = report["notes"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    let stressed = |workload: &str, column: &str| {
+        report["stress"].as_array().unwrap().iter().any(|f| f["workload"] == workload && f["platform"] == column)
+    };
+    for column in ["host", "host@6.1", "host@6.12"] {
+        for workload in ["file-create", "mem-8k"] {
+            let unmeasured = format!("stress: {workload} on {column} not measured");
+            let said = column != "host" && notes.iter().any(|n| n.starts_with(&unmeasured));
+            assert!(stressed(workload, column) || said, "{workload} on {column}: neither a figure nor a note in {notes:#?}");
+        }
+        assert!(stressed("file-create", column) || stressed("mem-8k", column), "no stress figure for {column}: {notes:#?}");
+    }
     for figure in report["stress"].as_array().unwrap() {
         assert!(figure["baseline"].as_f64().unwrap() > 0.0, "{figure:#}");
         let svg = out.join("stress").join(format!("{}@{}", figure["workload"].as_str().unwrap(), figure["platform"].as_str().unwrap()));
