@@ -259,7 +259,7 @@ static __always_inline int record_wait_begin(void *ctx, u64 lock, u32 flags)
 {
 	u32 workload = current_workload();
 	if (workload)
-		begin_wait(ctx, workload, lock, flags, false);
+		begin_wait(ctx, lock, flags, false);
 	return 0;
 }
 

@@ -23,7 +23,7 @@ static __always_inline int on_begin(void *ctx, u64 lock, u32 flags)
 	if (!workload)
 		return 0;
 	count(C_EVENTS);
-	begin_wait(ctx, workload, lock, flags, true);
+	begin_wait(ctx, lock, flags, true);
 	return 0;
 }
 

@@ -94,9 +94,9 @@ struct {
 	__type(value, struct wait_state);
 } waits SEC(".maps");
 
-/* A workload's wait on `lock` begins (or enters its next phase); its stack
+/* A wait on `lock` begins (or enters its next phase); its stack
  * is kept when `with_stack`. */
-static __always_inline void begin_wait(void *ctx, u32 workload, u64 lock, u32 flags, bool with_stack)
+static __always_inline void begin_wait(void *ctx, u64 lock, u32 flags, bool with_stack)
 {
 	struct wait_state *ws = bpf_task_storage_get(&waits, bpf_get_current_task_btf(), 0,
 						     BPF_LOCAL_STORAGE_GET_F_CREATE);
