@@ -38,10 +38,10 @@ pub struct StudyWorkload {
 pub enum Group {
     /// The microbenchmarks (6.1): lockscope's own, run anywhere lockscope is.
     Micro,
-    /// The serverless functions (Table 6): Python on the host's libraries,
-    /// so not in the microVM, whose guest has lockscope and busybox only.
+    /// The serverless functions (Table 6): Python on the host's libraries
+    /// (which every platform gives its workloads).
     Serverless,
-    /// The cloud workloads (Table 7), as Serverless on the host's programs.
+    /// The cloud workloads (Table 7): the host's programs.
     Cloud,
 }
 
@@ -54,11 +54,6 @@ impl Group {
             Group::Serverless => "serverless",
             Group::Cloud => "cloud",
         }
-    }
-
-    /// Whether its workloads run on the platform.
-    pub fn runs_on(self, platform: PlatformKind) -> bool {
-        self == Group::Micro || platform != PlatformKind::Microvm
     }
 }
 
@@ -390,26 +385,18 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
     write_report(&cfg.output, &plan, notes, &traces, &stress_results, complete)
 }
 
-/// Each workload on each platform it runs on, in each kernel; a note for the rest.
+/// Each workload on each platform, in each kernel (where a guest kernel
+/// studies the host platform only); a note for the rest.
 fn cells(workloads: &[String], platforms: &[PlatformKind], kernels: &[StudyKernel], notes: &mut Vec<String>) -> Vec<StudyCell> {
     let mut cells = vec![];
     for w in workloads {
-        let group = workload(w).map_or(Group::Micro, |w| w.group);
         for &kernel in kernels {
-            let in_guest = kernel != StudyKernel::Running;
             for &platform in platforms {
                 let cell = StudyCell { workload: w.clone(), platform, kernel };
-                let skipped = if in_guest && platform != PlatformKind::Host {
-                    Some("in a guest kernel only the host platform is studied".to_owned())
-                } else if !group.runs_on(platform) || (in_guest && group != Group::Micro) {
-                    let place = if in_guest { "guest".to_owned() } else { platform.to_string() };
-                    Some(format!("{} workloads need the host's programs, which the {place} does not have", group.name()))
+                if kernel != StudyKernel::Running && platform != PlatformKind::Host {
+                    notes.push(format!("{w} on {} skipped: in a guest kernel only the host platform is studied", cell.column()));
                 } else {
-                    None
-                };
-                match skipped {
-                    None => cells.push(cell),
-                    Some(why) => notes.push(format!("{w} on {} skipped: {why}", cell.column())),
+                    cells.push(cell);
                 }
             }
         }
@@ -512,8 +499,10 @@ fn guest_record_step(cfg: &StudyConfig, cell: &StudyCell, kernel: DebianKernel, 
     if let Ok(trace) = read_trace(path) {
         return Ok(Ok(trace));
     }
-    let command = workload(&cell.workload)?.command;
+    let w = workload(&cell.workload)?;
+    let command = w.command;
     let instance = |name: &str| format!("{name}=host:{command} --duration {}ms", cfg.duration.as_millis());
+    let instances = instances_dir(w);
     let bound = format!("{}s", (cfg.duration * 3 + Duration::from_secs(120)).as_secs());
     let record = [
         "lockscope",
@@ -522,7 +511,7 @@ fn guest_record_step(cfg: &StudyConfig, cell: &StudyCell, kernel: DebianKernel, 
         "acquire",
         "--pin",
         "--work-dir",
-        "/mnt/disk/instances",
+        &instances,
         "--label",
         &cell.workload,
         "--duration",
@@ -537,7 +526,7 @@ fn guest_record_step(cfg: &StudyConfig, cell: &StudyCell, kernel: DebianKernel, 
         &instance("b"),
     ];
     let out_dir = cfg.output.join("guest").join(cell.id());
-    let mut guest = GuestConfig::new(shlex::try_join(record).expect("no NUL in the study's commands"), &out_dir);
+    let mut guest = study_guest(&record, w, &out_dir);
     guest.kernel = kernel;
     guest.timeout = cfg.guest_timeout.unwrap_or_else(|| default_guest_timeout(cfg.duration));
     if let Err(why) = run_in_guest(&guest, &cfg.env.lockscope) {
@@ -553,6 +542,24 @@ fn guest_record_step(cfg: &StudyConfig, cell: &StudyCell, kernel: DebianKernel, 
     write_trace(path, &trace, true)?;
     let _ = std::fs::remove_dir_all(&out_dir);
     Ok(Ok(trace))
+}
+
+/// A guest that runs a study's lockscope command line, given the host's
+/// programs where the workload needs them ([`GuestConfig::host_system`]).
+fn study_guest(argv: &[&str], w: &StudyWorkload, out_dir: &Path) -> GuestConfig {
+    let command = shlex::try_join(argv.iter().copied()).expect("no NUL in the study's commands");
+    let host_system = w.group != Group::Micro;
+    let command = if host_system { guest::in_host_system(&command) } else { command };
+    let mut guest = GuestConfig::new(command, out_dir);
+    guest.host_system = host_system;
+    guest
+}
+
+/// Where a study's instances work in the guest: on its ext4 disk, which is
+/// /work in the host's system (see [`study_guest`]).
+fn instances_dir(w: &StudyWorkload) -> String {
+    let disk = if w.group == Group::Micro { "/mnt/disk" } else { "/work" };
+    format!("{disk}/instances")
 }
 
 /// Runs a lockscope command in a guest (its /out in a fresh
@@ -786,13 +793,14 @@ fn guest_stress_step(
     let w = workload(&cell.workload)?;
     let duration = |d: Duration| format!("{}ms", d.as_millis());
     let (trashers, cycles) = (settings.trashers.to_string(), settings.cycles.to_string());
+    let instances = instances_dir(w);
     let stress = [
         "lockscope",
         "stress",
         "--platform",
         "host",
         "--work-dir",
-        "/mnt/disk/instances",
+        &instances,
         "--worker",
         w.command,
         "--trasher",
@@ -811,7 +819,7 @@ fn guest_stress_step(
         "/out/stress",
     ];
     let out_dir = cfg.output.join("guest").join(format!("stress-{}", cell.id()));
-    let mut guest = GuestConfig::new(shlex::try_join(stress).expect("no NUL in the study's commands"), &out_dir);
+    let mut guest = study_guest(&stress, w, &out_dir);
     guest.kernel = kernel;
     guest.accel = guest::parallel_accel().into();
     guest.extra_files = vec![PathBuf::from(crate::figure::FONT)];
@@ -979,25 +987,21 @@ mod tests {
         let mut notes = vec![];
         let running = [StudyKernel::Running];
         let cells = cells(&["mem-8k".into(), "lr-training".into()], &[PlatformKind::Runc, PlatformKind::Microvm], &running, &mut notes);
-        assert_eq!(cells.len(), 3, "{cells:?}");
-        assert_eq!(
-            notes,
-            ["lr-training on microvm skipped: serverless workloads need the host's programs, which the microvm does not have"]
-        );
+        assert_eq!(cells.len(), 4, "{cells:?}");
+        assert!(notes.is_empty(), "{notes:?}");
     }
 
     #[test]
-    fn a_guest_kernel_studies_the_host_platform_s_microbenchmarks_in_columns_of_its_own() {
+    fn a_guest_kernel_studies_the_host_platform_in_columns_of_its_own() {
         let mut notes = vec![];
         let kernels = [StudyKernel::Running, StudyKernel::Debian(DebianKernel::V6_1)];
         let cells = cells(&["mem-8k".into(), "cnn".into()], &[PlatformKind::Host, PlatformKind::Runc], &kernels, &mut notes);
         let ids: Vec<String> = cells.iter().map(StudyCell::id).collect();
-        assert_eq!(ids, ["mem-8k@host", "mem-8k@runc", "mem-8k@host@6.1", "cnn@host", "cnn@runc"]);
+        assert_eq!(ids, ["mem-8k@host", "mem-8k@runc", "mem-8k@host@6.1", "cnn@host", "cnn@runc", "cnn@host@6.1"]);
         assert_eq!(
             notes,
             [
                 "mem-8k on runc@6.1 skipped: in a guest kernel only the host platform is studied",
-                "cnn on host@6.1 skipped: serverless workloads need the host's programs, which the guest does not have",
                 "cnn on runc@6.1 skipped: in a guest kernel only the host platform is studied",
             ]
         );

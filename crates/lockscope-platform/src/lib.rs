@@ -10,6 +10,7 @@
 pub mod attach;
 pub mod guest;
 mod host;
+mod host_system;
 mod microvm;
 mod oci;
 

@@ -3,7 +3,9 @@
 //! qemu otherwise (KVM where it works, software emulation elsewhere; only
 //! the qemu backend exists so far). On the
 //! host it is the VMM process; its file workloads write the guest's ext4
-//! disk, an image file on the host's file system.
+//! disk, an image file on the host's file system. As in runc and gVisor, the
+//! workload sees the host's /usr and /etc read-only (over virtio-9p), so
+//! application workloads and the user's programs run there too.
 //!
 //! The guest boots before the workload is released: its init waits for a
 //! line on a second serial port, which `start` sends, so the boot is not
@@ -15,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::guest::{GuestConfig, Machine};
+use crate::guest::{in_host_system, GuestConfig, Machine};
 use crate::{io, version_of, Availability, Env, Instance, InstanceSpec, PlatformError, PlatformKind};
 use lockscope_proc::launch::{spawn_held_with, LaunchOptions, Launched};
 
@@ -66,13 +68,19 @@ pub struct MicroVm {
 impl MicroVm {
     pub fn create(spec: &InstanceSpec, env: &Env) -> Result<Self, PlatformError> {
         let workload = shlex::try_join(spec.workload.iter().map(String::as_str)).map_err(|e| PlatformError::Runtime(e.to_string()))?;
+        // lockscope runs once before the gate opens, so the libraries it
+        // loads from the host's share are in the guest's page cache and their
+        // first reads are not part of what is recorded.
         let command = format!(
-            "exec 3< /dev/ttyS1; echo {READY} > /dev/ttyS0; read go <&3 && lockscope workload {workload} > /dev/ttyS0 2>&1; \
-             echo \"{EXITED}$?\" > /dev/ttyS0"
+            "exec 3< /dev/ttyS1; {warm} > /dev/null 2>&1; echo {READY} > /dev/ttyS0; read go <&3 && {run} > /dev/ttyS0 2>&1; \
+             echo \"{EXITED}$?\" > /dev/ttyS0",
+            warm = in_host_system("lockscope --version"),
+            run = in_host_system(&format!("lockscope workload {workload}")),
         );
         let mut cfg = GuestConfig::new(command, env.work_root.clone());
         // (out_dir is unused: only `guest::run` copies /out back; here the console is the output.)
         cfg.cache_dir = env.guest_cache.clone();
+        cfg.host_system = true;
         std::fs::create_dir_all(&env.work_root).map_err(io(format!("creating {}", env.work_root.display())))?;
         cfg.scratch = env.work_root.clone();
         cfg.accel = accel().0.into();

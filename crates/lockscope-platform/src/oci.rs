@@ -16,12 +16,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
+use crate::host_system::{self, HostSystem, LOCKSCOPE};
 use crate::{io, remove_tree, version_of, Availability, Env, Instance, InstanceSpec, PlatformError, PlatformKind};
 use lockscope_proc::procfs;
 
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
-/// Where the container sees lockscope, beside the host's /usr.
-const LOCKSCOPE: &str = "/opt/lockscope/lockscope";
 
 pub struct Runtime {
     kind: PlatformKind,
@@ -115,7 +114,7 @@ impl Container {
         let (rootfs, args) = match &spec.rootfs {
             None => {
                 let rootfs = self.dir.join("rootfs");
-                for d in ["opt/lockscope", "usr", "etc", "proc", "dev", "tmp", "work"] {
+                for d in ["opt/lockscope", "proc", "dev", "tmp", "work"] {
                     std::fs::create_dir_all(rootfs.join(d)).map_err(io(format!("creating {d} in {}", rootfs.display())))?;
                 }
                 link_or_copy(&env.lockscope, &rootfs.join(LOCKSCOPE.trim_start_matches('/')))?;
@@ -153,7 +152,7 @@ impl Container {
                 "terminal": false,
                 "user": { "uid": 0, "gid": 0 },
                 "args": args,
-                "env": ["PATH=/opt/lockscope:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME=/work", format!("{}=/work/{}", lockscope_proc::exit_note::VAR, crate::EXIT_NOTE)],
+                "env": [host_system::PATH, "HOME=/work", format!("{}=/work/{}", lockscope_proc::exit_note::VAR, crate::EXIT_NOTE)],
                 "cwd": "/work",
                 "capabilities": {
                     "bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE"],
@@ -224,23 +223,19 @@ impl Container {
     }
 }
 
-/// The host's programs and libraries, read-only: /usr and /etc bound, and
-/// each top-level directory of a merged /usr (bin, lib, ...) as the same
-/// symlink, or bound where the host's is a directory of its own.
+/// The host's programs and libraries, read-only ([`HostSystem`]): its
+/// directories bound, its links made in `rootfs`.
 fn host_system(rootfs: &Path) -> Result<Vec<serde_json::Value>, PlatformError> {
-    let read_only = |dir: &str| json!({ "destination": dir, "type": "bind", "source": dir, "options": ["rbind", "ro", "nosuid", "nodev"] });
-    let mut mounts = vec![read_only("/usr"), read_only("/etc")];
-    for top in ["bin", "sbin", "lib", "lib32", "lib64", "libx32"] {
-        let host = Path::new("/").join(top);
-        let inside = rootfs.join(top);
-        match std::fs::read_link(&host) {
-            Ok(target) => std::os::unix::fs::symlink(&target, &inside).map_err(io(format!("linking {}", inside.display())))?,
-            Err(_) if host.is_dir() => {
-                std::fs::create_dir_all(&inside).map_err(io(format!("creating {}", inside.display())))?;
-                mounts.push(read_only(&host.display().to_string()));
-            }
-            Err(_) => {}
-        }
+    let system = HostSystem::of_this_host();
+    system.make_links(rootfs).map_err(io(format!("linking the host's directories in {}", rootfs.display())))?;
+    let mut mounts = vec![];
+    for dir in &system.shared {
+        std::fs::create_dir_all(rootfs.join(dir.strip_prefix("/").unwrap_or(dir))).map_err(io(format!(
+            "creating {} in {}",
+            dir.display(),
+            rootfs.display()
+        )))?;
+        mounts.push(json!({ "destination": dir, "type": "bind", "source": dir, "options": ["rbind", "ro", "nosuid", "nodev"] }));
     }
     Ok(mounts)
 }

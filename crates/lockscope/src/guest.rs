@@ -58,6 +58,12 @@ pub struct Args {
     /// then maps the guest's traces to source lines by itself.
     #[arg(long)]
     debug_info: bool,
+    /// Share this host's /usr and /etc with the guest, read-only (virtio-9p),
+    /// and run the command in them (chroot; the disk at /work, /out as
+    /// itself, lockscope on the PATH): the host's own programs, Python and
+    /// its packages included, then run in Debian's kernel.
+    #[arg(long)]
+    host_system: bool,
     /// The command, run by the guest's sh.
     #[arg(last = true, required_unless_present = "debug_info")]
     command: Vec<String>,
@@ -74,7 +80,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let mut cfg = GuestConfig::new(args.command.join(" "), &args.out);
+    let command = args.command.join(" ");
+    let command = match args.host_system {
+        true => guest::in_host_system(&format!("/bin/sh -c {}", shlex::try_quote(&command)?)),
+        false => command,
+    };
+    let mut cfg = GuestConfig::new(command, &args.out);
+    cfg.host_system = args.host_system;
     cfg.kernel = args.kernel;
     cfg.timeout = args.timeout;
     cfg.memory_mb = args.memory;

@@ -6,6 +6,7 @@ use std::process::Command;
 
 use super::kernel::GuestKernel;
 use super::{io, run_tool, GuestError};
+use crate::host_system::{HostSystem, LOCKSCOPE};
 
 /// Modules (relative to lib/modules/<release>/kernel) for a virtio ext4 disk,
 /// each after those it needs; a kernel may have some built in (6.12: virtio).
@@ -24,12 +25,22 @@ pub(crate) const MODULES: &[&str] = &[
     "fs/ext4/ext4.ko",
 ];
 
+/// Modules for the host's directories shared over virtio-9p.
+pub(crate) const HOST_SYSTEM_MODULES: &[&str] =
+    &["fs/netfs/netfs.ko", "fs/fscache/fscache.ko", "net/9p/9pnet.ko", "net/9p/9pnet_virtio.ko", "fs/9p/9p.ko"];
+
+/// Where the guest mounts the host's system ([`HostSystem`]), lockscope
+/// beside it, and the disk at /work: a root to `chroot` into.
+pub(crate) const SYSROOT: &str = "/sysroot";
+
 const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "mount", "umount", "mkdir", "cat", "ls", "poweroff", "modprobe", "tar", "sync", "echo", "sleep", "rm", "cp", "mv", "date",
     "mkfifo", "pidof", "uname", "dmesg", "grep", "head", "tail", "true", "false", "env", "ps", "kill", "seq", "touch", "wc", "dd",
+    "chroot", "dirname", "ip",
 ];
 
-const INIT: &str = r#"#!/bin/sh
+/// The init script, after a prologue that sets `SYSROOT` and `LOCKSCOPE`.
+const INIT: &str = r#"
 export PATH=/bin:/usr/bin:/sbin TERM=dumb
 mount -t proc proc /proc
 mount -t sysfs sys /sys
@@ -37,10 +48,23 @@ mount -t devtmpfs dev /dev
 mount -t tmpfs tmp /tmp
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
+ip link set lo up
 for m in $(cat /modules.load); do modprobe $m || echo "lockscope-guest: modprobe $m failed"; done
 mkdir -p /mnt/disk /out
 for i in $(seq 100); do [ -b /dev/vdb ] && break; sleep 0.1; done
 mount -t ext4 /dev/vda /mnt/disk || echo "lockscope-guest: no ext4 disk"
+if [ -s /host-shares ]; then
+  while read tag dir; do
+    mkdir -p $SYSROOT$dir
+    mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose $tag $SYSROOT$dir || echo "lockscope-guest: mounting the host's $dir failed"
+  done < /host-shares
+  for d in proc sys dev tmp; do mkdir -p $SYSROOT/$d; mount -o rbind /$d $SYSROOT/$d; done
+  mkdir -p $SYSROOT/work $SYSROOT/out $SYSROOT$(dirname $LOCKSCOPE)
+  mount -o bind /mnt/disk $SYSROOT/work
+  mount -o bind /out $SYSROOT/out
+  touch $SYSROOT$LOCKSCOPE
+  mount -o bind /usr/bin/lockscope $SYSROOT$LOCKSCOPE
+fi
 cd /mnt/disk
 echo "lockscope-guest: running"
 sh /cmd.sh > /out/stdout 2> /dev/console
@@ -53,14 +77,21 @@ sync
 poweroff -f
 "#;
 
+/// The qemu mount tag of the `i`th shared directory.
+pub(crate) fn share_tag(i: usize) -> String {
+    format!("host{i}")
+}
+
 /// Assembles the tree at `root` and packs it as a gzip'd newc cpio at `out`.
 /// `binaries` go to /usr/bin under their own names, with their libraries;
-/// `files` to their own paths.
+/// `files` to their own paths; with `host`, its directories are mounted at
+/// [`SYSROOT`] by the tags of [`share_tag`].
 pub fn build(
     kernel: &GuestKernel,
     binaries: &[&Path],
     files: &[PathBuf],
     command: &str,
+    host: Option<&HostSystem>,
     root: &Path,
     out: &Path,
 ) -> Result<(), GuestError> {
@@ -86,8 +117,17 @@ pub fn build(
         copy(file, &root.join(file.strip_prefix("/").unwrap_or(file)))?;
     }
 
+    let mut wanted = MODULES.to_vec();
+    if let Some(host) = host {
+        wanted.extend(HOST_SYSTEM_MODULES);
+        let sysroot = root.join(SYSROOT.trim_start_matches('/'));
+        std::fs::create_dir_all(&sysroot).map_err(io(format!("creating {}", sysroot.display())))?;
+        host.make_links(&sysroot).map_err(io("linking the host's directories"))?;
+        let shares: String = host.shared.iter().enumerate().map(|(i, dir)| format!("{} {}\n", share_tag(i), dir.display())).collect();
+        std::fs::write(root.join("host-shares"), shares).map_err(io("writing host-shares"))?;
+    }
     let modules = root.join("lib/modules").join(&kernel.release);
-    let loadable = kernel.loadable_modules(MODULES)?;
+    let loadable = kernel.loadable_modules(&wanted)?;
     for (m, packaged) in &loadable {
         let to = modules.join("kernel").join(m);
         if packaged.extension().is_some_and(|e| e == "xz") {
@@ -106,7 +146,7 @@ pub fn build(
     }
     run_tool(Command::new("depmod").arg("-b").arg(root).arg(&kernel.release))?;
 
-    write_exec(&root.join("init"), INIT)?;
+    write_exec(&root.join("init"), &format!("#!/bin/sh\nSYSROOT={SYSROOT} LOCKSCOPE={LOCKSCOPE}{INIT}"))?;
     write_exec(&root.join("cmd.sh"), &format!("{command}\n"))?;
     let pack = format!("cd '{}' && find . | cpio -o -H newc --quiet | gzip -1 > '{}'", root.display(), out.display());
     run_tool(Command::new("sh").arg("-c").arg(pack))?;

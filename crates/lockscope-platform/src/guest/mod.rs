@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::host_system::{self, HostSystem};
 pub use kernel::{GuestDebugInfo, GuestKernel};
 pub use lockscope_trace::DebianKernel;
 
@@ -38,6 +39,9 @@ pub struct GuestConfig {
     pub extra_binaries: Vec<PathBuf>,
     /// More host files to put in the guest at the same path (e.g. the font figures are drawn with).
     pub extra_files: Vec<PathBuf>,
+    /// Shares the host's programs and libraries read-only over virtio-9p,
+    /// mounted under a root that [`in_host_system`] runs commands in.
+    pub host_system: bool,
     /// Where the machine's work directory (initramfs, disks) is made.
     pub scratch: PathBuf,
     /// More kernel command-line arguments (e.g. lockup detectors when debugging a hang).
@@ -60,6 +64,7 @@ impl GuestConfig {
             cache_dir: default_cache_dir(),
             extra_binaries: vec![],
             extra_files: vec![],
+            host_system: false,
             scratch: std::env::temp_dir(),
             kernel_args: vec![],
             qemu_args: vec![],
@@ -114,6 +119,13 @@ pub fn parallel_accel() -> &'static str {
     } else {
         "tcg"
     }
+}
+
+/// A command line run in the host's system inside a guest built with
+/// [`GuestConfig::host_system`]: its programs, lockscope on the `PATH`, the
+/// disk as the working directory /work (as in runc and gVisor).
+pub fn in_host_system(command: &str) -> String {
+    format!("chroot {} /usr/bin/env --chdir=/work {} HOME=/work {command}", initramfs::SYSROOT, host_system::PATH)
 }
 
 pub fn default_cache_dir() -> PathBuf {
@@ -171,6 +183,8 @@ pub struct Machine {
     initrd: PathBuf,
     disk: PathBuf,
     out_disk: PathBuf,
+    /// The host directories shared with the guest, in the order of their tags.
+    shared: Vec<PathBuf>,
 }
 
 impl Machine {
@@ -182,13 +196,15 @@ impl Machine {
             .map_err(io(format!("creating a work directory in {}", cfg.scratch.display())))?;
         let initrd = work.path().join("initrd.img");
         let binaries: Vec<&Path> = std::iter::once(lockscope).chain(cfg.extra_binaries.iter().map(PathBuf::as_path)).collect();
-        initramfs::build(&kernel, &binaries, &cfg.extra_files, &cfg.command, &work.path().join("root"), &initrd)?;
+        let host = cfg.host_system.then(HostSystem::of_this_host);
+        initramfs::build(&kernel, &binaries, &cfg.extra_files, &cfg.command, host.as_ref(), &work.path().join("root"), &initrd)?;
+        let shared = host.map(|h| h.shared).unwrap_or_default();
         let disk = work.path().join("disk.img");
         let out_disk = work.path().join("out.img");
         make_sparse(&disk, cfg.disk_mb as u64 * 1024 * 1024)?;
         run_tool(Command::new("mkfs.ext4").args(["-q", "-F"]).arg(&disk))?;
         make_sparse(&out_disk, 256 * 1024 * 1024)?;
-        Ok(Machine { work, kernel, initrd, disk, out_disk })
+        Ok(Machine { work, kernel, initrd, disk, out_disk, shared })
     }
 
     /// The machine's own scratch directory.
@@ -214,8 +230,20 @@ impl Machine {
                     .join(" "),
             )
             .args(["-display", "none", "-no-reboot"])
-            .args(["-drive", &drive(&self.disk), "-drive", &drive(&self.out_disk)])
-            .args(&cfg.qemu_args);
+            .args(["-drive", &drive(&self.disk), "-drive", &drive(&self.out_disk)]);
+        if !self.shared.is_empty() {
+            // The host's programs may use any instruction the host has
+            // (PyTorch's kernels: SIGILL on qemu's default CPU model).
+            qemu.args(["-cpu", "max"]);
+        }
+        for (i, dir) in self.shared.iter().enumerate() {
+            let tag = initramfs::share_tag(i);
+            qemu.arg("-fsdev")
+                .arg(format!("local,id={tag},path={},security_model=none,readonly=on", dir.display()))
+                .arg("-device")
+                .arg(format!("virtio-9p-pci,fsdev={tag},mount_tag={tag}"));
+        }
+        qemu.args(&cfg.qemu_args);
         qemu
     }
 }
