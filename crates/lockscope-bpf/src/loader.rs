@@ -192,6 +192,23 @@ pub fn attach_contention<'a>(skel: &'a ContentionSkel<'a>) -> Result<Kernel<'a>,
 
 // ------------------------------------------------------------------- acquire
 
+/// The waits acquire mode times: those on locks of the classes probed
+/// (others' only when every class is).
+fn wait_classes(classes: &[LockClass]) -> crate::acquire_skel::types::wait_class {
+    use crate::acquire_skel::types::wait_class as W;
+    let mut mask = if LockClass::ALL.iter().all(|c| classes.contains(c)) { W::WAIT_OTHER.0 } else { 0 };
+    for class in classes {
+        mask |= match class {
+            LockClass::Spinlock => W::WAIT_SPINLOCK,
+            LockClass::Rwlock => W::WAIT_RWLOCK,
+            LockClass::Mutex => W::WAIT_MUTEX,
+            LockClass::Rwsem => W::WAIT_RWSEM,
+        }
+        .0;
+    }
+    W(mask)
+}
+
 /// Whether a program's target frees slab objects (and so ends the locks in them).
 fn is_free(target: &str) -> bool {
     primitives::role_of(target) == Some(Role::Free)
@@ -309,6 +326,7 @@ fn load_acquire_with<'obj>(
         rodata.track_holds = s.hold_times;
         rodata.stack_sample_every = if s.stack_sample > 1 { s.stack_sample } else { 0 };
         rodata.stack_sample_first = sampling::FIRST_STACKS;
+        rodata.wait_classes = wait_classes(s.lock_classes);
         // The preempt count (interrupt context without stacks), and the
         // direct map and page array (the slab of a kfree'd object or of a lock).
         let kallsyms = kallsyms();

@@ -143,6 +143,17 @@ fn waits_on_a_shared_fifo_are_attributed_to_the_other_workload() {
     }
 }
 
+/// Waits follow `--locks`: with only spinlocks and rwlocks probed, the
+/// FIFO's mutex waits (dozens each way above) are not timed, and no other
+/// wait can name its holder (only a mutex's or rw_semaphore's lock word does).
+#[test]
+fn waits_on_locks_not_asked_for_are_not_timed() {
+    let r = report("fifo-no-mutex");
+    assert_eq!(r["mode"], "acquire");
+    let attributed: Vec<&Value> = r["waits_by_holder"].as_array().unwrap().iter().filter(|w| w["holder_kind"] != "unknown").collect();
+    assert!(attributed.is_empty(), "{attributed:#?}");
+}
+
 #[test]
 fn file_churn_shares_file_system_wide_locks_named_when_global() {
     let r = report("files");

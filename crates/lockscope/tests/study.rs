@@ -214,6 +214,11 @@ fn a_study_in_debian_kernels_counts_every_acquisition_and_names_the_shared_locks
             let unmeasured = format!("stress: {workload} on {column} not measured");
             let said = column != "host" && notes.iter().any(|n| n.starts_with(&unmeasured));
             assert!(stressed(workload, column) || said, "{workload} on {column}: neither a figure nor a note in {notes:#?}");
+            if !stressed(workload, column) {
+                // Evidence for why (kept in the test's log): the samples and their windows.
+                let dir = out.join("stress").join(format!("{workload}@{column}"));
+                eprintln!("{unmeasured}; {}:\n{}", dir.display(), std::fs::read_to_string(dir.join("stress.csv")).unwrap_or_default());
+            }
         }
         assert!(stressed("file-create", column) || stressed("mem-8k", column), "no stress figure for {column}: {notes:#?}");
     }

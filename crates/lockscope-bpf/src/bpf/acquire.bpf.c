@@ -36,6 +36,29 @@ const volatile bool track_holds = true;
  * in N; user space apportions the exact counts over the sampled stacks. */
 const volatile u32 stack_sample_every = 0;
 const volatile u32 stack_sample_first = 0;
+/* Which waits are timed, by the class of their lock (--locks); a class
+ * not asked for is not probed, and its waits are not timed either. */
+enum wait_class {
+	WAIT_SPINLOCK = 1 << 0,
+	WAIT_RWLOCK = 1 << 1,
+	WAIT_MUTEX = 1 << 2, /* rt_mutexes too */
+	WAIT_RWSEM = 1 << 3, /* per-CPU rw_semaphores too */
+	WAIT_OTHER = 1 << 4, /* plain semaphores: timed only with every class */
+};
+const volatile enum wait_class wait_classes = WAIT_SPINLOCK | WAIT_RWLOCK | WAIT_MUTEX | WAIT_RWSEM | WAIT_OTHER;
+
+/* The class of a lock by its contention flags. */
+static __always_inline enum wait_class wait_class_of(u32 flags)
+{
+	if (flags & (LCB_F_MUTEX | LCB_F_RT))
+		return WAIT_MUTEX;
+	if (flags & LCB_F_SPIN)
+		return flags & (LCB_F_READ | LCB_F_WRITE) ? WAIT_RWLOCK : WAIT_SPINLOCK;
+	if (flags & (LCB_F_READ | LCB_F_WRITE))
+		return WAIT_RWSEM;
+	return WAIT_OTHER;
+}
+
 /* Where the preempt count is: its per-CPU offset and the per-CPU offsets
  * array, from kallsyms; 0 when unknown (user space then reads interrupt
  * context from the stack). */
@@ -257,6 +280,8 @@ static __always_inline int on_release(u64 lock)
 
 static __always_inline int record_wait_begin(void *ctx, u64 lock, u32 flags)
 {
+	if (!(wait_class_of(flags) & wait_classes))
+		return 0;
 	u32 workload = current_workload();
 	if (workload)
 		begin_wait(ctx, lock, flags, false);
