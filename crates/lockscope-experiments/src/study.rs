@@ -544,21 +544,26 @@ fn guest_record_step(cfg: &StudyConfig, cell: &StudyCell, kernel: DebianKernel, 
     Ok(Ok(trace))
 }
 
+/// Whether a workload needs the host's programs in a guest: all but
+/// lockscope's own microbenchmarks.
+fn needs_host_system(w: &StudyWorkload) -> bool {
+    w.group != Group::Micro
+}
+
 /// A guest that runs a study's lockscope command line, given the host's
 /// programs where the workload needs them ([`GuestConfig::host_system`]).
 fn study_guest(argv: &[&str], w: &StudyWorkload, out_dir: &Path) -> GuestConfig {
     let command = shlex::try_join(argv.iter().copied()).expect("no NUL in the study's commands");
-    let host_system = w.group != Group::Micro;
-    let command = if host_system { guest::in_host_system(&command) } else { command };
+    let command = if needs_host_system(w) { guest::in_host_system(&command) } else { command };
     let mut guest = GuestConfig::new(command, out_dir);
-    guest.host_system = host_system;
+    guest.host_system = needs_host_system(w);
     guest
 }
 
 /// Where a study's instances work in the guest: on its ext4 disk, which is
 /// /work in the host's system (see [`study_guest`]).
 fn instances_dir(w: &StudyWorkload) -> String {
-    let disk = if w.group == Group::Micro { "/mnt/disk" } else { "/work" };
+    let disk = if needs_host_system(w) { "/work" } else { "/mnt/disk" };
     format!("{disk}/instances")
 }
 

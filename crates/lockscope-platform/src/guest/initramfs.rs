@@ -25,9 +25,9 @@ pub(crate) const MODULES: &[&str] = &[
     "fs/ext4/ext4.ko",
 ];
 
-/// Modules for the host's directories shared over virtio-9p.
-pub(crate) const HOST_SYSTEM_MODULES: &[&str] =
-    &["fs/netfs/netfs.ko", "fs/fscache/fscache.ko", "net/9p/9pnet.ko", "net/9p/9pnet_virtio.ko", "fs/9p/9p.ko"];
+/// Modules for the host's directories shared over virtio-9p (with what
+/// they depend on, which differs between series).
+const HOST_SYSTEM_MODULES: &[&str] = &["net/9p/9pnet_virtio.ko", "fs/9p/9p.ko"];
 
 /// Where the guest mounts the host's system ([`HostSystem`]), lockscope
 /// beside it, and the disk at /work: a root to `chroot` into.
@@ -117,9 +117,13 @@ pub fn build(
         copy(file, &root.join(file.strip_prefix("/").unwrap_or(file)))?;
     }
 
+    let host_modules = match host {
+        Some(_) => kernel.with_dependencies(HOST_SYSTEM_MODULES)?,
+        None => vec![],
+    };
     let mut wanted = MODULES.to_vec();
+    wanted.extend(host_modules.iter().map(String::as_str).filter(|m| !MODULES.contains(m)));
     if let Some(host) = host {
-        wanted.extend(HOST_SYSTEM_MODULES);
         let sysroot = root.join(SYSROOT.trim_start_matches('/'));
         std::fs::create_dir_all(&sysroot).map_err(io(format!("creating {}", sysroot.display())))?;
         host.make_links(&sysroot).map_err(io("linking the host's directories"))?;

@@ -52,6 +52,43 @@ impl GuestKernel {
         modules.is_dir().then_some(GuestKernel { release, vmlinuz, modules })
     }
 
+    /// `wanted` (paths under `kernel/`, as `fs/9p/9p.ko`) preceded by the
+    /// modules they depend on, each once, in an order they load in. Which
+    /// those are differs between series (6.1's 9p needs fscache, 6.12's has
+    /// none), so they are read from each module's own `depends`.
+    pub(crate) fn with_dependencies(&self, wanted: &[&str]) -> Result<Vec<String>, GuestError> {
+        let mut by_name = std::collections::HashMap::new();
+        index_modules(&self.modules.join("kernel"), Path::new(""), &mut by_name)?;
+        let mut order = vec![];
+        for m in wanted {
+            self.add_with_dependencies(m, &by_name, &mut order)?;
+        }
+        Ok(order)
+    }
+
+    fn add_with_dependencies(
+        &self,
+        module: &str,
+        by_name: &std::collections::HashMap<String, String>,
+        order: &mut Vec<String>,
+    ) -> Result<(), GuestError> {
+        if order.iter().any(|m| m == module) {
+            return Ok(());
+        }
+        let plain = self.modules.join("kernel").join(module);
+        let file = [plain.with_extension("ko.xz"), plain].into_iter().find(|f| f.is_file());
+        // One not packaged is built in, or missing: loadable_modules tells which.
+        if let Some(file) = file {
+            let depends = run_tool(Command::new("modinfo").args(["-F", "depends"]).arg(&file))?;
+            // A dependency not packaged as a module is built into the kernel.
+            for dep in depends.trim().split(',').filter_map(|d| by_name.get(&d.replace('-', "_"))) {
+                self.add_with_dependencies(dep, by_name, order)?;
+            }
+        }
+        order.push(module.to_owned());
+        Ok(())
+    }
+
     /// Where each of `wanted` (paths under `kernel/`, as `fs/ext4/ext4.ko`)
     /// is in the package, as it is or xz-compressed (6.12); None for one
     /// built into the kernel, an error for one it has not at all.
@@ -71,6 +108,22 @@ impl GuestKernel {
         }
         Ok(found)
     }
+}
+
+/// Every module under `dir` by its name (`-` read as `_`, as the kernel
+/// does): its path relative to the package's `kernel/`, ending `.ko`.
+fn index_modules(dir: &Path, relative: &Path, by_name: &mut std::collections::HashMap<String, String>) -> Result<(), GuestError> {
+    for entry in std::fs::read_dir(dir).map_err(io(format!("listing {}", dir.display())))? {
+        let entry = entry.map_err(io(format!("listing {}", dir.display())))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = relative.join(&name);
+        if entry.file_type().map_err(io(format!("reading {}", entry.path().display())))?.is_dir() {
+            index_modules(&entry.path(), &path, by_name)?;
+        } else if let Some(stem) = name.strip_suffix(".ko.xz").or_else(|| name.strip_suffix(".ko")) {
+            by_name.insert(stem.replace('-', "_"), relative.join(format!("{stem}.ko")).display().to_string());
+        }
+    }
+    Ok(())
 }
 
 /// Where a series' kernel is unpacked.
