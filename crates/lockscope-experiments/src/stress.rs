@@ -411,7 +411,7 @@ fn run_once(
         output: Output::Capture,
         cpus: placement(None),
         memory_limit: None,
-        rootfs: None,
+        user_root: None,
     };
     let mut worker = platform.create(&worker_spec, env)?;
     observer.created(&worker_spec, worker.as_ref())?;
@@ -440,7 +440,7 @@ fn run_once(
             output: Output::Discard,
             cpus: placement(Some(k)),
             memory_limit: None,
-            rootfs: None,
+            user_root: None,
         };
         let instance = platform.create(&spec, env)?;
         observer.created(&spec, instance.as_ref())?;

@@ -118,8 +118,8 @@ impl StudyCell {
 
 /// The paper's microbenchmarks (6.1), scaled to a small machine, its
 /// serverless functions (Table 6) and its cloud workloads (Table 7) but
-/// Feedsim and graph analytics.
-pub const WORKLOADS: [StudyWorkload; 14] = [
+/// Feedsim, which is packaged nowhere reachable.
+pub const WORKLOADS: [StudyWorkload; 15] = [
     StudyWorkload { name: "mem-8k", command: "mem --size 8k --total 128m", trasher: "trasher --target mm", group: Group::Micro },
     StudyWorkload { name: "mem-1m", command: "mem --size 1m --total 128m", trasher: "trasher --target mm", group: Group::Micro },
     StudyWorkload { name: "file-list", command: "file-list --files 5000", trasher: "trasher --target fs", group: Group::Micro },
@@ -134,11 +134,28 @@ pub const WORKLOADS: [StudyWorkload; 14] = [
     StudyWorkload { name: "data-caching", command: "data-caching", trasher: "trasher --target mixed", group: Group::Cloud },
     StudyWorkload { name: "data-caching-cold", command: "data-caching-cold", trasher: "trasher --target mixed", group: Group::Cloud },
     StudyWorkload { name: "video-transcode", command: "video-transcode", trasher: "trasher --target mixed", group: Group::Cloud },
+    StudyWorkload { name: "graph-analytics", command: "graph-analytics", trasher: "trasher --target mixed", group: Group::Cloud },
 ];
+
+/// Rows of the paper's tables lockscope cannot run here, with why: the
+/// report says so where their group is studied, rather than leave them out.
+pub const NOT_AVAILABLE: [(&str, Group, &str); 1] =
+    [("feedsim", Group::Cloud, "DCPerf's Feedsim is packaged nowhere this machine can reach (not in Debian, PyPI or crates.io)")];
 
 /// The study's workload named `name`.
 pub fn workload(name: &str) -> Result<&'static StudyWorkload, StudyError> {
+    if let Some((_, _, why)) = NOT_AVAILABLE.iter().find(|(n, ..)| *n == name) {
+        return Err(StudyError::NotAvailable { name: name.to_owned(), why });
+    }
     WORKLOADS.iter().find(|w| w.name == name).ok_or_else(|| StudyError::UnknownWorkload(name.to_owned()))
+}
+
+/// Notes for the paper's rows that are not run, where all of their group is studied.
+fn not_available_notes(workloads: &[String]) -> impl Iterator<Item = String> + '_ {
+    NOT_AVAILABLE.iter().filter_map(|(name, group, why)| {
+        let whole_group = WORKLOADS.iter().filter(|w| w.group == *group).all(|w| workloads.iter().any(|n| n == w.name));
+        whole_group.then(|| format!("{name} ({} group) not studied: {why}", group.name()))
+    })
 }
 
 /// Workload names and group names (`micro`, `serverless`, `all`) as the
@@ -246,6 +263,8 @@ pub enum StudyError {
         groups = Group::ALL.map(Group::name).join(", ")
     )]
     UnknownWorkload(String),
+    #[error("{name} cannot be studied here: {why}")]
+    NotAvailable { name: String, why: &'static str },
     #[error("unknown kernel {0:?}; a study runs in {names}", names = StudyKernel::all().map(StudyKernel::name).collect::<Vec<_>>().join(", "))]
     UnknownKernel(String),
     #[error("{} holds a different study ({earlier}); choose another --output, or pass --fresh to start over", dir.display())]
@@ -276,7 +295,7 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
     for w in &cfg.workloads {
         workload(w)?;
     }
-    let mut notes = Vec::new();
+    let mut notes: Vec<String> = not_available_notes(&cfg.workloads).collect();
     let platforms = choose_platforms(&cfg.platforms, &cfg.env, &mut notes)?;
     let plan = Plan {
         workloads: cfg.workloads.clone(),
@@ -464,7 +483,7 @@ fn record_step(
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let spec = |instance: &str, cpu: usize| WorkloadSpec {
         name: instance.to_owned(),
-        target: Target::Placed(PlacedWorkload { platform, workload: command.clone(), rootfs: None }),
+        target: Target::Placed(PlacedWorkload { platform, workload: command.clone(), user_root: None }),
         placement: Placement { cpus: Some(vec![cpu % cpus]), memory_limit: cfg.memory_limit, output: Output::Discard },
     };
     let plan = RecordPlan {
@@ -502,7 +521,9 @@ fn guest_record_step(cfg: &StudyConfig, cell: &StudyCell, kernel: DebianKernel, 
     let w = workload(&cell.workload)?;
     let command = w.command;
     let instance = |name: &str| format!("{name}=host:{command} --duration {}ms", cfg.duration.as_millis());
-    let instances = instances_dir(w);
+    let out_dir = cfg.output.join("guest").join(cell.id());
+    let mut guest = study_guest(w, &out_dir);
+    let instances = instances_dir(&guest);
     let bound = format!("{}s", (cfg.duration * 3 + Duration::from_secs(120)).as_secs());
     let record = [
         "lockscope",
@@ -525,8 +546,7 @@ fn guest_record_step(cfg: &StudyConfig, cell: &StudyCell, kernel: DebianKernel, 
         "--workload",
         &instance("b"),
     ];
-    let out_dir = cfg.output.join("guest").join(cell.id());
-    let mut guest = study_guest(&record, w, &out_dir);
+    set_command(&mut guest, &record);
     guest.kernel = kernel;
     guest.timeout = cfg.guest_timeout.unwrap_or_else(|| default_guest_timeout(cfg.duration));
     if let Err(why) = run_in_guest(&guest, &cfg.env.lockscope) {
@@ -550,21 +570,22 @@ fn needs_host_system(w: &StudyWorkload) -> bool {
     w.group != Group::Micro
 }
 
-/// A guest that runs a study's lockscope command line, given the host's
-/// programs where the workload needs them ([`GuestConfig::host_system`]).
-fn study_guest(argv: &[&str], w: &StudyWorkload, out_dir: &Path) -> GuestConfig {
-    let command = shlex::try_join(argv.iter().copied()).expect("no NUL in the study's commands");
-    let command = if needs_host_system(w) { guest::in_host_system(&command) } else { command };
-    let mut guest = GuestConfig::new(command, out_dir);
+/// A guest for a study's step on `w`, given the host's programs where the
+/// workload needs them ([`GuestConfig::host_system`]); its command is set
+/// by [`set_command`].
+fn study_guest(w: &StudyWorkload, out_dir: &Path) -> GuestConfig {
+    let mut guest = GuestConfig::new("", out_dir);
     guest.host_system = needs_host_system(w);
     guest
 }
 
-/// Where a study's instances work in the guest: on its ext4 disk, which is
-/// /work in the host's system (see [`study_guest`]).
-fn instances_dir(w: &StudyWorkload) -> String {
-    let disk = if needs_host_system(w) { "/work" } else { "/mnt/disk" };
-    format!("{disk}/instances")
+/// Where a study's instances work in the guest: on its disk.
+fn instances_dir(guest: &GuestConfig) -> String {
+    format!("{}/instances", guest.disk_dir())
+}
+
+fn set_command(guest: &mut GuestConfig, argv: &[&str]) {
+    guest.command = shlex::try_join(argv.iter().copied()).expect("no NUL in the study's commands");
 }
 
 /// Runs a lockscope command in a guest (its /out in a fresh
@@ -798,7 +819,9 @@ fn guest_stress_step(
     let w = workload(&cell.workload)?;
     let duration = |d: Duration| format!("{}ms", d.as_millis());
     let (trashers, cycles) = (settings.trashers.to_string(), settings.cycles.to_string());
-    let instances = instances_dir(w);
+    let out_dir = cfg.output.join("guest").join(format!("stress-{}", cell.id()));
+    let mut guest = study_guest(w, &out_dir);
+    let instances = instances_dir(&guest);
     let stress = [
         "lockscope",
         "stress",
@@ -823,8 +846,7 @@ fn guest_stress_step(
         "-o",
         "/out/stress",
     ];
-    let out_dir = cfg.output.join("guest").join(format!("stress-{}", cell.id()));
-    let mut guest = study_guest(&stress, w, &out_dir);
+    set_command(&mut guest, &stress);
     guest.kernel = kernel;
     guest.accel = guest::parallel_accel().into();
     guest.extra_files = vec![PathBuf::from(crate::figure::FONT)];
@@ -989,6 +1011,11 @@ mod tests {
         );
         assert_eq!(expand(&["all"]).unwrap().len(), WORKLOADS.len());
         assert!(matches!(expand(&["micro", "bogus"]), Err(StudyError::UnknownWorkload(_))));
+        let feedsim = expand(&["feedsim"]).unwrap_err().to_string();
+        assert!(feedsim.starts_with("feedsim cannot be studied here: DCPerf's Feedsim is packaged nowhere"), "{feedsim}");
+        assert_eq!(not_available_notes(&expand(&["micro", "serverless"]).unwrap()).count(), 0);
+        let cloud: Vec<String> = not_available_notes(&expand(&["cloud"]).unwrap()).collect();
+        assert_eq!(cloud, ["feedsim (cloud group) not studied: DCPerf's Feedsim is packaged nowhere this machine can reach (not in Debian, PyPI or crates.io)"]);
         let mut notes = vec![];
         let running = [StudyKernel::Running];
         let cells = cells(&["mem-8k".into(), "lr-training".into()], &[PlatformKind::Runc, PlatformKind::Microvm], &running, &mut notes);

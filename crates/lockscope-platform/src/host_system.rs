@@ -12,6 +12,16 @@ pub(crate) const LOCKSCOPE: &str = "/opt/lockscope/lockscope";
 /// `PATH` inside: lockscope first, then the host's usual directories.
 pub(crate) const PATH: &str = "PATH=/opt/lockscope:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin";
 
+/// The workload's host name.
+pub(crate) const HOSTNAME: &str = "lockscope";
+
+/// The workload's /etc/hosts, in place of the host's, as Docker and Podman
+/// write one: its own name resolves (Java asks for it, and Spark with it)
+/// with no network beside loopback.
+pub(crate) fn hosts_file() -> String {
+    format!("127.0.0.1\tlocalhost\n127.0.1.1\t{HOSTNAME}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+}
+
 /// The layout of the host's system, read from its root directory.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct HostSystem {

@@ -73,8 +73,10 @@ impl PlatformKind {
     /// Creates an instance of the workload, held before it runs.
     pub fn create(self, spec: &InstanceSpec, env: &Env) -> Result<Box<dyn Instance>, PlatformError> {
         self.ensure_usable(env)?;
-        if spec.rootfs.is_some() && !matches!(self, PlatformKind::Runc | PlatformKind::Gvisor) {
-            return Err(PlatformError::Runtime(format!("--rootfs is for runc and gvisor, not {self}")));
+        if let Some(root) = &spec.user_root {
+            if !matches!(self, PlatformKind::Runc | PlatformKind::Gvisor) {
+                return Err(PlatformError::Runtime(format!("{} is for runc and gvisor, not {self}", root.flag())));
+            }
         }
         Ok(match self {
             PlatformKind::Host => Box::new(HostInstance::builtin(spec, env)?),
@@ -111,10 +113,39 @@ pub struct InstanceSpec {
     pub cpus: Option<Vec<usize>>,
     /// Memory limit in bytes (a cgroup limit; a microVM's memory size).
     pub memory_limit: Option<u64>,
-    /// A root file system of the user's (runc, gVisor only), read-only: the
-    /// workload is then `command -- PROGRAM [ARGS]`, and PROGRAM runs in it
-    /// as it is, without lockscope.
-    pub rootfs: Option<PathBuf>,
+    /// A root of the user's (runc, gVisor only), read-only, where the
+    /// workload runs as it is, without lockscope.
+    pub user_root: Option<UserRoot>,
+}
+
+/// What the user gives a container to run in, instead of the host's system.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UserRoot {
+    /// A root file system (`--rootfs DIR`): the workload is `command --
+    /// PROGRAM [ARGS]`, and PROGRAM runs in it.
+    Rootfs(PathBuf),
+    /// An OCI bundle (`--bundle DIR`, as `runc run --bundle` takes it): its
+    /// root file system, and its process's arguments (unless a program is
+    /// named after `--`), environment and working directory. Its other
+    /// settings (namespaces, mounts, limits) are lockscope's, as for every
+    /// container it runs.
+    Bundle(PathBuf),
+}
+
+impl UserRoot {
+    /// The `--workload` flag that gives it.
+    pub fn flag(&self) -> &'static str {
+        match self {
+            UserRoot::Rootfs(_) => "--rootfs",
+            UserRoot::Bundle(_) => "--bundle",
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        match self {
+            UserRoot::Rootfs(dir) | UserRoot::Bundle(dir) => dir,
+        }
+    }
 }
 
 /// What every platform needs from its surroundings.
@@ -249,43 +280,53 @@ pub struct PlacedWorkload {
     pub platform: PlatformKind,
     /// Arguments to `lockscope workload`; a program is `command -- PROGRAM [ARGS]`.
     pub workload: Vec<String>,
-    /// See [`InstanceSpec::rootfs`].
-    pub rootfs: Option<PathBuf>,
+    /// See [`InstanceSpec::user_root`].
+    pub user_root: Option<UserRoot>,
 }
 
 impl PlacedWorkload {
     /// What follows `PLATFORM:`, as a shell would read it back.
     pub fn describe(&self) -> String {
-        let rootfs = self.rootfs.iter().flat_map(|r| ["--rootfs".to_owned(), r.display().to_string()]);
-        let words: Vec<String> = rootfs.chain(self.workload.iter().cloned()).collect();
+        let root = self.user_root.iter().flat_map(|r| [r.flag().to_owned(), r.dir().display().to_string()]);
+        let words: Vec<String> = root.chain(self.workload.iter().cloned()).collect();
         shlex::try_join(words.iter().map(String::as_str)).unwrap_or_else(|_| words.join(" "))
     }
 }
 
-/// `PLATFORM:WORKLOAD [ARGS]`, `PLATFORM:-- PROGRAM [ARGS]` or
-/// `PLATFORM:--rootfs DIR -- PROGRAM [ARGS]`.
+/// `PLATFORM:WORKLOAD [ARGS]`, `PLATFORM:-- PROGRAM [ARGS]`,
+/// `PLATFORM:--rootfs DIR -- PROGRAM [ARGS]` or `PLATFORM:--bundle DIR [-- PROGRAM [ARGS]]`.
 pub fn parse_placed_workload(text: &str) -> Result<PlacedWorkload, PlatformError> {
     let (platform, rest) = text.split_once(':').ok_or_else(|| {
         PlatformError::Runtime(format!(
-            "{text:?}: expected PLATFORM:WORKLOAD [ARGS] or PLATFORM:[--rootfs DIR] -- PROGRAM [ARGS], e.g. runc:file-create --files 2000"
+            "{text:?}: expected PLATFORM:WORKLOAD [ARGS], PLATFORM:[--rootfs DIR] -- PROGRAM [ARGS] or PLATFORM:--bundle DIR \
+             [-- PROGRAM [ARGS]], e.g. runc:file-create --files 2000"
         ))
     })?;
     let platform = PlatformKind::parse(platform.trim())?;
     let mut args = shlex::split(rest).unwrap_or_default();
-    let rootfs = match args.first().map(String::as_str) {
-        Some("--rootfs") if args.len() >= 2 => Some(PathBuf::from(args.drain(..2).nth(1).unwrap_or_default())),
+    let user_root = match args.first().map(String::as_str) {
+        Some(flag @ ("--rootfs" | "--bundle")) if args.len() >= 2 => {
+            let dir = PathBuf::from(&args[1]);
+            let root = if flag == "--rootfs" { UserRoot::Rootfs(dir) } else { UserRoot::Bundle(dir) };
+            args.drain(..2);
+            Some(root)
+        }
         _ => None,
     };
+    if matches!(user_root, Some(UserRoot::Bundle(_))) && args.is_empty() {
+        // The bundle's own process.
+        return Ok(PlacedWorkload { platform, workload: args, user_root });
+    }
     if args.is_empty() || args[..] == ["--"] {
         return Err(PlatformError::Runtime(format!("{text:?}: no workload after {platform}: (e.g. {platform}:mem --size 8k)")));
     }
     // `-- PROGRAM ARGS`: any program, as the built-in `command` workload runs it.
     if args[0] == "--" {
         args.insert(0, PROGRAM_WORKLOAD.to_owned());
-    } else if rootfs.is_some() {
-        return Err(PlatformError::Runtime(format!("{text:?}: with --rootfs, name the program to run after --")));
+    } else if let Some(root) = &user_root {
+        return Err(PlatformError::Runtime(format!("{text:?}: with {}, name the program to run after --", root.flag())));
     }
-    Ok(PlacedWorkload { platform, workload: args, rootfs })
+    Ok(PlacedWorkload { platform, workload: args, user_root })
 }
 
 #[cfg(test)]
@@ -297,12 +338,19 @@ mod tests {
         let placed = parse_placed_workload("runc:file-create --files 20").unwrap();
         assert_eq!(placed.platform, PlatformKind::Runc);
         assert_eq!(placed.workload, ["file-create", "--files", "20"]);
-        assert_eq!(placed.rootfs, None);
+        assert_eq!(placed.user_root, None);
         let placed = parse_placed_workload("gvisor:-- python3 -c 'print(1)'").unwrap();
         assert_eq!(placed.workload, ["command", "--", "python3", "-c", "print(1)"]);
         let placed = parse_placed_workload("runc:--rootfs /srv/alpine -- /bin/sh -c 'echo hi'").unwrap();
-        assert_eq!(placed.rootfs, Some(PathBuf::from("/srv/alpine")));
+        assert_eq!(placed.user_root, Some(UserRoot::Rootfs(PathBuf::from("/srv/alpine"))));
         assert_eq!(placed.workload, ["command", "--", "/bin/sh", "-c", "echo hi"]);
+        let placed = parse_placed_workload("gvisor:--bundle /srv/app").unwrap();
+        assert_eq!(placed.user_root, Some(UserRoot::Bundle(PathBuf::from("/srv/app"))));
+        assert!(placed.workload.is_empty(), "the bundle's own process");
+        assert_eq!(placed.describe(), "--bundle /srv/app");
+        let placed = parse_placed_workload("runc:--bundle /srv/app -- env").unwrap();
+        assert_eq!(placed.workload, ["command", "--", "env"]);
+        assert!(parse_placed_workload("runc:--bundle /srv/app mem").is_err(), "a bundle runs a program");
         assert!(parse_placed_workload("runc:--rootfs /srv/alpine mem").is_err(), "a rootfs runs a program");
         assert!(parse_placed_workload("runc:--rootfs /srv/alpine --").is_err());
         assert!(parse_placed_workload("runc: --").is_err());

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::guest::{in_host_system, GuestConfig, Machine};
+use crate::guest::{GuestConfig, Machine};
 use crate::{io, version_of, Availability, Env, Instance, InstanceSpec, PlatformError, PlatformKind};
 use lockscope_proc::launch::{spawn_held_with, LaunchOptions, Launched};
 
@@ -72,10 +72,8 @@ impl MicroVm {
         // loads from the host's share are in the guest's page cache and their
         // first reads are not part of what is recorded.
         let command = format!(
-            "exec 3< /dev/ttyS1; {warm} > /dev/null 2>&1; echo {READY} > /dev/ttyS0; read go <&3 && {run} > /dev/ttyS0 2>&1; \
-             echo \"{EXITED}$?\" > /dev/ttyS0",
-            warm = in_host_system("lockscope --version"),
-            run = in_host_system(&format!("lockscope workload {workload}")),
+            "exec 3< /dev/ttyS1; lockscope --version > /dev/null 2>&1; echo {READY} > /dev/ttyS0; \
+             read go <&3 && lockscope workload {workload} > /dev/ttyS0 2>&1; echo \"{EXITED}$?\" > /dev/ttyS0"
         );
         let mut cfg = GuestConfig::new(command, env.work_root.clone());
         // (out_dir is unused: only `guest::run` copies /out back; here the console is the output.)

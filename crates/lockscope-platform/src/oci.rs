@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::host_system::{self, HostSystem, LOCKSCOPE};
-use crate::{io, remove_tree, version_of, Availability, Env, Instance, InstanceSpec, PlatformError, PlatformKind};
+use crate::{io, remove_tree, version_of, Availability, Env, Instance, InstanceSpec, PlatformError, PlatformKind, UserRoot};
 use lockscope_proc::procfs;
 
 const CREATE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -75,7 +75,7 @@ impl Runtime {
         let dir = env.instance_dir(&spec.name)?;
         let id = dir.file_name().and_then(|n| n.to_str()).map(|n| format!("lockscope-{n}")).unwrap_or_default();
         // From here on, dropping the container removes whatever was made.
-        let notes_exit = spec.rootfs.is_none();
+        let notes_exit = spec.user_root.is_none();
         let mut c = Container { runtime: self, id, dir, main_pid: 0, output: None, created: false, stopped: false, notes_exit };
         c.make_bundle(spec, env)?;
         c.run_create(spec.output)?;
@@ -111,7 +111,7 @@ impl Container {
             json!({ "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev"] }),
             json!({ "destination": "/work", "type": "bind", "source": work, "options": ["rbind", "rw"] }),
         ];
-        let (rootfs, args) = match &spec.rootfs {
+        let process = match &spec.user_root {
             None => {
                 let rootfs = self.dir.join("rootfs");
                 for d in ["opt/lockscope", "proc", "dev", "tmp", "work"] {
@@ -119,24 +119,13 @@ impl Container {
                 }
                 link_or_copy(&env.lockscope, &rootfs.join(LOCKSCOPE.trim_start_matches('/')))?;
                 mounts.extend(host_system(&rootfs)?);
+                let hosts = self.dir.join("hosts");
+                std::fs::write(&hosts, host_system::hosts_file()).map_err(io("writing the container's hosts file"))?;
+                mounts.push(json!({ "destination": "/etc/hosts", "type": "bind", "source": hosts, "options": ["bind", "ro"] }));
                 let args = [LOCKSCOPE, "workload"].into_iter().map(String::from).chain(spec.workload.iter().cloned()).collect();
-                (rootfs, args)
+                Process::in_rootfs(rootfs, args)
             }
-            // The user's, as it is: the program runs without lockscope around it.
-            Some(user) => {
-                let rootfs = std::fs::canonicalize(user).map_err(io(format!("the root file system {}", user.display())))?;
-                let program = match spec.workload.as_slice() {
-                    [command, dashes, program @ ..] if command == crate::PROGRAM_WORKLOAD && dashes == "--" && !program.is_empty() => {
-                        program.to_vec()
-                    }
-                    _ => {
-                        return Err(PlatformError::Runtime(
-                            "in a root file system of the user's, the workload is a program: -- PROGRAM [ARGS]".into(),
-                        ))
-                    }
-                };
-                (rootfs, program)
-            }
+            Some(user) => Process::of_user(user, &spec.workload)?,
         };
         let mut resources = json!({});
         if let Some(limit) = spec.memory_limit {
@@ -151,9 +140,9 @@ impl Container {
             "process": {
                 "terminal": false,
                 "user": { "uid": 0, "gid": 0 },
-                "args": args,
-                "env": [host_system::PATH, "HOME=/work", format!("{}=/work/{}", lockscope_proc::exit_note::VAR, crate::EXIT_NOTE)],
-                "cwd": "/work",
+                "args": process.args,
+                "env": process.env,
+                "cwd": process.cwd,
                 "capabilities": {
                     "bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE"],
                     "effective": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_AUDIT_WRITE"],
@@ -161,8 +150,8 @@ impl Container {
                 },
                 "noNewPrivileges": true
             },
-            "root": { "path": rootfs, "readonly": true },
-            "hostname": "lockscope",
+            "root": { "path": process.rootfs, "readonly": true },
+            "hostname": host_system::HOSTNAME,
             "mounts": mounts,
             "linux": {
                 "namespaces": [{ "type": "pid" }, { "type": "ipc" }, { "type": "uts" }, { "type": "mount" }, { "type": "network" }],
@@ -221,6 +210,85 @@ impl Container {
         }
         Ok(())
     }
+}
+
+/// What the container runs, and in which root.
+struct Process {
+    rootfs: PathBuf,
+    args: Vec<String>,
+    env: Vec<String>,
+    cwd: String,
+}
+
+impl Process {
+    /// `args` in `rootfs`, from /work, lockscope on the `PATH`.
+    fn in_rootfs(rootfs: PathBuf, args: Vec<String>) -> Process {
+        let env =
+            vec![host_system::PATH.into(), "HOME=/work".into(), format!("{}=/work/{}", lockscope_proc::exit_note::VAR, crate::EXIT_NOTE)];
+        Process { rootfs, args, env, cwd: "/work".into() }
+    }
+
+    /// The user's program (`command -- PROGRAM [ARGS]`, or none for a
+    /// bundle's own) in the user's root, which lockscope does not run in.
+    fn of_user(root: &UserRoot, workload: &[String]) -> Result<Process, PlatformError> {
+        let program = match workload {
+            [command, dashes, program @ ..] if command == crate::PROGRAM_WORKLOAD && dashes == "--" && !program.is_empty() => {
+                Some(program.to_vec())
+            }
+            [] => None,
+            _ => return Err(PlatformError::Runtime(format!("in {} DIR, the workload is a program: -- PROGRAM [ARGS]", root.flag()))),
+        };
+        let canonical = |dir: &Path, what: &str| std::fs::canonicalize(dir).map_err(io(format!("{what} {}", dir.display())));
+        match root {
+            UserRoot::Rootfs(dir) => {
+                let program = program.ok_or_else(|| PlatformError::Runtime("--rootfs DIR: name the program to run after --".into()))?;
+                Ok(Process::in_rootfs(canonical(dir, "the root file system")?, program))
+            }
+            UserRoot::Bundle(dir) => {
+                let bundle = canonical(dir, "the OCI bundle")?;
+                let config = bundle.join("config.json");
+                let text = std::fs::read_to_string(&config).map_err(io(format!("reading {}", config.display())))?;
+                let spec: BundleSpec = serde_json::from_str(&text)
+                    .map_err(|e| PlatformError::Runtime(format!("{}: not an OCI runtime spec: {e}", config.display())))?;
+                let args = program.or(spec.process.args).filter(|a| !a.is_empty()).ok_or_else(|| {
+                    PlatformError::Runtime(format!("{}: its process has no args; name the program to run after --", config.display()))
+                })?;
+                Ok(Process { rootfs: bundle.join(spec.root.path), args, env: spec.process.env, cwd: spec.process.cwd })
+            }
+        }
+    }
+}
+
+/// What lockscope takes from a user's bundle's config.json.
+#[derive(serde::Deserialize)]
+struct BundleSpec {
+    root: BundleRoot,
+    #[serde(default)]
+    process: BundleProcess,
+}
+
+#[derive(serde::Deserialize)]
+struct BundleRoot {
+    path: PathBuf,
+}
+
+#[derive(serde::Deserialize)]
+struct BundleProcess {
+    args: Option<Vec<String>>,
+    #[serde(default)]
+    env: Vec<String>,
+    #[serde(default = "root_dir")]
+    cwd: String,
+}
+
+impl Default for BundleProcess {
+    fn default() -> Self {
+        BundleProcess { args: None, env: vec![], cwd: root_dir() }
+    }
+}
+
+fn root_dir() -> String {
+    "/".into()
 }
 
 /// The host's programs and libraries, read-only ([`HostSystem`]): its

@@ -80,12 +80,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             return Ok(());
         }
     }
-    let command = args.command.join(" ");
-    let command = match args.host_system {
-        true => guest::in_host_system(&format!("/bin/sh -c {}", shlex::try_quote(&command)?)),
-        false => command,
-    };
-    let mut cfg = GuestConfig::new(command, &args.out);
+    let mut cfg = GuestConfig::new(args.command.join(" "), &args.out);
     cfg.host_system = args.host_system;
     cfg.kernel = args.kernel;
     cfg.timeout = args.timeout;

@@ -80,7 +80,8 @@ pub struct Args {
     /// its own directory under --work-dir. `PLATFORM:-- PROGRAM [ARGS]` runs a
     /// program of your own instead (containers see the host's /usr and /etc
     /// read-only); `PLATFORM:--rootfs DIR -- PROGRAM [ARGS]` runs it in your
-    /// own root file system (runc, gvisor).
+    /// own root file system, `PLATFORM:--bundle DIR [-- PROGRAM [ARGS]]` your
+    /// OCI bundle's process (runc, gvisor).
     #[arg(long = "workload", value_name = "NAME=PLATFORM:WORKLOAD [ARGS]")]
     placed: Vec<String>,
     #[command(flatten)]

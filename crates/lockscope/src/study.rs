@@ -49,10 +49,9 @@ pub struct Args {
     kernels: Vec<String>,
     /// Workloads to study: names (mem-8k, mem-1m, file-list, file-create,
     /// file-delete; image-processing, video-processing, face-detection,
-    /// lr-training, cnn, rnn; data-caching, data-caching-cold, video-transcode) or
-    /// groups: micro (the paper's microbenchmarks), serverless (its Table 6
-    /// functions), cloud (its Table 7 workloads), all. Serverless and cloud
-    /// workloads run the host's programs: not in the microVM.
+    /// lr-training, cnn, rnn; data-caching, data-caching-cold, video-transcode,
+    /// graph-analytics) or groups: micro (the paper's microbenchmarks),
+    /// serverless (its Table 6 functions), cloud (its Table 7 workloads), all.
     #[arg(long, value_delimiter = ',', default_value = "micro")]
     workloads: Vec<String>,
     /// How long each pair of instances runs while recorded.

@@ -141,6 +141,13 @@ pub enum Workload {
         #[command(flatten)]
         budget: BudgetArgs,
     },
+    /// PageRank on Apache Spark in local mode over a graph (generated) of
+    /// 10,000 pages, one iteration per operation (paper Table 7; needs
+    /// default-jre-headless and pyspark from PyPI).
+    GraphAnalytics {
+        #[command(flatten)]
+        budget: BudgetArgs,
+    },
     /// Any program, run to its end: lockscope notes how it ended, as for the
     /// built-in workloads. On a platform: `--workload a='runc:-- python3 app.py'`.
     Command {
@@ -233,6 +240,7 @@ pub fn run(w: Workload) -> anyhow::Result<()> {
         Workload::VideoTranscode { budget } => return Ok(App::VideoTranscode.run(budget.budget(), budget.report_every)?),
         Workload::DataCaching { budget } => return Ok(App::DataCaching.run(budget.budget(), budget.report_every)?),
         Workload::DataCachingCold { budget } => return Ok(App::DataCachingCold.run(budget.budget(), budget.report_every)?),
+        Workload::GraphAnalytics { budget } => return Ok(App::GraphAnalytics.run(budget.budget(), budget.report_every)?),
         Workload::Command { argv } => return Ok(run_to_end(std::process::Command::new(&argv[0]).args(&argv[1..]), &argv[0])?),
     };
     println!("{}", serde_json::to_string(&Line::Total(result))?);

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use lockscope_platform::{Env, InstanceSpec, Output, PlatformKind};
+use lockscope_platform::{Env, InstanceSpec, Output, PlatformKind, UserRoot};
 use lockscope_workloads::meter::Line;
 use serde_json::Value;
 
@@ -120,7 +120,7 @@ const WORKLOADS: [&str; 5] = [
 ];
 
 /// The application workloads, briefly; each reports throughput as the microbenchmarks do.
-const APPLICATIONS: [&str; 9] = [
+const APPLICATIONS: [&str; 10] = [
     "image-processing --rounds 2",
     "video-processing --rounds 2",
     "face-detection --rounds 2",
@@ -130,7 +130,15 @@ const APPLICATIONS: [&str; 9] = [
     "video-transcode --rounds 2",
     "data-caching --rounds 2",
     "data-caching-cold --rounds 2",
+    "graph-analytics --rounds 2",
 ];
+
+/// A program that prints its host name and the address it resolves to.
+const NAME_AND_ADDRESS: &str = "/usr/bin/python3 -c 'import socket; n = socket.gethostname(); print(\"name\", n, socket.gethostbyname(n))'";
+
+/// What [`NAME_AND_ADDRESS`] prints in a container or microVM: its own name
+/// resolves, as under Docker or Podman (Spark looks it up).
+const OWN_NAME_RESOLVES: &str = "name lockscope 127.0.1.1";
 
 fn every_workload_on(kind: PlatformKind) {
     let _guard = serial();
@@ -148,6 +156,10 @@ fn applications_and_programs_on(kind: PlatformKind) {
     assert_eq!(exit, "exit status 0", "{kind}");
     let (_, exit) = run_to_end(kind, "command -- /usr/bin/python3 -c 'raise SystemExit(3)'", &env(root.path()), Duration::from_secs(120));
     assert!(exit.contains("/usr/bin/python3 exited with exit status: 3"), "{kind}: {exit}");
+    if kind != PlatformKind::Host {
+        let (out, _) = run_to_end(kind, &format!("command -- {NAME_AND_ADDRESS}"), &env(root.path()), Duration::from_secs(120));
+        assert_eq!(out.trim(), OWN_NAME_RESOLVES, "{kind}");
+    }
     assert_clean(root.path());
 }
 
@@ -167,8 +179,8 @@ fn applications_and_programs_run_in_gvisor() {
 }
 
 /// In one microVM, as a program of the user's: every application workload,
-/// then a program on the host's Python, then a failing exit. One boot, not
-/// eleven: under emulation a boot costs about 15 s, the workloads 5 minutes.
+/// then programs on the host's Python, then a failing exit. One boot, not
+/// thirteen: under emulation a boot costs about 15 s, the workloads 8 minutes.
 #[test]
 fn applications_and_programs_run_in_a_microvm() {
     let _guard = serial();
@@ -176,7 +188,11 @@ fn applications_and_programs_run_in_a_microvm() {
     let script = APPLICATIONS
         .iter()
         .map(|args| format!("lockscope workload {args}"))
-        .chain(["/usr/bin/python3 -c 'import PIL; print(\"a program of the user\", PIL.__name__)'".into(), "exit 3".into()])
+        .chain([
+            "/usr/bin/python3 -c 'import PIL; print(\"a program of the user\", PIL.__name__)'".into(),
+            NAME_AND_ADDRESS.into(),
+            "exit 3".into(),
+        ])
         .collect::<Vec<_>>()
         .join(" && ");
     let program = format!("command -- /bin/sh -c {}", shlex::try_quote(&script).unwrap());
@@ -194,6 +210,7 @@ fn applications_and_programs_run_in_a_microvm() {
         assert!(t.ops > 0 && t.ops_per_sec > 0.0, "microvm {args}: {t:?}");
     }
     assert!(out.lines().any(|l| l.trim() == "a program of the user PIL"), "{out}");
+    assert!(out.lines().any(|l| l.trim() == OWN_NAME_RESOLVES), "{out}");
     assert!(exit.contains("/bin/sh exited with exit status: 3"), "{exit}");
     assert_clean(root.path());
 }
@@ -388,7 +405,7 @@ fn a_program_runs_in_the_user_s_root_file_system_on_runc_and_gvisor() {
                 .map(String::from)
                 .to_vec(),
             output: Output::Capture,
-            rootfs: Some(rootfs.clone()),
+            user_root: Some(UserRoot::Rootfs(rootfs.clone())),
             ..InstanceSpec::default()
         };
         let (out, exit) = run_spec_to_end(kind, &spec, &env(&work), Duration::from_secs(60));
@@ -396,6 +413,46 @@ fn a_program_runs_in_the_user_s_root_file_system_on_runc_and_gvisor() {
         assert!(exit.contains("status is unknown"), "{kind}: {exit}");
         let refused = PlatformKind::Host.create(&spec, &env(&work)).err().map(|e| e.to_string());
         assert_eq!(refused.as_deref(), Some("--rootfs is for runc and gvisor, not host"));
+    }
+    assert_clean(&work);
+}
+
+/// An OCI bundle of the user's runs its own process (arguments,
+/// environment, working directory) in its root file system, or the program
+/// named instead with the bundle's environment.
+#[test]
+fn an_oci_bundle_of_the_user_s_runs_its_own_process_on_runc_and_gvisor() {
+    let _guard = serial();
+    let root = work_root();
+    let bundle = root.path().join("bundle");
+    let rootfs = busybox_rootfs(&bundle);
+    std::fs::create_dir(rootfs.join("srv")).unwrap();
+    let config = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "root": { "path": "rootfs" },
+        "process": { "args": ["/bin/sh", "-c", "echo $GREETING from $PWD"], "env": ["PATH=/bin", "GREETING=hello"], "cwd": "/srv" },
+    });
+    std::fs::write(bundle.join("config.json"), config.to_string()).unwrap();
+    let work = root.path().join("work");
+    for kind in [PlatformKind::Runc, PlatformKind::Gvisor] {
+        let placed = lockscope_platform::parse_placed_workload(&format!("{kind}:--bundle {}", bundle.display())).unwrap();
+        let spec = InstanceSpec {
+            name: "user-bundle".into(),
+            workload: placed.workload,
+            output: Output::Capture,
+            user_root: placed.user_root,
+            ..InstanceSpec::default()
+        };
+        let (out, _) = run_spec_to_end(kind, &spec, &env(&work), Duration::from_secs(60));
+        assert_eq!(out, "hello from /srv\n", "{kind}");
+        let placed = lockscope_platform::parse_placed_workload(&format!(
+            "{kind}:--bundle {} -- /bin/sh -c 'echo $GREETING again'",
+            bundle.display()
+        ))
+        .unwrap();
+        let spec = InstanceSpec { workload: placed.workload, ..spec };
+        let (out, _) = run_spec_to_end(kind, &spec, &env(&work), Duration::from_secs(60));
+        assert_eq!(out, "hello again\n", "{kind}");
     }
     assert_clean(&work);
 }

@@ -6,7 +6,7 @@ use std::process::Command;
 
 use super::kernel::GuestKernel;
 use super::{io, run_tool, GuestError};
-use crate::host_system::{HostSystem, LOCKSCOPE};
+use crate::host_system::{self, HostSystem, HOSTNAME, LOCKSCOPE};
 
 /// Modules (relative to lib/modules/<release>/kernel) for a virtio ext4 disk,
 /// each after those it needs; a kernel may have some built in (6.12: virtio).
@@ -30,21 +30,28 @@ pub(crate) const MODULES: &[&str] = &[
 const HOST_SYSTEM_MODULES: &[&str] = &["net/9p/9pnet_virtio.ko", "fs/9p/9p.ko"];
 
 /// Where the guest mounts the host's system ([`HostSystem`]), lockscope
-/// beside it, and the disk at /work: a root to `chroot` into.
-pub(crate) const SYSROOT: &str = "/sysroot";
+/// beside it, and the disk at /work: the root the command runs in.
+const SYSROOT: &str = "/sysroot";
 
 const BUSYBOX_APPLETS: &[&str] = &[
     "sh", "mount", "umount", "mkdir", "cat", "ls", "poweroff", "modprobe", "tar", "sync", "echo", "sleep", "rm", "cp", "mv", "date",
     "mkfifo", "pidof", "uname", "dmesg", "grep", "head", "tail", "true", "false", "env", "ps", "kill", "seq", "touch", "wc", "dd",
-    "chroot", "dirname", "ip",
+    "chroot", "dirname", "ip", "hostname", "ln",
 ];
 
-/// The init script, after a prologue that sets `SYSROOT` and `LOCKSCOPE`.
+/// The init script, after a prologue that sets `SYSROOT`, `LOCKSCOPE`,
+/// `SYSTEM_PATH` and `SYSTEM_HOSTNAME`. With the host's system shared, the
+/// command runs in it (chrooted, the disk as its working directory /work,
+/// as in runc and gVisor); else in the initramfs, in /mnt/disk.
 const INIT: &str = r#"
 export PATH=/bin:/usr/bin:/sbin TERM=dumb
 mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
+# What udev would add: bash's process substitution reads /dev/fd (Spark's
+# launcher uses it), Python's multiprocessing /dev/shm.
+ln -s /proc/self/fd /dev/fd
+mkdir -p /dev/shm && mount -t tmpfs shm /dev/shm
 mount -t tmpfs tmp /tmp
 mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t cgroup2 cgroup2 /sys/fs/cgroup 2>/dev/null
@@ -64,10 +71,17 @@ if [ -s /host-shares ]; then
   mount -o bind /out $SYSROOT/out
   touch $SYSROOT$LOCKSCOPE
   mount -o bind /usr/bin/lockscope $SYSROOT$LOCKSCOPE
+  mount -o bind /hosts $SYSROOT/etc/hosts || echo "lockscope-guest: no /etc/hosts to cover"
+  hostname $SYSTEM_HOSTNAME
+  cp /cmd.sh $SYSROOT/cmd.sh
 fi
 cd /mnt/disk
 echo "lockscope-guest: running"
-sh /cmd.sh > /out/stdout 2> /dev/console
+if [ -s /host-shares ]; then
+  chroot $SYSROOT /usr/bin/env --chdir=/work $SYSTEM_PATH HOME=/work /bin/sh /cmd.sh > /out/stdout 2> /dev/console
+else
+  sh /cmd.sh > /out/stdout 2> /dev/console
+fi
 echo $? > /out/exit-code
 echo "lockscope-guest: done, exit $(cat /out/exit-code)"
 cd /
@@ -129,6 +143,7 @@ pub fn build(
         host.make_links(&sysroot).map_err(io("linking the host's directories"))?;
         let shares: String = host.shared.iter().enumerate().map(|(i, dir)| format!("{} {}\n", share_tag(i), dir.display())).collect();
         std::fs::write(root.join("host-shares"), shares).map_err(io("writing host-shares"))?;
+        std::fs::write(root.join("hosts"), host_system::hosts_file()).map_err(io("writing hosts"))?;
     }
     let modules = root.join("lib/modules").join(&kernel.release);
     let loadable = kernel.loadable_modules(&wanted)?;
@@ -150,7 +165,8 @@ pub fn build(
     }
     run_tool(Command::new("depmod").arg("-b").arg(root).arg(&kernel.release))?;
 
-    write_exec(&root.join("init"), &format!("#!/bin/sh\nSYSROOT={SYSROOT} LOCKSCOPE={LOCKSCOPE}{INIT}"))?;
+    let prologue = format!("SYSROOT={SYSROOT} LOCKSCOPE={LOCKSCOPE} SYSTEM_PATH={} SYSTEM_HOSTNAME={HOSTNAME}", host_system::PATH);
+    write_exec(&root.join("init"), &format!("#!/bin/sh\n{prologue}{INIT}"))?;
     write_exec(&root.join("cmd.sh"), &format!("{command}\n"))?;
     let pack = format!("cd '{}' && find . | cpio -o -H newc --quiet | gzip -1 > '{}'", root.display(), out.display());
     run_tool(Command::new("sh").arg("-c").arg(pack))?;

@@ -14,13 +14,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::host_system::{self, HostSystem};
+use crate::host_system::HostSystem;
 pub use kernel::{GuestDebugInfo, GuestKernel};
 pub use lockscope_trace::DebianKernel;
 
 #[derive(Clone, Debug)]
 pub struct GuestConfig {
-    /// A shell command line, run by the guest's `sh` in /mnt/disk.
+    /// A shell command line, run by the guest's `sh` in [`GuestConfig::disk_dir`].
     pub command: String,
     /// Where the guest's /out is copied back to (created).
     pub out_dir: PathBuf,
@@ -39,8 +39,9 @@ pub struct GuestConfig {
     pub extra_binaries: Vec<PathBuf>,
     /// More host files to put in the guest at the same path (e.g. the font figures are drawn with).
     pub extra_files: Vec<PathBuf>,
-    /// Shares the host's programs and libraries read-only over virtio-9p,
-    /// mounted under a root that [`in_host_system`] runs commands in.
+    /// Shares the host's programs and libraries read-only over virtio-9p
+    /// and runs the command in them (chrooted, by the host's `sh`, with
+    /// lockscope on the `PATH` and the disk at /work, as in runc and gVisor).
     pub host_system: bool,
     /// Where the machine's work directory (initramfs, disks) is made.
     pub scratch: PathBuf,
@@ -51,6 +52,14 @@ pub struct GuestConfig {
 }
 
 impl GuestConfig {
+    /// Where the command sees the guest's disk, its working directory.
+    pub fn disk_dir(&self) -> &'static str {
+        match self.host_system {
+            true => "/work",
+            false => "/mnt/disk",
+        }
+    }
+
     pub fn new(command: impl Into<String>, out_dir: impl Into<PathBuf>) -> Self {
         GuestConfig {
             command: command.into(),
@@ -119,13 +128,6 @@ pub fn parallel_accel() -> &'static str {
     } else {
         "tcg"
     }
-}
-
-/// A command line run in the host's system inside a guest built with
-/// [`GuestConfig::host_system`]: its programs, lockscope on the `PATH`, the
-/// disk as the working directory /work (as in runc and gVisor).
-pub fn in_host_system(command: &str) -> String {
-    format!("chroot {} /usr/bin/env --chdir=/work {} HOME=/work {command}", initramfs::SYSROOT, host_system::PATH)
 }
 
 pub fn default_cache_dir() -> PathBuf {

@@ -26,10 +26,11 @@ pub enum App {
     VideoTranscode,
     DataCaching,
     DataCachingCold,
+    GraphAnalytics,
 }
 
 impl App {
-    pub const ALL: [App; 9] = [
+    pub const ALL: [App; 10] = [
         App::ImageProcessing,
         App::VideoProcessing,
         App::FaceDetection,
@@ -39,6 +40,7 @@ impl App {
         App::VideoTranscode,
         App::DataCaching,
         App::DataCachingCold,
+        App::GraphAnalytics,
     ];
 
     /// Its name as a `lockscope workload` subcommand.
@@ -53,6 +55,7 @@ impl App {
             App::VideoTranscode => "video-transcode",
             App::DataCaching => "data-caching",
             App::DataCachingCold => "data-caching-cold",
+            App::GraphAnalytics => "graph-analytics",
         }
     }
 
@@ -67,6 +70,7 @@ impl App {
             App::VideoTranscode => include_str!("video_transcode.py"),
             // The script reads which of the two it is from its name.
             App::DataCaching | App::DataCachingCold => include_str!("data_caching.py"),
+            App::GraphAnalytics => include_str!("graph_analytics.py"),
         }
     }
 

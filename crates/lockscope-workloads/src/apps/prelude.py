@@ -13,12 +13,12 @@ import time
 # WORKLOAD, the workload's name, is set by lockscope between this prelude and the script.
 
 
-def need(module, package):
-    """Imports a module, or ends at once naming the Debian package that has it."""
+def need(module, package, installer="apt-get install"):
+    """Imports a module, or ends at once naming the package that has it (Debian's, unless told PyPI's: pip install)."""
     try:
         return importlib.import_module(module)
     except ImportError as e:
-        sys.exit(f"{WORKLOAD}: {e}: install it with `apt-get install {package}`")
+        sys.exit(f"{WORKLOAD}: {e}: install it with `{installer} {package}`")
 
 
 def need_program(program, package):
