@@ -64,6 +64,9 @@ pub struct Run<'a> {
     pub analysis: &'a Analysis,
 }
 
+/// The name of a lock whose object and global are unknown.
+const UNNAMED: &str = "?";
+
 /// A lock as the paper identifies it across runs: name, function, file, type.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub struct LockIdentity {
@@ -82,7 +85,7 @@ impl LockIdentity {
         let function = top.and_then(|c| c.site.as_ref()).map_or_else(|| "?".into(), Frame::function_name);
         let file = top.and_then(|c| c.source.as_ref()).map(|s| s.file.clone()).unwrap_or_default();
         LockIdentity {
-            name: lock.object.clone().or_else(|| lock.global.clone()).unwrap_or_else(|| "?".into()),
+            name: lock.object.clone().or_else(|| lock.global.clone()).unwrap_or_else(|| UNNAMED.into()),
             function,
             file,
             kind: lock.kind,
@@ -91,10 +94,15 @@ impl LockIdentity {
 
     /// How a person reads it: the name if known, else the function.
     pub fn label(&self) -> String {
-        match self.name.as_str() {
-            "?" => format!("{} lock in {}", self.kind, self.function),
-            name => format!("{name} ({})", self.function),
+        match self.is_named() {
+            false => format!("{} lock in {}", self.kind, self.function),
+            true => format!("{} ({})", self.name, self.function),
         }
+    }
+
+    /// Whether it has a name (an object or a global), not only a call site.
+    pub fn is_named(&self) -> bool {
+        self.name != UNNAMED
     }
 }
 
@@ -109,6 +117,8 @@ pub struct Cell {
     pub shared_mean: f64,
     /// Shared-lock rates summed over locks and runs (Table 5's number in parentheses).
     pub cumulative_rate: f64,
+    /// The share (0 to 1) of that rate whose locks are named (object or global).
+    pub named_share: f64,
     /// The median share of a workload's run time lost to the other (see [`crate::score`]).
     pub exposure: f64,
     /// 100 × (1 − exposure).
@@ -242,6 +252,8 @@ pub fn compare(runs: &[Run]) -> Comparison {
                 *by_subsystem.entry(lock.subsystem.clone().unwrap_or_else(|| "unresolved".into())).or_default() += rate;
             }
         }
+        let cumulative_rate: f64 = by_identity.values().map(|l| l.cumulative_rate).sum();
+        let named_rate: f64 = by_identity.values().filter(|l| l.lock.is_named()).map(|l| l.cumulative_rate).sum();
         let exposures: Vec<f64> = analyses.iter().flat_map(|a| a.exposures.iter().map(|e| e.exposure)).collect();
         let exposure = Estimate::of(&exposures).unwrap_or(Estimate { median: 0.0, ci_low: 0.0, ci_high: 0.0, coverage: 0.0, n: 0 });
         cells.push(Cell {
@@ -249,7 +261,8 @@ pub fn compare(runs: &[Run]) -> Comparison {
             platform: platform.clone(),
             runs: analyses.len(),
             shared_mean: shared_per_run.iter().sum::<usize>() as f64 / analyses.len() as f64,
-            cumulative_rate: by_identity.values().map(|l| l.cumulative_rate).sum(),
+            cumulative_rate,
+            named_share: if cumulative_rate > 0.0 { named_rate / cumulative_rate } else { 0.0 },
             shared_per_run,
             exposure: exposure.median,
             isolation_score: isolation_score(exposure.median),
@@ -289,7 +302,7 @@ fn kernel_changes(workloads: &[String], columns: &[String], cells: &[Cell], shar
     // Named shared locks of one cell, busiest first (`shared` is sorted so).
     let names = |workload: &str, column: &str| -> Vec<&str> {
         let mut names: Vec<&str> = vec![];
-        for l in shared.iter().filter(|l| l.workload == workload && l.platform == column && l.lock.name != "?") {
+        for l in shared.iter().filter(|l| l.workload == workload && l.platform == column && l.lock.is_named()) {
             if !names.contains(&l.lock.name.as_str()) {
                 names.push(&l.lock.name);
             }
@@ -411,6 +424,13 @@ mod tests {
         assert_eq!((lock.lock.name.as_str(), lock.lock.file.as_str()), ("inode_hash_lock", "fs/inode.c"));
         assert_eq!((lock.scope, lock.subsystem.as_deref()), (Some(Scope::Global), Some("fs")));
         assert_eq!(c.subsystems[0].subsystem, "fs");
+        assert_eq!(c.cells[0].named_share, 1.0, "its one shared lock is named");
+        let mut unresolved = trace();
+        unresolved.symbols.retain(|s| s.kind != lockscope_trace::SymbolKind::Data);
+        let unresolved = analyze(&unresolved, &OPTIONS);
+        let unnamed = compare(&[Run { workload: "file-create".into(), platform: "host".into(), analysis: &unresolved }]);
+        assert!(unnamed.cells[0].cumulative_rate > 0.0 && unnamed.cells[0].named_share == 0.0, "{:?}", unnamed.cells[0]);
+        assert!(crate::render::comparison_table(&c).contains("NAMED: share of that rate"));
         let page = crate::html::render(&crate::html::Page { title: "t", notes: &[], comparison: &c, stress: &[], correlations: &[] });
         assert!(page.contains("<td class=\"text\">inode_hash_lock</td><td class=\"text\">global</td><td class=\"text\">fs</td>"), "{page}");
     }

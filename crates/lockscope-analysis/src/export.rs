@@ -2,7 +2,7 @@
 //! Spark, pandas). Schemas (one row each):
 //!
 //! * `table5.parquet`: workload, platform, runs, shared_mean,
-//!   cumulative_rate, exposure, isolation_score, score_ci_low, score_ci_high — one per experiment;
+//!   cumulative_rate, named_share, exposure, isolation_score, score_ci_low, score_ci_high — one per experiment;
 //! * `shared_locks.parquet`: workload, platform, lock_name, function, file,
 //!   kind, scope, subsystem, runs, cumulative_rate — one per shared lock
 //!   identity of an experiment;
@@ -35,6 +35,7 @@ pub fn write_parquet(c: &Comparison, dir: &Path) -> Result<(), TraceError> {
             ("runs", Arc::new(UInt64Array::from_iter_values(cells.iter().map(|x| x.runs as u64)))),
             ("shared_mean", floats(cells.iter().map(|x| x.shared_mean))),
             ("cumulative_rate", floats(cells.iter().map(|x| x.cumulative_rate))),
+            ("named_share", floats(cells.iter().map(|x| x.named_share))),
             ("exposure", floats(cells.iter().map(|x| x.exposure))),
             ("isolation_score", floats(cells.iter().map(|x| x.isolation_score))),
             ("score_ci_low", floats(cells.iter().map(|x| x.score_ci_low))),

@@ -81,6 +81,8 @@ pub fn render(page: &Page) -> String {
         <p class=\"note\">Each cell: locks acquired by both instances, mean over runs, and in parentheses the cumulative rate \
         (acquisitions per second of each instance's run time, summed over the shared locks and the runs).</p>\n";
     out += &matrix(c, "shared (rate)", |cell| format!("{} ({})", trim_number(cell.shared_mean), trim_number(cell.cumulative_rate)));
+    out += "<p class=\"note\">The share of that rate whose locks are named (object.member or global), not only located by call site:</p>\n";
+    out += &matrix(c, "named", |cell| crate::render::percent(cell.named_share));
 
     out += "<h2 id=\"isolation\">Isolation score</h2>\n<p class=\"note\">100 × (1 − the share of an instance's run time lost \
         waiting on locks the other held: measured and attributed to the holder in contention mode, expected from hold times in acquire mode), \
@@ -123,7 +125,7 @@ pub fn render(page: &Page) -> String {
             "<tr><td>{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td class=\"text\">{}</td><td>{}</td><td>{}</td></tr>",
             escape(&l.workload),
             escape(&l.platform),
-            escape(if l.lock.name == "?" { "–" } else { &l.lock.name }),
+            escape(if l.lock.is_named() { &l.lock.name } else { "–" }),
             l.scope.map_or("–", |s| s.name()),
             escape(l.subsystem.as_deref().unwrap_or("unresolved")),
             escape(&l.lock.function),

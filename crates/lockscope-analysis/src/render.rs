@@ -225,6 +225,11 @@ pub fn csv(a: &Analysis) -> String {
     out
 }
 
+/// A share from 0 to 1 as a whole percentage: "97%".
+pub fn percent(share: f64) -> String {
+    format!("{:.0}%", share * 100.0)
+}
+
 /// A number as the paper prints them: few digits, more for small values.
 pub fn trim_number(v: f64) -> String {
     match v.abs() {
@@ -248,6 +253,8 @@ pub fn comparison_table(c: &crate::compare::Comparison) -> String {
     };
     let mut out = String::from("SHARED LOCKS: mean count over runs (cumulative rate, acquisitions/s summed over locks and runs)\n");
     out += &columns(&headers, &rows(&|c| format!("{} ({})", trim_number(c.shared_mean), trim_number(c.cumulative_rate))));
+    out += "\nNAMED: share of that rate whose locks are named (object.member or global)\n";
+    out += &columns(&headers, &rows(&|c| percent(c.named_share)));
     out += "\nISOLATION SCORE: 100 x (1 - share of a workload's run time lost waiting on locks the other held) [interval]\n";
     out += &columns(&headers, &rows(&|c| c.score_text()));
     if c.cells.iter().any(|c| c.waits_ms_per_s != Default::default()) {
@@ -292,16 +299,19 @@ pub fn comparison_table(c: &crate::compare::Comparison) -> String {
 
 /// Table 5 as CSV, one row per cell.
 pub fn comparison_csv(c: &crate::compare::Comparison) -> String {
-    let mut out = String::from("workload,platform,runs,shared_mean,cumulative_rate,exposure,isolation_score,score_ci_low,score_ci_high\n");
+    let mut out = String::from(
+        "workload,platform,runs,shared_mean,cumulative_rate,named_share,exposure,isolation_score,score_ci_low,score_ci_high\n",
+    );
     for cell in &c.cells {
         let _ = writeln!(
             out,
-            "{},{},{},{},{},{},{},{},{}",
+            "{},{},{},{},{},{},{},{},{},{}",
             csv_field(&cell.workload),
             csv_field(&cell.platform),
             cell.runs,
             cell.shared_mean,
             cell.cumulative_rate,
+            cell.named_share,
             cell.exposure,
             cell.isolation_score,
             cell.score_ci_low,
