@@ -64,7 +64,7 @@ pub struct Args {
     /// its packages included, then run in Debian's kernel.
     #[arg(long)]
     host_system: bool,
-    /// The command, run by the guest's sh.
+    /// The command, run by the guest's sh (the host's, with --host-system).
     #[arg(last = true, required_unless_present = "debug_info")]
     command: Vec<String>,
 }
