@@ -8,7 +8,8 @@
 //! workloads and the user's programs find their interpreters and
 //! libraries), a tmpfs /tmp, and the instance's host working directory
 //! bind-mounted at /work (so file workloads exercise the host file system,
-//! as the paper's containers did).
+//! as the paper's containers did). A root file system or OCI bundle of the
+//! user's takes the place of the host's system ([`UserRoot`]).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -118,10 +119,7 @@ impl Container {
                     std::fs::create_dir_all(rootfs.join(d)).map_err(io(format!("creating {d} in {}", rootfs.display())))?;
                 }
                 link_or_copy(&env.lockscope, &rootfs.join(LOCKSCOPE.trim_start_matches('/')))?;
-                mounts.extend(host_system(&rootfs)?);
-                let hosts = self.dir.join("hosts");
-                std::fs::write(&hosts, host_system::hosts_file()).map_err(io("writing the container's hosts file"))?;
-                mounts.push(json!({ "destination": "/etc/hosts", "type": "bind", "source": hosts, "options": ["bind", "ro"] }));
+                mounts.extend(host_system(&rootfs, &self.dir)?);
                 let args = [LOCKSCOPE, "workload"].into_iter().map(String::from).chain(spec.workload.iter().cloned()).collect();
                 Process::in_rootfs(rootfs, args)
             }
@@ -292,8 +290,9 @@ fn root_dir() -> String {
 }
 
 /// The host's programs and libraries, read-only ([`HostSystem`]): its
-/// directories bound, its links made in `rootfs`.
-fn host_system(rootfs: &Path) -> Result<Vec<serde_json::Value>, PlatformError> {
+/// directories bound, its links made in `rootfs`; and, over the host's
+/// /etc/hosts, the container's own (written in `bundle`).
+fn host_system(rootfs: &Path, bundle: &Path) -> Result<Vec<serde_json::Value>, PlatformError> {
     let system = HostSystem::of_this_host();
     system.make_links(rootfs).map_err(io(format!("linking the host's directories in {}", rootfs.display())))?;
     let mut mounts = vec![];
@@ -305,6 +304,9 @@ fn host_system(rootfs: &Path) -> Result<Vec<serde_json::Value>, PlatformError> {
         )))?;
         mounts.push(json!({ "destination": dir, "type": "bind", "source": dir, "options": ["rbind", "ro", "nosuid", "nodev"] }));
     }
+    let hosts = bundle.join("hosts");
+    std::fs::write(&hosts, host_system::hosts_file()).map_err(io("writing the container's hosts file"))?;
+    mounts.push(json!({ "destination": "/etc/hosts", "type": "bind", "source": hosts, "options": ["bind", "ro"] }));
     Ok(mounts)
 }
 
