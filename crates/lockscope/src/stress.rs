@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use lockscope_analysis::stats::CONFIDENCE;
+use lockscope_experiments::scratch_fs::ScratchFs;
 use lockscope_experiments::stress::{self, StressConfig, Unobserved};
 use lockscope_platform::PlatformKind;
 
@@ -66,12 +67,22 @@ pub struct Args {
     output: PathBuf,
     #[command(flatten)]
     instances: crate::platform_args::PlatformArgs,
+    /// Run the instances on a private ext4 file system in memory, made
+    /// under --work-dir and removed after (as `calibrate` does): no other
+    /// writer shares its journal and no disk latency moves the worker, so
+    /// repeated runs agree more closely. The file workloads then measure that
+    /// file system's locks, not those of the one under --work-dir.
+    #[arg(long)]
+    private_fs: bool,
     /// Also record the worker and every trasher, each followed from its
     /// start, into OUTPUT/stress.trace (best mode available): the locks they
     /// share and the slowdown come from the same run. See `lockscope report`.
     #[arg(long)]
     record: bool,
 }
+
+/// The private file system's size (sparse: only what is written takes memory).
+const PRIVATE_FS_MIB: u64 = 2048;
 
 fn split(what: &str, text: &str) -> anyhow::Result<Vec<String>> {
     match shlex::split(text) {
@@ -94,7 +105,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         runs: args.runs,
     };
     cfg.validate()?;
-    let env = args.instances.env()?;
+    let mut env = args.instances.env()?;
+    // Dropped (unmounted, removed) after every instance on it is gone.
+    let _private_fs = match args.private_fs {
+        true => {
+            let mount_point = env.work_root.join(format!("stress-{}", std::process::id()));
+            let fs = ScratchFs::create("stress", &mount_point, PRIVATE_FS_MIB)?;
+            eprintln!("note: the instances run on a private ext4 file system in memory, mounted at {}", fs.path().display());
+            env.work_root = fs.path().to_owned();
+            Some(fs)
+        }
+        false => None,
+    };
     for &p in &cfg.platforms {
         p.ensure_usable(&env)?;
     }

@@ -607,6 +607,44 @@ fn stress_alternates_baseline_and_stressed_windows_and_draws_the_series() {
     assert_clean(&root.path().join("work"));
 }
 
+/// `--private-fs`: the instances run on an ext4 file system of their own,
+/// mounted under the work directory while the experiment runs and gone after.
+#[test]
+fn stress_on_a_private_file_system_removes_it_after() {
+    let _guard = serial();
+    let root = work_root();
+    let work = root.path().join("work");
+    let child = Command::new(LOCKSCOPE)
+        .args(["stress", "--private-fs", "--worker", "file-create --files 300", "--trashers", "1", "--cycles", "2"])
+        .args(["--window", "1s", "--warmup", "1s", "--sample", "250ms", "--work-dir"])
+        .arg(&work)
+        .arg("-o")
+        .arg(root.path().join("out"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (mount_point, image) =
+        (work.join(format!("stress-{}", child.id())), PathBuf::from(format!("/dev/shm/lockscope-{}-stress.img", child.id())));
+    let mounted = || lockscope_proc::procfs::mounts().unwrap().iter().any(|m| m.dir == mount_point);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !mounted() {
+        assert!(Instant::now() < deadline, "{} never mounted", mount_point.display());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("note: the instances run on a private ext4 file system in memory, mounted at {}", mount_point.display()))
+    );
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(root.path().join("out/stress.json")).unwrap()).unwrap();
+    assert!(result["series"][0]["baseline"].as_f64().unwrap() > 0.0, "{result}");
+    assert!(!mounted() && !mount_point.exists(), "{} left behind", mount_point.display());
+    assert!(!image.exists(), "{} left behind", image.display());
+    assert_clean(&work);
+}
+
 #[test]
 fn ctrl_c_during_stress_in_containers_removes_everything() {
     let _guard = serial();
