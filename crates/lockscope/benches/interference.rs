@@ -1,10 +1,12 @@
 //! Whether lockscope's interference figures repeat: the calibration ladder
 //! run several times (each run's score, slowdown and Spearman's rho), and one
 //! stress cell run several times (each run's median slowdown against the
-//! others' 95% intervals).
+//! others' 95% intervals), on the work directory's file system and on a
+//! private one (`--private-fs`), the two alternating.
 //!
 //! `cargo bench -p lockscope --bench interference` (as root). Settings:
-//! LOCKSCOPE_BENCH_RUNS (default 3).
+//! LOCKSCOPE_BENCH_RUNS (default 3), LOCKSCOPE_BENCH_ONLY (`calibrate` or
+//! `stress`: that half only).
 
 use std::process::Command;
 
@@ -47,40 +49,54 @@ fn calibration() {
     println!("rho over runs: {rhos:.2?}\n");
 }
 
+/// The file systems the stress cell runs on: the work directory's, and a private one.
+const FILE_SYSTEMS: [(&str, &[&str]); 2] = [("work directory's", &[]), ("private", &["--private-fs"])];
+
 fn stress_cell() {
     let dir = tempfile::tempdir().unwrap();
     let args = ["stress", "--platform", "host", "--trashers", "1", "--window", "3s", "--cycles", "6"];
-    println!("stress {} (worker and trasher defaults), {} runs", args[1..].join(" "), runs());
-    let mut levels = vec![];
+    println!("stress {} (worker and trasher defaults), {} runs on each file system, alternating", args[1..].join(" "), runs());
+    let mut levels: [Vec<Value>; 2] = Default::default();
     for run in 1..=runs() {
-        let out = dir.path().join(run.to_string());
-        let done = Command::new(LOCKSCOPE).args(args).arg("-o").arg(&out).output().expect("lockscope runs");
-        assert!(done.status.success(), "stress failed: {}", String::from_utf8_lossy(&done.stderr));
-        let result: Value = serde_json::from_str(&std::fs::read_to_string(out.join("stress.json")).unwrap()).unwrap();
-        let level = result["series"][0]["levels"][0].clone();
-        println!(
-            "run {run}: slowdown {} [{}, {}] over {} windows",
-            pct(&level["slowdown"]),
-            pct(&level["ci_low"]),
-            pct(&level["ci_high"]),
-            level["windows"]
-        );
-        levels.push(level);
+        for (fs, (name, extra)) in FILE_SYSTEMS.iter().enumerate() {
+            let out = dir.path().join(format!("{fs}-{run}"));
+            let done = Command::new(LOCKSCOPE).args(args).args(*extra).arg("-o").arg(&out).output().expect("lockscope runs");
+            assert!(done.status.success(), "stress failed: {}", String::from_utf8_lossy(&done.stderr));
+            let result: Value = serde_json::from_str(&std::fs::read_to_string(out.join("stress.json")).unwrap()).unwrap();
+            let level = result["series"][0]["levels"][0].clone();
+            println!(
+                "run {run}, {name} file system: baseline {:.0}/s, slowdown {} [{}, {}] over {} windows",
+                result["series"][0]["baseline"].as_f64().unwrap_or(f64::NAN),
+                pct(&level["slowdown"]),
+                pct(&level["ci_low"]),
+                pct(&level["ci_high"]),
+                level["windows"]
+            );
+            levels[fs].push(level);
+        }
     }
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap();
-    for (i, a) in levels.iter().enumerate() {
-        let outside: Vec<usize> = (0..levels.len())
-            .filter(|&j| j != i && !(f(&levels[j], "ci_low") <= f(a, "slowdown") && f(a, "slowdown") <= f(&levels[j], "ci_high")))
-            .collect();
-        println!(
-            "run {}'s median inside every other run's interval: {}",
-            i + 1,
-            if outside.is_empty() { "yes".into() } else { format!("no (outside run {outside:?})") }
-        );
+    for ((name, _), levels) in FILE_SYSTEMS.iter().zip(&levels) {
+        for (i, a) in levels.iter().enumerate() {
+            let outside: Vec<usize> = (0..levels.len())
+                .filter(|&j| j != i && !(f(&levels[j], "ci_low") <= f(a, "slowdown") && f(a, "slowdown") <= f(&levels[j], "ci_high")))
+                .map(|j| j + 1)
+                .collect();
+            println!(
+                "{name} file system: run {}'s median inside every other run's interval: {}",
+                i + 1,
+                if outside.is_empty() { "yes".into() } else { format!("no (outside run {outside:?})") }
+            );
+        }
     }
 }
 
 fn main() {
-    calibration();
-    stress_cell();
+    let only = std::env::var("LOCKSCOPE_BENCH_ONLY").unwrap_or_default();
+    if only != "stress" {
+        calibration();
+    }
+    if only != "calibrate" {
+        stress_cell();
+    }
 }
