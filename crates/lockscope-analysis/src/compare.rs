@@ -117,8 +117,9 @@ pub struct Cell {
     pub shared_mean: f64,
     /// Shared-lock rates summed over locks and runs (Table 5's number in parentheses).
     pub cumulative_rate: f64,
-    /// The share (0 to 1) of that rate whose locks are named (object or global).
-    pub named_share: f64,
+    /// The share (0 to 1) of that rate whose locks are named (object or
+    /// global); None where nothing is shared.
+    pub named_share: Option<f64>,
     /// The median share of a workload's run time lost to the other (see [`crate::score`]).
     pub exposure: f64,
     /// 100 × (1 − exposure).
@@ -253,7 +254,8 @@ pub fn compare(runs: &[Run]) -> Comparison {
             }
         }
         let cumulative_rate: f64 = by_identity.values().map(|l| l.cumulative_rate).sum();
-        let named_rate: f64 = by_identity.values().filter(|l| l.lock.is_named()).map(|l| l.cumulative_rate).sum();
+        // A fold from +0.0: a sum over no locks is -0.0, and would print as "-0%".
+        let named_rate = by_identity.values().filter(|l| l.lock.is_named()).fold(0.0, |sum, l| sum + l.cumulative_rate);
         let exposures: Vec<f64> = analyses.iter().flat_map(|a| a.exposures.iter().map(|e| e.exposure)).collect();
         let exposure = Estimate::of(&exposures).unwrap_or(Estimate { median: 0.0, ci_low: 0.0, ci_high: 0.0, coverage: 0.0, n: 0 });
         cells.push(Cell {
@@ -262,7 +264,7 @@ pub fn compare(runs: &[Run]) -> Comparison {
             runs: analyses.len(),
             shared_mean: shared_per_run.iter().sum::<usize>() as f64 / analyses.len() as f64,
             cumulative_rate,
-            named_share: if cumulative_rate > 0.0 { named_rate / cumulative_rate } else { 0.0 },
+            named_share: (cumulative_rate > 0.0).then(|| named_rate / cumulative_rate),
             shared_per_run,
             exposure: exposure.median,
             isolation_score: isolation_score(exposure.median),
@@ -424,12 +426,13 @@ mod tests {
         assert_eq!((lock.lock.name.as_str(), lock.lock.file.as_str()), ("inode_hash_lock", "fs/inode.c"));
         assert_eq!((lock.scope, lock.subsystem.as_deref()), (Some(Scope::Global), Some("fs")));
         assert_eq!(c.subsystems[0].subsystem, "fs");
-        assert_eq!(c.cells[0].named_share, 1.0, "its one shared lock is named");
+        assert_eq!(c.cells[0].named_share, Some(1.0), "its one shared lock is named");
         let mut unresolved = trace();
         unresolved.symbols.retain(|s| s.kind != lockscope_trace::SymbolKind::Data);
         let unresolved = analyze(&unresolved, &OPTIONS);
         let unnamed = compare(&[Run { workload: "file-create".into(), platform: "host".into(), analysis: &unresolved }]);
-        assert!(unnamed.cells[0].cumulative_rate > 0.0 && unnamed.cells[0].named_share == 0.0, "{:?}", unnamed.cells[0]);
+        assert!(unnamed.cells[0].cumulative_rate > 0.0 && unnamed.cells[0].named_share == Some(0.0), "{:?}", unnamed.cells[0]);
+        assert_eq!(crate::render::percent(unnamed.cells[0].named_share), "0%", "not -0%");
         assert!(crate::render::comparison_table(&c).contains("NAMED: share of that rate"));
         let page = crate::html::render(&crate::html::Page { title: "t", notes: &[], comparison: &c, stress: &[], correlations: &[] });
         assert!(page.contains("<td class=\"text\">inode_hash_lock</td><td class=\"text\">global</td><td class=\"text\">fs</td>"), "{page}");

@@ -35,7 +35,7 @@ pub fn write_parquet(c: &Comparison, dir: &Path) -> Result<(), TraceError> {
             ("runs", Arc::new(UInt64Array::from_iter_values(cells.iter().map(|x| x.runs as u64)))),
             ("shared_mean", floats(cells.iter().map(|x| x.shared_mean))),
             ("cumulative_rate", floats(cells.iter().map(|x| x.cumulative_rate))),
-            ("named_share", floats(cells.iter().map(|x| x.named_share))),
+            ("named_share", Arc::new(Float64Array::from_iter(cells.iter().map(|x| x.named_share))) as ArrayRef),
             ("exposure", floats(cells.iter().map(|x| x.exposure))),
             ("isolation_score", floats(cells.iter().map(|x| x.isolation_score))),
             ("score_ci_low", floats(cells.iter().map(|x| x.score_ci_low))),

@@ -225,9 +225,9 @@ pub fn csv(a: &Analysis) -> String {
     out
 }
 
-/// A share from 0 to 1 as a whole percentage: "97%".
-pub fn percent(share: f64) -> String {
-    format!("{:.0}%", share * 100.0)
+/// A share from 0 to 1 as a whole percentage ("97%"); "-" for none.
+pub fn percent(share: Option<f64>) -> String {
+    share.map_or("-".into(), |s| format!("{:.0}%", s * 100.0))
 }
 
 /// A number as the paper prints them: few digits, more for small values.
@@ -311,7 +311,7 @@ pub fn comparison_csv(c: &crate::compare::Comparison) -> String {
             cell.runs,
             cell.shared_mean,
             cell.cumulative_rate,
-            cell.named_share,
+            cell.named_share.map_or(String::new(), |s| s.to_string()),
             cell.exposure,
             cell.isolation_score,
             cell.score_ci_low,
