@@ -58,6 +58,9 @@ fn the_study_agrees_with_compare_and_report() {
         let shared = report["comparison"]["shared_locks"].as_array().unwrap();
         let busiest = shared.iter().find(|l| l["workload"] == "file-create" && l["platform"] == platform).expect("a shared lock");
         assert_ne!(busiest["lock"]["name"], "?", "file-create's busiest shared lock on {platform} is named: {busiest}");
+        let cell = cells.iter().find(|c| c["workload"] == "file-create" && c["platform"] == platform).unwrap();
+        let named = cell["named_share"].as_f64().unwrap();
+        assert!(named >= 0.9, "file-create on {platform}: {:.0}% of the shared rate on named locks: {cell}", 100.0 * named);
     }
 
     for path in &paths {
