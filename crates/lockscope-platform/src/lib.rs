@@ -133,6 +133,11 @@ pub enum UserRoot {
 }
 
 impl UserRoot {
+    /// The root a `--workload` flag gives, if it is one of [`UserRoot::flag`]'s.
+    fn of_flag(flag: &str, dir: PathBuf) -> Option<UserRoot> {
+        [UserRoot::Rootfs(dir.clone()), UserRoot::Bundle(dir)].into_iter().find(|root| root.flag() == flag)
+    }
+
     /// The `--workload` flag that gives it.
     pub fn flag(&self) -> &'static str {
         match self {
@@ -304,15 +309,13 @@ pub fn parse_placed_workload(text: &str) -> Result<PlacedWorkload, PlatformError
     })?;
     let platform = PlatformKind::parse(platform.trim())?;
     let mut args = shlex::split(rest).unwrap_or_default();
-    let user_root = match args.first().map(String::as_str) {
-        Some(flag @ ("--rootfs" | "--bundle")) if args.len() >= 2 => {
-            let dir = PathBuf::from(&args[1]);
-            let root = if flag == "--rootfs" { UserRoot::Rootfs(dir) } else { UserRoot::Bundle(dir) };
-            args.drain(..2);
-            Some(root)
-        }
+    let user_root = match args.as_slice() {
+        [flag, dir, ..] => UserRoot::of_flag(flag, PathBuf::from(dir)),
         _ => None,
     };
+    if user_root.is_some() {
+        args.drain(..2);
+    }
     if matches!(user_root, Some(UserRoot::Bundle(_))) && args.is_empty() {
         // The bundle's own process.
         return Ok(PlacedWorkload { platform, workload: args, user_root });

@@ -270,23 +270,19 @@ struct BundleRoot {
     path: PathBuf,
 }
 
+/// A field the config leaves out takes its value from [`Default`].
 #[derive(serde::Deserialize)]
+#[serde(default)]
 struct BundleProcess {
     args: Option<Vec<String>>,
-    #[serde(default)]
     env: Vec<String>,
-    #[serde(default = "root_dir")]
     cwd: String,
 }
 
 impl Default for BundleProcess {
     fn default() -> Self {
-        BundleProcess { args: None, env: vec![], cwd: root_dir() }
+        BundleProcess { args: None, env: vec![], cwd: "/".into() }
     }
-}
-
-fn root_dir() -> String {
-    "/".into()
 }
 
 /// The host's programs and libraries, read-only ([`HostSystem`]): its
