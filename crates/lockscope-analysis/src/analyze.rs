@@ -5,7 +5,7 @@
 //! it, *private* when one did. A workload's access rate for a lock is its
 //! acquisitions divided by the workload's own execution time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use lockscope_trace::{
     Confidence, Counters, Frame, LockKind, LockName, Mode, NameSource, Scope, SiteMethod, SourceLine, StackSite, SymbolTable, Trace,
@@ -14,7 +14,7 @@ use lockscope_trace::{
 use serde::Serialize;
 
 use lockscope_trace::frames;
-use lockscope_trace::kallsyms::variable_at;
+use lockscope_trace::kallsyms::{in_kernel_image, variable_at};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Analysis {
@@ -145,8 +145,11 @@ fn why_unnamed(trace: &Trace) -> impl Fn((u64, u32)) -> String + '_ {
     let in_slab: HashMap<(u64, u32), bool> = trace.places.iter().map(|p| ((p.lock_addr, p.generation), p.slab.is_some())).collect();
     move |lock| match (unnamed.get(&lock), in_slab.get(&lock)) {
         (Some(reason), _) => (*reason).to_owned(),
-        (None, Some(false)) => "in no slab object (a global, a per-CPU or page allocation): named only where kallsyms lists \
-                                data symbols or the kernel source matches"
+        (None, Some(false)) if in_kernel_image(lock.0) => "a global in the kernel image: named where kallsyms lists data \
+                                                           symbols, else from its call site in the kernel source"
+            .to_owned(),
+        (None, Some(false)) => "in no slab object or per-CPU variable (a page, vmalloc or stack allocation): named only \
+                                from its call site where the kernel source matches"
             .to_owned(),
         (None, Some(true)) => "its slab cache's types were not read (no BTF where it was recorded)".to_owned(),
         (None, None) if trace.places.is_empty() => {
@@ -160,6 +163,7 @@ fn why_unnamed(trace: &Trace) -> impl Fn((u64, u32)) -> String + '_ {
 fn source_name(site: &StackSite, lock_addr: u64, generation: u32) -> Option<LockName> {
     site.lock_name()?;
     let member = site.scope == Scope::Member;
+    let exact = site.candidates <= 1 && site.method != SiteMethod::OtherVersion;
     Some(LockName {
         lock_addr,
         generation,
@@ -167,7 +171,7 @@ fn source_name(site: &StackSite, lock_addr: u64, generation: u32) -> Option<Lock
         object: site.object.clone().filter(|_| member),
         member: site.member.clone().filter(|_| member),
         global: site.variable.clone().filter(|_| !member),
-        confidence: if site.candidates <= 1 { Confidence::Exact } else { Confidence::Inferred },
+        confidence: if exact { Confidence::Exact } else { Confidence::Inferred },
         alternatives: vec![],
         spellings: vec![],
     })
@@ -203,6 +207,8 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
     let named_globals = trace.meta.kallsyms_all;
     let sites_by_stack: HashMap<i32, &StackSite> = trace.sites.iter().map(|s| (s.stack_id, s)).collect();
     let names_by_lock: HashMap<(u64, u32), &LockName> = trace.names.iter().map(|n| ((n.lock_addr, n.generation), n)).collect();
+    let outside_slabs: HashSet<(u64, u32)> =
+        trace.places.iter().filter(|p| p.slab.is_none()).map(|p| (p.lock_addr, p.generation)).collect();
     let why_unnamed = why_unnamed(trace);
     let workload_names: HashMap<u32, &str> = trace.meta.workloads.iter().map(|w| (w.id, w.name.as_str())).collect();
     let run_secs: HashMap<u32, f64> = trace.meta.workloads.iter().map(|w| (w.id, w.run_time_secs())).collect();
@@ -245,7 +251,15 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
             }
             let mut sites: Vec<(i32, u64)> = acc.sites.into_iter().collect();
             sites.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-            let resolved = most_named(&sites, &sites_by_stack);
+            let runtime = names_by_lock.get(&(addr, generation)).copied();
+            // Another version's source names only what run time could not
+            // (a lock outside slabs), and a global only in static data.
+            let resolved = most_named(&sites, &sites_by_stack).filter(|s| {
+                s.method != SiteMethod::OtherVersion
+                    || (runtime.is_none()
+                        && outside_slabs.contains(&(addr, generation))
+                        && (s.scope == Scope::Member || in_kernel_image(addr)))
+            });
             // Where no stack names the lock, the most acquired one may still place it.
             let placed = sites.iter().find_map(|(id, _)| sites_by_stack.get(id).and_then(|s| s.subsystem.clone()));
             let call_sites = sites
@@ -259,8 +273,13 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
                 .collect();
             let kind = acc.kinds.into_iter().max_by_key(|&(k, n)| (n, std::cmp::Reverse(k))).map(|(k, _)| k).unwrap_or(LockKind::Spinlock);
             let global = named_globals.then(|| symbols.data_symbol(addr)).flatten().map(|(s, off)| variable_at(&s.name, off));
-            let runtime = names_by_lock.get(&(addr, generation)).copied();
-            let source = resolved.and_then(StackSite::lock_name);
+            let source = resolved.and_then(|s| {
+                let name = s.lock_name()?;
+                Some(match (s.method, &trace.meta.sites_from) {
+                    (SiteMethod::OtherVersion, Some(version)) => format!("{name} (as in {version})"),
+                    _ => name,
+                })
+            });
             // The source's name where the call site was resolved, else the run-time one.
             let object = source.clone().or_else(|| runtime.and_then(runtime_label));
             LockSummary {
@@ -421,6 +440,50 @@ mod tests {
         let a = analyze(&Trace { sites: vec![StackSite { variable: None, ..placed }], ..trace() }, &OPTIONS);
         let b = a.locks.iter().find(|l| l.addr == 0xffff888000001000).unwrap();
         assert_eq!((b.object.as_deref(), b.subsystem.as_deref()), (None, Some("fs")));
+    }
+
+    /// Another kernel version's source names a static lock nothing else
+    /// named, as an inference that says so; never a heap lock or a lock a
+    /// run-time source named.
+    #[test]
+    fn another_version_s_source_names_only_unnamed_static_locks() {
+        let other = |stack_id, name| StackSite { method: SiteMethod::OtherVersion, ..site(stack_id, Scope::Global, None, name) };
+        let places =
+            [0xffffffff82000010, 0xffff888000001000].map(|lock_addr| LockPlace { lock_addr, generation: 0, slab: None, slab_start: None });
+        let mut inferred =
+            Trace { sites: vec![other(1, "inode_hash_lock"), other(2, "inode_hash_lock")], places: places.into(), ..trace() };
+        inferred.meta.sites_from = Some("6.12".into());
+        inferred.meta.kallsyms_all = false;
+        let a = analyze(&inferred, &OPTIONS);
+        let lock = |addr: u64| a.locks.iter().find(|l| (l.addr, l.generation) == (addr, 0)).unwrap();
+        let static_lock = lock(0xffffffff82000010);
+        assert_eq!(static_lock.object.as_deref(), Some("inode_hash_lock (as in 6.12)"));
+        assert_eq!((static_lock.names[0].by, static_lock.names[0].confidence), (NameSource::Source, Confidence::Inferred));
+        let heap = lock(0xffff888000001000);
+        assert_eq!((heap.object.as_deref(), heap.names.len()), (None, 0), "stack 2's heap lock is no global");
+        assert!(heap.why_unnamed.as_deref().is_some_and(|w| w.starts_with("in no slab object")), "{:?}", heap.why_unnamed);
+        // A member's name fits a lock outside slabs (a page of its own), not one no place was noted for.
+        let member = StackSite { method: SiteMethod::OtherVersion, ..site(2, Scope::Member, Some("vmap_node"), "busy.lock") };
+        let a = analyze(&Trace { sites: vec![member], ..inferred.clone() }, &OPTIONS);
+        let object = |addr: u64, generation| a.locks.iter().find(|l| (l.addr, l.generation) == (addr, generation)).unwrap().object.clone();
+        assert_eq!(object(0xffff888000001000, 0).as_deref(), Some("vmap_node.busy.lock (as in 6.12)"));
+        assert_eq!(object(0xffff888000002000, 0), None, "C's place was not noted");
+
+        let named = LockName {
+            lock_addr: 0xffffffff82000010,
+            generation: 0,
+            by: NameSource::Percpu,
+            object: None,
+            member: None,
+            global: Some("runqueues".into()),
+            confidence: Confidence::Exact,
+            alternatives: vec![],
+            spellings: vec![],
+        };
+        let a = analyze(&Trace { names: vec![named], ..inferred }, &OPTIONS);
+        let lock = a.locks.iter().find(|l| l.addr == 0xffffffff82000010).unwrap();
+        assert_eq!(lock.object.as_deref(), Some("runqueues"), "the run-time name stands");
+        assert_eq!(lock.names.iter().map(|n| n.by).collect::<Vec<_>>(), [NameSource::Percpu]);
     }
 
     #[test]

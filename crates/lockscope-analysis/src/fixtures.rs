@@ -64,6 +64,7 @@ pub fn trace() -> Trace {
             files: vec![],
             label: None,
             runqueues: vec![],
+            sites_from: None,
             document_sha256: None,
         },
         records: vec![

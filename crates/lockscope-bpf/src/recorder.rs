@@ -484,6 +484,7 @@ impl<'k> Session<'k> {
                 files: vec![],
                 label: None,
                 runqueues,
+                sites_from: None,
                 document_sha256: None,
             },
             records,

@@ -4,8 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use lockscope_source::functions::FunctionIndex;
 use lockscope_source::lines::{DebugInfo, LinesError};
-use lockscope_source::{ClangdError, SourceTree};
+use lockscope_source::{Clangd, ClangdError, SourceTree};
 use lockscope_trace::Trace;
 
 /// Where the traced kernel's debug info is: given, found by release, or not used.
@@ -85,13 +86,73 @@ pub fn resolve_in_place(
     Ok(())
 }
 
-/// Why the trace's kernel is not the source's version, if it is not.
-pub fn version_mismatch(trace: &Trace, root: &Path) -> Option<String> {
+/// The kernel version of the source at `root` (`6.1`), from its Makefile.
+fn source_version(root: &Path) -> Option<String> {
     let makefile = std::fs::read_to_string(root.join("Makefile")).ok()?;
     let field =
         |name: &str| makefile.lines().find_map(|l| l.strip_prefix(name)?.trim_start().strip_prefix('=').map(|v| v.trim().to_owned()));
-    let source = format!("{}.{}", field("VERSION")?, field("PATCHLEVEL")?);
+    Some(format!("{}.{}", field("VERSION")?, field("PATCHLEVEL")?))
+}
+
+/// Why the trace's kernel is not the source's version, if it is not.
+pub fn version_mismatch(trace: &Trace, root: &Path) -> Option<String> {
+    let source = source_version(root)?;
     let traced = &trace.meta.kernel_release;
     (!lockscope_trace::release_in_series(traced, &source))
         .then(|| format!("the trace is from kernel {traced} but the source is {source}: functions may have moved or been renamed"))
+}
+
+/// The source of another kernel version than the traces', as far as it can
+/// still tell about them: which subsystem each call site is in (by its
+/// function's name), and which lock it took where run-time naming could not
+/// say (a global without data symbols, a page of its own), from what the
+/// function takes there.
+pub struct OtherVersion {
+    root: PathBuf,
+    version: Option<String>,
+    functions: FunctionIndex,
+    /// clangd over the tree, where it is prepared (compile_commands.json).
+    clangd: Option<Clangd>,
+}
+
+impl OtherVersion {
+    /// The tree at `root` (extracted), with clangd over it where it is
+    /// prepared; `notes` says what could not be used.
+    pub fn open(root: &Path, notes: &mut Vec<String>) -> std::io::Result<OtherVersion> {
+        let functions = FunctionIndex::load(root)?;
+        let tree = SourceTree { kernel_src: Some(root.to_owned()), clangd: None };
+        let clangd = tree.open(|_| {}).map_err(|e| notes.push(format!("locks not named from the source at {}: {e}", root.display())));
+        Ok(OtherVersion { root: root.to_owned(), version: source_version(root), functions, clangd: clangd.ok() })
+    }
+
+    /// How many functions the tree defines.
+    pub fn functions(&self) -> usize {
+        self.functions.len()
+    }
+
+    /// Places the traces' call sites and names the locks run-time naming
+    /// could not, as their sites; notes in each trace how.
+    pub fn resolve(&mut self, traces: &mut [&mut Trace]) -> Result<(), ClangdError> {
+        let root = self.root.display();
+        for trace in traces.iter_mut() {
+            trace.sites = lockscope_source::stacks::place_by_function_name(trace, &self.functions);
+            trace.meta.notes.push(format!("call sites placed in subsystems by function name, from the source at {root}"));
+        }
+        let Some(clangd) = &mut self.clangd else { return Ok(()) };
+        let named = lockscope_source::stacks::infer_unnamed_locks(clangd, &self.functions, traces)?;
+        for (trace, named) in traces.iter_mut().zip(named).filter(|(_, n)| *n > 0) {
+            trace.meta.sites_from = self.version.clone();
+            trace.meta.notes.push(format!(
+                "{named} call sites' locks named from what their functions take in the source at {root} \
+                 (another kernel version: inferred), where nothing at run time named them"
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn close(self) {
+        if let Some(clangd) = self.clangd {
+            clangd.shutdown();
+        }
+    }
 }

@@ -15,12 +15,13 @@ use lockscope_analysis::stats::{spearman, spearman_interval};
 use lockscope_bpf::{ModeRequest, RecordOptions};
 use lockscope_platform::guest::{self, GuestConfig};
 use lockscope_platform::{Env, Output, PlacedWorkload, PlatformError, PlatformKind};
+use lockscope_source::tree::COMPILE_COMMANDS;
 use lockscope_source::SourceTree;
 use lockscope_trace::{read_trace, write_trace, DebianKernel, EndReason, Selector, Trace, TraceError};
 use serde::Serialize;
 
 use crate::record::{Placement, RecordPlan, RecordingError, Target, WorkloadSpec};
-use crate::resolve::{resolve_in_place, version_mismatch, DebugInfoChoice, ResolveError, ResolveProgress};
+use crate::resolve::{resolve_in_place, version_mismatch, DebugInfoChoice, OtherVersion, ResolveError, ResolveProgress};
 use crate::stress::{self, StressConfig, StressError, StressResult, Unobserved};
 
 /// A workload of the study: its name, what each instance runs, and the
@@ -664,19 +665,23 @@ fn resolve_traces(
             }
         }
     }
+    // The given tree, else the Debian source of the trace's kernel or nearest to it.
+    let debian_of = |trace: &Trace| DebianKernel::nearest(&trace.meta.kernel_release).unwrap_or(DebianKernel::V6_1);
     let root_of = |trace: &Trace| match &cfg.kernel_src {
         Some(root) => root.clone(),
-        None => DebianKernel::of_release(&trace.meta.kernel_release)
-            .map_or_else(lockscope_source::tree::default_kernel_src, lockscope_source::tree::debian_source_dir),
+        None => lockscope_source::tree::debian_source_dir(debian_of(trace)),
     };
     let mut unmatched: Vec<usize> = vec![];
     let mut why_nots: Vec<String> = vec![];
     let mut resolved_in: Vec<PathBuf> = vec![];
     for (i, (path, trace)) in traces.iter_mut().enumerate() {
         let root = root_of(trace);
-        let why_not = match root.join(lockscope_source::tree::COMPILE_COMMANDS).is_file() {
-            false => Some(format!("no prepared kernel source at {} (lockscope source prepare)", root.display())),
-            true => version_mismatch(trace, &root),
+        let release = &trace.meta.kernel_release;
+        let why_not = match (cfg.kernel_src.is_none() && DebianKernel::of_release(release).is_none(), root.join(COMPILE_COMMANDS).is_file())
+        {
+            (true, _) => Some(format!("no source of kernel {release} is at hand (lockscope fetches Debian's 6.1 and 6.12)")),
+            (false, false) => Some(format!("no prepared kernel source at {} (lockscope source prepare)", root.display())),
+            (false, true) => version_mismatch(trace, &root),
         };
         if let Some(why) = why_not {
             if !why_nots.contains(&why) {
@@ -699,39 +704,50 @@ fn resolve_traces(
         }
     }
     notes.extend(resolved_in.iter().map(|root| format!("locks resolved against the kernel source at {}", root.display())));
-    notes.extend(why_nots.into_iter().map(|why| format!("locks not resolved to kernel objects: {why}")));
-    // Each from its own kernel's source where it is at hand, else from 6.1's.
-    let mut indexes: Vec<(PathBuf, lockscope_source::functions::FunctionIndex)> = vec![];
-    for (i, (path, trace)) in traces.iter_mut().enumerate() {
+    notes.extend(why_nots.into_iter().map(|why| format!("call sites not resolved at their lines: {why}")));
+    // The others: what survives a change of version, from the same source.
+    let mut by_root: Vec<(PathBuf, Option<DebianKernel>, Vec<usize>)> = vec![];
+    for (i, (_, trace)) in traces.iter().enumerate() {
         if !unmatched.contains(&i) || !trace.sites.is_empty() {
             continue;
         }
-        let own = root_of(trace);
-        let root = match lockscope_source::tree::is_kernel_tree(&own) {
-            true => own,
-            false => cfg.kernel_src.clone().unwrap_or_else(lockscope_source::tree::default_kernel_src),
-        };
-        if !indexes.iter().any(|(r, _)| *r == root) {
-            if cfg.kernel_src.is_none() && !lockscope_source::tree::is_kernel_tree(&root) {
-                // Debian's source package is installed by setup; extracting it takes seconds.
-                if let Err(e) = lockscope_source::tree::extract_debian_source(&root, DebianKernel::V6_1) {
-                    notes.push(format!("subsystems unknown: {e}"));
-                    return Ok(());
+        let (root, kernel) = (root_of(trace), cfg.kernel_src.is_none().then(|| debian_of(trace)));
+        match by_root.iter_mut().find(|(r, ..)| *r == root) {
+            Some((.., members)) => members.push(i),
+            None => by_root.push((root, kernel, vec![i])),
+        }
+    }
+    for (root, kernel, members) in by_root {
+        if let Some(kernel) = kernel {
+            // Debian's source package is installed by setup: extracted and
+            // configured in a minute or two, no index needed.
+            let step = |step: &str| progress(&format!("{}: {step}", kernel.source_package()));
+            let options = lockscope_source::tree::PrepareOptions::default();
+            if let Err(e) = lockscope_source::clangd::ready_tree(&root, Some(kernel), &options, None, false, step) {
+                notes.push(format!("{kernel}'s source could not be prepared: {e}"));
+                if !lockscope_source::tree::is_kernel_tree(&root) {
+                    notes.push("subsystems unknown".into());
+                    continue;
                 }
             }
-            let index =
-                lockscope_source::functions::FunctionIndex::load(&root).map_err(io(format!("indexing functions in {}", root.display())))?;
-            notes.push(format!(
-                "subsystems from the call sites' function names in the source at {} ({} functions)",
-                root.display(),
-                index.len()
-            ));
-            indexes.push((root.clone(), index));
         }
-        let index = &indexes.iter().find(|(r, _)| *r == root).expect("loaded above").1;
-        trace.sites = lockscope_source::stacks::place_by_function_name(trace, index);
-        trace.meta.notes.push(format!("call sites placed in subsystems by function name, from the source at {}", root.display()));
-        write_trace(path, trace, true)?;
+        progress(&format!("placing call sites with the source at {}", root.display()));
+        let mut source = OtherVersion::open(&root, notes).map_err(io(format!("indexing functions in {}", root.display())))?;
+        notes.push(format!(
+            "subsystems from the call sites' function names in the source at {} ({} functions)",
+            root.display(),
+            source.functions()
+        ));
+        let mut these: Vec<&mut (PathBuf, Trace)> =
+            traces.iter_mut().enumerate().filter(|(i, _)| members.contains(i)).map(|(_, t)| t).collect();
+        let done = source.resolve(&mut these.iter_mut().map(|(_, trace)| trace).collect::<Vec<_>>());
+        source.close();
+        if let Err(e) = done {
+            notes.push(format!("locks not named from the source at {}: {e}", root.display()));
+        }
+        for (path, trace) in these {
+            write_trace(path, trace, true)?;
+        }
     }
     Ok(())
 }

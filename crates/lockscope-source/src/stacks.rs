@@ -17,6 +17,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use lockscope_trace::frames::{call_site_index, is_lock_function};
+use lockscope_trace::kallsyms::in_kernel_image;
 use lockscope_trace::{LockKind, SiteMethod, Stack, StackSite, SymbolTable, Trace};
 
 use crate::clangd::{Clangd, ClangdError};
@@ -267,6 +268,89 @@ pub fn place_by_function_name(trace: &Trace, index: &crate::functions::FunctionI
             out
         })
         .collect()
+}
+
+/// The stacks of `trace` that took a lock run-time naming could not name
+/// because it lies in no slab object or per-CPU variable (static data, a
+/// page of its own, vmalloc), with the kind each took and whether any of
+/// those locks is in static data (the kernel image): what another kernel
+/// version's source may still name.
+fn unnamed_outside_slabs(trace: &Trace) -> HashMap<i32, (LockKind, bool)> {
+    let named: BTreeSet<(u64, u32)> = trace.names.iter().map(|n| (n.lock_addr, n.generation)).collect();
+    let outside: BTreeSet<(u64, u32)> = trace.places.iter().filter(|p| p.slab.is_none()).map(|p| (p.lock_addr, p.generation)).collect();
+    let mut stacks: HashMap<i32, (LockKind, bool)> = HashMap::new();
+    for r in trace.records.iter().filter(|r| r.stack_id >= 0) {
+        let lock = (r.lock_addr, r.generation);
+        if outside.contains(&lock) && !named.contains(&lock) {
+            stacks.entry(r.stack_id).or_insert((r.kind(), false)).1 |= in_kernel_image(r.lock_addr);
+        }
+    }
+    stacks
+}
+
+/// Names, from the source of another kernel version than the traces', the
+/// locks run-time naming could not: those in no slab object or per-CPU
+/// variable, globals among them where kallsyms lists no data symbols. Each
+/// such stack's site, placed by [`place_by_function_name`], gains the lock
+/// its call site's function takes in that source (its own acquisitions
+/// first, then those inlined from its callees) where one candidate of the
+/// recorded kind is left: for a lock in static data its one global, else its
+/// one member lock; elsewhere its one member lock. Marked
+/// [`SiteMethod::OtherVersion`]: the function may have changed since.
+/// Returns how many sites of each trace were named.
+pub fn infer_unnamed_locks(
+    clangd: &mut Clangd,
+    index: &crate::functions::FunctionIndex,
+    traces: &mut [&mut Trace],
+) -> Result<Vec<usize>, ClangdError> {
+    // Per trace, its sites to name: (index, kind, whether any lock is in static data).
+    let targets: Vec<Vec<(usize, LockKind, bool)>> = traces
+        .iter()
+        .map(|trace| {
+            let wanted = unnamed_outside_slabs(trace);
+            let placed = |s: &StackSite| s.method == SiteMethod::FunctionName && !index.files(&s.function).is_empty();
+            let sites = trace.sites.iter().enumerate().filter(|(_, s)| placed(s));
+            sites.filter_map(|(i, s)| wanted.get(&s.stack_id).map(|&(kind, in_static_data)| (i, kind, in_static_data))).collect()
+        })
+        .collect();
+    // Without clangd's index a function is found only in a file opened.
+    let functions = traces.iter().zip(&targets).flat_map(|(t, targets)| targets.iter().map(|&(i, ..)| t.sites[i].function.as_str()));
+    let files: BTreeSet<_> = functions.flat_map(|f| index.files(f)).map(|f| clangd.root().join(f)).collect();
+    clangd.prefetch_symbols(&files.into_iter().collect::<Vec<_>>(), |_| {})?;
+    let mut resolver = Resolver::new(clangd);
+    let mut named = vec![0; traces.len()];
+    for ((trace, targets), named) in traces.iter_mut().zip(targets).zip(&mut named) {
+        for (i, kind, in_static_data) in targets {
+            let function = trace.sites[i].function.clone();
+            let scopes: &[Scope] = if in_static_data { &[Scope::Global, Scope::Member] } else { &[Scope::Member] };
+            let mut found: Vec<Site> = vec![];
+            'search: for follow in [false, true] {
+                let (_, choice) = choose(&mut resolver, &function, kind, follow)?;
+                for &scope in scopes {
+                    found = choice.sites.iter().filter(|s| s.scope == scope && s.lock_name().is_some()).cloned().collect();
+                    if !found.is_empty() {
+                        break 'search;
+                    }
+                }
+            }
+            let names: BTreeSet<String> = found.iter().filter_map(Site::lock_name).collect();
+            let site = &mut trace.sites[i];
+            match (names.len(), found.first()) {
+                (1, Some(lock)) => {
+                    let choice = Choice { method: SiteMethod::OtherVersion, sites: vec![lock.clone()] };
+                    *site = stack_site(site.stack_id, &function, Some(&lock.file), kind, &choice);
+                    *named += 1;
+                }
+                (0, _) | (_, None) => {}
+                (n, _) => {
+                    site.candidates = n as u32;
+                    let list: Vec<&str> = names.iter().map(String::as_str).collect();
+                    site.reason = Some(format!("in this source {function} takes {n} such {} locks: {}", kind.name(), list.join(", ")));
+                }
+            }
+        }
+    }
+    Ok(named)
 }
 
 /// Has clangd parse the files of every call-site function up front, several

@@ -39,6 +39,19 @@ impl DebianKernel {
         Self::ALL.into_iter().find(|k| release_in_series(release, k.series()))
     }
 
+    /// The series whose source is nearest to kernel `release` (`6.18.44`
+    /// → 6.12): where the traced kernel's own is not at hand, the source
+    /// that has changed least from it. None for a release that does not parse.
+    pub fn nearest(release: &str) -> Option<DebianKernel> {
+        // Releases in order: a major version has had about 20 minor ones.
+        let ordinal = |s: &str| -> Option<i64> {
+            let mut parts = s.split(|c: char| !c.is_ascii_digit());
+            Some(parts.next()?.parse::<i64>().ok()? * 20 + parts.next()?.parse::<i64>().ok()?)
+        };
+        let traced = ordinal(release)?;
+        Self::ALL.into_iter().min_by_key(|k| (ordinal(k.series()).expect("series are versions") - traced).abs())
+    }
+
     /// The package of its source (`/usr/src/<package>.tar.xz`, which
     /// unpacks into a directory of the same name).
     pub fn source_package(self) -> String {
@@ -78,6 +91,11 @@ mod tests {
         assert_eq!(DebianKernel::of_release("6.1.0-57-amd64"), Some(DebianKernel::V6_1));
         assert_eq!(DebianKernel::of_release("6.12.117+deb12-amd64"), Some(DebianKernel::V6_12));
         assert_eq!(DebianKernel::of_release("6.18.44"), None);
+        assert_eq!(DebianKernel::nearest("6.18.44"), Some(DebianKernel::V6_12));
+        assert_eq!(DebianKernel::nearest("6.5.0-1-amd64"), Some(DebianKernel::V6_1));
+        assert_eq!(DebianKernel::nearest("5.15.0"), Some(DebianKernel::V6_1));
+        assert_eq!(DebianKernel::nearest("6.1.0-57-amd64"), Some(DebianKernel::V6_1));
+        assert_eq!(DebianKernel::nearest("unknown"), None);
         assert_eq!(DebianKernel::of_release("6.10.2"), None);
         assert_eq!(DebianKernel::parse("debian-6.12"), Some(DebianKernel::V6_12));
         assert_eq!(DebianKernel::parse("6.12"), None);

@@ -665,6 +665,7 @@ mod tests {
                 files: vec![],
                 label: None,
                 runqueues: vec![],
+                sites_from: None,
                 document_sha256: None,
             },
             records: vec![LockRecord {

@@ -20,6 +20,16 @@ const KALLSYMS_ALL_MIN_DATA: usize = 1000;
 
 const LAST_SYMBOL_SIZE: u64 = 4096;
 
+/// Where x86-64 maps the kernel image, with the modules above it
+/// (`__START_KERNEL_map`): no heap, per-CPU or stack object lies here.
+const KERNEL_IMAGE_START: u64 = 0xffff_ffff_8000_0000;
+
+/// Whether `addr` is in the kernel image or a module: a lock there is a
+/// global (or a member of one), named or not by kallsyms.
+pub fn in_kernel_image(addr: u64) -> bool {
+    addr >= KERNEL_IMAGE_START
+}
+
 /// Symbols sorted by address.
 #[derive(Clone, Debug, Default)]
 pub struct SymbolTable {

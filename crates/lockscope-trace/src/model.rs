@@ -223,6 +223,10 @@ pub struct TraceMeta {
     /// noted it: with BTF, where each CPU's per-CPU area begins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub runqueues: Vec<u64>,
+    /// The version of the kernel source the sites were read from (`6.12`)
+    /// where it is not the traced kernel's: its names are inferences.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sites_from: Option<String>,
     /// SHA-256 of this document as written, with this value read as 64
     /// zeros (format 2 on): damage to `trace.json` itself is found too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -526,6 +530,10 @@ pub enum SiteMethod {
     /// The subsystem only, from the function's name in another kernel's source.
     #[serde(alias = "function name")]
     FunctionName,
+    /// A lock in static data that the call site's function takes, by another
+    /// kernel version's source ([`TraceMeta::sites_from`]): an inference, as
+    /// the function may have changed since.
+    OtherVersion,
     Unresolved,
 }
 
@@ -542,6 +550,7 @@ spelled!(SiteMethod {
     Completed => "completed",
     Caller => "caller",
     FunctionName => "function_name" | "function name",
+    OtherVersion => "other_version",
     Unresolved => "unresolved",
 });
 

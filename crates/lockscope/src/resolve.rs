@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use lockscope_experiments::resolve::{resolve_in_place, version_mismatch, DebugInfoChoice, ResolveProgress};
+use lockscope_experiments::resolve::{resolve_in_place, version_mismatch, DebugInfoChoice, OtherVersion, ResolveProgress};
 use lockscope_trace::{read_trace, write_trace, Trace};
 
 use crate::progress::spinner;
@@ -20,7 +20,11 @@ use crate::source::TreeArgs;
 /// lock_type, subsystem, method, candidates, reason), which `report` and
 /// `compare` use to name locks. Run `lockscope source prepare` first; the
 /// source should be the traced kernel's (Debian's linux-source-6.1 for the
-/// guest's 6.1 kernel).
+/// guest's 6.1 kernel). Against another version's source only what survives
+/// a change of version is taken: each call site's subsystem, by its
+/// function's name, and for a lock that nothing at run time named (a global
+/// where kallsyms lists no data symbols, a page of its own) the one lock its
+/// function takes there, shown as `css_set_lock (as in 6.12)` ("other_version").
 ///
 /// With the kernel's debug info each call site's return address gives its
 /// exact line, through inlined functions and lock wrappers ("line"). It is
@@ -70,7 +74,18 @@ pub fn run(args: Args) -> Result<()> {
         bail!("{} exists; pass --force to replace it", args.output.display());
     }
     if let Some(warning) = version_mismatch(&trace, &args.tree.root()) {
-        eprintln!("lockscope: warning: {warning}");
+        // Its answers would be about other code: only what survives a change
+        // of version is taken from it.
+        eprintln!("lockscope: {warning}; call sites are placed in subsystems by function name, and locks nothing at run time named are inferred from what those functions take there");
+        let mut notes = vec![];
+        let mut source = OtherVersion::open(&args.tree.root(), &mut notes).context("indexing the source's functions")?;
+        notes.iter().for_each(|n| eprintln!("lockscope: {n}"));
+        let done = source.resolve(&mut [&mut trace]);
+        source.close();
+        done?;
+        summarize(&trace);
+        write_trace(&args.output, &trace, args.force)?;
+        return Ok(());
     }
     let bar = spinner("{spinner} {msg}");
     resolve_in_place(&mut trace, &args.tree.tree(), &args.debug.choice(), |p| match p {
