@@ -5,7 +5,7 @@ use std::path::Path;
 
 use lockscope_bpf::{probe_hooks, Hook, HookStatus, Privileges};
 use lockscope_platform::{Availability, Env, PlatformKind};
-use lockscope_trace::SymbolTable;
+use lockscope_trace::{DebianKernel, SymbolTable};
 use serde::Serialize;
 
 use crate::Format;
@@ -187,6 +187,15 @@ fn table(r: &Report) -> String {
         None => "no: the kernel exposes no BTF".into(),
     };
     rows.push(vec!["locks named at run time".into(), naming]);
+    let release = &r.kernel_release;
+    let from_source = match (DebianKernel::of_release(release), DebianKernel::nearest(release)) {
+        (Some(own), _) => format!("every call site, from {own}'s source (`lockscope source prepare --kernel {own}` indexes it)"),
+        (None, Some(nearest)) => format!(
+            "those run time cannot name, inferred from {nearest}'s source, the nearest at hand to {release} (`--kernel-src` for its own)"
+        ),
+        (None, None) => "only with `--kernel-src` (no Debian source near this release)".into(),
+    };
+    rows.push(vec!["locks named from the source".into(), from_source]);
     rows.push(vec!["cgroup v1 / v2".into(), format!("{} / {}", yes_no(r.cgroup.v1), yes_no(r.cgroup.v2))]);
     for (kind, a) in &r.platforms {
         let text = if a.usable { format!("usable: {}", a.detail) } else { format!("not usable: {}", a.detail) };
