@@ -14,6 +14,10 @@ pub struct ScratchFsError {
     detail: String,
 }
 
+/// The size of a stress experiment's private file system (sparse: only
+/// what is written takes memory).
+pub const STRESS_FS_MIB: u64 = 2048;
+
 /// A mounted ext4 file system, unmounted and deleted when dropped.
 pub struct ScratchFs {
     image: PathBuf,

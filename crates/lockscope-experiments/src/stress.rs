@@ -39,6 +39,9 @@ pub enum StressError {
     Write { path: std::path::PathBuf, source: std::io::Error },
     #[error(transparent)]
     Figure(#[from] crate::figure::FigureError),
+    /// The private file system the instances were to run on.
+    #[error(transparent)]
+    PrivateFs(#[from] crate::scratch_fs::ScratchFsError),
 }
 
 #[derive(Clone, Debug)]

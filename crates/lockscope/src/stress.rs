@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use lockscope_analysis::stats::CONFIDENCE;
-use lockscope_experiments::scratch_fs::ScratchFs;
+use lockscope_experiments::scratch_fs::{ScratchFs, STRESS_FS_MIB};
 use lockscope_experiments::stress::{self, StressConfig, Unobserved};
 use lockscope_platform::PlatformKind;
 
@@ -81,9 +81,6 @@ pub struct Args {
     record: bool,
 }
 
-/// The private file system's size (sparse: only what is written takes memory).
-const PRIVATE_FS_MIB: u64 = 2048;
-
 fn split(what: &str, text: &str) -> anyhow::Result<Vec<String>> {
     match shlex::split(text) {
         Some(args) if !args.is_empty() => Ok(args),
@@ -110,7 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let _private_fs = match args.private_fs {
         true => {
             let mount_point = env.work_root.join(format!("stress-{}", std::process::id()));
-            let fs = ScratchFs::create("stress", &mount_point, PRIVATE_FS_MIB)?;
+            let fs = ScratchFs::create("stress", &mount_point, STRESS_FS_MIB)?;
             eprintln!("note: the instances run on a private ext4 file system in memory, mounted at {}", fs.path().display());
             env.work_root = fs.path().to_owned();
             Some(fs)
