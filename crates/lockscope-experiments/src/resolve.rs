@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use lockscope_source::functions::FunctionIndex;
 use lockscope_source::lines::{DebugInfo, LinesError};
+use lockscope_source::tree::COMPILE_COMMANDS;
 use lockscope_source::{Clangd, ClangdError, SourceTree};
-use lockscope_trace::Trace;
+use lockscope_trace::{write_trace, DebianKernel, Trace, TraceError};
 
 /// Where the traced kernel's debug info is: given, found by release, or not used.
 #[derive(Clone, Debug, Default)]
@@ -56,6 +57,10 @@ pub enum ResolveError {
     DebugInfo(#[from] LinesError),
     #[error(transparent)]
     Clangd(#[from] ClangdError),
+    #[error(transparent)]
+    Trace(#[from] TraceError),
+    #[error("{what}: {source}")]
+    Io { what: String, source: std::io::Error },
 }
 
 /// Resolves the trace's stacks against the tree, adding its sites table and
@@ -155,4 +160,121 @@ impl OtherVersion {
             clangd.shutdown();
         }
     }
+}
+
+/// A study's traces resolved against their own kernel's source where that
+/// source is prepared and matches: `kernel_src`, else Debian's source of the
+/// trace's kernel series (extracted and configured here for the
+/// `guest_kernels` recorded in). The others get what survives a change of
+/// version from the nearest source ([`OtherVersion`]). Traces are rewritten
+/// with what was found.
+pub fn resolve_traces(
+    kernel_src: Option<&Path>,
+    guest_kernels: &[DebianKernel],
+    traces: &mut [(PathBuf, Trace)],
+    notes: &mut Vec<String>,
+    mut progress: impl FnMut(&str),
+) -> Result<(), ResolveError> {
+    // Extracted and configured here (a minute); clangd's index of it only
+    // by `lockscope source prepare`, which can take an hour (6.12 on 2 cores).
+    for &kernel in guest_kernels {
+        let root = lockscope_source::tree::debian_source_dir(kernel);
+        let options = lockscope_source::tree::PrepareOptions::default();
+        let step = |step: &str| progress(&format!("{}: {step}", kernel.source_package()));
+        match lockscope_source::clangd::ready_tree(&root, Some(kernel), &options, None, false, step) {
+            Err(e) => notes.push(format!("{kernel}'s source could not be prepared: {e}")),
+            Ok(_) if !lockscope_source::tree::is_indexed(&root) => notes.push(format!(
+                "{kernel}'s locks resolved without clangd's index of {}: each call site within its own file, a lock \
+                 reached through a function defined elsewhere left unresolved; `lockscope source prepare --kernel {kernel}` \
+                 builds the index",
+                root.display()
+            )),
+            Ok(_) => {}
+        }
+    }
+    // The given tree, else the Debian source of the trace's kernel or nearest to it.
+    let debian_of = |trace: &Trace| DebianKernel::nearest(&trace.meta.kernel_release).unwrap_or(DebianKernel::V6_1);
+    let root_of = |trace: &Trace| match kernel_src {
+        Some(root) => root.to_owned(),
+        None => lockscope_source::tree::debian_source_dir(debian_of(trace)),
+    };
+    let mut unmatched: Vec<usize> = vec![];
+    let mut why_nots: Vec<String> = vec![];
+    let mut resolved_in: Vec<PathBuf> = vec![];
+    for (i, (path, trace)) in traces.iter_mut().enumerate() {
+        let root = root_of(trace);
+        let release = &trace.meta.kernel_release;
+        let why_not = match (kernel_src.is_none() && DebianKernel::of_release(release).is_none(), root.join(COMPILE_COMMANDS).is_file()) {
+            (true, _) => Some(format!("no source of kernel {release} is at hand (lockscope fetches Debian's 6.1 and 6.12)")),
+            (false, false) => Some(format!("no prepared kernel source at {} (lockscope source prepare)", root.display())),
+            (false, true) => version_mismatch(trace, &root),
+        };
+        if let Some(why) = why_not {
+            if !why_nots.contains(&why) {
+                why_nots.push(why);
+            }
+            unmatched.push(i);
+            continue;
+        }
+        if trace.sites.is_empty() {
+            let tree = SourceTree { kernel_src: Some(root.clone()), clangd: None };
+            resolve_in_place(trace, &tree, &DebugInfoChoice::default(), |p| match p {
+                ResolveProgress::Stack { done, total, function } => progress(&format!("resolving stack {done}/{total} {function}")),
+                ResolveProgress::LoadingIndex(_) => progress("loading clangd's index"),
+                ResolveProgress::DebugInfo(_) => {}
+            })?;
+            write_trace(path, trace, true)?;
+        }
+        if !resolved_in.contains(&root) {
+            resolved_in.push(root);
+        }
+    }
+    notes.extend(resolved_in.iter().map(|root| format!("locks resolved against the kernel source at {}", root.display())));
+    notes.extend(why_nots.into_iter().map(|why| format!("call sites not resolved at their lines: {why}")));
+    // The others: what survives a change of version, from the same source.
+    let mut by_root: Vec<(PathBuf, Option<DebianKernel>, Vec<usize>)> = vec![];
+    for (i, (_, trace)) in traces.iter().enumerate() {
+        if !unmatched.contains(&i) || !trace.sites.is_empty() {
+            continue;
+        }
+        let (root, kernel) = (root_of(trace), kernel_src.is_none().then(|| debian_of(trace)));
+        match by_root.iter_mut().find(|(r, ..)| *r == root) {
+            Some((.., members)) => members.push(i),
+            None => by_root.push((root, kernel, vec![i])),
+        }
+    }
+    for (root, kernel, members) in by_root {
+        if let Some(kernel) = kernel {
+            // Debian's source package is installed by setup: extracted and
+            // configured in a minute or two, no index needed.
+            let step = |step: &str| progress(&format!("{}: {step}", kernel.source_package()));
+            let options = lockscope_source::tree::PrepareOptions::default();
+            if let Err(e) = lockscope_source::clangd::ready_tree(&root, Some(kernel), &options, None, false, step) {
+                notes.push(format!("{kernel}'s source could not be prepared: {e}"));
+                if !lockscope_source::tree::is_kernel_tree(&root) {
+                    notes.push("subsystems unknown".into());
+                    continue;
+                }
+            }
+        }
+        progress(&format!("placing call sites with the source at {}", root.display()));
+        let indexing = |source| ResolveError::Io { what: format!("indexing functions in {}", root.display()), source };
+        let mut source = OtherVersion::open(&root, notes).map_err(indexing)?;
+        notes.push(format!(
+            "subsystems from the call sites' function names in the source at {} ({} functions)",
+            root.display(),
+            source.functions()
+        ));
+        let mut these: Vec<&mut (PathBuf, Trace)> =
+            traces.iter_mut().enumerate().filter(|(i, _)| members.contains(i)).map(|(_, t)| t).collect();
+        let done = source.resolve(&mut these.iter_mut().map(|(_, trace)| trace).collect::<Vec<_>>());
+        source.close();
+        if let Err(e) = done {
+            notes.push(format!("locks not named from the source at {}: {e}", root.display()));
+        }
+        for (path, trace) in these {
+            write_trace(path, trace, true)?;
+        }
+    }
+    Ok(())
 }

@@ -15,13 +15,11 @@ use lockscope_analysis::stats::{spearman, spearman_interval};
 use lockscope_bpf::{ModeRequest, RecordOptions};
 use lockscope_platform::guest::{self, GuestConfig};
 use lockscope_platform::{Env, Output, PlacedWorkload, PlatformError, PlatformKind};
-use lockscope_source::tree::COMPILE_COMMANDS;
-use lockscope_source::SourceTree;
 use lockscope_trace::{read_trace, write_trace, DebianKernel, EndReason, Selector, Trace, TraceError};
 use serde::Serialize;
 
 use crate::record::{Placement, RecordPlan, RecordingError, Target, WorkloadSpec};
-use crate::resolve::{resolve_in_place, version_mismatch, DebugInfoChoice, OtherVersion, ResolveError, ResolveProgress};
+use crate::resolve::{resolve_traces, ResolveError};
 use crate::scratch_fs::{ScratchFs, STRESS_FS_MIB};
 use crate::stress::{self, StressConfig, StressError, StressResult, Unobserved};
 
@@ -355,7 +353,12 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
         fetch_guest_debug_info(kernel, &mut notes, |doing| events(StudyEvent::Step { done, total, doing }));
     }
     events(StudyEvent::Step { done, total, doing: "resolving call sites against the kernel source" });
-    resolve_traces(cfg, &mut traces, &mut notes, |doing| events(StudyEvent::Step { done, total, doing }))?;
+    let guest_kernels = match cfg.kernel_src {
+        Some(_) => vec![],
+        None => recorded_guest_kernels(&cfg.kernels, &traces),
+    };
+    let progress = |doing: &str| events(StudyEvent::Step { done, total, doing });
+    resolve_traces(cfg.kernel_src.as_deref(), &guest_kernels, &mut traces, &mut notes, progress)?;
     let traces: Vec<Trace> = traces.into_iter().map(|(_, t)| t).collect();
 
     let mut stress_results = Vec::new();
@@ -634,123 +637,6 @@ fn failed_instances(instances: &[lockscope_trace::Workload], workload: &str, col
         .filter(|(_, exit)| *exit != "exit status 0")
         .map(|(i, exit)| format!("{workload} on {column}: instance {} ended after {:.1} s: {exit}", i.name, i.run_time_secs()))
         .collect()
-}
-
-/// Resolves each trace against its own kernel's source where that source is
-/// prepared and matches: `--kernel-src`, else Debian's source of the trace's
-/// kernel series (extracted and configured here for the guest kernels studied).
-/// Places the call sites of the others in subsystems by function name, from
-/// whatever kernel source is at hand. Traces are rewritten with what was found.
-fn resolve_traces(
-    cfg: &StudyConfig,
-    traces: &mut [(PathBuf, Trace)],
-    notes: &mut Vec<String>,
-    mut progress: impl FnMut(&str),
-) -> Result<(), StudyError> {
-    if cfg.kernel_src.is_none() {
-        // Extracted and configured here (a minute); clangd's index of it only
-        // by `lockscope source prepare`, which can take an hour (6.12 on 2 cores).
-        for kernel in recorded_guest_kernels(&cfg.kernels, traces) {
-            let root = lockscope_source::tree::debian_source_dir(kernel);
-            let options = lockscope_source::tree::PrepareOptions::default();
-            let step = |step: &str| progress(&format!("{}: {step}", kernel.source_package()));
-            match lockscope_source::clangd::ready_tree(&root, Some(kernel), &options, None, false, step) {
-                Err(e) => notes.push(format!("{kernel}'s source could not be prepared: {e}")),
-                Ok(_) if !lockscope_source::tree::is_indexed(&root) => notes.push(format!(
-                    "{kernel}'s locks resolved without clangd's index of {}: each call site within its own file, a lock \
-                     reached through a function defined elsewhere left unresolved; `lockscope source prepare --kernel {kernel}` \
-                     builds the index",
-                    root.display()
-                )),
-                Ok(_) => {}
-            }
-        }
-    }
-    // The given tree, else the Debian source of the trace's kernel or nearest to it.
-    let debian_of = |trace: &Trace| DebianKernel::nearest(&trace.meta.kernel_release).unwrap_or(DebianKernel::V6_1);
-    let root_of = |trace: &Trace| match &cfg.kernel_src {
-        Some(root) => root.clone(),
-        None => lockscope_source::tree::debian_source_dir(debian_of(trace)),
-    };
-    let mut unmatched: Vec<usize> = vec![];
-    let mut why_nots: Vec<String> = vec![];
-    let mut resolved_in: Vec<PathBuf> = vec![];
-    for (i, (path, trace)) in traces.iter_mut().enumerate() {
-        let root = root_of(trace);
-        let release = &trace.meta.kernel_release;
-        let why_not = match (cfg.kernel_src.is_none() && DebianKernel::of_release(release).is_none(), root.join(COMPILE_COMMANDS).is_file())
-        {
-            (true, _) => Some(format!("no source of kernel {release} is at hand (lockscope fetches Debian's 6.1 and 6.12)")),
-            (false, false) => Some(format!("no prepared kernel source at {} (lockscope source prepare)", root.display())),
-            (false, true) => version_mismatch(trace, &root),
-        };
-        if let Some(why) = why_not {
-            if !why_nots.contains(&why) {
-                why_nots.push(why);
-            }
-            unmatched.push(i);
-            continue;
-        }
-        if trace.sites.is_empty() {
-            let tree = SourceTree { kernel_src: Some(root.clone()), clangd: None };
-            resolve_in_place(trace, &tree, &DebugInfoChoice::default(), |p| match p {
-                ResolveProgress::Stack { done, total, function } => progress(&format!("resolving stack {done}/{total} {function}")),
-                ResolveProgress::LoadingIndex(_) => progress("loading clangd's index"),
-                ResolveProgress::DebugInfo(_) => {}
-            })?;
-            write_trace(path, trace, true)?;
-        }
-        if !resolved_in.contains(&root) {
-            resolved_in.push(root);
-        }
-    }
-    notes.extend(resolved_in.iter().map(|root| format!("locks resolved against the kernel source at {}", root.display())));
-    notes.extend(why_nots.into_iter().map(|why| format!("call sites not resolved at their lines: {why}")));
-    // The others: what survives a change of version, from the same source.
-    let mut by_root: Vec<(PathBuf, Option<DebianKernel>, Vec<usize>)> = vec![];
-    for (i, (_, trace)) in traces.iter().enumerate() {
-        if !unmatched.contains(&i) || !trace.sites.is_empty() {
-            continue;
-        }
-        let (root, kernel) = (root_of(trace), cfg.kernel_src.is_none().then(|| debian_of(trace)));
-        match by_root.iter_mut().find(|(r, ..)| *r == root) {
-            Some((.., members)) => members.push(i),
-            None => by_root.push((root, kernel, vec![i])),
-        }
-    }
-    for (root, kernel, members) in by_root {
-        if let Some(kernel) = kernel {
-            // Debian's source package is installed by setup: extracted and
-            // configured in a minute or two, no index needed.
-            let step = |step: &str| progress(&format!("{}: {step}", kernel.source_package()));
-            let options = lockscope_source::tree::PrepareOptions::default();
-            if let Err(e) = lockscope_source::clangd::ready_tree(&root, Some(kernel), &options, None, false, step) {
-                notes.push(format!("{kernel}'s source could not be prepared: {e}"));
-                if !lockscope_source::tree::is_kernel_tree(&root) {
-                    notes.push("subsystems unknown".into());
-                    continue;
-                }
-            }
-        }
-        progress(&format!("placing call sites with the source at {}", root.display()));
-        let mut source = OtherVersion::open(&root, notes).map_err(io(format!("indexing functions in {}", root.display())))?;
-        notes.push(format!(
-            "subsystems from the call sites' function names in the source at {} ({} functions)",
-            root.display(),
-            source.functions()
-        ));
-        let mut these: Vec<&mut (PathBuf, Trace)> =
-            traces.iter_mut().enumerate().filter(|(i, _)| members.contains(i)).map(|(_, t)| t).collect();
-        let done = source.resolve(&mut these.iter_mut().map(|(_, trace)| trace).collect::<Vec<_>>());
-        source.close();
-        if let Err(e) = done {
-            notes.push(format!("locks not named from the source at {}: {e}", root.display()));
-        }
-        for (path, trace) in these {
-            write_trace(path, trace, true)?;
-        }
-    }
-    Ok(())
 }
 
 /// The Debian kernels among a study's kernels that something was recorded in.
