@@ -262,6 +262,9 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
             });
             // Where no stack names the lock, the most acquired one may still place it.
             let placed = sites.iter().find_map(|(id, _)| sites_by_stack.get(id).and_then(|s| s.subsystem.clone()));
+            // Where the source was asked and could not choose, what it said.
+            let undecided =
+                sites.first().and_then(|(id, _)| sites_by_stack.get(id)).filter(|s| s.candidates > 1).and_then(|s| s.reason.clone());
             let call_sites = sites
                 .into_iter()
                 .take(top_sites)
@@ -292,7 +295,13 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
                     .map(|s| s.scope)
                     .or_else(|| runtime.map(|n| if n.object.is_some() { Scope::Member } else { Scope::Global })),
                 subsystem: resolved.and_then(|s| s.subsystem.clone()).or(placed),
-                why_unnamed: (object.is_none() && global.is_none()).then(|| why_unnamed((addr, generation))),
+                why_unnamed: (object.is_none() && global.is_none()).then(|| {
+                    let why = why_unnamed((addr, generation));
+                    match undecided {
+                        Some(reason) => format!("{why}; {reason}"),
+                        None => why,
+                    }
+                }),
                 object,
                 global,
                 shared: uses.len() >= 2,
@@ -468,6 +477,15 @@ mod tests {
         let object = |addr: u64, generation| a.locks.iter().find(|l| (l.addr, l.generation) == (addr, generation)).unwrap().object.clone();
         assert_eq!(object(0xffff888000001000, 0).as_deref(), Some("vmap_node.busy.lock (as in 6.12)"));
         assert_eq!(object(0xffff888000002000, 0), None, "C's place was not noted");
+        // Where the source could not choose, the lock says what it found.
+        let reason = "in this source iput takes 2 such spinlock locks: a.l, b.l";
+        let undecided = StackSite { candidates: 2, reason: Some(reason.into()), ..site(2, Scope::Unknown, None, "") };
+        let a = analyze(
+            &Trace { sites: vec![StackSite { method: SiteMethod::FunctionName, variable: None, ..undecided }], ..inferred.clone() },
+            &OPTIONS,
+        );
+        let heap = a.locks.iter().find(|l| l.addr == 0xffff888000001000).unwrap();
+        assert!(heap.why_unnamed.as_deref().is_some_and(|w| w.ends_with(reason)), "{:?}", heap.why_unnamed);
 
         let named = LockName {
             lock_addr: 0xffffffff82000010,
