@@ -24,5 +24,4 @@ fn main() {
     println!("cargo:rerun-if-changed=src/bpf/primitives.h");
     println!("cargo:rerun-if-changed=src/bpf/places.bpf.h");
     println!("cargo:rerun-if-changed=src/bpf/waits.bpf.h");
-    println!("cargo:rerun-if-changed=src/bpf/spins.bpf.h");
 }

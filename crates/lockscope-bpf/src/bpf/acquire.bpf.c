@@ -14,8 +14,7 @@
  * kinds not asked for.
  *
  * Waits are timed by the contention tracepoints and attributed to the lock's
- * holder where the lock word names it (waits.bpf.h), or, for spinlocks and
- * rwlocks, where another CPU holds it for a traced workload (spins.bpf.h).
+ * holder where the lock word names it (waits.bpf.h).
  *
  * Held locks are remembered in task storage, never in a hash map updated on
  * the lock path. The map helpers themselves take spinlocks (the stack store's
@@ -25,7 +24,6 @@
  * nested run is skipped and counted instead.
  */
 #include "lifetimes.bpf.h"
-#include "spins.bpf.h"
 #include "waits.bpf.h"
 
 /* Set by user space before load. */
@@ -195,9 +193,6 @@ static __always_inline int record_acquire(void *ctx, u64 lock, u64 ret, u32 flag
 		record_sample(ctx, &key, now);
 	if (!track_holds)
 		return 0;
-	/* Only where its release is seen too, and its waits are timed. */
-	if ((flags & LCB_F_SPIN) && !(flags & LKS_F_INTERRUPT) && (wait_classes & (WAIT_SPINLOCK | WAIT_RWLOCK)))
-		spin_acquired(lock, workload);
 
 	struct held_state *hs = bpf_task_storage_get(&held, bpf_get_current_task_btf(), 0,
 						     BPF_LOCAL_STORAGE_GET_F_CREATE);
@@ -225,7 +220,6 @@ static __always_inline int record_release(u64 lock)
 	u32 workload = current_workload();
 	if (!workload)
 		return 0;
-	spin_released(lock);
 	struct held_state *hs = bpf_task_storage_get(&held, bpf_get_current_task_btf(), 0, 0);
 	if (!hs) {
 		count(C_UNMATCHED_END);

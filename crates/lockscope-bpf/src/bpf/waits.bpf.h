@@ -6,8 +6,7 @@
  *
  * Where the lock word names its owner (a mutex; a writer-held rwsem), the
  * wait is attributed to the owner's process, as `perf lock contention
- * --lock-owner` reads it: who made whom wait (`holder_waits`). A spinning
- * lock's holder is found where the recorder keeps them (acquire mode).
+ * --lock-owner` reads it: who made whom wait (`holder_waits`).
  */
 #ifndef LOCKSCOPE_WAITS_BPF_H
 #define LOCKSCOPE_WAITS_BPF_H
@@ -38,24 +37,16 @@ struct rw_semaphore {
 #define OWNER_FLAGS 0x7UL        /* MUTEX_FLAGS, RWSEM_OWNER_FLAGS_MASK */
 #define RWSEM_READER_OWNED 0x1UL /* held by readers: the word names only the last */
 
-/* A spinning lock's holder, where the recorder keeps them (spins.bpf.h). */
-#ifndef SPIN_HOLDER
-#define SPIN_HOLDER(lock) ((struct holder){})
-#endif
-
-/* Who holds `lock` as the wait begins; tgid 0 where nothing can say
- * (reader-held rwsems, a lock released meanwhile; spinlocks and rwlocks
- * where the recorder does not keep their holders). */
+/* Who holds `lock` as the wait begins; tgid 0 where the lock word cannot
+ * say (spinlocks, reader-held rwsems, a lock released meanwhile). */
 static __always_inline struct holder holder_of(u64 lock, u32 flags)
 {
 	struct holder none = {};
 	long owner;
 	if (flags & LCB_F_MUTEX) { /* its optimistic spin too (LCB_F_SPIN with it) */
 		owner = BPF_CORE_READ((struct mutex *)lock, owner.counter);
-	} else if (flags & (LCB_F_PERCPU | LCB_F_RT)) {
+	} else if (flags & (LCB_F_SPIN | LCB_F_PERCPU | LCB_F_RT)) {
 		return none;
-	} else if (flags & LCB_F_SPIN) {
-		return SPIN_HOLDER(lock);
 	} else if (flags & (LCB_F_READ | LCB_F_WRITE)) {
 		owner = BPF_CORE_READ((struct rw_semaphore *)lock, owner.counter);
 		if (owner & RWSEM_READER_OWNED)
