@@ -151,6 +151,11 @@ pub struct SharedLock {
     /// Runs in which it was shared.
     pub runs: usize,
     pub cumulative_rate: f64,
+    /// Its other names' spellings (run time's from each struct the lock is
+    /// embedded in, the source's): one lock named two ways in two kernels
+    /// is the same lock.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub spellings: Vec<String>,
 }
 
 /// Shared-lock rate of one experiment in one kernel subsystem (Figures 2, 3).
@@ -244,7 +249,13 @@ pub fn compare(runs: &[Run]) -> Comparison {
                     subsystem: lock.subsystem.clone(),
                     runs: 0,
                     cumulative_rate: 0.0,
+                    spellings: vec![],
                 });
+                for spelling in lock.names.iter().flat_map(|n| n.label().into_iter().chain(n.spellings.iter().cloned())) {
+                    if spelling != entry.lock.name && !entry.spellings.contains(&spelling) {
+                        entry.spellings.push(spelling);
+                    }
+                }
                 // Instances of one identity (per-CPU, per-inode locks) merge; runs count once.
                 if seen_in_run.insert((run, entry.lock.clone())) {
                     entry.runs += 1;
@@ -302,14 +313,18 @@ fn platform_of(column: &str) -> &str {
 /// shared locks (by name) one has and the other not.
 fn kernel_changes(workloads: &[String], columns: &[String], cells: &[Cell], shared: &[SharedLock]) -> Vec<KernelChange> {
     // Named shared locks of one cell, busiest first (`shared` is sorted so).
-    let names = |workload: &str, column: &str| -> Vec<&str> {
-        let mut names: Vec<&str> = vec![];
+    let names = |workload: &str, column: &str| -> Vec<&SharedLock> {
+        let mut names: Vec<&SharedLock> = vec![];
         for l in shared.iter().filter(|l| l.workload == workload && l.platform == column && l.lock.is_named()) {
-            if !names.contains(&l.lock.name.as_str()) {
-                names.push(&l.lock.name);
+            if !names.iter().any(|n| n.lock.name == l.lock.name) {
+                names.push(l);
             }
         }
         names
+    };
+    // One lock, however each kernel's names spell it.
+    let same = |a: &SharedLock, b: &SharedLock| {
+        a.lock.name == b.lock.name || a.spellings.contains(&b.lock.name) || b.spellings.contains(&a.lock.name)
     };
     let mut changes = vec![];
     for workload in workloads {
@@ -318,7 +333,9 @@ fn kernel_changes(workloads: &[String], columns: &[String], cells: &[Cell], shar
         for (i, to) in present.iter().enumerate() {
             let Some(from) = present[..i].iter().rev().find(|c| platform_of(c) == platform_of(to)) else { continue };
             let (before, after) = (names(workload, from), names(workload, to));
-            let only = |a: &[&str], b: &[&str]| a.iter().filter(|n| !b.contains(n)).map(|n| n.to_string()).collect();
+            let only = |a: &[&SharedLock], b: &[&SharedLock]| {
+                a.iter().filter(|x| !b.iter().any(|y| same(x, y))).map(|x| x.lock.name.clone()).collect()
+            };
             changes.push(KernelChange {
                 workload: workload.clone(),
                 from: (*from).clone(),
@@ -399,6 +416,37 @@ mod tests {
             Run { workload: "file-create".into(), platform: "host".into(), analysis: &one },
         ]);
         assert_eq!(back.kernel_changes, [change(&[], &["inode.i_lock"], "host@6.1", "host")]);
+
+        // Named from the source in one kernel and at run time in the other: the same lock.
+        let mut runtime = both_named();
+        runtime.sites.clear();
+        let (source, run_time) = (analyze(&resolved(both_named()), &OPTIONS), analyze(&runtime, &OPTIONS));
+        let c = compare(&[
+            Run { workload: "file-create".into(), platform: "host@6.1".into(), analysis: &source },
+            Run { workload: "file-create".into(), platform: "host@6.12".into(), analysis: &run_time },
+        ]);
+        let b = c.shared_locks.iter().find(|l| l.platform == "host@6.12" && l.lock.name.starts_with("ext4_inode_info")).unwrap();
+        assert!(b.spellings.contains(&"inode.i_lock".to_string()), "{b:?}");
+        let listed = |n: &str| c.kernel_changes.iter().any(|k| k.appeared.iter().chain(&k.disappeared).any(|x| x.ends_with(n)));
+        assert!(!listed("i_lock"), "{:?}", c.kernel_changes);
+    }
+
+    /// Lock B shared, with its run-time name (spelled from `struct inode` too).
+    fn both_named() -> Trace {
+        let mut t = trace();
+        t.records.push(record(2, B, 0, 10, 2));
+        t.names.push(lockscope_trace::LockName {
+            lock_addr: B,
+            generation: 0,
+            by: lockscope_trace::NameSource::Slab,
+            object: Some("ext4_inode_info".into()),
+            member: Some("vfs_inode.i_lock".into()),
+            global: None,
+            confidence: lockscope_trace::Confidence::Exact,
+            alternatives: vec![],
+            spellings: vec!["ext4_inode_info.vfs_inode.i_lock".into(), "inode.i_lock".into()],
+        });
+        t
     }
 
     #[test]
