@@ -5,7 +5,7 @@
 //! it, *private* when one did. A workload's access rate for a lock is its
 //! acquisitions divided by the workload's own execution time.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 use lockscope_trace::{
     Confidence, Counters, Frame, LockKind, LockName, Mode, NameSource, Scope, SiteMethod, SourceLine, StackSite, SymbolTable, Trace,
@@ -207,8 +207,7 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
     let named_globals = trace.meta.kallsyms_all;
     let sites_by_stack: HashMap<i32, &StackSite> = trace.sites.iter().map(|s| (s.stack_id, s)).collect();
     let names_by_lock: HashMap<(u64, u32), &LockName> = trace.names.iter().map(|n| ((n.lock_addr, n.generation), n)).collect();
-    let outside_slabs: HashSet<(u64, u32)> =
-        trace.places.iter().filter(|p| p.slab.is_none()).map(|p| (p.lock_addr, p.generation)).collect();
+    let outside_slabs = trace.outside_slabs();
     let why_unnamed = why_unnamed(trace);
     let workload_names: HashMap<u32, &str> = trace.meta.workloads.iter().map(|w| (w.id, w.name.as_str())).collect();
     let run_secs: HashMap<u32, f64> = trace.meta.workloads.iter().map(|w| (w.id, w.run_time_secs())).collect();

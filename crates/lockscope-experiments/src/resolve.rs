@@ -162,6 +162,15 @@ impl OtherVersion {
     }
 }
 
+/// Debian's source of `kernel` extracted into lockscope's cache and
+/// configured for clangd (no index), each step skipped when done before.
+fn ready_debian_source(kernel: DebianKernel, progress: &mut impl FnMut(&str)) -> Result<(), ClangdError> {
+    let root = lockscope_source::tree::debian_source_dir(kernel);
+    let step = |step: &str| progress(&format!("{}: {step}", kernel.source_package()));
+    let options = lockscope_source::tree::PrepareOptions::default();
+    lockscope_source::clangd::ready_tree(&root, Some(kernel), &options, None, false, step).map(|_| ())
+}
+
 /// A study's traces resolved against their own kernel's source where that
 /// source is prepared and matches: `kernel_src`, else Debian's source of the
 /// trace's kernel series (extracted and configured here for the
@@ -179,9 +188,7 @@ pub fn resolve_traces(
     // by `lockscope source prepare`, which can take an hour (6.12 on 2 cores).
     for &kernel in guest_kernels {
         let root = lockscope_source::tree::debian_source_dir(kernel);
-        let options = lockscope_source::tree::PrepareOptions::default();
-        let step = |step: &str| progress(&format!("{}: {step}", kernel.source_package()));
-        match lockscope_source::clangd::ready_tree(&root, Some(kernel), &options, None, false, step) {
+        match ready_debian_source(kernel, &mut progress) {
             Err(e) => notes.push(format!("{kernel}'s source could not be prepared: {e}")),
             Ok(_) if !lockscope_source::tree::is_indexed(&root) => notes.push(format!(
                 "{kernel}'s locks resolved without clangd's index of {}: each call site within its own file, a lock \
@@ -247,9 +254,7 @@ pub fn resolve_traces(
         if let Some(kernel) = kernel {
             // Debian's source package is installed by setup: extracted and
             // configured in a minute or two, no index needed.
-            let step = |step: &str| progress(&format!("{}: {step}", kernel.source_package()));
-            let options = lockscope_source::tree::PrepareOptions::default();
-            if let Err(e) = lockscope_source::clangd::ready_tree(&root, Some(kernel), &options, None, false, step) {
+            if let Err(e) = ready_debian_source(kernel, &mut progress) {
                 notes.push(format!("{kernel}'s source could not be prepared: {e}"));
                 if !lockscope_source::tree::is_kernel_tree(&root) {
                     notes.push("subsystems unknown".into());

@@ -277,7 +277,7 @@ pub fn place_by_function_name(trace: &Trace, index: &crate::functions::FunctionI
 /// version's source may still name.
 fn unnamed_outside_slabs(trace: &Trace) -> HashMap<i32, (LockKind, bool)> {
     let named: BTreeSet<(u64, u32)> = trace.names.iter().map(|n| (n.lock_addr, n.generation)).collect();
-    let outside: BTreeSet<(u64, u32)> = trace.places.iter().filter(|p| p.slab.is_none()).map(|p| (p.lock_addr, p.generation)).collect();
+    let outside = trace.outside_slabs();
     let mut stacks: HashMap<i32, (LockKind, bool)> = HashMap::new();
     for r in trace.records.iter().filter(|r| r.stack_id >= 0) {
         let lock = (r.lock_addr, r.generation);

@@ -500,6 +500,14 @@ pub struct Trace {
     pub held_waits: Vec<HeldWait>,
 }
 
+impl Trace {
+    /// The locks (address, generation) the recorder placed in no slab object:
+    /// a global, a per-CPU variable, a page of its own.
+    pub fn outside_slabs(&self) -> std::collections::HashSet<(u64, u32)> {
+        self.places.iter().filter(|p| p.slab.is_none()).map(|p| (p.lock_addr, p.generation)).collect()
+    }
+}
+
 /// Where a lock lives, as the static analyzer (or a run-time naming source)
 /// found it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

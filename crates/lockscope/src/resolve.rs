@@ -73,30 +73,34 @@ pub fn run(args: Args) -> Result<()> {
     if args.output.exists() && !args.force {
         bail!("{} exists; pass --force to replace it", args.output.display());
     }
-    if let Some(warning) = version_mismatch(&trace, &args.tree.root()) {
-        // Its answers would be about other code: only what survives a change
-        // of version is taken from it.
-        eprintln!("lockscope: {warning}; call sites are placed in subsystems by function name, and locks nothing at run time named are inferred from what those functions take there");
-        let mut notes = vec![];
-        let mut source = OtherVersion::open(&args.tree.root(), &mut notes).context("indexing the source's functions")?;
-        notes.iter().for_each(|n| eprintln!("lockscope: {n}"));
-        let done = source.resolve(&mut [&mut trace]);
-        source.close();
-        done?;
-        summarize(&trace);
-        write_trace(&args.output, &trace, args.force)?;
-        return Ok(());
+    match version_mismatch(&trace, &args.tree.root()) {
+        Some(warning) => as_other_version(&mut trace, &args.tree.root(), &warning)?,
+        None => {
+            let bar = spinner("{spinner} {msg}");
+            resolve_in_place(&mut trace, &args.tree.tree(), &args.debug.choice(), |p| match p {
+                ResolveProgress::DebugInfo(vmlinux) => eprintln!("call sites located with the debug info in {}", vmlinux.display()),
+                ResolveProgress::LoadingIndex(active) => bar.set_message(format!("loading clangd's index {}", active.join(", "))),
+                ResolveProgress::Stack { done, total, function } => bar.set_message(format!("resolving stack {done}/{total} {function}")),
+            })?;
+            bar.finish_and_clear();
+        }
     }
-    let bar = spinner("{spinner} {msg}");
-    resolve_in_place(&mut trace, &args.tree.tree(), &args.debug.choice(), |p| match p {
-        ResolveProgress::DebugInfo(vmlinux) => eprintln!("call sites located with the debug info in {}", vmlinux.display()),
-        ResolveProgress::LoadingIndex(active) => bar.set_message(format!("loading clangd's index {}", active.join(", "))),
-        ResolveProgress::Stack { done, total, function } => bar.set_message(format!("resolving stack {done}/{total} {function}")),
-    })?;
-    bar.finish_and_clear();
     summarize(&trace);
     write_trace(&args.output, &trace, args.force)?;
     Ok(())
+}
+
+/// Against another version's source (`warning` says which): its answers
+/// would be about other code, so only what survives a change of version is
+/// taken from it.
+fn as_other_version(trace: &mut Trace, root: &std::path::Path, warning: &str) -> Result<()> {
+    eprintln!("lockscope: {warning}; call sites are placed in subsystems by function name, and locks nothing at run time named are inferred from what those functions take there");
+    let mut notes = vec![];
+    let mut source = OtherVersion::open(root, &mut notes).context("indexing the source's functions")?;
+    notes.iter().for_each(|n| eprintln!("lockscope: {n}"));
+    let done = source.resolve(&mut [trace]);
+    source.close();
+    Ok(done?)
 }
 
 /// Stacks and acquisitions resolved, by how.
