@@ -5,6 +5,7 @@
 
 mod abi;
 mod entries;
+mod cpus;
 mod libbpf_log;
 mod loader;
 mod primitives;

@@ -13,6 +13,7 @@ use lockscope_trace::Mode;
 
 use crate::acquire_skel::{AcquireSkel, AcquireSkelBuilder};
 use crate::contention_skel::{ContentionSkel, ContentionSkelBuilder};
+use crate::cpus;
 use crate::libbpf_log;
 use crate::primitives::{self, Role};
 use crate::recorder::{HookRequest, LockClass, RecordError, DEFAULT_STACK_DEPTH};
@@ -64,6 +65,21 @@ macro_rules! common_maps {
             counters: &$m.counters,
             places: PlaceMaps { locks: &$m.lock_places, runqueues: &$m.percpu_runqueues },
             holders: None,
+        }
+    };
+}
+
+/// Tells a recorder's programs what they need to see what runs on the other
+/// CPUs (spinlock holders; see src/cpus.rs).
+macro_rules! locate_cpus {
+    ($rodata:expr) => {
+        $rodata.nr_cpus = cpus::possible();
+        match Btf::from_vmlinux().ok().as_ref().and_then(cpus::preempt_count_from_runqueues) {
+            Some(offset) => {
+                $rodata.preempt_count_from_rq = offset;
+                $rodata.preempt_count_located = true;
+            }
+            None => tracing::info!("spinlock holders not sought: BTF does not locate the preempt count"),
         }
     };
 }
@@ -169,6 +185,7 @@ fn load_contention_with<'obj>(
         // slab is read from its page, where kallsyms locates the pages.
         rodata.kmem_cache_kfunc = btf;
         [rodata.page_offset_base_addr, rodata.vmemmap_base_addr, rodata.max_pfn_addr] = addresses_of(&kallsyms(), PAGE_SYMBOLS);
+        locate_cpus!(rodata);
     }
     open.load().map_err(libbpf_log::explain)
 }
@@ -338,6 +355,7 @@ fn load_acquire_with<'obj>(
         [rodata.page_offset_base_addr, rodata.vmemmap_base_addr, rodata.max_pfn_addr] = addresses_of(&kallsyms, PAGE_SYMBOLS);
         // Trampoline programs may call kfuncs; kprobes may not.
         rodata.kmem_cache_kfunc = family == Family::Trampoline;
+        locate_cpus!(rodata);
     }
     let what = match family {
         Family::Trampoline => "fentry/fexit programs refused",

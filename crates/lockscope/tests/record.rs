@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use lockscope_trace::Holder;
+use lockscope_trace::{HeldWait, Holder};
 use serde_json::Value;
 
 mod common;
@@ -152,7 +152,7 @@ fn a_file_create_pair_shares_locks_named_by_their_objects() {
 
 #[test]
 fn pipe_workloads_keep_their_pipe_locks_private() {
-    let report = pipe_pair(&[]).1;
+    let (_, report, held) = pipe_pair(&[]);
     // Named at run time: each pipe's mutex from its slab object, the runqueue
     // locks the two share from the per-CPU area through BTF.
     let locks = report["locks"].as_array().unwrap();
@@ -160,6 +160,20 @@ fn pipe_workloads_keep_their_pipe_locks_private() {
     assert!(named("pipe_inode_info.mutex").any(|l| l["shared"] == false), "pipe mutexes named: {report:#}");
     let rq = named("rq.__lock").find(|l| l["shared"] == true).unwrap_or_else(|| panic!("no shared runqueue lock named: {report:#}"));
     assert_eq!((rq["names"][0]["by"].as_str(), rq["names"][0]["global"].as_str()), (Some("percpu"), Some("runqueues")));
+    // The pipes' spinlocks (their wait queues' and the mutexes' own) name no
+    // owner: their holders, read from what ran on the other CPU, are the
+    // waiter's own writers, never the other workload's.
+    let pipe_spinlocks = spinlocks_named(locks, "pipe_inode_info.");
+    let spins: Vec<_> = held.iter().filter(|w| pipe_spinlocks.contains(&w.lock_addr)).collect();
+    assert!(spins.iter().any(|w| w.holder == Holder::Workload(w.waiter)), "no pipe spinlock wait attributed to its writers: {spins:#?}");
+    let across: Vec<_> = spins.iter().filter(|w| matches!(w.holder, Holder::Workload(h) if h != w.waiter)).collect();
+    assert!(across.is_empty(), "waits on a private pipe's spinlocks attributed to the other workload: {across:#?}");
+}
+
+/// The addresses of the spinlocks whose object name starts with `prefix`.
+fn spinlocks_named(locks: &[Value], prefix: &str) -> Vec<u64> {
+    let named = |l: &&Value| l["kind"] == "spinlock" && l["object"].as_str().is_some_and(|o| o.starts_with(prefix));
+    locks.iter().filter(named).map(|l| l["addr"].as_u64().unwrap()).collect()
 }
 
 /// The classic tracepoint may not call the kfunc, and this kernel's kallsyms
@@ -168,7 +182,7 @@ fn pipe_workloads_keep_their_pipe_locks_private() {
 /// no name.
 #[test]
 fn the_classic_tracepoint_fallback_records_the_same_picture() {
-    let (meta, report) = pipe_pair(&["--hook".into(), "tracepoint".into()]);
+    let (meta, report, _) = pipe_pair(&["--hook".into(), "tracepoint".into()]);
     assert_eq!(meta["hook"], "tracepoint");
     let locks = report["locks"].as_array().unwrap();
     assert!(!locks.is_empty());
@@ -185,8 +199,8 @@ fn the_classic_tracepoint_fallback_records_the_same_picture() {
 
 /// Two pipe workloads; checks each keeps its pipe mutex private. Four writers on two
 /// CPUs make the pipe mutex contended in every run, not only in lucky ones.
-/// Returns trace.json and the report.
-fn pipe_pair(extra: &[String]) -> (Value, Value) {
+/// Returns trace.json, the report and the waits by holder.
+fn pipe_pair(extra: &[String]) -> (Value, Value, Vec<HeldWait>) {
     let _k = serial();
     let tmp = tempfile::tempdir().unwrap();
     let (trace, out) = record(
@@ -224,7 +238,7 @@ fn pipe_pair(extra: &[String]) -> (Value, Value) {
         assert!(waited(&report, name, "self", None) > 0, "{name} waited on its own pipe: {:#}", report["waits_by_holder"]);
     }
     let meta = serde_json::from_slice(&std::fs::read(trace.join("trace.json")).unwrap()).unwrap();
-    (meta, report)
+    (meta, report, held)
 }
 
 /// The waits `waiter` made on locks held by `kind` (`workload` `holder`, `self`, ...), from the report.
@@ -251,6 +265,16 @@ fn waits_on_a_shared_pipe_are_attributed_to_the_workload_holding_it() {
     assert!(locks.iter().any(|l| l["object"] == "pipe_inode_info.mutex" && l["shared"] == true), "the FIFO's mutex is shared: {report:#}");
     for (waiter, holder) in [("a", "b"), ("b", "a")] {
         assert!(waited(&report, waiter, "workload", Some(holder)) > 0, "{waiter} waited on {holder}: {:#}", report["waits_by_holder"]);
+    }
+    // The FIFO's spinlocks name no owner: their holder is what ran on the other CPU.
+    let fifo_spinlocks = spinlocks_named(locks, "pipe_inode_info.");
+    let read = lockscope_trace::read_trace(&trace).unwrap();
+    let id = |name: &str| read.meta.workloads.iter().find(|w| w.name == name).unwrap().id;
+    for (waiter, holder) in [("a", "b"), ("b", "a")] {
+        let spins = read.held_waits.iter().filter(|w| {
+            (w.waiter, w.holder) == (id(waiter), Holder::Workload(id(holder))) && fifo_spinlocks.contains(&w.lock_addr)
+        });
+        assert!(spins.map(|w| w.count).sum::<u64>() > 0, "{waiter} waited on a FIFO spinlock {holder} held: {:#?}", read.held_waits);
     }
     let text = lockscope(&["report", trace.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&text.stdout);

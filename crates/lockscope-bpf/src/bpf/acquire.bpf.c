@@ -65,11 +65,6 @@ static __always_inline enum wait_class wait_class_of(u32 flags)
 const volatile u64 preempt_count_addr = 0;
 const volatile u64 per_cpu_offset_addr = 0;
 
-/* preempt_count bits: serving a softirq, hard IRQ, NMI (include/linux/preempt.h). */
-#define SOFTIRQ_OFFSET (1U << 8)
-#define HARDIRQ_MASK (0xfU << 16)
-#define NMI_MASK (0xfU << 20)
-
 /* LKS_F_INTERRUPT when this CPU is serving an interrupt (a bh-disabled
  * section is not one), read from the preempt count; 0 when unknown. */
 static __always_inline u32 interrupt_flag(void)
@@ -83,7 +78,7 @@ static __always_inline u32 interrupt_flag(void)
 		return 0;
 	if (bpf_probe_read_kernel(&preempt_count, sizeof(preempt_count), (void *)(preempt_count_addr + offset)))
 		return 0;
-	return preempt_count & (NMI_MASK | HARDIRQ_MASK | SOFTIRQ_OFFSET) ? LKS_F_INTERRUPT : 0;
+	return preempt_count & IN_INTERRUPT ? LKS_F_INTERRUPT : 0;
 }
 
 struct held_lock {

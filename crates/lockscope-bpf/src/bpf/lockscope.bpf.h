@@ -12,6 +12,7 @@
 typedef __u8 u8;
 typedef __u32 u32;
 typedef __s32 s32;
+typedef __s64 s64;
 typedef __u64 u64;
 typedef _Bool bool;
 #define true 1
@@ -57,6 +58,14 @@ struct kmem_cache {
 #define MAX_STACK_DEPTH 127 /* the kernel's default perf_event_max_stack */
 #define MAX_NESTING 4
 #define MAX_HELD 16
+
+/* preempt_count bits (include/linux/preempt.h): preemption disabled, serving
+ * a softirq, a hard IRQ, an NMI. */
+#define PREEMPT_MASK 0xffU
+#define SOFTIRQ_OFFSET (1U << 8)
+#define HARDIRQ_MASK (0xfU << 16)
+#define NMI_MASK (0xfU << 20)
+#define IN_INTERRUPT (NMI_MASK | HARDIRQ_MASK | SOFTIRQ_OFFSET)
 
 /* LCB_F_* flags of the contention tracepoints, also used to name lock kinds. */
 #define LCB_F_SPIN (1U << 0)
@@ -114,7 +123,7 @@ struct agg_val {
 /* The process holding a lock a workload waited for. */
 struct holder {
 	u32 workload; /* its workload, 0: none (or unknown) */
-	u32 tgid;     /* 0: the lock word does not name its owner */
+	u32 tgid;     /* 0: not known (see holder_of) */
 };
 
 struct holder_key {

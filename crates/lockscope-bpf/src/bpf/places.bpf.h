@@ -7,7 +7,7 @@
  * (6.13+, BTF-typed tracepoints) or from the lock's page (the kernel's
  * virt_to_slab, where kallsyms locates the page array); the page also gives
  * the slab's first byte. Each CPU's runqueues is noted too, for locks in
- * per-CPU variables.
+ * per-CPU variables and for what runs on each CPU (spinlock holders, waits.bpf.h).
  */
 #ifndef LOCKSCOPE_PLACES_BPF_H
 #define LOCKSCOPE_PLACES_BPF_H
@@ -134,6 +134,19 @@ struct {
 	__type(value, u64); /* this CPU's &runqueues, 0 until noted */
 } percpu_runqueues SEC(".maps");
 
+/* Notes this CPU's runqueues, once. */
+static __always_inline void note_runqueue(void)
+{
+	if (!bpf_core_field_exists(struct sched_entity, cfs_rq))
+		return;
+	u32 cpu = bpf_get_smp_processor_id();
+	u64 *rq = bpf_map_lookup_elem(&percpu_runqueues, &cpu);
+	if (rq && !*rq) {
+		struct task_struct___sched *task = (void *)bpf_get_current_task();
+		*rq = (u64)BPF_CORE_READ(task, se.cfs_rq, rq);
+	}
+}
+
 struct cache_info {
 	char name[32];
 	u32 size;
@@ -184,13 +197,8 @@ static __always_inline void note_place(u64 lock, u32 generation)
 		place.info.order = BPF_CORE_READ(s, oo.x) >> 16;
 		place.info.min_order = BPF_CORE_READ(s, min.x) >> 16;
 		bpf_probe_read_kernel_str(place.info.name, sizeof(place.info.name), BPF_CORE_READ(s, name));
-	} else if (bpf_core_field_exists(struct sched_entity, cfs_rq)) {
-		u32 cpu = bpf_get_smp_processor_id();
-		u64 *rq = bpf_map_lookup_elem(&percpu_runqueues, &cpu);
-		if (rq && !*rq) {
-			struct task_struct___sched *task = (void *)bpf_get_current_task();
-			*rq = (u64)BPF_CORE_READ(task, se.cfs_rq, rq);
-		}
+	} else {
+		note_runqueue();
 	}
 	long err = bpf_map_update_elem(&lock_places, &key, &place, BPF_NOEXIST);
 	if (err && err != -17 /* EEXIST: another CPU noted it */)

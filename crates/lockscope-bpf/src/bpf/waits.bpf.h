@@ -6,7 +6,9 @@
  *
  * Where the lock word names its owner (a mutex; a writer-held rwsem), the
  * wait is attributed to the owner's process, as `perf lock contention
- * --lock-owner` reads it: who made whom wait (`holder_waits`).
+ * --lock-owner` reads it: who made whom wait (`holder_waits`). A spinlock's
+ * word names no owner, but its holder cannot sleep or be preempted: it is
+ * running, with preemption disabled, on another CPU (spin_holder).
  */
 #ifndef LOCKSCOPE_WAITS_BPF_H
 #define LOCKSCOPE_WAITS_BPF_H
@@ -37,16 +39,103 @@ struct rw_semaphore {
 #define OWNER_FLAGS 0x7UL        /* MUTEX_FLAGS, RWSEM_OWNER_FLAGS_MASK */
 #define RWSEM_READER_OWNED 0x1UL /* held by readers: the word names only the last */
 
-/* Who holds `lock` as the wait begins; tgid 0 where the lock word cannot
- * say (spinlocks, reader-held rwsems, a lock released meanwhile). */
+static __always_inline struct holder holder_named(u32 tgid)
+{
+	struct holder h = { .tgid = tgid };
+	u32 *w = bpf_map_lookup_elem(&tracked_tgids, &tgid);
+	h.workload = w ? *w : 0;
+	return h;
+}
+
+/* Set by user space: the CPUs there may be, and where a CPU's preempt count
+ * lies from its runqueues (both per-CPU variables, at offsets BTF lists). */
+const volatile u32 nr_cpus = 0;
+const volatile s64 preempt_count_from_rq = 0;
+const volatile bool preempt_count_located = false;
+
+struct rq {
+	struct task_struct *curr;
+} __attribute__((preserve_access_index));
+
+/* The search for a spinlock's holder over the other CPUs. */
+struct spin_search {
+	u32 self;       /* the waiter's CPU */
+	u32 tgid;       /* the process every candidate belongs to */
+	u32 candidates; /* CPUs that may be holding the lock */
+	bool unknown;   /* a CPU that cannot be ruled out nor named */
+};
+
+/* One CPU: a candidate when it runs a task (not an interrupt) with
+ * preemption disabled, which every spinlock holder has. */
+static long search_cpu(u64 cpu, struct spin_search *s)
+{
+	if (cpu == s->self)
+		return 0;
+	u32 key = cpu;
+	u64 *rq = bpf_map_lookup_elem(&percpu_runqueues, &key);
+	u32 preempt_count = 0;
+	if (!rq || !*rq || bpf_probe_read_kernel(&preempt_count, sizeof(preempt_count), (void *)(*rq + preempt_count_from_rq))) {
+		s->unknown = true; /* a CPU none of the workloads has waited on yet */
+		return 1;
+	}
+	if (preempt_count & IN_INTERRUPT) {
+		s->unknown = true; /* the interrupt may be the holder */
+		return 1;
+	}
+	if (!(preempt_count & PREEMPT_MASK))
+		return 0;
+	struct task_struct *task = BPF_CORE_READ((struct rq *)*rq, curr);
+	u32 tgid = BPF_CORE_READ(task, tgid);
+	if (!BPF_CORE_READ(task, pid) || (s->candidates && tgid != s->tgid)) {
+		s->unknown = true; /* the idle task (the kernel's, in its scheduling), or two processes */
+		return 1;
+	}
+	s->tgid = tgid;
+	s->candidates++;
+	return 0;
+}
+
+/* Whether the spinlock or rwlock at `lock` is still held (qspinlock: the
+ * locked byte; qrwlock: the writer byte or a reader count above the
+ * waiting bit). */
+static __always_inline bool spin_held(u64 lock, u32 flags)
+{
+	u32 val = 0;
+	if (bpf_probe_read_kernel(&val, sizeof(val), (void *)lock))
+		return false;
+	if (flags & (LCB_F_READ | LCB_F_WRITE))
+		return (val & 0xff) || (val >> 9);
+	return val & 0xff;
+}
+
+/* A spinlock's holder: the process running on the other CPUs that may hold
+ * it, when there is one such process and the lock is still held once they
+ * were read. tgid 0 when a CPU cannot be ruled out (an interrupt, the idle
+ * task, a CPU not yet seen) or the lock was released meanwhile. */
+static __always_inline struct holder spin_holder(u64 lock, u32 flags)
+{
+	struct holder none = {};
+	if (!preempt_count_located || !nr_cpus)
+		return none;
+	struct spin_search s = { .self = bpf_get_smp_processor_id() };
+	bpf_loop(nr_cpus < MAX_CPUS ? nr_cpus : MAX_CPUS, search_cpu, &s, 0);
+	if (s.unknown || !s.candidates || !spin_held(lock, flags))
+		return none;
+	return holder_named(s.tgid);
+}
+
+/* Who holds `lock` as the wait begins; tgid 0 where it cannot be told
+ * (reader-held rwsems, a lock released meanwhile, see spin_holder). */
 static __always_inline struct holder holder_of(u64 lock, u32 flags)
 {
 	struct holder none = {};
 	long owner;
 	if (flags & LCB_F_MUTEX) { /* its optimistic spin too (LCB_F_SPIN with it) */
 		owner = BPF_CORE_READ((struct mutex *)lock, owner.counter);
-	} else if (flags & (LCB_F_SPIN | LCB_F_PERCPU | LCB_F_RT)) {
+	} else if (flags & (LCB_F_PERCPU | LCB_F_RT)) {
 		return none;
+	} else if (flags & LCB_F_SPIN) {
+		return spin_holder(lock, flags);
 	} else if (flags & (LCB_F_READ | LCB_F_WRITE)) {
 		owner = BPF_CORE_READ((struct rw_semaphore *)lock, owner.counter);
 		if (owner & RWSEM_READER_OWNED)
@@ -57,10 +146,7 @@ static __always_inline struct holder holder_of(u64 lock, u32 flags)
 	struct task_struct *task = (struct task_struct *)(owner & ~OWNER_FLAGS);
 	if (!task)
 		return none;
-	struct holder h = { .tgid = BPF_CORE_READ(task, tgid) };
-	u32 *w = bpf_map_lookup_elem(&tracked_tgids, &h.tgid);
-	h.workload = w ? *w : 0;
-	return h;
+	return holder_named(BPF_CORE_READ(task, tgid));
 }
 
 struct {
@@ -120,6 +206,8 @@ static __always_inline void begin_wait(void *ctx, u64 lock, u32 flags, bool with
 		return;
 	}
 
+	note_runqueue(); /* for spin_holder, on the other CPUs */
+	struct holder holder = holder_of(lock, flags);
 	s32 stack_id = with_stack ? capture_stack(ctx) : -1;
 
 	for (int i = 0; i < MAX_NESTING; i++) {
@@ -127,7 +215,7 @@ static __always_inline void begin_wait(void *ctx, u64 lock, u32 flags, bool with
 			continue;
 		ws->slot[i].stack_id = stack_id;
 		ws->slot[i].flags = flags;
-		ws->slot[i].holder = holder_of(lock, flags);
+		ws->slot[i].holder = holder;
 		ws->slot[i].start_ns = bpf_ktime_get_ns();
 		ws->slot[i].lock = lock;
 	}
