@@ -1,7 +1,8 @@
 //! Who made whom wait: each workload's waits summed by the holder of the
-//! lock it waited for (contention mode reads the owner from a mutex's or a
-//! writer-held rwsem's lock word). Interference between two workloads is a
-//! wait of one on a lock the other held.
+//! lock it waited for (the recorder reads the owner from a mutex's or a
+//! writer-held rwsem's lock word, and a spinlock's from what runs on the
+//! other CPUs). Interference between two workloads is a wait of one on a
+//! lock the other held.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -19,9 +20,13 @@ pub enum HolderKind {
     Itself,
     /// A process outside the recorded workloads.
     Other,
-    /// The lock word does not name its owner (spinlocks, reader-held rwsems).
+    /// The holder could not be told (see [`UNKNOWN_HOLDER`]).
     Unknown,
 }
+
+/// When a wait's holder is not known.
+pub const UNKNOWN_HOLDER: &str =
+    "reader-held rwsems, locks released meanwhile, spinlocks while an interrupt, the idle task or two processes ran on the other CPUs";
 
 /// One workload's waits on locks held by one holder.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -43,7 +48,7 @@ impl HolderWaits {
             (HolderKind::Workload, Some(h)) => format!("locks held by {h}"),
             (HolderKind::Itself, _) => "locks held by its own processes".into(),
             (HolderKind::Other, _) => "locks held by processes outside the recorded workloads".into(),
-            _ => "locks whose holder the lock word does not name (spinlocks, reader-held rwsems)".into(),
+            _ => format!("locks whose holder could not be told ({UNKNOWN_HOLDER})"),
         };
         let plural = |n: usize, one: &str| if n == 1 { format!("1 {one}") } else { format!("{n} {one}s") };
         format!(
@@ -66,7 +71,7 @@ pub struct WaitShares {
     pub own: f64,
     /// On locks processes outside the recorded workloads held.
     pub outside: f64,
-    /// On locks whose holder the lock word does not name.
+    /// On locks whose holder could not be told.
     pub unknown: f64,
 }
 
@@ -174,7 +179,8 @@ mod tests {
                 "w1 waited 12.3 ms (4 waits on 2 locks) on locks held by w2",
                 "w1 waited 1.0 ms (2 waits on 1 lock) on locks held by its own processes",
                 "w2 waited 0.5 ms (2 waits on 1 lock) on locks held by processes outside the recorded workloads",
-                "w2 waited 0.0 ms (2 waits on 1 lock) on locks whose holder the lock word does not name (spinlocks, reader-held rwsems)",
+                "w2 waited 0.0 ms (2 waits on 1 lock) on locks whose holder could not be told (reader-held rwsems, locks released \
+                 meanwhile, spinlocks while an interrupt, the idle task or two processes ran on the other CPUs)",
             ]
         );
         assert_eq!(serde_json::to_value(&by[1]).unwrap()["holder_kind"], "self");

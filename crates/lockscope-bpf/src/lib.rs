@@ -4,8 +4,8 @@
 //! they were started) and aggregates their lock acquisitions in the kernel.
 
 mod abi;
-mod entries;
 mod cpus;
+mod entries;
 mod libbpf_log;
 mod loader;
 mod primitives;

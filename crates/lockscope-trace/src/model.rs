@@ -256,7 +256,10 @@ pub enum Holder {
     Workload(u32),
     /// A process outside every recorded workload (a kernel thread, another program).
     Other { tgid: u32 },
-    /// The lock word does not name its owner: spinlocks, rwsems held by readers.
+    /// Not told: an rwsem held by readers, a lock released before its owner
+    /// was read, a spinlock while an interrupt, the idle task or two
+    /// processes ran on the other CPUs (or on a kernel whose BTF does not
+    /// locate the preempt count).
     Unknown,
 }
 

@@ -271,9 +271,10 @@ fn waits_on_a_shared_pipe_are_attributed_to_the_workload_holding_it() {
     let read = lockscope_trace::read_trace(&trace).unwrap();
     let id = |name: &str| read.meta.workloads.iter().find(|w| w.name == name).unwrap().id;
     for (waiter, holder) in [("a", "b"), ("b", "a")] {
-        let spins = read.held_waits.iter().filter(|w| {
-            (w.waiter, w.holder) == (id(waiter), Holder::Workload(id(holder))) && fifo_spinlocks.contains(&w.lock_addr)
-        });
+        let spins = read
+            .held_waits
+            .iter()
+            .filter(|w| (w.waiter, w.holder) == (id(waiter), Holder::Workload(id(holder))) && fifo_spinlocks.contains(&w.lock_addr));
         assert!(spins.map(|w| w.count).sum::<u64>() > 0, "{waiter} waited on a FIFO spinlock {holder} held: {:#?}", read.held_waits);
     }
     let text = lockscope(&["report", trace.to_str().unwrap()]);
