@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use lockscope_trace::{
-    Confidence, Counters, Frame, LockKind, LockName, Mode, NameSource, Scope, SiteMethod, SourceLine, StackSite, SymbolTable, Trace,
-    PLACES_NEED,
+    Confidence, Counters, Frame, LockKind, LockName, Mode, NameSource, RecorderCost, Scope, SiteMethod, SourceLine, StackSite, SymbolTable,
+    Trace, PLACES_NEED,
 };
 use serde::Serialize;
 
@@ -26,6 +26,9 @@ pub struct Analysis {
     pub locks: Vec<LockSummary>,
     pub shared_locks: usize,
     pub counters: Counters,
+    /// What the recorder's own programs cost (`record --time-programs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recorder_cost: Option<RecorderCost>,
     /// Whether acquisitions made in interrupt context are included.
     pub includes_interrupt: bool,
     /// Whether global locks could be named from kallsyms.
@@ -344,7 +347,7 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
         })
         .collect();
 
-    let exposures = crate::score::exposures(trace, &locks);
+    let exposures = crate::score::exposures(trace, &locks, options.include_interrupt);
     Analysis {
         mode: trace.meta.mode,
         kernel_release: trace.meta.kernel_release.clone(),
@@ -353,10 +356,11 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
         workloads,
         locks,
         counters: trace.meta.counters.clone(),
+        recorder_cost: trace.meta.recorder_cost,
         includes_interrupt: options.include_interrupt,
         kallsyms_all: trace.meta.kallsyms_all,
         notes: trace.meta.notes.clone(),
-        waits_by_holder: crate::holders::waits_by_holder(trace),
+        waits_by_holder: crate::holders::waits_by_holder(trace, options.include_interrupt),
         exposures,
     }
 }

@@ -65,6 +65,7 @@ pub fn trace() -> Trace {
             label: None,
             runqueues: vec![],
             sites_from: None,
+            recorder_cost: None,
             document_sha256: None,
         },
         records: vec![

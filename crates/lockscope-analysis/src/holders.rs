@@ -115,8 +115,9 @@ impl WaitShares {
 
 /// Every workload's waits by holder: other workloads first, then its own,
 /// other processes, and waits whose holder is unknown; the longest first
-/// within each.
-pub fn waits_by_holder(trace: &Trace) -> Vec<HolderWaits> {
+/// within each. Waits made while serving an interrupt count only when
+/// `include_interrupt`.
+pub fn waits_by_holder(trace: &Trace, include_interrupt: bool) -> Vec<HolderWaits> {
     let names: HashMap<u32, &str> = trace.meta.workloads.iter().map(|w| (w.id, w.name.as_str())).collect();
     let name = |id: u32| names.get(&id).map_or_else(|| format!("workload {id}"), |n| n.to_string());
     #[derive(Default)]
@@ -126,7 +127,7 @@ pub fn waits_by_holder(trace: &Trace) -> Vec<HolderWaits> {
         locks: BTreeSet<u64>,
     }
     let mut acc: BTreeMap<(u32, HolderKind, Option<u32>), Sum> = BTreeMap::new();
-    for w in &trace.held_waits {
+    for w in trace.held_waits.iter().filter(|w| include_interrupt || !w.in_interrupt) {
         let (kind, holder) = match w.holder {
             Holder::Workload(h) if h == w.waiter => (HolderKind::Itself, Some(h)),
             Holder::Workload(h) => (HolderKind::Workload, Some(h)),
@@ -160,7 +161,8 @@ mod tests {
 
     #[test]
     fn waits_are_summed_per_waiter_and_holder() {
-        let wait = |waiter, holder, lock_addr, wait_total_ns| HeldWait { waiter, holder, lock_addr, count: 2, wait_total_ns };
+        let wait =
+            |waiter, holder, lock_addr, wait_total_ns| HeldWait { waiter, holder, lock_addr, count: 2, wait_total_ns, in_interrupt: false };
         let trace = Trace {
             held_waits: vec![
                 wait(1, Holder::Workload(2), 0x10, 4_000_000),
@@ -171,7 +173,7 @@ mod tests {
             ],
             ..crate::fixtures::trace()
         };
-        let by = waits_by_holder(&trace);
+        let by = waits_by_holder(&trace, false);
         let sentences: Vec<String> = by.iter().map(HolderWaits::sentence).collect();
         assert_eq!(
             sentences,

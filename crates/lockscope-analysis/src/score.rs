@@ -70,8 +70,9 @@ fn uses_of(locks: &[LockSummary]) -> Uses {
 /// know theirs), each workload's acquisitions.
 type Acquisitions = HashMap<u64, HashMap<u32, u64>>;
 
-/// Every ordered pair of workloads' exposure (waiter ≠ holder).
-pub fn exposures(trace: &Trace, locks: &[LockSummary]) -> Vec<Exposure> {
+/// Every ordered pair of workloads' exposure (waiter ≠ holder); waits made
+/// while serving an interrupt count only when `include_interrupt`.
+pub fn exposures(trace: &Trace, locks: &[LockSummary], include_interrupt: bool) -> Vec<Exposure> {
     let uses = uses_of(locks);
     let mut by_address: Acquisitions = HashMap::new();
     for (&(addr, _), by) in &uses {
@@ -89,7 +90,7 @@ pub fn exposures(trace: &Trace, locks: &[LockSummary]) -> Vec<Exposure> {
     for a in workloads.iter().filter(|w| w.run_time_ns > 0) {
         for b in workloads.iter().filter(|b| b.id != a.id && b.run_time_ns > 0) {
             let lost_ns = match basis {
-                Basis::Measured => measured_ns(trace, &uses, &by_address, a.id, b.id),
+                Basis::Measured => measured_ns(trace, include_interrupt, &uses, &by_address, a.id, b.id),
                 Basis::Expected => expected_ns(&uses, a.id, b.id, b.run_time_ns as f64),
             };
             out.push(Exposure { waiter: a.name.clone(), holder: b.name.clone(), exposure: lost_ns / a.run_time_ns as f64, basis });
@@ -111,7 +112,7 @@ fn share_of(by: Option<&HashMap<u32, u64>>, b: u32) -> f64 {
 /// Waits of `a` attributed to `b`, and its waits of unknown holder shared by
 /// acquisitions. A trace without holders (older, or not contention mode)
 /// shares every wait so.
-fn measured_ns(trace: &Trace, uses: &Uses, by_address: &Acquisitions, a: u32, b: u32) -> f64 {
+fn measured_ns(trace: &Trace, include_interrupt: bool, uses: &Uses, by_address: &Acquisitions, a: u32, b: u32) -> f64 {
     if trace.held_waits.is_empty() {
         return uses
             .values()
@@ -124,7 +125,7 @@ fn measured_ns(trace: &Trace, uses: &Uses, by_address: &Acquisitions, a: u32, b:
     trace
         .held_waits
         .iter()
-        .filter(|w| w.waiter == a)
+        .filter(|w| w.waiter == a && (include_interrupt || !w.in_interrupt))
         .map(|w| match w.holder {
             Holder::Workload(h) if h == b => w.wait_total_ns as f64,
             Holder::Unknown => w.wait_total_ns as f64 * share_of(by_address.get(&w.lock_addr), b),
@@ -159,18 +160,27 @@ mod tests {
         let t = trace();
         let a = analyze(&t, &OPTIONS);
         let lock = a.locks.iter().find(|l| l.shared).unwrap();
-        let wait = |holder, ns| HeldWait { waiter: 1, holder, lock_addr: lock.addr, count: 1, wait_total_ns: ns };
+        let wait = |holder, ns| HeldWait { waiter: 1, holder, lock_addr: lock.addr, count: 1, wait_total_ns: ns, in_interrupt: false };
         let w2_share = lock.uses[1].acquisitions as f64 / (lock.uses[0].acquisitions + lock.uses[1].acquisitions) as f64;
+        let in_interrupt = HeldWait { in_interrupt: true, ..wait(Holder::Workload(2), 5_000_000) };
         let t = Trace {
-            held_waits: vec![wait(Holder::Workload(2), 2_000_000), wait(Holder::Workload(1), 9_000_000), wait(Holder::Unknown, 1_000_000)],
+            held_waits: vec![
+                wait(Holder::Workload(2), 2_000_000),
+                wait(Holder::Workload(1), 9_000_000),
+                wait(Holder::Unknown, 1_000_000),
+                in_interrupt,
+            ],
             ..t
         };
-        let e = exposures(&t, &a.locks);
-        // w1 ran 10 s: 2 ms held by w2, plus w2's share of 1 ms whose holder is unknown; its own 9 ms do not count.
+        let e = exposures(&t, &a.locks, false);
+        // w1 ran 10 s: 2 ms held by w2, plus w2's share of 1 ms whose holder
+        // is unknown; its own 9 ms do not count, nor 5 ms an interrupt waited.
         let expected = (2e6 + 1e6 * w2_share) / 10e9;
         assert!((of(&e, "w1").exposure - expected).abs() < 1e-15, "{e:?}");
         assert_eq!(of(&e, "w2").exposure, 0.0, "w2 waited on nothing w1 held");
         assert_eq!(of(&e, "w1").basis, Basis::Measured);
+        let with_interrupts = exposures(&t, &a.locks, true);
+        assert!((of(&with_interrupts, "w1").exposure - (expected + 5e6 / 10e9)).abs() < 1e-15, "{with_interrupts:?}");
     }
 
     #[test]

@@ -134,7 +134,14 @@ pub fn held_wait(key: &[u8], value: &[u8], workload_of: impl Fn(u32) -> Option<u
         (0, tgid) => workload_of(tgid).map_or(Holder::Other { tgid }, Holder::Workload),
         (w, _) => Holder::Workload(w),
     };
-    HeldWait { waiter: k.waiter, holder, lock_addr: k.lock, count: v.count, wait_total_ns: v.wait_total_ns }
+    HeldWait {
+        waiter: k.waiter,
+        holder,
+        lock_addr: k.lock,
+        count: v.count,
+        wait_total_ns: v.wait_total_ns,
+        in_interrupt: k.flags & INTERRUPT != 0,
+    }
 }
 
 /// A u64 map key or value.

@@ -106,24 +106,33 @@ impl<'a> Kernel<'a> {
         self
     }
 
-    /// Runs the kernel skipped because a BPF program was already active on the CPU.
-    pub fn recursion_misses(&self) -> u64 {
-        self.progs
-            .iter()
-            .map(|fd| {
-                let mut info = libbpf_sys::bpf_prog_info::default();
-                let mut len = std::mem::size_of_val(&info) as u32;
-                // SAFETY: info is a valid bpf_prog_info of `len` bytes.
-                let ret =
-                    unsafe { libbpf_sys::bpf_obj_get_info_by_fd(*fd, (&mut info as *mut libbpf_sys::bpf_prog_info).cast(), &mut len) };
-                if ret == 0 {
-                    info.recursion_misses
-                } else {
-                    0
-                }
-            })
-            .sum()
+    /// What the kernel counted of the programs' runs, summed over them.
+    pub fn program_stats(&self) -> ProgramStats {
+        self.progs.iter().fold(ProgramStats::default(), |sum, fd| {
+            let mut info = libbpf_sys::bpf_prog_info::default();
+            let mut len = std::mem::size_of_val(&info) as u32;
+            // SAFETY: info is a valid bpf_prog_info of `len` bytes.
+            let ret = unsafe { libbpf_sys::bpf_obj_get_info_by_fd(*fd, (&mut info as *mut libbpf_sys::bpf_prog_info).cast(), &mut len) };
+            match ret {
+                0 => ProgramStats {
+                    recursion_misses: sum.recursion_misses + info.recursion_misses,
+                    runs: sum.runs + info.run_cnt,
+                    run_time_ns: sum.run_time_ns + info.run_time_ns,
+                },
+                _ => sum,
+            }
+        })
     }
+}
+
+/// The kernel's counts of a recorder's program runs.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProgramStats {
+    /// Runs skipped because a BPF program was already active on the CPU.
+    pub recursion_misses: u64,
+    /// Runs, and their time: counted only while BPF statistics are enabled.
+    pub runs: u64,
+    pub run_time_ns: u64,
 }
 
 fn attach_all<'p, 'obj: 'p>(progs: impl IntoIterator<Item = &'p ProgramMut<'obj>>) -> Result<(Vec<Link>, Vec<RawFd>), RecordError> {

@@ -7,13 +7,16 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::mem::MaybeUninit;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use libbpf_rs::MapFlags;
 use lockscope_proc::procfs::{self, CgroupTarget};
 use lockscope_trace::context::is_interrupt_stack;
-use lockscope_trace::{Counters, EndReason, HeldWait, LockPlace, LockRecord, Selector, Stack, SymbolTable, Trace, TraceMeta, Workload};
+use lockscope_trace::{
+    Counters, EndReason, HeldWait, LockPlace, LockRecord, RecorderCost, Selector, Stack, SymbolTable, Trace, TraceMeta, Workload,
+};
 
 use crate::abi::{self, NR_COUNTERS};
 use crate::entries::hash_entries;
@@ -84,6 +87,10 @@ pub struct RecordOptions {
     pub stack_sample: u32,
     /// Capacity of the in-kernel aggregation map.
     pub max_records: u32,
+    /// Have the kernel time the recorder's own programs while it records
+    /// (BPF statistics: two clock reads more per program run), for the
+    /// trace's `recorder_cost`.
+    pub time_programs: bool,
 }
 
 impl Default for RecordOptions {
@@ -98,6 +105,7 @@ impl Default for RecordOptions {
             hold_times: true,
             stack_sample: 1,
             max_records: DEFAULT_MAX_RECORDS,
+            time_programs: false,
         }
     }
 }
@@ -134,6 +142,8 @@ pub enum RecordError {
     Unsupported { tp_btf: String, tracepoint: String },
     #[error("attaching the recorder's programs failed: {0}")]
     Attach(String),
+    #[error("the kernel would not time BPF programs (BPF_ENABLE_STATS: {0}); record without --time-programs")]
+    ProgramTiming(std::io::Error),
     #[error("BPF map access failed: {0}")]
     Map(#[from] libbpf_rs::Error),
     #[error(transparent)]
@@ -158,6 +168,8 @@ pub fn record<E: From<RecordError>>(
     drive: impl FnOnce(&mut Session<'_>) -> Result<EndReason, E>,
 ) -> Result<Trace, E> {
     check_privileges()?;
+    // Before the programs load, so every run of theirs is timed.
+    let timing = options.time_programs.then(enable_program_timing).transpose()?;
     let settings = loader::Settings {
         hook: options.hook,
         max_records: options.max_records,
@@ -206,7 +218,8 @@ pub fn record<E: From<RecordError>>(
             }
         }
     };
-    let mut session = Session { kernel, started: Instant::now(), started_unix_ns: unix_now_ns(), workloads: Vec::new(), cgroups_v2: 0 };
+    let mut session =
+        Session { kernel, started: Instant::now(), started_unix_ns: unix_now_ns(), workloads: Vec::new(), cgroups_v2: 0, timing };
     let end_reason = drive(&mut session)?;
     Ok(session.finish(end_reason)?)
 }
@@ -220,6 +233,19 @@ pub struct Session<'k> {
     workloads: Vec<Followed>,
     /// Entries of the kernel's `cgroup_targets` array in use.
     cgroups_v2: u32,
+    /// Held while the kernel times BPF programs (`time_programs`).
+    timing: Option<OwnedFd>,
+}
+
+/// Turns on the kernel's timing of BPF programs, for as long as the returned
+/// file descriptor is open.
+fn enable_program_timing() -> Result<OwnedFd, RecordError> {
+    // SAFETY: a plain syscall wrapper; a non-negative result is a new fd we own.
+    let fd = unsafe { libbpf_sys::bpf_enable_stats(libbpf_sys::BPF_STATS_RUN_TIME) };
+    match fd {
+        fd if fd >= 0 => Ok(unsafe { OwnedFd::from_raw_fd(fd) }),
+        err => Err(RecordError::ProgramTiming(std::io::Error::from_raw_os_error(-err))),
+    }
 }
 
 /// A workload the session follows.
@@ -435,7 +461,10 @@ impl<'k> Session<'k> {
             *v = self.counter(i as u32)?;
         }
         let mut counters: Counters = abi::counters_from(&values);
-        counters.recursion_misses = k.recursion_misses();
+        let program_stats = k.program_stats();
+        counters.recursion_misses = program_stats.recursion_misses;
+        let recorder_cost =
+            self.timing.as_ref().map(|_| RecorderCost { program_runs: program_stats.runs, run_time_ns: program_stats.run_time_ns });
 
         mark_interrupt_context(&mut records, &stacks, symbols);
         counters.irq_filtered = records.iter().filter(|r| r.in_interrupt).map(|r| r.count).sum();
@@ -485,6 +514,7 @@ impl<'k> Session<'k> {
                 label: None,
                 runqueues,
                 sites_from: None,
+                recorder_cost,
                 document_sha256: None,
             },
             records,

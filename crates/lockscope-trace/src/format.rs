@@ -10,8 +10,9 @@
 //! and, where there is something to hold, `sites.parquet` (call sites in the
 //! source), `places.parquet` (where locks live), `names.parquet` (run-time
 //! names) and `holders.parquet` (waiter u32, holder_workload u32?,
-//! holder_tgid u32?, lock_addr u64, count u64, wait_total_ns u64: a
-//! workload's waits by the holder of the lock, contention mode).
+//! holder_tgid u32?, lock_addr u64, count u64, wait_total_ns u64,
+//! in_interrupt bool (absent before it was recorded: false): a workload's
+//! waits by the holder of the lock).
 //!
 //! The directory is written under a temporary name and renamed into place, so
 //! a reader never sees half a trace; it is 0700 and its files 0600 because
@@ -327,6 +328,7 @@ fn holders_batch(waits: &[HeldWait]) -> RecordBatch {
         ("lock_addr", Arc::new(waits.iter().map(|w| w.lock_addr).collect::<UInt64Array>())),
         ("count", Arc::new(waits.iter().map(|w| w.count).collect::<UInt64Array>())),
         ("wait_total_ns", Arc::new(waits.iter().map(|w| w.wait_total_ns).collect::<UInt64Array>())),
+        ("in_interrupt", Arc::new(waits.iter().map(|w| Some(w.in_interrupt)).collect::<BooleanArray>())),
     ])
 }
 
@@ -335,6 +337,7 @@ fn holders_from(batch: &RecordBatch) -> Result<Vec<HeldWait>, String> {
     let u64s = |n| column::<UInt64Array>(batch, n);
     let (waiter, workload, tgid) = (u32s("waiter")?, u32s("holder_workload")?, u32s("holder_tgid")?);
     let (lock, count, wait) = (u64s("lock_addr")?, u64s("count")?, u64s("wait_total_ns")?);
+    let interrupt = batch.column_by_name("in_interrupt").map(|_| column::<BooleanArray>(batch, "in_interrupt")).transpose()?;
     Ok((0..batch.num_rows())
         .map(|i| HeldWait {
             waiter: waiter.value(i),
@@ -346,6 +349,7 @@ fn holders_from(batch: &RecordBatch) -> Result<Vec<HeldWait>, String> {
             lock_addr: lock.value(i),
             count: count.value(i),
             wait_total_ns: wait.value(i),
+            in_interrupt: interrupt.is_some_and(|c| c.value(i)),
         })
         .collect())
 }
@@ -666,6 +670,7 @@ mod tests {
                 label: None,
                 runqueues: vec![],
                 sites_from: None,
+                recorder_cost: None,
                 document_sha256: None,
             },
             records: vec![LockRecord {
@@ -744,6 +749,7 @@ mod tests {
                     lock_addr: 0xffff_8880_0000_1000,
                     count: i as u64 + 1,
                     wait_total_ns: 500,
+                    in_interrupt: i == 1,
                 })
                 .collect(),
         }

@@ -227,10 +227,22 @@ pub struct TraceMeta {
     /// where it is not the traced kernel's: its names are inferences.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sites_from: Option<String>,
+    /// What the recorder's own programs cost, as the kernel timed them
+    /// (`record --time-programs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recorder_cost: Option<RecorderCost>,
     /// SHA-256 of this document as written, with this value read as 64
     /// zeros (format 2 on): damage to `trace.json` itself is found too.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub document_sha256: Option<String>,
+}
+
+/// The recorder's BPF programs, as the kernel's BPF statistics timed them
+/// over the recording: every run, of every program, whatever it recorded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecorderCost {
+    pub program_runs: u64,
+    pub run_time_ns: u64,
 }
 
 impl TraceMeta {
@@ -272,6 +284,9 @@ pub struct HeldWait {
     pub lock_addr: u64,
     pub count: u64,
     pub wait_total_ns: u64,
+    /// Waited while the workload's CPU served an interrupt: the interrupt's
+    /// wait, left out of the analysis as interrupt-context acquisitions are.
+    pub in_interrupt: bool,
 }
 
 /// One aggregate from the kernel: a lock as seen by one process of one workload

@@ -5,7 +5,8 @@
 //! stacks, with one stack in 64 sampled (`--stack-sample 64`), and with full
 //! stacks but no unlock probes; and beside klockstat (Debian's libbpf-tools:
 //! mutexes and rwsems, a stack per acquisition, system-wide) with lockscope
-//! on the same lock classes; and the cost of one traced acquisition. Under
+//! on the same lock classes, also as the kernel times each tool's programs
+//! (BPF statistics); and the cost of one traced acquisition. Under
 //! TCG all code is emulated, so the ratios are what carries over to
 //! hardware, not the absolute figures.
 //!
@@ -23,6 +24,8 @@ const LOCKSCOPE: &str = env!("CARGO_BIN_EXE_lockscope");
 const SCRIPT: &str = include_str!("guest/acquire.sh");
 /// The acquire-mode peer, from Debian's libbpf-tools.
 const KLOCKSTAT: &str = "/usr/sbin/klockstat";
+/// Reads klockstat's programs' run times (the kernel's BPF statistics).
+const BPFTOOL: &str = "/usr/sbin/bpftool";
 
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
@@ -47,7 +50,7 @@ fn main() {
     let out = tempfile::tempdir().unwrap();
     assert!(Path::new(KLOCKSTAT).is_file(), "{KLOCKSTAT} not found: install libbpf-tools (setup.sh does)");
     let status = Command::new(LOCKSCOPE)
-        .args(["guest", "--timeout", "60m", "--bin", KLOCKSTAT, "--out"])
+        .args(["guest", "--timeout", "60m", "--bin", KLOCKSTAT, "--bin", BPFTOOL, "--out"])
         .arg(out.path())
         .arg("--")
         .arg(format!("SECS={secs} ROUNDS={rounds}\n{SCRIPT}"))
@@ -94,8 +97,10 @@ fn main() {
         let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         format!("{:.*} [{:.*}, {:.*}]", digits, e.median, digits, lo, digits, hi)
     };
+    let mut bpf_rows = vec![];
     for name in ["file-create", "mmap"] {
         let (mut ours, mut theirs, mut ratios) = (vec![], vec![], vec![]);
+        let (mut bpf_ours, mut bpf_theirs, mut bpf_ratios) = (vec![], vec![], vec![]);
         for round in 1..=rounds {
             let run = format!("{name}.{round}");
             let base = throughput(&out.path().join(format!("{run}-untraced.json")))["ops_per_sec"].as_f64().unwrap();
@@ -105,17 +110,52 @@ fn main() {
             ours.push(a);
             theirs.push(b);
             ratios.push(a / b);
+            // The kernel's own timing: each tool's program time over the acquisitions it served.
+            let (a, b) = (lockscope_bpf_ns(out.path(), &run, "mutex-rwsem"), klockstat_bpf_ns(out.path(), &run, per_op));
+            bpf_ours.push(a);
+            bpf_theirs.push(b);
+            bpf_ratios.push(a / b);
         }
         println!("{:<12} {:>30} {:>30} {:>30}", name, range(&ours, 0), range(&theirs, 0), range(&ratios, 2));
+        bpf_rows.push((name, bpf_ours, bpf_theirs, bpf_ratios));
     }
+    println!("\nthe same rounds, BPF program time per acquisition as the kernel timed it (bpf_stats): ns, median [range]");
+    println!("{:<12} {:>30} {:>30} {:>30}", "workload", "lockscope --locks mutex,rwsem", "klockstat", "lockscope / klockstat");
+    for (name, ours, theirs, ratios) in bpf_rows {
+        println!("{:<12} {:>30} {:>30} {:>30}", name, range(&ours, 0), range(&theirs, 0), range(&ratios, 2));
+    }
+}
+
+/// lockscope's program time (`record --time-programs`) per acquisition it recorded.
+fn lockscope_bpf_ns(dir: &Path, run: &str, config: &str) -> f64 {
+    let report = report(&dir.join(format!("{run}-{config}.trace")));
+    let run_time = report["recorder_cost"]["run_time_ns"].as_f64().expect("the recorder's programs timed");
+    run_time / acquisitions(&report)
+}
+
+/// klockstat's program time (bpftool's listing of its programs as the
+/// workload ended) per acquisition: the workload's operations, times the
+/// acquisitions per operation lockscope counted in the same round.
+fn klockstat_bpf_ns(dir: &Path, run: &str, per_op: f64) -> f64 {
+    let progs: Value = serde_json::from_str(&read(&dir.join(format!("{run}-klockstat.progs.json")))).unwrap();
+    let of_klockstat = |p: &&Value| p["pids"].as_array().is_some_and(|pids| pids.iter().any(|pid| pid["comm"] == "klockstat"));
+    let progs: Vec<&Value> = progs.as_array().unwrap().iter().filter(of_klockstat).collect();
+    assert!(!progs.is_empty(), "no program of klockstat's listed");
+    let run_time: f64 = progs.iter().map(|p| p["run_time_ns"].as_f64().expect("BPF statistics enabled")).sum();
+    let ops = throughput(&dir.join(format!("{run}-klockstat.json")))["ops"].as_f64().unwrap();
+    run_time / (ops * per_op)
 }
 
 /// A traced run's rate, and the acquisitions per operation its trace counted.
 fn traced(dir: &Path, run: &str, config: &str) -> (f64, f64) {
     let result = throughput(&dir.join(format!("{run}-{config}.json")));
     let report = report(&dir.join(format!("{run}-{config}.trace")));
-    let acquisitions = report["workloads"][0]["acquisitions"].as_f64().unwrap() + report["counters"]["irq_filtered"].as_f64().unwrap();
-    (result["ops_per_sec"].as_f64().unwrap(), acquisitions / result["ops"].as_f64().unwrap())
+    (result["ops_per_sec"].as_f64().unwrap(), acquisitions(&report) / result["ops"].as_f64().unwrap())
+}
+
+/// The acquisitions a trace recorded, those in interrupt context included.
+fn acquisitions(report: &Value) -> f64 {
+    report["workloads"][0]["acquisitions"].as_f64().unwrap() + report["counters"]["irq_filtered"].as_f64().unwrap()
 }
 
 /// The extra time per operation of a traced run, spread over the

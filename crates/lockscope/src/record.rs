@@ -122,6 +122,12 @@ pub struct Args {
     /// Capacity of the in-kernel aggregation map; records beyond it are counted as map_full.
     #[arg(long, default_value_t = lockscope_bpf::DEFAULT_MAX_RECORDS)]
     max_records: u32,
+    /// Have the kernel time lockscope's own BPF programs while recording
+    /// (its BPF statistics, as `bpftool prog` shows them): the report then
+    /// says how much CPU the recorder spent, per run and per recorded event.
+    /// Each program run costs two clock reads more.
+    #[arg(long)]
+    time_programs: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -242,6 +248,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         hold_times: !args.no_hold,
         stack_sample: args.stack_sample,
         max_records: args.max_records,
+        time_programs: args.time_programs,
     };
     let plan = RecordPlan { options, workloads: specs, duration: args.duration, stop, env: args.instances.env()? };
 

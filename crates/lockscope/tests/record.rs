@@ -282,6 +282,27 @@ fn waits_on_a_shared_pipe_are_attributed_to_the_workload_holding_it() {
     assert!(text.contains("WAITS BY HOLDER") && text.contains("on locks held by b"), "{text}");
 }
 
+/// `--time-programs`: the kernel times the recorder's programs, and the
+/// trace and report say what they cost. Every event was a run of theirs.
+#[test]
+fn the_recorder_s_own_cost_is_timed_by_the_kernel_when_asked() {
+    let _k = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let (trace, out) = record(tmp.path(), &["--time-programs".into(), "--run".into(), format!("w={}", workload("pipe --duration 2s"))]);
+    assert!(out.status.success(), "record failed: {}", stderr(&out));
+    let report = report_json(&trace);
+    let (cost, events) = (&report["recorder_cost"], report["counters"]["events"].as_u64().unwrap());
+    assert!(events > 0, "{report:#}");
+    assert!(cost["program_runs"].as_u64().unwrap() >= events && cost["run_time_ns"].as_u64().unwrap() > 0, "{cost} for {events} events");
+    let text = lockscope(&["report", trace.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("the recorder's programs ran"));
+    // Without it, nothing is claimed.
+    let other = tempfile::tempdir().unwrap();
+    let (untimed, out) = record(other.path(), &["--run".into(), format!("w={}", workload("pipe --duration 1s"))]);
+    assert!(out.status.success(), "record failed: {}", stderr(&out));
+    assert!(report_json(&untimed)["recorder_cost"].is_null());
+}
+
 #[test]
 fn an_early_exit_gives_a_partial_result_with_its_own_run_time() {
     let _k = serial();

@@ -10,10 +10,11 @@
  * Waits are also attributed to the lock's holder where the lock word names
  * it (waits.bpf.h).
  *
- * Interrupt context is recognised from the stack in user space (interrupt
- * entry frames), as the per-CPU preempt count is not reachable from BPF on
- * kernels without CONFIG_KALLSYMS_ALL. Interrupts nest inside a task's wait
- * but always complete first, and use their own slot (a different lock).
+ * Interrupt context is read from the CPU's preempt count, reached through
+ * its runqueue (waits.bpf.h), and recognised from the stack in user space
+ * too (interrupt entry frames) for kernels whose BTF does not locate the
+ * count. Interrupts nest inside a task's wait but always complete first,
+ * and use their own slot (a different lock).
  */
 #include "waits.bpf.h"
 

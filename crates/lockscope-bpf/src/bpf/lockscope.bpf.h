@@ -129,7 +129,7 @@ struct holder {
 struct holder_key {
 	u32 waiter; /* the waiting workload */
 	struct holder holder;
-	u32 pad;
+	u32 flags;  /* LKS_F_INTERRUPT: waited while serving an interrupt */
 	u64 lock;
 };
 

@@ -65,16 +65,40 @@ struct spin_search {
 	bool unknown;   /* a CPU that cannot be ruled out nor named */
 };
 
+/* A CPU's runqueue, 0 until noted. */
+static __always_inline u64 runqueue_of(u32 cpu)
+{
+	u64 *rq = bpf_map_lookup_elem(&percpu_runqueues, &cpu);
+	return rq ? *rq : 0;
+}
+
+/* The preempt count of the CPU whose runqueue is `rq`; false when either is
+ * unknown. */
+static __always_inline bool preempt_count_at(u64 rq, u32 *preempt_count)
+{
+	return preempt_count_located && rq &&
+	       !bpf_probe_read_kernel(preempt_count, sizeof(*preempt_count), (void *)(rq + preempt_count_from_rq));
+}
+
+/* LKS_F_INTERRUPT when this CPU serves an interrupt: a wait made there is
+ * the interrupt's, not the interrupted task's. 0 when unknown. */
+static __always_inline u32 interrupt_here(void)
+{
+	u32 preempt_count = 0;
+	if (!preempt_count_at(runqueue_of(bpf_get_smp_processor_id()), &preempt_count))
+		return 0;
+	return preempt_count & IN_INTERRUPT ? LKS_F_INTERRUPT : 0;
+}
+
 /* One CPU: a candidate when it runs a task (not an interrupt) with
  * preemption disabled, which every spinlock holder has. */
 static long search_cpu(u64 cpu, struct spin_search *s)
 {
 	if (cpu == s->self)
 		return 0;
-	u32 key = cpu;
-	u64 *rq = bpf_map_lookup_elem(&percpu_runqueues, &key);
+	u64 rq = runqueue_of(cpu);
 	u32 preempt_count = 0;
-	if (!rq || !*rq || bpf_probe_read_kernel(&preempt_count, sizeof(preempt_count), (void *)(*rq + preempt_count_from_rq))) {
+	if (!preempt_count_at(rq, &preempt_count)) {
 		s->unknown = true; /* a CPU none of the workloads has waited on yet */
 		return 1;
 	}
@@ -84,7 +108,7 @@ static long search_cpu(u64 cpu, struct spin_search *s)
 	}
 	if (!(preempt_count & PREEMPT_MASK))
 		return 0;
-	struct task_struct *task = BPF_CORE_READ((struct rq *)*rq, curr);
+	struct task_struct *task = BPF_CORE_READ((struct rq *)rq, curr);
 	u32 tgid = BPF_CORE_READ(task, tgid);
 	if (!BPF_CORE_READ(task, pid) || (s->candidates && tgid != s->tgid)) {
 		s->unknown = true; /* the idle task (the kernel's, in its scheduling), or two processes */
@@ -156,9 +180,9 @@ struct {
 	__type(value, struct holder_val);
 } holder_waits SEC(".maps");
 
-static __always_inline void note_holder(u32 waiter, struct holder holder, u64 lock, u64 wait_ns)
+static __always_inline void note_holder(u32 waiter, struct holder holder, u32 flags, u64 lock, u64 wait_ns)
 {
-	struct holder_key key = { .waiter = waiter, .holder = holder, .lock = lock };
+	struct holder_key key = { .waiter = waiter, .holder = holder, .flags = flags & LKS_F_INTERRUPT, .lock = lock };
 	struct holder_val zero = {};
 	struct holder_val *v = lookup_or_insert(&holder_waits, &key, &zero, C_HOLDERS_FULL);
 	if (!v)
@@ -206,7 +230,8 @@ static __always_inline void begin_wait(void *ctx, u64 lock, u32 flags, bool with
 		return;
 	}
 
-	note_runqueue(); /* for spin_holder, on the other CPUs */
+	note_runqueue(); /* for interrupt_here, and for spin_holder on the other CPUs */
+	flags |= interrupt_here();
 	struct holder holder = holder_of(lock, flags);
 	s32 stack_id = with_stack ? capture_stack(ctx) : -1;
 
@@ -238,7 +263,7 @@ static __always_inline bool end_wait(u32 workload, u64 lock, struct wait_slot *d
 		*done = *s;
 		*wait_ns = bpf_ktime_get_ns() - s->start_ns;
 		s->lock = 0;
-		note_holder(workload, done->holder, lock, *wait_ns);
+		note_holder(workload, done->holder, done->flags, lock, *wait_ns);
 		return true;
 	}
 	count(C_UNMATCHED_END);

@@ -4,7 +4,7 @@
 # lock's first 16, and with full stacks but no unlock probes; then beside its
 # peer: klockstat (mutexes and rwsems, a stack per acquisition, system-wide)
 # and lockscope on the same lock classes with stacks, in ROUNDS alternating
-# rounds. See
+# rounds, where the kernel also times each tool's programs. See
 # benches/acquire_overhead.rs.
 L=lockscope
 SECS=${SECS:-5}
@@ -20,7 +20,7 @@ run() { # name config workload-args...
     stacks) $L record --mode acquire -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
     sampled) $L record --mode acquire --stack-sample 64 -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
     stacks-nohold) $L record --mode acquire --no-hold -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
-    mutex-rwsem) $L record --mode acquire --locks mutex,rwsem -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
+    mutex-rwsem) $L record --mode acquire --locks mutex,rwsem --time-programs -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
     klockstat)
       # Attached once its programs' links stop appearing for 5 s (its own
       # "Tracing" line sits in a block buffer until it exits); it prints
@@ -36,6 +36,7 @@ run() { # name config workload-args...
       done
       echo "klockstat attached $links programs" >> /out/$name-$config.txt.attach
       $L workload "$@" --duration ${SECS}s > /out/$name-$config.json
+      bpftool prog show --json > /out/$name-$config.progs.json
       kill -INT $k; wait $k ;;
   esac
 }
@@ -43,7 +44,9 @@ for config in untraced nohold acquire shallow stacks sampled stacks-nohold; do
   run file-create $config file-churn --dir /mnt/disk/w --files 500
   run mmap $config mem --size 8k --total 32m
 done
-# The peers in alternating rounds, each with an untraced run of its own.
+# The peers in alternating rounds, each with an untraced run of its own,
+# with the kernel timing every BPF program run (both peers pay for it).
+echo 1 > /proc/sys/kernel/bpf_stats_enabled
 for round in $(seq $ROUNDS); do
   for config in untraced mutex-rwsem klockstat; do
     run file-create.$round $config file-churn --dir /mnt/disk/w --files 500
