@@ -166,8 +166,23 @@ fn pipe_workloads_keep_their_pipe_locks_private() {
     let pipe_spinlocks = spinlocks_named(locks, "pipe_inode_info.");
     let spins: Vec<_> = held.iter().filter(|w| pipe_spinlocks.contains(&w.lock_addr)).collect();
     assert!(spins.iter().any(|w| w.holder == Holder::Workload(w.waiter)), "no pipe spinlock wait attributed to its writers: {spins:#?}");
-    let across: Vec<_> = spins.iter().filter(|w| matches!(w.holder, Holder::Workload(h) if h != w.waiter)).collect();
-    assert!(across.is_empty(), "waits on a private pipe's spinlocks attributed to the other workload: {across:#?}");
+    assert_spinlock_holders_rarely_across(&held, &pipe_spinlocks);
+}
+
+/// A wait attributed to another workload than the waiter.
+fn is_across(w: &HeldWait) -> bool {
+    matches!(w.holder, Holder::Workload(h) if h != w.waiter)
+}
+
+/// Private spinlocks' waits named to the other workload: a spinlock's
+/// holder is read from what runs on the other CPU, and a switch there away
+/// and back between the recorder's reads can name the wrong process. Seen
+/// at most once in a million waits here; more than one in ten thousand is a
+/// defect.
+fn assert_spinlock_holders_rarely_across(held: &[HeldWait], spinlocks: &[u64]) {
+    let on_them = || held.iter().filter(|w| spinlocks.contains(&w.lock_addr));
+    let (across, all): (u64, u64) = (on_them().filter(|w| is_across(w)).map(|w| w.count).sum(), on_them().map(|w| w.count).sum());
+    assert!(across * 10_000 <= all, "{across} of {all} waits on private spinlocks attributed to the other workload");
 }
 
 /// The addresses of the spinlocks whose object name starts with `prefix`.
@@ -228,12 +243,16 @@ fn pipe_pair(extra: &[String]) -> (Value, Value, Vec<HeldWait>) {
     }
     let shared_pipe: Vec<_> = locks.iter().filter(is_pipe).filter(|l| l["shared"] == true).collect();
     assert!(shared_pipe.is_empty(), "pipe locks reported shared: {shared_pipe:#?}");
-    // Each waited on its own pipe while its own writers held it; never on a pipe lock held by the other.
-    let pipe_locks: Vec<u64> = locks.iter().filter(is_pipe).map(|l| l["addr"].as_u64().unwrap()).collect();
+    // Each waited on its own pipe while its own writers held it: never, as
+    // the lock words tell it, on a pipe lock held by the other.
+    let addrs = |spinlocks: bool| -> Vec<u64> {
+        let kind = |l: &&Value| (l["kind"] == "spinlock") == spinlocks;
+        locks.iter().filter(is_pipe).filter(kind).map(|l| l["addr"].as_u64().unwrap()).collect()
+    };
     let held = lockscope_trace::read_trace(&trace).unwrap().held_waits;
-    let across: Vec<_> =
-        held.iter().filter(|w| matches!(w.holder, Holder::Workload(h) if h != w.waiter) && pipe_locks.contains(&w.lock_addr)).collect();
+    let across: Vec<_> = held.iter().filter(|w| is_across(w) && addrs(false).contains(&w.lock_addr)).collect();
     assert!(across.is_empty(), "waits on a private pipe attributed to the other workload: {across:#?}");
+    assert_spinlock_holders_rarely_across(&held, &addrs(true));
     for name in ["a", "b"] {
         assert!(waited(&report, name, "self", None) > 0, "{name} waited on its own pipe: {:#}", report["waits_by_holder"]);
     }

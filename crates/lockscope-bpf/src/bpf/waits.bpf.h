@@ -62,6 +62,8 @@ struct spin_search {
 	u32 self;       /* the waiter's CPU */
 	u32 tgid;       /* the process every candidate belongs to */
 	u32 candidates; /* CPUs that may be holding the lock */
+	u32 others;     /* other CPUs read */
+	u32 last_tgid;  /* the process the last of them runs, 0: the idle task */
 	bool unknown;   /* a CPU that cannot be ruled out nor named */
 };
 
@@ -98,19 +100,18 @@ static long search_cpu(u64 cpu, struct spin_search *s)
 		return 0;
 	u64 rq = runqueue_of(cpu);
 	u32 preempt_count = 0;
-	if (!preempt_count_at(rq, &preempt_count)) {
-		s->unknown = true; /* a CPU none of the workloads has waited on yet */
+	if (!preempt_count_at(rq, &preempt_count) || (preempt_count & IN_INTERRUPT)) {
+		s->unknown = true; /* a CPU not seen yet, or an interrupt that may be the holder */
 		return 1;
 	}
-	if (preempt_count & IN_INTERRUPT) {
-		s->unknown = true; /* the interrupt may be the holder */
-		return 1;
-	}
-	if (!(preempt_count & PREEMPT_MASK))
-		return 0;
 	struct task_struct *task = BPF_CORE_READ((struct rq *)rq, curr);
 	u32 tgid = BPF_CORE_READ(task, tgid);
-	if (!BPF_CORE_READ(task, pid) || (s->candidates && tgid != s->tgid)) {
+	bool idle = !BPF_CORE_READ(task, pid);
+	s->others++;
+	s->last_tgid = idle ? 0 : tgid;
+	if (!(preempt_count & PREEMPT_MASK))
+		return 0;
+	if (idle || (s->candidates && tgid != s->tgid)) {
 		s->unknown = true; /* the idle task (the kernel's, in its scheduling), or two processes */
 		return 1;
 	}
@@ -132,20 +133,28 @@ static __always_inline bool spin_held(u64 lock, u32 flags)
 	return val & 0xff;
 }
 
-/* A spinlock's holder: the process running on the other CPUs that may hold
- * it, when there is one such process and the lock is still held once they
- * were read. tgid 0 when a CPU cannot be ruled out (an interrupt, the idle
- * task, a CPU not yet seen) or the lock was released meanwhile. */
+/* A spinlock's holder. The lock word is read on both sides of reading the
+ * other CPUs: held at both, it was held meanwhile by what ran there (a
+ * switch away and back between the reads aside). The holder's process is
+ * the one process running there with preemption disabled, or, where the
+ * holder let go and took the lock again in between, the process on the
+ * only other CPU. tgid 0 when the lock was free at either read or a CPU
+ * cannot be ruled out (an interrupt, the idle task, two processes, a CPU
+ * not yet seen). */
 static __always_inline struct holder spin_holder(u64 lock, u32 flags)
 {
 	struct holder none = {};
-	if (!preempt_count_located || !nr_cpus)
+	if (!preempt_count_located || !nr_cpus || !spin_held(lock, flags))
 		return none;
 	struct spin_search s = { .self = bpf_get_smp_processor_id() };
 	bpf_loop(nr_cpus < MAX_CPUS ? nr_cpus : MAX_CPUS, search_cpu, &s, 0);
-	if (s.unknown || !s.candidates || !spin_held(lock, flags))
+	if (s.unknown || !spin_held(lock, flags))
 		return none;
-	return holder_named(s.tgid);
+	if (s.candidates)
+		return holder_named(s.tgid);
+	if (s.others == 1 && s.last_tgid)
+		return holder_named(s.last_tgid);
+	return none;
 }
 
 /* Who holds `lock` as the wait begins; tgid 0 where it cannot be told
@@ -208,6 +217,11 @@ struct {
  * is kept when `with_stack`. */
 static __always_inline void begin_wait(void *ctx, u64 lock, u32 flags, bool with_stack)
 {
+	/* The holder first, while it is most likely still holding the lock. */
+	note_runqueue(); /* for interrupt_here, and for spin_holder on the other CPUs */
+	flags |= interrupt_here();
+	struct holder holder = holder_of(lock, flags);
+
 	struct wait_state *ws = bpf_task_storage_get(&waits, bpf_get_current_task_btf(), 0,
 						     BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!ws) {
@@ -230,9 +244,6 @@ static __always_inline void begin_wait(void *ctx, u64 lock, u32 flags, bool with
 		return;
 	}
 
-	note_runqueue(); /* for interrupt_here, and for spin_holder on the other CPUs */
-	flags |= interrupt_here();
-	struct holder holder = holder_of(lock, flags);
 	s32 stack_id = with_stack ? capture_stack(ctx) : -1;
 
 	for (int i = 0; i < MAX_NESTING; i++) {

@@ -4,9 +4,11 @@
 # lock's first 16, and with full stacks but no unlock probes; then beside its
 # peer: klockstat (mutexes and rwsems, a stack per acquisition, system-wide)
 # and lockscope on the same lock classes with stacks, in ROUNDS alternating
-# rounds, where the kernel also times each tool's programs. See
+# rounds. The kernel times every lockscope recording's programs
+# (--time-programs) and, in the peer rounds, klockstat's. See
 # benches/acquire_overhead.rs.
 L=lockscope
+R="$L record --time-programs"
 SECS=${SECS:-5}
 ROUNDS=${ROUNDS:-5}
 run() { # name config workload-args...
@@ -14,13 +16,13 @@ run() { # name config workload-args...
   rm -rf /mnt/disk/w
   case $config in
     untraced) $L workload "$@" --duration ${SECS}s > /out/$name-$config.json ;;
-    nohold) $L record --mode acquire --no-stacks --no-hold -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
-    acquire) $L record --mode acquire --no-stacks -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
-    shallow) $L record --mode acquire --max-stack 8 -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
-    stacks) $L record --mode acquire -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
-    sampled) $L record --mode acquire --stack-sample 64 -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
-    stacks-nohold) $L record --mode acquire --no-hold -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
-    mutex-rwsem) $L record --mode acquire --locks mutex,rwsem --time-programs -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
+    nohold) $R --mode acquire --no-stacks --no-hold -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
+    acquire) $R --mode acquire --no-stacks -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
+    shallow) $R --mode acquire --max-stack 8 -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
+    stacks) $R --mode acquire -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
+    sampled) $R --mode acquire --stack-sample 64 -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
+    stacks-nohold) $R --mode acquire --no-hold -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
+    mutex-rwsem) $R --mode acquire --locks mutex,rwsem -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
     klockstat)
       # Attached once its programs' links stop appearing for 5 s (its own
       # "Tracing" line sits in a block buffer until it exits); it prints
