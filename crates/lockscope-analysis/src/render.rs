@@ -185,7 +185,7 @@ pub fn table(a: &Analysis, top: usize) -> String {
     out
 }
 
-/// "the recorder's programs ran 1234 times for 5.6 ms (4540 ns a run, 1200 ns per lock event)".
+/// "the recorder's programs ran 1234 times for 5.6 ms, as the kernel timed them (4540 ns a run, ...)".
 fn recorder_cost_sentence(cost: RecorderCost, events: u64) -> String {
     let per = |n: u64| if n == 0 { "-".to_owned() } else { format!("{:.0} ns", cost.run_time_ns as f64 / n as f64) };
     format!(
