@@ -70,11 +70,11 @@ macro_rules! common_maps {
 }
 
 /// Tells a recorder's programs what they need to see what runs on the other
-/// CPUs (spinlock holders; see src/cpus.rs).
+/// CPUs (spinlock holders; see src/cpus.rs), from the kernel's BTF.
 macro_rules! locate_cpus {
-    ($rodata:expr) => {
+    ($rodata:expr, $btf:expr) => {
         $rodata.nr_cpus = cpus::possible();
-        match Btf::from_vmlinux().ok().as_ref().and_then(cpus::preempt_count_from_runqueues) {
+        match $btf.and_then(cpus::preempt_count_from_runqueues) {
             Some(offset) => {
                 $rodata.preempt_count_from_rq = offset;
                 $rodata.preempt_count_located = true;
@@ -194,7 +194,7 @@ fn load_contention_with<'obj>(
         // slab is read from its page, where kallsyms locates the pages.
         rodata.kmem_cache_kfunc = btf;
         [rodata.page_offset_base_addr, rodata.vmemmap_base_addr, rodata.max_pfn_addr] = addresses_of(&kallsyms(), PAGE_SYMBOLS);
-        locate_cpus!(rodata);
+        locate_cpus!(rodata, Btf::from_vmlinux().ok().as_ref());
     }
     open.load().map_err(libbpf_log::explain)
 }
@@ -364,7 +364,7 @@ fn load_acquire_with<'obj>(
         [rodata.page_offset_base_addr, rodata.vmemmap_base_addr, rodata.max_pfn_addr] = addresses_of(&kallsyms, PAGE_SYMBOLS);
         // Trampoline programs may call kfuncs; kprobes may not.
         rodata.kmem_cache_kfunc = family == Family::Trampoline;
-        locate_cpus!(rodata);
+        locate_cpus!(rodata, Some(&btf));
     }
     let what = match family {
         Family::Trampoline => "fentry/fexit programs refused",

@@ -67,7 +67,7 @@ fn main() {
     for name in ["file-create", "mmap"] {
         let base = throughput(&out.path().join(format!("{name}-untraced.json")))["ops_per_sec"].as_f64().unwrap();
         println!("{:<12} {:<24} {:>12.0} {:>9} {:>14} {:>16}", name, "untraced", base, "-", "-", "-");
-        let row = |label: &str, config: &str, (rate, per_op): (f64, f64)| {
+        let row = |label: &str, Traced { rate, per_op, bpf_ns }: Traced| {
             let ns_per_acq = ns_per_acquisition(base, rate, per_op);
             println!(
                 "{:<12} {:<24} {:>12.0} {:>8.1}% {:>14.1} {:>16.0} {:>16.0}",
@@ -77,7 +77,7 @@ fn main() {
                 100.0 * (base - rate) / base,
                 per_op,
                 ns_per_acq,
-                lockscope_bpf_ns(out.path(), name, config)
+                bpf_ns
             );
         };
         for (config, label) in [
@@ -88,7 +88,7 @@ fn main() {
             ("sampled", "stacks, 1 in 64 sampled"),
             ("stacks-nohold", "stacks, no hold"),
         ] {
-            row(label, config, traced(out.path(), name, config));
+            row(label, traced(out.path(), name, config));
         }
     }
 
@@ -109,14 +109,14 @@ fn main() {
         for round in 1..=rounds {
             let run = format!("{name}.{round}");
             let base = throughput(&out.path().join(format!("{run}-untraced.json")))["ops_per_sec"].as_f64().unwrap();
-            let (rate, per_op) = traced(out.path(), &run, "mutex-rwsem");
+            let Traced { rate, per_op, bpf_ns } = traced(out.path(), &run, "mutex-rwsem");
             let klockstat = throughput(&out.path().join(format!("{run}-klockstat.json")))["ops_per_sec"].as_f64().unwrap();
             let (a, b) = (ns_per_acquisition(base, rate, per_op), ns_per_acquisition(base, klockstat, per_op));
             ours.push(a);
             theirs.push(b);
             ratios.push(a / b);
             // The kernel's own timing: each tool's program time over the acquisitions it served.
-            let (a, b) = (lockscope_bpf_ns(out.path(), &run, "mutex-rwsem"), klockstat_bpf_ns(out.path(), &run, per_op));
+            let (a, b) = (bpf_ns, klockstat_bpf_ns(out.path(), &run, per_op));
             bpf_ours.push(a);
             bpf_theirs.push(b);
             bpf_ratios.push(a / b);
@@ -129,13 +129,6 @@ fn main() {
     for (name, ours, theirs, ratios) in bpf_rows {
         println!("{:<12} {:>30} {:>30} {:>30}", name, range(&ours, 0), range(&theirs, 0), range(&ratios, 2));
     }
-}
-
-/// lockscope's program time (`record --time-programs`) per acquisition it recorded.
-fn lockscope_bpf_ns(dir: &Path, run: &str, config: &str) -> f64 {
-    let report = report(&dir.join(format!("{run}-{config}.trace")));
-    let run_time = report["recorder_cost"]["run_time_ns"].as_f64().expect("the recorder's programs timed");
-    run_time / acquisitions(&report)
 }
 
 /// klockstat's program time (bpftool's listing as the workload ended: the
@@ -152,11 +145,25 @@ fn klockstat_bpf_ns(dir: &Path, run: &str, per_op: f64) -> f64 {
     run_time / (ops * per_op)
 }
 
-/// A traced run's rate, and the acquisitions per operation its trace counted.
-fn traced(dir: &Path, run: &str, config: &str) -> (f64, f64) {
+/// A traced run, as its throughput and its trace tell it.
+struct Traced {
+    /// Operations per second.
+    rate: f64,
+    /// Acquisitions per operation.
+    per_op: f64,
+    /// lockscope's program time (`record --time-programs`) per acquisition it recorded.
+    bpf_ns: f64,
+}
+
+fn traced(dir: &Path, run: &str, config: &str) -> Traced {
     let result = throughput(&dir.join(format!("{run}-{config}.json")));
     let report = report(&dir.join(format!("{run}-{config}.trace")));
-    (result["ops_per_sec"].as_f64().unwrap(), acquisitions(&report) / result["ops"].as_f64().unwrap())
+    let run_time = report["recorder_cost"]["run_time_ns"].as_f64().expect("the recorder's programs timed");
+    Traced {
+        rate: result["ops_per_sec"].as_f64().unwrap(),
+        per_op: acquisitions(&report) / result["ops"].as_f64().unwrap(),
+        bpf_ns: run_time / acquisitions(&report),
+    }
 }
 
 /// The acquisitions a trace recorded, those in interrupt context included.
