@@ -3,10 +3,12 @@
 //! each test checks one of its reports. Needs qemu-system-x86, busybox-static
 //! and bpftool (setup.sh installs them) and apt access for the kernel package.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use lockscope_trace::LockKind;
 use serde_json::Value;
 
 mod common;
@@ -109,7 +111,7 @@ fn assert_private_pipe_mutexes(r: &Value) {
         assert!(own[0]["uses"][0]["acquisitions"].as_u64().unwrap() > 1000, "every write takes it");
     }
     assert!(pipe_mutexes.iter().all(|l| l["shared"] == false), "{pipe_mutexes:#?}");
-    let addrs: std::collections::BTreeSet<u64> = pipe_mutexes.iter().map(|l| l["addr"].as_u64().unwrap()).collect();
+    let addrs: BTreeSet<u64> = pipe_mutexes.iter().map(|l| l["addr"].as_u64().unwrap()).collect();
     assert!(addrs.len() >= 2, "the two pipes' mutexes are at different addresses");
 }
 
@@ -144,14 +146,21 @@ fn waits_on_a_shared_fifo_are_attributed_to_the_other_workload() {
 }
 
 /// Waits follow `--locks`: with only spinlocks and rwlocks probed, the
-/// FIFO's mutex waits (dozens each way above) are not timed, and no other
-/// wait can name its holder (only a mutex's or rw_semaphore's lock word does).
+/// FIFO's mutex waits (dozens each way above) are not timed. Every wait
+/// timed is on a lock the trace recorded, and recorded only as a kind asked for.
 #[test]
 fn waits_on_locks_not_asked_for_are_not_timed() {
-    let r = report("fifo-no-mutex");
-    assert_eq!(r["mode"], "acquire");
-    let attributed: Vec<&Value> = r["waits_by_holder"].as_array().unwrap().iter().filter(|w| w["holder_kind"] != "unknown").collect();
-    assert!(attributed.is_empty(), "{attributed:#?}");
+    let trace = lockscope_trace::read_trace(&guest_out().join("fifo-no-mutex")).unwrap();
+    assert_eq!(trace.meta.mode, lockscope_trace::Mode::Acquire);
+    let mut kinds: BTreeMap<u64, BTreeSet<LockKind>> = BTreeMap::new();
+    for r in &trace.records {
+        kinds.entry(r.lock_addr).or_default().insert(r.kind());
+    }
+    let asked = [LockKind::Spinlock, LockKind::RwlockRead, LockKind::RwlockWrite];
+    for wait in trace.held_waits.iter().filter(|w| !w.in_interrupt) {
+        let recorded = kinds.get(&wait.lock_addr).unwrap_or_else(|| panic!("a wait on a lock never recorded: {wait:?}"));
+        assert!(recorded.iter().all(|k| asked.contains(k)), "{wait:?} on a lock recorded as {recorded:?}");
+    }
 }
 
 #[test]
@@ -196,22 +205,50 @@ fn with_kprobes_a_freed_inode_is_a_new_lock_too() {
 
 /// The locks of newly created inodes (taken in d_instantiate_new) are almost
 /// never shared: a freed inode's address, reused by the other workload, is a
-/// new generation.
+/// new generation. One sharing is real and left aside: ext4 gives a just-freed
+/// inode number to the other workload's next file, whose creation
+/// (`insert_inode_locked`) takes the i_lock of the dying inode still hashed
+/// under that number (0.5–1.5% of new inodes, by how the two interleave).
 fn assert_freed_inodes_end_their_locks(name: &str) {
     let r = full_report(name);
     assert!(r["counters"]["freed_locks"].as_u64().unwrap() > 0, "{:#}", r["counters"]);
     let notes = r["notes"].as_array().unwrap();
     assert!(notes.iter().any(|n| n.as_str().unwrap().contains("when the slab object holding it is freed")), "{notes:#?}");
-    let new_inode_locks: Vec<&Value> = locks(&r)
-        .iter()
-        .filter(|l| {
-            l["call_sites"].as_array().unwrap().iter().any(|c| c["site"].as_str().is_some_and(|s| s.starts_with("d_instantiate_new+")))
-        })
-        .collect();
-    let shared = new_inode_locks.iter().filter(|l| l["shared"] == true).count();
+
+    let trace = lockscope_trace::read_trace(&guest_out().join(name)).unwrap();
+    let symbols = lockscope_trace::SymbolTable::from_snapshot(trace.symbols.clone());
+    let stacks: BTreeMap<i32, &[u64]> = trace.stacks.iter().map(|s| (s.id, s.frames.as_slice())).collect();
+    let call_site = |stack_id: i32| -> String {
+        let frames = symbols.frames(stacks.get(&stack_id).copied().unwrap_or_default());
+        let site = lockscope_trace::frames::call_site(&frames).and_then(|f| f.function.clone());
+        site.map_or_else(String::new, |(function, _)| function)
+    };
+    // Per lock (address, generation): each workload's call sites.
+    let mut sites: BTreeMap<(u64, u32), BTreeMap<u32, BTreeSet<String>>> = BTreeMap::new();
+    for r in &trace.records {
+        sites.entry((r.lock_addr, r.generation)).or_default().entry(r.workload).or_default().insert(call_site(r.stack_id));
+    }
+    let new_inode_locks: Vec<_> = sites.iter().filter(|(_, by)| by.values().any(|s| s.contains("d_instantiate_new"))).collect();
+    let mut through_the_hash = 0;
+    let mut reused = Vec::new();
+    for (lock, by) in &new_inode_locks {
+        let (creators, others): (Vec<_>, Vec<_>) = by.values().partition(|s| s.contains("d_instantiate_new"));
+        let only_the_hash_walk = others.iter().all(|s| s.iter().all(|site| site == "insert_inode_locked"));
+        match (creators.len(), others.len()) {
+            (1, 0) => {}
+            (1, _) if only_the_hash_walk => through_the_hash += 1,
+            _ => reused.push((lock, by)),
+        }
+    }
     assert!(new_inode_locks.len() > 100, "{} new inodes' locks", new_inode_locks.len());
-    assert!(shared * 100 <= new_inode_locks.len(), "{shared} of {} new inodes' locks shared", new_inode_locks.len());
-    let generations: std::collections::BTreeSet<u64> = new_inode_locks.iter().map(|l| l["generation"].as_u64().unwrap()).collect();
+    assert!(
+        reused.len() * 100 <= new_inode_locks.len(),
+        "{} of {} new inodes' locks shared other than by insert_inode_locked ({through_the_hash} by it): {:#?}",
+        reused.len(),
+        new_inode_locks.len(),
+        &reused[..reused.len().min(5)]
+    );
+    let generations: BTreeSet<u32> = new_inode_locks.iter().map(|((_, generation), _)| *generation).collect();
     assert!(generations.len() > 1, "inode addresses were reused: several generations");
 }
 
