@@ -356,7 +356,7 @@ pub fn analyze(trace: &Trace, options: &Options) -> Analysis {
         workloads,
         locks,
         counters: trace.meta.counters.clone(),
-        recorder_cost: trace.meta.recorder_cost,
+        recorder_cost: trace.meta.recorder_cost.clone(),
         includes_interrupt: options.include_interrupt,
         kallsyms_all: trace.meta.kallsyms_all,
         notes: trace.meta.notes.clone(),

@@ -164,8 +164,9 @@ pub fn render(page: &Page) -> String {
 
     if !page.stress.is_empty() {
         out += "\n<h2 id=\"stress\">Interference: throughput beside trashers (Figures 4 to 6)</h2>\n<p class=\"note\">Baseline and stressed windows alternate; \
-            each stressed window is compared with the baselines either side. The slowdown is the median over windows with its 95% interval; \
-            where the interval holds zero, none is claimed.</p>\n<table><tr><th>workload</th><th>platform</th><th>baseline</th><th>trashers</th><th>slowdown</th></tr>";
+            each stressed window is compared with the baselines either side. The slowdown is each run's median over its windows, averaged over \
+            the runs, with a 95% interval over the runs (from one run: the median over its windows and their interval); where the interval \
+            holds zero, none is claimed.</p>\n<table><tr><th>workload</th><th>platform</th><th>baseline</th><th>trashers</th><th>slowdown</th></tr>";
         for s in page.stress {
             let _ = write!(
                 out,

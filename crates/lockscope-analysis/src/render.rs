@@ -179,14 +179,28 @@ pub fn table(a: &Analysis, top: usize) -> String {
     if a.counters.lost() > 0 {
         let _ = writeln!(out, "  warning: {} events of the workloads were lost (see counters above)", a.counters.lost());
     }
-    if let Some(cost) = a.recorder_cost {
+    if let Some(cost) = &a.recorder_cost {
         let _ = writeln!(out, "  {}", recorder_cost_sentence(cost, a.counters.events));
+        for p in cost.programs.iter().take(DEAREST_PROGRAMS_SHOWN) {
+            let share = 100.0 * p.run_time_ns as f64 / cost.run_time_ns.max(1) as f64;
+            let _ = writeln!(
+                out,
+                "    {:>5.1}%  {}: {} runs, {:.0} ns a run",
+                share,
+                p.name,
+                p.runs,
+                p.run_time_ns as f64 / p.runs.max(1) as f64
+            );
+        }
     }
     out
 }
 
+/// The recorder's programs listed under its cost, dearest first.
+const DEAREST_PROGRAMS_SHOWN: usize = 5;
+
 /// "the recorder's programs ran 1234 times for 5.6 ms, as the kernel timed them (4540 ns a run, ...)".
-fn recorder_cost_sentence(cost: RecorderCost, events: u64) -> String {
+fn recorder_cost_sentence(cost: &RecorderCost, events: u64) -> String {
     let per = |n: u64| if n == 0 { "-".to_owned() } else { format!("{:.0} ns", cost.run_time_ns as f64 / n as f64) };
     format!(
         "the recorder's programs ran {} times for {:.1} ms, as the kernel timed them ({} a run, {} per lock event of the workloads)",

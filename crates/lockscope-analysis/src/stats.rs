@@ -1,6 +1,6 @@
 //! The statistics lockscope reports measured figures with: medians with a
-//! distribution-free confidence interval, and Spearman's rank correlation
-//! with its interval. Deterministic: the same samples give the same interval.
+//! distribution-free confidence interval, slowdowns over repeated runs with
+//! Student's t interval, and Spearman's rank correlation with its interval. Deterministic: the same samples give the same interval.
 
 use serde::{Deserialize, Serialize};
 
@@ -58,22 +58,64 @@ pub fn median(values: &[f64]) -> Option<f64> {
 /// its interval; where the interval holds zero, no slowdown is claimed.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Slowdown {
-    /// The median over windows.
+    /// The median over windows (one run), or the mean of the runs' medians.
     pub slowdown: f64,
     pub ci_low: f64,
     pub ci_high: f64,
     pub coverage: f64,
     /// Windows measured.
     pub windows: usize,
+    /// Runs they came from (each a fresh start of every instance).
+    #[serde(default = "one_run")]
+    pub runs: usize,
     /// The interval leaves out zero: a change the windows support.
     pub interference: bool,
 }
 
+fn one_run() -> usize {
+    1
+}
+
 impl Slowdown {
+    /// From one run's windows: their median and its order-statistic interval.
     pub fn of(per_window: &[f64]) -> Option<Slowdown> {
         let e = Estimate::of(per_window)?;
-        let interference = e.excludes_zero();
-        Some(Slowdown { slowdown: e.median, ci_low: e.ci_low, ci_high: e.ci_high, coverage: e.coverage, windows: e.n, interference })
+        Some(Slowdown::new(e.median, (e.ci_low, e.ci_high), e.coverage, e.n, 1))
+    }
+
+    /// From several runs' windows. The windows of one run move together
+    /// (each start places memory and files anew: runs of one stress cell
+    /// differed by 2 points where their windows agreed within 0.3), so the
+    /// runs are the independent samples: each run's median, and their mean
+    /// with Student's t interval. One run with windows: as [`Slowdown::of`].
+    pub fn of_runs(per_run: &[Vec<f64>]) -> Option<Slowdown> {
+        let runs: Vec<&Vec<f64>> = per_run.iter().filter(|w| w.iter().any(|x| x.is_finite())).collect();
+        let windows = runs.iter().map(|w| w.iter().filter(|x| x.is_finite()).count()).sum();
+        match runs.as_slice() {
+            [] => None,
+            [one] => Slowdown::of(one),
+            _ => {
+                let medians: Vec<f64> = runs.iter().filter_map(|w| median(w)).collect();
+                let n = medians.len() as f64;
+                let mean = medians.iter().sum::<f64>() / n;
+                let sd = (medians.iter().map(|m| (m - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt();
+                let half = student_t_975(medians.len() - 1) * sd / n.sqrt();
+                Some(Slowdown::new(mean, (mean - half, mean + half), CONFIDENCE, windows, medians.len()))
+            }
+        }
+    }
+
+    fn new(slowdown: f64, (ci_low, ci_high): (f64, f64), coverage: f64, windows: usize, runs: usize) -> Slowdown {
+        let interference = ci_low > 0.0 || ci_high < 0.0;
+        Slowdown { slowdown, ci_low, ci_high, coverage, windows, runs, interference }
+    }
+
+    /// "over 6 windows" or "over 3 runs (6 windows)".
+    pub fn basis(&self) -> String {
+        match self.runs {
+            1 => format!("over {} windows", self.windows),
+            runs => format!("over {runs} runs ({} windows)", self.windows),
+        }
     }
 
     /// The slowdown the windows support: the median, or 0 where the
@@ -96,6 +138,17 @@ impl Slowdown {
             (true, false) => format!("{:.1}% faster {ci}", -100.0 * self.slowdown),
         }
     }
+}
+
+/// The 0.975 quantile of Student's t with `df` degrees of freedom: the
+/// two-sided 95% ([`CONFIDENCE`]) interval's multiplier. Above 30 degrees,
+/// 30's value (a slightly wider interval than needed).
+fn student_t_975(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101,
+        2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
+    ];
+    T[df.clamp(1, 30) - 1]
 }
 
 /// P(X ≤ k) for X ~ Binomial(n, ½).
@@ -217,6 +270,27 @@ mod tests {
         assert_eq!((none.interference, none.describe().as_str(), none.reported()), (false, "none [-10.0%, +20.0%]", 0.0));
         assert_eq!(Slowdown::of(&[0.1, 0.05, 0.2]).unwrap().describe(), "10.0% slower [+5.0%, +20.0%]");
         assert_eq!(Slowdown::of(&[-0.1, -0.05]).unwrap().describe(), "7.5% faster [-10.0%, -5.0%]");
+    }
+
+    #[test]
+    fn runs_not_windows_are_the_samples_of_several_runs() {
+        // Each run's windows agree closely; the runs do not.
+        let runs = [vec![0.19, 0.195], vec![0.21, 0.215], vec![0.20, 0.205]];
+        let d = Slowdown::of_runs(&runs).unwrap();
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        // Medians 0.1925, 0.2125, 0.2025: mean 0.2025, sd 0.01, t(2) 4.303.
+        let half = 4.303 * 0.01 / 3f64.sqrt();
+        assert!(close(d.slowdown, 0.2025) && close(d.ci_low, 0.2025 - half) && close(d.ci_high, 0.2025 + half), "{d:?}");
+        assert!(d.ci_low < 0.19 && 0.215 < d.ci_high, "wider than all six windows' range");
+        assert_eq!((d.runs, d.windows, d.coverage, d.interference), (3, 6, CONFIDENCE, true));
+        assert_eq!(d.basis(), "over 3 runs (6 windows)");
+        // One run, or runs of which one measured anything: its windows' interval.
+        let one = Slowdown::of_runs(&[vec![0.1, 0.05, 0.2], vec![]]).unwrap();
+        assert_eq!(one, Slowdown::of(&[0.1, 0.05, 0.2]).unwrap());
+        assert_eq!((one.runs, one.basis().as_str()), (1, "over 3 windows"));
+        assert_eq!(Slowdown::of_runs(&[vec![], vec![f64::NAN]]), None);
+        // Runs that disagree in sign support no slowdown.
+        assert!(!Slowdown::of_runs(&[vec![0.05], vec![-0.04], vec![0.02]]).unwrap().interference);
     }
 
     #[test]

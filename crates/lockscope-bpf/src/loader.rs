@@ -94,8 +94,8 @@ pub struct Kernel<'a> {
     pub attached: Vec<String>,
     /// What the trace reader should know about how it was recorded.
     pub notes: Vec<String>,
-    /// Program fds (valid while the skeleton lives, which outlives this view).
-    progs: Vec<RawFd>,
+    /// Program names and fds (valid while the skeleton lives, which outlives this view).
+    progs: Vec<(String, RawFd)>,
     links: Vec<Link>,
 }
 
@@ -106,28 +106,31 @@ impl<'a> Kernel<'a> {
         self
     }
 
-    /// What the kernel counted of the programs' runs, summed over them.
-    pub fn program_stats(&self) -> ProgramStats {
-        self.progs.iter().fold(ProgramStats::default(), |sum, fd| {
-            let mut info = libbpf_sys::bpf_prog_info::default();
-            let mut len = std::mem::size_of_val(&info) as u32;
-            // SAFETY: info is a valid bpf_prog_info of `len` bytes.
-            let ret = unsafe { libbpf_sys::bpf_obj_get_info_by_fd(*fd, (&mut info as *mut libbpf_sys::bpf_prog_info).cast(), &mut len) };
-            match ret {
-                0 => ProgramStats {
-                    recursion_misses: sum.recursion_misses + info.recursion_misses,
-                    runs: sum.runs + info.run_cnt,
-                    run_time_ns: sum.run_time_ns + info.run_time_ns,
-                },
-                _ => sum,
-            }
-        })
+    /// What the kernel counted of each program's runs.
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        self.progs
+            .iter()
+            .filter_map(|(name, fd)| {
+                let mut info = libbpf_sys::bpf_prog_info::default();
+                let mut len = std::mem::size_of_val(&info) as u32;
+                // SAFETY: info is a valid bpf_prog_info of `len` bytes.
+                let ret =
+                    unsafe { libbpf_sys::bpf_obj_get_info_by_fd(*fd, (&mut info as *mut libbpf_sys::bpf_prog_info).cast(), &mut len) };
+                (ret == 0).then(|| ProgramStats {
+                    name: name.clone(),
+                    recursion_misses: info.recursion_misses,
+                    runs: info.run_cnt,
+                    run_time_ns: info.run_time_ns,
+                })
+            })
+            .collect()
     }
 }
 
-/// The kernel's counts of a recorder's program runs.
-#[derive(Clone, Copy, Debug, Default)]
+/// The kernel's counts of one of a recorder's programs.
+#[derive(Clone, Debug, Default)]
 pub struct ProgramStats {
+    pub name: String,
     /// Runs skipped because a BPF program was already active on the CPU.
     pub recursion_misses: u64,
     /// Runs, and their time: counted only while BPF statistics are enabled.
@@ -135,13 +138,15 @@ pub struct ProgramStats {
     pub run_time_ns: u64,
 }
 
-fn attach_all<'p, 'obj: 'p>(progs: impl IntoIterator<Item = &'p ProgramMut<'obj>>) -> Result<(Vec<Link>, Vec<RawFd>), RecordError> {
+fn attach_all<'p, 'obj: 'p>(
+    progs: impl IntoIterator<Item = &'p ProgramMut<'obj>>,
+) -> Result<(Vec<Link>, Vec<(String, RawFd)>), RecordError> {
     let (mut links, mut fds) = (Vec::new(), Vec::new());
     for prog in progs {
         let link =
             prog.attach().map_err(|e| RecordError::Attach(libbpf_log::explain(format!("{}: {e}", prog.name().to_string_lossy()))))?;
         links.push(link);
-        fds.push(prog.as_fd().as_raw_fd());
+        fds.push((prog.name().to_string_lossy().into_owned(), prog.as_fd().as_raw_fd()));
     }
     Ok((links, fds))
 }

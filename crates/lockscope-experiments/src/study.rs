@@ -179,6 +179,13 @@ pub struct StressSettings {
     pub window: Duration,
     pub cycles: u32,
     pub trashers: u32,
+    /// Studies before runs were asked for ran one.
+    #[serde(default = "one_run")]
+    pub runs: u32,
+}
+
+fn one_run() -> u32 {
+    1
 }
 
 /// What to study and where to write it.
@@ -368,11 +375,12 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
                 break;
             }
             let doing = format!(
-                "stress: {} on {}, {} trasher(s) in {} windows",
+                "stress: {} on {}, {} trasher(s) in {} windows, {} run(s)",
                 cell.workload,
                 cell.column(),
                 settings.trashers,
-                humantime::format_duration(settings.window)
+                humantime::format_duration(settings.window),
+                settings.runs
             );
             events(StudyEvent::Step { done, total, doing: &doing });
             let stressed = match cell.kernel {
@@ -685,7 +693,7 @@ fn stress_step(
         cycles: settings.cycles,
         warmup: settings.window,
         sample_every: sample_every(settings),
-        runs: 1,
+        runs: settings.runs,
     };
     let failed = |source| StudyError::Stress { workload: name.to_owned(), platform, source };
     // On a file system of its own, made for this step: the worker's rate on
@@ -728,7 +736,7 @@ fn guest_stress_step(
     }
     let w = workload(&cell.workload)?;
     let duration = |d: Duration| format!("{}ms", d.as_millis());
-    let (trashers, cycles) = (settings.trashers.to_string(), settings.cycles.to_string());
+    let (trashers, cycles, runs) = (settings.trashers.to_string(), settings.cycles.to_string(), settings.runs.to_string());
     let out_dir = cfg.output.join("guest").join(format!("stress-{}", cell.id()));
     let mut guest = study_guest(w, &out_dir);
     let instances = instances_dir(&guest);
@@ -749,6 +757,8 @@ fn guest_stress_step(
         &duration(settings.window),
         "--cycles",
         &cycles,
+        "--runs",
+        &runs,
         "--warmup",
         &duration(settings.window),
         "--sample",
@@ -760,7 +770,7 @@ fn guest_stress_step(
     guest.kernel = kernel;
     guest.accel = guest::parallel_accel().into();
     guest.extra_files = vec![PathBuf::from(crate::figure::FONT)];
-    let run_length = settings.window * (2 + 2 * settings.cycles * settings.trashers);
+    let run_length = settings.window * (2 + 2 * settings.cycles * settings.trashers) * settings.runs;
     guest.timeout = cfg.guest_timeout.unwrap_or_else(|| default_guest_timeout(run_length));
     if let Err(why) = run_in_guest(&guest, &cfg.env.lockscope) {
         return Ok(Err(why));

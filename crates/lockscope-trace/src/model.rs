@@ -239,10 +239,36 @@ pub struct TraceMeta {
 
 /// The recorder's BPF programs, as the kernel's BPF statistics timed them
 /// over the recording: every run, of every program, whatever it recorded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecorderCost {
+    /// Summed over `programs` (traces recorded before the breakdown have only the sums).
     pub program_runs: u64,
     pub run_time_ns: u64,
+    /// Each program that ran, dearest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub programs: Vec<ProgramCost>,
+}
+
+/// One of the recorder's programs (its name in the BPF object, e.g.
+/// `lks_a__raw_spin_lock`), as the kernel timed it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProgramCost {
+    pub name: String,
+    pub runs: u64,
+    pub run_time_ns: u64,
+}
+
+impl RecorderCost {
+    /// The cost of these programs: those that ran, dearest first, and their sums.
+    pub fn of(programs: impl IntoIterator<Item = ProgramCost>) -> RecorderCost {
+        let mut programs: Vec<ProgramCost> = programs.into_iter().filter(|p| p.runs > 0).collect();
+        programs.sort_by(|a, b| b.run_time_ns.cmp(&a.run_time_ns).then_with(|| a.name.cmp(&b.name)));
+        RecorderCost {
+            program_runs: programs.iter().map(|p| p.runs).sum(),
+            run_time_ns: programs.iter().map(|p| p.run_time_ns).sum(),
+            programs,
+        }
+    }
 }
 
 impl TraceMeta {

@@ -15,6 +15,7 @@
 //! minutes). LOCKSCOPE_BENCH_SECS sets each run's length (default 5),
 //! LOCKSCOPE_BENCH_ROUNDS the rounds beside klockstat (default 5).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
@@ -67,7 +68,7 @@ fn main() {
     for name in ["file-create", "mmap"] {
         let base = throughput(&out.path().join(format!("{name}-untraced.json")))["ops_per_sec"].as_f64().unwrap();
         println!("{:<12} {:<24} {:>12.0} {:>9} {:>14} {:>16}", name, "untraced", base, "-", "-", "-");
-        let row = |label: &str, Traced { rate, per_op, bpf_ns }: Traced| {
+        let row = |label: &str, Traced { rate, per_op, bpf }: Traced| {
             let ns_per_acq = ns_per_acquisition(base, rate, per_op);
             println!(
                 "{:<12} {:<24} {:>12.0} {:>8.1}% {:>14.1} {:>16.0} {:>16.0}",
@@ -77,7 +78,7 @@ fn main() {
                 100.0 * (base - rate) / base,
                 per_op,
                 ns_per_acq,
-                bpf_ns
+                bpf.total()
             );
         };
         for (config, label) in [
@@ -106,28 +107,83 @@ fn main() {
     for name in ["file-create", "mmap"] {
         let (mut ours, mut theirs, mut ratios) = (vec![], vec![], vec![]);
         let (mut bpf_ours, mut bpf_theirs, mut bpf_ratios) = (vec![], vec![], vec![]);
+        let (mut programs_ours, mut programs_theirs) = (ProgramTimes::default(), ProgramTimes::default());
         for round in 1..=rounds {
             let run = format!("{name}.{round}");
             let base = throughput(&out.path().join(format!("{run}-untraced.json")))["ops_per_sec"].as_f64().unwrap();
-            let Traced { rate, per_op, bpf_ns } = traced(out.path(), &run, "mutex-rwsem");
+            let Traced { rate, per_op, bpf } = traced(out.path(), &run, "mutex-rwsem");
             let klockstat = throughput(&out.path().join(format!("{run}-klockstat.json")))["ops_per_sec"].as_f64().unwrap();
             let (a, b) = (ns_per_acquisition(base, rate, per_op), ns_per_acquisition(base, klockstat, per_op));
             ours.push(a);
             theirs.push(b);
             ratios.push(a / b);
             // The kernel's own timing: each tool's program time over the acquisitions it served.
-            let (a, b) = (bpf_ns, klockstat_bpf_ns(out.path(), &run, per_op));
+            let klockstat_bpf = klockstat_bpf(out.path(), &run, per_op);
+            let (a, b) = (bpf.total(), klockstat_bpf.total());
             bpf_ours.push(a);
             bpf_theirs.push(b);
             bpf_ratios.push(a / b);
+            programs_ours.add(bpf);
+            programs_theirs.add(klockstat_bpf);
         }
         println!("{:<12} {:>30} {:>30} {:>30}", name, range(&ours, 0), range(&theirs, 0), range(&ratios, 2));
-        bpf_rows.push((name, bpf_ours, bpf_theirs, bpf_ratios));
+        bpf_rows.push((name, bpf_ours, bpf_theirs, bpf_ratios, programs_ours, programs_theirs));
     }
     println!("\nthe same rounds, BPF program time per acquisition as the kernel timed it (bpf_stats): ns, median [range]");
     println!("{:<12} {:>30} {:>30} {:>30}", "workload", "lockscope --locks mutex,rwsem", "klockstat", "lockscope / klockstat");
-    for (name, ours, theirs, ratios) in bpf_rows {
-        println!("{:<12} {:>30} {:>30} {:>30}", name, range(&ours, 0), range(&theirs, 0), range(&ratios, 2));
+    for (name, ours, theirs, ratios, ..) in &bpf_rows {
+        println!("{:<12} {:>30} {:>30} {:>30}", name, range(ours, 0), range(theirs, 0), range(ratios, 2));
+    }
+    println!("\nwhere that time goes: each program's ns per acquisition, median [range] over the rounds");
+    for (name, _, _, _, programs_ours, programs_theirs) in &bpf_rows {
+        for (tool, programs) in [("lockscope", programs_ours), ("klockstat", programs_theirs)] {
+            for (program, ns) in programs.dearest_first() {
+                println!("{:<12} {:<10} {:<32} {:>30}", name, tool, program, range(ns, 0));
+            }
+        }
+    }
+}
+
+/// Each program's time per acquisition, one value per round (a program that
+/// did not run in a round counts 0 there).
+#[derive(Default)]
+struct ProgramTimes {
+    rounds: usize,
+    by_program: BTreeMap<String, Vec<f64>>,
+}
+
+impl ProgramTimes {
+    fn add(&mut self, round: PerAcquisition) {
+        for (program, ns) in round.0 {
+            self.by_program.entry(program).or_insert_with(|| vec![0.0; self.rounds]).push(ns);
+        }
+        self.rounds += 1;
+        for values in self.by_program.values_mut() {
+            values.resize(self.rounds, 0.0);
+        }
+    }
+
+    fn dearest_first(&self) -> Vec<(&str, &[f64])> {
+        let mut programs: Vec<(&str, &[f64])> = self.by_program.iter().map(|(p, v)| (p.as_str(), v.as_slice())).collect();
+        programs.sort_by(|a, b| median(b.1).total_cmp(&median(a.1)));
+        programs
+    }
+}
+
+fn median(v: &[f64]) -> f64 {
+    Estimate::of(v).map_or(0.0, |e| e.median)
+}
+
+/// BPF time per acquisition, by program.
+struct PerAcquisition(Vec<(String, f64)>);
+
+impl PerAcquisition {
+    fn of(programs: impl Iterator<Item = (String, f64)>, acquisitions: f64) -> PerAcquisition {
+        PerAcquisition(programs.map(|(name, run_time_ns)| (name, run_time_ns / acquisitions)).collect())
+    }
+
+    fn total(&self) -> f64 {
+        self.0.iter().map(|(_, ns)| ns).sum()
     }
 }
 
@@ -135,14 +191,17 @@ fn main() {
 /// guest's only BPF programs then are klockstat's) per acquisition: the
 /// workload's operations, times the acquisitions per operation lockscope
 /// counted in the same round.
-fn klockstat_bpf_ns(dir: &Path, run: &str, per_op: f64) -> f64 {
+fn klockstat_bpf(dir: &Path, run: &str, per_op: f64) -> PerAcquisition {
     let progs: Value = serde_json::from_str(&read(&dir.join(format!("{run}-klockstat.progs.json")))).unwrap();
     let progs = progs.as_array().unwrap();
     assert!(!progs.is_empty(), "no program listed while klockstat ran");
-    let run_time: f64 = progs.iter().map(|p| p["run_time_ns"].as_f64().unwrap_or(0.0)).sum();
-    assert!(run_time > 0.0, "klockstat's programs not timed: {progs:?}");
     let ops = throughput(&dir.join(format!("{run}-klockstat.json")))["ops"].as_f64().unwrap();
-    run_time / (ops * per_op)
+    let times = PerAcquisition::of(
+        progs.iter().map(|p| (p["name"].as_str().unwrap_or("?").to_owned(), p["run_time_ns"].as_f64().unwrap_or(0.0))),
+        ops * per_op,
+    );
+    assert!(times.total() > 0.0, "klockstat's programs not timed: {progs:?}");
+    times
 }
 
 /// A traced run, as its throughput and its trace tell it.
@@ -152,17 +211,21 @@ struct Traced {
     /// Acquisitions per operation.
     per_op: f64,
     /// lockscope's program time (`record --time-programs`) per acquisition it recorded.
-    bpf_ns: f64,
+    bpf: PerAcquisition,
 }
 
 fn traced(dir: &Path, run: &str, config: &str) -> Traced {
     let result = throughput(&dir.join(format!("{run}-{config}.json")));
     let report = report(&dir.join(format!("{run}-{config}.trace")));
-    let run_time = report["recorder_cost"]["run_time_ns"].as_f64().expect("the recorder's programs timed");
+    let programs = report["recorder_cost"]["programs"].as_array().expect("the recorder's programs timed");
+    let acquisitions = acquisitions(&report);
     Traced {
         rate: result["ops_per_sec"].as_f64().unwrap(),
-        per_op: acquisitions(&report) / result["ops"].as_f64().unwrap(),
-        bpf_ns: run_time / acquisitions(&report),
+        per_op: acquisitions / result["ops"].as_f64().unwrap(),
+        bpf: PerAcquisition::of(
+            programs.iter().map(|p| (p["name"].as_str().unwrap().to_owned(), p["run_time_ns"].as_f64().unwrap())),
+            acquisitions,
+        ),
     }
 }
 

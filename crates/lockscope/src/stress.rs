@@ -15,11 +15,13 @@ use lockscope_platform::PlatformKind;
 /// After a warm-up (left out), baseline windows (trashers paused) alternate
 /// with stressed windows (1 trasher running, --cycles times; then 2; up to
 /// --trashers). Each stressed window is compared with the baselines either
-/// side of it, so the worker's own drift over the run cancels; each trasher
-/// count's slowdown is the median over its windows and runs, with a 95%
-/// interval (order statistics; from 6 windows on, else the range and its
-/// smaller coverage). A slowdown whose interval holds zero is reported as
-/// none. The worker reports its throughput every --sample; a worker whose
+/// side of it, so the worker's own drift over the run cancels. Each run
+/// (--runs) starts every instance afresh, and runs differ more than the
+/// windows of one run do, so each trasher count's slowdown is the mean of
+/// the runs' medians with a 95% Student's t interval over the runs; from one
+/// run, the median over its windows with their order-statistic interval
+/// (95% from 6 windows on), which does not hold the next run's spread. A
+/// slowdown whose interval holds zero is reported as none. The worker reports its throughput every --sample; a worker whose
 /// operations take longer gets longer windows, and says so.
 ///
 /// Writes to --output: stress.csv (every sample: platform, run, t, window,
@@ -50,8 +52,8 @@ pub struct Args {
     /// The length of each baseline and each stressed window.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "4s")]
     window: Duration,
-    /// Stressed windows per trasher count and run (6 or more give a 95% interval from one run).
-    #[arg(long, default_value_t = 6)]
+    /// Stressed windows per trasher count and run.
+    #[arg(long, default_value_t = 2)]
     cycles: u32,
     /// The worker's time alone before the first window, left out.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "4s")]
@@ -59,8 +61,9 @@ pub struct Args {
     /// How often the worker reports its throughput.
     #[arg(long, value_parser = humantime::parse_duration, default_value = "1s")]
     sample: Duration,
-    /// Repetitions per platform; their windows are pooled.
-    #[arg(long, default_value_t = 1)]
+    /// Repetitions per platform, each starting every instance afresh: their
+    /// spread is what the interval measures (2 or more).
+    #[arg(long, default_value_t = 3)]
     runs: u32,
     /// Directory for stress.csv, stress.json, stress.svg and stress.png.
     #[arg(short, long, default_value = "lockscope-stress")]
@@ -156,11 +159,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{}: baseline {:.0} {}/s (median of the baseline windows)", s.platform, s.baseline, s.unit);
         for l in &s.levels {
             let d = &l.slowdown;
-            let coverage = match d.coverage < CONFIDENCE {
-                true => format!(" (a {:.0}% interval: raise --cycles or --runs for {:.0}%)", 100.0 * d.coverage, 100.0 * CONFIDENCE),
-                false => String::new(),
+            let caveat = match (d.runs, d.coverage < CONFIDENCE) {
+                (1, true) => format!(" (a {:.0}% interval within one run: raise --runs)", 100.0 * d.coverage),
+                (1, false) => " (within one run: the next run may land outside; raise --runs)".to_owned(),
+                _ => String::new(),
             };
-            println!("  {} trasher(s): {} over {} windows{coverage}", l.trashers, d.describe(), d.windows);
+            println!("  {} trasher(s): {} {}{caveat}", l.trashers, d.describe(), d.basis());
         }
     }
     eprintln!("wrote {} (stress.csv, stress.json, stress.svg, stress.png)", args.output.display());

@@ -68,9 +68,13 @@ pub struct Args {
     /// The length of each baseline and stressed window of the stress experiment (`lockscope stress --help`).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
     stress_window: Duration,
-    /// Stressed windows per trasher count (6 or more give a 95% interval).
-    #[arg(long, default_value_t = 6)]
+    /// Stressed windows per trasher count and run.
+    #[arg(long, default_value_t = 1)]
     stress_cycles: u32,
+    /// Runs of each stress experiment, each starting its instances afresh:
+    /// their spread is the slowdown's interval (`lockscope stress --help`).
+    #[arg(long, default_value_t = 3)]
+    stress_runs: u32,
     /// Trasher counts measured in the stress experiment: 1 up to this.
     #[arg(long, default_value_t = 1)]
     stress_trashers: u32,
@@ -111,6 +115,7 @@ pub fn run(args: Args) -> Result<()> {
             window: args.stress_window,
             cycles: args.stress_cycles,
             trashers: args.stress_trashers,
+            runs: args.stress_runs,
         }),
         kernel_src: args.kernel_src.clone(),
         memory_limit: args.memory_limit,

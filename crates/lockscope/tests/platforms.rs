@@ -557,7 +557,8 @@ fn stress_alternates_baseline_and_stressed_windows_and_draws_the_series() {
     let out_dir = root.path().join("out");
     let out = Command::new(LOCKSCOPE)
         .args(["stress", "--platform", "host", "--worker", "file-create --files 300", "--trasher", "trasher --target fs"])
-        .args(["--trashers", "2", "--cycles", "2", "--window", "1200ms", "--warmup", "1s", "--sample", "300ms", "--record", "--work-dir"])
+        .args(["--trashers", "2", "--cycles", "2", "--runs", "1", "--window", "1200ms", "--warmup", "1s", "--sample", "300ms"])
+        .args(["--record", "--work-dir"])
         .arg(root.path().join("work"))
         .arg("-o")
         .arg(&out_dir)
@@ -591,7 +592,7 @@ fn stress_alternates_baseline_and_stressed_windows_and_draws_the_series() {
         assert_eq!(level["interference"].as_bool().unwrap(), lo > 0.0 || hi < 0.0, "{level}");
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("1 trasher(s): ") && stdout.contains(" over 2 windows (a 50% interval"), "{stdout}");
+    assert!(stdout.contains("1 trasher(s): ") && stdout.contains(" over 2 windows (a 50% interval within one run"), "{stdout}");
     let svg = std::fs::read_to_string(out_dir.join("stress.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>") && svg.contains("<polyline"), "a drawn SVG");
     assert!(svg.contains("host (baseline"), "the legend names the platform");
@@ -609,13 +610,14 @@ fn stress_alternates_baseline_and_stressed_windows_and_draws_the_series() {
 
 /// `--private-fs`: the instances run on an ext4 file system of their own,
 /// mounted under the work directory while the experiment runs and gone after.
+/// Two runs: the slowdown's interval is over the runs.
 #[test]
 fn stress_on_a_private_file_system_removes_it_after() {
     let _guard = serial();
     let root = work_root();
     let work = root.path().join("work");
     let child = Command::new(LOCKSCOPE)
-        .args(["stress", "--private-fs", "--worker", "file-create --files 300", "--trashers", "1", "--cycles", "2"])
+        .args(["stress", "--private-fs", "--worker", "file-create --files 300", "--trashers", "1", "--cycles", "2", "--runs", "2"])
         .args(["--window", "1s", "--warmup", "1s", "--sample", "250ms", "--work-dir"])
         .arg(&work)
         .arg("-o")
@@ -640,6 +642,9 @@ fn stress_on_a_private_file_system_removes_it_after() {
     );
     let result: Value = serde_json::from_str(&std::fs::read_to_string(root.path().join("out/stress.json")).unwrap()).unwrap();
     assert!(result["series"][0]["baseline"].as_f64().unwrap() > 0.0, "{result}");
+    let level = &result["series"][0]["levels"][0];
+    assert_eq!((level["runs"].as_u64(), level["windows"].as_u64()), (Some(2), Some(4)), "{level}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(" over 2 runs (4 windows)"), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(!mounted() && !mount_point.exists(), "{} left behind", mount_point.display());
     assert!(!image.exists(), "{} left behind", image.display());
     assert_clean(&work);

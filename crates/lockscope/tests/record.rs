@@ -313,8 +313,16 @@ fn the_recorder_s_own_cost_is_timed_by_the_kernel_when_asked() {
     let (cost, events) = (&report["recorder_cost"], report["counters"]["events"].as_u64().unwrap());
     assert!(events > 0, "{report:#}");
     assert!(cost["program_runs"].as_u64().unwrap() >= events && cost["run_time_ns"].as_u64().unwrap() > 0, "{cost} for {events} events");
-    let text = lockscope(&["report", trace.to_str().unwrap()]);
-    assert!(String::from_utf8_lossy(&text.stdout).contains("the recorder's programs ran"));
+    // Each program that ran, by name: the wait's begin ran once per event.
+    let programs = cost["programs"].as_array().unwrap();
+    let runs = |name: &str| programs.iter().find(|p| p["name"] == name).map_or(0, |p| p["runs"].as_u64().unwrap());
+    assert!(runs("lks_btf_begin").max(runs("lks_tp_begin")) >= events, "{cost:#}");
+    let total: u64 = programs.iter().map(|p| p["run_time_ns"].as_u64().unwrap()).sum();
+    assert_eq!(total, cost["run_time_ns"].as_u64().unwrap());
+    let text = String::from_utf8_lossy(&lockscope(&["report", trace.to_str().unwrap()]).stdout).into_owned();
+    assert!(text.contains("the recorder's programs ran"), "{text}");
+    let dearest = programs[0]["name"].as_str().unwrap();
+    assert!(text.contains(&format!("{dearest}: ")), "the dearest program, {dearest}, is listed:\n{text}");
     // Without it, nothing is claimed.
     let other = tempfile::tempdir().unwrap();
     let (untimed, out) = record(other.path(), &["--run".into(), format!("w={}", workload("pipe --duration 1s"))]);
