@@ -157,6 +157,8 @@ pub fn run(
             warmup: cfg.window,
             sample_every: cfg.sample_every,
             runs: 1,
+            // Each rung makes the file systems its pair runs on.
+            private_fs: false,
         };
         let failed = |source| CalibrateError::Stress { rung: rung.name.into(), source };
         let (result, trace) = stress::run_recorded(&stress_cfg, env, stop, |p| progress(i, rung.name, p)).map_err(failed)?;

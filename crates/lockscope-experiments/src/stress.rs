@@ -21,6 +21,8 @@ use lockscope_platform::{Env, Instance, InstanceSpec, Output, PlatformError, Pla
 use lockscope_trace::{EndReason, Selector, Trace};
 use lockscope_workloads::meter::Line;
 
+use crate::scratch_fs::{ScratchFs, STRESS_FS_MIB};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StressError {
     /// Settings the experiment cannot honour.
@@ -66,6 +68,11 @@ pub struct StressConfig {
     /// Repetitions per platform, each a fresh start of every instance: their
     /// spread is in the interval only from 2 runs on.
     pub runs: u32,
+    /// Each run on an ext4 file system of its own, made in memory under the
+    /// work directory and removed after the run ([`ScratchFs`]): no other
+    /// writer shares its journal, and runs on one file system agree more
+    /// closely than the file systems do (so each run gets a new one).
+    pub private_fs: bool,
 }
 
 impl StressConfig {
@@ -187,6 +194,11 @@ pub struct StressResult {
     pub samples: Vec<Sample>,
 }
 
+/// Where each run's private file system is mounted (`private_fs`).
+pub fn private_fs_mount_point(env: &Env) -> std::path::PathBuf {
+    env.work_root.join(format!("stress-{}", std::process::id()))
+}
+
 /// What the runner reports while it works.
 pub struct StressProgress<'a> {
     pub platform: PlatformKind,
@@ -289,7 +301,21 @@ pub fn run(
                 complete = false;
                 break 'platforms;
             }
-            let outcome = run_once(cfg, env, platform, run, stop, observer, &mut progress)?;
+            // Dirty pages left by whatever ran before (a build, the last
+            // run's files) are written back now, not inside the windows.
+            // SAFETY: sync(2) takes no arguments and cannot fail.
+            unsafe { libc::sync() };
+            // Dropped (unmounted, removed) once the run's instances are gone.
+            let private_fs = match cfg.private_fs {
+                true => Some(ScratchFs::create("stress", &private_fs_mount_point(env), STRESS_FS_MIB)?),
+                false => None,
+            };
+            let run_env = match &private_fs {
+                Some(fs) => &Env { work_root: fs.path().to_owned(), ..env.clone() },
+                None => env,
+            };
+            let outcome = run_once(cfg, run_env, platform, run, stop, observer, &mut progress)?;
+            drop(private_fs);
             samples.extend(outcome.samples);
             notes.extend(outcome.note);
             if run == 1 {
@@ -660,6 +686,7 @@ mod tests {
             warmup: Duration::from_secs(1),
             sample_every: Duration::from_secs(1),
             runs: 2,
+            private_fs: false,
         }
     }
 

@@ -20,7 +20,6 @@ use serde::Serialize;
 
 use crate::record::{Placement, RecordPlan, RecordingError, Target, WorkloadSpec};
 use crate::resolve::{resolve_traces, ResolveError};
-use crate::scratch_fs::{ScratchFs, STRESS_FS_MIB};
 use crate::stress::{self, StressConfig, StressError, StressResult, Unobserved};
 
 /// A workload of the study: its name, what each instance runs, and the
@@ -694,16 +693,11 @@ fn stress_step(
         warmup: settings.window,
         sample_every: sample_every(settings),
         runs: settings.runs,
+        // The worker's rate on the work directory's file system drifts with whatever ran there before.
+        private_fs: true,
     };
     let failed = |source| StudyError::Stress { workload: name.to_owned(), platform, source };
-    // On a file system of its own, made for this step: the worker's rate on
-    // the work directory's drifts with whatever ran there before.
-    let mount_point = cfg.env.work_root.join(format!("study-stress-{}", std::process::id()));
-    let fs = ScratchFs::create("study-stress", &mount_point, STRESS_FS_MIB).map_err(|e| failed(e.into()))?;
-    let env = Env { work_root: fs.path().to_owned(), ..cfg.env.clone() };
-    let result = stress::run(&stress_cfg, &env, stop, &mut Unobserved, |_| {}).map_err(failed);
-    drop(fs);
-    let result = result?;
+    let result = stress::run(&stress_cfg, &cfg.env, stop, &mut Unobserved, |_| {}).map_err(failed)?;
     if !result.complete {
         return Ok(None);
     }

@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use lockscope_analysis::stats::CONFIDENCE;
-use lockscope_experiments::scratch_fs::{ScratchFs, STRESS_FS_MIB};
 use lockscope_experiments::stress::{self, StressConfig, Unobserved};
 use lockscope_platform::PlatformKind;
 
@@ -70,11 +69,13 @@ pub struct Args {
     output: PathBuf,
     #[command(flatten)]
     instances: crate::platform_args::PlatformArgs,
-    /// Run the instances on a private ext4 file system in memory, made
-    /// under --work-dir and removed after (as `calibrate` does): no other
-    /// writer shares its journal and no disk latency moves the worker, so
-    /// repeated runs agree more closely. The file workloads then measure that
-    /// file system's locks, not those of the one under --work-dir.
+    /// Run the instances on a private ext4 file system in memory, a new one
+    /// for each run, made under --work-dir and removed after it (as
+    /// `calibrate` does): no other writer shares its journal and no disk
+    /// latency moves the worker. Runs on one such file system agree more
+    /// closely than file systems do, so each run's is new and their spread
+    /// is in the interval. The file workloads then measure that file
+    /// system's locks, not those of the one under --work-dir.
     #[arg(long)]
     private_fs: bool,
     /// Also record the worker and every trasher, each followed from its
@@ -103,20 +104,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         warmup: args.warmup,
         sample_every: args.sample,
         runs: args.runs,
+        private_fs: args.private_fs,
     };
     cfg.validate()?;
-    let mut env = args.instances.env()?;
-    // Dropped (unmounted, removed) after every instance on it is gone.
-    let _private_fs = match args.private_fs {
-        true => {
-            let mount_point = env.work_root.join(format!("stress-{}", std::process::id()));
-            let fs = ScratchFs::create("stress", &mount_point, STRESS_FS_MIB)?;
-            eprintln!("note: the instances run on a private ext4 file system in memory, mounted at {}", fs.path().display());
-            env.work_root = fs.path().to_owned();
-            Some(fs)
-        }
-        false => None,
-    };
+    let env = args.instances.env()?;
+    if args.private_fs {
+        let mount_point = stress::private_fs_mount_point(&env);
+        eprintln!(
+            "note: the instances run on a private ext4 file system in memory, a new one each run, mounted at {}",
+            mount_point.display()
+        );
+    }
     for &p in &cfg.platforms {
         p.ensure_usable(&env)?;
     }

@@ -637,9 +637,10 @@ fn stress_on_a_private_file_system_removes_it_after() {
     let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains(&format!("note: the instances run on a private ext4 file system in memory, mounted at {}", mount_point.display()))
-    );
+    assert!(stderr.contains(&format!(
+        "note: the instances run on a private ext4 file system in memory, a new one each run, mounted at {}",
+        mount_point.display()
+    )));
     let result: Value = serde_json::from_str(&std::fs::read_to_string(root.path().join("out/stress.json")).unwrap()).unwrap();
     assert!(result["series"][0]["baseline"].as_f64().unwrap() > 0.0, "{result}");
     let level = &result["series"][0]["levels"][0];
