@@ -28,6 +28,20 @@ pub enum HolderKind {
 pub const UNKNOWN_HOLDER: &str =
     "reader-held rwsems, locks released meanwhile, spinlocks while an interrupt, the idle task or two processes ran on the other CPUs";
 
+/// Why spinlock waits went without a holder, from the recorder's counters:
+/// "spinlock waits with no holder named: 12 ended before ...", or None when
+/// every spinlock wait's holder was named.
+pub fn unnamed_spinlock_holders(c: &lockscope_trace::Counters) -> Option<String> {
+    (c.holder_released + c.holder_unseen + c.holder_ambiguous > 0).then(|| {
+        format!(
+            "spinlock waits with no holder named: {} with the lock free again before the recorder could read it (the holder let go \
+             within about a microsecond), {} while another CPU served an interrupt or had not been seen yet, {} while the other CPUs \
+             ran the idle task, several processes or none that could hold it",
+            c.holder_released, c.holder_unseen, c.holder_ambiguous
+        )
+    })
+}
+
 /// One workload's waits on locks held by one holder.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct HolderWaits {

@@ -154,6 +154,9 @@ pub fn table(a: &Analysis, top: usize) -> String {
         for w in &a.waits_by_holder {
             let _ = writeln!(out, "  {}", w.sentence());
         }
+        if let Some(why) = crate::holders::unnamed_spinlock_holders(&a.counters) {
+            let _ = writeln!(out, "  {why}");
+        }
     }
 
     if !shared.is_empty() {

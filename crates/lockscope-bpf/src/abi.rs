@@ -40,6 +40,9 @@ const KERNEL_COUNTERS: [(counter, Field); NR_COUNTERS] = [
     (counter::C_UNSIZED_FREES, |c| &mut c.unsized_frees),
     (counter::C_PLACES_FULL, |c| &mut c.places_full),
     (counter::C_HOLDERS_FULL, |c| &mut c.holders_full),
+    (counter::C_HOLDER_RELEASED, |c| &mut c.holder_released),
+    (counter::C_HOLDER_UNSEEN, |c| &mut c.holder_unseen),
+    (counter::C_HOLDER_AMBIGUOUS, |c| &mut c.holder_ambiguous),
 ];
 
 /// The index of the events counter (progress displays read it while recording).

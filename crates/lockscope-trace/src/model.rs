@@ -173,6 +173,15 @@ counters! {
     places_full,
     /// Waits not attributed to their lock's holder (the holder map was full).
     holders_full,
+    /// Spinlock waits whose holder went unnamed because the lock was free
+    /// at either read of its word (released before the other CPUs were read).
+    holder_released,
+    /// Spinlock waits whose holder went unnamed because another CPU was
+    /// serving an interrupt, or had not been seen yet.
+    holder_unseen,
+    /// Spinlock waits whose holder went unnamed because the other CPUs ran
+    /// the idle task, two processes, or none that could hold a spinlock.
+    holder_ambiguous,
 }
 
 impl Counters {

@@ -2,11 +2,12 @@
 //! real BPF programs, real workloads, real locks. They need root (or
 //! CAP_BPF+CAP_PERFMON) and bpftool, as .ci/run provides.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use lockscope_trace::{HeldWait, Holder};
+use lockscope_trace::{HeldWait, Holder, LockKind};
 use serde_json::Value;
 
 mod common;
@@ -296,9 +297,26 @@ fn waits_on_a_shared_pipe_are_attributed_to_the_workload_holding_it() {
             .filter(|w| (w.waiter, w.holder) == (id(waiter), Holder::Workload(id(holder))) && fifo_spinlocks.contains(&w.lock_addr));
         assert!(spins.map(|w| w.count).sum::<u64>() > 0, "{waiter} waited on a FIFO spinlock {holder} held: {:#?}", read.held_waits);
     }
+    // Every spinlock wait left without a holder is counted under why.
+    let spinning: BTreeSet<u64> = read
+        .records
+        .iter()
+        .filter(|r| matches!(r.kind(), LockKind::Spinlock | LockKind::RwlockRead | LockKind::RwlockWrite))
+        .map(|r| r.lock_addr)
+        .collect();
+    let unnamed: u64 =
+        read.held_waits.iter().filter(|w| w.holder == Holder::Unknown && spinning.contains(&w.lock_addr)).map(|w| w.count).sum();
+    let c = &read.meta.counters;
+    let counted = c.holder_released + c.holder_unseen + c.holder_ambiguous;
+    // Waits still under way at the end (one per task at most) are counted, not recorded.
+    let in_flight = 64 + c.state_busy + c.nesting_overflow + c.holders_full;
+    assert!(unnamed <= counted && counted <= unnamed + in_flight, "{unnamed} unnamed spinlock waits, {counted} counted: {c:?}");
     let text = lockscope(&["report", trace.to_str().unwrap()]);
     let text = String::from_utf8_lossy(&text.stdout);
     assert!(text.contains("WAITS BY HOLDER") && text.contains("on locks held by b"), "{text}");
+    if counted > 0 {
+        assert!(text.contains(&format!("spinlock waits with no holder named: {} with the lock free", c.holder_released)), "{text}");
+    }
 }
 
 /// `--time-programs`: the kernel times the recorder's programs, and the

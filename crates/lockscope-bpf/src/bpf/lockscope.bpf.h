@@ -97,6 +97,9 @@ enum counter {
 	C_UNSIZED_FREES,   /* bulk-freed objects not walked: their slab cache was not found */
 	C_PLACES_FULL,     /* a lock's place not kept: lock_places full */
 	C_HOLDERS_FULL,    /* a wait not attributed to its lock's holder: holder_waits full */
+	C_HOLDER_RELEASED, /* spinlock holder unnamed: the lock free at either read of its word */
+	C_HOLDER_UNSEEN,   /* spinlock holder unnamed: a CPU in an interrupt or not seen yet */
+	C_HOLDER_AMBIGUOUS,/* spinlock holder unnamed: the idle task, two processes, or none that could hold it */
 	NR_COUNTERS,
 };
 

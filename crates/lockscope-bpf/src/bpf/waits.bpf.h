@@ -64,7 +64,7 @@ struct spin_search {
 	u32 candidates; /* CPUs that may be holding the lock */
 	u32 others;     /* other CPUs read */
 	u32 last_tgid;  /* the process the last of them runs, 0: the idle task */
-	bool unknown;   /* a CPU that cannot be ruled out nor named */
+	u32 unknown;    /* 0, or why a CPU can be neither ruled out nor named: C_HOLDER_UNSEEN or _AMBIGUOUS */
 };
 
 /* A CPU's runqueue, 0 until noted. */
@@ -101,7 +101,7 @@ static long search_cpu(u64 cpu, struct spin_search *s)
 	u64 rq = runqueue_of(cpu);
 	u32 preempt_count = 0;
 	if (!preempt_count_at(rq, &preempt_count) || (preempt_count & IN_INTERRUPT)) {
-		s->unknown = true; /* a CPU not seen yet, or an interrupt that may be the holder */
+		s->unknown = C_HOLDER_UNSEEN; /* a CPU not seen yet, or an interrupt that may be the holder */
 		return 1;
 	}
 	struct task_struct *task = BPF_CORE_READ((struct rq *)rq, curr);
@@ -112,7 +112,7 @@ static long search_cpu(u64 cpu, struct spin_search *s)
 	if (!(preempt_count & PREEMPT_MASK))
 		return 0;
 	if (idle || (s->candidates && tgid != s->tgid)) {
-		s->unknown = true; /* the idle task (the kernel's, in its scheduling), or two processes */
+		s->unknown = C_HOLDER_AMBIGUOUS; /* the idle task (the kernel's, in its scheduling), or two processes */
 		return 1;
 	}
 	s->tgid = tgid;
@@ -144,16 +144,27 @@ static __always_inline bool spin_held(u64 lock, u32 flags)
 static __always_inline struct holder spin_holder(u64 lock, u32 flags)
 {
 	struct holder none = {};
-	if (!preempt_count_located || !nr_cpus || !spin_held(lock, flags))
+	if (!preempt_count_located || !nr_cpus)
 		return none;
+	if (!spin_held(lock, flags)) {
+		count(C_HOLDER_RELEASED);
+		return none;
+	}
 	struct spin_search s = { .self = bpf_get_smp_processor_id() };
 	bpf_loop(nr_cpus < MAX_CPUS ? nr_cpus : MAX_CPUS, search_cpu, &s, 0);
-	if (s.unknown || !spin_held(lock, flags))
+	if (s.unknown) {
+		count(s.unknown);
 		return none;
+	}
+	if (!spin_held(lock, flags)) {
+		count(C_HOLDER_RELEASED);
+		return none;
+	}
 	if (s.candidates)
 		return holder_named(s.tgid);
 	if (s.others == 1 && s.last_tgid)
 		return holder_named(s.last_tgid);
+	count(C_HOLDER_AMBIGUOUS);
 	return none;
 }
 
