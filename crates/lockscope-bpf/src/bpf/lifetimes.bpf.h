@@ -98,16 +98,19 @@ struct freed_range {
 	u64 end;
 };
 
-/* One page of it, for retire_word: the page's slots [lo, hi) are inside. */
+/* One page of it, for retire_word: the page's slots [lo, hi) are inside,
+ * in its words from first_word on. */
 struct freed_page {
 	u64 page;
 	u32 lo;
 	u32 hi;
+	u32 first_word;
 	struct lock_slots slots;
 };
 
-static long retire_word(u32 word, struct freed_page *p)
+static long retire_word(u32 i, struct freed_page *p)
 {
+	u32 word = p->first_word + i;
 	u32 from = (word & (SLOT_WORDS - 1)) * 64, to = from + 64;
 	if (to <= p->lo || from >= p->hi)
 		return 0;
@@ -136,7 +139,9 @@ static long retire_page(u32 i, struct freed_range *r)
 	p.slots = *slots;
 	p.lo = p.page == r->first_page ? (r->object & ((1 << PAGE_SHIFT) - 1)) >> SLOT_SHIFT : 0;
 	p.hi = (r->end >> PAGE_SHIFT) == p.page ? (r->end & ((1 << PAGE_SHIFT) - 1)) >> SLOT_SHIFT : SLOTS_PER_PAGE;
-	bpf_loop(SLOT_WORDS, retire_word, &p, 0);
+	/* Only the words the object covers: a small object's one or two, not the page's 16. */
+	p.first_word = p.lo / 64;
+	bpf_loop((p.hi + 63) / 64 - p.first_word, retire_word, &p, 0);
 	return 0;
 }
 
