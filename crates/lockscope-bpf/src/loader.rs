@@ -94,8 +94,8 @@ pub struct Kernel<'a> {
     pub attached: Vec<String>,
     /// What the trace reader should know about how it was recorded.
     pub notes: Vec<String>,
-    /// Program names and fds (valid while the skeleton lives, which outlives this view).
-    progs: Vec<(String, RawFd)>,
+    /// The attached programs (fds valid while the skeleton lives, which outlives this view).
+    progs: Vec<AttachedProgram>,
     links: Vec<Link>,
 }
 
@@ -110,7 +110,7 @@ impl<'a> Kernel<'a> {
     pub fn program_stats(&self) -> Vec<ProgramStats> {
         self.progs
             .iter()
-            .filter_map(|(name, fd)| {
+            .filter_map(|AttachedProgram { name, fd }| {
                 let mut info = libbpf_sys::bpf_prog_info::default();
                 let mut len = std::mem::size_of_val(&info) as u32;
                 // SAFETY: info is a valid bpf_prog_info of `len` bytes.
@@ -138,15 +138,21 @@ pub struct ProgramStats {
     pub run_time_ns: u64,
 }
 
+/// A program attached by [`attach_all`]: its name in the BPF object and its fd.
+struct AttachedProgram {
+    name: String,
+    fd: RawFd,
+}
+
 fn attach_all<'p, 'obj: 'p>(
     progs: impl IntoIterator<Item = &'p ProgramMut<'obj>>,
-) -> Result<(Vec<Link>, Vec<(String, RawFd)>), RecordError> {
+) -> Result<(Vec<Link>, Vec<AttachedProgram>), RecordError> {
     let (mut links, mut fds) = (Vec::new(), Vec::new());
     for prog in progs {
         let link =
             prog.attach().map_err(|e| RecordError::Attach(libbpf_log::explain(format!("{}: {e}", prog.name().to_string_lossy()))))?;
         links.push(link);
-        fds.push((prog.name().to_string_lossy().into_owned(), prog.as_fd().as_raw_fd()));
+        fds.push(AttachedProgram { name: prog.name().to_string_lossy().into_owned(), fd: prog.as_fd().as_raw_fd() });
     }
     Ok((links, fds))
 }
