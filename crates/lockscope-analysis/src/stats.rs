@@ -1,6 +1,7 @@
 //! The statistics lockscope reports measured figures with: medians with a
 //! distribution-free confidence interval, slowdowns over repeated runs with
-//! Student's t interval, and Spearman's rank correlation with its interval. Deterministic: the same samples give the same interval.
+//! Student's t interval, and Spearman's rank correlation with its interval.
+//! Deterministic: the same samples give the same interval.
 
 use serde::{Deserialize, Serialize};
 
@@ -85,7 +86,7 @@ impl Slowdown {
 
     /// From several runs' windows. The windows of one run move together
     /// (each start places memory and files anew: runs of one stress cell
-    /// differed by 2 points where their windows agreed within 0.3), so the
+    /// differed by 2 points where their windows agreed within 0.5), so the
     /// runs are the independent samples: each run's median, and their mean
     /// with Student's t interval. One run with windows: as [`Slowdown::of`].
     pub fn of_runs(per_run: &[Vec<f64>]) -> Option<Slowdown> {
