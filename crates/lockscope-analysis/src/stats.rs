@@ -41,13 +41,18 @@ impl Estimate {
 
     /// Whether the interval leaves out zero: a difference the samples support.
     pub fn excludes_zero(&self) -> bool {
-        self.ci_low > 0.0 || self.ci_high < 0.0
+        excludes_zero(self.ci_low, self.ci_high)
     }
 
     /// Whether `x` lies inside the interval.
     pub fn covers(&self, x: f64) -> bool {
         self.ci_low <= x && x <= self.ci_high
     }
+}
+
+/// Whether the interval [lo, hi] leaves out zero.
+fn excludes_zero(lo: f64, hi: f64) -> bool {
+    lo > 0.0 || hi < 0.0
 }
 
 /// The median of `values` (NaNs left out); None without values.
@@ -107,7 +112,7 @@ impl Slowdown {
     }
 
     fn new(slowdown: f64, (ci_low, ci_high): (f64, f64), coverage: f64, windows: usize, runs: usize) -> Slowdown {
-        let interference = ci_low > 0.0 || ci_high < 0.0;
+        let interference = excludes_zero(ci_low, ci_high);
         Slowdown { slowdown, ci_low, ci_high, coverage, windows, runs, interference }
     }
 

@@ -9,7 +9,7 @@ use libbpf_rs::btf::Btf;
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{Link, MapCore, ProgramMut};
 use lockscope_trace::kallsyms::{addresses_of, PAGE_SYMBOLS};
-use lockscope_trace::Mode;
+use lockscope_trace::{Mode, ProgramCost};
 
 use crate::acquire_skel::{AcquireSkel, AcquireSkelBuilder};
 use crate::contention_skel::{ContentionSkel, ContentionSkelBuilder};
@@ -117,10 +117,8 @@ impl<'a> Kernel<'a> {
                 let ret =
                     unsafe { libbpf_sys::bpf_obj_get_info_by_fd(*fd, (&mut info as *mut libbpf_sys::bpf_prog_info).cast(), &mut len) };
                 (ret == 0).then(|| ProgramStats {
-                    name: name.clone(),
+                    cost: ProgramCost { name: name.clone(), runs: info.run_cnt, run_time_ns: info.run_time_ns },
                     recursion_misses: info.recursion_misses,
-                    runs: info.run_cnt,
-                    run_time_ns: info.run_time_ns,
                 })
             })
             .collect()
@@ -130,12 +128,10 @@ impl<'a> Kernel<'a> {
 /// The kernel's counts of one of a recorder's programs.
 #[derive(Clone, Debug, Default)]
 pub struct ProgramStats {
-    pub name: String,
+    /// Its runs and their time: counted only while BPF statistics are enabled.
+    pub cost: ProgramCost,
     /// Runs skipped because a BPF program was already active on the CPU.
     pub recursion_misses: u64,
-    /// Runs, and their time: counted only while BPF statistics are enabled.
-    pub runs: u64,
-    pub run_time_ns: u64,
 }
 
 /// A program attached by [`attach_all`]: its name in the BPF object and its fd.

@@ -15,8 +15,7 @@ use libbpf_rs::MapFlags;
 use lockscope_proc::procfs::{self, CgroupTarget};
 use lockscope_trace::context::is_interrupt_stack;
 use lockscope_trace::{
-    Counters, EndReason, HeldWait, LockPlace, LockRecord, ProgramCost, RecorderCost, Selector, Stack, SymbolTable, Trace, TraceMeta,
-    Workload,
+    Counters, EndReason, HeldWait, LockPlace, LockRecord, RecorderCost, Selector, Stack, SymbolTable, Trace, TraceMeta, Workload,
 };
 
 use crate::abi::{self, NR_COUNTERS};
@@ -464,9 +463,7 @@ impl<'k> Session<'k> {
         let mut counters: Counters = abi::counters_from(&values);
         let program_stats = k.program_stats();
         counters.recursion_misses = program_stats.iter().map(|p| p.recursion_misses).sum();
-        let recorder_cost = self.timing.as_ref().map(|_| {
-            RecorderCost::of(program_stats.into_iter().map(|p| ProgramCost { name: p.name, runs: p.runs, run_time_ns: p.run_time_ns }))
-        });
+        let recorder_cost = self.timing.as_ref().map(|_| RecorderCost::of(program_stats.into_iter().map(|p| p.cost)));
 
         mark_interrupt_context(&mut records, &stacks, symbols);
         counters.irq_filtered = records.iter().filter(|r| r.in_interrupt).map(|r| r.count).sum();

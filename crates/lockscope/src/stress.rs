@@ -20,8 +20,9 @@ use lockscope_platform::PlatformKind;
 /// the runs' medians with a 95% Student's t interval over the runs; from one
 /// run, the median over its windows with their order-statistic interval
 /// (95% from 6 windows on), which does not hold the next run's spread. A
-/// slowdown whose interval holds zero is reported as none. The worker reports its throughput every --sample; a worker whose
-/// operations take longer gets longer windows, and says so.
+/// slowdown whose interval holds zero is reported as none. The worker
+/// reports its throughput every --sample; a worker whose operations take
+/// longer gets longer windows, and says so.
 ///
 /// Writes to --output: stress.csv (every sample: platform, run, t, window,
 /// trashers running, ops/s), stress.json (windows, baselines and each trasher
