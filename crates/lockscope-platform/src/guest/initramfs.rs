@@ -121,7 +121,7 @@ pub fn build(
     std::os::unix::fs::symlink("../bin/busybox", root.join("sbin/modprobe")).map_err(io("linking modprobe"))?;
     for binary in binaries {
         let name = binary.file_name().ok_or_else(|| GuestError::Setup(format!("{} is not a file", binary.display())))?;
-        copy(binary, &root.join("usr/bin").join(name))?;
+        copy_without_debug_info(binary, &root.join("usr/bin").join(name))?;
         for lib in shared_libraries(binary)? {
             copy(Path::new(&lib), &root.join(lib.trim_start_matches('/')))?;
         }
@@ -195,6 +195,21 @@ fn copy(from: &Path, to: &Path) -> Result<(), GuestError> {
         std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
     }
     std::fs::copy(from, to).map(|_| ()).map_err(io(format!("copying {}", from.display())))
+}
+
+/// Copies a program without its debug sections: lockscope's release build
+/// keeps line tables (160 MB), which the guest's kernel would otherwise
+/// unpack from the initramfs, under emulation, on every boot. A plain copy
+/// where objcopy (binutils) is missing or fails.
+fn copy_without_debug_info(from: &Path, to: &Path) -> Result<(), GuestError> {
+    if let Some(parent) = to.parent() {
+        std::fs::create_dir_all(parent).map_err(io(format!("creating {}", parent.display())))?;
+    }
+    let stripped = Command::new("objcopy").arg("--strip-debug").arg(from).arg(to).stderr(std::process::Stdio::null()).status();
+    match stripped {
+        Ok(status) if status.success() => Ok(()),
+        _ => copy(from, to),
+    }
 }
 
 fn write_exec(path: &Path, text: &str) -> Result<(), GuestError> {
