@@ -131,7 +131,12 @@ enum Watch {
 pub fn record(plan: &RecordPlan, mut progress: impl FnMut(&Progress)) -> Result<Trace, RecordingError> {
     validate(&plan.workloads)?;
     lockscope_bpf::check_privileges()?;
-    let prepared = plan.workloads.iter().map(|spec| prepare(spec, &plan.env)).collect::<Result<Vec<_>, _>>()?;
+    let mut prepared = plan.workloads.iter().map(|spec| prepare(spec, &plan.env)).collect::<Result<Vec<_>, _>>()?;
+    for (spec, target) in plan.workloads.iter().zip(&mut prepared) {
+        if let Prepared::Held(instance, _) = target {
+            instance.wait_ready().map_err(|source| RecordingError::Platform { name: spec.name.clone(), source })?;
+        }
+    }
     let mut trace = lockscope_bpf::record(&plan.options, |session| {
         let mut watched = Vec::new();
         for (spec, target) in plan.workloads.iter().zip(prepared) {

@@ -478,6 +478,10 @@ fn run_once(
         observer.created(&spec, instance.as_ref())?;
         trashers.push(Trasher { name: spec.name, instance, state: TrasherState::Held });
     }
+    worker.wait_ready()?;
+    for t in &mut trashers {
+        t.instance.wait_ready()?;
+    }
     worker.start()?;
     observer.started(&worker_spec.name);
     let t0 = Instant::now();

@@ -200,6 +200,12 @@ pub trait Instance: Send {
     fn pids(&self) -> Vec<u32>;
     /// How the platform names it (container id, cgroup, VMM pid), for people.
     fn describe(&self) -> String;
+    /// Waits until the held workload can start at once: a microVM's boot,
+    /// which its creation only begins, so that instances created one after
+    /// another boot side by side. [`Instance::start`] waits too.
+    fn wait_ready(&mut self) -> Result<(), PlatformError> {
+        Ok(())
+    }
     /// Lets the held workload run.
     fn start(&mut self) -> Result<(), PlatformError>;
     /// The workload's standard output, when captured (once).

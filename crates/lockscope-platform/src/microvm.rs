@@ -62,6 +62,8 @@ pub struct MicroVm {
     gate: PathBuf,
     vmm_done: Arc<AtomicBool>,
     output: Option<std::fs::File>,
+    /// Booted to its start gate (see [`Instance::wait_ready`]).
+    ready: bool,
     stopped: bool,
 }
 
@@ -98,6 +100,8 @@ impl MicroVm {
                 });
             }
         }
+        // Made before qemu starts, so the console can be followed at once.
+        std::fs::File::create(&console).map_err(io("creating the microVM's console"))?;
         let qemu = machine.qemu(&cfg);
         let mut argv: Vec<String> =
             std::iter::once(qemu.get_program()).chain(qemu.get_args()).map(|a| a.to_string_lossy().into_owned()).collect();
@@ -105,9 +109,11 @@ impl MicroVm {
         let opts = LaunchOptions { cpus: spec.cpus.clone(), stderr: Some(machine.work_dir().join("qemu.log")), ..LaunchOptions::default() };
         let mut vmm = spawn_held_with(&argv, &opts).map_err(io("starting qemu-system-x86_64"))?;
         vmm.release().map_err(io("starting qemu-system-x86_64"))?;
-        let mut vm = MicroVm { machine, vmm, console, gate, vmm_done: Arc::new(AtomicBool::new(false)), output: None, stopped: false };
-        vm.wait_until_booted()?;
-        // The workload writes to the guest's console, a file here: nothing to inherit.
+        let mut vm =
+            MicroVm { machine, vmm, console, gate, vmm_done: Arc::new(AtomicBool::new(false)), output: None, ready: false, stopped: false };
+        // The workload writes to the guest's console, a file here: nothing to
+        // inherit (its boot messages before the workload's are no lines a
+        // workload reports).
         if spec.output == crate::Output::Capture {
             vm.output = Some(vm.follow_console()?);
         }
@@ -175,7 +181,16 @@ impl Instance for MicroVm {
         format!("qemu microVM (VMM pid {})", self.vmm.pid)
     }
 
+    fn wait_ready(&mut self) -> Result<(), PlatformError> {
+        if !self.ready {
+            self.wait_until_booted()?;
+            self.ready = true;
+        }
+        Ok(())
+    }
+
     fn start(&mut self) -> Result<(), PlatformError> {
+        self.wait_ready()?;
         let mut gate = std::fs::OpenOptions::new()
             .write(true)
             .open(format!("{}.in", self.gate.display()))
