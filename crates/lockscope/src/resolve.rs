@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use lockscope_experiments::resolve::{resolve_in_place, version_mismatch, DebugInfoChoice, OtherVersion, ResolveProgress};
+use lockscope_experiments::resolve::{version_mismatch, DebugInfoChoice, OtherVersion, ResolveProgress, TreeResolver};
 use lockscope_trace::{read_trace, write_trace, Trace};
 
 use crate::progress::spinner;
@@ -77,11 +77,15 @@ pub fn run(args: Args) -> Result<()> {
         Some(warning) => as_other_version(&mut trace, &args.tree.root(), &warning)?,
         None => {
             let bar = spinner("{spinner} {msg}");
-            resolve_in_place(&mut trace, &args.tree.tree(), &args.debug.choice(), |p| match p {
+            let shown = |p: ResolveProgress| match p {
                 ResolveProgress::DebugInfo(vmlinux) => eprintln!("call sites located with the debug info in {}", vmlinux.display()),
                 ResolveProgress::LoadingIndex(active) => bar.set_message(format!("loading clangd's index {}", active.join(", "))),
                 ResolveProgress::Stack { done, total, function } => bar.set_message(format!("resolving stack {done}/{total} {function}")),
-            })?;
+            };
+            let mut resolver = TreeResolver::open(&args.tree.tree(), shown)?;
+            let resolved = resolver.resolve(&mut trace, &args.debug.choice(), shown);
+            resolver.close();
+            resolved?;
             bar.finish_and_clear();
         }
     }
