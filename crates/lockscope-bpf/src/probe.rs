@@ -25,6 +25,11 @@ pub enum Hook {
 impl Hook {
     pub const ALL: [Hook; 4] = [Hook::Fentry, Hook::Kprobe, Hook::TpBtf, Hook::Tracepoint];
 
+    /// Whether it serves acquire mode (every acquisition), else contention mode.
+    pub fn acquires(self) -> bool {
+        matches!(self, Hook::Fentry | Hook::Kprobe)
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Hook::Fentry => "fentry on mutex_lock",

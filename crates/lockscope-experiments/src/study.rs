@@ -12,7 +12,7 @@ use std::time::Duration;
 use lockscope_analysis::compare::{self, Comparison};
 use lockscope_analysis::html::{self, Correlation, StressFigure};
 use lockscope_analysis::stats::{spearman, spearman_interval};
-use lockscope_bpf::{ModeRequest, RecordOptions};
+use lockscope_bpf::{probe_hooks, ModeRequest, RecordOptions};
 use lockscope_platform::guest::{self, GuestConfig};
 use lockscope_platform::{Env, Output, PlacedWorkload, PlatformError, PlatformKind};
 use lockscope_trace::{read_trace, write_trace, DebianKernel, EndReason, Selector, Trace, TraceError};
@@ -193,7 +193,8 @@ pub struct StudyConfig {
     pub output: PathBuf,
     /// Platforms to study; empty: every usable one.
     pub platforms: Vec<PlatformKind>,
-    /// Kernels to study them in (the host platform only, in a guest kernel).
+    /// Kernels to study them in (the host platform only, in a guest kernel);
+    /// empty: [`default_kernels`].
     pub kernels: Vec<StudyKernel>,
     /// Names from [`WORKLOADS`] (see [`expand_workloads`]).
     pub workloads: Vec<String>,
@@ -303,10 +304,14 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
     }
     let mut notes: Vec<String> = not_available_notes(&cfg.workloads).collect();
     let platforms = choose_platforms(&cfg.platforms, &cfg.env, &mut notes)?;
+    let kernels = match cfg.kernels.is_empty() {
+        true => default_kernels(cfg.mode, &mut notes),
+        false => cfg.kernels.clone(),
+    };
     let plan = Plan {
         workloads: cfg.workloads.clone(),
         platforms: platforms.iter().map(|p| p.name().to_owned()).collect(),
-        kernels: cfg.kernels.iter().map(|k| k.name()).collect(),
+        kernels: kernels.iter().map(|k| k.name()).collect(),
         duration_secs: cfg.duration.as_secs_f64(),
         runs: cfg.runs,
         stress: cfg.stress,
@@ -316,11 +321,11 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
         events(StudyEvent::Resuming(&cfg.output));
     }
 
-    let cells = cells(&plan.workloads, &platforms, &cfg.kernels, &mut notes);
+    let cells = cells(&plan.workloads, &platforms, &kernels, &mut notes);
     let total = cells.len() as u64 * (cfg.runs as u64 + cfg.stress.is_some() as u64);
     let mut done = 0;
 
-    for kernel in cfg.kernels.iter().filter(|k| cells.iter().any(|c| c.kernel == **k)).filter_map(|k| k.column_suffix()) {
+    for kernel in kernels.iter().filter(|k| cells.iter().any(|c| c.kernel == **k)).filter_map(|k| k.column_suffix()) {
         notes.push(format!(
             "columns @{kernel}: Debian's {kernel} kernel booted under qemu ({}), acquire mode; their rates are of the emulated \
              machine, comparable within those columns",
@@ -355,13 +360,13 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
         }
     }
 
-    for kernel in recorded_guest_kernels(&cfg.kernels, &traces) {
+    for kernel in recorded_guest_kernels(&kernels, &traces) {
         fetch_guest_debug_info(kernel, &mut notes, |doing| events(StudyEvent::Step { done, total, doing }));
     }
     events(StudyEvent::Step { done, total, doing: "resolving call sites against the kernel source" });
     let guest_kernels = match cfg.kernel_src {
         Some(_) => vec![],
-        None => recorded_guest_kernels(&cfg.kernels, &traces),
+        None => recorded_guest_kernels(&kernels, &traces),
     };
     let progress = |doing: &str| events(StudyEvent::Step { done, total, doing });
     resolve_traces(cfg.kernel_src.as_deref(), &guest_kernels, &mut traces, &mut notes, progress)?;
@@ -416,6 +421,31 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
     write_report(&cfg.output, &plan, notes, &traces, &stress_results, complete)
 }
 
+/// The kernels a study runs in when none are asked for: this one, and, where
+/// it allows contention mode only (no fentry, no kprobes: this machine's),
+/// Debian's 6.1 too, the paper's kernel, booted under qemu, where acquire
+/// mode counts every acquisition as the paper did.
+pub fn default_kernels(mode: ModeRequest, notes: &mut Vec<String>) -> Vec<StudyKernel> {
+    let running = vec![StudyKernel::Running];
+    if mode != ModeRequest::Auto || probe_hooks().iter().any(|h| h.available && h.hook.acquires()) {
+        return running;
+    }
+    let paper = DebianKernel::V6_1;
+    let series = paper.series();
+    if !guest::qemu_installed() {
+        notes.push(format!(
+            "this kernel allows contention mode only, and acquire mode in Debian's {series} kernel (--kernel {paper}) \
+             needs qemu-system-x86_64: apt-get install qemu-system-x86"
+        ));
+        return running;
+    }
+    notes.push(format!(
+        "this kernel allows contention mode only (no fentry, no kprobes), so the study adds Debian's {series} kernel \
+         under qemu (--kernel running,{paper}): acquire mode there, every acquisition counted, as the paper measured"
+    ));
+    vec![StudyKernel::Running, StudyKernel::Debian(paper)]
+}
+
 /// Each workload on each platform, in each kernel (where a guest kernel
 /// studies the host platform only); a note for the rest.
 fn cells(workloads: &[String], platforms: &[PlatformKind], kernels: &[StudyKernel], notes: &mut Vec<String>) -> Vec<StudyCell> {
@@ -423,14 +453,15 @@ fn cells(workloads: &[String], platforms: &[PlatformKind], kernels: &[StudyKerne
     for w in workloads {
         for &kernel in kernels {
             for &platform in platforms {
-                let cell = StudyCell { workload: w.clone(), platform, kernel };
-                if kernel != StudyKernel::Running && platform != PlatformKind::Host {
-                    notes.push(format!("{w} on {} skipped: in a guest kernel only the host platform is studied", cell.column()));
-                } else {
-                    cells.push(cell);
+                if kernel == StudyKernel::Running || platform == PlatformKind::Host {
+                    cells.push(StudyCell { workload: w.clone(), platform, kernel });
                 }
             }
         }
+    }
+    let others: Vec<&str> = platforms.iter().filter(|&&p| p != PlatformKind::Host).map(|p| p.name()).collect();
+    for suffix in kernels.iter().filter_map(|k| k.column_suffix()).filter(|_| !others.is_empty()) {
+        notes.push(format!("@{suffix}: {} not studied; in a guest kernel only the host platform is", others.join(", ")));
     }
     cells
 }
@@ -944,16 +975,31 @@ mod tests {
         let cells = cells(&["mem-8k".into(), "cnn".into()], &[PlatformKind::Host, PlatformKind::Runc], &kernels, &mut notes);
         let ids: Vec<String> = cells.iter().map(StudyCell::id).collect();
         assert_eq!(ids, ["mem-8k@host", "mem-8k@runc", "mem-8k@host@6.1", "cnn@host", "cnn@runc", "cnn@host@6.1"]);
-        assert_eq!(
-            notes,
-            [
-                "mem-8k on runc@6.1 skipped: in a guest kernel only the host platform is studied",
-                "cnn on runc@6.1 skipped: in a guest kernel only the host platform is studied",
-            ]
-        );
+        assert_eq!(notes, ["@6.1: runc not studied; in a guest kernel only the host platform is"]);
         assert_eq!(StudyKernel::parse("debian-6.1").unwrap(), StudyKernel::Debian(DebianKernel::V6_1));
         assert_eq!(StudyKernel::parse("debian-6.12").unwrap(), StudyKernel::Debian(DebianKernel::V6_12));
         let unknown = StudyKernel::parse("6.1").unwrap_err().to_string();
         assert_eq!(unknown, "unknown kernel \"6.1\"; a study runs in running, debian-6.1, debian-6.12");
+    }
+
+    /// On the kernel these tests run on, found by loading programs (as root):
+    /// where it refuses both acquire-mode hooks (as this machine's does), a
+    /// study with no kernel asked for adds the paper's 6.1 guest, and says why.
+    #[test]
+    fn a_kernel_without_acquire_mode_adds_the_papers_kernel_by_default() {
+        let acquire = probe_hooks().iter().any(|h| h.available && h.hook.acquires());
+        let mut notes = vec![];
+        let kernels = default_kernels(ModeRequest::Auto, &mut notes);
+        if acquire {
+            assert_eq!(kernels, [StudyKernel::Running]);
+            assert!(notes.is_empty(), "{notes:?}");
+        } else {
+            assert!(guest::qemu_installed(), "qemu is installed where the tests run (.ci/run installs it)");
+            assert_eq!(kernels, [StudyKernel::Running, StudyKernel::Debian(DebianKernel::V6_1)]);
+            assert!(notes[0].contains("contention mode only") && notes[0].contains("--kernel running,debian-6.1"), "{notes:?}");
+        }
+        let mut notes = vec![];
+        assert_eq!(default_kernels(ModeRequest::Contention, &mut notes), [StudyKernel::Running], "asked for contention mode, kept to it");
+        assert!(notes.is_empty(), "{notes:?}");
     }
 }

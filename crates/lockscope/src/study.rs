@@ -44,8 +44,10 @@ pub struct Args {
     /// kernel (~60-110 MB) and its debug info (~0.9-1 GB) are fetched once,
     /// and its source (`linux-source-6.12`) extracted and configured once;
     /// clangd's index of it, for locks reached through other files, comes
-    /// from `lockscope source prepare --kernel debian-6.12`.
-    #[arg(long = "kernel", value_delimiter = ',', default_value = "running")]
+    /// from `lockscope source prepare --kernel debian-6.12`. [default:
+    /// running, and debian-6.1 too where this kernel allows contention mode
+    /// only, so that the study counts every acquisition as the paper did]
+    #[arg(long = "kernel", value_delimiter = ',')]
     kernels: Vec<String>,
     /// Workloads to study: names (mem-8k, mem-1m, file-list, file-create,
     /// file-delete; image-processing, video-processing, face-detection,

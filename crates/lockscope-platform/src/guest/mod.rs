@@ -109,6 +109,12 @@ fn has_hardware_virtualization(cpuinfo: &str) -> bool {
         .any(|flags| flags.split_whitespace().any(|f| f == "vmx" || f == "svm"))
 }
 
+/// Whether qemu is installed: a guest's one requirement here besides the
+/// kernel packages it fetches.
+pub fn qemu_installed() -> bool {
+    Command::new("qemu-system-x86_64").arg("--version").output().is_ok_and(|o| o.status.success())
+}
+
 /// The accelerator for a guest that attaches BPF trampolines: KVM where it
 /// works, else single-threaded TCG.
 pub fn default_accel() -> &'static str {
