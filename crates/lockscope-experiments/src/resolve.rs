@@ -250,7 +250,9 @@ pub fn resolve_traces(
                 ResolveProgress::DebugInfo(_) => {}
             };
             if open.as_ref().is_none_or(|r| r.root() != root) {
-                open.take().map(TreeResolver::close);
+                if let Some(other) = open.take() {
+                    other.close();
+                }
                 open = Some(TreeResolver::open(&SourceTree { kernel_src: Some(root.clone()), clangd: None }, &mut shown)?);
             }
             open.as_mut().expect("opened above").resolve(trace, &DebugInfoChoice::default(), &mut shown)?;
@@ -260,7 +262,9 @@ pub fn resolve_traces(
             resolved_in.push(root);
         }
     }
-    open.map(TreeResolver::close);
+    if let Some(resolver) = open {
+        resolver.close();
+    }
     notes.extend(resolved_in.iter().map(|root| format!("locks resolved against the kernel source at {}", root.display())));
     notes.extend(why_nots.into_iter().map(|why| format!("call sites not resolved at their lines: {why}")));
     // The others: what survives a change of version, from the same source.
