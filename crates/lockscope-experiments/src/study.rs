@@ -12,7 +12,7 @@ use std::time::Duration;
 use lockscope_analysis::compare::{self, Comparison};
 use lockscope_analysis::html::{self, Correlation, StressFigure};
 use lockscope_analysis::stats::{spearman, spearman_interval};
-use lockscope_bpf::{probe_hooks, ModeRequest, RecordOptions};
+use lockscope_bpf::{probe_hooks, HookStatus, ModeRequest, RecordOptions};
 use lockscope_platform::guest::{self, GuestConfig};
 use lockscope_platform::{Env, Output, PlacedWorkload, PlatformError, PlatformKind};
 use lockscope_trace::{read_trace, write_trace, DebianKernel, EndReason, Selector, Trace, TraceError};
@@ -427,7 +427,7 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
 /// mode counts every acquisition as the paper did.
 pub fn default_kernels(mode: ModeRequest, notes: &mut Vec<String>) -> Vec<StudyKernel> {
     let running = vec![StudyKernel::Running];
-    if mode != ModeRequest::Auto || probe_hooks().iter().any(|h| h.available && h.hook.acquires()) {
+    if mode != ModeRequest::Auto || !contention_only(&probe_hooks()) {
         return running;
     }
     let paper = DebianKernel::V6_1;
@@ -444,6 +444,13 @@ pub fn default_kernels(mode: ModeRequest, notes: &mut Vec<String>) -> Vec<StudyK
          under qemu (--kernel running,{paper}): acquire mode there, every acquisition counted, as the paper measured"
     ));
     vec![StudyKernel::Running, StudyKernel::Debian(paper)]
+}
+
+/// Whether contention mode's hooks load and acquire mode's do not. (Without
+/// privileges none loads: the recording's own error says so.)
+fn contention_only(hooks: &[HookStatus]) -> bool {
+    let allows = |acquire: bool| hooks.iter().any(|h| h.available && h.hook.acquires() == acquire);
+    allows(false) && !allows(true)
 }
 
 /// Each workload on each platform, in each kernel (where a guest kernel
@@ -911,6 +918,7 @@ fn correlate(c: &Comparison, figures: &[&StressFigure], kernel: StudyKernel) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lockscope_bpf::Hook;
     use lockscope_trace::Selector;
 
     #[test]
@@ -987,10 +995,15 @@ mod tests {
     /// study with no kernel asked for adds the paper's 6.1 guest, and says why.
     #[test]
     fn a_kernel_without_acquire_mode_adds_the_papers_kernel_by_default() {
-        let acquire = probe_hooks().iter().any(|h| h.available && h.hook.acquires());
+        let status = |hook, available| HookStatus { hook, available, reason: None };
+        let this_machine = [status(Hook::Fentry, false), status(Hook::Kprobe, false), status(Hook::TpBtf, true)];
+        assert!(contention_only(&this_machine));
+        assert!(!contention_only(&[status(Hook::Kprobe, true), status(Hook::TpBtf, true)]));
+        assert!(!contention_only(&[status(Hook::TpBtf, false), status(Hook::Tracepoint, false)]), "no privileges");
+
         let mut notes = vec![];
         let kernels = default_kernels(ModeRequest::Auto, &mut notes);
-        if acquire {
+        if !contention_only(&probe_hooks()) {
             assert_eq!(kernels, [StudyKernel::Running]);
             assert!(notes.is_empty(), "{notes:?}");
         } else {
