@@ -29,7 +29,7 @@ const READY: &str = "lockscope-microvm: waiting";
 const EXITED: &str = "lockscope-microvm: exit status ";
 
 pub fn availability(env: &Env) -> Availability {
-    let Some(qemu) = version_of("qemu-system-x86_64", "--version") else {
+    let Some(qemu) = crate::guest::qemu_version() else {
         return Availability { usable: false, detail: "qemu-system-x86_64 not found: apt-get install qemu-system-x86".into() };
     };
     let kernel = if crate::guest::GuestKernel::is_cached(&env.guest_cache, crate::guest::DebianKernel::V6_1) {

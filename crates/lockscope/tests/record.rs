@@ -181,9 +181,19 @@ fn is_across(w: &HeldWait) -> bool {
 /// at most once in a million waits here; more than one in ten thousand is a
 /// defect.
 fn assert_spinlock_holders_rarely_across(held: &[HeldWait], spinlocks: &[u64]) {
-    let on_them = || held.iter().filter(|w| spinlocks.contains(&w.lock_addr));
-    let (across, all): (u64, u64) = (on_them().filter(|w| is_across(w)).map(|w| w.count).sum(), on_them().map(|w| w.count).sum());
-    assert!(across * 10_000 <= all, "{across} of {all} waits on private spinlocks attributed to the other workload");
+    assert_rarely_across(held, spinlocks, 10_000, "private spinlocks");
+}
+
+/// At most one in `one_in` of the waits on `locks` (private ones) attributed
+/// to the other workload.
+fn assert_rarely_across(held: &[HeldWait], locks: &[u64], one_in: u64, what: &str) {
+    let on_them: Vec<&HeldWait> = held.iter().filter(|w| locks.contains(&w.lock_addr)).collect();
+    let across: Vec<&&HeldWait> = on_them.iter().filter(|w| is_across(w)).collect();
+    let all: u64 = on_them.iter().map(|w| w.count).sum();
+    assert!(
+        across.iter().map(|w| w.count).sum::<u64>() * one_in <= all,
+        "of {all} waits on {what}, attributed to the other workload: {across:#?}"
+    );
 }
 
 /// The addresses of the spinlocks whose object name starts with `prefix`.
@@ -253,13 +263,7 @@ fn pipe_pair(extra: &[String]) -> (Value, Value, Vec<HeldWait>) {
         locks.iter().filter(is_pipe).filter(kind).map(|l| l["addr"].as_u64().unwrap()).collect()
     };
     let held = lockscope_trace::read_trace(&trace).unwrap().held_waits;
-    let on_mutexes = || held.iter().filter(|w| addrs(false).contains(&w.lock_addr));
-    let across: Vec<_> = on_mutexes().filter(|w| is_across(w)).collect();
-    let all: u64 = on_mutexes().map(|w| w.count).sum();
-    assert!(
-        across.iter().map(|w| w.count).sum::<u64>() * 100_000 <= all,
-        "of {all} waits on private pipe mutexes, attributed to the other workload: {across:#?}"
-    );
+    assert_rarely_across(&held, &addrs(false), 100_000, "private pipe mutexes");
     assert_spinlock_holders_rarely_across(&held, &addrs(true));
     for name in ["a", "b"] {
         assert!(waited(&report, name, "self", None) > 0, "{name} waited on its own pipe: {:#}", report["waits_by_holder"]);

@@ -109,10 +109,13 @@ fn has_hardware_virtualization(cpuinfo: &str) -> bool {
         .any(|flags| flags.split_whitespace().any(|f| f == "vmx" || f == "svm"))
 }
 
-/// Whether qemu is installed: a guest's one requirement here besides the
-/// kernel packages it fetches.
-pub fn qemu_installed() -> bool {
-    Command::new("qemu-system-x86_64").arg("--version").output().is_ok_and(|o| o.status.success())
+/// The emulator every guest and microVM runs in.
+const QEMU: &str = "qemu-system-x86_64";
+
+/// qemu's version line, None where it is not installed: a guest's one
+/// requirement here besides the kernel packages it fetches.
+pub fn qemu_version() -> Option<String> {
+    crate::version_of(QEMU, "--version")
 }
 
 /// The accelerator for a guest that attaches BPF trampolines: KVM where it
@@ -223,7 +226,7 @@ impl Machine {
     /// qemu for this machine; the caller adds its serial ports.
     pub fn qemu(&self, cfg: &GuestConfig) -> Command {
         let drive = |p: &Path| format!("file={},format=raw,if=virtio", p.display());
-        let mut qemu = Command::new("qemu-system-x86_64");
+        let mut qemu = Command::new(QEMU);
         qemu.args(["-accel", &cfg.accel, "-m", &cfg.memory_mb.to_string(), "-smp", &cfg.cpus.to_string()])
             .arg("-kernel")
             .arg(&self.kernel.vmlinuz)
