@@ -295,6 +295,8 @@ static __always_inline int record_wait_end(u64 lock)
 
 static __always_inline int on_init(u64 lock)
 {
+	if (!pages_held_locks(lock >> PAGE_SHIFT, lock >> PAGE_SHIFT))
+		return 0;
 	return GUARDED(record_init(lock));
 }
 

@@ -40,9 +40,50 @@ struct {
 	__type(value, struct lock_slots);
 } lock_pages SEC(".maps");
 
+/* Which pages have held an acquired lock: one bit per page number's low 20
+ * bits (the direct map's pages are consecutive, so 4 GiB of it get a bit
+ * each; elsewhere two pages may share one, which only costs a walk). Bits are
+ * never cleared. A free or lock init in a page that never held a lock the
+ * trace saw ends none of its locks: it returns after this array lookup (which
+ * the verifier inlines), before any hash-map lookup or loop. */
+#define LOCK_PAGE_WORDS (1 << 14)
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, LOCK_PAGE_WORDS);
+	__type(key, u32);
+	__type(value, u64);
+} lock_page_bits SEC(".maps");
+
+static __always_inline u64 *lock_page_word(u64 page)
+{
+	u32 index = (page >> 6) & (LOCK_PAGE_WORDS - 1);
+	return bpf_map_lookup_elem(&lock_page_bits, &index);
+}
+
+/* Objects larger than this are walked only this far. */
+#define MAX_FREED_PAGES 4
+
+/* Whether any page of [first, last] may have held an acquired lock. */
+static __always_inline bool pages_held_locks(u64 first, u64 last)
+{
+	for (int i = 0; i <= MAX_FREED_PAGES; i++) {
+		u64 page = first + i;
+		if (page > last)
+			break;
+		u64 *word = lock_page_word(page);
+		if (!word || (*word & (1ULL << (page & 63))))
+			return true;
+	}
+	return false;
+}
+
 static __always_inline void remember_address(u64 lock)
 {
 	u64 page = lock >> PAGE_SHIFT;
+	u64 *bits = lock_page_word(page);
+	if (bits && !(*bits & (1ULL << (page & 63))))
+		__sync_fetch_and_or(bits, 1ULL << (page & 63));
 	struct lock_slots *slots = bpf_map_lookup_elem(&lock_pages, &page);
 	if (!slots) {
 		struct lock_slots none = {};
@@ -58,7 +99,10 @@ static __always_inline void remember_address(u64 lock)
 		__sync_fetch_and_or(word, bit);
 }
 
-/* A new lock at an address: later acquisitions belong to a new generation. */
+/* A new lock at an address: later acquisitions belong to a new generation.
+ * Only addresses whose page held an acquired lock need one: the generation
+ * tells apart the lives of an address that were acquired, and the first such
+ * acquisition marks the page before any later init or free of it. */
 static __always_inline int record_init(u64 lock)
 {
 	u32 *g = bpf_map_lookup_elem(&generations, &lock);
@@ -70,9 +114,6 @@ static __always_inline int record_init(u64 lock)
 	}
 	return 0;
 }
-
-/* Objects larger than this are walked only this far. */
-#define MAX_FREED_PAGES 4
 
 /* One word of a freed range's slots, for retire_slot. */
 struct freed_word {
@@ -149,7 +190,7 @@ static long retire_page(u32 i, struct freed_range *r)
  * inside it ends, and its address starts a new generation. */
 static __always_inline int record_free(u64 object, u32 size)
 {
-	if (!object || !size)
+	if (!object || !size || !pages_held_locks(object >> PAGE_SHIFT, (object + size - 1) >> PAGE_SHIFT))
 		return 0;
 	struct freed_range r = { .first_page = object >> PAGE_SHIFT, .object = object, .end = object + size };
 	bpf_loop(MAX_FREED_PAGES + 1, retire_page, &r, 0);
