@@ -4,9 +4,13 @@
 //! here is a copy kept by hand; a change on the C side changes these types
 //! or fails the build.
 
+use std::collections::BTreeMap;
+
 use lockscope_trace::{Counters, HeldWait, Holder, LockPlace, LockRecord, SlabCache};
 
-use crate::contention_skel::types::{agg_key, agg_val, cgroup_target, counter, holder_key, holder_val, lks_flag, lock_place, place_key};
+use crate::contention_skel::types::{
+    agg_key, agg_val, cache_info, cgroup_target, counter, holder_key, holder_val, lks_flag, lock_place, place_key,
+};
 
 // Both objects include the same header; their generated types must agree.
 const _: () = {
@@ -107,21 +111,26 @@ pub fn cgroup_target(id: u64, level: u32, workload: u32) -> Vec<u8> {
     bytes_of(&cgroup_target { id, level, workload }).to_vec()
 }
 
-/// A `lock_places` entry: where the lock at its key lives.
-pub fn lock_place(key: &[u8], value: &[u8]) -> LockPlace {
+/// A `cache_infos` entry: a slab cache's address and geometry.
+pub fn slab_cache(key: &[u8], value: &[u8]) -> (u64, SlabCache) {
+    let info: cache_info = read(value);
+    let name: Vec<u8> = info.name.iter().map(|&c| c as u8).take_while(|&c| c != 0).collect();
+    let cache = SlabCache {
+        name: String::from_utf8_lossy(&name).into_owned(),
+        slot_size: info.size,
+        object_size: info.object_size,
+        red_left_pad: info.red_left_pad,
+        order: info.order,
+        min_order: info.min_order,
+    };
+    (u64_from(key), cache)
+}
+
+/// A `lock_places` entry: where the lock at its key lives, its cache's
+/// geometry from `caches` (the `cache_infos` entries).
+pub fn lock_place(key: &[u8], value: &[u8], caches: &BTreeMap<u64, SlabCache>) -> LockPlace {
     let place: lock_place = read(value);
-    let slab = (place.cache != 0).then(|| {
-        let info = place.info;
-        let name: Vec<u8> = info.name.iter().map(|&c| c as u8).take_while(|&c| c != 0).collect();
-        SlabCache {
-            name: String::from_utf8_lossy(&name).into_owned(),
-            slot_size: info.size,
-            object_size: info.object_size,
-            red_left_pad: info.red_left_pad,
-            order: info.order,
-            min_order: info.min_order,
-        }
-    });
+    let slab = caches.get(&place.cache).cloned();
     // The programs note a slab's start only with its cache.
     let key: place_key = read(key);
     LockPlace { lock_addr: key.lock, generation: key.generation, slab_start: (place.slab_start != 0).then_some(place.slab_start), slab }

@@ -47,9 +47,10 @@ pub struct Maps<'a> {
     pub holders: Option<&'a dyn MapCore>,
 }
 
-/// `lock_places` and `percpu_runqueues`.
+/// `lock_places`, `cache_infos` and `percpu_runqueues`.
 pub struct PlaceMaps<'a> {
     pub locks: &'a dyn MapCore,
+    pub caches: &'a dyn MapCore,
     pub runqueues: &'a dyn MapCore,
 }
 
@@ -63,7 +64,7 @@ macro_rules! common_maps {
             stacks: &$m.stacks,
             aggregates: &$m.aggregates,
             counters: &$m.counters,
-            places: PlaceMaps { locks: &$m.lock_places, runqueues: &$m.percpu_runqueues },
+            places: PlaceMaps { locks: &$m.lock_places, caches: &$m.cache_infos, runqueues: &$m.percpu_runqueues },
             holders: None,
         }
     };

@@ -15,7 +15,7 @@ use libbpf_rs::MapFlags;
 use lockscope_proc::procfs::{self, CgroupTarget};
 use lockscope_trace::context::is_interrupt_stack;
 use lockscope_trace::{
-    Counters, EndReason, HeldWait, LockPlace, LockRecord, RecorderCost, Selector, Stack, SymbolTable, Trace, TraceMeta, Workload,
+    Counters, EndReason, HeldWait, LockPlace, LockRecord, RecorderCost, Selector, SlabCache, Stack, SymbolTable, Trace, TraceMeta, Workload,
 };
 
 use crate::abi::{self, NR_COUNTERS};
@@ -414,9 +414,10 @@ impl<'k> Session<'k> {
     /// Where the recorded locks live, as the programs noted it.
     fn places(&self) -> Result<Vec<LockPlace>, RecordError> {
         let maps = &self.kernel.maps.places;
+        let caches: BTreeMap<u64, SlabCache> = hash_entries(maps.caches)?.iter().map(|(key, value)| abi::slab_cache(key, value)).collect();
         let mut places = vec![];
         for (key, value) in hash_entries(maps.locks)? {
-            places.push(abi::lock_place(&key, &value));
+            places.push(abi::lock_place(&key, &value, &caches));
         }
         places.sort_by_key(|p| (p.lock_addr, p.generation));
         Ok(places)

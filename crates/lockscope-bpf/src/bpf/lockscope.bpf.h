@@ -95,7 +95,7 @@ enum counter {
 	C_REENTERED,       /* skipped: a lockscope program was already running on this CPU */
 	C_FREED_LOCKS,     /* lock addresses given a new generation by a slab free */
 	C_UNSIZED_FREES,   /* bulk-freed objects not walked: their slab cache was not found */
-	C_PLACES_FULL,     /* a lock's place not kept: lock_places full */
+	C_PLACES_FULL,     /* a lock's place or its cache's geometry not kept: map full */
 	C_HOLDERS_FULL,    /* a wait not attributed to its lock's holder: holder_waits full */
 	C_HOLDER_RELEASED, /* spinlock holder unnamed: the lock free at either read of its word */
 	C_HOLDER_UNSEEN,   /* spinlock holder unnamed: a CPU in an interrupt or not seen yet */

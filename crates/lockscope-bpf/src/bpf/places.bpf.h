@@ -1,9 +1,9 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
  * Where each lock lives, learned once per lock (address and generation),
- * never per acquisition: the slab cache holding it and that cache's
- * geometry, from which user space finds the lock's object type and member
- * (lockscope-naming). The cache comes from the bpf_get_kmem_cache kfunc
+ * never per acquisition: the slab cache holding it, and that cache's
+ * geometry (once per cache), from which user space finds the lock's object
+ * type and member (lockscope-naming). The cache comes from the bpf_get_kmem_cache kfunc
  * (6.13+, BTF-typed tracepoints) or from the lock's page (the kernel's
  * virt_to_slab, where kallsyms locates the page array); the page also gives
  * the slab's first byte. Each CPU's runqueues is noted too, for locks in
@@ -76,6 +76,35 @@ static __always_inline bool pages_readable(void)
 	return page_offset_base_addr && vmemmap_base_addr && max_pfn_addr && slab_pages_marked();
 }
 
+/* Where the direct map and the page array begin, read once: KASLR fixes them
+ * at boot. max_pfn is read again only for an object past it (memory added
+ * since). A global, so each read after the first is a load, not a helper call. */
+static struct {
+	u64 direct_map;
+	u64 pages;
+	u64 page_count;
+} layout;
+
+static __always_inline bool read_layout(void)
+{
+	if (!layout.direct_map &&
+	    (bpf_probe_read_kernel(&layout.pages, sizeof(layout.pages), (void *)vmemmap_base_addr) ||
+	     bpf_probe_read_kernel(&layout.direct_map, sizeof(layout.direct_map), (void *)page_offset_base_addr)))
+		return false;
+	return layout.direct_map != 0;
+}
+
+static __always_inline bool in_direct_map(u64 object)
+{
+	if (object < layout.direct_map)
+		return false;
+	u64 pfn = (object - layout.direct_map) >> PAGE_SHIFT;
+	if (pfn < layout.page_count)
+		return true;
+	return !bpf_probe_read_kernel(&layout.page_count, sizeof(layout.page_count), (void *)max_pfn_addr) &&
+	       pfn < layout.page_count;
+}
+
 /* The slab holding an object, read from its page (as the kernel's
  * virt_to_slab does); a NULL cache when it is not a slab object. Addresses
  * outside the direct map (the kernel image, vmalloc) have no page there:
@@ -83,12 +112,9 @@ static __always_inline bool pages_readable(void)
 static __always_inline struct slab_of slab_of(u64 object)
 {
 	struct slab_of none = {};
-	u64 direct_map = 0, pages = 0, page_count = 0;
-	if (!pages_readable() || bpf_probe_read_kernel(&direct_map, sizeof(direct_map), (void *)page_offset_base_addr) ||
-	    bpf_probe_read_kernel(&pages, sizeof(pages), (void *)vmemmap_base_addr) ||
-	    bpf_probe_read_kernel(&page_count, sizeof(page_count), (void *)max_pfn_addr) || object < direct_map ||
-	    (object - direct_map) >> PAGE_SHIFT >= page_count)
+	if (!pages_readable() || !read_layout() || !in_direct_map(object))
 		return none;
+	u64 direct_map = layout.direct_map, pages = layout.pages;
 	u64 page_size = bpf_core_type_size(struct page);
 	u64 page = pages + ((object - direct_map) >> PAGE_SHIFT) * page_size;
 	u64 head = BPF_CORE_READ((struct page *)page, compound_head);
@@ -156,10 +182,37 @@ struct cache_info {
 	u32 min_order; /* the order of slabs allocated when memory was short */
 };
 
+/* Each slab cache's geometry, read once per cache rather than once per lock
+ * (a file workload makes a new lock every few acquisitions). Keyed by the
+ * kmem_cache's address, which stays its own while the cache exists. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, u64);
+	__type(value, struct cache_info);
+} cache_infos SEC(".maps");
+
+static __always_inline void note_cache(struct kmem_cache *s)
+{
+	u64 key = (u64)s;
+	if (bpf_map_lookup_elem(&cache_infos, &key))
+		return;
+	struct cache_info info = {
+		.size = BPF_CORE_READ(s, size),
+		.object_size = BPF_CORE_READ(s, object_size),
+		.red_left_pad = BPF_CORE_READ(s, red_left_pad),
+		.order = BPF_CORE_READ(s, oo.x) >> 16,
+		.min_order = BPF_CORE_READ(s, min.x) >> 16,
+	};
+	bpf_probe_read_kernel_str(info.name, sizeof(info.name), BPF_CORE_READ(s, name));
+	int err = map_insert(&cache_infos, &key, &info);
+	if (err && err != -EEXIST) /* -EEXIST: another CPU noted it first */
+		count(C_PLACES_FULL);
+}
+
 struct lock_place {
-	u64 cache;      /* its kmem_cache, 0 when the lock is in no slab object */
+	u64 cache;      /* its kmem_cache (geometry in cache_infos), 0 when the lock is in no slab object */
 	u64 slab_start; /* its slab's first byte, 0 when unknown */
-	struct cache_info info; /* the cache's, when there is one */
 };
 
 /* A lock: its address and generation. A freed slab object's address may
@@ -191,17 +244,12 @@ static __always_inline void note_place(u64 lock, u32 generation)
 	struct lock_place place = { .cache = (u64)s };
 	if (s) {
 		place.slab_start = slab.start;
-		place.info.size = BPF_CORE_READ(s, size);
-		place.info.object_size = BPF_CORE_READ(s, object_size);
-		place.info.red_left_pad = BPF_CORE_READ(s, red_left_pad);
-		place.info.order = BPF_CORE_READ(s, oo.x) >> 16;
-		place.info.min_order = BPF_CORE_READ(s, min.x) >> 16;
-		bpf_probe_read_kernel_str(place.info.name, sizeof(place.info.name), BPF_CORE_READ(s, name));
+		note_cache(s);
 	} else {
 		note_runqueue();
 	}
-	long err = bpf_map_update_elem(&lock_places, &key, &place, BPF_NOEXIST);
-	if (err && err != -17 /* EEXIST: another CPU noted it */)
+	int err = map_insert(&lock_places, &key, &place);
+	if (err && err != -EEXIST) /* -EEXIST: another CPU noted it first */
 		count(C_PLACES_FULL);
 }
 

@@ -124,8 +124,23 @@ static __always_inline u32 current_workload(void)
 	return 0;
 }
 
-/* The aggregate for `key`, created (zeroed, first_ns = now) if new; NULL
- * (counted) when the map is full or busy on this CPU. */
+#ifndef EBUSY
+#define EBUSY 16
+#endif
+#ifndef EEXIST
+#define EEXIST 17
+#endif
+
+/* Inserts `value` at `key` unless the key is there: 0 or a negative errno,
+ * -EEXIST when another CPU inserted it first. Read as an int: 6.1's verifier
+ * turns the helper into a direct call of the map's update, whose int result
+ * reaches the program zero-extended (-EEXIST as 4294967279), so a race lost
+ * to another CPU read as a failure and its stack or count was dropped. */
+static __always_inline int map_insert(void *map, const void *key, const void *value)
+{
+	return (int)bpf_map_update_elem(map, key, value, BPF_NOEXIST);
+}
+
 /* The hash map's entry for `key`, inserted as `init` when missing; NULL when
  * it cannot be, counted as `full` (or as a busy bucket). */
 static __always_inline void *lookup_or_insert(void *map, const void *key, const void *init, enum counter full)
@@ -133,9 +148,9 @@ static __always_inline void *lookup_or_insert(void *map, const void *key, const 
 	void *v = bpf_map_lookup_elem(map, key);
 	if (v)
 		return v;
-	long err = bpf_map_update_elem(map, key, init, BPF_NOEXIST);
-	if (err && err != -17 /* EEXIST: another CPU inserted it */) {
-		count(err == -16 /* EBUSY */ ? C_MAP_BUSY : full);
+	int err = map_insert(map, key, init);
+	if (err && err != -EEXIST) {
+		count(err == -EBUSY ? C_MAP_BUSY : full);
 		return NULL;
 	}
 	return bpf_map_lookup_elem(map, key);
@@ -203,8 +218,8 @@ static __always_inline s32 capture_stack(void *ctx)
 		count(C_STACK_ERROR);
 		return -1;
 	}
-	long err = bpf_map_update_elem(&stack_slots, &hash, &slot, BPF_NOEXIST);
-	if (err == -17 /* EEXIST: another CPU stored the same stack; this slot stays unused */) {
+	int err = map_insert(&stack_slots, &hash, &slot);
+	if (err == -EEXIST) { /* another CPU stored the same stack; this slot stays unused */
 		known = bpf_map_lookup_elem(&stack_slots, &hash);
 		return known ? *known : -1;
 	}
