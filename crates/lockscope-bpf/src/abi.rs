@@ -204,4 +204,25 @@ mod tests {
         assert!(!is_sample(bytes_of(&key)));
         assert_eq!(frames(&[1u64.to_ne_bytes(), 2u64.to_ne_bytes(), [0; 8], 4u64.to_ne_bytes()].concat()), [1, 2]);
     }
+
+    #[test]
+    fn a_lock_place_gets_its_cache_s_geometry_noted_once_per_cache() {
+        let mut name = [0; 32];
+        for (to, from) in name.iter_mut().zip(b"ext4_inode_cache") {
+            *to = *from as _;
+        }
+        let info = cache_info { name, size: 1176, object_size: 1160, red_left_pad: 0, order: 3, min_order: 0 };
+        let caches: BTreeMap<u64, SlabCache> = [slab_cache(&0xffff_8880_0100_0000u64.to_ne_bytes(), bytes_of(&info))].into();
+        let key = place_key { lock: 0xffff_8880_0200_0040, generation: 2, pad: 0 };
+        let in_cache = lock_place { cache: 0xffff_8880_0100_0000, slab_start: 0xffff_8880_0200_0000 };
+        let p = lock_place(bytes_of(&key), bytes_of(&in_cache), &caches);
+        assert_eq!((p.lock_addr, p.generation, p.slab_start), (0xffff_8880_0200_0040, 2, Some(0xffff_8880_0200_0000)));
+        let slab = p.slab.expect("the cache's geometry");
+        assert_eq!((slab.name.as_str(), slab.slot_size, slab.object_size, slab.order), ("ext4_inode_cache", 1176, 1160, 3));
+        // A lock in no slab object, and one whose cache's geometry was not kept (counted as places_full).
+        for cache in [0, 0xffff_8880_0300_0000] {
+            let p = lock_place(bytes_of(&key), bytes_of(&lock_place { cache, slab_start: 0 }), &caches);
+            assert!(p.slab.is_none() && p.slab_start.is_none());
+        }
+    }
 }
