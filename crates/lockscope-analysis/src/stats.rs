@@ -74,7 +74,9 @@ pub struct Slowdown {
     /// Runs they came from (each a fresh start of every instance).
     #[serde(default = "one_run")]
     pub runs: usize,
-    /// The interval leaves out zero: a change the windows support.
+    /// The interval has the confidence asked ([`CONFIDENCE`]) and leaves
+    /// out zero: a change the windows support. A narrower interval (fewer
+    /// than 6 windows of one run) supports no claim, whatever it holds.
     pub interference: bool,
 }
 
@@ -112,7 +114,7 @@ impl Slowdown {
     }
 
     fn new(slowdown: f64, (ci_low, ci_high): (f64, f64), coverage: f64, windows: usize, runs: usize) -> Slowdown {
-        let interference = excludes_zero(ci_low, ci_high);
+        let interference = coverage >= CONFIDENCE && excludes_zero(ci_low, ci_high);
         Slowdown { slowdown, ci_low, ci_high, coverage, windows, runs, interference }
     }
 
@@ -135,10 +137,13 @@ impl Slowdown {
         }
     }
 
-    /// "20.0% slower [+18.0%, +22.0%]", "3.1% faster [...]" or "none [-2.0%, +3.1%]".
+    /// "20.0% slower [+18.0%, +22.0%]", "3.1% faster [...]", "none
+    /// [-2.0%, +3.1%]" or, from too few windows for a 95% interval,
+    /// "too few windows: +10.0% [+5.0%, +20.0%]".
     pub fn describe(&self) -> String {
         let ci = format!("[{:+.1}%, {:+.1}%]", 100.0 * self.ci_low, 100.0 * self.ci_high);
         match (self.interference, self.slowdown > 0.0) {
+            (false, _) if self.coverage < CONFIDENCE => format!("too few windows: {:+.1}% {ci}", 100.0 * self.slowdown),
             (false, _) => format!("none {ci}"),
             (true, true) => format!("{:.1}% slower {ci}", 100.0 * self.slowdown),
             (true, false) => format!("{:.1}% faster {ci}", -100.0 * self.slowdown),
@@ -272,10 +277,24 @@ mod tests {
 
     #[test]
     fn zero_inside_the_interval_is_no_difference() {
-        let none = Slowdown::of(&[-0.1, 0.05, 0.2]).unwrap();
+        let none = Slowdown::of(&[-0.1, 0.05, 0.2, 0.1, 0.0, 0.15]).unwrap();
         assert_eq!((none.interference, none.describe().as_str(), none.reported()), (false, "none [-10.0%, +20.0%]", 0.0));
-        assert_eq!(Slowdown::of(&[0.1, 0.05, 0.2]).unwrap().describe(), "10.0% slower [+5.0%, +20.0%]");
-        assert_eq!(Slowdown::of(&[-0.1, -0.05]).unwrap().describe(), "7.5% faster [-10.0%, -5.0%]");
+        assert_eq!(Slowdown::of(&[0.1, 0.05, 0.2, 0.1, 0.15, 0.12]).unwrap().describe(), "11.0% slower [+5.0%, +20.0%]");
+        assert_eq!(Slowdown::of(&[-0.1, -0.05, -0.06, -0.08, -0.07, -0.09]).unwrap().describe(), "7.5% faster [-10.0%, -5.0%]");
+    }
+
+    #[test]
+    fn fewer_windows_than_a_95_percent_interval_needs_support_no_claim() {
+        // One window: a point, with no confidence at all (a gVisor worker
+        // whose reports straddled the other windows left one).
+        let one = Slowdown::of(&[0.29]).unwrap();
+        assert_eq!((one.coverage, one.interference, one.reported()), (0.0, false, 0.0));
+        assert_eq!(one.describe(), "too few windows: +29.0% [+29.0%, +29.0%]");
+        // Five windows all above zero: their range is a 94% interval.
+        let five = Slowdown::of(&[0.1, 0.05, 0.2, 0.12, 0.15]).unwrap();
+        assert!(five.coverage < CONFIDENCE && five.ci_low > 0.0 && !five.interference, "{five:?}");
+        // Runs carry Student's t interval at the confidence asked, from two runs on.
+        assert!(Slowdown::of_runs(&[vec![0.2], vec![0.21]]).unwrap().interference);
     }
 
     #[test]

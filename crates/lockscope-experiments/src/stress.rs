@@ -177,6 +177,23 @@ pub struct Level {
     pub slowdown: Slowdown,
 }
 
+impl Series {
+    /// Says which trasher counts were measured in fewer of the `runs` than
+    /// ran: in the others no stressed window lay between two measured
+    /// baselines, because the worker's reports straddled the windows' edges
+    /// (a worker that stalls now and then, as gVisor's may).
+    pub fn lost_runs(&self, runs: u32) -> Vec<String> {
+        let lost = |l: &&Level| (l.slowdown.runs as u32) < runs;
+        let say = |l: &Level| {
+            format!(
+                "{}, {} trasher(s): measured in {} of {runs} runs; in the others the worker's reports straddled the windows' edges (lengthen --window)",
+                self.platform, l.trashers, l.slowdown.runs
+            )
+        };
+        self.levels.iter().filter(lost).map(say).collect()
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StressResult {
     pub worker: String,
@@ -327,7 +344,11 @@ pub fn run(
             }
         }
     }
-    let series = firsts.into_iter().map(|(platform, unit, windows)| summarize(platform, unit, windows, &samples, cfg)).collect();
+    let series: Vec<Series> =
+        firsts.into_iter().map(|(platform, unit, windows)| summarize(platform, unit, windows, &samples, cfg)).collect();
+    if complete {
+        notes.extend(series.iter().flat_map(|s| s.lost_runs(cfg.runs)));
+    }
     Ok(StressResult {
         worker: cfg.worker.join(" "),
         trasher: cfg.trasher.join(" "),
@@ -744,6 +765,21 @@ mod tests {
         assert!(close(s.levels[1].slowdown.slowdown, 0.50));
         let csv = samples_csv(&samples);
         assert!(csv.starts_with("platform,run,t,window,trashers,ops_per_sec\nhost,1,1.000,,0,1.000\nhost,1,2.000,0,0,100.000\n"), "{csv}");
+    }
+
+    #[test]
+    fn a_run_without_a_measured_stressed_window_is_said() {
+        let a = [100.0, 80.0, 100.0, 82.0, 100.0, 50.0, 100.0, 52.0, 100.0];
+        // Run 2's worker stalled across the edges of its 1-trasher windows: none holds a whole report.
+        let mut b = run_of(2, &a);
+        b.retain(|s| s.trashers != 1);
+        let s = summarize(PlatformKind::Host, "op".into(), vec![], &[run_of(1, &a), b].concat(), &cfg());
+        assert_eq!(
+            s.lost_runs(2),
+            ["host, 1 trasher(s): measured in 1 of 2 runs; in the others the worker's reports straddled the windows' edges (lengthen --window)"]
+        );
+        assert!(!s.levels[0].slowdown.interference, "two windows of one run support no claim: {:?}", s.levels[0]);
+        assert_eq!(s.levels[1].slowdown.runs, 2);
     }
 
     #[test]

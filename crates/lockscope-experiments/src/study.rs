@@ -407,7 +407,11 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
                     cell.column(),
                     result.notes.iter().map(|n| format!("; {n}")).collect::<String>()
                 )),
-                Some(result) => stress_results.push((cell.clone(), result)),
+                Some(result) => {
+                    let lost = result.series.iter().flat_map(|s| s.lost_runs(result.runs));
+                    notes.extend(lost.map(|why| format!("stress: {} on {}: {why}", cell.workload, cell.column())));
+                    stress_results.push((cell.clone(), result))
+                }
                 None => {}
             }
             done += 1;
