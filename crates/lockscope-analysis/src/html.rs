@@ -48,6 +48,9 @@ pub struct Correlation {
     /// Its 95% interval; None below 4 experiments.
     pub rho_ci: Option<(f64, f64)>,
     pub experiments: usize,
+    /// Of those, the ones whose stress interval supports a slowdown (the
+    /// rest rank as 0): with few, rho says little whatever its value.
+    pub with_slowdown: usize,
 }
 
 pub fn escape(text: &str) -> String {
@@ -103,16 +106,17 @@ pub fn render(page: &Page) -> String {
         out += "</table>\n";
     }
     if !page.correlations.is_empty() {
-        out += "<table><caption>Does sharing predict slowdown? Spearman's rho against the measured slowdown</caption><tr><th>measure</th><th>kernel</th><th>rho</th><th>95% interval</th><th>experiments</th></tr>";
+        out += "<table><caption>Does sharing predict slowdown? Spearman's rho against the measured slowdown</caption><tr><th>measure</th><th>kernel</th><th>rho</th><th>95% interval</th><th>experiments</th><th>with a supported slowdown</th></tr>";
         for k in page.correlations {
             let rho = k.rho.map_or("too few experiments".into(), |r| format!("{r:.2}"));
             let ci = k.rho_ci.map_or("–".into(), |(lo, hi)| format!("[{lo:.2}, {hi:.2}]"));
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{rho}</td><td>{ci}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{rho}</td><td>{ci}</td><td>{}</td><td>{}</td></tr>",
                 escape(&k.measure),
                 escape(&k.kernel),
-                k.experiments
+                k.experiments,
+                k.with_slowdown
             );
         }
         out += "</table>\n";

@@ -914,6 +914,7 @@ fn correlate(c: &Comparison, figures: &[&StressFigure], kernel: StudyKernel) -> 
                 rho,
                 rho_ci: rho.and_then(|r| spearman_interval(r, pairs.len())),
                 experiments: pairs.len(),
+                with_slowdown: pairs.iter().filter(|(_, slowdown)| *slowdown != 0.0).count(),
             }
         })
         .collect()

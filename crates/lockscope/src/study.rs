@@ -146,11 +146,12 @@ pub fn run(args: Args) -> Result<()> {
     for k in &outcome.correlations {
         let ci = k.rho_ci.map_or(String::new(), |(lo, hi)| format!(" [95%: {lo:.2}, {hi:.2}]"));
         println!(
-            "{} vs slowdown ({} kernel): Spearman's rho {}{ci} over {} experiments",
+            "{} vs slowdown ({} kernel): Spearman's rho {}{ci} over {} experiments, {} with a supported slowdown",
             k.measure,
             k.kernel,
             k.rho.map_or("n/a".into(), |r| format!("{r:.2}")),
-            k.experiments
+            k.experiments,
+            k.with_slowdown
         );
     }
     for n in &outcome.notes {

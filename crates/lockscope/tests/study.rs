@@ -254,6 +254,16 @@ fn a_study_in_debian_kernels_counts_every_acquisition_and_names_the_shared_locks
     for kernel in ["running", "debian-6.1", "debian-6.12"] {
         assert!(kernels.contains(&kernel), "no correlation for {kernel}: {kernels:?}");
     }
+    // Each rho says on how many of its kernel's cells the stress intervals support a slowdown.
+    for c in report["correlations"].as_array().unwrap() {
+        let column_suffix = c["kernel"].as_str().unwrap().strip_prefix("debian-").map(|v| format!("@{v}"));
+        let in_kernel = |f: &&Value| {
+            let platform = f["platform"].as_str().unwrap();
+            column_suffix.as_ref().map_or(!platform.contains('@'), |suffix| platform.ends_with(suffix.as_str()))
+        };
+        let supported = report["stress"].as_array().unwrap().iter().filter(in_kernel).filter(|f| f["interference"] == true).count();
+        assert_eq!(c["with_slowdown"], supported, "{c}");
+    }
     for column in guests {
         let shared: Vec<&Value> =
             report["comparison"]["shared_locks"].as_array().unwrap().iter().filter(|l| l["platform"] == column).collect();
