@@ -186,7 +186,7 @@ impl Series {
         let lost = |l: &&Level| (l.slowdown.runs as u32) < runs;
         let say = |l: &Level| {
             format!(
-                "{}, {} trasher(s): measured in {} of {runs} runs; in the others the worker's reports straddled the windows' edges (lengthen --window)",
+                "{}, {} trasher(s): measured in {} of {runs} runs; in the others the worker's reports straddled the windows' edges (longer windows would hold them)",
                 self.platform, l.trashers, l.slowdown.runs
             )
         };
@@ -776,7 +776,7 @@ mod tests {
         let s = summarize(PlatformKind::Host, "op".into(), vec![], &[run_of(1, &a), b].concat(), &cfg());
         assert_eq!(
             s.lost_runs(2),
-            ["host, 1 trasher(s): measured in 1 of 2 runs; in the others the worker's reports straddled the windows' edges (lengthen --window)"]
+            ["host, 1 trasher(s): measured in 1 of 2 runs; in the others the worker's reports straddled the windows' edges (longer windows would hold them)"]
         );
         assert!(!s.levels[0].slowdown.interference, "two windows of one run support no claim: {:?}", s.levels[0]);
         assert_eq!(s.levels[1].slowdown.runs, 2);
