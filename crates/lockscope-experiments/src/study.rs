@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use lockscope_analysis::compare::{self, Comparison};
 use lockscope_analysis::html::{self, Correlation, StressFigure};
-use lockscope_analysis::stats::{spearman, spearman_interval};
+use lockscope_analysis::stats::{spearman, spearman_interval, Slowdown};
 use lockscope_bpf::{probe_hooks, HookStatus, ModeRequest, RecordOptions};
 use lockscope_platform::guest::{self, GuestConfig};
 use lockscope_platform::{Env, Output, PlacedWorkload, PlatformError, PlatformKind};
@@ -900,13 +900,14 @@ fn correlate(c: &Comparison, figures: &[&StressFigure], kernel: StudyKernel) -> 
         ("cumulative shared-lock rate", |c| c.cumulative_rate),
         ("shared-lock count", |c| c.shared_mean),
     ];
+    // The experiments both compared and stressed.
+    let measured: Vec<(&compare::Cell, &Slowdown)> =
+        figures.iter().filter_map(|f| c.cell(&f.workload, &f.platform).map(|cell| (cell, &f.slowdown))).collect();
+    let with_slowdown = measured.iter().filter(|(_, slowdown)| slowdown.interference).count();
     measures
         .iter()
         .map(|(name, measure)| {
-            let pairs: Vec<(f64, f64)> = figures
-                .iter()
-                .filter_map(|f| c.cell(&f.workload, &f.platform).map(|cell| (measure(cell), f.slowdown.reported())))
-                .collect();
+            let pairs: Vec<(f64, f64)> = measured.iter().map(|(cell, slowdown)| (measure(cell), slowdown.reported())).collect();
             let rho = spearman(&pairs);
             Correlation {
                 measure: (*name).into(),
@@ -914,7 +915,7 @@ fn correlate(c: &Comparison, figures: &[&StressFigure], kernel: StudyKernel) -> 
                 rho,
                 rho_ci: rho.and_then(|r| spearman_interval(r, pairs.len())),
                 experiments: pairs.len(),
-                with_slowdown: pairs.iter().filter(|(_, slowdown)| *slowdown != 0.0).count(),
+                with_slowdown,
             }
         })
         .collect()

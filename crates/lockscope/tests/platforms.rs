@@ -589,10 +589,8 @@ fn stress_alternates_baseline_and_stressed_windows_and_draws_the_series() {
     for level in levels {
         let (lo, median, hi) = (level["ci_low"].as_f64().unwrap(), level["slowdown"].as_f64().unwrap(), level["ci_high"].as_f64().unwrap());
         assert!(lo <= median && median <= hi && level["windows"] == 2, "{level}");
-        // Two windows make a 50% interval: too little to claim anything.
-        let confident = level["coverage"].as_f64().unwrap() >= 0.95;
-        assert!(!confident, "{level}");
-        assert_eq!(level["interference"].as_bool().unwrap(), confident && (lo > 0.0 || hi < 0.0), "{level}");
+        // Two windows make a 50% interval: too little to claim anything, whatever it holds.
+        assert!(level["coverage"].as_f64().unwrap() < 0.95 && level["interference"] == false, "{level}");
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("1 trasher(s): ") && stdout.contains(" over 2 windows (a 50% interval within one run"), "{stdout}");
