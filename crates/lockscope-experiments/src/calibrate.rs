@@ -29,7 +29,8 @@ pub struct Rung {
 }
 
 /// The ladder, most interference first. `shared` is a directory both
-/// workloads of the first rung create files in; `elsewhere` one on another
+/// workloads of the first two rungs create files in (the second's trasher
+/// at half time: the same meetings, half as many, on any machine); `elsewhere` one on another
 /// file system for the third. Every other directory is the workload's own,
 /// on the file system of the experiment's work directory.
 pub fn ladder(files: u32, shared: &Path, elsewhere: &Path) -> Vec<Rung> {
@@ -49,6 +50,12 @@ pub fn ladder(files: u32, shared: &Path, elsewhere: &Path) -> Vec<Rung> {
             description: "two workloads creating files in one directory",
             worker: in_dir(shared, true),
             trasher: in_dir(shared, true),
+        },
+        Rung {
+            name: "same-directory-half-time",
+            description: "the same, the trasher working half of every 100 ms",
+            worker: in_dir(shared, true),
+            trasher: [in_dir(shared, true), vec!["--duty".into(), "50".into()]].concat(),
         },
         Rung {
             name: "same-filesystem",
@@ -258,10 +265,12 @@ mod tests {
     fn the_ladder_shares_less_at_each_rung() {
         let rungs = ladder(100, Path::new("/w/shared"), Path::new("/dev/shm/x"));
         let names: Vec<&str> = rungs.iter().map(|r| r.name).collect();
-        assert_eq!(names, ["same-directory", "same-filesystem", "other-filesystem", "cpu-only"]);
+        assert_eq!(names, ["same-directory", "same-directory-half-time", "same-filesystem", "other-filesystem", "cpu-only"]);
         assert_eq!(rungs[0].worker.join(" "), "file-create --files 100 --size 0 --dir /w/shared --shared");
         assert_eq!(rungs[0].trasher, rungs[0].worker, "one directory for both");
-        assert_eq!(rungs[2].trasher.join(" "), "file-create --files 100 --size 0 --dir /dev/shm/x");
-        assert_eq!(rungs[3].trasher.join(" "), "trasher --target cpu");
+        assert_eq!(rungs[1].worker, rungs[0].worker);
+        assert_eq!(rungs[1].trasher.join(" "), "file-create --files 100 --size 0 --dir /w/shared --shared --duty 50");
+        assert_eq!(rungs[3].trasher.join(" "), "file-create --files 100 --size 0 --dir /dev/shm/x");
+        assert_eq!(rungs[4].trasher.join(" "), "trasher --target cpu");
     }
 }

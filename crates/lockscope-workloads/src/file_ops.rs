@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::meter::{Meter, Sample};
 
-use crate::{io_error, Budget, WorkloadError};
+use crate::{io_error, Budget, DutyCycle, WorkloadError};
 
 /// Which metadata operation is measured.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,6 +32,8 @@ pub struct FileOps<'a> {
     /// The directory may hold other workloads' files: this one's are named
     /// by its process id.
     pub shared: bool,
+    /// The share of the time spent working, in percent (100: all of it).
+    pub duty: u32,
 }
 
 impl FileOps<'_> {
@@ -75,6 +77,12 @@ impl FileOps<'_> {
                 self.dir.display()
             )));
         }
+        let mut duty = DutyCycle::new(self.duty)?;
+        let mut pace = || {
+            if let Some(d) = duty.as_mut() {
+                d.pace()
+            }
+        };
         let data = vec![0x5au8; self.file_size];
         if self.op != FileOp::Create {
             self.populate(&data)?;
@@ -90,6 +98,7 @@ impl FileOps<'_> {
         while !budget.spent(start, rounds) {
             match self.op {
                 FileOp::List => {
+                    pace();
                     let t = Instant::now();
                     let n = fs::read_dir(self.dir).map_err(io_error(format!("listing {}", self.dir.display())))?.count();
                     meter.add(1, t.elapsed());
@@ -102,6 +111,7 @@ impl FileOps<'_> {
                 // dentry cache does not grow either.
                 FileOp::Create => {
                     for i in 0..self.files {
+                        pace();
                         if rounds > 0 {
                             self.remove(i)?;
                         }
@@ -112,6 +122,7 @@ impl FileOps<'_> {
                 }
                 FileOp::Delete => {
                     for i in 0..self.files {
+                        pace();
                         let t = Instant::now();
                         self.remove(i)?;
                         meter.add(1, t.elapsed());
@@ -133,7 +144,7 @@ mod tests {
     use super::*;
 
     fn run(op: FileOp, dir: &Path) -> Sample {
-        FileOps { op, dir, files: 100, file_size: 4096, shared: false }.run(Budget::Rounds(2), None).unwrap()
+        FileOps { op, dir, files: 100, file_size: 4096, shared: false, duty: 100 }.run(Budget::Rounds(2), None).unwrap()
     }
 
     #[test]
@@ -150,18 +161,33 @@ mod tests {
     fn refuses_a_shared_or_unusable_directory() {
         let tmp = tempfile::tempdir().unwrap();
         fs::write(tmp.path().join("other"), b"x").unwrap();
-        let err = FileOps { op: FileOp::Create, dir: tmp.path(), files: 1, file_size: 0, shared: false }
+        let err = FileOps { op: FileOp::Create, dir: tmp.path(), files: 1, file_size: 0, shared: false, duty: 100 }
             .run(Budget::Rounds(1), None)
             .unwrap_err();
         assert!(err.to_string().contains("not empty"), "{err}");
         // Shared: the other files stay, this workload's own go.
-        let shared = FileOps { op: FileOp::Create, dir: tmp.path(), files: 10, file_size: 0, shared: true };
+        let shared = FileOps { op: FileOp::Create, dir: tmp.path(), files: 10, file_size: 0, shared: true, duty: 100 };
         assert_eq!(shared.run(Budget::Rounds(2), None).unwrap().ops, 20);
         let left: Vec<_> = fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, ["other"]);
-        let err = FileOps { op: FileOp::List, dir: &tmp.path().join("other/sub"), files: 1, file_size: 0, shared: false }
+        let err = FileOps { op: FileOp::List, dir: &tmp.path().join("other/sub"), files: 1, file_size: 0, shared: false, duty: 100 }
             .run(Budget::Rounds(1), None)
             .unwrap_err();
         assert!(err.to_string().contains("creating"), "{err}");
+    }
+
+    #[test]
+    fn a_duty_cycle_idles_once_its_share_of_the_period_is_worked() {
+        assert!(DutyCycle::new(0).is_err() && DutyCycle::new(101).is_err());
+        assert!(DutyCycle::new(100).unwrap().is_none());
+        let mut half = DutyCycle::new(50).unwrap().unwrap();
+        std::thread::sleep(DutyCycle::PERIOD / 2);
+        let t = Instant::now();
+        half.pace();
+        assert!(t.elapsed() >= DutyCycle::PERIOD / 2);
+        // A workload at 1% still does what its budget asks.
+        let tmp = tempfile::tempdir().unwrap();
+        let sample = FileOps { op: FileOp::Create, dir: tmp.path(), files: 3, file_size: 0, shared: false, duty: 1 };
+        assert_eq!(sample.run(Budget::Rounds(2), None).unwrap().ops, 6);
     }
 }

@@ -29,6 +29,41 @@ impl Budget {
     }
 }
 
+/// Works `percent` of every [`DutyCycle::PERIOD`] and idles the rest: the
+/// same load, lighter, and in proportion (a trasher at 50% meets its
+/// worker in the same locks half as often).
+#[derive(Debug)]
+pub struct DutyCycle {
+    on: Duration,
+    off: Duration,
+    since: std::time::Instant,
+}
+
+impl DutyCycle {
+    /// Short beside a stress window (seconds), long beside one operation.
+    pub const PERIOD: Duration = Duration::from_millis(100);
+
+    /// None at 100% (always working); an error outside 1–100.
+    pub fn new(percent: u32) -> Result<Option<DutyCycle>, WorkloadError> {
+        match percent {
+            100 => Ok(None),
+            1..=99 => {
+                let on = Self::PERIOD * percent / 100;
+                Ok(Some(DutyCycle { on, off: Self::PERIOD - on, since: std::time::Instant::now() }))
+            }
+            _ => Err(WorkloadError::InvalidArgument(format!("--duty must be 1 to 100 (percent), not {percent}"))),
+        }
+    }
+
+    /// Between operations: idles once this period's working time is spent.
+    pub fn pace(&mut self) {
+        if self.since.elapsed() >= self.on {
+            std::thread::sleep(self.off);
+            self.since = std::time::Instant::now();
+        }
+    }
+}
+
 /// Maps an I/O error to a WorkloadError saying what was being done.
 pub(crate) fn io_error(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> WorkloadError {
     let what = what.into();

@@ -13,7 +13,8 @@ use crate::Format;
 /// known in order, on the host, each as a recorded stress experiment with
 /// one trasher (`lockscope stress --help`), so each rung's score and
 /// slowdown come from the same run. The rungs: same-directory (two workloads
-/// creating files in one directory), same-filesystem (in two directories of
+/// creating files in one directory), same-directory-half-time (the same, the
+/// trasher working half of every 100 ms: half the meetings), same-filesystem (in two directories of
 /// one file system), other-filesystem (on two file systems) and cpu-only
 /// (beside a trasher that only computes, at idle priority). The file systems
 /// are two private ext4 images in memory, loop-mounted under --work-dir, so
@@ -25,7 +26,7 @@ use crate::Format;
 /// between exposure and the slowdown each rung supports (0 where its interval
 /// holds zero): 1 when the score ranks the rungs exactly as their slowdowns do. --format json: {"rungs": [{"name", "score",
 /// "slowdown", "ci": [lo, hi], ...}], "rho", "rho_p"}, rho_p the chance of a
-/// rho as large from a random ordering of the rungs (1 in 24 for a perfect one).
+/// rho as large from a random ordering of the rungs (1 in 120 for a perfect one).
 #[derive(clap::Args)]
 pub struct Args {
     /// The length of each baseline and stressed window.

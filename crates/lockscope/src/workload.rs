@@ -171,11 +171,15 @@ pub struct FileSet {
     /// its process id, and only they are touched.
     #[arg(long)]
     shared: bool,
+    /// Work PERCENT of every 100 ms and idle the rest: the same load,
+    /// lighter in proportion (the calibration's half-time trasher).
+    #[arg(long, value_name = "PERCENT", default_value_t = 100)]
+    duty: u32,
 }
 
 impl FileSet {
     fn ops(&self, op: FileOp, file_size: usize) -> FileOps<'_> {
-        FileOps { op, dir: &self.dir, files: self.files, file_size, shared: self.shared }
+        FileOps { op, dir: &self.dir, files: self.files, file_size, shared: self.shared, duty: self.duty }
     }
 }
 

@@ -758,8 +758,8 @@ fn calibration_ranks_the_ladder_s_ends_as_their_slowdowns_do() {
     let result: Value = serde_json::from_slice(&out.stdout).unwrap();
     let rungs = result["rungs"].as_array().unwrap();
     let names: Vec<&str> = rungs.iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["same-directory", "same-filesystem", "other-filesystem", "cpu-only"], "{result:#}");
-    let (first, last) = (&rungs[0], &rungs[3]);
+    assert_eq!(names, ["same-directory", "same-directory-half-time", "same-filesystem", "other-filesystem", "cpu-only"], "{result:#}");
+    let (first, last) = (&rungs[0], &rungs[4]);
     let f = |r: &Value, key: &str| r[key].as_f64().unwrap();
     assert!(f(first, "slowdown") > f(last, "slowdown"), "one directory slows the worker more than a computing trasher: {result:#}");
     assert!(first["interference"] == true && f(first, "ci_low") > 0.0, "{first:#}");
