@@ -109,6 +109,12 @@ impl StudyCell {
         }
     }
 
+    /// Whether its instances run under qemu's software emulation: a microVM,
+    /// or any platform in a guest kernel, on a machine without KVM.
+    fn emulated(&self, kvm: bool) -> bool {
+        !kvm && (self.kernel != StudyKernel::Running || self.platform.runs_in_qemu())
+    }
+
     /// `file-create@host@6.1`: how its traces and results are named.
     fn id(&self) -> String {
         format!("{}@{}", self.workload, self.column())
@@ -181,6 +187,9 @@ pub struct StressSettings {
     /// Studies before runs were asked for ran one.
     #[serde(default = "one_run")]
     pub runs: u32,
+    /// Also stress the cells that run under emulation (see [`StudyCell::emulated`]).
+    #[serde(default)]
+    pub emulated: bool,
 }
 
 fn one_run() -> u32 {
@@ -322,7 +331,8 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
     }
 
     let cells = cells(&plan.workloads, &platforms, &kernels, &mut notes);
-    let total = cells.len() as u64 * (cfg.runs as u64 + cfg.stress.is_some() as u64);
+    let stressed = cfg.stress.map_or(vec![], |settings| cells_to_stress(&cells, settings, guest::kvm_usable(), &mut notes));
+    let total = (cells.len() * cfg.runs as usize + stressed.len()) as u64;
     let mut done = 0;
 
     for kernel in kernels.iter().filter(|k| cells.iter().any(|c| c.kernel == **k)).filter_map(|k| k.column_suffix()) {
@@ -374,7 +384,7 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
 
     let mut stress_results = Vec::new();
     if let Some(settings) = cfg.stress {
-        for cell in &cells {
+        for &cell in &stressed {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
@@ -423,6 +433,29 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
         notes.push("interrupted: the report covers the steps that finished; run the same command to resume".into());
     }
     write_report(&cfg.output, &plan, notes, &traces, &stress_results, complete)
+}
+
+/// The cells the stress experiment measures: all of them, but where the
+/// emulated ones are left out (with a note), as they are unless asked for.
+/// Under TCG a slowdown is set by the emulator more than by the kernel's
+/// locks, and each cell costs 30-60 s.
+fn cells_to_stress<'a>(cells: &'a [StudyCell], settings: StressSettings, kvm: bool, notes: &mut Vec<String>) -> Vec<&'a StudyCell> {
+    let (emulated, native): (Vec<&StudyCell>, Vec<&StudyCell>) = cells.iter().partition(|c| c.emulated(kvm));
+    if settings.emulated || emulated.is_empty() {
+        return cells.iter().collect();
+    }
+    let mut columns: Vec<String> = vec![];
+    for column in emulated.iter().map(|c| c.column()) {
+        if !columns.contains(&column) {
+            columns.push(column);
+        }
+    }
+    notes.push(format!(
+        "stress: not run on {}, which run under qemu's software emulation here (no hardware virtualization): a slowdown \
+         there is set by the emulator more than by the kernel's locks (--stress-emulated runs them)",
+        columns.join(", ")
+    ));
+    native
 }
 
 /// The kernels a study runs in when none are asked for: this one, and, where
@@ -994,6 +1027,28 @@ mod tests {
         assert_eq!(StudyKernel::parse("debian-6.12").unwrap(), StudyKernel::Debian(DebianKernel::V6_12));
         let unknown = StudyKernel::parse("6.1").unwrap_err().to_string();
         assert_eq!(unknown, "unknown kernel \"6.1\"; a study runs in running, debian-6.1, debian-6.12");
+    }
+
+    #[test]
+    fn emulated_columns_are_stressed_only_when_asked_for_or_under_kvm() {
+        let kernels = [StudyKernel::Running, StudyKernel::Debian(DebianKernel::V6_1)];
+        let platforms = [PlatformKind::Host, PlatformKind::Microvm];
+        let cells = cells(&["mem-8k".into(), "file-create".into()], &platforms, &kernels, &mut vec![]);
+        let settings = StressSettings { window: Duration::from_secs(2), cycles: 1, trashers: 1, runs: 3, emulated: false };
+        let stressed = |settings, kvm| {
+            let mut notes = vec![];
+            let ids: Vec<String> = cells_to_stress(&cells, settings, kvm, &mut notes).into_iter().map(StudyCell::id).collect();
+            (ids, notes)
+        };
+        let (ids, notes) = stressed(settings, false);
+        assert_eq!(ids, ["mem-8k@host", "file-create@host"]);
+        assert_eq!(notes.len(), 1);
+        assert!(notes[0].starts_with("stress: not run on microvm, host@6.1, which run under qemu's software emulation"), "{notes:?}");
+        for (settings, kvm) in [(StressSettings { emulated: true, ..settings }, false), (settings, true)] {
+            let (ids, notes) = stressed(settings, kvm);
+            assert_eq!(ids.len(), cells.len());
+            assert!(notes.is_empty(), "{notes:?}");
+        }
     }
 
     /// On the kernel these tests run on, found by loading programs (as root):

@@ -51,6 +51,12 @@ impl PlatformKind {
         PlatformKind::ALL.into_iter().find(|k| k.name() == text).ok_or_else(|| PlatformError::Unknown(text.to_owned()))
     }
 
+    /// Whether its instances are virtual machines under qemu: emulated in
+    /// software where [`guest::kvm_usable`] is false.
+    pub fn runs_in_qemu(self) -> bool {
+        self == PlatformKind::Microvm
+    }
+
     /// Whether this machine can run it, and why not.
     pub fn availability(self, env: &Env) -> Availability {
         match self {

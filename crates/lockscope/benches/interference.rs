@@ -30,14 +30,14 @@ fn pct(v: &Value) -> String {
 
 fn calibration() {
     println!("calibrate (defaults), {} runs", runs());
-    println!("{:<6} {:<18} {:>9} {:>9} {:>22}", "run", "rung", "score", "slowdown", "95% interval");
+    println!("{:<6} {:<24} {:>9} {:>9} {:>22}", "run", "rung", "score", "slowdown", "95% interval");
     let mut rhos = vec![];
     for run in 1..=runs() {
         let result = json_of(Command::new(LOCKSCOPE).args(["calibrate", "--format", "json"]));
         for r in result["rungs"].as_array().unwrap() {
             let ci = format!("[{}, {}]", pct(&r["ci"][0]), pct(&r["ci"][1]));
             println!(
-                "{run:<6} {:<18} {:>9.3} {:>9} {ci:>22}",
+                "{run:<6} {:<24} {:>9.3} {:>9} {ci:>22}",
                 r["name"].as_str().unwrap(),
                 r["score"].as_f64().unwrap(),
                 pct(&r["slowdown"])

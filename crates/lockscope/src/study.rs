@@ -17,7 +17,8 @@ use crate::record::ModeArg;
 /// the best mode this kernel allows, resolve the traces against the kernel
 /// source when it matches the traced kernel, compare (Table 5, shared locks,
 /// subsystems, isolation scores), run the stress experiment per workload and
-/// platform, and check how well the isolation score ranks the slowdowns.
+/// platform (but those under software emulation: --stress-emulated), and
+/// check how well the isolation score ranks the slowdowns.
 ///
 /// Writes to --output: report.html (self-contained), report.json, table5.csv,
 /// shared_locks.csv, subsystems.csv, the same tables as Parquet, the traces
@@ -81,6 +82,13 @@ pub struct Args {
     /// Trasher counts measured in the stress experiment: 1 up to this.
     #[arg(long, default_value_t = 1)]
     stress_trashers: u32,
+    /// Also stress the columns that run under qemu's software emulation here
+    /// (microvm and the guest kernels' columns, where the machine has no
+    /// hardware virtualization), left out by default: there the emulator
+    /// more than the kernel's locks sets a slowdown, and each cell takes
+    /// 30-60 s.
+    #[arg(long)]
+    stress_emulated: bool,
     /// The kernel source to resolve every trace against [default: Debian's
     /// source of the trace's kernel in ~/.cache/lockscope (prepared for the
     /// Debian kernels studied), else linux-source-6.1 for subsystems].
@@ -119,6 +127,7 @@ pub fn run(args: Args) -> Result<()> {
             cycles: args.stress_cycles,
             trashers: args.stress_trashers,
             runs: args.stress_runs,
+            emulated: args.stress_emulated,
         }),
         kernel_src: args.kernel_src.clone(),
         memory_limit: args.memory_limit,

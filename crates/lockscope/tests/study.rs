@@ -186,7 +186,7 @@ fn a_study_in_debian_kernels_counts_every_acquisition_and_names_the_shared_locks
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("study");
     let args = ["--kernel", "running,debian-6.1,debian-6.12", "--platforms", "host", "--workloads", "file-create,mem-8k"];
-    let args = [&args[..], &["--stress-window", "1s"]].concat();
+    let args = [&args[..], &["--stress-window", "1s", "--stress-emulated"]].concat();
     let guests = ["host@6.1", "host@6.12"];
 
     // Guests killed before they could finish: their steps fail, noted with
