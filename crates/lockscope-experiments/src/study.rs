@@ -313,8 +313,20 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
     }
     let mut notes: Vec<String> = not_available_notes(&cfg.workloads).collect();
     let platforms = choose_platforms(&cfg.platforms, &cfg.env, &mut notes)?;
+    // `auto` resolved once, by loading programs: each recording would
+    // otherwise try acquire mode's programs and fall back (about 2 s each).
+    let contention_only = auto_finds_contention_only(cfg.mode);
+    let running_mode = match contention_only {
+        true => {
+            notes.push(
+                "this kernel allows contention mode only (no fentry, no kprobes): its recordings count contended acquisitions".into(),
+            );
+            ModeRequest::Contention
+        }
+        false => cfg.mode,
+    };
     let kernels = match cfg.kernels.is_empty() {
-        true => default_kernels(cfg.mode, &mut notes),
+        true => default_kernels(contention_only, &mut notes),
         false => cfg.kernels.clone(),
     };
     let plan = Plan {
@@ -351,7 +363,7 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
             let path = cfg.output.join("traces").join(format!("{}.run{run}.trace", cell.id()));
             events(StudyEvent::Step { done, total, doing: &format!("recording {} on {}, run {run}", cell.workload, cell.column()) });
             let recorded = match cell.kernel {
-                StudyKernel::Running => record_step(cfg, &cell.workload, cell.platform, &path, stop)?,
+                StudyKernel::Running => record_step(cfg, running_mode, &cell.workload, cell.platform, &path, stop)?,
                 StudyKernel::Debian(kernel) => guest_record_step(cfg, cell, kernel, &path)?
                     .map_err(|why| {
                         notes.push(format!(
@@ -459,28 +471,33 @@ fn cells_to_stress<'a>(cells: &'a [StudyCell], settings: StressSettings, kvm: bo
 }
 
 /// The kernels a study runs in when none are asked for: this one, and, where
-/// it allows contention mode only (no fentry, no kprobes: this machine's),
-/// Debian's 6.1 too, the paper's kernel, booted under qemu, where acquire
-/// mode counts every acquisition as the paper did.
-pub fn default_kernels(mode: ModeRequest, notes: &mut Vec<String>) -> Vec<StudyKernel> {
+/// `auto` found it allows contention mode only (no fentry, no kprobes: this
+/// machine's), Debian's 6.1 too, the paper's kernel, booted under qemu,
+/// where acquire mode counts every acquisition as the paper did.
+pub fn default_kernels(contention_only: bool, notes: &mut Vec<String>) -> Vec<StudyKernel> {
     let running = vec![StudyKernel::Running];
-    if mode != ModeRequest::Auto || !contention_only(&probe_hooks()) {
+    if !contention_only {
         return running;
     }
     let paper = DebianKernel::V6_1;
     let series = paper.series();
     if guest::qemu_version().is_none() {
         notes.push(format!(
-            "this kernel allows contention mode only, and acquire mode in Debian's {series} kernel (--kernel {paper}) \
-             needs qemu-system-x86_64: apt-get install qemu-system-x86"
+            "acquire mode in Debian's {series} kernel (--kernel {paper}) needs qemu-system-x86_64: apt-get install qemu-system-x86"
         ));
         return running;
     }
     notes.push(format!(
-        "this kernel allows contention mode only (no fentry, no kprobes), so the study adds Debian's {series} kernel \
-         under qemu (--kernel running,{paper}): acquire mode there, every acquisition counted, as the paper measured"
+        "Debian's {series} kernel added, under qemu (--kernel running,{paper}), for acquire mode: every acquisition \
+         counted there, as the paper measured"
     ));
     vec![StudyKernel::Running, StudyKernel::Debian(paper)]
+}
+
+/// Whether `mode` is `auto` and the running kernel, found by loading
+/// programs, allows contention mode only.
+fn auto_finds_contention_only(mode: ModeRequest) -> bool {
+    mode == ModeRequest::Auto && contention_only(&probe_hooks())
 }
 
 /// Whether contention mode's hooks load and acquire mode's do not. (Without
@@ -556,6 +573,7 @@ fn start_or_resume(out: &Path, plan: &Plan, fresh: bool) -> Result<bool, StudyEr
 /// Records one run (or reads it back from an earlier study); None when interrupted.
 fn record_step(
     cfg: &StudyConfig,
+    mode: ModeRequest,
     name: &str,
     platform: PlatformKind,
     path: &Path,
@@ -574,7 +592,7 @@ fn record_step(
         placement: Placement { cpus: Some(vec![cpu % cpus]), memory_limit: cfg.memory_limit, output: Output::Discard },
     };
     let plan = RecordPlan {
-        options: RecordOptions { mode: cfg.mode, ..RecordOptions::default() },
+        options: RecordOptions { mode, ..RecordOptions::default() },
         workloads: vec![spec("a", 0), spec("b", 1)],
         // The instances end the recording; this only bounds a stuck one.
         duration: Some(cfg.duration * 3 + Duration::from_secs(120)),
@@ -1063,17 +1081,17 @@ mod tests {
         assert!(!contention_only(&[status(Hook::TpBtf, false), status(Hook::Tracepoint, false)]), "no privileges");
 
         let mut notes = vec![];
-        let kernels = default_kernels(ModeRequest::Auto, &mut notes);
-        if !contention_only(&probe_hooks()) {
+        let found = auto_finds_contention_only(ModeRequest::Auto);
+        assert_eq!(found, contention_only(&probe_hooks()));
+        let kernels = default_kernels(found, &mut notes);
+        if !found {
             assert_eq!(kernels, [StudyKernel::Running]);
             assert!(notes.is_empty(), "{notes:?}");
         } else {
             assert!(guest::qemu_version().is_some(), "qemu is installed where the tests run (.ci/run installs it)");
             assert_eq!(kernels, [StudyKernel::Running, StudyKernel::Debian(DebianKernel::V6_1)]);
-            assert!(notes[0].contains("contention mode only") && notes[0].contains("--kernel running,debian-6.1"), "{notes:?}");
+            assert!(notes[0].contains("--kernel running,debian-6.1"), "{notes:?}");
         }
-        let mut notes = vec![];
-        assert_eq!(default_kernels(ModeRequest::Contention, &mut notes), [StudyKernel::Running], "asked for contention mode, kept to it");
-        assert!(notes.is_empty(), "{notes:?}");
+        assert!(!auto_finds_contention_only(ModeRequest::Contention), "asked for contention mode, kept to it: no guest added");
     }
 }
