@@ -177,16 +177,19 @@ pub struct Level {
     pub slowdown: Slowdown,
 }
 
+/// Why a run measures no slowdown: a stressed window counts only between
+/// two baselines, each holding a whole report of the worker.
+pub const NOT_MEASURED: &str = "no stressed window between two measured baselines";
+
 impl Series {
     /// Says which trasher counts were measured in fewer of the `runs` than
-    /// ran: in the others no stressed window lay between two measured
-    /// baselines, because the worker's reports straddled the windows' edges
+    /// ran: in the others the worker's reports straddled the windows' edges
     /// (a worker that stalls now and then, as gVisor's may).
     pub fn lost_runs(&self, runs: u32) -> Vec<String> {
         let lost = |l: &&Level| (l.slowdown.runs as u32) < runs;
         let say = |l: &Level| {
             format!(
-                "{}, {} trasher(s): measured in {} of {runs} runs; in the others the worker's reports straddled the windows' edges (longer windows would hold them)",
+                "{}, {} trasher(s): measured in {} of {runs} runs; in the others {NOT_MEASURED}: the worker's reports straddled the windows' edges (longer windows would hold them)",
                 self.platform, l.trashers, l.slowdown.runs
             )
         };
@@ -776,7 +779,7 @@ mod tests {
         let s = summarize(PlatformKind::Host, "op".into(), vec![], &[run_of(1, &a), b].concat(), &cfg());
         assert_eq!(
             s.lost_runs(2),
-            ["host, 1 trasher(s): measured in 1 of 2 runs; in the others the worker's reports straddled the windows' edges (longer windows would hold them)"]
+            ["host, 1 trasher(s): measured in 1 of 2 runs; in the others no stressed window between two measured baselines: the worker's reports straddled the windows' edges (longer windows would hold them)"]
         );
         assert!(!s.levels[0].slowdown.interference, "two windows of one run support no claim: {:?}", s.levels[0]);
         assert_eq!(s.levels[1].slowdown.runs, 2);

@@ -187,7 +187,8 @@ pub struct StressSettings {
     /// Studies before runs were asked for ran one.
     #[serde(default = "one_run")]
     pub runs: u32,
-    /// Also stress the cells that run under emulation (see [`StudyCell::emulated`]).
+    /// Also stress the cells that run under qemu's software emulation (a
+    /// microVM, or any platform in a guest kernel, on a machine without KVM).
     #[serde(default)]
     pub emulated: bool,
 }
@@ -424,9 +425,10 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
             match stressed {
                 // Never dropped unsaid: under emulation a worker may report too seldom to measure.
                 Some(result) if result.series.first().is_none_or(|s| s.levels.is_empty()) => notes.push(format!(
-                    "stress: {} on {} not measured (no stressed window between two measured baselines){}",
+                    "stress: {} on {} not measured ({}){}",
                     cell.workload,
                     cell.column(),
+                    stress::NOT_MEASURED,
                     result.notes.iter().map(|n| format!("; {n}")).collect::<String>()
                 )),
                 Some(result) => {

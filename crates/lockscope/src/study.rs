@@ -26,7 +26,7 @@ use crate::record::ModeArg;
 /// (stress/WORKLOAD@PLATFORM/).
 ///
 /// A study interrupted (Ctrl-C) keeps every finished step; the same command
-/// resumes it. The defaults take about 25 minutes on 2 cores (with host@6.1
+/// resumes it. The defaults take about 20 minutes on 2 cores (with host@6.1
 /// on a kernel without acquire mode); the paper's scale is --runs 3
 /// --duration 10m --stress-window 1m --stress-trashers 7.
 #[derive(clap::Args)]
