@@ -29,10 +29,10 @@ pub struct Rung {
 }
 
 /// The ladder, most interference first. `shared` is a directory both
-/// workloads of the first two rungs create files in (the second's trasher
-/// at half time: the same meetings, half as many, on any machine); `elsewhere` one on another
-/// file system for the third. Every other directory is the workload's own,
-/// on the file system of the experiment's work directory.
+/// workloads of the first two rungs create files in (the second's trasher at
+/// half time: the same meetings, half as many, on any machine); `elsewhere`
+/// one on another file system for the fourth. Every other directory is the
+/// workload's own, on the file system of the experiment's work directory.
 pub fn ladder(files: u32, shared: &Path, elsewhere: &Path) -> Vec<Rung> {
     // Empty files: metadata is what the rungs share or do not, and dirty
     // data's periodic writeback would only add noise to every rung.
@@ -203,9 +203,9 @@ pub fn run(
 struct Scratch {
     /// The file system the workers create files on (their own directories).
     work: PathBuf,
-    /// The one directory of the first rung.
+    /// The one directory of the first two rungs.
     shared: PathBuf,
-    /// The other file system's directory, for the third rung's trasher.
+    /// The other file system's directory, for the fourth rung's trasher.
     elsewhere: PathBuf,
     /// Dropped after the directories above are removed.
     file_systems: Vec<ScratchFs>,

@@ -449,10 +449,10 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
     write_report(&cfg.output, &plan, notes, &traces, &stress_results, complete)
 }
 
-/// The cells the stress experiment measures: all of them, but where the
-/// emulated ones are left out (with a note), as they are unless asked for.
-/// Under TCG a slowdown is set by the emulator more than by the kernel's
-/// locks, and each cell costs 30-60 s.
+/// The cells the stress experiment measures: unless `settings` asks for
+/// all, those that do not run under emulation, with a note naming the
+/// columns left out. Under TCG a slowdown is set by the emulator more than
+/// by the kernel's locks, and each cell costs 30-60 s.
 fn cells_to_stress<'a>(cells: &'a [StudyCell], settings: StressSettings, kvm: bool, notes: &mut Vec<String>) -> Vec<&'a StudyCell> {
     let (emulated, native): (Vec<&StudyCell>, Vec<&StudyCell>) = cells.iter().partition(|c| c.emulated(kvm));
     if settings.emulated || emulated.is_empty() {

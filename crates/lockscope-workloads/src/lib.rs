@@ -10,7 +10,7 @@ pub mod meter;
 pub mod pipe;
 pub mod trasher;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long a workload runs: a fixed time or a fixed amount of work.
 #[derive(Clone, Copy, Debug)]
@@ -21,7 +21,7 @@ pub enum Budget {
 
 impl Budget {
     /// Whether a workload that started at `start` and finished `rounds` is done.
-    pub fn spent(&self, start: std::time::Instant, rounds: u64) -> bool {
+    pub fn spent(&self, start: Instant, rounds: u64) -> bool {
         match *self {
             Budget::Time(d) => start.elapsed() >= d,
             Budget::Rounds(n) => rounds >= n,
@@ -36,7 +36,7 @@ impl Budget {
 pub struct DutyCycle {
     on: Duration,
     off: Duration,
-    since: std::time::Instant,
+    since: Instant,
 }
 
 impl DutyCycle {
@@ -49,7 +49,7 @@ impl DutyCycle {
             100 => Ok(None),
             1..=99 => {
                 let on = Self::PERIOD * percent / 100;
-                Ok(Some(DutyCycle { on, off: Self::PERIOD - on, since: std::time::Instant::now() }))
+                Ok(Some(DutyCycle { on, off: Self::PERIOD - on, since: Instant::now() }))
             }
             _ => Err(WorkloadError::InvalidArgument(format!("--duty must be 1 to 100 (percent), not {percent}"))),
         }
@@ -59,7 +59,7 @@ impl DutyCycle {
     pub fn pace(&mut self) {
         if self.since.elapsed() >= self.on {
             std::thread::sleep(self.off);
-            self.since = std::time::Instant::now();
+            self.since = Instant::now();
         }
     }
 }

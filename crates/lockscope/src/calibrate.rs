@@ -14,9 +14,10 @@ use crate::Format;
 /// one trasher (`lockscope stress --help`), so each rung's score and
 /// slowdown come from the same run. The rungs: same-directory (two workloads
 /// creating files in one directory), same-directory-half-time (the same, the
-/// trasher working half of every 100 ms: half the meetings), same-filesystem (in two directories of
-/// one file system), other-filesystem (on two file systems) and cpu-only
-/// (beside a trasher that only computes, at idle priority). The file systems
+/// trasher working half of every 100 ms: half the meetings),
+/// same-filesystem (in two directories of one file system),
+/// other-filesystem (on two file systems) and cpu-only (beside a trasher
+/// that only computes, at idle priority). The file systems
 /// are two private ext4 images in memory, loop-mounted under --work-dir, so
 /// that nothing else on the machine writes to them; where loop devices are
 /// missing, the work directory's file system and /dev/shm, with a note.
