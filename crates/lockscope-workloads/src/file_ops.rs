@@ -70,6 +70,7 @@ impl FileOps<'_> {
         if self.files == 0 {
             return Err(WorkloadError::InvalidArgument("--files must be at least 1".into()));
         }
+        let mut duty = DutyCycle::new(self.duty)?;
         fs::create_dir_all(self.dir).map_err(io_error(format!("creating {}", self.dir.display())))?;
         if !self.shared && fs::read_dir(self.dir).map_err(io_error(format!("reading {}", self.dir.display())))?.next().is_some() {
             return Err(WorkloadError::InvalidArgument(format!(
@@ -77,7 +78,6 @@ impl FileOps<'_> {
                 self.dir.display()
             )));
         }
-        let mut duty = DutyCycle::new(self.duty)?;
         let mut pace = || {
             if let Some(d) = duty.as_mut() {
                 d.pace()
@@ -179,6 +179,13 @@ mod tests {
     #[test]
     fn a_duty_cycle_idles_once_its_share_of_the_period_is_worked() {
         assert!(DutyCycle::new(0).is_err() && DutyCycle::new(101).is_err());
+        // Refused before anything is made.
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("never");
+        let refused =
+            FileOps { op: FileOp::Create, dir: &dir, files: 3, file_size: 0, shared: false, duty: 0 }.run(Budget::Rounds(1), None);
+        assert!(refused.unwrap_err().to_string().contains("--duty must be 1 to 100"));
+        assert!(!dir.exists());
         assert!(DutyCycle::new(100).unwrap().is_none());
         let mut half = DutyCycle::new(50).unwrap().unwrap();
         std::thread::sleep(DutyCycle::PERIOD / 2);
@@ -186,7 +193,6 @@ mod tests {
         half.pace();
         assert!(t.elapsed() >= DutyCycle::PERIOD / 2);
         // A workload at 1% still does what its budget asks.
-        let tmp = tempfile::tempdir().unwrap();
         let sample = FileOps { op: FileOp::Create, dir: tmp.path(), files: 3, file_size: 0, shared: false, duty: 1 };
         assert_eq!(sample.run(Budget::Rounds(2), None).unwrap().ops, 6);
     }
