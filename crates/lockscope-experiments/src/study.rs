@@ -344,8 +344,8 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
     }
 
     let cells = cells(&plan.workloads, &platforms, &kernels, &mut notes);
-    let stressed = cfg.stress.map_or(vec![], |settings| cells_to_stress(&cells, settings, guest::kvm_usable(), &mut notes));
-    let total = (cells.len() * cfg.runs as usize + stressed.len()) as u64;
+    let to_stress = cfg.stress.map_or(vec![], |settings| cells_to_stress(&cells, settings, guest::kvm_usable(), &mut notes));
+    let total = (cells.len() * cfg.runs as usize + to_stress.len()) as u64;
     let mut done = 0;
 
     for kernel in kernels.iter().filter(|k| cells.iter().any(|c| c.kernel == **k)).filter_map(|k| k.column_suffix()) {
@@ -397,7 +397,7 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
 
     let mut stress_results = Vec::new();
     if let Some(settings) = cfg.stress {
-        for &cell in &stressed {
+        for &cell in &to_stress {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
