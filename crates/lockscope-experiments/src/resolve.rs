@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use lockscope_source::functions::FunctionIndex;
 use lockscope_source::lines::{DebugInfo, LinesError};
+use lockscope_source::resolve::Learned;
 use lockscope_source::tree::COMPILE_COMMANDS;
 use lockscope_source::{Clangd, ClangdError, SourceTree};
 use lockscope_trace::{write_trace, DebianKernel, Trace, TraceError};
@@ -64,15 +65,17 @@ pub enum ResolveError {
 }
 
 /// clangd over one source tree, kept open while it resolves traces one after
-/// another: the files their call sites share are parsed once, not once per
-/// trace (a minute each for a study's guest traces).
+/// another, with what it learned of the tree: the files their call sites
+/// share are parsed once, and each call site is asked about once, not once
+/// per trace (a minute each for a study's guest traces).
 pub struct TreeResolver {
     clangd: Clangd,
+    learned: Learned,
 }
 
 impl TreeResolver {
     pub fn open(tree: &SourceTree, mut progress: impl FnMut(ResolveProgress)) -> Result<TreeResolver, ResolveError> {
-        Ok(TreeResolver { clangd: tree.open(|active| progress(ResolveProgress::LoadingIndex(active)))? })
+        Ok(TreeResolver { clangd: tree.open(|active| progress(ResolveProgress::LoadingIndex(active)))?, learned: Learned::default() })
     }
 
     /// The tree's root.
@@ -98,9 +101,10 @@ impl TreeResolver {
             }
             None => Default::default(),
         };
-        trace.sites = lockscope_source::stacks::resolve_stacks(&mut self.clangd, trace, &located, |done, total, function| {
-            progress(ResolveProgress::Stack { done, total, function })
-        })?;
+        trace.sites =
+            lockscope_source::stacks::resolve_stacks(&mut self.clangd, &mut self.learned, trace, &located, |done, total, function| {
+                progress(ResolveProgress::Stack { done, total, function })
+            })?;
         trace.meta.notes.push(format!("stacks resolved against the source at {}", self.root().display()));
         Ok(())
     }

@@ -194,8 +194,11 @@ impl Function {
 /// A function's file (relative to the tree) and the acquisitions in it.
 pub type FunctionLocks = (String, Vec<Site>);
 
-pub struct Resolver<'c> {
-    clangd: &'c mut Clangd,
+/// What a [`Resolver`] has learned of one tree. Handed from one resolver to
+/// the next over the same tree, so traces resolved one after another ask
+/// clangd nothing twice (a study's traces share most of their call sites).
+#[derive(Default)]
+pub struct Learned {
     /// Function definitions looked up by name (None: not in the tree).
     functions: HashMap<String, Option<Rc<Function>>>,
     /// Definitions of globals and fields, by (name, struct).
@@ -206,9 +209,29 @@ pub struct Resolver<'c> {
     lines: HashMap<(PathBuf, u32), Vec<Site>>,
 }
 
+pub struct Resolver<'c> {
+    clangd: &'c mut Clangd,
+    learned: Learned,
+}
+
 impl<'c> Resolver<'c> {
     pub fn new(clangd: &'c mut Clangd) -> Self {
-        Resolver { clangd, functions: HashMap::new(), definitions: HashMap::new(), function_locks: HashMap::new(), lines: HashMap::new() }
+        Self::resuming(clangd, Learned::default())
+    }
+
+    /// A resolver that starts from what an earlier one over the same tree learned.
+    pub fn resuming(clangd: &'c mut Clangd, learned: Learned) -> Self {
+        Resolver { clangd, learned }
+    }
+
+    /// The clangd session it asks.
+    pub fn clangd(&mut self) -> &mut Clangd {
+        self.clangd
+    }
+
+    /// What it learned, for the next resolver over the same tree.
+    pub fn into_learned(self) -> Learned {
+        self.learned
     }
 
     /// Every acquisition written in the body of the function `name`, and with
@@ -217,11 +240,11 @@ impl<'c> Resolver<'c> {
     /// define `name`; the file it is defined in otherwise.
     pub fn locks_in_function(&mut self, name: &str, follow_calls: bool) -> Result<Option<FunctionLocks>, ClangdError> {
         let key = (name.to_owned(), follow_calls);
-        if let Some(known) = self.function_locks.get(&key) {
+        if let Some(known) = self.learned.function_locks.get(&key) {
             return Ok(known.clone());
         }
         let found = self.find_locks_in_function(name, follow_calls)?;
-        self.function_locks.insert(key, found.clone());
+        self.learned.function_locks.insert(key, found.clone());
         Ok(found)
     }
 
@@ -286,11 +309,11 @@ impl<'c> Resolver<'c> {
     /// gives a single unresolved site that says so.
     pub fn resolve(&mut self, file: &Path, line: u32) -> Result<Vec<Site>, ClangdError> {
         let key = (self.clangd.absolute(file), line);
-        if let Some(known) = self.lines.get(&key) {
+        if let Some(known) = self.learned.lines.get(&key) {
             return Ok(known.clone());
         }
         let sites = self.resolve_line(&key.0, line)?;
-        self.lines.insert(key, sites.clone());
+        self.learned.lines.insert(key, sites.clone());
         Ok(sites)
     }
 
@@ -404,7 +427,7 @@ impl<'c> Resolver<'c> {
 
     /// The function named `name` as defined in the tree (None if only declared).
     fn function_named(&mut self, name: &str) -> Result<Option<Rc<Function>>, ClangdError> {
-        if let Some(known) = self.functions.get(name) {
+        if let Some(known) = self.learned.functions.get(name) {
             return Ok(known.clone());
         }
         let mut found = None;
@@ -418,7 +441,7 @@ impl<'c> Resolver<'c> {
                 }
             }
         }
-        self.functions.insert(name.to_owned(), found.clone());
+        self.learned.functions.insert(name.to_owned(), found.clone());
         Ok(found)
     }
 
@@ -631,11 +654,11 @@ impl<'c> Resolver<'c> {
     /// `name` of `container`.
     fn definition_of(&mut self, name: &str, container: Option<&str>) -> Result<Option<String>, ClangdError> {
         let key = (name.to_owned(), container.map(str::to_owned));
-        if let Some(known) = self.definitions.get(&key) {
+        if let Some(known) = self.learned.definitions.get(&key) {
             return Ok(known.clone());
         }
         let found = self.find_definition(name, container)?;
-        self.definitions.insert(key, found.clone());
+        self.learned.definitions.insert(key, found.clone());
         Ok(found)
     }
 

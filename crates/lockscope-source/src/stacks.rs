@@ -23,7 +23,7 @@ use lockscope_trace::{LockKind, SiteMethod, Stack, StackSite, SymbolTable, Trace
 use crate::clangd::{Clangd, ClangdError};
 use crate::lines::{in_tree, DebugInfo, Frame, InlinedAt, LinesError};
 use crate::primitives::acquisition;
-use crate::resolve::{Resolver, Scope, Site};
+use crate::resolve::{Learned, Resolver, Scope, Site};
 use crate::LockType;
 
 /// How many frames from the call site outward are located: a lock wrapper's
@@ -114,9 +114,24 @@ struct Choice {
 
 /// Resolves every stack of `trace` that its records use, at its line where
 /// `located` (from [`locate_call_sites`]; may be empty) places it; `progress`
-/// sees (done, total, function).
+/// sees (done, total, function). `learned` is what earlier traces taught
+/// about the tree, and grows by what this one does.
 pub fn resolve_stacks(
     clangd: &mut Clangd,
+    learned: &mut Learned,
+    trace: &Trace,
+    located: &Located,
+    progress: impl FnMut(usize, usize, &str),
+) -> Result<Vec<StackSite>, ClangdError> {
+    // Kept on every path out, errors included.
+    let mut resolver = Resolver::resuming(clangd, std::mem::take(learned));
+    let resolved = resolve_each_stack(&mut resolver, trace, located, progress);
+    *learned = resolver.into_learned();
+    resolved
+}
+
+fn resolve_each_stack(
+    resolver: &mut Resolver,
     trace: &Trace,
     located: &Located,
     mut progress: impl FnMut(usize, usize, &str),
@@ -152,8 +167,7 @@ pub fn resolve_stacks(
             Some((s.id, (functions.next()?, functions.next())))
         })
         .collect();
-    prefetch_call_sites(clangd, &call_sites.values().map(|(f, _)| f.clone()).collect(), &mut progress)?;
-    let mut resolver = Resolver::new(clangd);
+    prefetch_call_sites(resolver.clangd(), &call_sites.values().map(|(f, _)| f.clone()).collect(), &mut progress)?;
     let mut by_function: HashMap<(String, LockKind, bool), (Option<String>, Choice)> = HashMap::new();
     let mut out = vec![];
     let stacks: Vec<_> = trace.stacks.iter().filter(|s| kinds.contains_key(&s.id)).collect();
@@ -168,7 +182,7 @@ pub fn resolve_stacks(
             tracing::debug!("{function}: the debug info does not place its call site");
         }
         if let Some(chains) = located.get(&stack.id) {
-            if let Some(site) = by_line(&mut resolver, chains, kind)? {
+            if let Some(site) = by_line(resolver, chains, kind)? {
                 let choice = Choice { method: SiteMethod::Line, sites: vec![site] };
                 if let Some(choice) = narrow(&choice, globals_of(stack.id)) {
                     let file = choice.sites[0].file.clone();
@@ -183,7 +197,7 @@ pub fn resolve_stacks(
         for follow in [false, true] {
             let key = (function.clone(), kind, follow);
             if !by_function.contains_key(&key) {
-                let found = choose(&mut resolver, &function, kind, follow)?;
+                let found = choose(resolver, &function, kind, follow)?;
                 by_function.insert(key.clone(), found);
             }
             let (file, choice) = &by_function[&key];

@@ -224,6 +224,22 @@ fn clangd_killed_mid_run_is_restarted_and_answers() {
 }
 
 #[test]
+fn a_resolver_resuming_what_another_learned_asks_clangd_nothing_again() {
+    let mut f = fixture();
+    let line = line_of(&f.root, "fs/fs_struct.c", "spin_lock(&fs->lock)");
+    let mut first = Resolver::new(&mut f.clangd);
+    let sites = first.resolve(Path::new("fs/fs_struct.c"), line).unwrap();
+    let learned = first.into_learned();
+    // A dead server is restarted by the next request: the pid shows whether one was made.
+    let pid = f.clangd.pid().unwrap();
+    // SAFETY: plain kill(2) of the child this test's clangd session owns.
+    assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGKILL) }, 0);
+    let again = Resolver::resuming(&mut f.clangd, learned).resolve(Path::new("fs/fs_struct.c"), line).unwrap();
+    assert_eq!(format!("{again:?}"), format!("{sites:?}"));
+    assert_eq!(f.clangd.pid(), Some(pid), "the known line was answered without asking clangd");
+}
+
+#[test]
 fn bad_trees_and_a_missing_clangd_are_clear_errors() {
     let empty = tempfile::tempdir().unwrap();
     let err = prepare(empty.path(), &PrepareOptions::default(), |_| {}).unwrap_err();
