@@ -15,7 +15,7 @@ use lockscope_analysis::stats::{spearman, spearman_interval, Slowdown};
 use lockscope_bpf::{probe_hooks, HookStatus, ModeRequest, RecordOptions};
 use lockscope_platform::guest::{self, GuestConfig};
 use lockscope_platform::{Env, Output, PlacedWorkload, PlatformError, PlatformKind};
-use lockscope_trace::{read_trace, write_trace, DebianKernel, EndReason, Selector, Trace, TraceError};
+use lockscope_trace::{read_trace, write_trace, Counters, DebianKernel, EndReason, Selector, Trace, TraceError};
 use serde::Serialize;
 
 use crate::record::{Placement, RecordPlan, RecordingError, Target, WorkloadSpec};
@@ -377,6 +377,7 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
             };
             if let Some(trace) = recorded {
                 notes.extend(failed_instances(&trace.meta.workloads, &cell.workload, &cell.column()));
+                notes.extend(lost_events(&trace.meta.counters, &cell.workload, &cell.column()));
                 traces.push((path, trace));
             }
             done += 1;
@@ -621,6 +622,12 @@ fn record_step(
 /// often in all (BENCHMARKS.md), so the workloads run less slowed.
 const GUEST_STACK_SAMPLE: &str = "64";
 
+/// Room for a guest recording's records, four times `record`'s default: in
+/// acquire mode each of the thousands of inodes and dentries a file
+/// workload touches is a lock of its own, and at the default the file
+/// workloads lost up to a quarter of their events to a full map.
+const GUEST_MAX_RECORDS: &str = "1048576";
+
 fn guest_record_step(cfg: &StudyConfig, cell: &StudyCell, kernel: DebianKernel, path: &Path) -> Result<Result<Trace, String>, StudyError> {
     if let Ok(trace) = read_trace(path) {
         return Ok(Ok(trace));
@@ -646,6 +653,8 @@ fn guest_record_step(cfg: &StudyConfig, cell: &StudyCell, kernel: DebianKernel, 
         &bound,
         "--stack-sample",
         GUEST_STACK_SAMPLE,
+        "--max-records",
+        GUEST_MAX_RECORDS,
         "-o",
         "/out/trace",
         "--workload",
@@ -739,6 +748,16 @@ fn failed_instances(instances: &[lockscope_trace::Workload], workload: &str, col
         .filter(|(_, exit)| *exit != "exit status 0")
         .map(|(i, exit)| format!("{workload} on {column}: instance {} ended after {:.1} s: {exit}", i.name, i.run_time_secs()))
         .collect()
+}
+
+/// A note for a recording that lost events of its workloads: its counts
+/// are low by that share, which the comparison cannot see.
+fn lost_events(counters: &Counters, workload: &str, column: &str) -> Option<String> {
+    let lost = counters.lost();
+    (lost > 0).then(|| {
+        let share = 100.0 * lost as f64 / counters.events.max(lost) as f64;
+        format!("{workload} on {column}: {lost} events of its workloads lost ({share:.1}% of them; the trace's counters say where), so its counts are low")
+    })
 }
 
 /// The Debian kernels among a study's kernels that something was recorded in.
@@ -1000,6 +1019,15 @@ mod tests {
             failed_instances(&instances, "mem-1m", "runc"),
             ["mem-1m on runc: instance b ended after 1.5 s: exit status 1: --size must be at least 1 byte"]
         );
+    }
+
+    #[test]
+    fn a_recording_that_lost_events_is_noted_with_their_share() {
+        let mut counters = Counters { events: 1000, recursion_misses: 500, ..Counters::default() };
+        assert_eq!(lost_events(&counters, "file-list", "host@6.1"), None, "skipped runs of lockscope's own are not the workloads' events");
+        counters.map_full = 150;
+        let note = lost_events(&counters, "file-list", "host@6.1").expect("a note");
+        assert!(note.starts_with("file-list on host@6.1: 150 events") && note.contains("15.0%"), "{note}");
     }
 
     #[test]
