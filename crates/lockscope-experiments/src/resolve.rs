@@ -187,7 +187,7 @@ impl OtherVersion {
 
 /// Debian's source of `kernel` extracted into lockscope's cache and
 /// configured for clangd (no index), each step skipped when done before.
-fn ready_debian_source(kernel: DebianKernel, progress: &mut impl FnMut(&str)) -> Result<(), ClangdError> {
+pub(crate) fn ready_debian_source(kernel: DebianKernel, progress: &mut impl FnMut(&str)) -> Result<(), ClangdError> {
     let root = lockscope_source::tree::debian_source_dir(kernel);
     let step = |step: &str| progress(&format!("{}: {step}", kernel.source_package()));
     let options = lockscope_source::tree::PrepareOptions::default();

@@ -356,7 +356,13 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
         ));
     }
     let mut traces = Vec::new();
-    'record: for cell in &cells {
+    let mut preparing: Option<std::thread::JoinHandle<()>> = None;
+    'record: for (i, cell) in recording_order(&cells) {
+        if let (StudyKernel::Debian(kernel), None) = (cell.kernel, &preparing) {
+            // Fetched here first, so the preparation beside the guest does not fetch it too.
+            let _ = guest::GuestKernel::fetch(&guest::default_cache_dir(), kernel);
+            preparing = Some(prepare_resolution_beside_the_guest(cfg, &cells));
+        }
         for run in 1..=cfg.runs {
             if stop.load(Ordering::Relaxed) {
                 break 'record;
@@ -378,10 +384,19 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
             if let Some(trace) = recorded {
                 notes.extend(failed_instances(&trace.meta.workloads, &cell.workload, &cell.column()));
                 notes.extend(lost_events(&trace.meta.counters, &cell.workload, &cell.column()));
-                traces.push((path, trace));
+                traces.push((i, path, trace));
             }
             done += 1;
         }
+    }
+    // Back in the cells' order, which the report's columns follow.
+    traces.sort_by_key(|(i, ..)| *i);
+    let mut traces: Vec<(PathBuf, Trace)> = traces.into_iter().map(|(_, path, trace)| (path, trace)).collect();
+    if let Some(preparing) = preparing {
+        if !preparing.is_finished() {
+            events(StudyEvent::Step { done, total, doing: "waiting for the kernel sources and debug info being prepared" });
+        }
+        let _ = preparing.join();
     }
 
     for kernel in recorded_guest_kernels(&kernels, &traces) {
@@ -448,6 +463,50 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
         notes.push("interrupted: the report covers the steps that finished; run the same command to resume".into());
     }
     write_report(&cfg.output, &plan, notes, &traces, &stress_results, complete)
+}
+
+/// The cells in the order they are recorded, with their places: those in
+/// the running kernel first, then those in guest kernels, beside which
+/// [`prepare_resolution_beside_the_guest`] works.
+fn recording_order(cells: &[StudyCell]) -> impl Iterator<Item = (usize, &StudyCell)> {
+    let in_guest = |c: &StudyCell| c.kernel != StudyKernel::Running;
+    let running = cells.iter().enumerate().filter(move |(_, c)| !in_guest(c));
+    running.chain(cells.iter().enumerate().filter(move |(_, c)| in_guest(c)))
+}
+
+/// Makes ready, on a thread of low priority, what resolving the traces will
+/// need: each guest kernel's debug info and Debian source, and the source
+/// nearest the running kernel. Started with the guest's recordings: under
+/// single-threaded emulation they leave a core idle, where this takes a
+/// minute or two on a fresh machine, and nothing measured on the host runs
+/// meanwhile. Whatever fails here is met again, and reported, by the resolution.
+fn prepare_resolution_beside_the_guest(cfg: &StudyConfig, cells: &[StudyCell]) -> std::thread::JoinHandle<()> {
+    let mut guest_kernels: Vec<DebianKernel> = vec![];
+    for cell in cells {
+        if let StudyKernel::Debian(kernel) = cell.kernel {
+            if !guest_kernels.contains(&kernel) {
+                guest_kernels.push(kernel);
+            }
+        }
+    }
+    let mut sources = match cfg.kernel_src {
+        Some(_) => vec![],
+        None => guest_kernels.clone(),
+    };
+    if cfg.kernel_src.is_none() && cells.iter().any(|c| c.kernel == StudyKernel::Running) {
+        sources.extend(DebianKernel::nearest(&lockscope_proc::procfs::kernel_release()).filter(|k| !sources.contains(k)));
+    }
+    std::thread::spawn(move || {
+        // Per thread on Linux, and inherited by the tools it runs (tar, make, dpkg-deb).
+        // SAFETY: setpriority(2) on this thread's own id; failure only leaves the priority as it was.
+        unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10) };
+        for kernel in guest_kernels {
+            fetch_guest_debug_info(kernel, &mut vec![], |_| {});
+        }
+        for kernel in sources {
+            let _ = crate::resolve::ready_debian_source(kernel, &mut |_: &str| {});
+        }
+    })
 }
 
 /// The cells the stress experiment measures: unless `settings` asks for
@@ -1075,6 +1134,10 @@ mod tests {
         assert_eq!(StudyKernel::parse("debian-6.12").unwrap(), StudyKernel::Debian(DebianKernel::V6_12));
         let unknown = StudyKernel::parse("6.1").unwrap_err().to_string();
         assert_eq!(unknown, "unknown kernel \"6.1\"; a study runs in running, debian-6.1, debian-6.12");
+        // Recorded with the guest's cells last, each keeping its place in the report.
+        let order: Vec<(usize, String)> = recording_order(&cells).map(|(i, c)| (i, c.id())).collect();
+        let ids = |places: &[usize]| places.iter().map(|&i| (i, cells[i].id())).collect::<Vec<_>>();
+        assert_eq!(order, ids(&[0, 1, 3, 4, 2, 5]));
     }
 
     #[test]

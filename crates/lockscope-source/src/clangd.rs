@@ -419,7 +419,9 @@ pub fn ready_tree(
 ) -> Result<ReadyTree, ClangdError> {
     let binary = if index { Some(locate(clangd)?) } else { None };
     if let Some(kernel) = debian {
-        step(&format!("extracting {} into {}", kernel.source_package(), root.display()));
+        if !crate::tree::is_kernel_tree(root) {
+            step(&format!("extracting {} into {}", kernel.source_package(), root.display()));
+        }
         crate::tree::extract_debian_source(root, kernel)?;
     }
     let prepared = crate::tree::prepare(root, options, &mut step)?;
