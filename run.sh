@@ -5,8 +5,12 @@
 # stressed and written up. Output goes to ${1:-lockscope-out}/ (report.html).
 set -euo pipefail
 cd "$(dirname "$0")"
-./setup.sh
+./setup.sh build
+# The rest (runtimes, qemu, kernel sources, clangd, ...) installs meanwhile.
+./setup.sh &
+setup=$!
 cargo build --release -q -p lockscope
+wait "$setup"
 bin=target/release/lockscope
 out=${1:-lockscope-out}
 "$bin" doctor

