@@ -43,7 +43,8 @@ pub struct Correlation {
     /// The kernel whose experiments it ranks (`running`, `debian-6.1`):
     /// modes and emulation differ between kernels, so each has its own.
     pub kernel: String,
-    /// Spearman's rho; None when there were too few experiments.
+    /// Spearman's rho; None when there were too few experiments or one
+    /// side did not vary ([`Correlation::rho_text`] says which).
     pub rho: Option<f64>,
     /// Its 95% interval; None below 4 experiments.
     pub rho_ci: Option<(f64, f64)>,
@@ -52,6 +53,21 @@ pub struct Correlation {
     /// rest rank as 0): with few, rho says little whatever its value.
     pub with_slowdown: usize,
 }
+
+impl Correlation {
+    /// Rho to two places, or why there is none.
+    pub fn rho_text(&self) -> String {
+        match self.rho {
+            Some(rho) => format!("{rho:.2}"),
+            None if self.experiments < 3 => "n/a (fewer than 3 experiments)".into(),
+            None if self.with_slowdown == 0 => "n/a (no experiment's slowdown supported)".into(),
+            None => "n/a (the measure is the same in every experiment)".into(),
+        }
+    }
+}
+
+/// Where the score's ranking is checked on pairs whose interference is known.
+pub const CALIBRATION_HINT: &str = "`lockscope calibrate` checks the score's ranking on pairs whose interference is known in order";
 
 pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
@@ -106,9 +122,13 @@ pub fn render(page: &Page) -> String {
         out += "</table>\n";
     }
     if !page.correlations.is_empty() {
-        out += "<table><caption>Does sharing predict slowdown? Spearman's rho against the measured slowdown</caption><tr><th>measure</th><th>kernel</th><th>rho</th><th>95% interval</th><th>experiments</th><th>with a supported slowdown</th></tr>";
+        let _ = write!(
+            out,
+            "<table><caption>Does sharing predict slowdown? Spearman's rho against the measured slowdown ({})</caption><tr><th>measure</th><th>kernel</th><th>rho</th><th>95% interval</th><th>experiments</th><th>with a supported slowdown</th></tr>",
+            escape(CALIBRATION_HINT)
+        );
         for k in page.correlations {
-            let rho = k.rho.map_or("too few experiments".into(), |r| format!("{r:.2}"));
+            let rho = k.rho_text();
             let ci = k.rho_ci.map_or("–".into(), |(lo, hi)| format!("[{lo:.2}, {hi:.2}]"));
             let _ = write!(
                 out,
@@ -299,6 +319,22 @@ mod tests {
     use crate::analyze::analyze;
     use crate::compare::{compare, Run};
     use crate::fixtures::{trace, OPTIONS};
+
+    #[test]
+    fn a_missing_rho_says_why() {
+        let k = |rho, experiments, with_slowdown| Correlation {
+            measure: "exposure".into(),
+            kernel: "running".into(),
+            rho,
+            rho_ci: None,
+            experiments,
+            with_slowdown,
+        };
+        assert_eq!(k(Some(0.456), 15, 4).rho_text(), "0.46");
+        assert_eq!(k(None, 2, 2).rho_text(), "n/a (fewer than 3 experiments)");
+        assert_eq!(k(None, 15, 0).rho_text(), "n/a (no experiment's slowdown supported)");
+        assert_eq!(k(None, 15, 3).rho_text(), "n/a (the measure is the same in every experiment)");
+    }
 
     #[test]
     fn the_page_holds_the_tables_and_a_bar_per_platform_and_subsystem() {

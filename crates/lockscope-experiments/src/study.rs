@@ -358,9 +358,7 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
     let mut traces = Vec::new();
     let mut preparing: Option<std::thread::JoinHandle<()>> = None;
     'record: for (i, cell) in recording_order(&cells) {
-        if let (StudyKernel::Debian(kernel), None) = (cell.kernel, &preparing) {
-            // Fetched here first, so the preparation beside the guest does not fetch it too.
-            let _ = guest::GuestKernel::fetch(&guest::default_cache_dir(), kernel);
+        if cell.kernel != StudyKernel::Running && preparing.is_none() {
             preparing = Some(prepare_resolution_beside_the_guest(cfg, &cells));
         }
         for run in 1..=cfg.runs {
@@ -479,7 +477,9 @@ fn recording_order(cells: &[StudyCell]) -> impl Iterator<Item = (usize, &StudyCe
 /// nearest the running kernel. Started with the guest's recordings: under
 /// single-threaded emulation they leave a core idle, where this takes a
 /// minute or two on a fresh machine, and nothing measured on the host runs
-/// meanwhile. Whatever fails here is met again, and reported, by the resolution.
+/// meanwhile. Whatever fails here is met again, and reported, by the
+/// resolution; what both fetch, each waits for the other to finish (the
+/// cache's locks).
 fn prepare_resolution_beside_the_guest(cfg: &StudyConfig, cells: &[StudyCell]) -> std::thread::JoinHandle<()> {
     let mut guest_kernels: Vec<DebianKernel> = vec![];
     for cell in cells {

@@ -135,19 +135,8 @@ pub(crate) fn mark_indexed(root: &Path) -> Result<(), TreeError> {
 
 /// Holds an exclusive lock on `path` (created if missing) until dropped:
 /// two lockscope processes never extract, configure or index one tree at once.
-pub fn lock_file(path: &Path) -> Result<std::fs::File, TreeError> {
-    use std::os::fd::AsRawFd;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(path)
-        .map_err(io(format!("opening {}", path.display())))?;
-    // SAFETY: flock on a descriptor this function owns.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(TreeError::Io { what: format!("locking {}", path.display()), source: std::io::Error::last_os_error() });
-    }
-    Ok(file)
+fn lock_file(path: &Path) -> Result<std::fs::File, TreeError> {
+    lockscope_trace::lock_file(path).map_err(io(format!("locking {}", path.display())))
 }
 
 /// The lock on a tree's preparation and index.

@@ -26,3 +26,36 @@ pub fn cache_dir() -> std::path::PathBuf {
         .unwrap_or_else(|| std::path::PathBuf::from("/var/cache"))
         .join("lockscope")
 }
+
+/// Holds an exclusive lock on `path` (created if missing) until the file is
+/// dropped. Whatever fills lockscope's cache takes one, so two at once (two
+/// lockscope processes, or a study's preparation beside its guest) wait for
+/// each other rather than work over each other.
+pub fn lock_file(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path)?;
+    file.lock()?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    #[test]
+    fn a_locked_file_is_had_by_one_holder_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".lock");
+        let first = super::lock_file(&path).unwrap();
+        let released = Arc::new(AtomicBool::new(false));
+        let waiter = {
+            let (path, released) = (path.clone(), Arc::clone(&released));
+            // Gets the lock only once the first holder has let it go.
+            std::thread::spawn(move || super::lock_file(&path).map(|_| released.load(Ordering::SeqCst)).unwrap())
+        };
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        released.store(true, Ordering::SeqCst);
+        drop(first);
+        assert!(waiter.join().unwrap(), "the second holder had the lock while the first held it");
+    }
+}

@@ -158,10 +158,13 @@ pub fn run(args: Args) -> Result<()> {
             "{} vs slowdown ({} kernel): Spearman's rho {}{ci} over {} experiments, {} with a supported slowdown",
             k.measure,
             k.kernel,
-            k.rho.map_or("n/a".into(), |r| format!("{r:.2}")),
+            k.rho_text(),
             k.experiments,
             k.with_slowdown
         );
+    }
+    if !outcome.correlations.is_empty() {
+        println!("({})", lockscope_analysis::html::CALIBRATION_HINT);
     }
     for n in &outcome.notes {
         eprintln!("note: {n}");

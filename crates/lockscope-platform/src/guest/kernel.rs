@@ -20,6 +20,7 @@ impl GuestKernel {
     pub fn fetch(cache: &Path, kernel: DebianKernel) -> Result<GuestKernel, GuestError> {
         let dir = kernel_dir(cache, kernel);
         std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+        let _lock = lockscope_trace::lock_file(&dir.join(".lock")).map_err(io(format!("locking {}", dir.display())))?;
         if let Some(k) = Self::cached(&dir) {
             return Ok(k);
         }
@@ -164,6 +165,8 @@ impl GuestDebugInfo {
     /// guest's modules are kept (~650 MB).
     pub fn fetch(cache: &Path, kernel: &GuestKernel) -> Result<GuestDebugInfo, GuestError> {
         let release = &kernel.release;
+        // One at a time: every release is downloaded and unpacked in the same places.
+        let _lock = lockscope_trace::lock_file(&cache.join(".debug.lock")).map_err(io("locking the debug-info cache"))?;
         if let Some(found) = Self::cached(cache, release) {
             return Ok(found);
         }
