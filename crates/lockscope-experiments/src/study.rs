@@ -317,11 +317,13 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
     // `auto` resolved once, by loading programs: each recording would
     // otherwise try acquire mode's programs and fall back (about 2 s each).
     let contention_only = auto_finds_contention_only(cfg.mode);
+    // The default kernels include the running one.
+    let records_here = cfg.kernels.is_empty() || cfg.kernels.contains(&StudyKernel::Running);
     let running_mode = match contention_only {
         true => {
-            notes.push(
-                "this kernel allows contention mode only (no fentry, no kprobes): its recordings count contended acquisitions".into(),
-            );
+            notes.extend(records_here.then(|| {
+                "this kernel allows contention mode only (no fentry, no kprobes): its recordings count contended acquisitions".into()
+            }));
             ModeRequest::Contention
         }
         false => cfg.mode,
@@ -359,7 +361,7 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
     let mut preparing: Option<std::thread::JoinHandle<()>> = None;
     'record: for (i, cell) in recording_order(&cells) {
         if cell.kernel != StudyKernel::Running && preparing.is_none() {
-            preparing = Some(prepare_resolution_beside_the_guest(cfg, &cells));
+            preparing = Some(prepare_resolution_beside_the_guest(cfg.kernel_src.as_deref(), &kernels));
         }
         for run in 1..=cfg.runs {
             if stop.load(Ordering::Relaxed) {
@@ -480,20 +482,19 @@ fn recording_order(cells: &[StudyCell]) -> impl Iterator<Item = (usize, &StudyCe
 /// meanwhile. Whatever fails here is met again, and reported, by the
 /// resolution; what both fetch, each waits for the other to finish (the
 /// cache's locks).
-fn prepare_resolution_beside_the_guest(cfg: &StudyConfig, cells: &[StudyCell]) -> std::thread::JoinHandle<()> {
-    let mut guest_kernels: Vec<DebianKernel> = vec![];
-    for cell in cells {
-        if let StudyKernel::Debian(kernel) = cell.kernel {
-            if !guest_kernels.contains(&kernel) {
-                guest_kernels.push(kernel);
-            }
-        }
-    }
-    let mut sources = match cfg.kernel_src {
+fn prepare_resolution_beside_the_guest(kernel_src: Option<&Path>, kernels: &[StudyKernel]) -> std::thread::JoinHandle<()> {
+    let guest_kernels: Vec<DebianKernel> = kernels
+        .iter()
+        .filter_map(|k| match k {
+            StudyKernel::Debian(kernel) => Some(*kernel),
+            StudyKernel::Running => None,
+        })
+        .collect();
+    let mut sources = match kernel_src {
         Some(_) => vec![],
         None => guest_kernels.clone(),
     };
-    if cfg.kernel_src.is_none() && cells.iter().any(|c| c.kernel == StudyKernel::Running) {
+    if kernel_src.is_none() && kernels.contains(&StudyKernel::Running) {
         sources.extend(DebianKernel::nearest(&lockscope_proc::procfs::kernel_release()).filter(|k| !sources.contains(k)));
     }
     std::thread::spawn(move || {
@@ -684,7 +685,7 @@ const GUEST_STACK_SAMPLE: &str = "64";
 /// Room for a guest recording's records, four times `record`'s default: in
 /// acquire mode each of the thousands of inodes and dentries a file
 /// workload touches is a lock of its own, and at the default the file
-/// workloads lost up to a quarter of their events to a full map.
+/// workloads lost up to 29% of their events to a full map.
 const GUEST_MAX_RECORDS: &str = "1048576";
 
 fn guest_record_step(cfg: &StudyConfig, cell: &StudyCell, kernel: DebianKernel, path: &Path) -> Result<Result<Trace, String>, StudyError> {
