@@ -194,6 +194,12 @@ pub(crate) fn ready_debian_source(kernel: DebianKernel, progress: &mut impl FnMu
     lockscope_source::clangd::ready_tree(&root, Some(kernel), &options, None, false, step).map(|_| ())
 }
 
+/// The Debian source a trace of kernel `release` is resolved against (when
+/// no tree is given): its own series', else the nearest, else 6.1's.
+pub(crate) fn debian_source_for(release: &str) -> DebianKernel {
+    DebianKernel::nearest(release).unwrap_or(DebianKernel::V6_1)
+}
+
 /// A study's traces resolved against their own kernel's source where that
 /// source is prepared and matches: `kernel_src`, else Debian's source of the
 /// trace's kernel series (extracted and configured here for the
@@ -223,7 +229,7 @@ pub fn resolve_traces(
         }
     }
     // The given tree, else the Debian source of the trace's kernel or nearest to it.
-    let debian_of = |trace: &Trace| DebianKernel::nearest(&trace.meta.kernel_release).unwrap_or(DebianKernel::V6_1);
+    let debian_of = |trace: &Trace| debian_source_for(&trace.meta.kernel_release);
     let root_of = |trace: &Trace| match kernel_src {
         Some(root) => root.to_owned(),
         None => lockscope_source::tree::debian_source_dir(debian_of(trace)),

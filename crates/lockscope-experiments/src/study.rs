@@ -83,12 +83,17 @@ impl StudyKernel {
         Self::all().find(|k| k.name() == name).ok_or_else(|| StudyError::UnknownKernel(name.to_owned()))
     }
 
-    /// What its columns add to the platform's name (`host@6.1`).
-    fn column_suffix(self) -> Option<&'static str> {
+    /// The Debian kernel a guest boots, None for the running kernel.
+    fn guest(self) -> Option<DebianKernel> {
         match self {
             StudyKernel::Running => None,
-            StudyKernel::Debian(kernel) => Some(kernel.series()),
+            StudyKernel::Debian(kernel) => Some(kernel),
         }
+    }
+
+    /// What its columns add to the platform's name (`host@6.1`).
+    fn column_suffix(self) -> Option<&'static str> {
+        self.guest().map(DebianKernel::series)
     }
 }
 
@@ -483,19 +488,14 @@ fn recording_order(cells: &[StudyCell]) -> impl Iterator<Item = (usize, &StudyCe
 /// resolution; what both fetch, each waits for the other to finish (the
 /// cache's locks).
 fn prepare_resolution_beside_the_guest(kernel_src: Option<&Path>, kernels: &[StudyKernel]) -> std::thread::JoinHandle<()> {
-    let guest_kernels: Vec<DebianKernel> = kernels
-        .iter()
-        .filter_map(|k| match k {
-            StudyKernel::Debian(kernel) => Some(*kernel),
-            StudyKernel::Running => None,
-        })
-        .collect();
+    let guest_kernels: Vec<DebianKernel> = kernels.iter().filter_map(|k| k.guest()).collect();
     let mut sources = match kernel_src {
         Some(_) => vec![],
         None => guest_kernels.clone(),
     };
     if kernel_src.is_none() && kernels.contains(&StudyKernel::Running) {
-        sources.extend(DebianKernel::nearest(&lockscope_proc::procfs::kernel_release()).filter(|k| !sources.contains(k)));
+        let nearest = crate::resolve::debian_source_for(&lockscope_proc::procfs::kernel_release());
+        sources.extend(Some(nearest).filter(|k| !sources.contains(k)));
     }
     std::thread::spawn(move || {
         // Per thread on Linux, and inherited by the tools it runs (tar, make, dpkg-deb).
@@ -826,14 +826,7 @@ fn lost_events(counters: &Counters, workload: &str, column: &str) -> Option<Stri
 /// The Debian kernels among a study's kernels that something was recorded in.
 fn recorded_guest_kernels(kernels: &[StudyKernel], traces: &[(PathBuf, Trace)]) -> Vec<DebianKernel> {
     let recorded = |kernel: DebianKernel| traces.iter().any(|(_, t)| DebianKernel::of_release(&t.meta.kernel_release) == Some(kernel));
-    kernels
-        .iter()
-        .filter_map(|k| match k {
-            StudyKernel::Debian(kernel) => Some(*kernel),
-            StudyKernel::Running => None,
-        })
-        .filter(|&kernel| recorded(kernel))
-        .collect()
+    kernels.iter().filter_map(|k| k.guest()).filter(|&kernel| recorded(kernel)).collect()
 }
 
 /// Where a cell's stress experiment is written.
