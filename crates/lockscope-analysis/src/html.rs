@@ -31,6 +31,10 @@ pub struct StressFigure {
     #[serde(flatten)]
     pub slowdown: crate::stats::Slowdown,
     pub trashers: u32,
+    /// The share of the worker's run time lost waiting on locks its trashers
+    /// held, in the stress runs themselves (median over runs; 100 − the
+    /// score of the pair measured); None where the runs were not recorded.
+    pub exposure: Option<f64>,
     /// The figure (an SVG document), inlined.
     #[serde(skip)]
     pub svg: String,
@@ -190,17 +194,19 @@ pub fn render(page: &Page) -> String {
         out += "\n<h2 id=\"stress\">Interference: throughput beside trashers (Figures 4 to 6)</h2>\n<p class=\"note\">Baseline and stressed windows alternate; \
             each stressed window is compared with the baselines either side. The slowdown is each run's median over its windows, averaged over \
             the runs, with a 95% interval over the runs (from one run: the median over its windows and their interval); where the interval \
-            holds zero, none is claimed.</p>\n<table><tr><th>workload</th><th>platform</th><th>baseline</th><th>trashers</th><th>slowdown</th></tr>";
+            holds zero, none is claimed.</p>\n<table><tr><th>workload</th><th>platform</th><th>baseline</th><th>trashers</th><th>slowdown</th>\
+            <th>time lost to the trashers' locks (recorded in the same runs)</th></tr>";
         for s in page.stress {
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td class=\"text\">{}</td><td>{} {}/s</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td class=\"text\">{}</td><td>{} {}/s</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(&s.workload),
                 escape(&s.platform),
                 trim_number(s.baseline),
                 escape(&s.unit),
                 s.trashers,
-                s.slowdown.describe()
+                s.slowdown.describe(),
+                s.exposure.map_or("–".into(), |e| format!("{}%", trim_number(100.0 * e)))
             );
         }
         out += "</table>\n";

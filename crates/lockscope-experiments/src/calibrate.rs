@@ -179,9 +179,7 @@ pub fn run(
             return Err(CalibrateError::NoSlowdown { rung: rung.name.into() });
         };
         let analysis = lockscope_analysis::analyze(&trace, &lockscope_analysis::Options { top_sites: 1, include_interrupt: false });
-        // The worker is the first instance the experiment follows, its trasher the second.
-        let (worker, trasher) = (&trace.meta.workloads[0].name, &trace.meta.workloads[1].name);
-        let exposure = analysis.exposures.iter().find(|e| &e.waiter == worker && &e.holder == trasher).map_or(0.0, |e| e.exposure);
+        let exposure = stress::worker_exposures(&result, &analysis.exposures).first().copied().unwrap_or(0.0);
         rungs.push(RungResult {
             name: rung.name.into(),
             description: rung.description.into(),

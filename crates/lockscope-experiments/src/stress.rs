@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use lockscope_analysis::score::Exposure;
 use lockscope_analysis::stats::{median, Slowdown};
 use lockscope_bpf::{RecordError, RecordOptions, Session, WorkloadId};
 use lockscope_platform::{Env, Instance, InstanceSpec, Output, PlatformError, PlatformKind};
@@ -212,6 +213,43 @@ pub struct StressResult {
     pub notes: Vec<String>,
     pub series: Vec<Series>,
     pub samples: Vec<Sample>,
+}
+
+/// What a recorded experiment's trace is called beside its results.
+pub const TRACE_FILE: &str = "stress.trace";
+
+/// The worker of a platform's run, as the recording names it.
+fn worker_name(platform: PlatformKind, run: u32) -> String {
+    format!("worker-{platform}-{run}")
+}
+
+/// Trasher `k` (from 1) of a platform's run, as the recording names it.
+fn trasher_name(k: u32, platform: PlatformKind, run: u32) -> String {
+    format!("trasher{k}-{platform}-{run}")
+}
+
+/// The worker's exposure to all its trashers together, per run (platform by
+/// platform, run by run), from the exposures the analysis of the
+/// experiment's recording found: the score's measure of the interference
+/// each run itself had. Runs whose worker was not recorded are left out.
+pub fn worker_exposures(result: &StressResult, exposures: &[Exposure]) -> Vec<f64> {
+    let trashers = result.series.iter().flat_map(|s| &s.levels).map(|l| l.trashers).max().unwrap_or(0);
+    let runs = result.series.iter().flat_map(|s| (1..=result.runs).map(move |run| (s.platform, run)));
+    runs.filter_map(|(platform, run)| {
+        let worker = worker_name(platform, run);
+        let its_trashers: Vec<String> = (1..=trashers).map(|k| trasher_name(k, platform, run)).collect();
+        let mine: Vec<&Exposure> = exposures.iter().filter(|e| e.waiter == worker).collect();
+        let to_trashers = mine.iter().filter(|e| its_trashers.contains(&e.holder)).map(|e| e.exposure).sum();
+        (!mine.is_empty()).then_some(to_trashers)
+    })
+    .collect()
+}
+
+/// The worker's exposure to its trashers in a recorded experiment: the
+/// median over its runs of [`worker_exposures`], from the recording.
+pub fn worker_exposure(result: &StressResult, trace: &Trace) -> Option<f64> {
+    let analysis = lockscope_analysis::analyze(trace, &lockscope_analysis::Options { top_sites: 1, include_interrupt: false });
+    median(&worker_exposures(result, &analysis.exposures))
 }
 
 /// Where each run's private file system is mounted (`private_fs`).
@@ -462,7 +500,7 @@ fn run_once(
     let mut worker_args = cfg.worker.clone();
     worker_args.extend(["--duration".into(), duration_arg.clone(), "--report-every".into(), sample_arg]);
     let worker_spec = InstanceSpec {
-        name: format!("worker-{platform}-{run}"),
+        name: worker_name(platform, run),
         workload: worker_args,
         output: Output::Capture,
         cpus: placement(None),
@@ -491,7 +529,7 @@ fn run_once(
         let mut args = cfg.trasher.clone();
         args.extend(["--duration".into(), duration_arg.clone()]);
         let spec = InstanceSpec {
-            name: format!("trasher{k}-{platform}-{run}"),
+            name: trasher_name(k, platform, run),
             workload: args,
             output: Output::Discard,
             cpus: placement(Some(k)),
@@ -783,6 +821,41 @@ mod tests {
         );
         assert!(!s.levels[0].slowdown.interference, "two windows of one run support no claim: {:?}", s.levels[0]);
         assert_eq!(s.levels[1].slowdown.runs, 2);
+    }
+
+    #[test]
+    fn the_worker_s_exposure_is_to_its_own_run_s_trashers_together() {
+        let a = [100.0, 80.0, 100.0, 82.0, 100.0, 50.0, 100.0, 52.0, 100.0];
+        let series = summarize(PlatformKind::Host, "op".into(), vec![], &[run_of(1, &a), run_of(2, &a)].concat(), &cfg());
+        let result = StressResult {
+            worker: "file-create".into(),
+            trasher: "trasher".into(),
+            window_secs: 2.0,
+            cycles: 2,
+            warmup_secs: 1.0,
+            sample_secs: 1.0,
+            runs: 2,
+            complete: true,
+            notes: vec![],
+            series: vec![series],
+            samples: vec![],
+        };
+        let exposure = |waiter: &str, holder: &str, exposure| Exposure {
+            waiter: waiter.into(),
+            holder: holder.into(),
+            exposure,
+            basis: lockscope_analysis::score::Basis::Measured,
+        };
+        let exposures = [
+            exposure("worker-host-1", "trasher1-host-1", 0.01),
+            exposure("worker-host-1", "trasher2-host-1", 0.02),
+            // Another run's trasher, and a trasher's own exposure, are not the worker's.
+            exposure("worker-host-1", "trasher1-host-2", 0.5),
+            exposure("trasher1-host-1", "worker-host-1", 0.7),
+            exposure("worker-host-2", "trasher1-host-2", 0.0),
+        ];
+        assert_eq!(worker_exposures(&result, &exposures), [0.03, 0.0]);
+        assert_eq!(worker_exposures(&result, &exposures[..4]), [0.03], "a run whose worker was not recorded is left out");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use lockscope_analysis::compare::{self, Comparison};
 use lockscope_analysis::html::{self, Correlation, StressFigure};
-use lockscope_analysis::stats::{spearman, spearman_interval, Slowdown};
+use lockscope_analysis::stats::{spearman, spearman_interval};
 use lockscope_bpf::{probe_hooks, HookStatus, ModeRequest, RecordOptions};
 use lockscope_platform::guest::{self, GuestConfig};
 use lockscope_platform::{Env, Output, PlacedWorkload, PlatformError, PlatformKind};
@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::record::{Placement, RecordPlan, RecordingError, Target, WorkloadSpec};
 use crate::resolve::{resolve_traces, ResolveError};
-use crate::stress::{self, StressConfig, StressError, StressResult, Unobserved};
+use crate::stress::{self, StressConfig, StressError, StressResult};
 
 /// A workload of the study: its name, what each instance runs, and the
 /// trasher that stresses what it uses.
@@ -839,7 +839,9 @@ fn earlier_stress(dir: &Path) -> Option<StressResult> {
     serde_json::from_str(&std::fs::read_to_string(dir.join("stress.json")).ok()?).ok()
 }
 
-/// Runs one stress experiment (or reads it back); None when interrupted.
+/// Runs one stress experiment, recording the worker and its trashers so the
+/// score of the pair the experiment measured is known (or reads it back);
+/// None when interrupted.
 fn stress_step(
     cfg: &StudyConfig,
     settings: StressSettings,
@@ -867,11 +869,12 @@ fn stress_step(
         private_fs: true,
     };
     let failed = |source| StudyError::Stress { workload: name.to_owned(), platform, source };
-    let result = stress::run(&stress_cfg, &cfg.env, stop, &mut Unobserved, |_| {}).map_err(failed)?;
+    let (result, trace) = stress::run_recorded(&stress_cfg, &cfg.env, stop, |_| {}).map_err(failed)?;
     if !result.complete {
         return Ok(None);
     }
     std::fs::create_dir_all(&dir).map_err(io(format!("creating {}", dir.display())))?;
+    write_trace(&dir.join(stress::TRACE_FILE), &trace, true)?;
     if let Some(warning) = stress::write_outputs(&result, &dir).map_err(failed)? {
         warn(&warning);
     }
@@ -978,6 +981,7 @@ fn write_report(
                 unit: s.unit.clone(),
                 slowdown: last.slowdown,
                 trashers: last.trashers,
+                exposure: recorded_exposure(&stress_dir(out, cell), r),
                 svg: std::fs::read_to_string(stress_dir(out, cell).join("stress.svg")).unwrap_or_default(),
             };
             Some((cell.kernel, figure))
@@ -1015,27 +1019,36 @@ fn write_report(
     Ok(StudyOutcome { comparison, correlations, notes })
 }
 
-/// A sharing measure of a comparison cell, by name.
-type Measure = (&'static str, fn(&compare::Cell) -> f64);
+/// The worker's exposure to its trashers in a stress experiment's recorded
+/// runs, if they were recorded.
+fn recorded_exposure(dir: &Path, result: &StressResult) -> Option<f64> {
+    stress::worker_exposure(result, &read_trace(&dir.join(stress::TRACE_FILE)).ok()?)
+}
+
+/// A measure of an experiment both recorded and stressed, by name: None
+/// where it was not measured.
+type Measure = (&'static str, fn(&compare::Cell, &StressFigure) -> Option<f64>);
 
 /// Spearman's rho of each sharing measure against the measured slowdown.
 fn correlate(c: &Comparison, figures: &[&StressFigure], kernel: StudyKernel) -> Vec<Correlation> {
     if figures.is_empty() {
         return vec![];
     }
-    let measures: [Measure; 3] = [
-        ("exposure to the other instance (100 - isolation score)", |c| c.exposure),
-        ("cumulative shared-lock rate", |c| c.cumulative_rate),
-        ("shared-lock count", |c| c.shared_mean),
+    let measures: [Measure; 4] = [
+        ("exposure to the trashers in the stress runs (100 - the pair's isolation score)", |_, f| f.exposure),
+        ("exposure to the other instance (100 - isolation score)", |c, _| Some(c.exposure)),
+        ("cumulative shared-lock rate", |c, _| Some(c.cumulative_rate)),
+        ("shared-lock count", |c, _| Some(c.shared_mean)),
     ];
     // The experiments both compared and stressed.
-    let measured: Vec<(&compare::Cell, &Slowdown)> =
-        figures.iter().filter_map(|f| c.cell(&f.workload, &f.platform).map(|cell| (cell, &f.slowdown))).collect();
-    let with_slowdown = measured.iter().filter(|(_, slowdown)| slowdown.interference).count();
+    let measured: Vec<(&compare::Cell, &StressFigure)> =
+        figures.iter().filter_map(|f| c.cell(&f.workload, &f.platform).map(|cell| (cell, *f))).collect();
     measures
         .iter()
+        .filter(|(_, measure)| measured.iter().any(|(cell, f)| measure(cell, f).is_some()))
         .map(|(name, measure)| {
-            let pairs: Vec<(f64, f64)> = measured.iter().map(|(cell, slowdown)| (measure(cell), slowdown.reported())).collect();
+            let pairs: Vec<(f64, f64)> = measured.iter().filter_map(|(cell, f)| Some((measure(cell, f)?, f.slowdown.reported()))).collect();
+            let with_slowdown = measured.iter().filter(|(cell, f)| measure(cell, f).is_some() && f.slowdown.interference).count();
             let rho = spearman(&pairs);
             Correlation {
                 measure: (*name).into(),

@@ -143,9 +143,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("warning: {warning}");
     }
     if let Some(trace) = trace {
-        let path = args.output.join("stress.trace");
+        let path = args.output.join(stress::TRACE_FILE);
         lockscope_trace::write_trace(&path, &trace, true)?;
         eprintln!("recorded the worker and trashers: {} (lockscope report {})", path.display(), path.display());
+        if let Some(exposure) = stress::worker_exposure(&result, &trace) {
+            println!(
+                "the worker lost {:.4}% of its run time waiting on locks its trashers held (median over runs): isolation score {:.2}",
+                100.0 * exposure,
+                lockscope_analysis::score::isolation_score(exposure)
+            );
+        }
     }
 
     if !result.complete {

@@ -606,6 +606,16 @@ fn stress_alternates_baseline_and_stressed_windows_and_draws_the_series() {
     let names: Vec<&str> = report["workloads"].as_array().unwrap().iter().map(|w| w["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["worker-host-1", "trasher1-host-1", "trasher2-host-1"]);
     assert!(report["shared_locks"].as_u64().unwrap() >= 1, "the worker and the fs trashers share file-system locks: {report}");
+    // The pair's score: the worker's time lost to both trashers, as the trace's report has it.
+    let to_trashers: f64 = report["exposures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["waiter"] == "worker-host-1" && e["holder"].as_str().unwrap().starts_with("trasher"))
+        .map(|e| e["exposure"].as_f64().unwrap())
+        .sum();
+    let said = format!("the worker lost {:.4}% of its run time waiting on locks its trashers held", 100.0 * to_trashers);
+    assert!(stdout.contains(&said), "{said}\n{stdout}");
     assert_clean(&root.path().join("work"));
 }
 

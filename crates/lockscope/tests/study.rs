@@ -162,6 +162,12 @@ fn the_report_renders_in_chromium_with_real_plots() {
     let stress = &report["stress"][0];
     let interval = format!("[{:+.1}%, {:+.1}%]", 100.0 * stress["ci_low"].as_f64().unwrap(), 100.0 * stress["ci_high"].as_f64().unwrap());
     assert!(dom.contains(&interval), "the page shows the measured slowdown's interval {interval}");
+    // The stress runs were recorded: the score of the pair they measured ranks the slowdown.
+    assert!(out.join("stress/file-create@host/stress.trace").exists());
+    let exposure = stress["exposure"].as_f64().unwrap_or_else(|| panic!("no exposure to the trasher: {stress:#}"));
+    assert!((0.0..1.0).contains(&exposure), "{exposure}");
+    let measure = report["correlations"][0]["measure"].as_str().unwrap();
+    assert!(measure.starts_with("exposure to the trashers in the stress runs"), "{measure}");
 
     let shot = tmp.path().join("report.png");
     chromium(&[&format!("--screenshot={}", shot.display())]);
