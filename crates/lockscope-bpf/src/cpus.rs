@@ -1,6 +1,6 @@
-//! What the programs need to see what runs on the other CPUs, for a
-//! spinlock's holder (src/bpf/waits.bpf.h): how many CPUs there may be, and
-//! where a CPU's preempt count lies from its `runqueues`. Both are per-CPU
+//! What the programs need to see what runs on the CPUs, for a spinlock's
+//! holder and for interrupt context (src/bpf/waits.bpf.h): how many CPUs
+//! there may be, and where a CPU's preempt count lies from its `runqueues`. Both are per-CPU
 //! variables, at offsets in a CPU's per-CPU area that BTF lists, so one CPU's
 //! runqueue address gives its preempt count without the data symbols
 //! kallsyms lacks on kernels built without KALLSYMS_ALL.

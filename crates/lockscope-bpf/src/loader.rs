@@ -80,7 +80,7 @@ macro_rules! locate_cpus {
                 $rodata.preempt_count_from_rq = offset;
                 $rodata.preempt_count_located = true;
             }
-            None => tracing::info!("spinlock holders not sought: BTF does not locate the preempt count"),
+            None => tracing::info!("spinlock holders not sought, interrupt context not read: BTF does not locate the preempt count"),
         }
     };
 }
@@ -361,17 +361,11 @@ fn load_acquire_with<'obj>(
         rodata.stack_sample_every = if s.stack_sample > 1 { s.stack_sample } else { 0 };
         rodata.stack_sample_first = sampling::FIRST_STACKS;
         rodata.wait_classes = wait_classes(s.lock_classes);
-        // The preempt count (interrupt context without stacks), and the
-        // direct map and page array (the slab of a kfree'd object or of a lock).
-        let kallsyms = kallsyms();
-        let [preempt_count, per_cpu_offset] = addresses_of(&kallsyms, ["__preempt_count", "__per_cpu_offset"]);
-        if per_cpu_offset != 0 {
-            rodata.preempt_count_addr = preempt_count;
-            rodata.per_cpu_offset_addr = per_cpu_offset;
-        }
-        [rodata.page_offset_base_addr, rodata.vmemmap_base_addr, rodata.max_pfn_addr] = addresses_of(&kallsyms, PAGE_SYMBOLS);
+        // The direct map and page array (the slab of a kfree'd object or of a lock).
+        [rodata.page_offset_base_addr, rodata.vmemmap_base_addr, rodata.max_pfn_addr] = addresses_of(&kallsyms(), PAGE_SYMBOLS);
         // Trampoline programs may call kfuncs; kprobes may not.
         rodata.kmem_cache_kfunc = family == Family::Trampoline;
+        // The preempt count (interrupt context, even without stacks; spinlock holders).
         locate_cpus!(rodata, Some(&btf));
     }
     let what = match family {
@@ -420,7 +414,7 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
             )
         });
     }
-    let preempt_count_known = skel.maps.rodata_data.is_some_and(|r| r.preempt_count_addr != 0);
+    let preempt_count_known = skel.maps.rodata_data.is_some_and(|r| r.preempt_count_located);
     if preempt_count_known {
         notes.push("interrupt context read from the preempt count".into());
     }

@@ -59,28 +59,6 @@ static __always_inline enum wait_class wait_class_of(u32 flags)
 	return WAIT_OTHER;
 }
 
-/* Where the preempt count is: its per-CPU offset and the per-CPU offsets
- * array, from kallsyms; 0 when unknown (user space then reads interrupt
- * context from the stack). */
-const volatile u64 preempt_count_addr = 0;
-const volatile u64 per_cpu_offset_addr = 0;
-
-/* LKS_F_INTERRUPT when this CPU is serving an interrupt (a bh-disabled
- * section is not one), read from the preempt count; 0 when unknown. */
-static __always_inline u32 interrupt_flag(void)
-{
-	if (!preempt_count_addr || !per_cpu_offset_addr)
-		return 0;
-	u64 offset = 0;
-	u32 preempt_count = 0;
-	u64 cpu = bpf_get_smp_processor_id();
-	if (bpf_probe_read_kernel(&offset, sizeof(offset), (void *)(per_cpu_offset_addr + cpu * sizeof(u64))))
-		return 0;
-	if (bpf_probe_read_kernel(&preempt_count, sizeof(preempt_count), (void *)(preempt_count_addr + offset)))
-		return 0;
-	return preempt_count & IN_INTERRUPT ? LKS_F_INTERRUPT : 0;
-}
-
 struct held_lock {
 	u64 lock;
 	u64 start_ns;
@@ -91,6 +69,8 @@ struct held_lock {
 };
 
 struct held_state {
+	u32 workload; /* the task's, kept so that its next lock programs need not look it up */
+	u32 pad;
 	struct held_lock slot[MAX_HELD];
 };
 
@@ -108,28 +88,42 @@ struct {
 	__type(value, u32);
 } cpu_busy SEC(".maps");
 
-/* Enters the per-CPU guard; false (counted) when a lockscope program is
- * already running on this CPU. */
-static __always_inline bool enter(void)
+/* Enters the per-CPU guard: the flag to clear on leaving, or NULL (counted)
+ * when a lockscope program is already running on this CPU. */
+static __always_inline u32 *enter(void)
 {
 	u32 zero = 0;
 	u32 *busy = bpf_map_lookup_elem(&cpu_busy, &zero);
 	if (!busy)
-		return false;
+		return NULL;
 	if (*busy) {
 		count(C_REENTERED);
-		return false;
+		return NULL;
 	}
 	*busy = 1;
-	return true;
+	return busy;
 }
 
-static __always_inline void leave(void)
+/* The current task's held locks, created at its first acquisition when
+ * `create`; NULL when it has none (or they could not be made). `*workload`:
+ * the task's workload, 0 for none. A tracked task's workload is read once,
+ * into its held locks: on the lock paths a task storage lookup is cheaper
+ * than the tgid's (or, by cgroup, the ancestors'). */
+static __always_inline struct held_state *task_state(bool create, u32 *workload)
 {
-	u32 zero = 0;
-	u32 *busy = bpf_map_lookup_elem(&cpu_busy, &zero);
-	if (busy)
-		*busy = 0;
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct held_state *hs = bpf_task_storage_get(&held, task, 0, 0);
+	if (hs) {
+		*workload = hs->workload;
+		return hs;
+	}
+	*workload = current_workload();
+	if (!*workload || !create)
+		return NULL;
+	hs = bpf_task_storage_get(&held, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (hs)
+		hs->workload = *workload;
+	return hs;
 }
 
 /* How a primitive reports success. */
@@ -152,7 +146,12 @@ static __always_inline void record_sample(void *ctx, const struct agg_key *key, 
 
 static __always_inline int record_acquire(void *ctx, u64 lock, u64 ret, u32 flags, enum outcome outcome)
 {
-	u32 workload = current_workload();
+	u32 workload = 0;
+	struct held_state *hs = NULL;
+	if (track_holds)
+		hs = task_state(true, &workload);
+	else
+		workload = current_workload();
 	if (!workload || !lock)
 		return 0;
 	count(C_EVENTS);
@@ -160,7 +159,7 @@ static __always_inline int record_acquire(void *ctx, u64 lock, u64 ret, u32 flag
 	bool acquired = outcome == ALWAYS || (outcome == NONZERO_OK ? (int)ret != 0 : (int)ret == 0);
 
 	u64 now = bpf_ktime_get_ns();
-	flags |= interrupt_flag();
+	flags |= interrupt_here();
 	struct agg_key key = {
 		.workload = workload,
 		.tgid = bpf_get_current_pid_tgid() >> 32,
@@ -188,9 +187,6 @@ static __always_inline int record_acquire(void *ctx, u64 lock, u64 ret, u32 flag
 		record_sample(ctx, &key, now);
 	if (!track_holds)
 		return 0;
-
-	struct held_state *hs = bpf_task_storage_get(&held, bpf_get_current_task_btf(), 0,
-						     BPF_LOCAL_STORAGE_GET_F_CREATE);
 	if (!hs) {
 		count(C_STATE_BUSY);
 		return 0;
@@ -212,10 +208,10 @@ static __always_inline int record_acquire(void *ctx, u64 lock, u64 ret, u32 flag
 
 static __always_inline int record_release(u64 lock)
 {
-	u32 workload = current_workload();
+	u32 workload = 0;
+	struct held_state *hs = task_state(false, &workload);
 	if (!workload)
 		return 0;
-	struct held_state *hs = bpf_task_storage_get(&held, bpf_get_current_task_btf(), 0, 0);
 	if (!hs) {
 		count(C_UNMATCHED_END);
 		return 0;
@@ -253,14 +249,15 @@ static __always_inline int record_release(u64 lock)
 	return 0;
 }
 
-#define GUARDED(call)          \
-	({                     \
-		int _ret = 0;  \
-		if (enter()) { \
-			_ret = call; \
-			leave();     \
-		}              \
-		_ret;          \
+#define GUARDED(call)                    \
+	({                               \
+		int _ret = 0;            \
+		u32 *_busy = enter();    \
+		if (_busy) {             \
+			_ret = call;     \
+			*_busy = 0;      \
+		}                        \
+		_ret;                    \
 	})
 
 static __always_inline int on_acquire(void *ctx, u64 lock, u64 ret, u32 flags, enum outcome outcome)

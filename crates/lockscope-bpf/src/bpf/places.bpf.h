@@ -160,17 +160,20 @@ struct {
 	__type(value, u64); /* this CPU's &runqueues, 0 until noted */
 } percpu_runqueues SEC(".maps");
 
-/* Notes this CPU's runqueues, once. */
-static __always_inline void note_runqueue(void)
+/* This CPU's runqueues, noted the first time; 0 when unknown. */
+static __always_inline u64 this_runqueue(void)
 {
 	if (!bpf_core_field_exists(struct sched_entity, cfs_rq))
-		return;
+		return 0;
 	u32 cpu = bpf_get_smp_processor_id();
 	u64 *rq = bpf_map_lookup_elem(&percpu_runqueues, &cpu);
-	if (rq && !*rq) {
+	if (!rq)
+		return 0;
+	if (!*rq) {
 		struct task_struct___sched *task = (void *)bpf_get_current_task();
 		*rq = (u64)BPF_CORE_READ(task, se.cfs_rq, rq);
 	}
+	return *rq;
 }
 
 struct cache_info {
@@ -246,7 +249,7 @@ static __always_inline void note_place(u64 lock, u32 generation)
 		place.slab_start = slab.start;
 		note_cache(s);
 	} else {
-		note_runqueue();
+		this_runqueue(); /* noted for naming per-CPU locks */
 	}
 	int err = map_insert(&lock_places, &key, &place);
 	if (err && err != -EEXIST) /* -EEXIST: another CPU noted it first */

@@ -82,12 +82,13 @@ static __always_inline bool preempt_count_at(u64 rq, u32 *preempt_count)
 	       !bpf_probe_read_kernel(preempt_count, sizeof(*preempt_count), (void *)(rq + preempt_count_from_rq));
 }
 
-/* LKS_F_INTERRUPT when this CPU serves an interrupt: a wait made there is
- * the interrupt's, not the interrupted task's. 0 when unknown. */
+/* LKS_F_INTERRUPT when this CPU serves an interrupt (a bh-disabled section
+ * is not one): a lock taken or waited for there is the interrupt's, not the
+ * interrupted task's. 0 when unknown. */
 static __always_inline u32 interrupt_here(void)
 {
 	u32 preempt_count = 0;
-	if (!preempt_count_at(runqueue_of(bpf_get_smp_processor_id()), &preempt_count))
+	if (!preempt_count_at(this_runqueue(), &preempt_count))
 		return 0;
 	return preempt_count & IN_INTERRUPT ? LKS_F_INTERRUPT : 0;
 }
@@ -229,8 +230,7 @@ struct {
 static __always_inline void begin_wait(void *ctx, u64 lock, u32 flags, bool with_stack)
 {
 	/* The holder first, while it is most likely still holding the lock. */
-	note_runqueue(); /* for interrupt_here, and for spin_holder on the other CPUs */
-	flags |= interrupt_here();
+	flags |= interrupt_here(); /* notes this CPU's runqueue for spin_holder on the others too */
 	struct holder holder = holder_of(lock, flags);
 
 	struct wait_state *ws = bpf_task_storage_get(&waits, bpf_get_current_task_btf(), 0,
