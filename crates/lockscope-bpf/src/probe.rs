@@ -59,7 +59,8 @@ pub fn probe_hooks() -> Vec<HookStatus> {
         .collect()
 }
 
-fn try_hook(hook: Hook) -> Result<(), String> {
+/// Loads and attaches an empty program on `hook`; Err says why the kernel refused.
+pub(crate) fn try_hook(hook: Hook) -> Result<(), String> {
     libbpf_log::capture();
     if hook == Hook::Tracepoint {
         procfs::ensure_tracefs().map_err(|e| format!("tracefs unavailable: {e}"))?;

@@ -22,6 +22,7 @@ use crate::abi::{self, NR_COUNTERS};
 use crate::entries::hash_entries;
 use crate::loader::{self, Kernel};
 use crate::privileges::Privileges;
+use crate::probe::{self, Hook};
 use crate::sampling;
 
 /// Workloads one recording can tell apart (ids 1..=63 index the 64-entry irq_counts array).
@@ -199,13 +200,21 @@ pub fn record<E: From<RecordError>>(
             loader::attach_contention(&contention_skel)?
         }
         ModeRequest::Auto => {
-            // Acquire where the kernel both loads and attaches it, else contention.
-            let acquire = match loader::load_acquire(&mut acquire_objects, &settings) {
-                Ok((skel, why)) => {
-                    acquire_skel = skel;
-                    loader::start_acquire(&acquire_skel, why, &settings)
-                }
-                Err(why) => Err(why),
+            // Acquire where the kernel both loads and attaches it, else
+            // contention. An empty program on each of acquire mode's hooks
+            // tells first whether either can work: verifying every acquire
+            // program only to be refused the attach takes seconds.
+            let refused = |hook: Hook| probe::try_hook(hook).err().map(|why| format!("{}: {why}", hook.describe()));
+            let both_refused = refused(Hook::Fentry).and_then(|fentry| Some(format!("{fentry}; {}", refused(Hook::Kprobe)?)));
+            let acquire = match both_refused {
+                Some(why) => Err(why),
+                None => match loader::load_acquire(&mut acquire_objects, &settings) {
+                    Ok((skel, why)) => {
+                        acquire_skel = skel;
+                        loader::start_acquire(&acquire_skel, why, &settings)
+                    }
+                    Err(why) => Err(why),
+                },
             };
             match acquire {
                 Ok(k) => k,

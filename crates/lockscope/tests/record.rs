@@ -90,6 +90,14 @@ fn file_churn_pair_shares_file_system_locks() {
         .filter(|l| l["shared"] == true)
         .any(|l| frames_of(l).iter().any(|f| fs_functions.iter().any(|p| f.starts_with(p))));
     assert!(shared_fs, "no shared lock with a file-system stack: {report:#}");
+    // Mode auto learned from an empty program on each of acquire mode's
+    // hooks that this kernel refuses both, before loading the recorder's.
+    let auto = report["notes"].as_array().unwrap().iter().filter_map(|n| n.as_str()).find(|n| n.starts_with("mode auto: "));
+    let auto = auto.unwrap_or_else(|| panic!("no note of mode auto's choice: {:#}", report["notes"]));
+    assert!(
+        auto.starts_with("mode auto: acquire mode unavailable (fentry on mutex_lock: ") && auto.contains("; kprobe on mutex_lock: "),
+        "{auto}"
+    );
     for name in ["a", "b"] {
         let w = workload_summary(&report, name);
         assert_eq!(w["exit"], "exit status 0");
