@@ -319,8 +319,8 @@ pub fn run(cfg: &StudyConfig, stop: &Arc<AtomicBool>, mut events: impl FnMut(Stu
     }
     let mut notes: Vec<String> = not_available_notes(&cfg.workloads).collect();
     let platforms = choose_platforms(&cfg.platforms, &cfg.env, &mut notes)?;
-    // `auto` resolved once, by loading programs: for the notes and the
-    // default kernels, and so that no recording probes again.
+    // `auto` resolved once, by loading programs: for the notes, the default
+    // kernels and the mode of the study's own recordings.
     let contention_only = auto_finds_contention_only(cfg.mode);
     // The default kernels include the running one.
     let records_here = cfg.kernels.is_empty() || cfg.kernels.contains(&StudyKernel::Running);

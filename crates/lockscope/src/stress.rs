@@ -81,7 +81,8 @@ pub struct Args {
     private_fs: bool,
     /// Also record the worker and every trasher, each followed from its
     /// start, into OUTPUT/stress.trace (best mode available): the locks they
-    /// share and the slowdown come from the same run. See `lockscope report`.
+    /// share and the slowdown come from the same run, and the pair's
+    /// isolation score is printed beside the slowdown. See `lockscope report`.
     #[arg(long)]
     record: bool,
 }

@@ -230,6 +230,12 @@ static long free_one(u32 i, struct bulk_free *b)
 
 static __always_inline int record_bulk_free(struct kmem_cache *cache, u64 n, u64 objects)
 {
+	/* A cache not in cache_infos never held a lock the trace acquired
+	 * (note_place lists every one that did): its objects have nothing to
+	 * end and are not walked one by one (the maple tree's nodes, mostly). */
+	u64 key = (u64)cache;
+	if (cache && slabs_told() && !bpf_map_lookup_elem(&cache_infos, &key))
+		return 0;
 	struct bulk_free b = { .cache = cache, .objects = objects, .n = n };
 	bpf_loop(MAX_BULK_FREE, free_one, &b, 0);
 	return 0;

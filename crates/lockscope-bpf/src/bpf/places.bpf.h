@@ -233,6 +233,13 @@ struct {
 	__type(value, struct lock_place);
 } lock_places SEC(".maps");
 
+/* Whether a lock's slab cache can be told here (by the kfunc, or from its
+ * page): then every cache that held a noted lock is in cache_infos. */
+static __always_inline bool slabs_told(void)
+{
+	return (kmem_cache_kfunc && bpf_ksym_exists(bpf_get_kmem_cache)) || pages_readable();
+}
+
 static __always_inline void note_place(u64 lock, u32 generation)
 {
 	struct place_key key = { .lock = lock, .generation = generation };
@@ -240,10 +247,10 @@ static __always_inline void note_place(u64 lock, u32 generation)
 		return;
 	struct slab_of slab = slab_of(lock);
 	struct kmem_cache *s = slab.cache;
+	if (!slabs_told())
+		return; /* no way to tell a slab object here */
 	if (kmem_cache_kfunc && bpf_ksym_exists(bpf_get_kmem_cache))
 		s = bpf_get_kmem_cache(lock);
-	else if (!pages_readable())
-		return; /* no way to tell a slab object here */
 	struct lock_place place = { .cache = (u64)s };
 	if (s) {
 		place.slab_start = slab.start;
