@@ -15,8 +15,14 @@ pub fn possible() -> u32 {
 
 /// The preempt count's offset from `runqueues` in every CPU's per-CPU area:
 /// `__preempt_count` (x86 before 6.2, and again from 6.15) or the
-/// `preempt_count` member of `pcpu_hot` (6.2 to 6.14). None when BTF lists neither.
+/// `preempt_count` member of `pcpu_hot` (6.2 to 6.14). None when BTF lists
+/// neither, or when the programs cannot reach a CPU's runqueue: they read it
+/// from the running task's scheduling entity (`se.cfs_rq->rq`, under
+/// CONFIG_FAIR_GROUP_SCHED), so without that member the offset serves
+/// nothing and neither interrupt context nor spinlock holders are read.
 pub fn preempt_count_from_runqueues(btf: &Btf<'_>) -> Option<i64> {
+    let entity = btf.type_by_name::<Struct>("sched_entity")?;
+    entity.iter().find(|m| m.name.is_some_and(|n| n == "cfs_rq"))?;
     let percpu = btf.type_by_name::<DataSec>(".data..percpu")?;
     let offset_of = |name: &str| {
         percpu.iter().find_map(|v| {
