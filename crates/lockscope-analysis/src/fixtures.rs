@@ -10,6 +10,7 @@ pub fn workload(id: u32, name: &str, secs: u64) -> Workload {
         name: name.into(),
         selector: Selector::Pid { pid: id },
         pids: vec![id],
+        started_ns: None,
         run_time_ns: secs * 1_000_000_000,
         exit: None,
         irq_filtered: 0,

@@ -495,6 +495,7 @@ impl<'k> Session<'k> {
                     name: w.name.clone(),
                     selector: w.selector.clone(),
                     pids: seen.into_iter().collect(),
+                    started_ns: Some(w.started.saturating_duration_since(self.started).as_nanos() as u64),
                     run_time_ns: (w.ended.unwrap_or_else(Instant::now) - w.started).as_nanos() as u64,
                     exit: w.exit.clone(),
                     irq_filtered,

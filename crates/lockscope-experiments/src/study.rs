@@ -1075,6 +1075,7 @@ mod tests {
             name: name.into(),
             selector: Selector::Platform { platform: "runc".into(), workload: "mem".into() },
             pids: vec![],
+            started_ns: None,
             run_time_ns: 1_500_000_000,
             exit: exit.map(String::from),
             irq_filtered: 0,

@@ -661,6 +661,7 @@ mod tests {
                     name: "a".into(),
                     selector: Selector::Run { command: "true".into() },
                     pids: vec![42],
+                    started_ns: Some(250_000_000),
                     run_time_ns: 2_000_000_000,
                     exit: Some("exit status 0".into()),
                     irq_filtered: 3,

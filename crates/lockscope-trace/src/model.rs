@@ -98,6 +98,10 @@ pub struct Workload {
     pub selector: Selector,
     /// Every process (tgid) attributed to the workload during the recording.
     pub pids: Vec<u32>,
+    /// When the workload started, in nanoseconds since the recording did;
+    /// None in traces written before lockscope kept it.
+    #[serde(default)]
+    pub started_ns: Option<u64>,
     /// The workload's own execution time within the recording, in nanoseconds:
     /// the denominator of its access rates.
     pub run_time_ns: u64,
@@ -111,6 +115,17 @@ pub struct Workload {
 impl Workload {
     pub fn run_time_secs(&self) -> f64 {
         self.run_time_ns as f64 / 1e9
+    }
+
+    /// The share of this workload's run time during which `other` ran too
+    /// (1 where the trace does not say when they ran).
+    pub fn share_alongside(&self, other: &Workload) -> f64 {
+        let (Some(a), Some(b)) = (self.started_ns, other.started_ns) else { return 1.0 };
+        if self.run_time_ns == 0 {
+            return 0.0;
+        }
+        let together = (a + self.run_time_ns).min(b + other.run_time_ns).saturating_sub(a.max(b));
+        together as f64 / self.run_time_ns as f64
     }
 }
 
@@ -790,6 +805,24 @@ spelled!(LockKind {
 mod tests {
     use super::lock_flags::*;
     use super::*;
+
+    #[test]
+    fn a_workload_s_time_alongside_another_is_the_overlap_of_their_runs() {
+        let w = |started_s: Option<u64>, secs: u64| Workload {
+            id: 1,
+            name: "w".into(),
+            selector: Selector::Pid { pid: 1 },
+            pids: vec![],
+            started_ns: started_s.map(|s| s * 1_000_000_000),
+            run_time_ns: secs * 1_000_000_000,
+            exit: None,
+            irq_filtered: 0,
+        };
+        let (early, late) = (w(Some(0), 10), w(Some(6), 2));
+        assert_eq!((early.share_alongside(&late), late.share_alongside(&early)), (0.2, 1.0));
+        assert_eq!(early.share_alongside(&w(Some(10), 5)), 0.0, "one began as the other ended");
+        assert_eq!(early.share_alongside(&w(None, 5)), 1.0, "an older trace says nothing: together throughout");
+    }
 
     #[test]
     fn kinds_follow_the_kernel_flags() {
