@@ -202,6 +202,27 @@ fn one_run() -> u32 {
     1
 }
 
+impl StressSettings {
+    /// The stress experiment of study workload `w` on `platform`.
+    fn config(&self, w: &StudyWorkload, platform: PlatformKind) -> StressConfig {
+        StressConfig {
+            platforms: vec![platform],
+            worker: shlex::split(w.command).expect("the study's commands are well-formed"),
+            trasher: shlex::split(w.trasher).expect("the study's trashers are well-formed"),
+            trashers: self.trashers,
+            window: self.window,
+            cycles: self.cycles,
+            // Two reports at the least before the first window, which lays the windows out.
+            warmup: self.window.max(Duration::from_secs(1)),
+            // Four reports a window, each long enough to hold a slow operation's.
+            sample_every: (self.window / 4).max(Duration::from_millis(100)),
+            runs: self.runs,
+            // The worker's rate on the work directory's file system drifts with whatever ran there before.
+            private_fs: true,
+        }
+    }
+}
+
 /// What to study and where to write it.
 pub struct StudyConfig {
     /// Directory for the report, tables, traces and stress results.
@@ -854,20 +875,7 @@ fn stress_step(
         return Ok(Some(result));
     }
     let (name, platform) = (&cell.workload, cell.platform);
-    let w = workload(name)?;
-    let stress_cfg = StressConfig {
-        platforms: vec![platform],
-        worker: shlex::split(w.command).expect("the study's commands are well-formed"),
-        trasher: shlex::split(w.trasher).expect("the study's trashers are well-formed"),
-        trashers: settings.trashers,
-        window: settings.window,
-        cycles: settings.cycles,
-        warmup: settings.window,
-        sample_every: sample_every(settings),
-        runs: settings.runs,
-        // The worker's rate on the work directory's file system drifts with whatever ran there before.
-        private_fs: true,
-    };
+    let stress_cfg = settings.config(workload(name)?, platform);
     let failed = |source| StudyError::Stress { workload: name.to_owned(), platform, source };
     let (result, trace) = stress::run_recorded(&stress_cfg, &cfg.env, stop, |_| {}).map_err(failed)?;
     if !result.complete {
@@ -881,10 +889,6 @@ fn stress_step(
     Ok(Some(result))
 }
 
-/// How often the worker reports in a study's stress windows.
-fn sample_every(settings: StressSettings) -> Duration {
-    (settings.window / 4).max(Duration::from_millis(200))
-}
 
 /// Runs one stress experiment in a Debian kernel under qemu (or reads it
 /// back): `lockscope stress` on the guest's host platform, nothing recorded.
@@ -902,8 +906,9 @@ fn guest_stress_step(
         return Ok(Ok(result));
     }
     let w = workload(&cell.workload)?;
+    let stress_cfg = settings.config(w, PlatformKind::Host);
     let duration = |d: Duration| format!("{}ms", d.as_millis());
-    let (trashers, cycles, runs) = (settings.trashers.to_string(), settings.cycles.to_string(), settings.runs.to_string());
+    let (trashers, cycles, runs) = (stress_cfg.trashers.to_string(), stress_cfg.cycles.to_string(), stress_cfg.runs.to_string());
     let out_dir = cfg.output.join("guest").join(format!("stress-{}", cell.id()));
     let mut guest = study_guest(w, &out_dir);
     let instances = instances_dir(&guest);
@@ -921,15 +926,15 @@ fn guest_stress_step(
         "--trashers",
         &trashers,
         "--window",
-        &duration(settings.window),
+        &duration(stress_cfg.window),
         "--cycles",
         &cycles,
         "--runs",
         &runs,
         "--warmup",
-        &duration(settings.window),
+        &duration(stress_cfg.warmup),
         "--sample",
-        &duration(sample_every(settings)),
+        &duration(stress_cfg.sample_every),
         "-o",
         "/out/stress",
     ];
@@ -937,8 +942,7 @@ fn guest_stress_step(
     guest.kernel = kernel;
     guest.accel = guest::parallel_accel().into();
     guest.extra_files = vec![PathBuf::from(crate::figure::FONT)];
-    let run_length = settings.window * (2 + 2 * settings.cycles * settings.trashers) * settings.runs;
-    guest.timeout = cfg.guest_timeout.unwrap_or_else(|| default_guest_timeout(run_length));
+    guest.timeout = cfg.guest_timeout.unwrap_or_else(|| default_guest_timeout(stress_cfg.run_length() * stress_cfg.runs));
     if let Err(why) = run_in_guest(&guest, &cfg.env.lockscope) {
         return Ok(Err(why));
     }

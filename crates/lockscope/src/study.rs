@@ -70,10 +70,12 @@ pub struct Args {
     #[arg(long)]
     no_stress: bool,
     /// The length of each baseline and stressed window of the stress experiment (`lockscope stress --help`).
-    #[arg(long, value_parser = humantime::parse_duration, default_value = "2s")]
+    /// Short windows, many of them: a worker's throughput moves in steps lasting seconds whatever
+    /// runs beside it, which baselines half a second either side of a stressed window share.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "500ms")]
     stress_window: Duration,
     /// Stressed windows per trasher count and run.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 6)]
     stress_cycles: u32,
     /// Runs of each stress experiment, each starting its instances afresh:
     /// their spread is the slowdown's interval (`lockscope stress --help`).

@@ -135,7 +135,7 @@ fn the_report_renders_in_chromium_with_real_plots() {
     let _guard = serial();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("study");
-    let args = ["--kernel", "running", "--platforms", "host", "--workloads", "file-create", "--stress-window", "1s"];
+    let args = ["--kernel", "running", "--platforms", "host", "--workloads", "file-create"];
     ok(study(&out, &args).output().unwrap());
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(!html.contains(" src=") && !html.contains("<link") && !html.contains("<script"), "self-contained");
@@ -192,7 +192,7 @@ fn a_study_in_debian_kernels_counts_every_acquisition_and_names_the_shared_locks
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("study");
     let args = ["--kernel", "running,debian-6.1,debian-6.12", "--platforms", "host", "--workloads", "file-create,mem-8k"];
-    let args = [&args[..], &["--stress-window", "1s", "--stress-emulated"]].concat();
+    let args = [&args[..], &["--stress-window", "1s", "--stress-cycles", "1", "--stress-emulated"]].concat();
     let guests = ["host@6.1", "host@6.12"];
 
     // Guests killed before they could finish: their steps fail, noted with
