@@ -122,7 +122,15 @@ fn share_of(by: Option<&HashMap<u32, u64>>, alongside: &Alongside, b: u32) -> f6
 /// Waits of `a` attributed to `b`, and its waits of unknown holder shared by
 /// acquisitions. A trace without holders (older, or not contention mode)
 /// shares every wait so.
-fn measured_ns(trace: &Trace, include_interrupt: bool, uses: &Uses, by_address: &Acquisitions, alongside_a: &Alongside, a: u32, b: u32) -> f64 {
+fn measured_ns(
+    trace: &Trace,
+    include_interrupt: bool,
+    uses: &Uses,
+    by_address: &Acquisitions,
+    alongside_a: &Alongside,
+    a: u32,
+    b: u32,
+) -> f64 {
     if trace.held_waits.is_empty() {
         return uses
             .values()
@@ -200,14 +208,11 @@ mod tests {
         let mut t = trace();
         let lock = 0xffffffff82000010;
         let at = |w: Workload, start_s: u64| Workload { started_ns: Some(start_s * 1_000_000_000), ..w };
-        t.meta.workloads = vec![
-            at(workload(1, "w1", 10), 0),
-            at(workload(2, "w2", 10), 0),
-            at(workload(3, "w3", 10), 20),
-            at(workload(4, "w4", 10), 5),
-        ];
+        t.meta.workloads =
+            vec![at(workload(1, "w1", 10), 0), at(workload(2, "w2", 10), 0), at(workload(3, "w3", 10), 20), at(workload(4, "w4", 10), 5)];
         t.records = vec![record(1, lock, 0, 100, 1), record(2, lock, 0, 100, 1), record(3, lock, 0, 1000, 1), record(4, lock, 0, 100, 1)];
-        t.held_waits = vec![HeldWait { waiter: 1, holder: Holder::Unknown, lock_addr: lock, count: 1, wait_total_ns: 2_500_000, in_interrupt: false }];
+        t.held_waits =
+            vec![HeldWait { waiter: 1, holder: Holder::Unknown, lock_addr: lock, count: 1, wait_total_ns: 2_500_000, in_interrupt: false }];
         let e = exposures(&t, &analyze(&t, &OPTIONS).locks, false);
         let lost_to = |holder: &str| e.iter().find(|x| x.waiter == "w1" && x.holder == holder).unwrap().exposure * 10e9;
         // Acquisitions made while w1 ran: w1 100, w2 100, w3 none, w4 50 of its 100.

@@ -121,6 +121,8 @@ impl StressConfig {
 /// One window of a run: seconds since the worker started.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Window {
+    /// Once the trashers were in the window's state: a runtime's pause or
+    /// resume takes a while (runsc's about 0.1 s), and its own work is no trasher's.
     pub start: f64,
     pub end: f64,
     /// Trashers running through it; 0: a baseline.
@@ -548,6 +550,7 @@ fn run_once(
     observer.started(&worker_spec.name);
     let t0 = Instant::now();
     let mut received: Vec<(f64, lockscope_workloads::meter::Sample)> = Vec::new();
+    // Laid out after the warm-up; each window's start moves to when its trashers were set.
     let mut windows: Option<Vec<Window>> = None;
     let mut note = None;
     let mut current: Option<usize> = None;
@@ -573,7 +576,7 @@ fn run_once(
         } else if windows.is_none() && now >= cfg.warmup + SLOWEST_WARMUP {
             return Err(StressError::WorkerTooSlow { secs: now.as_secs(), platform, run });
         }
-        let Some(ws) = &windows else {
+        let Some(ws) = &mut windows else {
             progress(&StressProgress { platform, run, elapsed_in_run: now, window: None, trashers: 0, last: None });
             continue;
         };
@@ -594,6 +597,7 @@ fn run_once(
                 }
                 t.state = if wanted { TrasherState::Running } else { TrasherState::Paused };
             }
+            ws[i].start = ws[i].start.max(t0.elapsed().as_secs_f64());
         }
         let last = received.last().map(|(at, s)| sample(platform, run, *at, *at, s, &[]));
         progress(&StressProgress {
@@ -858,11 +862,23 @@ mod tests {
         assert_eq!(worker_exposures(&result, &exposures[..4]), [0.03], "a run whose worker was not recorded is left out");
     }
 
+    fn report(t: f64) -> (f64, lockscope_workloads::meter::Sample) {
+        (t, lockscope_workloads::meter::Sample { workload: "w".into(), unit: "op".into(), t, ops: 1, seconds: 1.0, ops_per_sec: 1.0 })
+    }
+
+    #[test]
+    fn a_report_begun_before_the_trashers_were_set_is_in_no_window() {
+        // Planned to start at 1.0 s; the runtime's resume returned at 1.2 s.
+        let windows = [Window { start: 0.5, end: 1.0, trashers: 0 }, Window { start: 1.2, end: 1.5, trashers: 1 }];
+        let placed = |begin, end| sample(PlatformKind::Runc, 1, begin, end, &report(end).1, &windows).window;
+        assert_eq!(placed(1.05, 1.175), None, "while the runtime resumed the trasher");
+        assert_eq!(placed(1.15, 1.275), None, "straddling the resume's end");
+        assert_eq!(placed(1.275, 1.4), Some(1));
+        assert_eq!(placed(0.6, 0.725), Some(0));
+    }
+
     #[test]
     fn a_slow_operation_lengthens_the_windows() {
-        let report = |t: f64| {
-            (t, lockscope_workloads::meter::Sample { workload: "w".into(), unit: "op".into(), t, ops: 1, seconds: 1.0, ops_per_sec: 1.0 })
-        };
         let (window, why) = window_length(&cfg(), &[report(5.0), report(6.0), report(7.0)]);
         assert_eq!(
             (window, why),

@@ -214,7 +214,7 @@ impl StressSettings {
             cycles: self.cycles,
             // Two reports at the least before the first window, which lays the windows out.
             warmup: self.window.max(Duration::from_secs(1)),
-            // Four reports a window, each long enough to hold a slow operation's.
+            // Four reports a window, none shorter than 100 ms, so that each counts many operations.
             sample_every: (self.window / 4).max(Duration::from_millis(100)),
             runs: self.runs,
             // The worker's rate on the work directory's file system drifts with whatever ran there before.
@@ -888,7 +888,6 @@ fn stress_step(
     }
     Ok(Some(result))
 }
-
 
 /// Runs one stress experiment in a Debian kernel under qemu (or reads it
 /// back): `lockscope stress` on the guest's host platform, nothing recorded.
