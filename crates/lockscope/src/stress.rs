@@ -13,8 +13,10 @@ use lockscope_platform::PlatformKind;
 ///
 /// After a warm-up (left out), baseline windows (trashers paused) alternate
 /// with stressed windows (1 trasher running, --cycles times; then 2; up to
-/// --trashers). Each stressed window is compared with the baselines either
-/// side of it, so the worker's own drift over the run cancels. Each run
+/// --trashers), each measured from when its trashers were paused or let run
+/// (a runtime's pause takes up to 0.1 s). Each stressed window is compared
+/// with the baselines either side of it, so the worker's own drift over the
+/// run cancels. Each run
 /// (--runs) starts every instance afresh, and runs differ more than the
 /// windows of one run do, so each trasher count's slowdown is the mean of
 /// the runs' medians with a 95% Student's t interval over the runs; from one
