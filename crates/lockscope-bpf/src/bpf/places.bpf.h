@@ -233,24 +233,28 @@ struct {
 	__type(value, struct lock_place);
 } lock_places SEC(".maps");
 
+/* Whether the kernel's bpf_get_kmem_cache tells a lock's slab cache. */
+static __always_inline bool kfunc_tells_cache(void)
+{
+	return kmem_cache_kfunc && bpf_ksym_exists(bpf_get_kmem_cache);
+}
+
 /* Whether a lock's slab cache can be told here (by the kfunc, or from its
  * page): then every cache that held a noted lock is in cache_infos. */
 static __always_inline bool slabs_told(void)
 {
-	return (kmem_cache_kfunc && bpf_ksym_exists(bpf_get_kmem_cache)) || pages_readable();
+	return kfunc_tells_cache() || pages_readable();
 }
 
 static __always_inline void note_place(u64 lock, u32 generation)
 {
 	struct place_key key = { .lock = lock, .generation = generation };
+	if (!slabs_told())
+		return; /* no way to tell a slab object here */
 	if (bpf_map_lookup_elem(&lock_places, &key))
 		return;
 	struct slab_of slab = slab_of(lock);
-	struct kmem_cache *s = slab.cache;
-	if (!slabs_told())
-		return; /* no way to tell a slab object here */
-	if (kmem_cache_kfunc && bpf_ksym_exists(bpf_get_kmem_cache))
-		s = bpf_get_kmem_cache(lock);
+	struct kmem_cache *s = kfunc_tells_cache() ? bpf_get_kmem_cache(lock) : slab.cache;
 	struct lock_place place = { .cache = (u64)s };
 	if (s) {
 		place.slab_start = slab.start;
