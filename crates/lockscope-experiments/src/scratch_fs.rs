@@ -28,6 +28,11 @@ impl ScratchFs {
     /// Makes an ext4 file system of `size_mib` (sparse: only what is
     /// written takes memory) and mounts it at `mount_point` (created).
     pub fn create(name: &str, mount_point: &Path, size_mib: u64) -> Result<ScratchFs, ScratchFsError> {
+        Self::create_with(name, mount_point, size_mib, &[])
+    }
+
+    /// As [`ScratchFs::create`], with more `mkfs.ext4` options.
+    fn create_with(name: &str, mount_point: &Path, size_mib: u64, mkfs_options: &[&str]) -> Result<ScratchFs, ScratchFsError> {
         let image = PathBuf::from(format!("/dev/shm/lockscope-{}-{name}.img", std::process::id()));
         let failed = |what: String| move |detail: String| ScratchFsError { what, detail };
         std::fs::File::create(&image)
@@ -38,7 +43,7 @@ impl ScratchFs {
         std::fs::create_dir_all(mount_point).map_err(|e| failed(format!("creating {}", mount_point.display()))(e.to_string()))?;
         // Inode tables and journal written now: lazy initialisation would
         // run a kernel thread writing to the file system during the experiment.
-        run(Command::new("mkfs.ext4").args(["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"]).arg(&fs.image))
+        run(Command::new("mkfs.ext4").args(["-q", "-F", "-E", "lazy_itable_init=0,lazy_journal_init=0"]).args(mkfs_options).arg(&fs.image))
             .map_err(failed(format!("making an ext4 file system on {}", fs.image.display())))?;
         run(Command::new("mount").args(["-o", "loop"]).arg(&fs.image).arg(mount_point))
             .map_err(failed(format!("loop-mounting {} (needs root and loop devices)", fs.image.display())))?;
@@ -68,6 +73,24 @@ impl Drop for ScratchFs {
     }
 }
 
+/// The block device (its kernel name: `vda`, `loop3`) of `path`'s file
+/// system (that of its nearest existing ancestor, for a path not yet made)
+/// when that is ext4 without a journal. Such an ext4 reuses no inode
+/// deleted in the last minute (six while its inode table block is not yet
+/// written back), and each inode it allocates walks past every such one
+/// (`find_inode_bit` → `recently_deleted`): a workload that deletes and
+/// creates files slows with its own deletions and with those of whatever ran
+/// there in the minutes before. None: another file system, or a kernel whose
+/// ext4 does not say (`journal_task` in sysfs, 5.10 on).
+pub fn unjournaled_ext4(path: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = path.ancestors().find_map(|p| std::fs::metadata(p).ok())?.dev();
+    let link = std::fs::read_link(format!("/sys/dev/block/{}:{}", libc::major(dev), libc::minor(dev))).ok()?;
+    let device = link.file_name()?.to_string_lossy().into_owned();
+    let journal_task = std::fs::read_to_string(format!("/sys/fs/ext4/{device}/journal_task")).ok()?;
+    (journal_task.trim() == "<none>").then_some(device)
+}
+
 /// Runs a command to its end; its standard error when it fails.
 fn run(cmd: &mut Command) -> Result<(), String> {
     let out = cmd.output().map_err(|e| format!("running {:?}: {e}", cmd.get_program()))?;
@@ -93,5 +116,17 @@ mod tests {
         std::fs::write(fs.path().join("f"), b"x").unwrap();
         drop(fs);
         assert!(!point.exists() && !image.exists(), "unmounted and removed");
+    }
+
+    #[test]
+    fn an_ext4_without_a_journal_is_told_from_one_with() {
+        let tmp = tempfile::tempdir().unwrap();
+        let journaled = ScratchFs::create("journaled", &tmp.path().join("j"), 64).unwrap();
+        let unjournaled = ScratchFs::create_with("unjournaled", &tmp.path().join("u"), 64, &["-O", "^has_journal"]).unwrap();
+        assert_eq!(unjournaled_ext4(journaled.path()), None);
+        let device = unjournaled_ext4(unjournaled.path()).expect("an ext4 without a journal");
+        assert!(device.starts_with("loop"), "{device}");
+        assert_eq!(unjournaled_ext4(&unjournaled.path().join("not/yet")), Some(device), "a path to be made");
+        assert_eq!(unjournaled_ext4(Path::new("/dev/shm")), None, "tmpfs is no ext4");
     }
 }

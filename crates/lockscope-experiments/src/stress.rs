@@ -22,7 +22,7 @@ use lockscope_platform::{Env, Instance, InstanceSpec, Output, PlatformError, Pla
 use lockscope_trace::{EndReason, Selector, Trace};
 use lockscope_workloads::meter::Line;
 
-use crate::scratch_fs::{ScratchFs, STRESS_FS_MIB};
+use crate::scratch_fs::{unjournaled_ext4, ScratchFs, STRESS_FS_MIB};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StressError {
@@ -354,6 +354,9 @@ pub fn run(
     let mut samples = Vec::new();
     let mut firsts = Vec::new();
     let mut notes: Vec<String> = cpu_note(cfg.trashers).into_iter().collect();
+    if !cfg.private_fs {
+        notes.extend(unjournaled_note(&env.work_root));
+    }
     let mut complete = true;
     'platforms: for &platform in &cfg.platforms {
         for run in 1..=cfg.runs {
@@ -447,6 +450,17 @@ fn cpu_note(trashers: u32) -> Option<String> {
     }
 }
 
+/// Why file workloads drift on the work directory's file system, when they do.
+fn unjournaled_note(work_root: &std::path::Path) -> Option<String> {
+    let device = unjournaled_ext4(work_root)?;
+    Some(format!(
+        "{} is on ext4 without a journal ({device}), which reuses no inode deleted in the last minute and walks past each \
+         to allocate the next: file workloads there slow with their own deletions and with those of the runs before \
+         (a private file system per run has a journal)",
+        work_root.display()
+    ))
+}
+
 /// Where a trasher is in its life.
 #[derive(Clone, Copy, PartialEq)]
 enum TrasherState {
@@ -482,6 +496,11 @@ impl Drop for Trasher {
 /// How many whole samples a window must hold at the least; a workload whose
 /// operations take longer gets longer windows.
 const SAMPLES_PER_WINDOW: f64 = 3.0;
+
+/// A report longer than this many --sample came from a long operation (the
+/// worker reports at the end of the first operation after --sample); one a
+/// few milliseconds over --sample only came late down the pipe.
+const LONG_REPORT: f64 = 1.25;
 
 /// How long to wait for a worker's first reports before giving up on it.
 const SLOWEST_WARMUP: Duration = Duration::from_secs(120);
@@ -643,7 +662,7 @@ fn window_length(cfg: &StressConfig, received: &[(f64, lockscope_workloads::mete
     // The first report also spans the worker's set-up: not an operation's length.
     let longest = received.windows(2).map(|p| p[1].0 - p[0].0).fold(0.0, f64::max);
     let needed = Duration::from_secs_f64(longest * SAMPLES_PER_WINDOW);
-    if needed <= cfg.window {
+    if needed <= cfg.window || longest <= LONG_REPORT * cfg.sample_every.as_secs_f64() {
         return (cfg.window, None);
     }
     let samples = needed.as_secs_f64() / cfg.sample_every.as_secs_f64();
@@ -879,17 +898,19 @@ mod tests {
 
     #[test]
     fn a_slow_operation_lengthens_the_windows() {
-        let (window, why) = window_length(&cfg(), &[report(5.0), report(6.0), report(7.0)]);
+        let (window, why) = window_length(&cfg(), &[report(5.0), report(6.0), report(7.5)]);
         assert_eq!(
             (window, why),
             (
-                Duration::from_secs(3),
+                Duration::from_secs(5),
                 Some(
-                    "a report took 1.0 s (an operation longer than --sample): windows lengthened from 2 to 3 s so each holds 3 reports"
+                    "a report took 1.5 s (an operation longer than --sample): windows lengthened from 2 to 5 s so each holds 3 reports"
                         .into()
                 )
             )
         );
+        let (window, why) = window_length(&cfg(), &[report(5.0), report(6.04), report(7.08)]);
+        assert_eq!((window, why), (Duration::from_secs(2), None), "reports a little late down the pipe are no long operations");
         let (window, why) = window_length(&cfg(), &[report(30.0), report(30.5)]);
         assert_eq!((window, why), (Duration::from_secs(2), None), "the first report's set-up does not count");
     }

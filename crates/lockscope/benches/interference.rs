@@ -1,8 +1,8 @@
 //! Whether lockscope's interference figures repeat: the calibration ladder
 //! run several times (each run's score, slowdown and Spearman's rho), and one
 //! stress cell run several times (each run's median slowdown against the
-//! others' 95% intervals), on the work directory's file system and on a
-//! private one (`--private-fs`), the two alternating.
+//! others' 95% intervals), on a private file system (the default) and on
+//! the work directory's (`--fs work-dir`), the two alternating.
 //!
 //! `cargo bench -p lockscope --bench interference` (as root). Settings:
 //! LOCKSCOPE_BENCH_RUNS (default 3), LOCKSCOPE_BENCH_ONLY (`calibrate` or
@@ -49,8 +49,8 @@ fn calibration() {
     println!("rho over runs: {rhos:.2?}\n");
 }
 
-/// The file systems the stress cell runs on: the work directory's, and a private one.
-const FILE_SYSTEMS: [(&str, &[&str]); 2] = [("work directory's", &[]), ("private", &["--private-fs"])];
+/// The file systems the stress cell runs on: a private one, and the work directory's.
+const FILE_SYSTEMS: [(&str, &[&str]); 2] = [("private", &["--fs", "private"]), ("work directory's", &["--fs", "work-dir"])];
 
 fn stress_cell() {
     let dir = tempfile::tempdir().unwrap();
@@ -75,6 +75,9 @@ fn stress_cell() {
                 level["runs"],
                 level["windows"]
             );
+            for note in result["notes"].as_array().into_iter().flatten() {
+                println!("  note: {}", note.as_str().unwrap_or_default());
+            }
             levels[fs].push(level);
         }
     }

@@ -72,21 +72,30 @@ pub struct Args {
     output: PathBuf,
     #[command(flatten)]
     instances: crate::platform_args::PlatformArgs,
-    /// Run the instances on a private ext4 file system in memory, a new one
-    /// for each run, made under --work-dir and removed after it (as
-    /// `calibrate` does): no other writer shares its journal and no disk
-    /// latency moves the worker. Runs on one such file system agree more
-    /// closely than file systems do, so each run's is new and their spread
-    /// is in the interval. The file workloads then measure that file
-    /// system's locks, not those of the one under --work-dir.
-    #[arg(long)]
-    private_fs: bool,
+    /// The file system the instances work on. `private` (the default): an
+    /// ext4 file system in memory, a new one for each run, mounted under
+    /// --work-dir and removed after it (as `calibrate`'s rungs and the
+    /// study's cells are): no other writer shares its journal, no disk
+    /// latency moves the worker, and each run's is new, so runs agree and
+    /// their spread is in the interval. `work-dir`: --work-dir's own file
+    /// system, whose locks the file workloads then measure; on an ext4
+    /// without a journal (as some cloud images' root), recently deleted
+    /// inodes are not reused for a minute and each creation walks past them,
+    /// so file workloads slow with every run before (stress notes it).
+    #[arg(long, value_enum, default_value_t = FileSystem::Private)]
+    fs: FileSystem,
     /// Also record the worker and every trasher, each followed from its
     /// start, into OUTPUT/stress.trace (best mode available): the locks they
     /// share and the slowdown come from the same run, and the pair's
     /// isolation score is printed beside the slowdown. See `lockscope report`.
     #[arg(long)]
     record: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum FileSystem {
+    Private,
+    WorkDir,
 }
 
 fn split(what: &str, text: &str) -> anyhow::Result<Vec<String>> {
@@ -108,11 +117,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         warmup: args.warmup,
         sample_every: args.sample,
         runs: args.runs,
-        private_fs: args.private_fs,
+        private_fs: args.fs == FileSystem::Private,
     };
     cfg.validate()?;
     let env = args.instances.env()?;
-    if args.private_fs {
+    if cfg.private_fs {
         let mount_point = stress::private_fs_mount_point(&env);
         eprintln!(
             "note: the instances run on a private ext4 file system in memory, a new one each run, mounted at {}",

@@ -558,7 +558,7 @@ fn stress_alternates_baseline_and_stressed_windows_and_draws_the_series() {
     let out = Command::new(LOCKSCOPE)
         .args(["stress", "--platform", "host", "--worker", "file-create --files 300", "--trasher", "trasher --target fs"])
         .args(["--trashers", "2", "--cycles", "2", "--runs", "1", "--window", "1200ms", "--warmup", "1s", "--sample", "300ms"])
-        .args(["--record", "--work-dir"])
+        .args(["--record", "--fs", "work-dir", "--work-dir"])
         .arg(root.path().join("work"))
         .arg("-o")
         .arg(&out_dir)
@@ -566,6 +566,10 @@ fn stress_alternates_baseline_and_stressed_windows_and_draws_the_series() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
+    // The work directory's own file system: said to drift where it does.
+    let unjournaled = lockscope_experiments::scratch_fs::unjournaled_ext4(root.path()).is_some();
+    assert_eq!(stderr.contains("is on ext4 without a journal"), unjournaled, "{stderr}");
+    assert!(!stderr.contains("a private ext4 file system"), "{stderr}");
     // Not a terminal: a line each time a window begins, not one per sample.
     let progress: Vec<&str> = stderr.lines().filter_map(|l| l.strip_prefix("host run 1/1: ")).collect();
     let trashers_per_window = [0, 1, 0, 1, 0, 2, 0, 2, 0];
@@ -619,7 +623,7 @@ fn stress_alternates_baseline_and_stressed_windows_and_draws_the_series() {
     assert_clean(&root.path().join("work"));
 }
 
-/// `--private-fs`: the instances run on an ext4 file system of their own,
+/// By default the instances run on an ext4 file system of their own,
 /// mounted under the work directory while the experiment runs and gone after.
 /// Two runs: the slowdown's interval is over the runs.
 #[test]
@@ -628,7 +632,7 @@ fn stress_on_a_private_file_system_removes_it_after() {
     let root = work_root();
     let work = root.path().join("work");
     let child = Command::new(LOCKSCOPE)
-        .args(["stress", "--private-fs", "--worker", "file-create --files 300", "--trashers", "1", "--cycles", "2", "--runs", "2"])
+        .args(["stress", "--worker", "file-create --files 300", "--trashers", "1", "--cycles", "2", "--runs", "2"])
         .args(["--window", "1s", "--warmup", "1s", "--sample", "250ms", "--work-dir"])
         .arg(&work)
         .arg("-o")
