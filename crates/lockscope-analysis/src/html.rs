@@ -53,8 +53,8 @@ pub struct Correlation {
     /// Its 95% interval; None below 4 experiments.
     pub rho_ci: Option<(f64, f64)>,
     pub experiments: usize,
-    /// Of those, the ones whose stress interval supports a slowdown (the
-    /// rest rank as 0): with few, rho says little whatever its value.
+    /// Of those, the ones whose stress interval supports a slowdown: with
+    /// few, the slowdowns ranked are mostly noise, whatever rho's value.
     pub with_slowdown: usize,
 }
 
@@ -64,8 +64,7 @@ impl Correlation {
         match self.rho {
             Some(rho) => format!("{rho:.2}"),
             None if self.experiments < 3 => "n/a (fewer than 3 experiments)".into(),
-            None if self.with_slowdown == 0 => "n/a (no experiment's slowdown supported)".into(),
-            None => "n/a (the measure is the same in every experiment)".into(),
+            None => "n/a (the measure, or the slowdown, is the same in every experiment)".into(),
         }
     }
 }
@@ -128,7 +127,7 @@ pub fn render(page: &Page) -> String {
     if !page.correlations.is_empty() {
         let _ = write!(
             out,
-            "<table><caption>Does sharing predict slowdown? Spearman's rho against the measured slowdown ({})</caption><tr><th>measure</th><th>kernel</th><th>rho</th><th>95% interval</th><th>experiments</th><th>with a supported slowdown</th></tr>",
+            "<table><caption>Does sharing predict slowdown? Spearman's rho against the measured slowdown, each experiment's median ({})</caption><tr><th>measure</th><th>kernel</th><th>rho</th><th>95% interval</th><th>experiments</th><th>with a supported slowdown</th></tr>",
             escape(CALIBRATION_HINT)
         );
         for k in page.correlations {
@@ -338,8 +337,7 @@ mod tests {
         };
         assert_eq!(k(Some(0.456), 15, 4).rho_text(), "0.46");
         assert_eq!(k(None, 2, 2).rho_text(), "n/a (fewer than 3 experiments)");
-        assert_eq!(k(None, 15, 0).rho_text(), "n/a (no experiment's slowdown supported)");
-        assert_eq!(k(None, 15, 3).rho_text(), "n/a (the measure is the same in every experiment)");
+        assert_eq!(k(None, 15, 3).rho_text(), "n/a (the measure, or the slowdown, is the same in every experiment)");
     }
 
     #[test]

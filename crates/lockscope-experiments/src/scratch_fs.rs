@@ -14,9 +14,9 @@ pub struct ScratchFsError {
     detail: String,
 }
 
-/// The size of a stress experiment's private file system (sparse: only
-/// what is written takes memory).
-pub const STRESS_FS_MIB: u64 = 2048;
+/// The size of an experiment's private file system (sparse: only what is
+/// written takes memory).
+pub const PRIVATE_FS_MIB: u64 = 2048;
 
 /// A mounted ext4 file system, unmounted and deleted when dropped.
 pub struct ScratchFs {

@@ -22,7 +22,7 @@ use lockscope_platform::{Env, Instance, InstanceSpec, Output, PlatformError, Pla
 use lockscope_trace::{EndReason, Selector, Trace};
 use lockscope_workloads::meter::Line;
 
-use crate::scratch_fs::{unjournaled_ext4, ScratchFs, STRESS_FS_MIB};
+use crate::scratch_fs::{unjournaled_ext4, ScratchFs, PRIVATE_FS_MIB};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StressError {
@@ -370,7 +370,7 @@ pub fn run(
             unsafe { libc::sync() };
             // Dropped (unmounted, removed) once the run's instances are gone.
             let private_fs = match cfg.private_fs {
-                true => Some(ScratchFs::create("stress", &private_fs_mount_point(env), STRESS_FS_MIB)?),
+                true => Some(ScratchFs::create("stress", &private_fs_mount_point(env), PRIVATE_FS_MIB)?),
                 false => None,
             };
             let run_env = match &private_fs {
