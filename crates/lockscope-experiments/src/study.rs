@@ -919,11 +919,15 @@ fn guest_stress_step(
     let out_dir = cfg.output.join("guest").join(format!("stress-{}", cell.id()));
     let mut guest = study_guest(w, &out_dir);
     let instances = instances_dir(&guest);
+    // The guest's disk is an ext4 made for this boot (so private already),
+    // and the guest has no mkfs to make another.
     let stress = [
         "lockscope",
         "stress",
         "--platform",
         "host",
+        "--fs",
+        "work-dir",
         "--work-dir",
         &instances,
         "--worker",
