@@ -61,7 +61,9 @@ fn the_study_agrees_with_compare_and_report() {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("study");
     let (run, mounted) = private_mounts_during(|| {
-        study(&out, &["--kernel", "running", "--platforms", "host,runc", "--workloads", "file-create,mem-8k", "--no-stress"]).output().unwrap()
+        study(&out, &["--kernel", "running", "--platforms", "host,runc", "--workloads", "file-create,mem-8k", "--no-stress"])
+            .output()
+            .unwrap()
     });
     let run = ok(run);
     // Each recording on an ext4 of its own under the work directory, gone after it.
