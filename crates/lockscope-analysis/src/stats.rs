@@ -127,8 +127,8 @@ impl Slowdown {
     }
 
     /// The slowdown the windows support: the median, or 0 where the
-    /// interval holds zero. Rankings use it, so noise around zero does not
-    /// order rungs that show no interference.
+    /// interval holds zero. The calibration ranks its rungs by it, so noise
+    /// around zero does not order rungs built to show no interference.
     pub fn reported(&self) -> f64 {
         if self.interference {
             self.slowdown

@@ -67,8 +67,8 @@ fn the_study_agrees_with_compare_and_report() {
     });
     let run = ok(run);
     // Each recording on an ext4 of its own under the work directory, gone after it.
-    let names: Vec<String> = mounted.iter().map(|d| d.file_name().unwrap().to_string_lossy().into_owned()).collect();
-    assert!(!names.is_empty() && names.iter().all(|n| n.starts_with("record-")), "{names:?}");
+    let mine: Vec<&Path> = mounted.iter().filter(|d| d.parent() == Some(Path::new(WORK_DIR))).map(|d| d.as_path()).collect();
+    assert!(!mine.is_empty() && mine.iter().all(|d| d.file_name().unwrap().to_string_lossy().starts_with("record-")), "{mounted:?}");
     let still: Vec<_> = lockscope_proc::procfs::mounts().unwrap().into_iter().filter(|m| m.dir.starts_with(WORK_DIR)).collect();
     assert!(still.is_empty() && mounted.iter().all(|d| !d.exists()), "left behind: {still:?}");
     // Not a terminal: progress comes as a line per step.
