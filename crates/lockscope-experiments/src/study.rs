@@ -1039,10 +1039,11 @@ type Measure = (&'static str, fn(&compare::Cell, &StressFigure) -> Option<f64>);
 /// Spearman's rho of each sharing measure against the measured slowdown:
 /// each cell's median, whether or not its interval holds zero. A cell's
 /// interval is over its runs (3 by default: Student's t of 4.3), so a cell
-/// slower in every stressed window can still hold zero; ranking such cells as 0 (as
-/// `calibrate` ranks its rungs, whose intervals come from one run's many
-/// windows) made rho follow the intervals' width rather than the slowdowns
-/// (BENCHMARKS.md). How many cells' intervals support a slowdown is given beside.
+/// slower in every stressed window can still hold zero; ranking such cells
+/// as 0 (as `calibrate` ranks its rungs, whose intervals come from one
+/// run's many windows) made rho follow the intervals' width rather than the
+/// slowdowns (BENCHMARKS.md). How many cells' intervals support a slowdown
+/// is given beside.
 fn correlate(c: &Comparison, figures: &[&StressFigure], kernel: StudyKernel) -> Vec<Correlation> {
     if figures.is_empty() {
         return vec![];
