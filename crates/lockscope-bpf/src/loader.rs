@@ -192,6 +192,10 @@ fn load_contention_with<'obj>(
     open.progs.lks_btf_end.set_autoload(btf);
     open.progs.lks_tp_begin.set_autoload(!btf);
     open.progs.lks_tp_end.set_autoload(!btf);
+    open.progs.lks_btf_cache_free.set_autoload(btf);
+    open.progs.lks_btf_kfree.set_autoload(btf);
+    open.progs.lks_tp_cache_free.set_autoload(!btf);
+    open.progs.lks_tp_kfree.set_autoload(!btf);
     open.maps.aggregates.set_max_entries(s.max_records).map_err(|e| e.to_string())?;
     // Contention mode always records stacks.
     let depth = if s.stack_depth == 0 { DEFAULT_STACK_DEPTH } else { s.stack_depth };
@@ -210,15 +214,20 @@ fn load_contention_with<'obj>(
 pub fn attach_contention<'a>(skel: &'a ContentionSkel<'a>) -> Result<Kernel<'a>, RecordError> {
     let p = &skel.progs;
     let btf = p.lks_btf_begin.autoload();
-    let (begin, end) = if btf { (&p.lks_btf_begin, &p.lks_btf_end) } else { (&p.lks_tp_begin, &p.lks_tp_end) };
-    let (links, progs) = attach_all([begin, end, &p.lks_fork, &p.lks_exit])?;
+    let [begin, end, cache_free, kfree] = match btf {
+        true => [&p.lks_btf_begin, &p.lks_btf_end, &p.lks_btf_cache_free, &p.lks_btf_kfree],
+        false => [&p.lks_tp_begin, &p.lks_tp_end, &p.lks_tp_cache_free, &p.lks_tp_kfree],
+    };
+    let (links, progs) = attach_all([begin, end, cache_free, kfree, &p.lks_fork, &p.lks_exit])?;
     let maps = Maps { holders: Some(&skel.maps.holder_waits), ..common_maps!(skel.maps) };
     Ok(Kernel {
         maps,
         mode: Mode::Contention,
         hook: if btf { "tp_btf" } else { "tracepoint" }.into(),
-        attached: vec!["lock:contention_begin".into(), "lock:contention_end".into()],
-        notes: vec![],
+        attached: ["lock:contention_begin", "lock:contention_end", "kmem:kmem_cache_free", "kmem:kfree"].map(String::from).into(),
+        notes: vec!["a contended lock's address starts a new generation when the slab object holding it is freed \
+             (kmem:kmem_cache_free, kmem:kfree); reuse after bulk frees (kfree_rcu's) and page frees is not told apart"
+            .into()],
         progs,
         links,
     })

@@ -177,7 +177,7 @@ counters! {
     /// running on the CPU (its map helpers take locks of their own).
     reentered,
     /// Lock addresses that started a new generation because the slab object
-    /// holding them was freed (acquire mode).
+    /// holding them was freed.
     freed_locks,
     /// Bulk-freed objects whose slab cache could not be found, so the locks
     /// inside them kept their generation (acquire mode).

@@ -10,13 +10,18 @@
 //! comparison). Each round runs every configuration once; a configuration's
 //! cost is the median over rounds of its throughput against the same round's
 //! untraced run, with its interval, so a baseline that moves between rounds
-//! moves both sides of each ratio.
+//! moves both sides of each ratio. Each run works on an ext4 file system in
+//! memory made for it: on one file system for all, each run would leave the
+//! next a slower one (an ext4 without a journal, as this machine's root, skips
+//! every recently deleted inode), and the configurations run later in a round
+//! would pay for the earlier ones.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use lockscope_analysis::stats::{median, Estimate};
+use lockscope_experiments::scratch_fs::{ScratchFs, PRIVATE_FS_MIB};
 
 const LOCKSCOPE: &str = env!("CARGO_BIN_EXE_lockscope");
 
@@ -74,7 +79,12 @@ fn main() {
     let runs = env_or("LOCKSCOPE_BENCH_RUNS", 6);
     let other = std::env::var("LOCKSCOPE_BENCH_OTHER").ok();
     let tmp = tempfile::tempdir().unwrap();
-    let work = tmp.path().join("work");
+    // The pair of a run, on a file system of its own, removed with the returned guard
+    // (which must go before the next is made: they share a mount point and an image name).
+    let fresh_pair = || {
+        let fs = ScratchFs::create("record-overhead", &tmp.path().join("work"), PRIVATE_FS_MIB).expect("a private file system");
+        (pair(fs.path(), secs), fs)
+    };
     let (mut plain, mut traced, mut perfed, mut other_traced) = (vec![], vec![], vec![], vec![]);
     let (mut trace_bytes, mut perf_bytes) = (0, 0);
     let (mut report_time, mut perf_report_time) = (Duration::ZERO, Duration::ZERO);
@@ -85,20 +95,22 @@ fn main() {
             i + 1,
             if other.is_some() { "the other build, " } else { "" }
         );
-        let pair = pair(&work, secs);
-        let [a, b] = &pair;
-        let out = run(Command::new("sh").arg("-c").arg(format!("{a} & {b} & wait")));
-        plain.push(throughput(&out.stdout));
+        {
+            let ([a, b], _fs) = fresh_pair();
+            let out = run(Command::new("sh").arg("-c").arg(format!("{a} & {b} & wait")));
+            plain.push(throughput(&out.stdout));
+        }
 
         let trace = tmp.path().join(format!("t{i}"));
-        traced.push(record_with(LOCKSCOPE, &trace, &pair));
+        traced.push(record_with(LOCKSCOPE, &trace, &fresh_pair().0));
         if let Some(binary) = &other {
-            other_traced.push(record_with(binary, &tmp.path().join(format!("o{i}")), &pair));
+            other_traced.push(record_with(binary, &tmp.path().join(format!("o{i}")), &fresh_pair().0));
         }
         trace_bytes = dir_size(&trace);
         report_time = timed(Command::new(LOCKSCOPE).arg("report").arg(&trace).stdout(std::process::Stdio::null()));
 
         let perf_data = tmp.path().join(format!("perf{i}.data"));
+        let ([a, b], _fs) = fresh_pair();
         let out = run(Command::new("perf").args(["lock", "record", "-a", "-o"]).arg(&perf_data).args([
             "--",
             "sh",

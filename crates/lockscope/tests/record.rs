@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
+use lockscope_experiments::scratch_fs::{ScratchFs, PRIVATE_FS_MIB};
 use lockscope_trace::{HeldWait, Holder, LockKind};
 use serde_json::Value;
 
@@ -157,6 +158,34 @@ fn a_file_create_pair_shares_locks_named_by_their_objects() {
     for l in shared.iter().filter(|l| l["object"].is_null()) {
         assert!(l["why_unnamed"].as_str().is_some_and(|w| !w.is_empty()), "an unnamed lock says why: {l:#}");
     }
+}
+
+/// A lock's life ends with the slab object holding it, in contention mode
+/// too. Two file-create workloads on a journaled ext4 (where inode locks are
+/// contended) free and allocate inodes by the thousand: a contended inode lock
+/// at an address freed meanwhile is a new lock, with a generation of its own
+/// and its own name, not the one it replaced (nor, taken by the other
+/// workload, a lock the two share).
+#[test]
+fn a_freed_object_s_contended_locks_start_a_new_generation() {
+    let _k = serial();
+    let tmp = tempfile::tempdir().unwrap();
+    let fs = ScratchFs::create("lifetimes", &tmp.path().join("fs"), PRIVATE_FS_MIB).unwrap();
+    let run = |name: &str| {
+        let dir = fs.path().join(name);
+        format!("{name}={}", workload(&format!("file-create --dir {} --duration 4s", dir.display())))
+    };
+    let (trace, out) = record(tmp.path(), &["--mode".into(), "contention".into(), "--run".into(), run("a"), "--run".into(), run("b")]);
+    assert!(out.status.success(), "record failed: {}", stderr(&out));
+    let meta = common::json(&trace.join("trace.json"));
+    let attached: Vec<&str> = meta["attached"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(attached.contains(&"kmem:kmem_cache_free") && attached.contains(&"kmem:kfree"), "{attached:?}");
+    assert!(meta["counters"]["freed_locks"].as_u64().unwrap() > 0, "{:#}", meta["counters"]);
+    let report = report_json(&trace);
+    let later: Vec<&Value> = report["locks"].as_array().unwrap().iter().filter(|l| l["generation"].as_u64().unwrap() > 0).collect();
+    assert!(!later.is_empty(), "no contended lock at an address freed before: {:#}", meta["counters"]);
+    // Each generation is placed on its own: an inode's lock at a freed inode's address is named again.
+    assert!(later.iter().any(|l| l["object"] == "ext4_inode_info.i_raw_lock"), "{later:#?}");
 }
 
 #[test]

@@ -10,12 +10,18 @@
  * Waits are also attributed to the lock's holder where the lock word names
  * it (waits.bpf.h).
  *
+ * A contended lock's address gets a new generation when the slab object
+ * holding it is freed (lifetimes.bpf.h): without it, an object freed by one
+ * workload and allocated again by another would pass for one lock shared by
+ * both (a file system's inodes, by the thousand).
+ *
  * Interrupt context is read from the CPU's preempt count, reached through
  * its runqueue (waits.bpf.h), and recognised from the stack in user space
  * too (interrupt entry frames) for kernels whose BTF does not locate the
  * count. Interrupts nest inside a task's wait but always complete first,
  * and use their own slot (a different lock).
  */
+#include "lifetimes.bpf.h"
 #include "waits.bpf.h"
 
 static __always_inline int on_begin(void *ctx, u64 lock, u32 flags)
@@ -43,11 +49,16 @@ static __always_inline int on_end(u64 lock)
 		.lock = lock,
 		.flags = s.flags,
 		.stack_id = s.stack_id,
+		.generation = generation_of(lock),
 	};
-	note_place(lock, key.generation);
 	struct agg_val *v = agg_entry(&key, bpf_ktime_get_ns());
 	if (!v)
 		return 0;
+	/* A new aggregate: maybe the first wait for this address. */
+	if (!v->count) {
+		remember_address(lock);
+		note_place(lock, key.generation);
+	}
 	__sync_fetch_and_add(&v->count, 1);
 	__sync_fetch_and_add(&v->wait_total_ns, wait_ns);
 	if (wait_ns > v->wait_max_ns)
@@ -85,4 +96,40 @@ SEC("tracepoint/lock/contention_end")
 int lks_tp_end(struct contention_record *rec)
 {
 	return on_end(rec->lock_addr);
+}
+
+/* Slab frees, with the contention programs' kind of hook. The trampoline-less
+ * kernels' kfree sizes its object from the object's page (places.bpf.h);
+ * tp_btf's from the kernel's bpf_get_kmem_cache where it has one. No
+ * tracepoint sees kmem_cache_free_bulk's objects (kfree_rcu's batches). */
+SEC("tp_btf/kmem_cache_free")
+int lks_btf_cache_free(u64 *ctx) /* (call_site, object, cache) */
+{
+	/* A typed pointer: read directly, cheaper than a helper call on every free. */
+	return record_free(ctx[1], ((struct kmem_cache *)ctx[2])->object_size);
+}
+
+SEC("tp_btf/kfree")
+int lks_btf_kfree(u64 *ctx) /* (call_site, object) */
+{
+	u64 object = ctx[1];
+	if (kfunc_tells_cache()) {
+		struct kmem_cache *cache = bpf_get_kmem_cache(object);
+		return cache ? record_free(object, cache->object_size) : 0; /* not a slab object: a large kmalloc's pages */
+	}
+	struct kmem_cache *cache = cache_of(object);
+	return cache ? record_free(object, object_size_of(cache)) : 0;
+}
+
+SEC("raw_tp/kmem_cache_free")
+int lks_tp_cache_free(struct bpf_raw_tracepoint_args *ctx) /* (call_site, object, cache) */
+{
+	return record_free(ctx->args[1], object_size_of((struct kmem_cache *)ctx->args[2]));
+}
+
+SEC("raw_tp/kfree")
+int lks_tp_kfree(struct bpf_raw_tracepoint_args *ctx) /* (call_site, object) */
+{
+	struct kmem_cache *cache = cache_of(ctx->args[1]);
+	return cache ? record_free(ctx->args[1], object_size_of(cache)) : 0;
 }
