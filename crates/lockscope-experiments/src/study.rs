@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::record::{Placement, RecordPlan, RecordingError, Target, WorkloadSpec};
 use crate::resolve::{resolve_traces, ResolveError};
+use crate::scratch_fs::{ScratchFs, ScratchFsError, PRIVATE_FS_MIB};
 use crate::stress::{self, StressConfig, StressError, StressResult};
 
 /// A workload of the study: its name, what each instance runs, and the
@@ -217,7 +218,8 @@ impl StressSettings {
             // Four reports a window, none shorter than 100 ms, so that each counts many operations.
             sample_every: (self.window / 4).max(Duration::from_millis(100)),
             runs: self.runs,
-            // The worker's rate on the work directory's file system drifts with whatever ran there before.
+            // The worker's rate on the work directory's file system drifts with whatever ran there before;
+            // and the cell's recording ran on a private one too.
             private_fs: true,
         }
     }
@@ -326,6 +328,8 @@ pub enum StudyError {
     Stress { workload: String, platform: PlatformKind, source: StressError },
     #[error(transparent)]
     Trace(#[from] TraceError),
+    #[error("a recording's private file system: {0}")]
+    PrivateFs(#[from] ScratchFsError),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StudyError {
@@ -668,6 +672,10 @@ fn record_step(
     }
     let mut command = shlex::split(workload(name)?.command).expect("the study's commands are well-formed");
     command.extend(["--duration".into(), format!("{}ms", cfg.duration.as_millis())]);
+    // As in the stress cells: both instances work on an ext4 made for this
+    // recording, so what they share is what they do there, not what ran on
+    // the work directory before them; removed once the recording ends.
+    let private_fs = ScratchFs::create("record", &cfg.env.work_root.join(format!("record-{}", std::process::id())), PRIVATE_FS_MIB)?;
     // As the paper: each instance pinned to a core of its own.
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let spec = |instance: &str, cpu: usize| WorkloadSpec {
@@ -681,7 +689,7 @@ fn record_step(
         // The instances end the recording; this only bounds a stuck one.
         duration: Some(cfg.duration * 3 + Duration::from_secs(120)),
         stop: Arc::clone(stop),
-        env: cfg.env.clone(),
+        env: Env { work_root: private_fs.path().to_owned(), ..cfg.env.clone() },
     };
     let mut trace =
         crate::record::record(&plan, |_| {}).map_err(|source| StudyError::Record { workload: name.to_owned(), platform, source })?;

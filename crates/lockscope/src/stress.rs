@@ -75,7 +75,7 @@ pub struct Args {
     /// The file system the instances work on. `private` (the default): an
     /// ext4 file system in memory, a new one for each run, mounted under
     /// --work-dir and removed after it (as `calibrate`'s rungs and the
-    /// study's stress cells are): no other writer shares its journal, no disk
+    /// study's cells are): no other writer shares its journal, no disk
     /// latency moves the worker, and each run's is new, so runs agree and
     /// their spread is in the interval. `work-dir`: --work-dir's own file
     /// system, whose locks the file workloads then measure; on an ext4

@@ -17,8 +17,30 @@ use common::{json, lockscope, ok, serial, LOCKSCOPE};
 /// otherwise join with Debian's 6.1 under qemu.
 fn study(out: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(LOCKSCOPE);
-    c.args(["study", "--duration", "2s", "--work-dir", "/var/tmp/lockscope-study-test", "-o"]).arg(out).args(extra);
+    c.args(["study", "--duration", "2s", "--work-dir", WORK_DIR, "-o"]).arg(out).args(extra);
     c
+}
+
+const WORK_DIR: &str = "/var/tmp/lockscope-study-test";
+
+/// The private file systems mounted under the work directory while `f` runs.
+fn private_mounts_during<T>(f: impl FnOnce() -> T) -> (T, std::collections::BTreeSet<std::path::PathBuf>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let done = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let watcher = scope.spawn(|| {
+            let mut seen = std::collections::BTreeSet::new();
+            while !done.load(Ordering::Relaxed) {
+                let mounts = lockscope_proc::procfs::mounts().unwrap();
+                seen.extend(mounts.into_iter().filter(|m| m.dir.starts_with(WORK_DIR)).map(|m| m.dir));
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            seen
+        });
+        let result = f();
+        done.store(true, Ordering::Relaxed);
+        (result, watcher.join().unwrap())
+    })
 }
 
 fn traces(dir: &Path) -> Vec<std::path::PathBuf> {
@@ -38,9 +60,17 @@ fn the_study_agrees_with_compare_and_report() {
     let _guard = serial();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("study");
-    let run = ok(study(&out, &["--kernel", "running", "--platforms", "host,runc", "--workloads", "file-create,mem-8k", "--no-stress"])
-        .output()
-        .unwrap());
+    let (run, mounted) = private_mounts_during(|| {
+        study(&out, &["--kernel", "running", "--platforms", "host,runc", "--workloads", "file-create,mem-8k", "--no-stress"])
+            .output()
+            .unwrap()
+    });
+    let run = ok(run);
+    // Each recording on an ext4 of its own under the work directory, gone after it.
+    let mine: Vec<&Path> = mounted.iter().filter(|d| d.parent() == Some(Path::new(WORK_DIR))).map(|d| d.as_path()).collect();
+    assert!(!mine.is_empty() && mine.iter().all(|d| d.file_name().unwrap().to_string_lossy().starts_with("record-")), "{mounted:?}");
+    let still: Vec<_> = lockscope_proc::procfs::mounts().unwrap().into_iter().filter(|m| m.dir.starts_with(WORK_DIR)).collect();
+    assert!(still.is_empty() && mounted.iter().all(|d| !d.exists()), "left behind: {still:?}");
     // Not a terminal: progress comes as a line per step.
     let progress = String::from_utf8_lossy(&run.stderr);
     for step in ["[1/4] recording file-create on host, run 1", "[4/4] recording mem-8k on runc, run 1"] {
