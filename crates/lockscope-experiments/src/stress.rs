@@ -4,9 +4,9 @@
 //! windows (1, then 2, ... trashers running) alternate, so every stressed
 //! window is compared with the baselines either side of it and the worker's
 //! own drift over the run cancels. Each trasher count's slowdown is the
-//! median over its windows, and over several runs the mean of the runs'
-//! medians (the runs, not the windows, are independent), with a confidence
-//! interval; one whose interval holds zero is no slowdown.
+//! median over its windows (of every run), with a confidence interval over
+//! the runs (the runs, not the windows, are independent); one whose
+//! interval holds zero is no slowdown.
 
 use std::io::{BufRead, BufReader};
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -16,13 +16,13 @@ use lockscope_platform::PlatformKind;
 /// --trashers), each measured from when its trashers were paused or let run
 /// (a runtime's pause takes up to 0.1 s). Each stressed window is compared
 /// with the baselines either side of it, so the worker's own drift over the
-/// run cancels. Each run
-/// (--runs) starts every instance afresh, and runs differ more than the
-/// windows of one run do, so each trasher count's slowdown is the mean of
-/// the runs' medians with a 95% Student's t interval over the runs; from one
-/// run, the median over its windows with their order-statistic interval
-/// (95% from 6 windows on), which does not hold the next run's spread. A
-/// slowdown whose interval holds zero is reported as none. The worker
+/// run cancels. Each run (--runs) starts every instance afresh, and runs
+/// differ more than the windows of one run do, so each trasher count's
+/// slowdown is the median over every run's windows with a 95% Student's t
+/// interval over the runs' medians; from one run, the median over its
+/// windows with their order-statistic interval (95% from 6 windows on),
+/// which does not hold the next run's spread. A slowdown whose interval
+/// holds zero is reported as none. The worker
 /// reports its throughput every --sample; a worker whose operations take
 /// longer gets longer windows, and says so.
 ///
