@@ -31,6 +31,8 @@ pub struct Settings<'a> {
     pub hold_times: bool,
     /// Acquire mode: one stack in N after a lock's first few (1: every one).
     pub stack_sample: u32,
+    /// Contention mode: the slab-free programs that end lock lives.
+    pub lifetimes: bool,
 }
 
 /// The maps every recorder has (see src/bpf/workloads.bpf.h).
@@ -192,10 +194,15 @@ fn load_contention_with<'obj>(
     open.progs.lks_btf_end.set_autoload(btf);
     open.progs.lks_tp_begin.set_autoload(!btf);
     open.progs.lks_tp_end.set_autoload(!btf);
-    open.progs.lks_btf_cache_free.set_autoload(btf);
-    open.progs.lks_btf_kfree.set_autoload(btf);
-    open.progs.lks_tp_cache_free.set_autoload(!btf);
-    open.progs.lks_tp_kfree.set_autoload(!btf);
+    // Typed free programs only where the kernel's kfunc tells a kfree'd
+    // object's cache (6.13+): older kernels' tp_btf refuses to read the
+    // freed object, a `const void *`, and raw tracepoints serve there.
+    let vmlinux = Btf::from_vmlinux().ok();
+    let typed_frees = btf && vmlinux.as_ref().is_some_and(|b| b.type_by_name::<Func>("bpf_get_kmem_cache").is_some());
+    open.progs.lks_btf_cache_free.set_autoload(s.lifetimes && typed_frees);
+    open.progs.lks_btf_kfree.set_autoload(s.lifetimes && typed_frees);
+    open.progs.lks_tp_cache_free.set_autoload(s.lifetimes && !typed_frees);
+    open.progs.lks_tp_kfree.set_autoload(s.lifetimes && !typed_frees);
     open.maps.aggregates.set_max_entries(s.max_records).map_err(|e| e.to_string())?;
     // Contention mode always records stacks.
     let depth = if s.stack_depth == 0 { DEFAULT_STACK_DEPTH } else { s.stack_depth };
@@ -206,7 +213,7 @@ fn load_contention_with<'obj>(
         // slab is read from its page, where kallsyms locates the pages.
         rodata.kmem_cache_kfunc = btf;
         [rodata.page_offset_base_addr, rodata.vmemmap_base_addr, rodata.max_pfn_addr] = addresses_of(&kallsyms(), PAGE_SYMBOLS);
-        locate_cpus!(rodata, Btf::from_vmlinux().ok().as_ref());
+        locate_cpus!(rodata, vmlinux.as_ref());
     }
     open.load().map_err(libbpf_log::explain)
 }
@@ -214,20 +221,28 @@ fn load_contention_with<'obj>(
 pub fn attach_contention<'a>(skel: &'a ContentionSkel<'a>) -> Result<Kernel<'a>, RecordError> {
     let p = &skel.progs;
     let btf = p.lks_btf_begin.autoload();
-    let [begin, end, cache_free, kfree] = match btf {
-        true => [&p.lks_btf_begin, &p.lks_btf_end, &p.lks_btf_cache_free, &p.lks_btf_kfree],
-        false => [&p.lks_tp_begin, &p.lks_tp_end, &p.lks_tp_cache_free, &p.lks_tp_kfree],
+    let [begin, end] = if btf { [&p.lks_btf_begin, &p.lks_btf_end] } else { [&p.lks_tp_begin, &p.lks_tp_end] };
+    let mut programs = vec![begin, end, &p.lks_fork, &p.lks_exit];
+    let mut attached = vec!["lock:contention_begin".to_owned(), "lock:contention_end".to_owned()];
+    let frees = [&p.lks_btf_cache_free, &p.lks_btf_kfree, &p.lks_tp_cache_free, &p.lks_tp_kfree];
+    let frees: Vec<_> = frees.into_iter().filter(|f| f.autoload()).collect();
+    let note = if frees.is_empty() {
+        "lock lifetimes not kept (--no-lifetimes): a slab object's address reused for another object's lock \
+         passes for the lock it replaced"
+    } else {
+        attached.extend(["kmem:kmem_cache_free".to_owned(), "kmem:kfree".to_owned()]);
+        "a contended lock's address starts a new generation when the slab object holding it is freed \
+         (kmem:kmem_cache_free, kmem:kfree); reuse after bulk frees (kfree_rcu's) and page frees is not told apart"
     };
-    let (links, progs) = attach_all([begin, end, cache_free, kfree, &p.lks_fork, &p.lks_exit])?;
+    programs.extend(frees);
+    let (links, progs) = attach_all(programs)?;
     let maps = Maps { holders: Some(&skel.maps.holder_waits), ..common_maps!(skel.maps) };
     Ok(Kernel {
         maps,
         mode: Mode::Contention,
         hook: if btf { "tp_btf" } else { "tracepoint" }.into(),
-        attached: ["lock:contention_begin", "lock:contention_end", "kmem:kmem_cache_free", "kmem:kfree"].map(String::from).into(),
-        notes: vec!["a contended lock's address starts a new generation when the slab object holding it is freed \
-             (kmem:kmem_cache_free, kmem:kfree); reuse after bulk frees (kfree_rcu's) and page frees is not told apart"
-            .into()],
+        attached,
+        notes: vec![note.into()],
         progs,
         links,
     })

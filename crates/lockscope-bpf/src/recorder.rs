@@ -86,6 +86,11 @@ pub struct RecordOptions {
     /// process and then one in N, with the exact counts shared out over them
     /// (cheaper on hot locks).
     pub stack_sample: u32,
+    /// Contention mode: end a contended lock's life when the slab object
+    /// holding it is freed, so that a reused address is a new lock (a
+    /// program on every slab free on the machine; BENCHMARKS.md). Acquire
+    /// mode always does: its expected waits are per lock life.
+    pub lifetimes: bool,
     /// Capacity of the in-kernel aggregation map.
     pub max_records: u32,
     /// Have the kernel time the recorder's own programs while it records
@@ -105,6 +110,7 @@ impl Default for RecordOptions {
             stack_depth: DEFAULT_STACK_DEPTH,
             hold_times: true,
             stack_sample: 1,
+            lifetimes: true,
             max_records: DEFAULT_MAX_RECORDS,
             time_programs: false,
         }
@@ -178,6 +184,7 @@ pub fn record<E: From<RecordError>>(
         stack_depth: options.stack_depth,
         hold_times: options.hold_times,
         stack_sample: options.stack_sample,
+        lifetimes: options.lifetimes,
     };
     // The skeletons must outlive the Kernel view borrowed from them.
     let mut acquire_objects = [MaybeUninit::uninit(), MaybeUninit::uninit()];

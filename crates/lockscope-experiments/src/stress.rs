@@ -330,7 +330,12 @@ pub fn run_recorded(
     progress: impl FnMut(&StressProgress),
 ) -> Result<(StressResult, Trace), StressError> {
     let mut result = None;
-    let mut trace = lockscope_bpf::record(&RecordOptions::default(), |session| {
+    // The exposure measured is from waits and their holders, by lock
+    // address, which lock lifetimes do not change; their program on every
+    // slab free lengthens the critical sections that free, and made a
+    // file-create pair's exposure half as large again (BENCHMARKS.md).
+    let options = RecordOptions { lifetimes: false, ..RecordOptions::default() };
+    let mut trace = lockscope_bpf::record(&options, |session| {
         let mut observer = Recorded { session, ids: Default::default() };
         let measured = run(cfg, env, stop, &mut observer, progress)?;
         let reason = if measured.complete { EndReason::WorkloadsExited } else { EndReason::Interrupted };

@@ -62,6 +62,13 @@ pub struct Args {
     /// release no longer costs a probe run).
     #[arg(long)]
     no_hold: bool,
+    /// Contention mode: do not end a lock's life when the slab object holding
+    /// it is freed (cheaper: no program on every slab free; but an address
+    /// reused for another object's lock then passes for the lock it replaced,
+    /// and two workloads freeing and allocating inodes seem to share
+    /// thousands). Acquire mode always keeps lock lifetimes.
+    #[arg(long)]
+    no_lifetimes: bool,
     /// Kernel hook: auto prefers the cheapest the kernel allows. Contention
     /// mode: tp_btf (BTF-typed tracepoints), else tracepoint. Acquire mode:
     /// fentry (BPF trampolines), else kprobe. Name one to insist on it.
@@ -247,6 +254,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stack_depth: if args.no_stacks { 0 } else { args.stack_depth },
         hold_times: !args.no_hold,
         stack_sample: args.stack_sample,
+        lifetimes: !args.no_lifetimes,
         max_records: args.max_records,
         time_programs: args.time_programs,
     };

@@ -165,27 +165,45 @@ fn a_file_create_pair_shares_locks_named_by_their_objects() {
 /// contended) free and allocate inodes by the thousand: a contended inode lock
 /// at an address freed meanwhile is a new lock, with a generation of its own
 /// and its own name, not the one it replaced (nor, taken by the other
-/// workload, a lock the two share).
+/// workload, a lock the two share). `--no-lifetimes` leaves the frees alone.
 #[test]
 fn a_freed_object_s_contended_locks_start_a_new_generation() {
     let _k = serial();
     let tmp = tempfile::tempdir().unwrap();
     let fs = ScratchFs::create("lifetimes", &tmp.path().join("fs"), PRIVATE_FS_MIB).unwrap();
-    let run = |name: &str| {
-        let dir = fs.path().join(name);
-        format!("{name}={}", workload(&format!("file-create --dir {} --duration 4s", dir.display())))
+    // A pair in directories of their own on `fs`, recorded with `extra`: trace.json and the report.
+    let pair = |names: [&str; 2], extra: &[&str]| {
+        let mut args: Vec<String> = ["--mode", "contention"].iter().chain(extra).map(|a| a.to_string()).collect();
+        for name in names {
+            let dir = fs.path().join(name);
+            args.extend(["--run".into(), format!("{name}={}", workload(&format!("file-create --dir {} --duration 4s", dir.display())))]);
+        }
+        let out_dir = tmp.path().join(names[0]);
+        std::fs::create_dir(&out_dir).unwrap();
+        let (trace, out) = record(&out_dir, &args);
+        assert!(out.status.success(), "record failed: {}", stderr(&out));
+        (common::json(&trace.join("trace.json")), report_json(&trace))
     };
-    let (trace, out) = record(tmp.path(), &["--mode".into(), "contention".into(), "--run".into(), run("a"), "--run".into(), run("b")]);
-    assert!(out.status.success(), "record failed: {}", stderr(&out));
-    let meta = common::json(&trace.join("trace.json"));
-    let attached: Vec<&str> = meta["attached"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
-    assert!(attached.contains(&"kmem:kmem_cache_free") && attached.contains(&"kmem:kfree"), "{attached:?}");
+    let attached =
+        |meta: &Value| meta["attached"].as_array().unwrap().iter().filter_map(|a| a.as_str().map(str::to_owned)).collect::<Vec<_>>();
+    let later = |report: &Value| {
+        report["locks"].as_array().unwrap().iter().filter(|l| l["generation"].as_u64().unwrap() > 0).cloned().collect::<Vec<_>>()
+    };
+
+    let (meta, report) = pair(["a", "b"], &[]);
+    assert!(attached(&meta).iter().any(|a| a == "kmem:kmem_cache_free") && attached(&meta).iter().any(|a| a == "kmem:kfree"), "{meta:#}");
     assert!(meta["counters"]["freed_locks"].as_u64().unwrap() > 0, "{:#}", meta["counters"]);
-    let report = report_json(&trace);
-    let later: Vec<&Value> = report["locks"].as_array().unwrap().iter().filter(|l| l["generation"].as_u64().unwrap() > 0).collect();
-    assert!(!later.is_empty(), "no contended lock at an address freed before: {:#}", meta["counters"]);
+    let later_locks = later(&report);
+    assert!(!later_locks.is_empty(), "no contended lock at an address freed before: {:#}", meta["counters"]);
     // Each generation is placed on its own: an inode's lock at a freed inode's address is named again.
-    assert!(later.iter().any(|l| l["object"] == "ext4_inode_info.i_raw_lock"), "{later:#?}");
+    assert!(later_locks.iter().any(|l| l["object"] == "ext4_inode_info.i_raw_lock"), "{later_locks:#?}");
+
+    // Without lifetimes: no program on the frees, every address one lock, and the trace says so.
+    let (meta, report) = pair(["c", "d"], &["--no-lifetimes"]);
+    assert!(attached(&meta).iter().all(|a| !a.starts_with("kmem:")), "{meta:#}");
+    assert_eq!(meta["counters"]["freed_locks"], 0);
+    assert!(later(&report).is_empty());
+    assert!(meta["notes"].as_array().unwrap().iter().any(|n| n.as_str().unwrap().starts_with("lock lifetimes not kept")), "{meta:#}");
 }
 
 #[test]

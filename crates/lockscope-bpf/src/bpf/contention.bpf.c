@@ -98,10 +98,10 @@ int lks_tp_end(struct contention_record *rec)
 	return on_end(rec->lock_addr);
 }
 
-/* Slab frees, with the contention programs' kind of hook. The trampoline-less
- * kernels' kfree sizes its object from the object's page (places.bpf.h);
- * tp_btf's from the kernel's bpf_get_kmem_cache where it has one. No
- * tracepoint sees kmem_cache_free_bulk's objects (kfree_rcu's batches). */
+/* Slab frees: typed where the kernel has bpf_get_kmem_cache to size a
+ * kfree'd object, raw elsewhere, sizing it from its page (places.bpf.h; user
+ * space picks). No tracepoint sees kmem_cache_free_bulk's objects (kfree_rcu's
+ * batches). */
 SEC("tp_btf/kmem_cache_free")
 int lks_btf_cache_free(u64 *ctx) /* (call_site, object, cache) */
 {
@@ -113,12 +113,10 @@ SEC("tp_btf/kfree")
 int lks_btf_kfree(u64 *ctx) /* (call_site, object) */
 {
 	u64 object = ctx[1];
-	if (kfunc_tells_cache()) {
-		struct kmem_cache *cache = bpf_get_kmem_cache(object);
-		return cache ? record_free(object, cache->object_size) : 0; /* not a slab object: a large kmalloc's pages */
-	}
-	struct kmem_cache *cache = cache_of(object);
-	return cache ? record_free(object, object_size_of(cache)) : 0;
+	if (!kfunc_tells_cache())
+		return 0; /* loaded only where the kernel has the kfunc */
+	struct kmem_cache *cache = bpf_get_kmem_cache(object);
+	return cache ? record_free(object, cache->object_size) : 0; /* not a slab object: a large kmalloc's pages */
 }
 
 SEC("raw_tp/kmem_cache_free")
