@@ -191,7 +191,8 @@ fn a_freed_object_s_contended_locks_start_a_new_generation() {
     };
 
     let (meta, report) = pair(["a", "b"], &[]);
-    assert!(attached(&meta).iter().any(|a| a == "kmem:kmem_cache_free") && attached(&meta).iter().any(|a| a == "kmem:kfree"), "{meta:#}");
+    let hooks = attached(&meta);
+    assert!(hooks.iter().any(|a| a == "kmem:kmem_cache_free") && hooks.iter().any(|a| a == "kmem:kfree"), "{meta:#}");
     assert!(meta["counters"]["freed_locks"].as_u64().unwrap() > 0, "{:#}", meta["counters"]);
     let later_locks = later(&report);
     assert!(!later_locks.is_empty(), "no contended lock at an address freed before: {:#}", meta["counters"]);

@@ -318,7 +318,7 @@ static __always_inline int on_init(u64 lock)
 
 static __always_inline int on_free(struct kmem_cache *cache, u64 object)
 {
-	return EVEN_IF_GUARDED(record_free(object, object_size_of(cache)));
+	return EVEN_IF_GUARDED(record_slab_free(cache, object));
 }
 
 static __always_inline int on_bulk_free(struct kmem_cache *cache, u64 n, u64 objects)

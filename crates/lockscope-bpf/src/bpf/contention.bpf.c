@@ -122,12 +122,12 @@ int lks_btf_kfree(u64 *ctx) /* (call_site, object) */
 SEC("raw_tp/kmem_cache_free")
 int lks_tp_cache_free(struct bpf_raw_tracepoint_args *ctx) /* (call_site, object, cache) */
 {
-	return record_free(ctx->args[1], object_size_of((struct kmem_cache *)ctx->args[2]));
+	return record_slab_free((struct kmem_cache *)ctx->args[2], ctx->args[1]);
 }
 
 SEC("raw_tp/kfree")
 int lks_tp_kfree(struct bpf_raw_tracepoint_args *ctx) /* (call_site, object) */
 {
 	struct kmem_cache *cache = cache_of(ctx->args[1]);
-	return cache ? record_free(ctx->args[1], object_size_of(cache)) : 0;
+	return cache ? record_slab_free(cache, ctx->args[1]) : 0;
 }

@@ -197,9 +197,10 @@ static __always_inline int record_free(u64 object, u32 size)
 	return 0;
 }
 
-static __always_inline u32 object_size_of(struct kmem_cache *cache)
+/* An object of the slab cache `cache` is freed. */
+static __always_inline int record_slab_free(struct kmem_cache *cache, u64 object)
 {
-	return cache ? BPF_CORE_READ(cache, object_size) : 0;
+	return record_free(object, cache ? BPF_CORE_READ(cache, object_size) : 0);
 }
 
 /* kmem_cache_free_bulk's objects, for free_one. */
@@ -224,7 +225,7 @@ static long free_one(u32 i, struct bulk_free *b)
 		count(C_UNSIZED_FREES);
 		return 0;
 	}
-	record_free(object, object_size_of(cache));
+	record_slab_free(cache, object);
 	return 0;
 }
 
