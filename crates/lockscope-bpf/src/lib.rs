@@ -17,7 +17,7 @@ mod sampling;
 pub use privileges::Privileges;
 pub use probe::{probe_hooks, Hook, HookStatus};
 pub use recorder::{
-    check_privileges, record, HookRequest, LockClass, ModeRequest, Progress, RecordError, RecordOptions, Session, WorkloadId,
+    check_privileges, record, HookRequest, Lifetimes, LockClass, ModeRequest, Progress, RecordError, RecordOptions, Session, WorkloadId,
     DEFAULT_MAX_RECORDS, DEFAULT_STACK_DEPTH, MAX_STACK_DEPTH, MAX_WORKLOADS,
 };
 

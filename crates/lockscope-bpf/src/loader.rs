@@ -16,7 +16,7 @@ use crate::contention_skel::{ContentionSkel, ContentionSkelBuilder};
 use crate::cpus;
 use crate::libbpf_log;
 use crate::primitives::{self, Role};
-use crate::recorder::{HookRequest, LockClass, RecordError, DEFAULT_STACK_DEPTH};
+use crate::recorder::{HookRequest, Lifetimes, LockClass, RecordError, DEFAULT_STACK_DEPTH};
 use crate::sampling;
 use lockscope_proc::procfs;
 
@@ -31,9 +31,13 @@ pub struct Settings<'a> {
     pub hold_times: bool,
     /// Acquire mode: one stack in N after a lock's first few (1: every one).
     pub stack_sample: u32,
-    /// Contention mode: the slab-free programs that end lock lives.
-    pub lifetimes: bool,
+    /// The slab-free (and lock-init) programs that end lock lives.
+    pub lifetimes: Lifetimes,
 }
+
+/// The note of a recording that kept no lock lifetimes.
+const LIFETIMES_NOT_KEPT: &str =
+    "lock lifetimes not kept (--no-lifetimes): a slab object's address reused for another object's lock passes for the lock it replaced";
 
 /// The maps every recorder has (see src/bpf/workloads.bpf.h).
 pub struct Maps<'a> {
@@ -199,10 +203,11 @@ fn load_contention_with<'obj>(
     // freed object, a `const void *`, and raw tracepoints serve there.
     let vmlinux = Btf::from_vmlinux().ok();
     let typed_frees = btf && vmlinux.as_ref().is_some_and(|b| b.type_by_name::<Func>("bpf_get_kmem_cache").is_some());
-    open.progs.lks_btf_cache_free.set_autoload(s.lifetimes && typed_frees);
-    open.progs.lks_btf_kfree.set_autoload(s.lifetimes && typed_frees);
-    open.progs.lks_tp_cache_free.set_autoload(s.lifetimes && !typed_frees);
-    open.progs.lks_tp_kfree.set_autoload(s.lifetimes && !typed_frees);
+    let lifetimes = s.lifetimes.kept_in(Mode::Contention);
+    open.progs.lks_btf_cache_free.set_autoload(lifetimes && typed_frees);
+    open.progs.lks_btf_kfree.set_autoload(lifetimes && typed_frees);
+    open.progs.lks_tp_cache_free.set_autoload(lifetimes && !typed_frees);
+    open.progs.lks_tp_kfree.set_autoload(lifetimes && !typed_frees);
     open.maps.aggregates.set_max_entries(s.max_records).map_err(|e| e.to_string())?;
     // Contention mode always records stacks.
     let depth = if s.stack_depth == 0 { DEFAULT_STACK_DEPTH } else { s.stack_depth };
@@ -227,8 +232,7 @@ pub fn attach_contention<'a>(skel: &'a ContentionSkel<'a>) -> Result<Kernel<'a>,
     let frees = [&p.lks_btf_cache_free, &p.lks_btf_kfree, &p.lks_tp_cache_free, &p.lks_tp_kfree];
     let frees: Vec<_> = frees.into_iter().filter(|f| f.autoload()).collect();
     let note = if frees.is_empty() {
-        "lock lifetimes not kept (--no-lifetimes): a slab object's address reused for another object's lock \
-         passes for the lock it replaced"
+        LIFETIMES_NOT_KEPT
     } else {
         attached.extend(["kmem:kmem_cache_free".to_owned(), "kmem:kfree".to_owned()]);
         "a contended lock's address starts a new generation when the slab object holding it is freed \
@@ -352,6 +356,7 @@ fn load_acquire_with<'obj>(
     libbpf_log::capture();
     let mut open = AcquireSkelBuilder::default().open(object).map_err(libbpf_log::explain)?;
     let mut primitives = 0;
+    let lifetimes = s.lifetimes.kept_in(Mode::Acquire);
     for mut prog in open.open_object_mut().progs_mut() {
         let section = prog.section().to_string_lossy().into_owned();
         let (Some(function), Some(f)) = (target_of(&section), Family::of(&section)) else {
@@ -360,7 +365,9 @@ fn load_acquire_with<'obj>(
         let role = primitives::role_of(function);
         let class = role.and_then(Role::class);
         let unlock = matches!(role, Some(Role::Release(_)));
-        let wanted = f == family && class.is_none_or(|c| s.lock_classes.contains(&c)) && (s.hold_times || !unlock);
+        let ends_lives = matches!(role, Some(Role::Init | Role::Free));
+        let wanted =
+            f == family && class.is_none_or(|c| s.lock_classes.contains(&c)) && (s.hold_times || !unlock) && (lifetimes || !ends_lives);
         let present = match section.starts_with("raw_tp/") {
             true => btf.type_by_name::<Typedef>(&format!("btf_trace_{function}")).is_some(),
             false => btf.type_by_name::<Func>(function).is_some(),
@@ -416,7 +423,9 @@ fn attach_acquire<'a>(skel: &'a AcquireSkel<'a>, s: &Settings<'_>) -> Result<Ker
     if !waits {
         notes.push("waits not timed: this kernel has no lock:contention tracepoints (before 5.19)".into());
     }
-    if !attached.iter().any(|f| f == "__raw_spin_lock_init") {
+    if !s.lifetimes.kept_in(Mode::Acquire) {
+        notes.push(LIFETIMES_NOT_KEPT.into());
+    } else if !attached.iter().any(|f| f == "__raw_spin_lock_init") {
         let frees: Vec<&str> = attached.iter().map(String::as_str).filter(|f| is_free(f)).collect();
         notes.push(if frees.is_empty() {
             "spinlock and rwlock initialisation are not functions on this kernel (no CONFIG_DEBUG_SPINLOCK): \

@@ -15,7 +15,8 @@ use libbpf_rs::MapFlags;
 use lockscope_proc::procfs::{self, CgroupTarget};
 use lockscope_trace::context::is_interrupt_stack;
 use lockscope_trace::{
-    Counters, EndReason, HeldWait, LockPlace, LockRecord, RecorderCost, Selector, SlabCache, Stack, SymbolTable, Trace, TraceMeta, Workload,
+    Counters, EndReason, HeldWait, LockPlace, LockRecord, Mode, RecorderCost, Selector, SlabCache, Stack, SymbolTable, Trace, TraceMeta,
+    Workload,
 };
 
 use crate::abi::{self, NR_COUNTERS};
@@ -68,6 +69,32 @@ impl LockClass {
     pub const ALL: [LockClass; 4] = [LockClass::Spinlock, LockClass::Rwlock, LockClass::Mutex, LockClass::Rwsem];
 }
 
+/// Whether a recording tells a lock from the one an address held before it.
+/// Keeping lifetimes costs a program run on every slab free on the machine
+/// (and, in acquire mode, on every lock initialisation; BENCHMARKS.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Lifetimes {
+    /// In either mode: a reused address is a new lock (generation).
+    Kept,
+    /// In neither: an address reused for another object's lock passes for
+    /// the lock it replaced (klockstat's view, and the cheapest).
+    Dropped,
+    /// Only in acquire mode, whose expected waits are per lock life; a
+    /// contention-mode measure that goes by lock address does without.
+    AcquireModeOnly,
+}
+
+impl Lifetimes {
+    /// Whether a recording in `mode` keeps them.
+    pub fn kept_in(self, mode: Mode) -> bool {
+        match self {
+            Lifetimes::Kept => true,
+            Lifetimes::Dropped => false,
+            Lifetimes::AcquireModeOnly => mode == Mode::Acquire,
+        }
+    }
+}
+
 /// How to record: what the programs hook and keep.
 #[derive(Clone, Debug)]
 pub struct RecordOptions {
@@ -86,11 +113,10 @@ pub struct RecordOptions {
     /// process and then one in N, with the exact counts shared out over them
     /// (cheaper on hot locks).
     pub stack_sample: u32,
-    /// Contention mode: end a contended lock's life when the slab object
-    /// holding it is freed, so that a reused address is a new lock (a
-    /// program on every slab free on the machine; BENCHMARKS.md). Acquire
-    /// mode always does: its expected waits are per lock life.
-    pub lifetimes: bool,
+    /// In which mode to end a lock's life when the slab object holding it
+    /// is freed (and, in acquire mode, when a lock is initialised), so that a
+    /// reused address is a new lock.
+    pub lifetimes: Lifetimes,
     /// Capacity of the in-kernel aggregation map.
     pub max_records: u32,
     /// Have the kernel time the recorder's own programs while it records
@@ -110,7 +136,7 @@ impl Default for RecordOptions {
             stack_depth: DEFAULT_STACK_DEPTH,
             hold_times: true,
             stack_sample: 1,
-            lifetimes: true,
+            lifetimes: Lifetimes::Kept,
             max_records: DEFAULT_MAX_RECORDS,
             time_programs: false,
         }

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use lockscope_analysis::score::Exposure;
 use lockscope_analysis::stats::{median, Slowdown};
-use lockscope_bpf::{RecordError, RecordOptions, Session, WorkloadId};
+use lockscope_bpf::{Lifetimes, RecordError, RecordOptions, Session, WorkloadId};
 use lockscope_platform::{Env, Instance, InstanceSpec, Output, PlatformError, PlatformKind};
 use lockscope_trace::{EndReason, Selector, Trace};
 use lockscope_workloads::meter::Line;
@@ -330,11 +330,12 @@ pub fn run_recorded(
     progress: impl FnMut(&StressProgress),
 ) -> Result<(StressResult, Trace), StressError> {
     let mut result = None;
-    // The exposure measured is from waits and their holders, by lock
+    // Contention mode's exposure is from waits and their holders, by lock
     // address, which lock lifetimes do not change; their program on every
     // slab free lengthens the critical sections that free, and made a
     // file-create pair's exposure half as large again (BENCHMARKS.md).
-    let options = RecordOptions { lifetimes: false, ..RecordOptions::default() };
+    // Acquire mode's expected waits are per lock life.
+    let options = RecordOptions { lifetimes: Lifetimes::AcquireModeOnly, ..RecordOptions::default() };
     let mut trace = lockscope_bpf::record(&options, |session| {
         let mut observer = Recorded { session, ids: Default::default() };
         let measured = run(cfg, env, stop, &mut observer, progress)?;

@@ -5,13 +5,14 @@
 //! stacks, with one stack in 64 sampled (`--stack-sample 64`), and with full
 //! stacks but no unlock probes; and beside klockstat (Debian's libbpf-tools:
 //! mutexes and rwsems, a stack per acquisition, system-wide) with lockscope
-//! on the same lock classes; and the cost of one traced acquisition, from
+//! on the same lock classes, with lock lifetimes and without (klockstat
+//! keeps none); and the cost of one traced acquisition, from
 //! the workload's throughput and as the kernel times each tool's programs
 //! (BPF statistics). Under
 //! TCG all code is emulated, so the ratios are what carries over to
 //! hardware, not the absolute figures.
 //!
-//! `cargo bench -p lockscope --bench acquire_overhead` (as root; about 20
+//! `cargo bench -p lockscope --bench acquire_overhead` (as root; about 25
 //! minutes). LOCKSCOPE_BENCH_SECS sets each run's length (default 5),
 //! LOCKSCOPE_BENCH_ROUNDS the rounds beside klockstat (default 5).
 
@@ -97,52 +98,69 @@ fn main() {
     // rounds, each against its own untraced run: klockstat's acquisitions per
     // operation are those lockscope counted on them in the same round.
     println!("\nbeside klockstat (mutexes and rwsems, a stack each), {rounds} alternating rounds: ns per acquisition, median [range]");
-    println!("{:<12} {:>30} {:>30} {:>30}", "workload", "lockscope --locks mutex,rwsem", "klockstat", "lockscope / klockstat");
     let range = |v: &[f64], digits: usize| {
         let e = Estimate::of(v).expect("rounds ran");
         let (lo, hi) = v.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| (lo.min(x), hi.max(x)));
         format!("{:.*} [{:.*}, {:.*}]", digits, e.median, digits, lo, digits, hi)
     };
+    let header = || {
+        println!(
+            "{:<12} {:<42} {:>24} {:>24} {:>22}",
+            "workload", "lockscope configuration", "lockscope", "klockstat", "lockscope / klockstat"
+        )
+    };
+    header();
     let mut bpf_rows = vec![];
     for name in ["file-create", "mmap"] {
-        let (mut ours, mut theirs, mut ratios) = (vec![], vec![], vec![]);
-        let (mut bpf_ours, mut bpf_theirs, mut bpf_ratios) = (vec![], vec![], vec![]);
-        let (mut programs_ours, mut programs_theirs) = (ProgramTimes::default(), ProgramTimes::default());
-        for round in 1..=rounds {
-            let run = format!("{name}.{round}");
-            let base = throughput(&out.path().join(format!("{run}-untraced.json")))["ops_per_sec"].as_f64().unwrap();
-            let Traced { rate, per_op, bpf } = traced(out.path(), &run, "mutex-rwsem");
-            let klockstat = throughput(&out.path().join(format!("{run}-klockstat.json")))["ops_per_sec"].as_f64().unwrap();
-            let (a, b) = (ns_per_acquisition(base, rate, per_op), ns_per_acquisition(base, klockstat, per_op));
-            ours.push(a);
-            theirs.push(b);
-            ratios.push(a / b);
-            // The kernel's own timing: each tool's program time over the acquisitions it served.
-            let klockstat_bpf = klockstat_bpf(out.path(), &run, per_op);
-            let (a, b) = (bpf.total(), klockstat_bpf.total());
-            bpf_ours.push(a);
-            bpf_theirs.push(b);
-            bpf_ratios.push(a / b);
-            programs_ours.add(bpf);
-            programs_theirs.add(klockstat_bpf);
+        for (config, label) in PEER_CONFIGS {
+            let (mut ours, mut theirs, mut ratios) = (vec![], vec![], vec![]);
+            let (mut bpf_ours, mut bpf_theirs, mut bpf_ratios) = (vec![], vec![], vec![]);
+            let (mut programs_ours, mut programs_theirs) = (ProgramTimes::default(), ProgramTimes::default());
+            for round in 1..=rounds {
+                let run = format!("{name}.{round}");
+                let base = throughput(&out.path().join(format!("{run}-untraced.json")))["ops_per_sec"].as_f64().unwrap();
+                let Traced { rate, per_op, bpf } = traced(out.path(), &run, config);
+                let klockstat = throughput(&out.path().join(format!("{run}-klockstat.json")))["ops_per_sec"].as_f64().unwrap();
+                let (a, b) = (ns_per_acquisition(base, rate, per_op), ns_per_acquisition(base, klockstat, per_op));
+                ours.push(a);
+                theirs.push(b);
+                ratios.push(a / b);
+                // The kernel's own timing: each tool's program time over the acquisitions it served.
+                let klockstat_bpf = klockstat_bpf(out.path(), &run, per_op);
+                let (a, b) = (bpf.total(), klockstat_bpf.total());
+                bpf_ours.push(a);
+                bpf_theirs.push(b);
+                bpf_ratios.push(a / b);
+                programs_ours.add(bpf);
+                programs_theirs.add(klockstat_bpf);
+            }
+            println!("{:<12} {:<42} {:>24} {:>24} {:>22}", name, label, range(&ours, 0), range(&theirs, 0), range(&ratios, 2));
+            bpf_rows.push((name, label, bpf_ours, bpf_theirs, bpf_ratios, programs_ours, programs_theirs));
         }
-        println!("{:<12} {:>30} {:>30} {:>30}", name, range(&ours, 0), range(&theirs, 0), range(&ratios, 2));
-        bpf_rows.push((name, bpf_ours, bpf_theirs, bpf_ratios, programs_ours, programs_theirs));
     }
     println!("\nthe same rounds, BPF program time per acquisition as the kernel timed it (bpf_stats): ns, median [range]");
-    println!("{:<12} {:>30} {:>30} {:>30}", "workload", "lockscope --locks mutex,rwsem", "klockstat", "lockscope / klockstat");
-    for (name, ours, theirs, ratios, ..) in &bpf_rows {
-        println!("{:<12} {:>30} {:>30} {:>30}", name, range(ours, 0), range(theirs, 0), range(ratios, 2));
+    header();
+    for (name, label, ours, theirs, ratios, ..) in &bpf_rows {
+        println!("{:<12} {:<42} {:>24} {:>24} {:>22}", name, label, range(ours, 0), range(theirs, 0), range(ratios, 2));
     }
     println!("\nwhere that time goes: each program's ns per acquisition, median [range] over the rounds");
-    for (name, _, _, _, programs_ours, programs_theirs) in &bpf_rows {
-        for (tool, programs) in [("lockscope", programs_ours), ("klockstat", programs_theirs)] {
+    for (name, label, _, _, _, programs_ours, programs_theirs) in &bpf_rows {
+        // klockstat's programs once per workload: the same in every configuration's rows.
+        let klockstat_once = *label == PEER_CONFIGS[0].1;
+        let tools = [(*label, Some(programs_ours)), ("klockstat", klockstat_once.then_some(programs_theirs))];
+        for (tool, programs) in tools.into_iter().filter_map(|(t, p)| Some((t, p?))) {
             for (program, ns) in programs.dearest_first() {
-                println!("{:<12} {:<10} {:<32} {:>30}", name, tool, program, range(ns, 0));
+                println!("{:<12} {:<42} {:<32} {:>24}", name, tool, program, range(ns, 0));
             }
         }
     }
 }
+
+/// lockscope's configurations beside klockstat (scenario name in
+/// guest/acquire.sh, label): the same lock classes, with stacks; with lock
+/// lifetimes and, as klockstat, without.
+const PEER_CONFIGS: [(&str, &str); 2] =
+    [("mutex-rwsem", "--locks mutex,rwsem"), ("mutex-rwsem-no-lifetimes", "--locks mutex,rwsem --no-lifetimes")];
 
 /// Each program's time per acquisition, one value per round (a program that
 /// did not run in a round counts 0 there).

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use lockscope_bpf::{HookRequest, LockClass, ModeRequest, RecordOptions};
+use lockscope_bpf::{HookRequest, Lifetimes, LockClass, ModeRequest, RecordOptions};
 use lockscope_experiments::record::{Placement, RecordPlan, Target, WorkloadSpec};
 
 /// Record the kernel locks that workloads acquire, aggregated in the kernel,
@@ -62,11 +62,11 @@ pub struct Args {
     /// release no longer costs a probe run).
     #[arg(long)]
     no_hold: bool,
-    /// Contention mode: do not end a lock's life when the slab object holding
-    /// it is freed (cheaper: no program on every slab free; but an address
-    /// reused for another object's lock then passes for the lock it replaced,
-    /// and two workloads freeing and allocating inodes seem to share
-    /// thousands). Acquire mode always keeps lock lifetimes.
+    /// Do not end a lock's life when the slab object holding it is freed, nor
+    /// (acquire mode) when a lock is initialised. Cheaper: no program on every
+    /// slab free and lock init; but an address reused for another object's
+    /// lock then passes for the lock it replaced, and two workloads freeing
+    /// and allocating inodes seem to share thousands.
     #[arg(long)]
     no_lifetimes: bool,
     /// Kernel hook: auto prefers the cheapest the kernel allows. Contention
@@ -254,7 +254,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stack_depth: if args.no_stacks { 0 } else { args.stack_depth },
         hold_times: !args.no_hold,
         stack_sample: args.stack_sample,
-        lifetimes: !args.no_lifetimes,
+        lifetimes: if args.no_lifetimes { Lifetimes::Dropped } else { Lifetimes::Kept },
         max_records: args.max_records,
         time_programs: args.time_programs,
     };

@@ -203,6 +203,25 @@ fn with_kprobes_a_freed_inode_is_a_new_lock_too() {
     }
 }
 
+/// `--no-lifetimes`: neither slab frees nor lock initialisation are probed,
+/// every address is one lock, and the trace says so.
+#[test]
+fn without_lifetimes_no_free_or_init_is_probed() {
+    let trace = lockscope_trace::read_trace(&guest_out().join("files-no-lifetimes")).unwrap();
+    let probed_lifetimes: Vec<&String> = trace
+        .meta
+        .attached
+        .iter()
+        .filter(|f| ["kmem_cache_free", "kfree", "__mutex_init", "__init_rwsem"].iter().any(|l| f.contains(l)))
+        .collect();
+    assert!(probed_lifetimes.is_empty(), "{probed_lifetimes:?}");
+    assert!(trace.meta.attached.iter().any(|f| f == "mutex_lock"), "{:?}", trace.meta.attached);
+    assert!(trace.meta.notes.iter().any(|n| n.starts_with("lock lifetimes not kept")), "{:#?}", trace.meta.notes);
+    assert_eq!(trace.meta.counters.freed_locks, 0);
+    assert!(trace.records.len() > 100, "{} records", trace.records.len());
+    assert!(trace.records.iter().all(|r| r.generation == 0), "a generation without lifetimes");
+}
+
 /// The locks of newly created inodes (taken in d_instantiate_new) are almost
 /// never shared: a freed inode's address, reused by the other workload, is a
 /// new generation. One sharing is real and left aside: ext4 gives a just-freed

@@ -3,10 +3,10 @@
 # 8-frame stacks, with full (64-frame) stacks, with one stack in 64 after a
 # lock's first 16, and with full stacks but no unlock probes; then beside its
 # peer: klockstat (mutexes and rwsems, a stack per acquisition, system-wide)
-# and lockscope on the same lock classes with stacks, in ROUNDS alternating
-# rounds. The kernel times every lockscope recording's programs
-# (--time-programs) and, in the peer rounds, klockstat's. See
-# benches/acquire_overhead.rs.
+# and lockscope on the same lock classes with stacks, with and without lock
+# lifetimes (klockstat keeps none), in ROUNDS alternating rounds. The kernel
+# times every lockscope recording's programs (--time-programs) and, in the
+# peer rounds, klockstat's. See benches/acquire_overhead.rs.
 L=lockscope
 R="$L record --time-programs"
 SECS=${SECS:-5}
@@ -23,6 +23,7 @@ run() { # name config workload-args...
     sampled) $R --mode acquire --stack-sample 64 -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
     stacks-nohold) $R --mode acquire --no-hold -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
     mutex-rwsem) $R --mode acquire --locks mutex,rwsem -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
+    mutex-rwsem-no-lifetimes) $R --mode acquire --locks mutex,rwsem --no-lifetimes -o /out/$name-$config.trace --run w="$L workload $* --duration ${SECS}s" > /out/$name-$config.json ;;
     klockstat)
       # Attached once its programs' links stop appearing for 5 s (its own
       # "Tracing" line sits in a block buffer until it exits); it prints
@@ -50,7 +51,7 @@ done
 # with the kernel timing every BPF program run (both peers pay for it).
 echo 1 > /proc/sys/kernel/bpf_stats_enabled
 for round in $(seq $ROUNDS); do
-  for config in untraced mutex-rwsem klockstat; do
+  for config in untraced mutex-rwsem mutex-rwsem-no-lifetimes klockstat; do
     run file-create.$round $config file-churn --dir /mnt/disk/w --files 500
     run mmap.$round $config mem --size 8k --total 32m
   done

@@ -66,6 +66,11 @@ $L record --mode acquire --hook kprobe --locks spinlock -o /out/kprobe-files \
   --run a="$W file-churn --dir /mnt/disk/a3 --files 200 --duration 3s" \
   --run b="$W file-churn --dir /mnt/disk/b3 --files 200 --duration 3s"
 
+# Without lock lifetimes: no program on slab frees or lock inits.
+$L record --mode acquire --no-lifetimes -o /out/files-no-lifetimes \
+  --run a="$W file-churn --dir /mnt/disk/a4 --files 200 --duration 2s" \
+  --run b="$W file-churn --dir /mnt/disk/b4 --files 200 --duration 2s"
+
 # Without the unlock probes: the same private pipe mutexes, no hold times.
 $L record --mode acquire --no-hold --locks mutex -o /out/nohold-pipes \
   --run a="$W pipe --duration 2s" --run b="$W pipe --duration 2s"
