@@ -190,6 +190,8 @@ pub enum TrasherTarget {
     Mixed,
     /// Computation only, at idle priority: no kernel lock, no CPU time anything else wants (a control).
     Cpu,
+    /// Memory traffic only, as much as mm's page zeroing, with no system call: mm without its kernel locks (a control).
+    Memory,
 }
 
 #[derive(clap::Args)]
@@ -229,6 +231,7 @@ pub fn run(w: Workload) -> anyhow::Result<()> {
                 TrasherTarget::Mm => Target::Mm,
                 TrasherTarget::Mixed => Target::Mixed,
                 TrasherTarget::Cpu => Target::Cpu,
+                TrasherTarget::Memory => Target::Memory,
             };
             std::fs::create_dir_all(&dir)?;
             Trasher { target, dir: &dir }.run(budget.budget(), budget.report_every)?
