@@ -35,6 +35,12 @@ pub struct StressFigure {
     /// held, in the stress runs themselves (median over runs; 100 − the
     /// score of the pair measured); None where the runs were not recorded.
     pub exposure: Option<f64>,
+    /// Beside the lock-free control, where one ran: its slowdown, and one
+    /// trasher's beyond it, cycle by cycle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub control: Option<crate::stats::Slowdown>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub beyond_control: Option<crate::stats::Slowdown>,
     /// The figure (an SVG document), inlined.
     #[serde(skip)]
     pub svg: String,
@@ -190,22 +196,35 @@ pub fn render(page: &Page) -> String {
     }
 
     if !page.stress.is_empty() {
-        out += "\n<h2 id=\"stress\">Interference: throughput beside trashers (Figures 4 to 6)</h2>\n<p class=\"note\">Baseline and stressed windows alternate; \
-            each stressed window is compared with the baselines either side. The slowdown is each run's median over its windows, averaged over \
-            the runs, with a 95% interval over the runs (from one run: the median over its windows and their interval); where the interval \
-            holds zero, none is claimed.</p>\n<table><tr><th>workload</th><th>platform</th><th>baseline</th><th>trashers</th><th>slowdown</th>\
-            <th>time lost to the trashers' locks (recorded in the same runs)</th></tr>";
+        let controlled = page.stress.iter().any(|s| s.control.is_some());
+        let _ = write!(
+            out,
+            "\n<h2 id=\"stress\">Interference: throughput beside trashers (Figures 4 to 6)</h2>\n<p class=\"note\">Baseline and stressed windows alternate; \
+            each stressed window is compared with the baselines either side. The slowdown is the median over every run's windows, \
+            with a 95% interval over the runs' medians (from one run: the median over its windows and their interval); where the interval \
+            holds zero, none is claimed. Where a lock-free control ran (a core busy with memory traffic, in windows of its own), its \
+            slowdown and one trasher's beyond it, cycle by cycle, follow: what the trasher's locks, not its presence, can explain.</p>\n\
+            <table><tr><th>workload</th><th>platform</th><th>baseline</th><th>trashers</th><th>slowdown</th>\
+            <th>time lost to the trashers' locks (recorded in the same runs)</th>{}</tr>",
+            if controlled { "<th>beside the control</th><th>one trasher beyond the control</th>" } else { "" }
+        );
         for s in page.stress {
+            let describe = |d: &Option<crate::stats::Slowdown>| d.as_ref().map_or("–".into(), |d| d.describe());
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td class=\"text\">{}</td><td>{} {}/s</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td class=\"text\">{}</td><td>{} {}/s</td><td>{}</td><td>{}</td><td>{}</td>{}</tr>",
                 escape(&s.workload),
                 escape(&s.platform),
                 trim_number(s.baseline),
                 escape(&s.unit),
                 s.trashers,
                 s.slowdown.describe(),
-                s.exposure.map_or("–".into(), |e| format!("{}%", trim_number(100.0 * e)))
+                s.exposure.map_or("–".into(), |e| format!("{}%", trim_number(100.0 * e))),
+                if controlled {
+                    format!("<td>{}</td><td>{}</td>", describe(&s.control), describe(&s.beyond_control))
+                } else {
+                    String::new()
+                }
             );
         }
         out += "</table>\n";

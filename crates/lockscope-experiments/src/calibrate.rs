@@ -158,6 +158,7 @@ pub fn run(
             platforms: vec![PlatformKind::Host],
             worker: rung.worker.clone(),
             trasher: rung.trasher.clone(),
+            control: None,
             trashers: 1,
             window: cfg.window,
             cycles: cfg.cycles,

@@ -82,10 +82,13 @@ where
     let y_range = ((lo - pad).max(0.0), hi + pad);
     if let Some(first) = r.series.first() {
         let most = first.windows.iter().map(|w| w.trashers).max().unwrap_or(1).max(1) as f64;
-        for w in first.windows.iter().filter(|w| w.trashers > 0) {
-            let shade = BLACK.mix(0.05 + 0.15 * w.trashers as f64 / most);
+        for w in first.windows.iter().filter(|w| w.trashers > 0 || w.control) {
+            let (shade, label) = match w.control {
+                true => (BLUE.mix(0.12), "control".to_owned()),
+                false => (BLACK.mix(0.05 + 0.15 * w.trashers as f64 / most), format!("+{}", w.trashers)),
+            };
             chart.draw_series(std::iter::once(Rectangle::new([(w.start, y_range.0), (w.end, y_range.1)], shade.filled())))?;
-            chart.draw_series(std::iter::once(Text::new(format!("+{}", w.trashers), (w.start, y_range.1), ("sans-serif", 13))))?;
+            chart.draw_series(std::iter::once(Text::new(label, (w.start, y_range.1), ("sans-serif", 13))))?;
         }
     }
     for (i, series) in r.series.iter().enumerate() {

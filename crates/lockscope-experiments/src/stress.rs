@@ -6,7 +6,10 @@
 //! own drift over the run cancels. Each trasher count's slowdown is the
 //! median over its windows (of every run), with a confidence interval over
 //! the runs (the runs, not the windows, are independent); one whose
-//! interval holds zero is no slowdown.
+//! interval holds zero is no slowdown. A control (a workload with a
+//! trasher's CPU and memory traffic but no kernel lock) may run in windows
+//! of its own beside the first trasher's: what the trasher costs beyond it
+//! is what its locks, not its mere presence, can explain.
 
 use std::io::{BufRead, BufReader};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +58,10 @@ pub struct StressConfig {
     pub worker: Vec<String>,
     /// Arguments of `lockscope workload` for each trasher (e.g. `trasher --target fs`).
     pub trasher: Vec<String>,
+    /// Arguments of `lockscope workload` for the control (e.g. `trasher
+    /// --target memory`), run on the first trasher's CPU in windows of its
+    /// own, each cycle beside one of the first trasher count's; None: no control.
+    pub control: Option<Vec<String>>,
     /// The trasher counts measured: 1 up to this (paper: 7).
     pub trashers: u32,
     /// The length of each baseline and each stressed window.
@@ -91,7 +98,10 @@ impl StressConfig {
         if self.sample_every.is_zero() || self.window < self.sample_every * 2 {
             return bad(format!("--window ({:?}) must hold at least two samples of --sample ({:?})", self.window, self.sample_every));
         }
-        for args in [&self.worker, &self.trasher] {
+        if self.control.as_ref().is_some_and(Vec::is_empty) {
+            return bad("the control must name a workload".into());
+        }
+        for args in [&self.worker, &self.trasher].into_iter().chain(&self.control) {
             if let Some(a) = args.iter().find(|a| ["--duration", "--rounds", "--report-every"].contains(&a.as_str())) {
                 return bad(format!("{a} is set by stress itself; leave it out of the workload's arguments"));
             }
@@ -100,21 +110,27 @@ impl StressConfig {
     }
 
     /// The windows of one run from `from` (the warm-up's end), each `window`
-    /// long: a baseline, then per trasher count `cycles` times stressed + baseline.
+    /// long: a baseline, then per trasher count `cycles` times stressed +
+    /// baseline (with the control, each cycle of one trasher also control +
+    /// baseline).
     pub fn windows(&self, window: Duration, from: Duration) -> Vec<Window> {
-        let mut trashers = vec![0];
+        let (baseline, control) = ((0, false), (0, true));
+        let mut states = vec![baseline];
         for k in 1..=self.trashers {
             for _ in 0..self.cycles {
-                trashers.extend([k, 0]);
+                states.extend([(k, false), baseline]);
+                if k == 1 && self.control.is_some() {
+                    states.extend([control, baseline]);
+                }
             }
         }
         let at = |i: usize| (from + window * i as u32).as_secs_f64();
-        trashers.into_iter().enumerate().map(|(i, trashers)| Window { start: at(i), end: at(i + 1), trashers }).collect()
+        states.into_iter().enumerate().map(|(i, (trashers, control))| Window { start: at(i), end: at(i + 1), trashers, control }).collect()
     }
 
     /// The planned length of one run (slow workloads may lengthen it).
     pub fn run_length(&self) -> Duration {
-        self.warmup + self.window * (1 + 2 * self.trashers * self.cycles)
+        self.warmup + self.window * self.windows(self.window, Duration::ZERO).len() as u32
     }
 }
 
@@ -125,8 +141,17 @@ pub struct Window {
     /// resume takes a while (runsc's about 0.1 s), and its own work is no trasher's.
     pub start: f64,
     pub end: f64,
-    /// Trashers running through it; 0: a baseline.
+    /// Trashers running through it; 0: a baseline, or a control window.
     pub trashers: u32,
+    /// The control ran through it ([`StressConfig::control`]).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub control: bool,
+}
+
+impl Window {
+    fn is_baseline(&self) -> bool {
+        self.trashers == 0 && !self.control
+    }
 }
 
 /// One throughput report of the worker.
@@ -141,6 +166,9 @@ pub struct Sample {
     pub window: Option<usize>,
     /// Trashers running throughout the sample (0 where it is in no window).
     pub trashers: u32,
+    /// The control ran throughout the sample.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub control: bool,
     pub ops_per_sec: f64,
 }
 
@@ -156,6 +184,9 @@ pub struct Series {
     pub points: Vec<Point>,
     /// The slowdown at each trasher count.
     pub levels: Vec<Level>,
+    /// The slowdown beside the control, where one ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<ControlLevel>,
     /// Run 1's windows (after any lengthening).
     pub windows: Vec<Window>,
 }
@@ -178,6 +209,20 @@ pub struct Level {
     pub ops_per_sec: f64,
     #[serde(flatten)]
     pub slowdown: Slowdown,
+}
+
+/// The worker beside the control, in windows between baselines as a
+/// trasher's, and one trasher's slowdown beyond it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ControlLevel {
+    /// The median throughput of its windows.
+    pub ops_per_sec: f64,
+    #[serde(flatten)]
+    pub slowdown: Slowdown,
+    /// One trasher's slowdown less the control's, cycle by cycle (each pair
+    /// a few windows apart): what the trasher costs beyond the control's
+    /// CPU and memory traffic. None where no cycle measured both.
+    pub beyond: Option<Slowdown>,
 }
 
 /// Why a run measures no slowdown: a stressed window counts only between
@@ -204,6 +249,8 @@ impl Series {
 pub struct StressResult {
     pub worker: String,
     pub trasher: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control: Option<String>,
     pub window_secs: f64,
     pub cycles: u32,
     pub warmup_secs: f64,
@@ -228,6 +275,11 @@ fn worker_name(platform: PlatformKind, run: u32) -> String {
 /// Trasher `k` (from 1) of a platform's run, as the recording names it.
 fn trasher_name(k: u32, platform: PlatformKind, run: u32) -> String {
     format!("trasher{k}-{platform}-{run}")
+}
+
+/// The control of a platform's run, as the recording names it.
+fn control_name(platform: PlatformKind, run: u32) -> String {
+    format!("control-{platform}-{run}")
 }
 
 /// The worker's exposure to all its trashers together, per run (platform by
@@ -268,6 +320,8 @@ pub struct StressProgress<'a> {
     pub window: Option<(usize, usize)>,
     /// Trashers running now.
     pub trashers: u32,
+    /// The control running now.
+    pub control: bool,
     pub last: Option<&'a Sample>,
 }
 
@@ -404,6 +458,7 @@ pub fn run(
     Ok(StressResult {
         worker: cfg.worker.join(" "),
         trasher: cfg.trasher.join(" "),
+        control: cfg.control.as_ref().map(|c| c.join(" ")),
         window_secs: cfg.window.as_secs_f64(),
         cycles: cfg.cycles,
         warmup_secs: cfg.warmup.as_secs_f64(),
@@ -475,9 +530,28 @@ enum TrasherState {
     Paused,
 }
 
-/// A trasher instance and where it is in its life.
+/// What a paused-and-resumed instance is to the experiment.
+#[derive(Clone, Copy)]
+enum Role {
+    /// Trasher k (from 1): runs in windows of k trashers or more.
+    Trasher(u32),
+    /// Runs in the control windows.
+    Control,
+}
+
+impl Role {
+    fn runs_in(self, window: &Window) -> bool {
+        match self {
+            Role::Trasher(k) => k <= window.trashers,
+            Role::Control => window.control,
+        }
+    }
+}
+
+/// A trasher (or the control) instance and where it is in its life.
 struct Trasher {
     name: String,
+    role: Role,
     instance: Box<dyn Instance>,
     state: TrasherState,
 }
@@ -551,21 +625,19 @@ fn run_once(
 
     // Every trasher is set up (held) before the worker starts, so setting one
     // up (a microVM's boot) neither delays its start nor disturbs the worker.
+    // The control shares the first trasher's CPU, as it stands in for it.
     let mut trashers: Vec<Trasher> = Vec::new();
-    for k in 1..=cfg.trashers {
-        let mut args = cfg.trasher.clone();
-        args.extend(["--duration".into(), duration_arg.clone()]);
-        let spec = InstanceSpec {
-            name: trasher_name(k, platform, run),
-            workload: args,
-            output: Output::Discard,
-            cpus: placement(Some(k)),
-            memory_limit: None,
-            user_root: None,
+    let roles = (1..=cfg.trashers).map(Role::Trasher).chain(cfg.control.as_ref().map(|_| Role::Control));
+    for role in roles {
+        let (name, mut args, cpus) = match role {
+            Role::Trasher(k) => (trasher_name(k, platform, run), cfg.trasher.clone(), placement(Some(k))),
+            Role::Control => (control_name(platform, run), cfg.control.clone().unwrap_or_default(), placement(Some(1))),
         };
+        args.extend(["--duration".into(), duration_arg.clone()]);
+        let spec = InstanceSpec { name, workload: args, output: Output::Discard, cpus, memory_limit: None, user_root: None };
         let instance = platform.create(&spec, env)?;
         observer.created(&spec, instance.as_ref())?;
-        trashers.push(Trasher { name: spec.name, instance, state: TrasherState::Held });
+        trashers.push(Trasher { name: spec.name, role, instance, state: TrasherState::Held });
     }
     worker.wait_ready()?;
     for t in &mut trashers {
@@ -602,15 +674,15 @@ fn run_once(
             return Err(StressError::WorkerTooSlow { secs: now.as_secs(), platform, run });
         }
         let Some(ws) = &mut windows else {
-            progress(&StressProgress { platform, run, elapsed_in_run: now, window: None, trashers: 0, last: None });
+            progress(&StressProgress { platform, run, elapsed_in_run: now, window: None, trashers: 0, control: false, last: None });
             continue;
         };
         let t = now.as_secs_f64();
         let Some(i) = ws.iter().position(|w| t < w.end) else { break };
         if current != Some(i) {
             current = Some(i);
-            for (k, t) in trashers.iter_mut().enumerate() {
-                let wanted = (k as u32) < ws[i].trashers;
+            for t in &mut trashers {
+                let wanted = t.role.runs_in(&ws[i]);
                 match (t.state, wanted) {
                     (TrasherState::Held, true) => {
                         t.instance.start()?;
@@ -631,6 +703,7 @@ fn run_once(
             elapsed_in_run: now,
             window: Some((i, ws.len())),
             trashers: ws[i].trashers,
+            control: ws[i].control,
             last: last.as_ref(),
         });
     }
@@ -659,7 +732,8 @@ fn run_once(
 /// that holds it whole.
 fn sample(platform: PlatformKind, run: u32, begin: f64, end: f64, s: &lockscope_workloads::meter::Sample, windows: &[Window]) -> Sample {
     let window = windows.iter().position(|w| w.start <= begin && end <= w.end);
-    Sample { platform, run, t: end, window, trashers: window.map_or(0, |i| windows[i].trashers), ops_per_sec: s.ops_per_sec }
+    let (trashers, control) = window.map_or((0, false), |i| (windows[i].trashers, windows[i].control));
+    Sample { platform, run, t: end, window, trashers, control, ops_per_sec: s.ops_per_sec }
 }
 
 /// The window length for this run: as asked, or long enough to hold
@@ -715,28 +789,41 @@ fn summarize(platform: PlatformKind, unit: String, windows: Vec<Window>, samples
     let throughput = |run: u32, w: usize| by_window.get(&(run, w)).and_then(|v| median(v));
     let runs: std::collections::BTreeSet<u32> = mine.iter().map(|s| s.run).collect();
     let baselines: Vec<f64> =
-        runs.iter().flat_map(|&r| (0..plan.len()).filter(|&w| plan[w].trashers == 0).filter_map(move |w| throughput(r, w))).collect();
+        runs.iter().flat_map(|&r| (0..plan.len()).filter(|&w| plan[w].is_baseline()).filter_map(move |w| throughput(r, w))).collect();
     let baseline = median(&baselines).unwrap_or(0.0);
-    let levels = (1..=cfg.trashers)
+    // The windows `picked` chooses: their throughputs, and per run each
+    // one's slowdown in the plan's order (None where it or a baseline
+    // either side, w − 1 and w + 1, was not measured).
+    let measure = |picked: &dyn Fn(&Window) -> bool| {
+        let mut throughputs = Vec::new();
+        let mut per_run: Vec<Vec<Option<f64>>> = Vec::new();
+        for &r in &runs {
+            let slowdowns = (1..plan.len() - 1).filter(|&w| picked(&plan[w])).map(|w| {
+                let b = throughput(r, w)?;
+                throughputs.push(b);
+                let (before, after) = (throughput(r, w - 1)?, throughput(r, w + 1)?);
+                Some(1.0 - b / ((before + after) / 2.0))
+            });
+            per_run.push(slowdowns.collect());
+        }
+        (median(&throughputs).unwrap_or(0.0), per_run)
+    };
+    let measured = |per_run: &[Vec<Option<f64>>]| per_run.iter().map(|r| r.iter().flatten().copied().collect()).collect::<Vec<Vec<f64>>>();
+    let levels: Vec<Level> = (1..=cfg.trashers)
         .filter_map(|k| {
-            let mut stressed = Vec::new();
-            let mut per_run = Vec::new();
-            for &r in &runs {
-                let mut slowdowns = Vec::new();
-                // Stressed windows sit between baselines: w − 1 and w + 1.
-                for w in (1..plan.len() - 1).filter(|&w| plan[w].trashers == k) {
-                    let Some(b) = throughput(r, w) else { continue };
-                    stressed.push(b);
-                    if let (Some(before), Some(after)) = (throughput(r, w - 1), throughput(r, w + 1)) {
-                        slowdowns.push(1.0 - b / ((before + after) / 2.0));
-                    }
-                }
-                per_run.push(slowdowns);
-            }
-            Some(Level { trashers: k, ops_per_sec: median(&stressed).unwrap_or(0.0), slowdown: Slowdown::of_runs(&per_run)? })
+            let (ops_per_sec, per_run) = measure(&|w| w.trashers == k);
+            Some(Level { trashers: k, ops_per_sec, slowdown: Slowdown::of_runs(&measured(&per_run))? })
         })
         .collect();
-    Series { platform, unit, baseline, points, levels, windows }
+    let control = cfg.control.as_ref().and_then(|_| {
+        let (ops_per_sec, per_run) = measure(&|w| w.control);
+        // Cycle by cycle, one trasher's window less the control's beside it.
+        let (_, trasher) = measure(&|w| w.trashers == 1);
+        let beyond: Vec<Vec<f64>> =
+            trasher.iter().zip(&per_run).map(|(t, c)| t.iter().zip(c).filter_map(|(t, c)| Some((*t)? - (*c)?)).collect()).collect();
+        Some(ControlLevel { ops_per_sec, slowdown: Slowdown::of_runs(&measured(&per_run))?, beyond: Slowdown::of_runs(&beyond) })
+    });
+    Series { platform, unit, baseline, points, levels, control, windows }
 }
 
 /// Writes stress.csv, stress.json, stress.svg and stress.png in `dir`; the
@@ -756,12 +843,14 @@ pub fn write_outputs(result: &StressResult, dir: &std::path::Path) -> Result<Opt
     Ok(warning)
 }
 
-/// The samples as CSV: platform, run, t, window (empty where in none), trashers, ops_per_sec.
+/// The samples as CSV: platform, run, t, window (empty where in none),
+/// trashers, control (1 where it ran), ops_per_sec.
 pub fn samples_csv(samples: &[Sample]) -> String {
-    let mut out = String::from("platform,run,t,window,trashers,ops_per_sec\n");
+    let mut out = String::from("platform,run,t,window,trashers,control,ops_per_sec\n");
     for s in samples {
         let window = s.window.map_or(String::new(), |w| w.to_string());
-        out.push_str(&format!("{},{},{:.3},{window},{},{:.3}\n", s.platform, s.run, s.t, s.trashers, s.ops_per_sec));
+        let control = u8::from(s.control);
+        out.push_str(&format!("{},{},{:.3},{window},{},{control},{:.3}\n", s.platform, s.run, s.t, s.trashers, s.ops_per_sec));
     }
     out
 }
@@ -775,6 +864,7 @@ mod tests {
             platforms: vec![PlatformKind::Host],
             worker: vec!["file-create".into()],
             trasher: vec!["trasher".into()],
+            control: None,
             trashers: 2,
             window: Duration::from_secs(2),
             cycles: 2,
@@ -795,14 +885,55 @@ mod tests {
 
     /// Samples of one run: `per_window[i]` the worker's rate in window i, two samples each.
     fn run_of(run: u32, per_window: &[f64]) -> Vec<Sample> {
-        let windows = cfg().windows(Duration::from_secs(2), Duration::from_secs(1));
-        let mut out = vec![Sample { platform: PlatformKind::Host, run, t: 1.0, window: None, trashers: 0, ops_per_sec: 1.0 }];
+        run_with(&cfg(), run, per_window)
+    }
+
+    fn run_with(cfg: &StressConfig, run: u32, per_window: &[f64]) -> Vec<Sample> {
+        let windows = cfg.windows(Duration::from_secs(2), Duration::from_secs(1));
+        let sample = |t, window, w: &Window, ops_per_sec| Sample {
+            platform: PlatformKind::Host,
+            run,
+            t,
+            window,
+            trashers: w.trashers,
+            control: w.control,
+            ops_per_sec,
+        };
+        let mut out = vec![sample(1.0, None, &windows[0], 1.0)];
         for (i, (w, &rate)) in windows.iter().zip(per_window).enumerate() {
             for t in [w.start + 1.0, w.end] {
-                out.push(Sample { platform: PlatformKind::Host, run, t, window: Some(i), trashers: w.trashers, ops_per_sec: rate });
+                out.push(sample(t, Some(i), w, rate));
             }
         }
         out
+    }
+
+    #[test]
+    fn the_control_runs_beside_the_first_trasher_count_and_what_the_trasher_costs_beyond_it_is_said() {
+        let cfg = StressConfig { control: Some(vec!["trasher".into(), "--target".into(), "memory".into()]), ..cfg() };
+        let w = cfg.windows(Duration::from_secs(2), Duration::ZERO);
+        let states: Vec<(u32, bool)> = w.iter().map(|w| (w.trashers, w.control)).collect();
+        let (b, c) = ((0, false), (0, true));
+        assert_eq!(states, [b, (1, false), b, c, b, (1, false), b, c, b, (2, false), b, (2, false), b]);
+        assert_eq!(cfg.run_length(), Duration::from_secs(1 + 13 * 2));
+        assert!(w.iter().filter(|w| w.is_baseline()).count() == 7, "a control window is no baseline");
+        // One trasher costs 20% and 22% (run 2: 21%, 23%), the control 15% and 16% (16%, 16%).
+        let a = [100.0, 80.0, 100.0, 85.0, 100.0, 78.0, 100.0, 84.0, 100.0, 50.0, 100.0, 50.0, 100.0];
+        let b = [100.0, 79.0, 100.0, 84.0, 100.0, 77.0, 100.0, 84.0, 100.0, 50.0, 100.0, 50.0, 100.0];
+        let s = summarize(PlatformKind::Host, "op".into(), vec![], &[run_with(&cfg, 1, &a), run_with(&cfg, 2, &b)].concat(), &cfg);
+        assert_eq!(s.baseline, 100.0, "the control's windows are no baselines");
+        let control = s.control.expect("the control measured");
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+        assert!(close(control.slowdown.slowdown, 0.16) && control.slowdown.interference, "{control:?}");
+        let beyond = control.beyond.expect("cycles with both");
+        // Cycle by cycle: 5, 6 (run 1) and 5, 7 (run 2) points.
+        assert!(close(beyond.slowdown, 0.055) && beyond.interference && beyond.windows == 4, "{beyond:?}");
+        assert!(close(s.levels[0].slowdown.slowdown, 0.215), "{:?}", s.levels[0]);
+        let csv = samples_csv(&run_with(&cfg, 1, &a));
+        assert!(csv.contains("\nhost,1,8.000,3,0,1,85.000\n"), "the control's samples are marked: {csv}");
+        assert!(cfg.validate().is_ok());
+        let empty = StressConfig { control: Some(vec![]), ..cfg };
+        assert!(empty.validate().is_err());
     }
 
     #[test]
@@ -834,7 +965,10 @@ mod tests {
         assert_eq!((one.windows, one.runs, one.describe().as_str()), (4, 2, "20.0% slower [+7.3%, +32.7%]"));
         assert!(close(s.levels[1].slowdown.slowdown, 0.50));
         let csv = samples_csv(&samples);
-        assert!(csv.starts_with("platform,run,t,window,trashers,ops_per_sec\nhost,1,1.000,,0,1.000\nhost,1,2.000,0,0,100.000\n"), "{csv}");
+        assert!(
+            csv.starts_with("platform,run,t,window,trashers,control,ops_per_sec\nhost,1,1.000,,0,0,1.000\nhost,1,2.000,0,0,0,100.000\n"),
+            "{csv}"
+        );
     }
 
     #[test]
@@ -859,6 +993,7 @@ mod tests {
         let result = StressResult {
             worker: "file-create".into(),
             trasher: "trasher".into(),
+            control: None,
             window_secs: 2.0,
             cycles: 2,
             warmup_secs: 1.0,
@@ -894,7 +1029,8 @@ mod tests {
     #[test]
     fn a_report_begun_before_the_trashers_were_set_is_in_no_window() {
         // Planned to start at 1.0 s; the runtime's resume returned at 1.2 s.
-        let windows = [Window { start: 0.5, end: 1.0, trashers: 0 }, Window { start: 1.2, end: 1.5, trashers: 1 }];
+        let windows =
+            [Window { start: 0.5, end: 1.0, trashers: 0, control: false }, Window { start: 1.2, end: 1.5, trashers: 1, control: false }];
         let placed = |begin, end| sample(PlatformKind::Runc, 1, begin, end, &report(end).1, &windows).window;
         assert_eq!(placed(1.05, 1.175), None, "while the runtime resumed the trasher");
         assert_eq!(placed(1.15, 1.275), None, "straddling the resume's end");

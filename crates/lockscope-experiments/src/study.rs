@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use lockscope_analysis::compare::{self, Comparison};
 use lockscope_analysis::html::{self, Correlation, StressFigure};
-use lockscope_analysis::stats::{spearman, spearman_interval};
+use lockscope_analysis::stats::{spearman, spearman_interval, Slowdown};
 use lockscope_bpf::{probe_hooks, HookStatus, ModeRequest, RecordOptions};
 use lockscope_platform::guest::{self, GuestConfig};
 use lockscope_platform::{Env, Output, PlacedWorkload, PlatformError, PlatformKind};
@@ -197,7 +197,15 @@ pub struct StressSettings {
     /// microVM, or any platform in a guest kernel, on a machine without KVM).
     #[serde(default)]
     pub emulated: bool,
+    /// Also run [`CONTROL`] in windows of its own beside the first trasher's:
+    /// each cell's slowdown beyond it is ranked against the score too.
+    #[serde(default)]
+    pub control: bool,
 }
+
+/// The study's control beside every trasher: a core busy with memory
+/// traffic and no kernel lock (`lockscope stress --help`).
+pub const CONTROL: &str = "trasher --target memory";
 
 fn one_run() -> u32 {
     1
@@ -210,6 +218,7 @@ impl StressSettings {
             platforms: vec![platform],
             worker: shlex::split(w.command).expect("the study's commands are well-formed"),
             trasher: shlex::split(w.trasher).expect("the study's trashers are well-formed"),
+            control: self.control.then(|| shlex::split(CONTROL).expect("the control is well-formed")),
             trashers: self.trashers,
             window: self.window,
             cycles: self.cycles,
@@ -916,12 +925,13 @@ fn guest_stress_step(
     let stress_cfg = settings.config(w, PlatformKind::Host);
     let duration = |d: Duration| format!("{}ms", d.as_millis());
     let (trashers, cycles, runs) = (stress_cfg.trashers.to_string(), stress_cfg.cycles.to_string(), stress_cfg.runs.to_string());
+    let (window, warmup, sample) = (duration(stress_cfg.window), duration(stress_cfg.warmup), duration(stress_cfg.sample_every));
     let out_dir = cfg.output.join("guest").join(format!("stress-{}", cell.id()));
     let mut guest = study_guest(w, &out_dir);
     let instances = instances_dir(&guest);
     // The guest's disk is an ext4 made for this boot (so private already),
     // and the guest has no mkfs to make another.
-    let stress = [
+    let mut stress = vec![
         "lockscope",
         "stress",
         "--platform",
@@ -937,18 +947,21 @@ fn guest_stress_step(
         "--trashers",
         &trashers,
         "--window",
-        &duration(stress_cfg.window),
+        &window,
         "--cycles",
         &cycles,
         "--runs",
         &runs,
         "--warmup",
-        &duration(stress_cfg.warmup),
+        &warmup,
         "--sample",
-        &duration(stress_cfg.sample_every),
+        &sample,
         "-o",
         "/out/stress",
     ];
+    if settings.control {
+        stress.extend(["--control", CONTROL]);
+    }
     set_command(&mut guest, &stress);
     guest.kernel = kernel;
     guest.accel = guest::parallel_accel().into();
@@ -997,6 +1010,8 @@ fn write_report(
                 slowdown: last.slowdown,
                 trashers: last.trashers,
                 exposure: recorded_exposure(&stress_dir(out, cell), r),
+                control: s.control.as_ref().map(|c| c.slowdown),
+                beyond_control: s.control.as_ref().and_then(|c| c.beyond),
                 svg: std::fs::read_to_string(stress_dir(out, cell).join("stress.svg")).unwrap_or_default(),
             };
             Some((cell.kernel, figure))
@@ -1065,23 +1080,26 @@ fn correlate(c: &Comparison, figures: &[&StressFigure], kernel: StudyKernel) -> 
     // The experiments both compared and stressed.
     let measured: Vec<(&compare::Cell, &StressFigure)> =
         figures.iter().filter_map(|f| c.cell(&f.workload, &f.platform).map(|cell| (cell, *f))).collect();
-    measures
+    let rank =
+        |name: String, measure: &dyn Fn(&compare::Cell, &StressFigure) -> Option<f64>, slowdown: fn(&StressFigure) -> Option<Slowdown>| {
+            let both = |(cell, f): &&(&compare::Cell, &StressFigure)| Some((measure(cell, f)?, slowdown(f)?));
+            let pairs: Vec<(f64, f64)> = measured.iter().filter_map(|p| both(&p)).map(|(m, s)| (m, s.slowdown)).collect();
+            let with_slowdown = measured.iter().filter_map(|p| both(&p)).filter(|(_, s)| s.interference).count();
+            let rho = spearman(&pairs);
+            let rho_ci = rho.and_then(|r| spearman_interval(r, pairs.len()));
+            Correlation { measure: name, kernel: kernel.name(), rho, rho_ci, experiments: pairs.len(), with_slowdown }
+        };
+    let mut correlations: Vec<Correlation> = measures
         .iter()
         .filter(|(_, measure)| measured.iter().any(|(cell, f)| measure(cell, f).is_some()))
-        .map(|(name, measure)| {
-            let pairs: Vec<(f64, f64)> = measured.iter().filter_map(|(cell, f)| Some((measure(cell, f)?, f.slowdown.slowdown))).collect();
-            let with_slowdown = measured.iter().filter(|(cell, f)| measure(cell, f).is_some() && f.slowdown.interference).count();
-            let rho = spearman(&pairs);
-            Correlation {
-                measure: (*name).into(),
-                kernel: kernel.name(),
-                rho,
-                rho_ci: rho.and_then(|r| spearman_interval(r, pairs.len())),
-                experiments: pairs.len(),
-                with_slowdown,
-            }
-        })
-        .collect()
+        .map(|(name, measure)| rank((*name).into(), measure, |f| Some(f.slowdown)))
+        .collect();
+    // The score against what the trashers cost beyond the lock-free control.
+    let (name, score) = measures[0];
+    if measured.iter().any(|(cell, f)| score(cell, f).is_some() && f.beyond_control.is_some()) {
+        correlations.push(rank(format!("{name}, against one trasher's slowdown beyond the control"), &score, |f| f.beyond_control));
+    }
+    correlations
 }
 
 #[cfg(test)]
@@ -1180,7 +1198,7 @@ mod tests {
         let kernels = [StudyKernel::Running, StudyKernel::Debian(DebianKernel::V6_1)];
         let platforms = [PlatformKind::Host, PlatformKind::Microvm];
         let cells = cells(&["mem-8k".into(), "file-create".into()], &platforms, &kernels, &mut vec![]);
-        let settings = StressSettings { window: Duration::from_secs(2), cycles: 1, trashers: 1, runs: 3, emulated: false };
+        let settings = StressSettings { window: Duration::from_secs(2), cycles: 1, trashers: 1, runs: 3, emulated: false, control: false };
         let stressed = |settings, kvm| {
             let mut notes = vec![];
             let ids: Vec<String> = cells_to_stress(&cells, settings, kvm, &mut notes).into_iter().map(StudyCell::id).collect();

@@ -26,11 +26,20 @@ use lockscope_platform::PlatformKind;
 /// reports its throughput every --sample; a worker whose operations take
 /// longer gets longer windows, and says so.
 ///
+/// A trasher slows a worker through more than kernel locks: CPU time, caches
+/// and memory bandwidth. --control runs a workload that has a trasher's CPU
+/// and memory traffic but takes no kernel lock (`trasher --target memory`
+/// stands in for `--target mm`; `--target cpu` only computes), on the first
+/// trasher's CPU, in windows of its own beside each of the first trasher's;
+/// stress then prints the control's slowdown and the trasher's beyond it,
+/// cycle by cycle: what the trasher's locks, not its presence, can explain.
+///
 /// Writes to --output: stress.csv (every sample: platform, run, t, window,
-/// trashers running, ops/s), stress.json (windows, baselines and each trasher
-/// count's slowdown with ci_low/ci_high), and stress.svg / stress.png
+/// trashers running, control running, ops/s), stress.json (windows,
+/// baselines and each trasher count's slowdown with ci_low/ci_high; the
+/// control's, and one trasher's beyond it), and stress.svg / stress.png
 /// (throughput over time, one line per platform, baselines dashed, stressed
-/// windows shaded).
+/// windows shaded grey, control windows blue).
 ///
 /// The paper's scale: --trashers 7 --window 1m --runs 3. Ctrl-C stops the
 /// experiment, removes everything it started, and writes what was measured.
@@ -48,6 +57,10 @@ pub struct Args {
     /// Each trasher: a built-in workload and its arguments.
     #[arg(long, default_value = "trasher --target fs")]
     trasher: String,
+    /// A control: a built-in workload with a trasher's CPU and memory
+    /// traffic and no kernel lock (e.g. 'trasher --target memory').
+    #[arg(long)]
+    control: Option<String>,
     /// Trasher counts measured: 1 up to this.
     #[arg(long, default_value_t = 2)]
     trashers: u32,
@@ -111,6 +124,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         platforms,
         worker: split("worker", &args.worker)?,
         trasher: split("trasher", &args.trasher)?,
+        control: args.control.as_deref().map(|c| split("control", c)).transpose()?,
         trashers: args.trashers,
         window: args.window,
         cycles: args.cycles,
@@ -141,7 +155,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let done = cfg.platforms.iter().position(|&k| k == p.platform).unwrap_or(0) as u32 * cfg.runs + (p.run - 1);
         bar.set_position((run_length * done + p.elapsed_in_run).as_secs());
         let last = p.last.map_or(String::new(), |s| format!(", {:.0} ops/s", s.ops_per_sec));
-        let window = p.window.map_or("warm-up".into(), |(i, n)| format!("window {}/{n}, {} trasher(s)", i + 1, p.trashers));
+        let beside = match p.control {
+            true => "the control".to_owned(),
+            false => format!("{} trasher(s)", p.trashers),
+        };
+        let window = p.window.map_or("warm-up".into(), |(i, n)| format!("window {}/{n}, {beside}", i + 1));
         let headline = format!("{} run {}/{}: {window}", p.platform, p.run, cfg.runs);
         bar.set_status(&headline, &format!("{last} (Ctrl-C stops and writes what was measured)"));
     };
@@ -183,6 +201,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 _ => String::new(),
             };
             println!("  {} trasher(s): {} {}{caveat}", l.trashers, d.describe(), d.basis());
+        }
+        if let (Some(c), Some(command)) = (&s.control, &result.control) {
+            println!("  the control ({command}): {} {}", c.slowdown.describe(), c.slowdown.basis());
+            if let Some(beyond) = &c.beyond {
+                println!("  1 trasher beyond the control, cycle by cycle: {} {}", beyond.describe(), beyond.basis());
+            }
         }
     }
     eprintln!("wrote {} (stress.csv, stress.json, stress.svg, stress.png)", args.output.display());

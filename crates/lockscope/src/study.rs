@@ -91,6 +91,12 @@ pub struct Args {
     /// 30-60 s.
     #[arg(long)]
     stress_emulated: bool,
+    /// Also run a lock-free control (`trasher --target memory`: a core busy
+    /// with memory traffic) in windows of its own beside the first trasher's,
+    /// and rank the score against each cell's slowdown beyond it too: a
+    /// slowdown the control matches is not the trasher's locks'.
+    #[arg(long)]
+    stress_control: bool,
     /// The kernel source to resolve every trace against [default: Debian's
     /// source of the trace's kernel in ~/.cache/lockscope (prepared for the
     /// Debian kernels studied), else linux-source-6.1 for subsystems].
@@ -130,6 +136,7 @@ pub fn run(args: Args) -> Result<()> {
             trashers: args.stress_trashers,
             runs: args.stress_runs,
             emulated: args.stress_emulated,
+            control: args.stress_control,
         }),
         kernel_src: args.kernel_src.clone(),
         memory_limit: args.memory_limit,

@@ -623,6 +623,61 @@ fn stress_alternates_baseline_and_stressed_windows_and_draws_the_series() {
     assert_clean(&root.path().join("work"));
 }
 
+/// `--control`: a lock-free workload in windows of its own beside each of
+/// the first trasher's, on its CPU; its slowdown and the trasher's beyond
+/// it, cycle by cycle, are measured and said, and the recording follows it.
+#[test]
+fn stress_beside_a_control_measures_it_in_windows_of_its_own() {
+    let _guard = serial();
+    let root = work_root();
+    let out_dir = root.path().join("out");
+    let out = Command::new(LOCKSCOPE)
+        .args(["stress", "--worker", "mem --size 1m --total 64m", "--trasher", "trasher --target mm"])
+        .args(["--control", "trasher --target memory", "--trashers", "1", "--cycles", "2", "--runs", "2"])
+        .args(["--window", "1s", "--warmup", "1s", "--sample", "250ms", "--record", "--work-dir"])
+        .arg(root.path().join("work"))
+        .arg("-o")
+        .arg(&out_dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let beside = ["0 trasher(s)", "1 trasher(s)", "0 trasher(s)", "the control", "0 trasher(s)"];
+    let per_window: Vec<&str> = beside.iter().chain(beside[1..].iter()).copied().collect();
+    let expected: Vec<String> = std::iter::once("warm-up".to_owned())
+        .chain(per_window.iter().enumerate().map(|(i, what)| format!("window {}/9, {what}", i + 1)))
+        .collect();
+    for run in 1..=2 {
+        let progress: Vec<&str> = stderr.lines().filter_map(|l| l.strip_prefix(&format!("host run {run}/2: "))).collect();
+        assert_eq!(progress, expected, "{stderr}");
+    }
+    // The control's windows hold samples marked as its, with no trasher running.
+    let csv = std::fs::read_to_string(out_dir.join("stress.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    let control_rows: Vec<&Vec<&str>> = rows.iter().filter(|r| r[5] == "1").collect();
+    assert!(!control_rows.is_empty() && control_rows.iter().all(|r| r[4] == "0" && ["3", "7"].contains(&r[3])), "{csv}");
+    let result: Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("stress.json")).unwrap()).unwrap();
+    assert_eq!(result["control"], "trasher --target memory");
+    let control = &result["series"][0]["control"];
+    assert_eq!((control["runs"].as_u64(), control["windows"].as_u64()), (Some(2), Some(4)), "{control}");
+    assert_eq!((control["beyond"]["runs"].as_u64(), control["beyond"]["windows"].as_u64()), (Some(2), Some(4)), "{control}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("  the control (trasher --target memory): ") && stdout.contains("  1 trasher beyond the control, cycle by cycle: "),
+        "{stdout}"
+    );
+    // Recorded: the control beside the worker and its trasher, each run.
+    let report = Command::new(LOCKSCOPE).args(["report", "--format", "json"]).arg(out_dir.join("stress.trace")).output().unwrap();
+    let report: Value = serde_json::from_slice(&report.stdout).unwrap();
+    let workloads = report["workloads"].as_array().unwrap();
+    let names: Vec<&str> = workloads.iter().map(|w| w["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["worker-host-1", "trasher1-host-1", "control-host-1", "worker-host-2", "trasher1-host-2", "control-host-2"]);
+    for control in workloads.iter().filter(|w| w["name"].as_str().unwrap().starts_with("control")) {
+        assert!(control["run_time_secs"].as_f64().unwrap() > 1.0, "the control ran: {control}");
+    }
+    assert_clean(&root.path().join("work"));
+}
+
 /// By default the instances run on an ext4 file system of their own,
 /// mounted under the work directory while the experiment runs and gone after.
 /// Two runs: the slowdown's interval is over the runs.

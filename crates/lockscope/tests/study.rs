@@ -165,7 +165,7 @@ fn the_report_renders_in_chromium_with_real_plots() {
     let _guard = serial();
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("study");
-    let args = ["--kernel", "running", "--platforms", "host", "--workloads", "file-create"];
+    let args = ["--kernel", "running", "--platforms", "host", "--workloads", "file-create", "--stress-control"];
     ok(study(&out, &args).output().unwrap());
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(!html.contains(" src=") && !html.contains("<link") && !html.contains("<script"), "self-contained");
@@ -198,6 +198,19 @@ fn the_report_renders_in_chromium_with_real_plots() {
     assert!((0.0..1.0).contains(&exposure), "{exposure}");
     let measure = report["correlations"][0]["measure"].as_str().unwrap();
     assert!(measure.starts_with("exposure to the trashers in the stress runs"), "{measure}");
+    // --stress-control: the control's slowdown and the trasher's beyond it, shown and ranked.
+    for control in ["control", "beyond_control"] {
+        assert_eq!(stress[control]["runs"], 3, "{control}: {stress:#}");
+    }
+    assert!(dom.contains("<th>one trasher beyond the control</th>"), "the stress table has the control's columns");
+    let beyond = format!(
+        "[{:+.1}%, {:+.1}%]",
+        100.0 * stress["beyond_control"]["ci_low"].as_f64().unwrap(),
+        100.0 * stress["beyond_control"]["ci_high"].as_f64().unwrap()
+    );
+    assert!(dom.contains(&beyond), "the page shows the slowdown beyond the control {beyond}");
+    let measures: Vec<&str> = report["correlations"].as_array().unwrap().iter().map(|c| c["measure"].as_str().unwrap()).collect();
+    assert!(measures.last().unwrap().ends_with("against one trasher's slowdown beyond the control"), "{measures:?}");
 
     let shot = tmp.path().join("report.png");
     chromium(&[&format!("--screenshot={}", shot.display())]);
