@@ -50,6 +50,8 @@ pub struct StressFigure {
 #[derive(Clone, Debug, Serialize)]
 pub struct Correlation {
     pub measure: String,
+    /// What the measure is ranked against.
+    pub against: Against,
     /// The kernel whose experiments it ranks (`running`, `debian-6.1`):
     /// modes and emulation differ between kernels, so each has its own.
     pub kernel: String,
@@ -59,9 +61,29 @@ pub struct Correlation {
     /// Its 95% interval; None below 4 experiments.
     pub rho_ci: Option<(f64, f64)>,
     pub experiments: usize,
-    /// Of those, the ones whose stress interval supports a slowdown: with
-    /// few, the slowdowns ranked are mostly noise, whatever rho's value.
+    /// Of those, the ones whose stress interval supports a slowdown (a
+    /// positive one): with few, the slowdowns ranked are mostly noise,
+    /// whatever rho's value.
     pub with_slowdown: usize,
+}
+
+/// The slowdown a correlation ranks a measure against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Against {
+    /// The worker's slowdown beside its trasher.
+    Slowdown,
+    /// One trasher's slowdown less the lock-free control's, cycle by cycle.
+    BeyondControl,
+}
+
+impl std::fmt::Display for Against {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Against::Slowdown => "slowdown",
+            Against::BeyondControl => "slowdown beyond the control",
+        })
+    }
 }
 
 impl Correlation {
@@ -133,7 +155,7 @@ pub fn render(page: &Page) -> String {
     if !page.correlations.is_empty() {
         let _ = write!(
             out,
-            "<table><caption>Does sharing predict slowdown? Spearman's rho against the measured slowdown, each experiment's median ({})</caption><tr><th>measure</th><th>kernel</th><th>rho</th><th>95% interval</th><th>experiments</th><th>with a supported slowdown</th></tr>",
+            "<table><caption>Does sharing predict slowdown? Spearman's rho against the measured slowdown, each experiment's median ({})</caption><tr><th>measure</th><th>against</th><th>kernel</th><th>rho</th><th>95% interval</th><th>experiments</th><th>with a supported slowdown</th></tr>",
             escape(CALIBRATION_HINT)
         );
         for k in page.correlations {
@@ -141,8 +163,9 @@ pub fn render(page: &Page) -> String {
             let ci = k.rho_ci.map_or("–".into(), |(lo, hi)| format!("[{lo:.2}, {hi:.2}]"));
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{rho}</td><td>{ci}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{rho}</td><td>{ci}</td><td>{}</td><td>{}</td></tr>",
                 escape(&k.measure),
+                k.against,
                 escape(&k.kernel),
                 k.experiments,
                 k.with_slowdown
@@ -348,6 +371,7 @@ mod tests {
     fn a_missing_rho_says_why() {
         let k = |rho, experiments, with_slowdown| Correlation {
             measure: "exposure".into(),
+            against: Against::Slowdown,
             kernel: "running".into(),
             rho,
             rho_ci: None,

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lockscope_analysis::compare::{self, Comparison};
-use lockscope_analysis::html::{self, Correlation, StressFigure};
-use lockscope_analysis::stats::{spearman, spearman_interval, Slowdown};
+use lockscope_analysis::html::{self, Against, Correlation, StressFigure};
+use lockscope_analysis::stats::{spearman, spearman_interval};
 use lockscope_bpf::{probe_hooks, HookStatus, ModeRequest, RecordOptions};
 use lockscope_platform::guest::{self, GuestConfig};
 use lockscope_platform::{Env, Output, PlacedWorkload, PlatformError, PlatformKind};
@@ -1080,24 +1080,27 @@ fn correlate(c: &Comparison, figures: &[&StressFigure], kernel: StudyKernel) -> 
     // The experiments both compared and stressed.
     let measured: Vec<(&compare::Cell, &StressFigure)> =
         figures.iter().filter_map(|f| c.cell(&f.workload, &f.platform).map(|cell| (cell, *f))).collect();
-    let rank =
-        |name: String, measure: &dyn Fn(&compare::Cell, &StressFigure) -> Option<f64>, slowdown: fn(&StressFigure) -> Option<Slowdown>| {
-            let both = |(cell, f): &&(&compare::Cell, &StressFigure)| Some((measure(cell, f)?, slowdown(f)?));
-            let pairs: Vec<(f64, f64)> = measured.iter().filter_map(|p| both(&p)).map(|(m, s)| (m, s.slowdown)).collect();
-            let with_slowdown = measured.iter().filter_map(|p| both(&p)).filter(|(_, s)| s.interference).count();
-            let rho = spearman(&pairs);
-            let rho_ci = rho.and_then(|r| spearman_interval(r, pairs.len()));
-            Correlation { measure: name, kernel: kernel.name(), rho, rho_ci, experiments: pairs.len(), with_slowdown }
+    let rank = |(name, measure): &Measure, against: Against| {
+        let slowdown = |f: &StressFigure| match against {
+            Against::Slowdown => Some(f.slowdown),
+            Against::BeyondControl => f.beyond_control,
         };
+        let both = |(cell, f): &&(&compare::Cell, &StressFigure)| Some((measure(cell, f)?, slowdown(f)?));
+        let pairs: Vec<(f64, f64)> = measured.iter().filter_map(|p| both(&p)).map(|(m, s)| (m, s.slowdown)).collect();
+        let with_slowdown = measured.iter().filter_map(|p| both(&p)).filter(|(_, s)| s.interference && s.slowdown > 0.0).count();
+        let rho = spearman(&pairs);
+        let rho_ci = rho.and_then(|r| spearman_interval(r, pairs.len()));
+        Correlation { measure: (*name).into(), against, kernel: kernel.name(), rho, rho_ci, experiments: pairs.len(), with_slowdown }
+    };
     let mut correlations: Vec<Correlation> = measures
         .iter()
         .filter(|(_, measure)| measured.iter().any(|(cell, f)| measure(cell, f).is_some()))
-        .map(|(name, measure)| rank((*name).into(), measure, |f| Some(f.slowdown)))
+        .map(|m| rank(m, Against::Slowdown))
         .collect();
     // The score against what the trashers cost beyond the lock-free control.
-    let (name, score) = measures[0];
+    let (_, score) = measures[0];
     if measured.iter().any(|(cell, f)| score(cell, f).is_some() && f.beyond_control.is_some()) {
-        correlations.push(rank(format!("{name}, against one trasher's slowdown beyond the control"), &score, |f| f.beyond_control));
+        correlations.push(rank(&measures[0], Against::BeyondControl));
     }
     correlations
 }

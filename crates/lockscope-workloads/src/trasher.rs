@@ -42,7 +42,8 @@ pub struct Trasher<'a> {
 }
 
 impl Trasher<'_> {
-    /// One operation is one round of its target's system calls.
+    /// One operation is one round of its target's work: system calls, or
+    /// the controls' arithmetic and memory writes.
     pub fn run(&self, budget: Budget, report_every: Option<Duration>) -> Result<Sample, WorkloadError> {
         let fs_round = FileChurn { dir: self.dir, files: 100, file_size: 0 };
         let mm_round = MemChurn { chunk: 1 << 20, total: MM_ROUND_BYTES as u64 };

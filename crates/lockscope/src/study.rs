@@ -164,8 +164,9 @@ pub fn run(args: Args) -> Result<()> {
     for k in &outcome.correlations {
         let ci = k.rho_ci.map_or(String::new(), |(lo, hi)| format!(" [95%: {lo:.2}, {hi:.2}]"));
         println!(
-            "{} vs slowdown ({} kernel): Spearman's rho {}{ci} over {} experiments, {} with a supported slowdown",
+            "{} vs {} ({} kernel): Spearman's rho {}{ci} over {} experiments, {} with a supported slowdown",
             k.measure,
+            k.against,
             k.kernel,
             k.rho_text(),
             k.experiments,
