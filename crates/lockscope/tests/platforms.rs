@@ -550,20 +550,29 @@ fn an_application_pair_in_runc_shares_locks() {
     assert_clean(&root.path().join("work"));
 }
 
+/// `lockscope stress ARGS` working under `root`/work, writing to `root`/out.
+fn stress(root: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(LOCKSCOPE);
+    command.arg("stress").args(args).arg("--work-dir").arg(root.join("work")).arg("-o").arg(root.join("out"));
+    command
+}
+
 #[test]
 fn stress_alternates_baseline_and_stressed_windows_and_draws_the_series() {
     let _guard = serial();
     let root = work_root();
     let out_dir = root.path().join("out");
-    let out = Command::new(LOCKSCOPE)
-        .args(["stress", "--platform", "host", "--worker", "file-create --files 300", "--trasher", "trasher --target fs"])
-        .args(["--trashers", "2", "--cycles", "2", "--runs", "1", "--window", "1200ms", "--warmup", "1s", "--sample", "300ms"])
-        .args(["--record", "--fs", "work-dir", "--work-dir"])
-        .arg(root.path().join("work"))
-        .arg("-o")
-        .arg(&out_dir)
-        .output()
-        .unwrap();
+    let out = stress(
+        root.path(),
+        &[
+            ["--platform", "host", "--worker", "file-create --files 300", "--trasher", "trasher --target fs"].as_slice(),
+            &["--trashers", "2", "--cycles", "2", "--runs", "1", "--window", "1200ms", "--warmup", "1s", "--sample", "300ms"],
+            &["--record", "--fs", "work-dir"],
+        ]
+        .concat(),
+    )
+    .output()
+    .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     // The work directory's own file system: said to drift where it does.
@@ -631,15 +640,17 @@ fn stress_beside_a_control_measures_it_in_windows_of_its_own() {
     let _guard = serial();
     let root = work_root();
     let out_dir = root.path().join("out");
-    let out = Command::new(LOCKSCOPE)
-        .args(["stress", "--worker", "mem --size 1m --total 64m", "--trasher", "trasher --target mm"])
-        .args(["--control", "trasher --target memory", "--trashers", "1", "--cycles", "2", "--runs", "2"])
-        .args(["--window", "1s", "--warmup", "1s", "--sample", "250ms", "--record", "--work-dir"])
-        .arg(root.path().join("work"))
-        .arg("-o")
-        .arg(&out_dir)
-        .output()
-        .unwrap();
+    let out = stress(
+        root.path(),
+        &[
+            ["--worker", "mem --size 1m --total 64m", "--trasher", "trasher --target mm", "--control", "trasher --target memory"]
+                .as_slice(),
+            &["--trashers", "1", "--cycles", "2", "--runs", "2", "--window", "1s", "--warmup", "1s", "--sample", "250ms", "--record"],
+        ]
+        .concat(),
+    )
+    .output()
+    .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     let beside = ["0 trasher(s)", "1 trasher(s)", "0 trasher(s)", "the control", "0 trasher(s)"];
@@ -726,15 +737,26 @@ fn ctrl_c_during_stress_in_containers_removes_everything() {
     let _guard = serial();
     let root = work_root();
     let out_dir = root.path().join("out");
-    let child = Command::new(LOCKSCOPE)
-        .args(["stress", "--platform", "runc", "--worker", "file-create --files 300"])
-        .args(["--trashers", "3", "--window", "2s", "--warmup", "1s", "--sample", "500ms", "--work-dir"])
-        .arg(root.path().join("work"))
-        .arg("-o")
-        .arg(&out_dir)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = stress(
+        root.path(),
+        &[
+            "--platform",
+            "runc",
+            "--worker",
+            "file-create --files 300",
+            "--trashers",
+            "3",
+            "--window",
+            "2s",
+            "--warmup",
+            "1s",
+            "--sample",
+            "500ms",
+        ],
+    )
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
     // The worker and one trasher are running by now.
     std::thread::sleep(Duration::from_millis(3500));
     assert!(leftovers(root.path()).iter().any(|l| l.starts_with("runc container")), "containers running mid-experiment");
