@@ -755,6 +755,15 @@ fn window_length(cfg: &StressConfig, received: &[(f64, lockscope_workloads::mete
     (window, Some(why))
 }
 
+/// The windows of one kind (a trasher count, or the control) in every run.
+struct Measured {
+    /// The median throughput of those windows.
+    ops_per_sec: f64,
+    /// Per run, each window's slowdown in the plan's order; None where it or
+    /// a baseline either side was not measured.
+    per_run: Vec<Vec<Option<f64>>>,
+}
+
 fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
     let (sum, n) = values.into_iter().fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
     (n > 0).then(|| sum / n as f64)
@@ -791,9 +800,7 @@ fn summarize(platform: PlatformKind, unit: String, windows: Vec<Window>, samples
     let baselines: Vec<f64> =
         runs.iter().flat_map(|&r| (0..plan.len()).filter(|&w| plan[w].is_baseline()).filter_map(move |w| throughput(r, w))).collect();
     let baseline = median(&baselines).unwrap_or(0.0);
-    // The windows `picked` chooses: their throughputs, and per run each
-    // one's slowdown in the plan's order (None where it or a baseline
-    // either side, w − 1 and w + 1, was not measured).
+    // The windows `picked` chooses; a stressed window's baselines are w − 1 and w + 1.
     let measure = |picked: &dyn Fn(&Window) -> bool| {
         let mut throughputs = Vec::new();
         let mut per_run: Vec<Vec<Option<f64>>> = Vec::new();
@@ -806,21 +813,24 @@ fn summarize(platform: PlatformKind, unit: String, windows: Vec<Window>, samples
             });
             per_run.push(slowdowns.collect());
         }
-        (median(&throughputs).unwrap_or(0.0), per_run)
+        Measured { ops_per_sec: median(&throughputs).unwrap_or(0.0), per_run }
     };
     let measured = |per_run: &[Vec<Option<f64>>]| per_run.iter().map(|r| r.iter().flatten().copied().collect()).collect::<Vec<Vec<f64>>>();
-    let levels: Vec<Level> = (1..=cfg.trashers)
-        .filter_map(|k| {
-            let (ops_per_sec, per_run) = measure(&|w| w.trashers == k);
-            Some(Level { trashers: k, ops_per_sec, slowdown: Slowdown::of_runs(&measured(&per_run))? })
-        })
+    let per_level: Vec<(u32, Measured)> = (1..=cfg.trashers).map(|k| (k, measure(&|w| w.trashers == k))).collect();
+    let levels: Vec<Level> = per_level
+        .iter()
+        .filter_map(|(k, m)| Some(Level { trashers: *k, ops_per_sec: m.ops_per_sec, slowdown: Slowdown::of_runs(&measured(&m.per_run))? }))
         .collect();
     let control = cfg.control.as_ref().and_then(|_| {
-        let (ops_per_sec, per_run) = measure(&|w| w.control);
+        let Measured { ops_per_sec, per_run } = measure(&|w| w.control);
         // Cycle by cycle, one trasher's window less the control's beside it.
-        let (_, trasher) = measure(&|w| w.trashers == 1);
-        let beyond: Vec<Vec<f64>> =
-            trasher.iter().zip(&per_run).map(|(t, c)| t.iter().zip(c).filter_map(|(t, c)| Some((*t)? - (*c)?)).collect()).collect();
+        let (_, one_trasher) = per_level.first()?;
+        let beyond: Vec<Vec<f64>> = one_trasher
+            .per_run
+            .iter()
+            .zip(&per_run)
+            .map(|(t, c)| t.iter().zip(c).filter_map(|(t, c)| Some((*t)? - (*c)?)).collect())
+            .collect();
         Some(ControlLevel { ops_per_sec, slowdown: Slowdown::of_runs(&measured(&per_run))?, beyond: Slowdown::of_runs(&beyond) })
     });
     Series { platform, unit, baseline, points, levels, control, windows }

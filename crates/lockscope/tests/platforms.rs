@@ -697,12 +697,8 @@ fn stress_on_a_private_file_system_removes_it_after() {
     let _guard = serial();
     let root = work_root();
     let work = root.path().join("work");
-    let child = Command::new(LOCKSCOPE)
-        .args(["stress", "--worker", "file-create --files 300", "--trashers", "1", "--cycles", "2", "--runs", "2"])
-        .args(["--window", "1s", "--warmup", "1s", "--sample", "250ms", "--work-dir"])
-        .arg(&work)
-        .arg("-o")
-        .arg(root.path().join("out"))
+    let args = ["--worker", "file-create --files 300", "--trashers", "1", "--cycles", "2", "--runs", "2"];
+    let child = stress(root.path(), &[args.as_slice(), &["--window", "1s", "--warmup", "1s", "--sample", "250ms"]].concat())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
